@@ -1,0 +1,156 @@
+//! The command line: `ringkv node | up | status`.
+//!
+//! Parsing is clap's; each subcommand's work lives in its own module. Node
+//! flags become config overrides, applied after the file and the
+//! environment, so a flag and the matching `RINGKV_*` variable and TOML key
+//! are one and the same setting with one parser and one error message.
+
+pub mod http;
+pub mod status;
+pub mod up;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+/// ringkv: a leaderless replicated key-value cluster that speaks RESP.
+#[derive(Debug, Parser)]
+#[command(name = "ringkv", version, about)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Run one node in the foreground.
+    Node(NodeArgs),
+    /// Start a local cluster of N node processes and stay in the foreground.
+    Up(UpArgs),
+    /// Show the routing table as one node sees it.
+    Status(StatusArgs),
+}
+
+/// Flags of `ringkv node`. Every setting can also come from `--config` or a
+/// `RINGKV_<KEY>` environment variable (see config/ringkv.toml).
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// TOML config file (every key documented in config/ringkv.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Unique node name; its ring token is SHA-1(NAME).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// RESP listener address (client traffic).
+    #[arg(long)]
+    pub client: Option<String>,
+    /// Node-to-node listener address.
+    #[arg(long)]
+    pub peer: Option<String>,
+    /// Peer address others should use (containers).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// HTTP listener (status, metrics, health).
+    #[arg(long)]
+    pub admin: Option<String>,
+    /// Peer addresses to heartbeat from the start, comma-separated (host names allowed).
+    #[arg(long)]
+    pub seeds: Option<String>,
+    /// Where the node keeps its data.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Shared secret every peer must prove (also RINGKV_CLUSTER_SECRET).
+    #[arg(long)]
+    pub cluster_secret: Option<String>,
+    /// Password clients must AUTH with, as in Redis.
+    #[arg(long)]
+    pub requirepass: Option<String>,
+    /// Accept the scenario runner's fault commands (off by default).
+    #[arg(long)]
+    pub fault_injection: bool,
+    /// Any other setting, as KEY=VALUE (repeatable), e.g. --set heartbeat_interval_ms=50.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+impl NodeArgs {
+    /// The config: defaults, then the file, then `RINGKV_*`, then flags.
+    pub fn config(&self) -> Result<Config> {
+        let base = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        let mut overrides = Config::env_overrides();
+        let flags = [
+            ("name", self.name.clone()),
+            ("client", self.client.clone()),
+            ("peer", self.peer.clone()),
+            ("advertise", self.advertise.clone()),
+            ("admin", self.admin.clone()),
+            ("seeds", self.seeds.clone()),
+            (
+                "data_dir",
+                self.data_dir.as_ref().map(|p| p.display().to_string()),
+            ),
+            ("cluster_secret", self.cluster_secret.clone()),
+            ("requirepass", self.requirepass.clone()),
+            (
+                "fault_injection",
+                self.fault_injection.then(|| "true".to_string()),
+            ),
+        ];
+        overrides.extend(
+            flags
+                .into_iter()
+                .filter_map(|(k, v)| v.map(|v| (k.to_string(), v))),
+        );
+        for pair in &self.set {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| Error::config("set", format!("`{pair}` is not KEY=VALUE")))?;
+            overrides.push((k.trim().to_string(), v.to_string()));
+        }
+        let cfg = base.with_overrides(overrides)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Flags of `ringkv up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// How many nodes (named n1..nN).
+    #[arg(long, default_value_t = 5, conflicts_with = "names")]
+    pub nodes: usize,
+    /// Node names, comma-separated, instead of n1..nN.
+    #[arg(long, value_delimiter = ',')]
+    pub names: Option<Vec<String>>,
+    /// Base port P: node i listens on P+i (client), P+100+i (peer), P+200+i (admin).
+    #[arg(long, default_value_t = 7000)]
+    pub base_port: u16,
+    /// Data root; node NAME keeps its data in DIR/NAME.
+    #[arg(long, default_value = "./ringkv-data")]
+    pub data_dir: PathBuf,
+    /// Flags passed to every node (after `--`).
+    #[arg(last = true)]
+    pub node_flags: Vec<String>,
+}
+
+/// Flags of `ringkv status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Admin address of the node to ask.
+    #[arg(long, default_value = "127.0.0.1:7201")]
+    pub admin: String,
+    /// Print the raw JSON of /status.
+    #[arg(long)]
+    pub json: bool,
+    /// Redraw every half second, marking rows whose state changed.
+    #[arg(long)]
+    pub watch: bool,
+}

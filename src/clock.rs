@@ -1,0 +1,190 @@
+//! Write timestamps: a hybrid logical clock (HLC).
+//!
+//! Last-writer-wins is only as good as the clock that orders the writers.
+//! Wall clocks jump backwards (NTP steps) and two writes can land in the same
+//! microsecond; a pure logical clock loses the link to real time that lets a
+//! person say "the later write wins". An HLC keeps both: its physical part
+//! follows the wall clock in microseconds, its logical part breaks ties, and
+//! the whole never goes backwards on a node and always moves past every
+//! timestamp the node has seen from others.
+//!
+//! A [`Timestamp`] packs both parts into one `u64` (52 bits of microseconds
+//! since the Unix epoch, enough until the year 2112, and 12 bits of logical
+//! counter), so it is cheap to store with every value and compares with one
+//! integer comparison.
+//!
+//! This is the one module that reads the wall clock; everything else takes
+//! time as an argument.
+//!
+//! Deliberately left out: clock-uncertainty intervals (Spanner/Cockroach
+//! style commit waits). Writes that happen within the skew between two nodes'
+//! clocks are ordered by the HLC, which may not match real time; LWW accepts
+//! that.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+const LOGICAL_BITS: u32 = 12;
+const LOGICAL_MASK: u64 = (1 << LOGICAL_BITS) - 1;
+
+/// A hybrid logical clock reading: physical microseconds and a logical counter.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// The timestamp for a physical time with a zero logical part.
+    pub fn from_micros(micros: u64) -> Self {
+        Timestamp(micros << LOGICAL_BITS)
+    }
+
+    /// The physical part: microseconds since the Unix epoch.
+    pub fn micros(self) -> u64 {
+        self.0 >> LOGICAL_BITS
+    }
+
+    /// The logical counter that orders events within one microsecond.
+    pub fn logical(self) -> u64 {
+        self.0 & LOGICAL_MASK
+    }
+}
+
+impl std::fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.micros(), self.logical())
+    }
+}
+
+/// Microseconds since the Unix epoch by the wall clock.
+pub fn wall_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+/// A node's hybrid logical clock. Shared by all tasks of a node.
+#[derive(Debug)]
+pub struct Hlc {
+    last: AtomicU64,
+    max_skew_micros: u64,
+}
+
+impl Hlc {
+    /// A clock that refuses remote timestamps more than `max_skew_micros`
+    /// ahead of the local wall clock.
+    pub fn new(max_skew_micros: u64) -> Self {
+        Hlc {
+            last: AtomicU64::new(0),
+            max_skew_micros,
+        }
+    }
+
+    /// A fresh timestamp for a local write: greater than every timestamp
+    /// this clock has issued or observed.
+    pub fn now(&self) -> Timestamp {
+        self.now_at(wall_micros())
+    }
+
+    /// [`Hlc::now`] with the wall clock passed in (for tests).
+    pub fn now_at(&self, wall_micros: u64) -> Timestamp {
+        let physical = Timestamp::from_micros(wall_micros).0;
+        let mut last = self.last.load(Ordering::Relaxed);
+        loop {
+            let next = physical.max(last + 1);
+            match self
+                .last
+                .compare_exchange_weak(last, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return Timestamp(next),
+                Err(seen) => last = seen,
+            }
+        }
+    }
+
+    /// Moves the clock past a timestamp received from another node, so the
+    /// next local write orders after it. Refuses (and ignores) a timestamp
+    /// too far ahead of the local wall clock.
+    pub fn observe(&self, ts: Timestamp) -> Result<()> {
+        self.observe_at(ts, wall_micros())
+    }
+
+    /// [`Hlc::observe`] with the wall clock passed in (for tests).
+    pub fn observe_at(&self, ts: Timestamp, wall_micros: u64) -> Result<()> {
+        let ahead = ts.micros().saturating_sub(wall_micros);
+        if ahead > self.max_skew_micros {
+            return Err(Error::ClockSkew {
+                got_micros: ts.micros(),
+                ahead_micros: ahead,
+                limit_micros: self.max_skew_micros,
+            });
+        }
+        self.last.fetch_max(ts.0, Ordering::AcqRel);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_goes_backwards_when_the_wall_clock_does() {
+        let clock = Hlc::new(1_000_000);
+        let a = clock.now_at(1_000);
+        let b = clock.now_at(500);
+        let c = clock.now_at(500);
+        assert!(a < b && b < c);
+        assert_eq!(b.micros(), 1_000);
+        assert_eq!(c.logical(), 2);
+    }
+
+    #[test]
+    fn follows_the_wall_clock_when_it_moves_ahead() {
+        let clock = Hlc::new(1_000_000);
+        clock.now_at(1_000);
+        let t = clock.now_at(2_000);
+        assert_eq!((t.micros(), t.logical()), (2_000, 0));
+    }
+
+    #[test]
+    fn moves_past_observed_timestamps() {
+        let clock = Hlc::new(1_000_000);
+        let remote = Timestamp::from_micros(5_000);
+        clock.observe_at(remote, 4_000).unwrap();
+        assert!(clock.now_at(4_000) > remote);
+    }
+
+    #[test]
+    fn refuses_timestamps_too_far_ahead() {
+        let clock = Hlc::new(1_000);
+        let err = clock
+            .observe_at(Timestamp::from_micros(10_000), 5_000)
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::ClockSkew {
+                ahead_micros: 5_000,
+                ..
+            }
+        ));
+        assert!(clock.now_at(5_000) < Timestamp::from_micros(10_000));
+    }
+
+    #[test]
+    fn logical_overflow_carries_into_the_physical_part() {
+        let clock = Hlc::new(1_000_000);
+        let mut last = clock.now_at(7);
+        for _ in 0..5_000 {
+            let t = clock.now_at(7);
+            assert!(t > last);
+            last = t;
+        }
+        assert_eq!(last.micros(), 8);
+    }
+}

@@ -1,0 +1,381 @@
+//! Typed node configuration with documented defaults.
+//!
+//! Settings come, in rising precedence, from the defaults below, a TOML file
+//! (`--config`), environment variables `RINGKV_<KEY>` (upper case, for
+//! containers), and command-line flags. Every key is documented here and in
+//! `config/ringkv.toml`. [`Config::validate`] refuses a bad combination with
+//! an [`Error::Config`] that names the key, and the binary turns that into one
+//! line on stderr and exit status 2.
+//!
+//! Environment overrides are applied generically: the config is turned into
+//! a TOML table, each key whose `RINGKV_` variable is set is replaced by the
+//! variable's value parsed as that key's type, and the table is read back.
+//! A new setting therefore needs no extra code to be settable from the
+//! environment.
+//!
+//! Deliberately left out: reloading settings at run time.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How `/metrics`-independent logs are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything a node needs to run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Unique node name; its ring token is SHA-1(name). Default: "n1".
+    pub name: String,
+    /// RESP listener address. Default "127.0.0.1:7001".
+    pub client: String,
+    /// Node-to-node listener address. Default "127.0.0.1:7101".
+    pub peer: String,
+    /// Peer address others should use; defaults to `peer`.
+    pub advertise: Option<String>,
+    /// HTTP admin listener address. Default "127.0.0.1:7201".
+    pub admin: String,
+    /// Peer addresses to heartbeat from the start. Default: none.
+    pub seeds: Vec<String>,
+    /// Where the node keeps its data. Default "./ringkv-data/n1".
+    pub data_dir: PathBuf,
+    /// Shared secret every peer must prove. Default: none (any host that
+    /// reaches the peer port can join; a warning is logged).
+    pub cluster_secret: Option<String>,
+    /// Password clients must AUTH with. Default: none.
+    pub requirepass: Option<String>,
+    /// Accept the scenario runner's fault commands. Default false.
+    pub fault_injection: bool,
+    /// Replicas per key (N). Default 3.
+    pub replication: usize,
+    /// Replies a read waits for (R). Default 2.
+    pub read_quorum: usize,
+    /// Acknowledgements a write waits for (W). Default 2.
+    pub write_quorum: usize,
+    /// Ring tokens per node. Default 1.
+    pub vnodes: usize,
+    /// Interval between heartbeats to every known node and seed. Default 200.
+    pub heartbeat_interval_ms: u64,
+    /// Silence after which a node is marked down. Default 1000.
+    pub failure_timeout_ms: u64,
+    /// Deadline of one client request. Default 2000.
+    pub request_timeout_ms: u64,
+    /// How long tombstones are kept before they are purged. Default 86400 (24 h).
+    pub tombstone_grace_secs: u64,
+    /// Refuse writes stamped further than this ahead of the local clock. Default 60000.
+    pub max_clock_skew_ms: u64,
+    /// Largest peer frame accepted or sent. Default 64 MiB.
+    pub max_frame_bytes: usize,
+    /// Messages queued per peer before new ones are dropped. Default 65536.
+    pub peer_queue_len: usize,
+    /// Largest key accepted. Default 64 KiB.
+    pub max_key_bytes: usize,
+    /// Largest value accepted. Default 16 MiB.
+    pub max_value_bytes: usize,
+    /// Commands a client connection may have in flight (pipelining). Default 256.
+    pub max_inflight_per_conn: usize,
+    /// Entries per hand-off batch. Default 512.
+    pub transfer_batch: usize,
+    /// Log format. Default text.
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: "n1".into(),
+            client: "127.0.0.1:7001".into(),
+            peer: "127.0.0.1:7101".into(),
+            advertise: None,
+            admin: "127.0.0.1:7201".into(),
+            seeds: Vec::new(),
+            data_dir: PathBuf::from("./ringkv-data/n1"),
+            cluster_secret: None,
+            requirepass: None,
+            fault_injection: false,
+            replication: 3,
+            read_quorum: 2,
+            write_quorum: 2,
+            vnodes: 1,
+            heartbeat_interval_ms: 200,
+            failure_timeout_ms: 1000,
+            request_timeout_ms: 2000,
+            tombstone_grace_secs: 86_400,
+            max_clock_skew_ms: 60_000,
+            max_frame_bytes: 64 * 1024 * 1024,
+            peer_queue_len: 65_536,
+            max_key_bytes: 64 * 1024,
+            max_value_bytes: 16 * 1024 * 1024,
+            max_inflight_per_conn: 256,
+            transfer_batch: 512,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults suited to tests: fast heartbeats and failure detection.
+    pub fn for_test(name: &str) -> Self {
+        Config {
+            name: name.into(),
+            heartbeat_interval_ms: 50,
+            failure_timeout_ms: 300,
+            ..Config::default()
+        }
+    }
+
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config("config", format!("{}: {e}", path.display())))?;
+        toml::from_str(&text)
+            .map_err(|e| Error::config("config", format!("{}: {}", path.display(), e.message())))
+    }
+
+    /// Applies `KEY=VALUE` overrides (from `RINGKV_KEY` variables or
+    /// `--set`), each parsed as the type of the key it replaces.
+    pub fn with_overrides<I, K, V>(self, overrides: I) -> Result<Config>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut table =
+            toml::Table::try_from(&self).map_err(|e| Error::config("config", e.to_string()))?;
+        for (key, raw) in overrides {
+            let key = key.as_ref().to_ascii_lowercase();
+            let raw = raw.as_ref();
+            let value = parse_override(&key, raw, table.get(&key))?;
+            table.insert(key, value);
+        }
+        let key_hint = table.keys().cloned().collect::<Vec<_>>().join(", ");
+        Config::deserialize(toml::Value::Table(table)).map_err(|e| {
+            Error::config(
+                "config",
+                format!("{} (known keys: {key_hint})", e.message()),
+            )
+        })
+    }
+
+    /// The `RINGKV_*` variables of the environment, as overrides.
+    pub fn env_overrides() -> Vec<(String, String)> {
+        std::env::vars()
+            .filter_map(|(k, v)| {
+                let key = k.strip_prefix("RINGKV_")?.to_ascii_lowercase();
+                Some((key, v))
+            })
+            .collect()
+    }
+
+    /// Checks values and combinations; the error names the key.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("replication", self.replication as u64),
+            ("read_quorum", self.read_quorum as u64),
+            ("write_quorum", self.write_quorum as u64),
+            ("vnodes", self.vnodes as u64),
+            ("heartbeat_interval_ms", self.heartbeat_interval_ms),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("peer_queue_len", self.peer_queue_len as u64),
+            ("max_inflight_per_conn", self.max_inflight_per_conn as u64),
+            ("transfer_batch", self.transfer_batch as u64),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return Err(Error::config(key, "must be at least 1"));
+            }
+        }
+        if self.name.is_empty() || self.name.chars().any(|c| c.is_whitespace() || c == ',') {
+            return Err(Error::config(
+                "name",
+                "must be non-empty, without spaces or commas",
+            ));
+        }
+        if self.read_quorum > self.replication {
+            return Err(Error::config(
+                "read_quorum",
+                format!(
+                    "{} exceeds replication {}",
+                    self.read_quorum, self.replication
+                ),
+            ));
+        }
+        if self.write_quorum > self.replication {
+            return Err(Error::config(
+                "write_quorum",
+                format!(
+                    "{} exceeds replication {}",
+                    self.write_quorum, self.replication
+                ),
+            ));
+        }
+        if self.failure_timeout_ms < 2 * self.heartbeat_interval_ms {
+            return Err(Error::config(
+                "failure_timeout_ms",
+                format!(
+                    "{} is under two heartbeat intervals ({} ms)",
+                    self.failure_timeout_ms,
+                    2 * self.heartbeat_interval_ms
+                ),
+            ));
+        }
+        if self.max_frame_bytes < 1024 {
+            return Err(Error::config("max_frame_bytes", "must be at least 1024"));
+        }
+        if self.max_key_bytes + self.max_value_bytes + 1024 > self.max_frame_bytes {
+            return Err(Error::config(
+                "max_value_bytes",
+                "key and value limits must fit in max_frame_bytes",
+            ));
+        }
+        for (key, addr) in [
+            ("client", &self.client),
+            ("peer", &self.peer),
+            ("admin", &self.admin),
+        ] {
+            if !addr.contains(':') {
+                return Err(Error::config(key, format!("`{addr}` is not HOST:PORT")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The peer address others should use.
+    pub fn advertise_addr(&self) -> &str {
+        self.advertise.as_deref().unwrap_or(&self.peer)
+    }
+
+    /// `heartbeat_interval_ms` as a Duration.
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_ms)
+    }
+
+    /// `failure_timeout_ms` as a Duration.
+    pub fn failure_timeout(&self) -> Duration {
+        Duration::from_millis(self.failure_timeout_ms)
+    }
+
+    /// `request_timeout_ms` as a Duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+fn parse_override(key: &str, raw: &str, current: Option<&toml::Value>) -> Result<toml::Value> {
+    use toml::Value;
+    let bad = |what: &str| Error::config(key, format!("`{raw}` is not {what}"));
+    Ok(match current {
+        Some(Value::Integer(_)) => {
+            Value::Integer(raw.trim().parse().map_err(|_| bad("an integer"))?)
+        }
+        Some(Value::Boolean(_)) => Value::Boolean(match raw.trim() {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" => false,
+            _ => return Err(bad("a boolean")),
+        }),
+        Some(Value::Array(_)) => Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_string()))
+                .collect(),
+        ),
+        // Strings, optional strings (absent from the table) and paths.
+        _ => Value::String(raw.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_documented_values_hold() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert!(c.heartbeat_interval_ms <= 250 && c.failure_timeout_ms <= 1500);
+        assert_eq!(
+            (c.replication, c.read_quorum, c.write_quorum, c.vnodes),
+            (3, 2, 2, 1)
+        );
+        Config::for_test("t").validate().unwrap();
+    }
+
+    #[test]
+    fn overrides_parse_by_type() {
+        let c = Config::default()
+            .with_overrides([
+                ("HEARTBEAT_INTERVAL_MS", "100"),
+                ("seeds", "a:1, b:2"),
+                ("fault_injection", "true"),
+                ("cluster_secret", "s3cret"),
+                ("data_dir", "/tmp/x"),
+            ])
+            .unwrap();
+        assert_eq!(c.heartbeat_interval_ms, 100);
+        assert_eq!(c.seeds, vec!["a:1".to_string(), "b:2".to_string()]);
+        assert!(c.fault_injection);
+        assert_eq!(c.cluster_secret.as_deref(), Some("s3cret"));
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = Config::default()
+            .with_overrides([("vnodes", "many")])
+            .unwrap_err();
+        assert_eq!(err.to_string(), "config: vnodes: `many` is not an integer");
+        let err = Config::default()
+            .with_overrides([("bogus", "1")])
+            .unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+        let c = Config {
+            write_quorum: 4,
+            ..Config::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("config: write_quorum:"));
+        let c = Config {
+            failure_timeout_ms: 100,
+            ..Config::default()
+        };
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("failure_timeout_ms"));
+    }
+
+    #[test]
+    fn toml_files_are_read_over_defaults() {
+        let dir = std::env::temp_dir().join(format!("ringkv-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "name = \"x\"\nread_quorum = 1\n").unwrap();
+        let c = Config::from_file(&path).unwrap();
+        assert_eq!(
+            (c.name.as_str(), c.read_quorum, c.write_quorum),
+            ("x", 1, 2)
+        );
+        std::fs::write(&path, "nmae = \"x\"\n").unwrap();
+        assert!(Config::from_file(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("nmae"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,281 @@
+//! The coordinator: quorum reads and writes from any node.
+//!
+//! Any node accepts any request and coordinates it. A write stamps the
+//! value with the node's hybrid logical clock, sends it to the key's whole
+//! preference list at once, and succeeds after W acknowledgements. A read
+//! asks the whole preference list and answers the newest version among the
+//! first R replies; if those replies disagree, the stale replicas are sent
+//! the newest version (read repair) without delaying the answer.
+//!
+//! The preference list is recomputed whenever the routing view changes while
+//! a request waits: a replica that was marked down is replaced by the node
+//! that now completes the list, and the request goes on. Quorums count over
+//! the nodes there are (min(W, |list|)), so a cluster shrunk to one node
+//! still reads and writes, as the seed design promises. A dead or slow
+//! replica never delays a request that already has enough answers, and a
+//! request that cannot gather its quorum by its deadline fails with
+//! [`Error::Unavailable`], which says how many answered and how many were
+//! needed.
+//!
+//! Deliberately left out: sloppy-quorum hints. A stand-in replica simply
+//! stores the write; when the ring changes back, hand-off moves it.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::message::{PeerMsg, PutResult};
+use crate::node::shared::Shared;
+use crate::ring::{NodeName, Token};
+use crate::store::{Entry, Version};
+
+/// Read and write quorums for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quorum {
+    /// Replies a read waits for.
+    pub r: usize,
+    /// Acknowledgements a write waits for.
+    pub w: usize,
+}
+
+/// What a successful write learned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Some acknowledging replica held a live value before the write.
+    pub was_live: bool,
+}
+
+impl Shared {
+    /// The node's default quorums.
+    pub fn default_quorum(&self) -> Quorum {
+        Quorum {
+            r: self.cfg.read_quorum,
+            w: self.cfg.write_quorum,
+        }
+    }
+
+    /// Writes `value` (or a tombstone, for `None`) under `key` with quorum `q.w`.
+    pub async fn write(&self, key: Bytes, value: Option<Bytes>, q: Quorum) -> Result<WriteOutcome> {
+        let entry = Entry {
+            version: Version {
+                ts: self.clock.now(),
+                node: self.id,
+            },
+            value,
+        };
+        let result = self.replicate(key, entry, q.w).await;
+        let counter = if result.is_ok() {
+            &self.metrics.writes_ok
+        } else {
+            &self.metrics.writes_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    async fn replicate(&self, key: Bytes, entry: Entry, w: usize) -> Result<WriteOutcome> {
+        let pos = Token::of(&key);
+        let deadline = Instant::now() + self.cfg.request_timeout();
+        let (guard, mut replies) = self.pending.register();
+        let mut view_rx = self.view_tx.subscribe();
+        let mut asked: Vec<NodeName> = Vec::with_capacity(4);
+        let mut acked: Vec<NodeName> = Vec::with_capacity(4);
+        let mut outcome = WriteOutcome { was_live: false };
+        let mut refusal: Option<String> = None;
+        loop {
+            let view = self.view.load();
+            let pref = view.ring.preference_list(&pos, self.cfg.replication);
+            let needed = w.min(pref.len()).max(1);
+            for node in &pref {
+                if asked.contains(node) {
+                    continue;
+                }
+                asked.push(node.clone());
+                if *node == self.me {
+                    outcome.was_live |= self.store.apply(&key, entry.clone()).was_live;
+                    acked.push(node.clone());
+                } else {
+                    let msg = PeerMsg::Put {
+                        id: guard.id,
+                        key: key.clone(),
+                        entry: entry.clone(),
+                    };
+                    self.send_to(&view, node, msg);
+                }
+            }
+            if acked.len() >= needed {
+                return Ok(outcome);
+            }
+            tokio::select! {
+                reply = replies.recv() => match reply {
+                    Some((from, PeerMsg::PutAck { result: PutResult::Ok { was_live }, .. })) => {
+                        outcome.was_live |= was_live;
+                        if !acked.contains(&from) {
+                            acked.push(from);
+                        }
+                    }
+                    Some((from, PeerMsg::PutAck { result: PutResult::Refused(why), .. })) => {
+                        tracing::warn!(replica = %from, reason = %why, "replica refused a write");
+                        refusal = Some(format!("{from} refused: {why}"));
+                    }
+                    Some(_) => {}
+                    None => return Err(Error::Shutdown),
+                },
+                changed = view_rx.changed() => if changed.is_err() { return Err(Error::Shutdown) },
+                _ = tokio::time::sleep_until(deadline) => {
+                    if let Some(why) = refusal {
+                        return Err(Error::invalid(why));
+                    }
+                    return Err(Error::Unavailable { op: "write", needed, got: acked.len() });
+                }
+            }
+        }
+    }
+
+    /// Reads `key` with quorum `q.r`: the newest version among the first
+    /// replies (tombstones included; the caller treats them as absent).
+    pub async fn read(&self, key: Bytes, q: Quorum) -> Result<Option<Entry>> {
+        let result = self.gather(key, q.r).await;
+        let counter = if result.is_ok() {
+            &self.metrics.reads_ok
+        } else {
+            &self.metrics.reads_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    async fn gather(&self, key: Bytes, r: usize) -> Result<Option<Entry>> {
+        let pos = Token::of(&key);
+        let deadline = Instant::now() + self.cfg.request_timeout();
+        let (guard, mut replies) = self.pending.register();
+        let mut view_rx = self.view_tx.subscribe();
+        let mut asked: Vec<NodeName> = Vec::with_capacity(4);
+        let mut answers: Vec<(NodeName, Option<Entry>)> = Vec::with_capacity(4);
+        loop {
+            let view = self.view.load();
+            let pref = view.ring.preference_list(&pos, self.cfg.replication);
+            let needed = r.min(pref.len()).max(1);
+            for node in &pref {
+                if asked.contains(node) {
+                    continue;
+                }
+                asked.push(node.clone());
+                if *node == self.me {
+                    answers.push((node.clone(), self.store.get(&key)));
+                } else {
+                    self.send_to(
+                        &view,
+                        node,
+                        PeerMsg::Get {
+                            id: guard.id,
+                            key: key.clone(),
+                        },
+                    );
+                }
+            }
+            if answers.len() >= needed {
+                return Ok(self.resolve(&key, answers));
+            }
+            tokio::select! {
+                reply = replies.recv() => match reply {
+                    Some((from, PeerMsg::GetReply { entry, .. })) => {
+                        if !answers.iter().any(|(n, _)| *n == from) {
+                            answers.push((from, entry));
+                        }
+                    }
+                    Some(_) => {}
+                    None => return Err(Error::Shutdown),
+                },
+                changed = view_rx.changed() => if changed.is_err() { return Err(Error::Shutdown) },
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Err(Error::Unavailable { op: "read", needed, got: answers.len() });
+                }
+            }
+        }
+    }
+
+    /// The newest of the answers; replicas that answered something older
+    /// are sent the newest version (fire-and-forget read repair).
+    fn resolve(&self, key: &Bytes, answers: Vec<(NodeName, Option<Entry>)>) -> Option<Entry> {
+        let newest = answers
+            .iter()
+            .fold(None, |acc, (_, e)| Entry::newest(acc, e.clone()))?;
+        let view = self.view.load();
+        for (node, entry) in &answers {
+            if entry.as_ref() == Some(&newest) {
+                continue;
+            }
+            self.metrics.read_repairs.fetch_add(1, Ordering::Relaxed);
+            if *node == self.me {
+                self.store.apply(key, newest.clone());
+            } else {
+                let msg = PeerMsg::Put {
+                    id: 0,
+                    key: key.clone(),
+                    entry: newest.clone(),
+                };
+                self.send_to(&view, node, msg);
+            }
+        }
+        Some(newest)
+    }
+
+    /// Live keys matching a glob `pattern`, gathered from every node up.
+    /// Succeeds when all but N-1 nodes answered (so every key still has a
+    /// replica among the answers).
+    pub async fn keys(&self, pattern: Bytes) -> Result<Vec<Bytes>> {
+        let deadline = Instant::now() + self.cfg.request_timeout();
+        let (guard, mut replies) = self.pending.register();
+        let view = self.view.load_full();
+        let nodes = view.ring.nodes();
+        let needed = nodes.len().saturating_sub(self.cfg.replication - 1).max(1);
+        let mut keys: Vec<Bytes> = self
+            .store
+            .live_keys(|k| crate::resp::glob::matches(&pattern, k));
+        let mut got = 1;
+        for node in nodes.iter().filter(|n| **n != self.me) {
+            self.send_to(
+                &view,
+                node,
+                PeerMsg::Keys {
+                    id: guard.id,
+                    pattern: pattern.clone(),
+                },
+            );
+        }
+        let grace = Duration::from_millis(50);
+        while got < nodes.len() {
+            // Once enough answered, wait only briefly for the stragglers.
+            let until = if got >= needed {
+                Instant::now() + grace
+            } else {
+                deadline
+            };
+            tokio::select! {
+                reply = replies.recv() => match reply {
+                    Some((_, PeerMsg::KeysReply { keys: more, .. })) => {
+                        keys.extend(more);
+                        got += 1;
+                    }
+                    Some(_) => {}
+                    None => return Err(Error::Shutdown),
+                },
+                _ = tokio::time::sleep_until(until.min(deadline)) => break,
+            }
+        }
+        if got < needed {
+            return Err(Error::Unavailable {
+                op: "keys",
+                needed,
+                got,
+            });
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+}

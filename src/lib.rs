@@ -1,0 +1,47 @@
+//! ringkv: a Dynamo-style leaderless key-value cluster that speaks RESP.
+//!
+//! A map of the crate, from the bottom up:
+//!
+//! | module | what it is for |
+//! |---|---|
+//! | [`error`] | the one error enum |
+//! | [`config`] | typed settings, defaults, env overrides, validation |
+//! | [`clock`] | hybrid logical clock for write timestamps |
+//! | [`store`] | versioned entries, last-writer-wins merge, tombstones |
+//! | [`ring`] | SHA-1 tokens, owners, preference lists (pure) |
+//! | [`membership`] | routing table, heartbeats, failure sweep (sans-IO) |
+//! | [`message`] | peer messages and the protocol version |
+//! | [`encoding`] | the one place bytes become messages (bincode) |
+//! | [`transport`] | the peer network seam: TCP links, fault injection |
+//! | [`coordinator`] | quorum reads and writes, read repair |
+//! | [`sync`] | hand-off of keys after ring changes |
+//! | [`log`] | the commit log: group commit, recovery, compaction |
+//! | [`scenario`] | scenario scripts: parser and runner |
+//! | [`resp`] | the RESP2 client protocol and commands |
+//! | [`admin`] | HTTP health, status, metrics, fault commands |
+//! | [`metrics`] | counters |
+//! | [`node`] | wiring it all together; start and shutdown |
+//! | [`cli`] | `ringkv node`, `up`, `status` |
+//!
+//! `ARCHITECTURE.md` follows a SET and a GET through these modules.
+
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod coordinator;
+pub mod encoding;
+pub mod error;
+pub mod log;
+pub mod membership;
+pub mod message;
+pub mod metrics;
+pub mod node;
+pub mod resp;
+pub mod ring;
+pub mod scenario;
+pub mod store;
+pub mod sync;
+pub mod transport;

@@ -1,0 +1,260 @@
+//! The commit log: every write a node accepts is appended here before it is
+//! acknowledged, so a crashed node can rebuild its store from its data dir.
+//!
+//! **Why our own log.** The job is narrow (append checksummed records,
+//! replay them, rewrite them to the live set) and the durability rules are
+//! the point of the issue, so the whole thing is kept small enough to read
+//! and test to the byte: `record.rs` is the format, `writer.rs` the group
+//! commit, `recover.rs` the replay and repair, `compact.rs` the snapshot,
+//! `files.rs` the names, `stats.rs` the counters.
+//!
+//! **The scheme.** A data dir holds numbered segments `log-000001.seg`,
+//! `log-000002.seg`, ... and at most one snapshot `snap-N.snap` standing for
+//! every segment numbered below N. Each file starts with a header (magic,
+//! format version, kind, sequence number) followed by frames of
+//! `len | crc32 | payload`. Writes go only to the highest segment, the
+//! active one; a segment is sealed when it passes `segment_bytes`, when the
+//! log is reopened (recovery always starts a fresh segment) and when a
+//! compaction begins, and sealed files are never written again. That is
+//! what lets compaction work on sealed segments while appends continue.
+//!
+//! **Durability.** [`CommitLog::append`] resolves once the record's bytes
+//! were handed to the OS by a `write` that returned, so a process crash
+//! (kill -9) loses nothing acknowledged in any mode. [`FsyncPolicy`] adds
+//! what survives a machine crash: `Always` fsyncs before answering (shared
+//! by the whole batch), `Interval(d)` bounds the loss to about `d`,
+//! `Never` leaves it to the OS.
+//!
+//! **Replay.** [`CommitLog::open`] replays the snapshot and then the
+//! segments, oldest first, into a callback, cuts a torn tail, skips and
+//! reports corruption, and never panics. The callback must merge records
+//! last-writer-wins on `(ts, node)`: a record may be replayed twice (once
+//! from the snapshot, once from a newer segment) or out of order after
+//! a compaction, which is harmless only under that merge.
+//!
+//! Deliberately left out: reading the log while the node runs (it is
+//! write-only until the next start), replication or shipping of segments,
+//! encryption, compression, and a directory lock against two processes.
+
+mod compact;
+mod files;
+mod record;
+mod recover;
+mod stats;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+pub use compact::{Compacted, SnapshotWriter};
+pub use record::{Record, MAX_PAYLOAD};
+pub use recover::{Damage, Recovered};
+pub use stats::LogStats;
+
+use crate::error::{Error, Result};
+use stats::Counters;
+use writer::{Cmd, Writer, WriterConfig};
+
+/// When the log fsyncs what it wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Before acknowledging: an acknowledged write survives a machine crash.
+    Always,
+    /// At most this long after a write: a machine crash loses at most about
+    /// this much; a process crash loses nothing.
+    Interval(Duration),
+    /// Never by policy (only at rotation, compaction and shutdown): a
+    /// process crash loses nothing, a machine crash what the OS had not
+    /// written out.
+    Never,
+}
+
+impl Default for FsyncPolicy {
+    /// `Interval(1000 ms)`.
+    fn default() -> Self {
+        FsyncPolicy::Interval(Duration::from_millis(1000))
+    }
+}
+
+/// Settings of a [`CommitLog`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogOptions {
+    /// When to fsync.
+    pub fsync: FsyncPolicy,
+    /// Seal the active segment once it holds this many bytes.
+    pub segment_bytes: u64,
+    /// Appends that may wait in the queue before `append` itself waits.
+    pub queue_capacity: usize,
+    /// Most bytes written by one write system call.
+    pub max_batch_bytes: usize,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            fsync: FsyncPolicy::default(),
+            segment_bytes: 64 << 20,
+            queue_capacity: 8192,
+            max_batch_bytes: 4 << 20,
+        }
+    }
+}
+
+impl LogOptions {
+    /// Small segments and `Never`, for fast tests.
+    pub fn for_test() -> Self {
+        LogOptions {
+            fsync: FsyncPolicy::Never,
+            segment_bytes: 64 << 10,
+            queue_capacity: 1024,
+            max_batch_bytes: 256 << 10,
+        }
+    }
+
+    /// Refuse settings the log cannot work with.
+    pub fn validate(&self) -> Result<()> {
+        if let FsyncPolicy::Interval(d) = self.fsync {
+            if d.is_zero() {
+                return Err(Error::config(
+                    "log.fsync_interval_ms",
+                    "must be above 0 (use `always`)",
+                ));
+            }
+        }
+        if self.segment_bytes < 4096 {
+            return Err(Error::config("log.segment_bytes", "must be at least 4096"));
+        }
+        if self.queue_capacity == 0 {
+            return Err(Error::config("log.queue_capacity", "must be at least 1"));
+        }
+        if self.max_batch_bytes < 4096 {
+            return Err(Error::config(
+                "log.max_batch_bytes",
+                "must be at least 4096",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A handle to a node's commit log; clone it freely, every clone appends
+/// to the same log.
+#[derive(Clone)]
+pub struct CommitLog {
+    tx: mpsc::Sender<Cmd>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    counters: Arc<Counters>,
+    compaction: Mutex<()>,
+}
+
+impl CommitLog {
+    /// Open the log in `dir` (created if missing): replay it into
+    /// `on_record`, repair its tail, start a fresh segment and the writer
+    /// task. Must be called inside a Tokio runtime. Recovery runs on the
+    /// calling thread with blocking file I/O; call it at startup, or from
+    /// `spawn_blocking` / `block_in_place` if the runtime is already busy.
+    pub fn open<F: FnMut(Record)>(
+        dir: impl AsRef<Path>,
+        options: LogOptions,
+        mut on_record: F,
+    ) -> Result<(CommitLog, Recovered)> {
+        options.validate()?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| Error::invalid(format!("CommitLog::open needs a Tokio runtime: {e}")))?;
+        let dir = dir.as_ref().to_path_buf();
+        let out = recover::recover(&dir, &mut on_record)?;
+        let file = files::create_segment(&dir, out.next_seq)?;
+        let counters = Arc::new(Counters::default());
+        counters
+            .total_bytes
+            .store(out.total_bytes + files::EMPTY_SEGMENT_LEN, Relaxed);
+        counters.segments.store(out.segments + 1, Relaxed);
+        counters.snapshot_bytes.store(out.snapshot_bytes, Relaxed);
+        counters.since_records.store(out.segment_records, Relaxed);
+        counters
+            .since_bytes
+            .store(out.total_bytes - out.snapshot_bytes, Relaxed);
+        counters.active_segment.store(out.next_seq, Relaxed);
+        let cfg = WriterConfig {
+            dir: dir.clone(),
+            policy: options.fsync,
+            segment_bytes: options.segment_bytes,
+            max_batch_bytes: options.max_batch_bytes,
+        };
+        let (tx, rx) = mpsc::channel(options.queue_capacity);
+        runtime.spawn(Writer::new(cfg, file, out.next_seq, counters.clone()).run(rx));
+        let r = &out.report;
+        tracing::info!(
+            dir = %dir.display(), records = r.records, files = r.files, bytes = r.bytes_read,
+            corruptions = r.corruptions.len(), torn_tail = r.torn_tail.is_some(),
+            elapsed_ms = r.elapsed.as_millis() as u64, "commit log recovered"
+        );
+        let shared = Arc::new(Shared {
+            dir,
+            counters,
+            compaction: Mutex::new(()),
+        });
+        Ok((CommitLog { tx, shared }, out.report))
+    }
+
+    /// Append one record. Resolves once its bytes reached the OS (and the
+    /// disk, under [`FsyncPolicy::Always`]); many concurrent appends share
+    /// one write and one fsync. Waits while the queue is full.
+    ///
+    /// Errors: `InvalidInput` for a record over [`MAX_PAYLOAD`] (nothing
+    /// written), `Shutdown` after [`shutdown`](Self::shutdown), `Io` if the
+    /// log failed (the record may or may not be on disk).
+    pub async fn append(&self, rec: Record) -> Result<()> {
+        record::check_encodable(&rec).map_err(Error::InvalidInput)?;
+        let frame = record::encode(&rec);
+        let (done, wait) = oneshot::channel();
+        self.send(Cmd::Append { frame, done }).await?;
+        wait.await.map_err(|_| Error::Shutdown)?
+    }
+
+    /// fsync whatever was written, whatever the policy.
+    pub async fn sync(&self) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.send(Cmd::Sync { done }).await?;
+        wait.await.map_err(|_| Error::Shutdown)?
+    }
+
+    /// Write and fsync everything queued before this call, then stop the
+    /// writer; later appends fail with `Error::Shutdown`. Calling it again
+    /// is harmless.
+    pub async fn shutdown(&self) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Cmd::Shutdown { done }).await.is_err() {
+            return Ok(());
+        }
+        match wait.await {
+            Ok(r) => r,
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// The counters, for metrics and for deciding when to compact.
+    pub fn stats(&self) -> LogStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    async fn send(&self, cmd: Cmd) -> Result<()> {
+        self.tx.send(cmd).await.map_err(|_| Error::Shutdown)
+    }
+}

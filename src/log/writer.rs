@@ -1,0 +1,348 @@
+//! The writer task: group commit onto the active segment.
+//!
+//! Appenders encode their record themselves (in parallel, on their own
+//! tasks) and queue the frame on a bounded channel; a full queue makes
+//! `append` wait, which is the back-pressure. One task owns the active
+//! segment. It takes the first queued command, then drains whatever else
+//! is already queued (up to `max_batch_bytes`) into one buffer, hands the
+//! buffer to a blocking thread for ONE `write` (and, by policy, one
+//! `fdatasync`), and only then answers every waiter of the batch. While a
+//! batch is being written the next one piles up in the queue, so the
+//! batch size adapts to the load by itself and an fsync is shared by all
+//! the writes that arrived together.
+//!
+//! Sync policy: `Always` syncs every batch before answering; `Interval(d)`
+//! syncs a batch when `d` has passed since the last sync, and a timer
+//! syncs dirty data when the log goes quiet; `Never` leaves it to the OS.
+//! Rotating to a new segment, sealing for compaction and shutdown sync in
+//! every mode.
+//!
+//! Control commands (seal, sync, shutdown) travel on the same queue, so
+//! they are ordered with the appends: everything queued before a seal is
+//! in the sealed segments.
+//!
+//! After any I/O error the writer stops trusting the file (a failed fsync
+//! cannot be retried safely, and a failed write may have left a partial
+//! frame) and fails every later command with `Error::Io`; reopening the log
+//! truncates whatever partial frame was left. Deliberately left out:
+//! retrying, preallocating segment space, and O_DIRECT.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::files::{create_segment, EMPTY_SEGMENT_LEN};
+use super::stats::Counters;
+use super::FsyncPolicy;
+use crate::error::{Error, Result};
+
+/// What the handles ask of the writer.
+pub(super) enum Cmd {
+    /// Write one encoded frame; answer once it reached the OS (and disk,
+    /// under `Always`).
+    Append {
+        frame: Bytes,
+        done: oneshot::Sender<Result<()>>,
+    },
+    /// Start a new segment; answer with what was sealed.
+    Seal {
+        done: oneshot::Sender<Result<Sealed>>,
+    },
+    /// fsync the active segment now.
+    Sync { done: oneshot::Sender<Result<()>> },
+    /// Sync and stop; later commands fail with `Error::Shutdown`.
+    Shutdown { done: oneshot::Sender<Result<()>> },
+}
+
+/// The answer to a seal.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sealed {
+    /// The new active segment; every earlier segment is sealed.
+    pub seq: u64,
+    /// Records in segments since the last compaction, as of the seal.
+    pub since_records: u64,
+    /// Their bytes.
+    pub since_bytes: u64,
+}
+
+/// An I/O failure in a form that can be handed to many waiters.
+#[derive(Debug, Clone)]
+struct Failure(io::ErrorKind, String);
+
+impl Failure {
+    fn to_error(&self) -> Error {
+        Error::Io(io::Error::new(self.0, self.1.clone()))
+    }
+}
+
+/// Settings the writer needs.
+pub(super) struct WriterConfig {
+    pub dir: PathBuf,
+    pub policy: FsyncPolicy,
+    pub segment_bytes: u64,
+    pub max_batch_bytes: usize,
+}
+
+/// The task state.
+pub(super) struct Writer {
+    cfg: WriterConfig,
+    /// The active segment; `None` only after a failure.
+    file: Option<File>,
+    seq: u64,
+    seg_len: u64,
+    dirty: bool,
+    last_sync: Instant,
+    failed: Option<Failure>,
+    counters: Arc<Counters>,
+}
+
+/// Answer a waiter; one that stopped waiting (its future was dropped) is
+/// no error of ours, so it is only traced.
+fn reply<T>(done: oneshot::Sender<T>, value: T) {
+    if done.send(value).is_err() {
+        tracing::trace!("log waiter went away before its answer");
+    }
+}
+
+impl Writer {
+    /// A writer appending to `file`, the freshly created segment `seq`.
+    pub fn new(cfg: WriterConfig, file: File, seq: u64, counters: Arc<Counters>) -> Self {
+        Writer {
+            cfg,
+            file: Some(file),
+            seq,
+            seg_len: EMPTY_SEGMENT_LEN,
+            dirty: false,
+            last_sync: Instant::now(),
+            failed: None,
+            counters,
+        }
+    }
+
+    /// Serve commands until shutdown or until every handle is dropped.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
+        loop {
+            let deadline = self.sync_deadline();
+            let cmd = tokio::select! {
+                cmd = rx.recv() => cmd,
+                () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    if let Err(e) = self.sync().await {
+                        tracing::error!(error = %e, "interval fsync of the commit log failed");
+                    }
+                    continue;
+                }
+            };
+            let Some(mut cmd) = cmd else {
+                if let Err(e) = self.sync().await {
+                    tracing::error!(error = %e, "final fsync of the commit log failed");
+                }
+                return;
+            };
+            loop {
+                let next = match cmd {
+                    Cmd::Append { frame, done } => self.batch(frame, done, &mut rx).await,
+                    Cmd::Seal { done } => {
+                        reply(done, self.seal().await);
+                        None
+                    }
+                    Cmd::Sync { done } => {
+                        reply(done, self.sync().await);
+                        None
+                    }
+                    Cmd::Shutdown { done } => {
+                        reply(done, self.sync().await);
+                        refuse_rest(&mut rx);
+                        return;
+                    }
+                };
+                match next {
+                    Some(c) => cmd = c,
+                    None => break,
+                }
+            }
+        }
+    }
+
+    /// When the interval timer should sync dirty data, if it should.
+    fn sync_deadline(&self) -> Option<Instant> {
+        match self.cfg.policy {
+            FsyncPolicy::Interval(d) if self.dirty && self.failed.is_none() => {
+                Some(self.last_sync + d)
+            }
+            _ => None,
+        }
+    }
+
+    /// Collect queued appends behind the first, write them, answer them.
+    /// Returns a control command met while draining, to run next.
+    async fn batch(
+        &mut self,
+        frame: Bytes,
+        done: oneshot::Sender<Result<()>>,
+        rx: &mut mpsc::Receiver<Cmd>,
+    ) -> Option<Cmd> {
+        let mut buf = BytesMut::with_capacity(frame.len().max(64 << 10));
+        buf.extend_from_slice(&frame);
+        let mut waiters = vec![done];
+        let mut leftover = None;
+        while buf.len() < self.cfg.max_batch_bytes {
+            match rx.try_recv() {
+                Ok(Cmd::Append { frame, done }) => {
+                    buf.extend_from_slice(&frame);
+                    waiters.push(done);
+                }
+                Ok(other) => {
+                    leftover = Some(other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let result = self.write(buf.freeze(), waiters.len() as u64).await;
+        for w in waiters {
+            reply(w, result.clone().map_err(|f| f.to_error()));
+        }
+        if result.is_ok() && self.seg_len >= self.cfg.segment_bytes {
+            if let Err(e) = self.rotate().await {
+                tracing::error!(error = %e, "could not start a new commit log segment");
+            }
+        }
+        leftover
+    }
+
+    /// One write (and maybe one fsync) of a whole batch.
+    async fn write(&mut self, buf: Bytes, records: u64) -> Result<(), Failure> {
+        let sync = match self.cfg.policy {
+            FsyncPolicy::Always => true,
+            FsyncPolicy::Interval(d) => self.last_sync.elapsed() >= d,
+            FsyncPolicy::Never => false,
+        };
+        let len = buf.len() as u64;
+        self.with_file(move |f| {
+            f.write_all(&buf)?;
+            if sync {
+                f.sync_data()?;
+            }
+            Ok(())
+        })
+        .await?;
+        self.seg_len += len;
+        self.counters.wrote(records, len);
+        if sync {
+            self.synced();
+        } else {
+            self.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// fsync the active segment if it has unsynced data.
+    async fn sync(&mut self) -> Result<()> {
+        if let Some(f) = &self.failed {
+            return Err(f.to_error());
+        }
+        if self.dirty {
+            self.with_file(|f| f.sync_data())
+                .await
+                .map_err(|f| f.to_error())?;
+            self.synced();
+        }
+        Ok(())
+    }
+
+    fn synced(&mut self) {
+        self.dirty = false;
+        self.last_sync = Instant::now();
+        self.counters.fsyncs.fetch_add(1, Relaxed);
+    }
+
+    /// Sync the active segment and start the next one.
+    async fn rotate(&mut self) -> Result<()> {
+        self.sync().await?;
+        let dir = self.cfg.dir.clone();
+        let next = self.seq + 1;
+        let file = match tokio::task::spawn_blocking(move || create_segment(&dir, next)).await {
+            Ok(r) => r?,
+            Err(e) => {
+                return Err(Error::Io(io::Error::other(format!(
+                    "segment creation task failed: {e}"
+                ))))
+            }
+        };
+        self.file = Some(file);
+        self.seq = next;
+        self.seg_len = EMPTY_SEGMENT_LEN;
+        self.counters.segments.fetch_add(1, Relaxed);
+        self.counters
+            .total_bytes
+            .fetch_add(EMPTY_SEGMENT_LEN, Relaxed);
+        self.counters.active_segment.store(next, Relaxed);
+        Ok(())
+    }
+
+    /// Seal the active segment for compaction.
+    async fn seal(&mut self) -> Result<Sealed> {
+        let since_records = self.counters.since_records.load(Relaxed);
+        let since_bytes = self.counters.since_bytes.load(Relaxed);
+        self.rotate().await?;
+        Ok(Sealed {
+            seq: self.seq,
+            since_records,
+            since_bytes,
+        })
+    }
+
+    /// Run `op` on the active segment on a blocking thread. Any failure
+    /// poisons the writer (see the module doc).
+    async fn with_file<Op>(&mut self, op: Op) -> Result<(), Failure>
+    where
+        Op: FnOnce(&mut File) -> io::Result<()> + Send + 'static,
+    {
+        if let Some(f) = &self.failed {
+            return Err(f.clone());
+        }
+        let Some(mut file) = self.file.take() else {
+            return Err(self.fail(io::ErrorKind::Other, "no active segment".into()));
+        };
+        let joined = tokio::task::spawn_blocking(move || {
+            let r = op(&mut file);
+            (file, r)
+        })
+        .await;
+        match joined {
+            Ok((file, Ok(()))) => {
+                self.file = Some(file);
+                Ok(())
+            }
+            Ok((_, Err(e))) => Err(self.fail(e.kind(), e.to_string())),
+            Err(e) => Err(self.fail(io::ErrorKind::Other, format!("log I/O task failed: {e}"))),
+        }
+    }
+
+    fn fail(&mut self, kind: io::ErrorKind, msg: String) -> Failure {
+        tracing::error!(error = %msg, "commit log I/O failed; refusing further appends until restart");
+        let f = Failure(kind, format!("commit log failed earlier: {msg}"));
+        self.failed = Some(f.clone());
+        self.counters.failed.store(true, Relaxed);
+        f
+    }
+}
+
+/// Fail everything queued behind a shutdown.
+fn refuse_rest(rx: &mut mpsc::Receiver<Cmd>) {
+    rx.close();
+    while let Ok(cmd) = rx.try_recv() {
+        match cmd {
+            Cmd::Append { done, .. } | Cmd::Sync { done } | Cmd::Shutdown { done } => {
+                reply(done, Err(Error::Shutdown))
+            }
+            Cmd::Seal { done } => reply(done, Err(Error::Shutdown)),
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The `ringkv` binary: parse the command line, set up logging, run.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use ringkv::cli::{Cli, Cmd};
+use ringkv::config::LogFormat;
+use ringkv::error::Error;
+use ringkv::node::Node;
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ringkv: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.cmd {
+            Cmd::Node(args) => {
+                let cfg = args.config()?;
+                init_logging(cfg.log_format);
+                run_node(cfg).await
+            }
+            Cmd::Up(args) => {
+                let names = args
+                    .names
+                    .unwrap_or_else(|| (1..=args.nodes).map(|i| format!("n{i}")).collect());
+                ringkv::cli::up::run(ringkv::cli::up::UpPlan {
+                    names,
+                    base_port: args.base_port,
+                    data_dir: args.data_dir,
+                    node_flags: args.node_flags,
+                })
+                .await
+            }
+            Cmd::Status(args) => ringkv::cli::status::run(&args.admin, args.json, args.watch).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e @ Error::Config { .. }) => {
+            eprintln!("ringkv: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("ringkv: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_node(cfg: ringkv::config::Config) -> ringkv::error::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let node = Node::start(cfg).await?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+    }
+    node.shutdown().await;
+    Ok(())
+}

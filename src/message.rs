@@ -1,0 +1,163 @@
+//! Node-to-node messages and the protocol version.
+//!
+//! A peer connection opens with a [`Hello`] from the connecting side and a
+//! [`HelloReply`] from the accepting one; only after an accepted handshake
+//! does either side send [`PeerMsg`] frames. The handshake types are kept
+//! apart from `PeerMsg` and never change shape, so a node of any future
+//! version can always read the version number and refuse cleanly.
+//!
+//! Requests carry an `id` chosen by the coordinator; replies echo it. There
+//! is no request/reply pairing in the transport: a reply is just another
+//! message, routed back to the waiting request by its id.
+//!
+//! Deliberately left out: streaming of very large transfers (a transfer is
+//! cut into batches that each fit in one frame instead).
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::membership::Heartbeat;
+use crate::store::Entry;
+
+/// The version of the peer protocol. Bumped on any change to [`PeerMsg`].
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Marks a ringkv peer connection ("RKV1").
+pub const MAGIC: u32 = 0x524b_5631;
+
+/// The first frame on a peer connection, from the side that connected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Always [`MAGIC`]; anything else is not a ringkv peer.
+    pub magic: u32,
+    /// The sender's [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// The sender's node name.
+    pub name: String,
+    /// The sender's generation.
+    pub generation: u64,
+    /// Where replies to the sender should go (its advertised peer address).
+    pub reply_to: String,
+}
+
+/// The accepting side's answer to a [`Hello`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HelloReply {
+    /// Handshake accepted; the acceptor's name and generation.
+    Accept {
+        /// The acceptor's node name.
+        name: String,
+        /// The acceptor's generation.
+        generation: u64,
+    },
+    /// Handshake refused, with the reason (the connection then closes).
+    Reject {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A replica's answer to a write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PutResult {
+    /// Stored (or already superseded by a newer version, which is success
+    /// too under last-writer-wins). `was_live` says whether the key held a
+    /// live value before.
+    Ok {
+        /// The key held a live value before this write.
+        was_live: bool,
+    },
+    /// Refused, with the reason (for example a clock too far ahead).
+    Refused(String),
+}
+
+/// Messages after the handshake.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerMsg {
+    /// Liveness and membership.
+    Heartbeat(Heartbeat),
+    /// Store this version of a key (replica write).
+    Put {
+        /// Request id.
+        id: u64,
+        /// The key.
+        key: Bytes,
+        /// The versioned value or tombstone.
+        entry: Entry,
+    },
+    /// Answer to [`PeerMsg::Put`].
+    PutAck {
+        /// Request id.
+        id: u64,
+        /// Outcome.
+        result: PutResult,
+    },
+    /// Read the local version of a key.
+    Get {
+        /// Request id.
+        id: u64,
+        /// The key.
+        key: Bytes,
+    },
+    /// Answer to [`PeerMsg::Get`]: the local entry, tombstones included.
+    GetReply {
+        /// Request id.
+        id: u64,
+        /// What the replica holds.
+        entry: Option<Entry>,
+    },
+    /// A batch of entries to merge (hand-off after a ring change).
+    Transfer {
+        /// Request id.
+        id: u64,
+        /// Keys and their entries.
+        items: Vec<(Bytes, Entry)>,
+    },
+    /// Answer to [`PeerMsg::Transfer`]: all items merged.
+    TransferAck {
+        /// Request id.
+        id: u64,
+    },
+    /// List the live keys held locally that match a glob pattern.
+    Keys {
+        /// Request id.
+        id: u64,
+        /// Redis glob pattern.
+        pattern: Bytes,
+    },
+    /// Answer to [`PeerMsg::Keys`].
+    KeysReply {
+        /// Request id.
+        id: u64,
+        /// Matching live keys.
+        keys: Vec<Bytes>,
+    },
+}
+
+impl PeerMsg {
+    /// The id of a reply message, if it is one.
+    pub fn reply_id(&self) -> Option<u64> {
+        match self {
+            PeerMsg::PutAck { id, .. }
+            | PeerMsg::GetReply { id, .. }
+            | PeerMsg::TransferAck { id }
+            | PeerMsg::KeysReply { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// A short name for the message type (logs and metrics).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PeerMsg::Heartbeat(_) => "heartbeat",
+            PeerMsg::Put { .. } => "put",
+            PeerMsg::PutAck { .. } => "put_ack",
+            PeerMsg::Get { .. } => "get",
+            PeerMsg::GetReply { .. } => "get_reply",
+            PeerMsg::Transfer { .. } => "transfer",
+            PeerMsg::TransferAck { .. } => "transfer_ack",
+            PeerMsg::Keys { .. } => "keys",
+            PeerMsg::KeysReply { .. } => "keys_reply",
+        }
+    }
+}

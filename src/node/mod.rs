@@ -1,0 +1,239 @@
+//! A running node: wiring the pieces together, and shutting them down.
+//!
+//! [`Node::start`] binds the three listeners (client, peer, admin), reads
+//! the node's generation from its data dir and bumps it, and spawns one task
+//! per job: the client server, the peer transport, the admin server, the
+//! heartbeat-and-sweep loop, hand-off, and the tombstone purge. Every task
+//! selects on one `CancellationToken`; [`Node::shutdown`] cancels it and
+//! waits (bounded) for all of them.
+//!
+//! - [`shared`]: the state the tasks share and the routing view.
+//! - [`replica`]: the answers to peer messages.
+
+pub mod replica;
+pub mod shared;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::clock::{Hlc, Timestamp};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::membership::{MemberInfo, Membership};
+use crate::message::{Hello, PeerMsg, MAGIC, PROTOCOL_VERSION};
+use crate::metrics::Metrics;
+use crate::ring::{NodeName, Token};
+use crate::store::Store;
+use crate::transport::fault::Faults;
+use crate::transport::tcp::{TcpConfig, TcpTransport};
+use crate::transport::PeerHandler;
+use shared::{Pending, Shared, View};
+
+/// A running node.
+pub struct Node {
+    /// The state its tasks share.
+    pub shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+async fn bind(key: &str, addr: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| Error::config(key, format!("cannot listen on {addr}: {e}")))
+}
+
+/// Reads the generation stored in `dir`, and stores and returns a higher
+/// one: the later of (stored + 1) and the wall clock in seconds, so a node
+/// whose data dir was lost still comes back with a generation above its old
+/// one.
+fn next_generation(dir: &Path) -> Result<u64> {
+    let path = dir.join("generation");
+    let stored = match std::fs::read_to_string(&path) {
+        Ok(s) => s
+            .trim()
+            .parse::<u64>()
+            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(e.into()),
+    };
+    let now = crate::clock::wall_micros() / 1_000_000;
+    let generation = (stored + 1).max(now);
+    let tmp = dir.join("generation.tmp");
+    std::fs::write(&tmp, format!("{generation}\n"))?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(generation)
+}
+
+impl Node {
+    /// Starts a node with `cfg`. Fails (before anything runs) on a bad
+    /// config or an address that cannot be bound.
+    pub async fn start(cfg: Config) -> Result<Node> {
+        cfg.validate()?;
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| Error::config("data_dir", format!("{}: {e}", cfg.data_dir.display())))?;
+        let generation = next_generation(&cfg.data_dir)?;
+        let client = bind("client", &cfg.client).await?;
+        let peer = bind("peer", &cfg.peer).await?;
+        let admin = bind("admin", &cfg.admin).await?;
+        let local = |l: &TcpListener, configured: &str| {
+            l.local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| configured.to_string())
+        };
+        let me = MemberInfo {
+            name: cfg.name.clone(),
+            generation,
+            peer: cfg
+                .advertise
+                .clone()
+                .unwrap_or_else(|| local(&peer, &cfg.peer)),
+            client: local(&client, &cfg.client),
+            admin: local(&admin, &cfg.admin),
+        };
+        if cfg.cluster_secret.is_none() {
+            warn!(
+                "no cluster secret set: any host that reaches the peer port can join this cluster"
+            );
+        }
+        let shutdown = CancellationToken::new();
+        let faults = cfg
+            .fault_injection
+            .then(|| Arc::new(Faults::new(cfg.name.clone())));
+        let transport = TcpTransport::new(
+            TcpConfig {
+                hello: Hello {
+                    magic: MAGIC,
+                    version: PROTOCOL_VERSION,
+                    name: cfg.name.clone(),
+                    generation,
+                    reply_to: me.peer.clone(),
+                },
+                max_frame: cfg.max_frame_bytes,
+                queue_len: cfg.peer_queue_len,
+                idle_timeout: (cfg.failure_timeout() * 3).max(Duration::from_secs(5)),
+                write_timeout: cfg.failure_timeout().max(Duration::from_secs(1)),
+            },
+            faults.clone(),
+            shutdown.clone(),
+        );
+        let me_name = NodeName::from(cfg.name.as_str());
+        let id = u64::from_be_bytes(
+            Token::of(cfg.name.as_bytes()).0[..8]
+                .try_into()
+                .expect("8 bytes"),
+        );
+        let membership = Membership::new(me.clone(), cfg.seeds.clone(), cfg.failure_timeout());
+        let (view_tx, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            me: me_name,
+            id,
+            generation,
+            store: Store::new(),
+            clock: Hlc::new(cfg.max_clock_skew_ms * 1000),
+            membership: Mutex::new(membership),
+            view: ArcSwap::from_pointee(View::default()),
+            view_tx,
+            net: Arc::new(transport.clone()),
+            net_stats: transport.stats(),
+            pending: Pending::default(),
+            faults,
+            metrics: Metrics::default(),
+            started: Instant::now(),
+            cfg,
+        });
+        shared.publish_view();
+        info!(name = %me.name, generation, client = %me.client, peer = %me.peer, admin = %me.admin, "node started");
+
+        let mut tasks = JoinSet::new();
+        let handler: Arc<dyn PeerHandler> = shared.clone();
+        tasks.spawn(transport.serve(peer, handler));
+        tasks.spawn(crate::resp::server::serve(
+            client,
+            shared.clone(),
+            shutdown.clone(),
+        ));
+        let (s, t) = (shared.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            if let Err(e) = crate::admin::serve(admin, s, t).await {
+                warn!(error = %e, "admin server stopped");
+            }
+        });
+        tasks.spawn(heartbeat_loop(shared.clone(), shutdown.clone()));
+        tasks.spawn(crate::sync::run(shared.clone(), shutdown.clone()));
+        tasks.spawn(purge_loop(shared.clone(), shutdown.clone()));
+        Ok(Node {
+            shared,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stops every task; waits at most 4 s for them.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        let all = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(Duration::from_secs(4), all)
+            .await
+            .is_err()
+        {
+            warn!("some tasks did not stop within 4 s; aborting them");
+            self.tasks.abort_all();
+        }
+        info!("node stopped");
+    }
+}
+
+/// Heartbeats every known node and seed, and sweeps for silent ones.
+async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(shared.cfg.heartbeat_interval());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let keys = shared.store.live_len() as u64;
+        let (hb, targets, events) = {
+            let mut m = shared.membership();
+            let events = m.tick(Instant::now());
+            (m.heartbeat(keys), m.targets(), events)
+        };
+        shared.handle_events(events);
+        for addr in targets {
+            shared.net.send(&addr, PeerMsg::Heartbeat(hb.clone()));
+        }
+        shared
+            .metrics
+            .heartbeats_sent
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Purges tombstones older than the grace period, every tenth of it (at
+/// most once a minute).
+async fn purge_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let grace = Duration::from_secs(shared.cfg.tombstone_grace_secs);
+    let every = (grace / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let now = shared.clock.now().micros();
+        let cutoff = Timestamp::from_micros(now.saturating_sub(grace.as_micros() as u64));
+        let purged = shared.store.purge_tombstones(cutoff);
+        if purged > 0 {
+            info!(purged, "purged tombstones past their grace period");
+        }
+    }
+}

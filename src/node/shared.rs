@@ -1,0 +1,205 @@
+//! The state one node's tasks share, and the routing view they read.
+//!
+//! [`Shared`] is what every task of a node holds an `Arc` to: the store, the
+//! clock, the membership table, the transport, and the current [`View`].
+//! The view is an immutable snapshot (ring, addresses, generations) swapped
+//! atomically whenever membership changes, so the request path reads it
+//! without taking a lock and a request always sees one consistent ring.
+//! Tasks that care about changes (waiting requests, hand-off) watch the
+//! view's epoch on a `watch` channel.
+//!
+//! Replies from peers are routed to the request waiting for them through
+//! [`Pending`], a map from request id to that request's reply channel.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use crate::clock::Hlc;
+use crate::config::Config;
+use crate::membership::{Event, Membership};
+use crate::message::PeerMsg;
+use crate::metrics::Metrics;
+use crate::ring::{NodeName, Ring};
+use crate::store::{NodeId, Store};
+use crate::transport::fault::Faults;
+use crate::transport::tcp::NetStats;
+use crate::transport::Transport;
+
+/// A routing snapshot: who is up, where they are, and the ring over them.
+#[derive(Debug, Default)]
+pub struct View {
+    /// Grows by one on every change.
+    pub epoch: u64,
+    /// The ring over the nodes up (this node included).
+    pub ring: Ring,
+    /// Peer address of every node on the ring.
+    pub addrs: HashMap<NodeName, String>,
+    /// Generation of every node on the ring.
+    pub generations: HashMap<NodeName, u64>,
+}
+
+/// Replies in flight: request id to the channel of the request awaiting it.
+#[derive(Debug, Default)]
+pub struct Pending {
+    next: AtomicU64,
+    waiting: DashMap<u64, mpsc::UnboundedSender<(NodeName, PeerMsg)>>,
+}
+
+/// Removes its request from [`Pending`] when dropped.
+pub struct PendingGuard<'a> {
+    /// The request id to put in outgoing messages.
+    pub id: u64,
+    pending: &'a Pending,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.pending.waiting.remove(&self.id);
+    }
+}
+
+impl Pending {
+    /// Registers a new request; replies with its id go to the returned
+    /// receiver until the guard is dropped.
+    pub fn register(
+        &self,
+    ) -> (
+        PendingGuard<'_>,
+        mpsc::UnboundedReceiver<(NodeName, PeerMsg)>,
+    ) {
+        // Id 0 is reserved for fire-and-forget messages (read repair).
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.waiting.insert(id, tx);
+        (PendingGuard { id, pending: self }, rx)
+    }
+
+    /// Hands a reply to its request, if it still waits. Returns whether it did.
+    pub fn deliver(&self, id: u64, from: NodeName, msg: PeerMsg) -> bool {
+        match self.waiting.get(&id) {
+            Some(tx) => tx.send((from, msg)).is_ok(),
+            None => false,
+        }
+    }
+}
+
+/// Everything the tasks of one node share.
+pub struct Shared {
+    /// Settings.
+    pub cfg: Config,
+    /// This node's name.
+    pub me: NodeName,
+    /// This node's numeric id (LWW tie-break).
+    pub id: NodeId,
+    /// This node's generation.
+    pub generation: u64,
+    /// Local versioned data.
+    pub store: Store,
+    /// Write timestamps.
+    pub clock: Hlc,
+    /// The routing table (locked only briefly, never across an await).
+    pub membership: Mutex<Membership>,
+    /// The current routing snapshot.
+    pub view: ArcSwap<View>,
+    /// Publishes the view's epoch on every change.
+    pub view_tx: watch::Sender<u64>,
+    /// The peer transport.
+    pub net: Arc<dyn Transport>,
+    /// Peer traffic counters.
+    pub net_stats: Arc<NetStats>,
+    /// Replies awaited.
+    pub pending: Pending,
+    /// Fault injection, when enabled.
+    pub faults: Option<Arc<Faults>>,
+    /// Counters for `/metrics`.
+    pub metrics: Metrics,
+    /// When the node started.
+    pub started: Instant,
+}
+
+impl Shared {
+    /// The membership table, locked.
+    pub fn membership(&self) -> MutexGuard<'_, Membership> {
+        // Membership updates never leave the table half-changed, so a panic
+        // elsewhere while holding the lock does not poison its meaning.
+        self.membership.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Logs membership events and, if the ring changed, publishes a new view.
+    pub fn handle_events(&self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut ring_changed = false;
+        for ev in &events {
+            ring_changed |= ev.changes_ring();
+            self.metrics
+                .membership_changes
+                .fetch_add(u64::from(ev.changes_ring()), Ordering::Relaxed);
+            match ev {
+                Event::Up { name, reason } => info!(node = %name, %reason, "node up"),
+                Event::Down { name, reason } => {
+                    info!(node = %name, %reason, "node down");
+                    if let Some(addr) = self.membership().peer_addr(name) {
+                        self.net.reset(addr);
+                    }
+                }
+                Event::Restarted { name, old, new } => {
+                    info!(node = %name, old_generation = old, new_generation = new, "node restarted")
+                }
+                Event::Learned { name, via } => info!(node = %name, %via, "learned of node"),
+                Event::NameClash { generation, peer } => warn!(
+                    %generation, %peer,
+                    "another process heartbeats with this node's name; names must be unique"
+                ),
+            }
+        }
+        if ring_changed {
+            self.publish_view();
+        }
+    }
+
+    /// Rebuilds the view from the membership table and publishes it.
+    pub fn publish_view(&self) {
+        let view = {
+            let m = self.membership();
+            let up = m.up();
+            let mut addrs = HashMap::with_capacity(up.len());
+            let mut generations = HashMap::with_capacity(up.len());
+            let names: Vec<NodeName> = up
+                .iter()
+                .map(|(name, generation)| {
+                    let n = NodeName::from(name.as_str());
+                    addrs.insert(n.clone(), m.peer_addr(name).unwrap_or_default().to_string());
+                    generations.insert(n.clone(), *generation);
+                    n
+                })
+                .collect();
+            View {
+                epoch: self.view.load().epoch + 1,
+                ring: Ring::new(names, self.cfg.vnodes),
+                addrs,
+                generations,
+            }
+        };
+        let epoch = view.epoch;
+        self.view.store(Arc::new(view));
+        self.view_tx.send_replace(epoch);
+    }
+
+    /// Sends `msg` to node `name` through the current view's address for
+    /// it. Returns false if the node is not on the ring or the send dropped.
+    pub fn send_to(&self, view: &View, name: &NodeName, msg: PeerMsg) -> bool {
+        match view.addrs.get(name) {
+            Some(addr) => self.net.send(addr, msg),
+            None => false,
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! Placement: the SHA-1 ring.
+//!
+//! Nodes and keys hash onto the same 160-bit circle. A node's token is
+//! SHA-1 of its name (or of `NAME#i` for each of its `vnodes` tokens when
+//! there are more than one); a key's position is SHA-1 of its bytes. The
+//! owner of a key is the node with the smallest token at or after the key's
+//! position, wrapping around to the smallest token; the key's preference
+//! list is the owner followed by the next *distinct* nodes clockwise, N in
+//! all. Those N nodes hold the key's replicas.
+//!
+//! A [`Ring`] is an immutable snapshot built from the nodes a coordinator
+//! currently sees as up; membership builds a new one on every change and
+//! publishes it atomically, so a request always works on one consistent
+//! ring. Everything here is pure: no I/O, no clock.
+//!
+//! Deliberately left out: weighted nodes and rack/zone awareness in the
+//! preference list.
+
+use std::fmt;
+use std::sync::Arc;
+
+use sha1::{Digest, Sha1};
+
+/// A point on the ring: a 160-bit big-endian unsigned integer.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Token(pub [u8; 20]);
+
+impl Token {
+    /// SHA-1 of `bytes`.
+    pub fn of(bytes: &[u8]) -> Token {
+        Token(Sha1::digest(bytes).into())
+    }
+
+    /// The 40 hex digits of the token.
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The token as a fraction of the full circle, in [0, 1).
+    pub fn fraction(&self) -> f64 {
+        let top = u64::from_be_bytes(self.0[..8].try_into().expect("8 bytes"));
+        top as f64 / 2f64.powi(64)
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Token({})", &self.hex()[..10])
+    }
+}
+
+/// The tokens of node `name` with `vnodes` tokens (CONTRACT, "Placement").
+pub fn node_tokens(name: &str, vnodes: usize) -> Vec<Token> {
+    if vnodes <= 1 {
+        vec![Token::of(name.as_bytes())]
+    } else {
+        (0..vnodes)
+            .map(|i| Token::of(format!("{name}#{i}").as_bytes()))
+            .collect()
+    }
+}
+
+/// A node name, shared cheaply.
+pub type NodeName = Arc<str>;
+
+/// An immutable ring over a set of nodes.
+#[derive(Clone, Debug, Default)]
+pub struct Ring {
+    /// (token, index into `nodes`), sorted by token.
+    points: Vec<(Token, usize)>,
+    nodes: Vec<NodeName>,
+}
+
+impl Ring {
+    /// The ring over `nodes` (duplicates ignored), `vnodes` tokens each.
+    pub fn new<I>(nodes: I, vnodes: usize) -> Ring
+    where
+        I: IntoIterator<Item = NodeName>,
+    {
+        let mut names: Vec<NodeName> = nodes.into_iter().collect();
+        names.sort();
+        names.dedup();
+        let mut points: Vec<(Token, usize)> = names
+            .iter()
+            .enumerate()
+            .flat_map(|(i, n)| node_tokens(n, vnodes).into_iter().map(move |t| (t, i)))
+            .collect();
+        points.sort();
+        Ring {
+            points,
+            nodes: names,
+        }
+    }
+
+    /// The nodes on the ring, sorted by name.
+    pub fn nodes(&self) -> &[NodeName] {
+        &self.nodes
+    }
+
+    /// Whether `name` is on the ring.
+    pub fn contains(&self, name: &str) -> bool {
+        self.nodes.iter().any(|n| &**n == name)
+    }
+
+    /// The owner of position `pos`, if the ring has any node.
+    pub fn owner(&self, pos: &Token) -> Option<&NodeName> {
+        self.preference_iter(pos).next()
+    }
+
+    /// The preference list of position `pos`: the owner, then the next
+    /// distinct nodes clockwise, `n` in all (fewer if the ring is smaller).
+    pub fn preference_list(&self, pos: &Token, n: usize) -> Vec<NodeName> {
+        self.preference_iter(pos).take(n).cloned().collect()
+    }
+
+    /// The preference list of a key.
+    pub fn preference_list_for_key(&self, key: &[u8], n: usize) -> Vec<NodeName> {
+        self.preference_list(&Token::of(key), n)
+    }
+
+    fn preference_iter<'a>(&'a self, pos: &Token) -> impl Iterator<Item = &'a NodeName> + 'a {
+        let start = self.points.partition_point(|(t, _)| t < pos);
+        let len = self.points.len();
+        let mut seen = vec![false; self.nodes.len()];
+        (0..len)
+            .map(move |i| self.points[(start + i) % len].1)
+            .filter(move |&idx| !std::mem::replace(&mut seen[idx], true))
+            .map(move |idx| &self.nodes[idx])
+    }
+
+    /// The share of the circle `name` owns (the arcs ending at its tokens).
+    pub fn share(&self, name: &str) -> f64 {
+        let len = self.points.len();
+        if len == 0 {
+            return 0.0;
+        }
+        if self.nodes.len() == 1 {
+            return if self.contains(name) { 1.0 } else { 0.0 };
+        }
+        let mut total = 0.0;
+        for i in 0..len {
+            let (tok, idx) = self.points[i];
+            if &*self.nodes[idx] != name {
+                continue;
+            }
+            let prev = self.points[(i + len - 1) % len].0;
+            let arc = tok.fraction() - prev.fraction();
+            total += if arc <= 0.0 { arc + 1.0 } else { arc };
+        }
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ring(names: &[&str]) -> Ring {
+        Ring::new(names.iter().map(|n| NodeName::from(*n)), 1)
+    }
+
+    fn names(list: &[NodeName]) -> Vec<&str> {
+        list.iter().map(|n| &**n).collect()
+    }
+
+    /// Three names sorted by token, found by hashing (for readable tests).
+    fn by_token(r: &Ring) -> Vec<NodeName> {
+        let mut v: Vec<_> = r
+            .nodes()
+            .iter()
+            .map(|n| (Token::of(n.as_bytes()), n.clone()))
+            .collect();
+        v.sort();
+        v.into_iter().map(|(_, n)| n).collect()
+    }
+
+    #[test]
+    fn token_is_sha1_of_the_name() {
+        assert_eq!(Token::of(b"n1").hex(), hex::encode(Sha1::digest(b"n1")),);
+        assert_eq!(node_tokens("a", 1), vec![Token::of(b"a")]);
+        assert_eq!(
+            node_tokens("a", 2),
+            vec![Token::of(b"a#0"), Token::of(b"a#1")]
+        );
+    }
+
+    #[test]
+    fn owner_is_the_successor_and_wraps_around() {
+        let r = ring(&["n1", "n2", "n3"]);
+        let order = by_token(&r);
+        let t: Vec<Token> = order.iter().map(|n| Token::of(n.as_bytes())).collect();
+        // Exactly at a token: that node owns it (inclusive).
+        assert_eq!(r.owner(&t[1]), Some(&order[1]));
+        // Just after the first token: the second node.
+        let mut after = t[0].0;
+        after[19] = after[19].wrapping_add(1);
+        assert_eq!(r.owner(&Token(after)), Some(&order[1]));
+        // After the largest token: wraps to the smallest.
+        assert_eq!(r.owner(&Token([0xff; 20])), Some(&order[0]));
+        assert_eq!(r.owner(&Token([0; 20])), Some(&order[0]));
+        assert_eq!(
+            r.preference_list(&Token([0xff; 20]), 3),
+            vec![order[0].clone(), order[1].clone(), order[2].clone()]
+        );
+    }
+
+    #[test]
+    fn small_rings_give_what_they_have() {
+        assert!(ring(&[]).preference_list_for_key(b"k", 3).is_empty());
+        assert_eq!(names(&ring(&["a"]).preference_list_for_key(b"k", 3)), ["a"]);
+        let two = ring(&["a", "b"]).preference_list_for_key(b"k", 3);
+        assert_eq!(two.len(), 2);
+        assert_ne!(two[0], two[1]);
+        let three = ring(&["a", "b", "c"]).preference_list_for_key(b"k", 3);
+        assert_eq!(three.len(), 3);
+    }
+
+    #[test]
+    fn vnodes_still_give_distinct_replicas() {
+        let r = Ring::new(["a", "b", "c", "d"].map(NodeName::from), 8);
+        for k in 0..200u32 {
+            let mut pl = r.preference_list_for_key(&k.to_be_bytes(), 3);
+            pl.sort();
+            pl.dedup();
+            assert_eq!(pl.len(), 3);
+        }
+    }
+
+    #[test]
+    fn shares_add_up_to_one() {
+        let r = ring(&["n1", "n2", "n3", "n4", "n5"]);
+        let total: f64 = r.nodes().iter().map(|n| r.share(n)).sum();
+        assert!((total - 1.0).abs() < 1e-9, "{total}");
+        assert_eq!(ring(&["solo"]).share("solo"), 1.0);
+    }
+
+    proptest! {
+        #[test]
+        fn every_key_gets_min_n_nodes_distinct_replicas(
+            nodes in proptest::collection::btree_set("[a-z]{1,6}", 1..9),
+            key in proptest::collection::vec(any::<u8>(), 0..16),
+            n in 1usize..5,
+        ) {
+            let r = Ring::new(nodes.iter().map(|s| NodeName::from(s.as_str())), 1);
+            let pl = r.preference_list_for_key(&key, n);
+            let mut distinct = pl.clone();
+            distinct.sort();
+            distinct.dedup();
+            prop_assert_eq!(pl.len(), n.min(nodes.len()));
+            prop_assert_eq!(distinct.len(), pl.len());
+            prop_assert_eq!(r.owner(&Token::of(&key)), pl.first());
+        }
+
+        #[test]
+        fn adding_a_node_moves_only_the_ranges_next_to_it(
+            nodes in proptest::collection::btree_set("[a-z]{1,6}", 4..9),
+            newcomer in "[A-Z]{1,6}",
+            keys in proptest::collection::vec(any::<u64>(), 1..64),
+        ) {
+            let n = 3;
+            let before = Ring::new(nodes.iter().map(|s| NodeName::from(s.as_str())), 1);
+            let after = Ring::new(
+                nodes.iter().map(|s| NodeName::from(s.as_str())).chain([NodeName::from(newcomer.as_str())]),
+                1,
+            );
+            // The keys whose list may change lie in the N arcs that end at the
+            // newcomer's token and its N-1 successors... i.e. the positions
+            // between the token N places before the newcomer and the newcomer.
+            let new_tok = Token::of(newcomer.as_bytes());
+            let mut toks: Vec<Token> = before.nodes().iter().map(|x| Token::of(x.as_bytes())).collect();
+            toks.sort();
+            let idx = toks.partition_point(|t| *t < new_tok);
+            let lo = toks[(idx + toks.len() - n) % toks.len()];
+            let in_arc = |p: &Token| if lo < new_tok { *p > lo && *p <= new_tok } else { *p > lo || *p <= new_tok };
+            for k in keys {
+                let pos = Token::of(&k.to_be_bytes());
+                let old = before.preference_list(&pos, n);
+                let new = after.preference_list(&pos, n);
+                if !in_arc(&pos) {
+                    prop_assert_eq!(&old, &new, "key outside the newcomer's ranges moved");
+                } else {
+                    // Inside: the newcomer joins and exactly one old replica leaves.
+                    prop_assert!(new.iter().any(|x| **x == *newcomer));
+                    prop_assert_eq!(old.iter().filter(|x| !new.contains(x)).count(), 1);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! The local store: versioned entries merged last-writer-wins.
+//!
+//! Every value carries a [`Version`], the pair (HLC timestamp, writer node
+//! id). Merging two entries keeps the one with the higher version; a delete
+//! is an entry whose value is `None` (a tombstone), so it takes part in the
+//! same merge and wins over every older write instead of letting a replica
+//! that missed the delete bring the value back.
+//!
+//! The merge laws, which make replication order irrelevant:
+//! - commutative: `merge(a, b) == merge(b, a)`
+//! - associative: `merge(merge(a, b), c) == merge(a, merge(b, c))`
+//! - idempotent: `merge(a, a) == a`
+//!
+//! They hold because merge picks the maximum of a total order: entries are
+//! ordered by version, then (for the impossible case of one version with two
+//! payloads) by payload. They are property-tested below.
+//!
+//! The map is a sharded concurrent hash map (`DashMap`), so readers and
+//! writers on different keys never wait for each other and no lock is held
+//! across an await. Tombstones are purged only after a grace period, long
+//! enough that every replica has seen them.
+//!
+//! Deliberately left out: ordered iteration and range scans (the ring hashes
+//! keys, so key order means nothing here), and per-key TTLs.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+
+/// A node's numeric id: the first 8 bytes of SHA-1(name), big-endian.
+pub type NodeId = u64;
+
+/// The version of a write: timestamp first, writer id as the tie-break.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Version {
+    /// When the write happened, by the coordinator's hybrid logical clock.
+    pub ts: Timestamp,
+    /// Which node coordinated the write.
+    pub node: NodeId,
+}
+
+/// One versioned value, or a tombstone when `value` is `None`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The write's version.
+    pub version: Version,
+    /// The value, or `None` for a delete.
+    pub value: Option<Bytes>,
+}
+
+impl Entry {
+    /// Whether this entry records a delete.
+    pub fn is_tombstone(&self) -> bool {
+        self.value.is_none()
+    }
+
+    /// Whether `self` wins over `other` in a last-writer-wins merge.
+    pub fn wins_over(&self, other: &Entry) -> bool {
+        (self.version, self.value.as_deref()) > (other.version, other.value.as_deref())
+    }
+
+    /// The last-writer-wins merge of two entries.
+    pub fn merge(self, other: Entry) -> Entry {
+        if other.wins_over(&self) {
+            other
+        } else {
+            self
+        }
+    }
+
+    /// The newest of an optional pair, treating "absent" as oldest.
+    pub fn newest(a: Option<Entry>, b: Option<Entry>) -> Option<Entry> {
+        match (a, b) {
+            (Some(a), Some(b)) => Some(a.merge(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Approximate bytes this entry occupies on the wire and in memory.
+    pub fn payload_len(&self) -> usize {
+        self.value.as_ref().map_or(0, |v| v.len()) + 16
+    }
+}
+
+/// What [`Store::apply`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The incoming entry won and is now stored.
+    pub changed: bool,
+    /// The key held a live (non-tombstone) value before.
+    pub was_live: bool,
+}
+
+/// The node-local versioned map.
+#[derive(Debug, Default)]
+pub struct Store {
+    map: DashMap<Bytes, Entry>,
+    live: AtomicUsize,
+}
+
+impl Store {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The stored entry for `key`, tombstones included.
+    pub fn get(&self, key: &[u8]) -> Option<Entry> {
+        self.map.get(key).map(|e| e.value().clone())
+    }
+
+    /// Merges `entry` into the store under last-writer-wins.
+    ///
+    /// Keys and values are copied into their own allocations, so a stored
+    /// value never pins a whole network read buffer in memory.
+    pub fn apply(&self, key: &Bytes, entry: Entry) -> Applied {
+        let entry = Entry {
+            version: entry.version,
+            value: entry.value.map(|v| Bytes::copy_from_slice(&v)),
+        };
+        let mut applied = Applied {
+            changed: true,
+            was_live: false,
+        };
+        match self.map.entry(key.clone()) {
+            dashmap::Entry::Occupied(mut slot) => {
+                let old = slot.get();
+                applied.was_live = !old.is_tombstone();
+                if !entry.wins_over(old) {
+                    applied.changed = false;
+                    return applied;
+                }
+                self.count_transition(applied.was_live, !entry.is_tombstone());
+                slot.insert(entry);
+            }
+            dashmap::Entry::Vacant(slot) => {
+                let key = Bytes::copy_from_slice(slot.key());
+                self.count_transition(false, !entry.is_tombstone());
+                drop(slot);
+                self.map.insert(key, entry);
+            }
+        }
+        applied
+    }
+
+    fn count_transition(&self, was_live: bool, is_live: bool) {
+        match (was_live, is_live) {
+            (false, true) => {
+                self.live.fetch_add(1, Ordering::Relaxed);
+            }
+            (true, false) => {
+                self.live.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    /// Removes `key` if it still holds exactly `version` (used after its
+    /// copy was handed to the nodes that should hold it). Returns whether it
+    /// was removed.
+    pub fn remove_if_version(&self, key: &[u8], version: Version) -> bool {
+        let removed = self
+            .map
+            .remove_if(key, |_, e| e.version == version)
+            .map(|(_, e)| e);
+        match removed {
+            Some(e) => {
+                if !e.is_tombstone() {
+                    self.live.fetch_sub(1, Ordering::Relaxed);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Purges tombstones written before `before`. Returns how many went.
+    pub fn purge_tombstones(&self, before: Timestamp) -> usize {
+        let len = self.map.len();
+        self.map
+            .retain(|_, e| !(e.is_tombstone() && e.version.ts < before));
+        len - self.map.len()
+    }
+
+    /// Live (non-tombstone) keys held.
+    pub fn live_len(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// All entries held, tombstones included.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether the store holds nothing at all.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Calls `f` for every entry. Holds one shard's read lock at a time, so
+    /// writers to other shards go on; `f` must not write to the store.
+    pub fn for_each(&self, mut f: impl FnMut(&Bytes, &Entry)) {
+        for item in self.map.iter() {
+            f(item.key(), item.value());
+        }
+    }
+
+    /// Live keys matching `pred`, collected.
+    pub fn live_keys(&self, mut pred: impl FnMut(&[u8]) -> bool) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        self.for_each(|k, e| {
+            if !e.is_tombstone() && pred(k) {
+                out.push(k.clone());
+            }
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn entry(ts: u64, node: u64, value: Option<&'static [u8]>) -> Entry {
+        Entry {
+            version: Version {
+                ts: Timestamp(ts),
+                node,
+            },
+            value: value.map(Bytes::from_static),
+        }
+    }
+
+    fn arb_entry() -> impl Strategy<Value = Entry> {
+        (0u64..8, 0u64..3, proptest::option::of(0u8..3)).prop_map(|(ts, node, v)| Entry {
+            version: Version {
+                ts: Timestamp(ts),
+                node,
+            },
+            value: v.map(|b| Bytes::from(vec![b])),
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn merge_is_commutative(a in arb_entry(), b in arb_entry()) {
+            prop_assert_eq!(a.clone().merge(b.clone()), b.merge(a));
+        }
+
+        #[test]
+        fn merge_is_associative(a in arb_entry(), b in arb_entry(), c in arb_entry()) {
+            let left = a.clone().merge(b.clone()).merge(c.clone());
+            let right = a.merge(b.merge(c));
+            prop_assert_eq!(left, right);
+        }
+
+        #[test]
+        fn merge_is_idempotent(a in arb_entry()) {
+            prop_assert_eq!(a.clone().merge(a.clone()), a);
+        }
+
+        #[test]
+        fn tombstone_never_loses_to_an_older_write(t in arb_entry(), w in arb_entry()) {
+            let tomb = Entry { value: None, ..t };
+            prop_assume!(w.version < tomb.version);
+            prop_assert!(tomb.clone().merge(w.clone()).is_tombstone());
+            prop_assert!(w.merge(tomb).is_tombstone());
+        }
+
+        #[test]
+        fn store_holds_the_lww_winner_in_any_order(entries in proptest::collection::vec(arb_entry(), 1..12)) {
+            let key = Bytes::from_static(b"k");
+            let forward = Store::new();
+            let backward = Store::new();
+            for e in &entries { forward.apply(&key, e.clone()); }
+            for e in entries.iter().rev() { backward.apply(&key, e.clone()); }
+            let winner = entries.iter().cloned().reduce(Entry::merge).unwrap();
+            prop_assert_eq!(forward.get(b"k"), Some(winner.clone()));
+            prop_assert_eq!(backward.get(b"k"), Some(winner.clone()));
+            prop_assert_eq!(forward.live_len(), usize::from(!winner.is_tombstone()));
+        }
+    }
+
+    #[test]
+    fn apply_reports_change_and_liveness() {
+        let s = Store::new();
+        let k = Bytes::from_static(b"k");
+        let first = s.apply(&k, entry(1, 1, Some(b"a")));
+        assert_eq!((first.changed, first.was_live), (true, false));
+        let stale = s.apply(&k, entry(0, 9, Some(b"b")));
+        assert_eq!((stale.changed, stale.was_live), (false, true));
+        let del = s.apply(&k, entry(2, 1, None));
+        assert_eq!((del.changed, del.was_live), (true, true));
+        assert_eq!(s.live_len(), 0);
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn tombstones_are_purged_only_after_the_grace_period() {
+        let s = Store::new();
+        s.apply(&Bytes::from_static(b"old"), entry(10, 1, None));
+        s.apply(&Bytes::from_static(b"new"), entry(50, 1, None));
+        s.apply(&Bytes::from_static(b"live"), entry(5, 1, Some(b"v")));
+        assert_eq!(s.purge_tombstones(Timestamp(20)), 1);
+        assert!(s.get(b"old").is_none());
+        assert!(s.get(b"new").is_some());
+        assert!(s.get(b"live").is_some());
+    }
+
+    #[test]
+    fn remove_if_version_keeps_newer_writes() {
+        let s = Store::new();
+        let k = Bytes::from_static(b"k");
+        s.apply(&k, entry(1, 1, Some(b"a")));
+        s.apply(&k, entry(2, 1, Some(b"b")));
+        assert!(!s.remove_if_version(b"k", entry(1, 1, None).version));
+        assert!(s.remove_if_version(b"k", entry(2, 1, None).version));
+        assert_eq!(s.live_len(), 0);
+    }
+}

@@ -1,0 +1,51 @@
+//! The network seam between nodes.
+//!
+//! Everything a node sends to another node goes through [`Transport::send`],
+//! and everything it receives arrives through [`PeerHandler::on_message`].
+//! Sending never blocks and never fails loudly: each destination has its own
+//! bounded queue drained by its own connection task, so a dead or slow peer
+//! only ever loses its own messages and can never hold up traffic to the
+//! others. Losing a message is fine at this layer; the protocol above it
+//! (quorums with deadlines, retargeting, hand-off) is built for it.
+//!
+//! Fault injection ([`fault::Faults`]) sits at this same seam, so the
+//! scenario runner can cut, drop and delay node-to-node traffic in real node
+//! processes while client traffic is never touched.
+//!
+//! Deliberately left out: an in-memory transport. The cluster is tested
+//! through real processes and sockets; the sans-IO membership and store are
+//! tested directly.
+
+pub mod fault;
+pub mod tcp;
+
+use crate::message::PeerMsg;
+
+/// Who sent a message, as established by the connection's handshake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Peer {
+    /// The sender's node name.
+    pub name: String,
+    /// The sender's generation.
+    pub generation: u64,
+    /// Where replies to the sender go.
+    pub reply_to: String,
+}
+
+/// The receiving side of the seam: the node.
+pub trait PeerHandler: Send + Sync + 'static {
+    /// One message from `from`. Must not block.
+    fn on_message(&self, from: &Peer, msg: PeerMsg);
+}
+
+/// The sending side of the seam.
+pub trait Transport: Send + Sync + 'static {
+    /// Queues `msg` for the peer at `addr`. Returns false when it was
+    /// dropped at once (queue full or shutting down).
+    fn send(&self, addr: &str, msg: PeerMsg) -> bool;
+
+    /// Drops the connection to `addr` (if any) and reconnects on the next
+    /// message: used when the peer is marked down, so a connection that a
+    /// partition left half-open is not reused after the heal.
+    fn reset(&self, addr: &str);
+}

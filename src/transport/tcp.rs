@@ -1,0 +1,426 @@
+//! The TCP peer transport: one persistent outbound connection per peer.
+//!
+//! Each destination address gets a *link*: a bounded queue and a task that
+//! connects, handshakes, and then drains the queue, encoding every message
+//! that is waiting into one buffer and writing it with one system call. A
+//! burst of replica writes to a peer therefore costs one write, not one per
+//! message. If connecting fails, the task backs off (doubling up to a cap)
+//! and discards what queued meanwhile: a message that could not be sent
+//! promptly is better lost than delivered late, since every request has its
+//! own deadline and retargets on its own.
+//!
+//! Each node *accepts* connections and only reads from them; replies travel
+//! back over the replier's own outbound link to the `reply_to` address the
+//! handshake named. Connections are therefore one-way, which keeps each
+//! task's job simple: a link task only writes, an accepted connection only
+//! reads.
+//!
+//! Deliberately left out: TLS (peers authenticate with the cluster secret;
+//! the traffic itself is not encrypted).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use dashmap::DashMap;
+use futures::{SinkExt, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio_util::codec::{Encoder, FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::fault::{Faults, Verdict};
+use super::{Peer, PeerHandler, Transport};
+use crate::encoding::FrameCodec;
+use crate::error::{Error, Result};
+use crate::message::{Hello, HelloReply, PeerMsg, MAGIC, PROTOCOL_VERSION};
+
+const HANDSHAKE_FRAME: usize = 64 * 1024;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+const MIN_BACKOFF: Duration = Duration::from_millis(20);
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// Counters of peer traffic, read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct NetStats {
+    /// Messages written to sockets.
+    pub sent: AtomicU64,
+    /// Bytes written to sockets.
+    pub bytes_sent: AtomicU64,
+    /// Messages received and accepted.
+    pub received: AtomicU64,
+    /// Messages dropped because a peer's queue was full or it was unreachable.
+    pub dropped: AtomicU64,
+    /// Messages dropped or delayed by fault injection.
+    pub faulted: AtomicU64,
+    /// Handshakes refused (either side).
+    pub refused: AtomicU64,
+}
+
+/// Settings of the TCP transport.
+#[derive(Clone, Debug)]
+pub struct TcpConfig {
+    /// This node's handshake.
+    pub hello: Hello,
+    /// Largest frame sent or accepted.
+    pub max_frame: usize,
+    /// Queue length per peer.
+    pub queue_len: usize,
+    /// How long an accepted connection may stay silent before it is closed.
+    pub idle_timeout: Duration,
+    /// How long one batch write may take before the link reconnects.
+    pub write_timeout: Duration,
+}
+
+struct Outgoing {
+    msg: PeerMsg,
+    /// Already passed fault injection once (a delayed message).
+    faulted: bool,
+}
+
+struct Link {
+    tx: mpsc::Sender<Outgoing>,
+    reset: watch::Sender<u64>,
+}
+
+struct Inner {
+    cfg: TcpConfig,
+    links: DashMap<String, Link>,
+    faults: Option<Arc<Faults>>,
+    shutdown: CancellationToken,
+    stats: Arc<NetStats>,
+}
+
+/// The TCP implementation of [`Transport`]. Cheap to clone.
+#[derive(Clone)]
+pub struct TcpTransport {
+    inner: Arc<Inner>,
+}
+
+impl TcpTransport {
+    /// A transport that stops all its tasks when `shutdown` is cancelled.
+    pub fn new(cfg: TcpConfig, faults: Option<Arc<Faults>>, shutdown: CancellationToken) -> Self {
+        TcpTransport {
+            inner: Arc::new(Inner {
+                cfg,
+                links: DashMap::new(),
+                faults,
+                shutdown,
+                stats: Arc::new(NetStats::default()),
+            }),
+        }
+    }
+
+    /// Traffic counters.
+    pub fn stats(&self) -> Arc<NetStats> {
+        self.inner.stats.clone()
+    }
+
+    /// Accepts peer connections on `listener` until shutdown, handing every
+    /// message to `handler`.
+    pub async fn serve(self, listener: TcpListener, handler: Arc<dyn PeerHandler>) {
+        let shutdown = self.inner.shutdown.clone();
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                a = listener.accept() => a,
+            };
+            match accepted {
+                Ok((stream, addr)) => {
+                    let inner = self.inner.clone();
+                    let handler = handler.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = inner.read_connection(stream, handler).await {
+                            debug!(%addr, error = %e, "peer connection closed");
+                        }
+                    });
+                }
+                Err(e) => {
+                    warn!(error = %e, "accepting a peer connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn link(&self, addr: &str) -> dashmap::mapref::one::Ref<'_, String, Link> {
+        if let Some(link) = self.inner.links.get(addr) {
+            return link;
+        }
+        self.inner
+            .links
+            .entry(addr.to_string())
+            .or_insert_with(|| {
+                let (tx, rx) = mpsc::channel(self.inner.cfg.queue_len);
+                let (reset, reset_rx) = watch::channel(0);
+                let inner = self.inner.clone();
+                let link_tx = tx.clone();
+                let addr = addr.to_string();
+                tokio::spawn(async move { inner.run_link(addr, rx, link_tx, reset_rx).await });
+                Link { tx, reset }
+            })
+            .downgrade()
+    }
+}
+
+impl Transport for TcpTransport {
+    fn send(&self, addr: &str, msg: PeerMsg) -> bool {
+        if self.inner.shutdown.is_cancelled() {
+            return false;
+        }
+        let ok = self
+            .link(addr)
+            .tx
+            .try_send(Outgoing {
+                msg,
+                faulted: false,
+            })
+            .is_ok();
+        if !ok {
+            self.inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    fn reset(&self, addr: &str) {
+        if let Some(link) = self.inner.links.get(addr) {
+            link.reset.send_modify(|epoch| *epoch += 1);
+        }
+    }
+}
+
+impl Inner {
+    async fn read_connection(
+        &self,
+        stream: TcpStream,
+        handler: Arc<dyn PeerHandler>,
+    ) -> Result<()> {
+        stream.set_nodelay(true)?;
+        let (read, write) = stream.into_split();
+        let mut reader = FramedRead::new(read, FrameCodec::<Hello>::new(HANDSHAKE_FRAME));
+        let mut writer = FramedWrite::new(write, FrameCodec::<HelloReply>::new(HANDSHAKE_FRAME));
+        let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, reader.next()).await {
+            Err(_) => return Err(Error::Protocol("no handshake within 5 s".into())),
+            Ok(None) => return Ok(()),
+            Ok(Some(h)) => h?,
+        };
+        if let Err(reason) = self.check_hello(&hello) {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            warn!(peer = %hello.name, %reason, "refused a peer handshake");
+            writer
+                .send(HelloReply::Reject {
+                    reason: reason.clone(),
+                })
+                .await?;
+            return Err(Error::Protocol(reason));
+        }
+        let me = &self.cfg.hello;
+        writer
+            .send(HelloReply::Accept {
+                name: me.name.clone(),
+                generation: me.generation,
+            })
+            .await?;
+        let peer = Peer {
+            name: hello.name,
+            generation: hello.generation,
+            reply_to: hello.reply_to,
+        };
+        let mut reader = reader.map_decoder(|_| FrameCodec::<PeerMsg>::new(self.cfg.max_frame));
+        loop {
+            let next = tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(()),
+                n = tokio::time::timeout(self.cfg.idle_timeout, reader.next()) => n,
+            };
+            let msg = match next {
+                Err(_) => {
+                    return Err(Error::Protocol(format!(
+                        "{} silent for {:?}",
+                        peer.name, self.cfg.idle_timeout
+                    )))
+                }
+                Ok(None) => return Ok(()),
+                Ok(Some(m)) => m?,
+            };
+            if let Some(f) = &self.faults {
+                if f.incoming(&peer.name) != Verdict::Pass {
+                    self.stats.faulted.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            }
+            self.stats.received.fetch_add(1, Ordering::Relaxed);
+            handler.on_message(&peer, msg);
+        }
+    }
+
+    fn check_hello(&self, hello: &Hello) -> std::result::Result<(), String> {
+        if hello.magic != MAGIC {
+            return Err("not a ringkv peer (bad magic)".into());
+        }
+        if hello.version != PROTOCOL_VERSION {
+            return Err(format!(
+                "protocol version {} not supported (this node speaks {PROTOCOL_VERSION})",
+                hello.version
+            ));
+        }
+        Ok(())
+    }
+
+    async fn run_link(
+        self: Arc<Self>,
+        addr: String,
+        mut rx: mpsc::Receiver<Outgoing>,
+        tx: mpsc::Sender<Outgoing>,
+        mut reset: watch::Receiver<u64>,
+    ) {
+        let mut backoff = MIN_BACKOFF;
+        let mut failures = 0u32;
+        while !self.shutdown.is_cancelled() {
+            match self.connect(&addr).await {
+                Ok((stream, peer)) => {
+                    if failures > 0 {
+                        info!(%addr, peer = %peer, "peer link connected");
+                    }
+                    backoff = MIN_BACKOFF;
+                    failures = 0;
+                    reset.mark_unchanged();
+                    if let Err(e) = self.pump(stream, &peer, &mut rx, &tx, &mut reset).await {
+                        debug!(%addr, error = %e, "peer link lost");
+                    }
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 || failures % 100 == 0 {
+                        debug!(%addr, error = %e, failures, "cannot reach peer");
+                    }
+                    // What queued while the peer was unreachable is stale.
+                    while rx.try_recv().is_ok() {
+                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    async fn connect(&self, addr: &str) -> Result<(TcpStream, String)> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .map_err(|_| Error::Timeout(format!("connect to {addr}")))??;
+        stream.set_nodelay(true)?;
+        let mut framed =
+            tokio_util::codec::Framed::new(stream, FrameCodec::<Hello>::new(HANDSHAKE_FRAME));
+        framed.send(&self.cfg.hello).await?;
+        let mut framed = framed.map_codec(|_| FrameCodec::<HelloReply>::new(HANDSHAKE_FRAME));
+        let reply = tokio::time::timeout(HANDSHAKE_TIMEOUT, framed.next())
+            .await
+            .map_err(|_| Error::Timeout(format!("handshake with {addr}")))?;
+        match reply {
+            Some(Ok(HelloReply::Accept { name, .. })) => Ok((framed.into_inner(), name)),
+            Some(Ok(HelloReply::Reject { reason })) => {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+                warn!(%addr, %reason, "peer refused our handshake");
+                Err(Error::Protocol(format!(
+                    "{addr} refused the handshake: {reason}"
+                )))
+            }
+            Some(Err(e)) => Err(e),
+            None => Err(Error::Protocol(format!(
+                "{addr} closed during the handshake"
+            ))),
+        }
+    }
+
+    /// Drains the queue into the socket in batches until an error, a reset
+    /// or shutdown.
+    async fn pump(
+        &self,
+        mut stream: TcpStream,
+        peer: &str,
+        rx: &mut mpsc::Receiver<Outgoing>,
+        tx: &mpsc::Sender<Outgoing>,
+        reset: &mut watch::Receiver<u64>,
+    ) -> Result<()> {
+        let mut codec = FrameCodec::<PeerMsg>::new(self.cfg.max_frame);
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return Ok(()),
+                _ = reset.changed() => return Err(Error::Protocol(format!("link to {peer} reset"))),
+                m = rx.recv() => m,
+            };
+            let Some(first) = first else { return Ok(()) };
+            let mut count = self.frame(first, peer, &mut codec, &mut buf, tx);
+            while buf.len() < BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(m) => count += self.frame(m, peer, &mut codec, &mut buf, tx),
+                    Err(_) => break,
+                }
+            }
+            if buf.is_empty() {
+                continue;
+            }
+            tokio::time::timeout(self.cfg.write_timeout, stream.write_all(&buf))
+                .await
+                .map_err(|_| Error::Timeout(format!("write to {peer}")))??;
+            self.stats.sent.fetch_add(count, Ordering::Relaxed);
+            self.stats
+                .bytes_sent
+                .fetch_add(buf.len() as u64, Ordering::Relaxed);
+            buf.clear();
+        }
+    }
+
+    /// Appends one message to the batch unless fault injection says
+    /// otherwise. Returns how many messages were framed (0 or 1).
+    fn frame(
+        &self,
+        out: Outgoing,
+        peer: &str,
+        codec: &mut FrameCodec<PeerMsg>,
+        buf: &mut BytesMut,
+        tx: &mpsc::Sender<Outgoing>,
+    ) -> u64 {
+        if let (Some(f), false) = (&self.faults, out.faulted) {
+            match f.outgoing(peer) {
+                Verdict::Pass => {}
+                Verdict::Drop => {
+                    self.stats.faulted.fetch_add(1, Ordering::Relaxed);
+                    return 0;
+                }
+                Verdict::Delay(d) => {
+                    self.stats.faulted.fetch_add(1, Ordering::Relaxed);
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(d).await;
+                        // The link may be gone by then; the message is lost like any other.
+                        let _lost = tx
+                            .send(Outgoing {
+                                msg: out.msg,
+                                faulted: true,
+                            })
+                            .await;
+                    });
+                    return 0;
+                }
+            }
+        }
+        match codec.encode(&out.msg, buf) {
+            Ok(()) => 1,
+            Err(e) => {
+                warn!(peer, kind = out.msg.kind(), error = %e, "message not sent");
+                0
+            }
+        }
+    }
+}
