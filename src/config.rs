@@ -379,3 +379,14 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_file_is_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ringkv.toml");
+        assert_eq!(Config::from_file(&path).unwrap(), Config::default());
+    }
+}

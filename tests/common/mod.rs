@@ -1,0 +1,254 @@
+//! Test harness: real `ringkv node` processes on free loopback ports, a
+//! blocking RESP client, and polling with deadlines (never bare sleeps).
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use ringkv::admin::Status;
+use ringkv::membership::State;
+use ringkv::resp::codec::{encode_command, Reply, ReplyDecoder};
+use tokio_util::codec::Decoder;
+
+/// Heartbeat interval the test nodes use.
+pub const HEARTBEAT_MS: u64 = 50;
+/// Failure timeout the test nodes use.
+pub const FAILURE_MS: u64 = 300;
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One node process.
+pub struct TestNode {
+    pub name: String,
+    pub client: String,
+    pub peer: String,
+    pub admin: String,
+    pub data_dir: PathBuf,
+    pub child: Option<Child>,
+}
+
+/// A cluster of node processes that dies with the test.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<TestNode>,
+    pub extra: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts `names` as a cluster, each seeded with all others, with
+    /// `extra` flags, and waits until every node sees all up.
+    pub fn start(names: &[&str], extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = names
+            .iter()
+            .map(|n| TestNode {
+                name: n.to_string(),
+                client: format!("127.0.0.1:{}", free_port()),
+                peer: format!("127.0.0.1:{}", free_port()),
+                admin: format!("127.0.0.1:{}", free_port()),
+                data_dir: dir.path().join(n),
+                child: None,
+            })
+            .collect();
+        let mut c = Cluster { dir, nodes, extra: extra.iter().map(|s| s.to_string()).collect() };
+        for i in 0..c.nodes.len() {
+            c.spawn(i);
+        }
+        let all = c.nodes.len();
+        for i in 0..all {
+            assert!(
+                wait_until(Duration::from_secs(20), || c.up_count(i) == Some(all)),
+                "node {} did not see all {all} nodes up",
+                c.nodes[i].name
+            );
+        }
+        c
+    }
+
+    /// Starts (or restarts) node `i` on its own data dir.
+    pub fn spawn(&mut self, i: usize) {
+        let seeds: Vec<String> = self.nodes.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, n)| n.peer.clone()).collect();
+        let n = &self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{}.log", n.name)))
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringkv"));
+        cmd.args(["node", "--name", &n.name, "--client", &n.client, "--peer", &n.peer, "--admin", &n.admin])
+            .arg("--data-dir")
+            .arg(&n.data_dir)
+            .args(["--set", &format!("heartbeat_interval_ms={HEARTBEAT_MS}")])
+            .args(["--set", &format!("failure_timeout_ms={FAILURE_MS}")])
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        if !seeds.is_empty() {
+            cmd.args(["--seeds", &seeds.join(",")]);
+        }
+        let child = cmd.spawn().expect("spawn ringkv node");
+        self.nodes[i].child = Some(child);
+        let admin = self.nodes[i].admin.clone();
+        assert!(
+            wait_until(Duration::from_secs(10), || http_get(&admin, "/health").is_some()),
+            "node {} did not start; log:\n{}",
+            self.nodes[i].name,
+            self.log(i)
+        );
+    }
+
+    /// SIGKILLs node `i` and reaps it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Node `i`'s log so far.
+    pub fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{}.log", self.nodes[i].name))).unwrap_or_default()
+    }
+
+    /// A RESP client to node `i`.
+    pub fn client(&self, i: usize) -> Client {
+        Client::connect(&self.nodes[i].client)
+    }
+
+    /// Node `i`'s `/status`, if it answers.
+    pub fn status(&self, i: usize) -> Option<Status> {
+        let body = http_get(&self.nodes[i].admin, "/status")?;
+        serde_json::from_str(&body).ok()
+    }
+
+    /// How many nodes node `i` sees up (itself included).
+    pub fn up_count(&self, i: usize) -> Option<usize> {
+        Some(self.status(i)?.nodes.iter().filter(|n| n.state == State::Up).count())
+    }
+
+    /// The state of `name` in node `i`'s routing table.
+    pub fn state_of(&self, i: usize, name: &str) -> Option<State> {
+        self.status(i)?.nodes.iter().find(|n| n.name == name).map(|n| n.state)
+    }
+
+    /// Index of the node named `name`.
+    pub fn index(&self, name: &str) -> usize {
+        self.nodes.iter().position(|n| n.name == name).unwrap()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+        if std::thread::panicking() {
+            for i in 0..self.nodes.len() {
+                eprintln!("---- log of {} ----\n{}", self.nodes[i].name, self.log(i));
+            }
+        }
+    }
+}
+
+/// GET `path` on an admin address; the body if the answer was 200.
+pub fn http_get(addr: &str, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.0 200").then(|| body.to_string()).or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
+}
+
+/// A blocking RESP client.
+pub struct Client {
+    stream: TcpStream,
+    buf: BytesMut,
+    decoder: ReplyDecoder,
+}
+
+impl Client {
+    pub fn connect(addr: &str) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client { stream, buf: BytesMut::new(), decoder: ReplyDecoder::default() }
+    }
+
+    /// Sends raw bytes.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Sends one command without reading the reply.
+    pub fn send(&mut self, args: &[&str]) {
+        let mut out = BytesMut::new();
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        encode_command(&args, &mut out);
+        self.stream.write_all(&out).unwrap();
+    }
+
+    /// Reads one reply, or None if the server closed the connection.
+    pub fn read(&mut self) -> Option<Reply> {
+        loop {
+            if let Some(r) = self.decoder.decode(&mut self.buf).expect("valid reply") {
+                return Some(r);
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let n = self.stream.read(&mut chunk).ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Sends a command and reads its reply.
+    pub fn cmd(&mut self, args: &[&str]) -> Reply {
+        self.send(args);
+        self.read().expect("connection closed")
+    }
+}
+
+/// A bulk reply.
+pub fn bulk(s: &str) -> Reply {
+    Reply::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+}
+
+/// The strings of an array reply of bulk strings.
+pub fn strings(r: &Reply) -> Vec<String> {
+    match r {
+        Reply::Array(items) => items
+            .iter()
+            .map(|i| match i {
+                Reply::Bulk(b) => String::from_utf8_lossy(b).to_string(),
+                other => format!("{other:?}"),
+            })
+            .collect(),
+        other => panic!("expected an array, got {other:?}"),
+    }
+}
