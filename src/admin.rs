@@ -180,6 +180,43 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
         "Peer handshakes refused.",
         c(&n.refused),
     );
+    let log = s.log.stats();
+    gauge(
+        &mut out,
+        "log_bytes",
+        "Commit log bytes on disk.",
+        log.total_bytes as f64,
+    );
+    gauge(
+        &mut out,
+        "log_segments",
+        "Commit log segment files.",
+        log.segments as f64,
+    );
+    counter(
+        &mut out,
+        "log_records_total",
+        "Records appended to the commit log.",
+        log.records_appended,
+    );
+    counter(
+        &mut out,
+        "log_batches_total",
+        "Commit log write system calls (group commits).",
+        log.batches,
+    );
+    counter(
+        &mut out,
+        "log_fsyncs_total",
+        "Commit log fsyncs.",
+        log.fsyncs,
+    );
+    counter(
+        &mut out,
+        "log_compactions_total",
+        "Commit log compactions.",
+        log.compactions,
+    );
     gauge(
         &mut out,
         "keys",

@@ -114,6 +114,13 @@ impl Hlc {
         self.observe_at(ts, wall_micros())
     }
 
+    /// Moves the clock past `ts` without a skew check: for timestamps this
+    /// node itself recorded (commit log recovery), which it must never
+    /// issue again even if the wall clock has since gone back.
+    pub fn advance_past(&self, ts: Timestamp) {
+        self.last.fetch_max(ts.0, Ordering::AcqRel);
+    }
+
     /// [`Hlc::observe`] with the wall clock passed in (for tests).
     pub fn observe_at(&self, ts: Timestamp, wall_micros: u64) -> Result<()> {
         let ahead = ts.micros().saturating_sub(wall_micros);

@@ -32,6 +32,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// When the commit log fsyncs (see the README's durability section).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncMode {
+    /// Before every acknowledgement (group commit): survives machine crashes.
+    Always,
+    /// Every `fsync_interval_ms`: a machine crash loses at most about that much.
+    Interval,
+    /// Never by policy: the OS writes back in its own time.
+    Never,
+}
+
 /// Everything a node needs to run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -87,6 +99,16 @@ pub struct Config {
     pub max_inflight_per_conn: usize,
     /// Entries per hand-off batch. Default 512.
     pub transfer_batch: usize,
+    /// Commit log fsync policy. Default interval.
+    pub fsync: FsyncMode,
+    /// fsync period under `fsync = "interval"`. Default 1000.
+    pub fsync_interval_ms: u64,
+    /// Commit log segment size. Default 64 MiB.
+    pub log_segment_bytes: u64,
+    /// Compact when the log exceeds this many times the live data... Default 2.
+    pub compaction_factor: u64,
+    /// ...and this many bytes. Default 64 MiB.
+    pub compaction_min_bytes: u64,
     /// Log format. Default text.
     pub log_format: LogFormat,
 }
@@ -119,6 +141,11 @@ impl Default for Config {
             max_value_bytes: 16 * 1024 * 1024,
             max_inflight_per_conn: 256,
             transfer_batch: 512,
+            fsync: FsyncMode::Interval,
+            fsync_interval_ms: 1000,
+            log_segment_bytes: 64 * 1024 * 1024,
+            compaction_factor: 2,
+            compaction_min_bytes: 64 * 1024 * 1024,
             log_format: LogFormat::Text,
         }
     }
@@ -190,6 +217,8 @@ impl Config {
             ("peer_queue_len", self.peer_queue_len as u64),
             ("max_inflight_per_conn", self.max_inflight_per_conn as u64),
             ("transfer_batch", self.transfer_batch as u64),
+            ("fsync_interval_ms", self.fsync_interval_ms),
+            ("compaction_factor", self.compaction_factor),
         ];
         for (key, v) in positive {
             if v == 0 {
@@ -230,6 +259,9 @@ impl Config {
                 ),
             ));
         }
+        if self.log_segment_bytes < 4096 {
+            return Err(Error::config("log_segment_bytes", "must be at least 4096"));
+        }
         if self.max_frame_bytes < 1024 {
             return Err(Error::config("max_frame_bytes", "must be at least 1024"));
         }
@@ -254,6 +286,22 @@ impl Config {
     /// The peer address others should use.
     pub fn advertise_addr(&self) -> &str {
         self.advertise.as_deref().unwrap_or(&self.peer)
+    }
+
+    /// The commit log settings.
+    pub fn log_options(&self) -> crate::log::LogOptions {
+        use crate::log::FsyncPolicy;
+        crate::log::LogOptions {
+            fsync: match self.fsync {
+                FsyncMode::Always => FsyncPolicy::Always,
+                FsyncMode::Interval => {
+                    FsyncPolicy::Interval(Duration::from_millis(self.fsync_interval_ms))
+                }
+                FsyncMode::Never => FsyncPolicy::Never,
+            },
+            segment_bytes: self.log_segment_bytes,
+            ..crate::log::LogOptions::default()
+        }
     }
 
     /// `heartbeat_interval_ms` as a Duration.

@@ -89,14 +89,14 @@ impl Shared {
             let view = self.view.load();
             let pref = view.ring.preference_list(&pos, self.cfg.replication);
             let needed = w.min(pref.len()).max(1);
+            let mut local = false;
             for node in &pref {
                 if asked.contains(node) {
                     continue;
                 }
                 asked.push(node.clone());
                 if *node == self.me {
-                    outcome.was_live |= self.store.apply(&key, entry.clone()).was_live;
-                    acked.push(node.clone());
+                    local = true;
                 } else {
                     let msg = PeerMsg::Put {
                         id: guard.id,
@@ -104,6 +104,18 @@ impl Shared {
                         entry: entry.clone(),
                     };
                     self.send_to(&view, node, msg);
+                }
+            }
+            // The local copy is written while the remote ones are in flight.
+            if local {
+                match self.apply_durably(&key, entry.clone()).await {
+                    Ok(applied) => {
+                        outcome.was_live |= applied.was_live;
+                        acked.push(self.me.clone());
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "local write failed to reach the commit log")
+                    }
                 }
             }
             if acked.len() >= needed {
@@ -211,7 +223,14 @@ impl Shared {
             }
             self.metrics.read_repairs.fetch_add(1, Ordering::Relaxed);
             if *node == self.me {
-                self.store.apply(key, newest.clone());
+                if let (_, Some(rec)) = self.apply(key, newest.clone()) {
+                    let log = self.log.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = log.append(rec).await {
+                            tracing::warn!(error = %e, "read repair not logged");
+                        }
+                    });
+                }
             } else {
                 let msg = PeerMsg::Put {
                     id: 0,

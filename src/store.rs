@@ -93,8 +93,26 @@ impl Entry {
 pub struct Applied {
     /// The incoming entry won and is now stored.
     pub changed: bool,
+    /// The store already held exactly this version.
+    pub duplicate: bool,
     /// The key held a live (non-tombstone) value before.
     pub was_live: bool,
+}
+
+impl Applied {
+    /// Whether the incoming entry must be made durable before it is
+    /// acknowledged: it is now the stored version (new, or a duplicate
+    /// whose first copy may still be on its way to the log). An entry that
+    /// lost to a strictly newer version needs no log record.
+    pub fn needs_log(&self) -> bool {
+        self.changed || self.duplicate
+    }
+}
+
+/// Bytes an entry is counted as in [`Store::bytes`]: key, value and a
+/// fixed allowance for the version and bookkeeping.
+fn weight(key: &[u8], e: &Entry) -> usize {
+    key.len() + e.value.as_ref().map_or(0, |v| v.len()) + 32
 }
 
 /// The node-local versioned map.
@@ -102,6 +120,7 @@ pub struct Applied {
 pub struct Store {
     map: DashMap<Bytes, Entry>,
     live: AtomicUsize,
+    bytes: AtomicUsize,
 }
 
 impl Store {
@@ -126,6 +145,7 @@ impl Store {
         };
         let mut applied = Applied {
             changed: true,
+            duplicate: false,
             was_live: false,
         };
         match self.map.entry(key.clone()) {
@@ -134,14 +154,19 @@ impl Store {
                 applied.was_live = !old.is_tombstone();
                 if !entry.wins_over(old) {
                     applied.changed = false;
+                    applied.duplicate = old.version == entry.version;
                     return applied;
                 }
                 self.count_transition(applied.was_live, !entry.is_tombstone());
+                self.bytes.fetch_add(weight(key, &entry), Ordering::Relaxed);
+                self.bytes.fetch_sub(weight(key, old), Ordering::Relaxed);
                 slot.insert(entry);
             }
             dashmap::Entry::Vacant(slot) => {
                 let key = Bytes::copy_from_slice(slot.key());
                 self.count_transition(false, !entry.is_tombstone());
+                self.bytes
+                    .fetch_add(weight(&key, &entry), Ordering::Relaxed);
                 drop(slot);
                 self.map.insert(key, entry);
             }
@@ -171,6 +196,7 @@ impl Store {
             .map(|(_, e)| e);
         match removed {
             Some(e) => {
+                self.bytes.fetch_sub(weight(key, &e), Ordering::Relaxed);
                 if !e.is_tombstone() {
                     self.live.fetch_sub(1, Ordering::Relaxed);
                 }
@@ -183,9 +209,19 @@ impl Store {
     /// Purges tombstones written before `before`. Returns how many went.
     pub fn purge_tombstones(&self, before: Timestamp) -> usize {
         let len = self.map.len();
-        self.map
-            .retain(|_, e| !(e.is_tombstone() && e.version.ts < before));
+        self.map.retain(|k, e| {
+            let purge = e.is_tombstone() && e.version.ts < before;
+            if purge {
+                self.bytes.fetch_sub(weight(k, e), Ordering::Relaxed);
+            }
+            !purge
+        });
         len - self.map.len()
+    }
+
+    /// Approximate bytes held: keys, values and a fixed overhead per entry.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
     }
 
     /// Live (non-tombstone) keys held.
@@ -294,12 +330,21 @@ mod tests {
         let k = Bytes::from_static(b"k");
         let first = s.apply(&k, entry(1, 1, Some(b"a")));
         assert_eq!((first.changed, first.was_live), (true, false));
+        assert_eq!(s.bytes(), 1 + 1 + 32);
         let stale = s.apply(&k, entry(0, 9, Some(b"b")));
-        assert_eq!((stale.changed, stale.was_live), (false, true));
+        assert_eq!(
+            (stale.changed, stale.was_live, stale.needs_log()),
+            (false, true, false)
+        );
+        let again = s.apply(&k, entry(1, 1, Some(b"a")));
+        assert!(again.duplicate && again.needs_log());
         let del = s.apply(&k, entry(2, 1, None));
         assert_eq!((del.changed, del.was_live), (true, true));
         assert_eq!(s.live_len(), 0);
         assert_eq!(s.len(), 1);
+        assert_eq!(s.bytes(), 1 + 32);
+        s.purge_tombstones(Timestamp(u64::MAX));
+        assert_eq!(s.bytes(), 0);
     }
 
     #[test]

@@ -23,7 +23,10 @@ fn a_bad_setting_is_one_line_naming_the_key_and_exit_status_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.trim(), "ringkv: config: vnodes: `many` is not an integer");
+    assert_eq!(
+        err.trim(),
+        "ringkv: config: vnodes: `many` is not an integer"
+    );
     let out = exe()
         .env("RINGKV_WRITE_QUORUM", "9")
         .args(["node", "--data-dir"])
@@ -55,12 +58,29 @@ fn up_writes_cluster_json_prints_ready_and_stops_its_nodes() {
     // Find a base port whose nine ports are all free.
     let base = (0..50)
         .map(|_| 20_000 + (free_port() % 20_000))
-        .find(|b| [1, 2, 3, 101, 102, 103, 201, 202, 203].iter().all(|o| std::net::TcpListener::bind(("127.0.0.1", b + o)).is_ok()))
+        .find(|b| {
+            [1, 2, 3, 101, 102, 103, 201, 202, 203]
+                .iter()
+                .all(|o| std::net::TcpListener::bind(("127.0.0.1", b + o)).is_ok())
+        })
         .expect("a free port range");
     let mut up = exe()
-        .args(["up", "--nodes", "3", "--base-port", &base.to_string(), "--data-dir"])
+        .args([
+            "up",
+            "--nodes",
+            "3",
+            "--base-port",
+            &base.to_string(),
+            "--data-dir",
+        ])
         .arg(dir.path())
-        .args(["--", "--set", "heartbeat_interval_ms=50", "--set", "failure_timeout_ms=300"])
+        .args([
+            "--",
+            "--set",
+            "heartbeat_interval_ms=50",
+            "--set",
+            "failure_timeout_ms=300",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -68,14 +88,19 @@ fn up_writes_cluster_json_prints_ready_and_stops_its_nodes() {
     let mut lines = BufReader::new(up.stdout.take().unwrap()).lines();
     let first = lines.next().expect("a line").unwrap();
     assert!(first.starts_with("ready"), "{first}");
-    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("cluster.json")).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("cluster.json")).unwrap())
+            .unwrap();
     let nodes = json["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 3);
     assert_eq!(nodes[0]["name"], "n1");
     assert_eq!(nodes[0]["client"], format!("127.0.0.1:{}", base + 1));
     assert_eq!(nodes[2]["admin"], format!("127.0.0.1:{}", base + 203));
     assert_eq!(nodes[1]["token"].as_str().unwrap().len(), 40);
-    let pids: Vec<i32> = nodes.iter().map(|n| n["pid"].as_i64().unwrap() as i32).collect();
+    let pids: Vec<i32> = nodes
+        .iter()
+        .map(|n| n["pid"].as_i64().unwrap() as i32)
+        .collect();
     let mut client = Client::connect(&format!("127.0.0.1:{}", base + 2));
     assert_eq!(client.cmd(&["SET", "k", "v"]), Reply::ok());
     // SAFETY: signalling the `up` process we spawned.
@@ -83,7 +108,11 @@ fn up_writes_cluster_json_prints_ready_and_stops_its_nodes() {
     assert!(up.wait().unwrap().success());
     for pid in pids {
         // SAFETY: signal 0 only checks whether the process exists.
-        assert!(wait_until(Duration::from_secs(2), || unsafe { libc::kill(pid, 0) } != 0), "node {pid} still runs");
+        assert!(
+            wait_until(Duration::from_secs(2), || unsafe { libc::kill(pid, 0) }
+                != 0),
+            "node {pid} still runs"
+        );
     }
     // Run again on the same dir: the nodes come back (data durability is the log's job).
     assert!(dir.path().join("n1").join("generation").exists());
@@ -94,11 +123,20 @@ fn unknown_and_malformed_commands_get_errors_and_the_connection_stays_usable() {
     let c = Cluster::start(&["solo"], &[]);
     let mut client = c.client(0);
     let reply = client.cmd(&["FROB", "x"]);
-    assert!(matches!(&reply, Reply::Error(m) if m.starts_with("ERR unknown command 'FROB'")), "{reply:?}");
+    assert!(
+        matches!(&reply, Reply::Error(m) if m.starts_with("ERR unknown command 'FROB'")),
+        "{reply:?}"
+    );
     let reply = client.cmd(&["GET"]);
-    assert!(matches!(&reply, Reply::Error(m) if m.contains("wrong number of arguments for 'get'")), "{reply:?}");
+    assert!(
+        matches!(&reply, Reply::Error(m) if m.contains("wrong number of arguments for 'get'")),
+        "{reply:?}"
+    );
     let reply = client.cmd(&["SET", "k", "v", "EX", "10"]);
-    assert!(matches!(&reply, Reply::Error(m) if m.contains("not supported")), "{reply:?}");
+    assert!(
+        matches!(&reply, Reply::Error(m) if m.contains("not supported")),
+        "{reply:?}"
+    );
     assert_eq!(client.cmd(&["PING"]), Reply::simple("PONG"));
     // Inline commands work too (redis-cli and telnet users).
     client.send_raw(b"PING hello\r\n");
@@ -124,15 +162,27 @@ fn pipelined_commands_are_answered_in_order() {
         assert_eq!(client.read(), Some(bulk(&k.to_string())));
     }
     let mut other = c.client(1);
-    assert_eq!(other.cmd(&["MGET", "p1", "nope", "p2"]), Reply::Array(vec![bulk("1"), Reply::Nil, bulk("2")]));
-    assert_eq!(other.cmd(&["EXISTS", "p1", "p2", "nope"]), Reply::Integer(2));
+    assert_eq!(
+        other.cmd(&["MGET", "p1", "nope", "p2"]),
+        Reply::Array(vec![bulk("1"), Reply::Nil, bulk("2")])
+    );
+    assert_eq!(
+        other.cmd(&["EXISTS", "p1", "p2", "nope"]),
+        Reply::Integer(2)
+    );
     assert_eq!(other.cmd(&["DEL", "p1", "nope"]), Reply::Integer(1));
     assert_eq!(other.cmd(&["EXISTS", "p1"]), Reply::Integer(0));
     assert_eq!(other.cmd(&["MSET", "x", "1", "y", "2"]), Reply::ok());
     assert_eq!(strings(&other.cmd(&["KEYS", "[xy]"])), vec!["x", "y"]);
-    let Reply::Array(scan) = other.cmd(&["SCAN", "0", "MATCH", "p1*", "COUNT", "1000"]) else { panic!() };
+    let Reply::Array(scan) = other.cmd(&["SCAN", "0", "MATCH", "p1*", "COUNT", "1000"]) else {
+        panic!()
+    };
     assert_eq!(scan[0], bulk("0"));
-    assert_eq!(strings(&scan[1]).len(), 110, "p1, p10..p19, p100..p199 minus the deleted p1");
+    assert_eq!(
+        strings(&scan[1]).len(),
+        110,
+        "p1, p10..p19, p100..p199 minus the deleted p1"
+    );
 }
 
 #[test]
@@ -142,16 +192,33 @@ fn redis_cli_handshake_commands_work() {
     assert_eq!(client.cmd(&["SELECT", "0"]), Reply::ok());
     assert!(matches!(client.cmd(&["SELECT", "1"]), Reply::Error(_)));
     assert_eq!(client.cmd(&["CLIENT", "SETNAME", "t"]), Reply::ok());
-    assert_eq!(client.cmd(&["CLIENT", "SETINFO", "lib-name", "x"]), Reply::ok());
+    assert_eq!(
+        client.cmd(&["CLIENT", "SETINFO", "lib-name", "x"]),
+        Reply::ok()
+    );
     assert_eq!(client.cmd(&["CLIENT", "GETNAME"]), bulk("t"));
     assert_eq!(client.cmd(&["COMMAND", "DOCS"]), Reply::Array(vec![]));
-    assert_eq!(strings(&client.cmd(&["CONFIG", "GET", "appendonly"])), vec!["appendonly", "no"]);
-    assert!(matches!(client.cmd(&["INFO"]), Reply::Bulk(b) if String::from_utf8_lossy(&b).contains("# Ringkv")));
+    assert_eq!(
+        strings(&client.cmd(&["CONFIG", "GET", "appendonly"])),
+        vec!["appendonly", "no"]
+    );
+    assert!(
+        matches!(client.cmd(&["INFO"]), Reply::Bulk(b) if String::from_utf8_lossy(&b).contains("# Ringkv"))
+    );
     assert_eq!(client.cmd(&["ECHO", "hi"]), bulk("hi"));
-    assert_eq!(client.cmd(&["RINGKV", "QUORUM"]), Reply::Array(vec![Reply::Integer(2), Reply::Integer(2)]));
+    assert_eq!(
+        client.cmd(&["RINGKV", "QUORUM"]),
+        Reply::Array(vec![Reply::Integer(2), Reply::Integer(2)])
+    );
     assert_eq!(client.cmd(&["RINGKV", "QUORUM", "1", "3"]), Reply::ok());
-    assert_eq!(client.cmd(&["RINGKV", "QUORUM"]), Reply::Array(vec![Reply::Integer(1), Reply::Integer(3)]));
-    assert!(matches!(client.cmd(&["RINGKV", "QUORUM", "0", "9"]), Reply::Error(_)));
+    assert_eq!(
+        client.cmd(&["RINGKV", "QUORUM"]),
+        Reply::Array(vec![Reply::Integer(1), Reply::Integer(3)])
+    );
+    assert!(matches!(
+        client.cmd(&["RINGKV", "QUORUM", "0", "9"]),
+        Reply::Error(_)
+    ));
     assert_eq!(client.cmd(&["QUIT"]), Reply::ok());
     assert_eq!(client.read(), None);
 }

@@ -28,7 +28,11 @@ fn write_keys(c: &Cluster, node: usize, count: usize, prefix: &str) {
     let mut client = c.client(node);
     for k in 0..count {
         let key = format!("{prefix}{k}");
-        assert_eq!(client.cmd(&["SET", &key, &format!("v{k}")]), Reply::ok(), "SET {key}");
+        assert_eq!(
+            client.cmd(&["SET", &key, &format!("v{k}")]),
+            Reply::ok(),
+            "SET {key}"
+        );
     }
 }
 
@@ -41,17 +45,37 @@ fn a_write_reads_back_everywhere_and_lives_exactly_on_its_preference_list() {
         let key = format!("k{k}");
         let value = format!("v{k}");
         for i in 0..FIVE.len() {
-            assert_eq!(c.client(i).cmd(&["GET", &key]), bulk(&value), "GET {key} via {}", FIVE[i]);
+            assert_eq!(
+                c.client(i).cmd(&["GET", &key]),
+                bulk(&value),
+                "GET {key} via {}",
+                FIVE[i]
+            );
         }
-        let expected: Vec<String> = ring.preference_list_for_key(key.as_bytes(), 3).iter().map(|n| n.to_string()).collect();
-        assert_eq!(strings(&c.client(2).cmd(&["RINGKV", "PREFLIST", &key])), expected);
+        let expected: Vec<String> = ring
+            .preference_list_for_key(key.as_bytes(), 3)
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(
+            strings(&c.client(2).cmd(&["RINGKV", "PREFLIST", &key])),
+            expected
+        );
         // The third replica's write may still be in flight after W = 2 acks.
-        assert!(wait_until(Duration::from_secs(3), || {
-            (0..FIVE.len()).all(|i| holds(&c, i, &key, &value) == expected.contains(&FIVE[i].to_string()))
-        }), "{key} should be held exactly by {expected:?}");
+        assert!(
+            wait_until(Duration::from_secs(3), || {
+                (0..FIVE.len())
+                    .all(|i| holds(&c, i, &key, &value) == expected.contains(&FIVE[i].to_string()))
+            }),
+            "{key} should be held exactly by {expected:?}"
+        );
     }
     let total: u64 = (0..FIVE.len()).map(|i| c.status(i).unwrap().keys).sum();
-    assert_eq!(total, 40 * 3, "/status key counts add up to three copies of each key");
+    assert_eq!(
+        total,
+        40 * 3,
+        "/status key counts add up to three copies of each key"
+    );
     assert_eq!(c.client(4).cmd(&["DBSIZE"]), Reply::Integer(40));
 }
 
@@ -83,33 +107,56 @@ fn sigkill_of_one_node_in_five_fails_over_without_errors_and_remakes_copies() {
             })
         })
         .collect();
-    assert!(wait_until(Duration::from_secs(5), || done.load(Ordering::Relaxed) > 100));
+    assert!(wait_until(Duration::from_secs(5), || done
+        .load(Ordering::Relaxed)
+        > 100));
     let victim = c.index("n2");
     let killed_at = Instant::now();
     c.kill(victim);
     let survivors: Vec<usize> = (0..FIVE.len()).filter(|&i| i != victim).collect();
     for &i in &survivors {
-        assert!(wait_until(Duration::from_secs(5), || c.state_of(i, "n2") == Some(State::Down)));
+        assert!(wait_until(Duration::from_secs(5), || c.state_of(i, "n2")
+            == Some(State::Down)));
     }
     let detected = killed_at.elapsed();
     // Keep the load going a little past the failover.
     let mark = done.load(Ordering::Relaxed);
-    assert!(wait_until(Duration::from_secs(5), || done.load(Ordering::Relaxed) > mark + 100));
+    assert!(wait_until(Duration::from_secs(5), || done
+        .load(Ordering::Relaxed)
+        > mark + 100));
     stop.store(true, Ordering::Relaxed);
     for l in loaders {
         l.join().unwrap();
     }
-    eprintln!("failover: all survivors marked n2 down {detected:?} after SIGKILL; {} requests, {} failed", done.load(Ordering::Relaxed), errors.load(Ordering::Relaxed));
-    assert_eq!(errors.load(Ordering::Relaxed), 0, "no request failed during failover");
-    assert!(detected < Duration::from_millis(FAILURE_MS + 4 * HEARTBEAT_MS + 400), "detection took {detected:?}");
+    eprintln!(
+        "failover: all survivors marked n2 down {detected:?} after SIGKILL; {} requests, {} failed",
+        done.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed)
+    );
+    assert_eq!(
+        errors.load(Ordering::Relaxed),
+        0,
+        "no request failed during failover"
+    );
+    assert!(
+        detected < Duration::from_millis(FAILURE_MS + 4 * HEARTBEAT_MS + 400),
+        "detection took {detected:?}"
+    );
     // Every key is back to three copies on the survivors' ring.
     let alive: Vec<&str> = survivors.iter().map(|&i| FIVE[i]).collect();
     let ring = ring_of(&alive);
     for k in 0..100 {
         let key = format!("k{k}");
         let pref = ring.preference_list_for_key(key.as_bytes(), 3);
-        assert!(wait_until(Duration::from_secs(5), || pref.iter().all(|n| holds(&c, c.index(n), &key, &format!("v{k}")))),
-            "{key} not re-replicated to {pref:?}");
+        assert!(
+            wait_until(Duration::from_secs(5), || pref.iter().all(|n| holds(
+                &c,
+                c.index(n),
+                &key,
+                &format!("v{k}")
+            ))),
+            "{key} not re-replicated to {pref:?}"
+        );
     }
 }
 
@@ -120,18 +167,47 @@ fn a_restarted_node_is_up_everywhere_again_and_holds_its_keys() {
     let victim = c.index("n3");
     let old_gen = c.status(victim).unwrap().generation;
     c.kill(victim);
-    assert!(wait_until(Duration::from_secs(5), || c.state_of(0, "n3") == Some(State::Down)));
+    assert!(wait_until(Duration::from_secs(5), || c.state_of(0, "n3")
+        == Some(State::Down)));
     c.spawn(victim);
     for i in 0..FIVE.len() {
-        assert!(wait_until(Duration::from_secs(5), || c.state_of(i, "n3") == Some(State::Up)), "{} sees n3 up", FIVE[i]);
-        let seen = c.status(i).unwrap().nodes.into_iter().find(|n| n.name == "n3").unwrap();
-        assert!(seen.generation > old_gen, "a restart carries a higher generation");
+        assert!(
+            wait_until(Duration::from_secs(5), || c.state_of(i, "n3")
+                == Some(State::Up)),
+            "{} sees n3 up",
+            FIVE[i]
+        );
+        let seen = c
+            .status(i)
+            .unwrap()
+            .nodes
+            .into_iter()
+            .find(|n| n.name == "n3")
+            .unwrap();
+        assert!(
+            seen.generation > old_gen,
+            "a restart carries a higher generation"
+        );
     }
     let ring = ring_of(&FIVE);
-    let mine: Vec<usize> = (0..60).filter(|k| ring.preference_list_for_key(format!("k{k}").as_bytes(), 3).iter().any(|n| &**n == "n3")).collect();
+    let mine: Vec<usize> = (0..60)
+        .filter(|k| {
+            ring.preference_list_for_key(format!("k{k}").as_bytes(), 3)
+                .iter()
+                .any(|n| &**n == "n3")
+        })
+        .collect();
     assert!(!mine.is_empty());
     for k in mine {
-        assert!(wait_until(Duration::from_secs(5), || holds(&c, victim, &format!("k{k}"), &format!("v{k}"))), "n3 holds k{k} again");
+        assert!(
+            wait_until(Duration::from_secs(5), || holds(
+                &c,
+                victim,
+                &format!("k{k}"),
+                &format!("v{k}")
+            )),
+            "n3 holds k{k} again"
+        );
     }
 }
 
@@ -145,7 +221,10 @@ fn a_cluster_shrunk_to_one_node_still_reads_and_writes() {
     assert!(wait_until(Duration::from_secs(5), || c.up_count(0) == Some(1)));
     let mut client = c.client(0);
     for k in 0..20 {
-        assert_eq!(client.cmd(&["GET", &format!("k{k}")]), bulk(&format!("v{k}")));
+        assert_eq!(
+            client.cmd(&["GET", &format!("k{k}")]),
+            bulk(&format!("v{k}"))
+        );
     }
     assert_eq!(client.cmd(&["SET", "alone", "yes"]), Reply::ok());
     assert_eq!(client.cmd(&["GET", "alone"]), bulk("yes"));
@@ -158,12 +237,28 @@ fn too_few_replicas_in_time_is_an_error_that_counts_them() {
     // Slow failure detection, quick request deadline: a write cannot gather
     // its quorum before the dead replicas are noticed.
     let names = ["a", "b", "c"];
-    let mut c = Cluster::start(&names, &["--set", "request_timeout_ms=300", "--set", "failure_timeout_ms=5000"]);
+    let mut c = Cluster::start(
+        &names,
+        &[
+            "--set",
+            "request_timeout_ms=300",
+            "--set",
+            "failure_timeout_ms=5000",
+        ],
+    );
     c.kill(1);
     c.kill(2);
     let reply = c.client(0).cmd(&["SET", "k", "v"]);
-    let Reply::Error(msg) = reply else { panic!("expected an error, got {reply:?}") };
-    assert!(msg.starts_with("UNAVAILABLE write reached only 1 of the 2 replicas needed"), "{msg}");
+    let Reply::Error(msg) = reply else {
+        panic!("expected an error, got {reply:?}")
+    };
+    assert!(
+        msg.starts_with("UNAVAILABLE write reached only 1 of the 2 replicas needed"),
+        "{msg}"
+    );
     let reply = c.client(0).cmd(&["GET", "k"]);
-    assert!(matches!(&reply, Reply::Error(m) if m.contains("read reached only 1 of the 2")), "{reply:?}");
+    assert!(
+        matches!(&reply, Reply::Error(m) if m.contains("read reached only 1 of the 2")),
+        "{reply:?}"
+    );
 }

@@ -27,6 +27,7 @@ use tracing::{info, warn};
 use crate::clock::{Hlc, Timestamp};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::log::CommitLog;
 use crate::membership::{MemberInfo, Membership};
 use crate::message::{Hello, PeerMsg, MAGIC, PROTOCOL_VERSION};
 use crate::metrics::Metrics;
@@ -35,7 +36,7 @@ use crate::store::Store;
 use crate::transport::fault::Faults;
 use crate::transport::tcp::{TcpConfig, TcpTransport};
 use crate::transport::PeerHandler;
-use shared::{Pending, Shared, View};
+use shared::{from_record, to_record, Pending, Shared, View};
 
 /// A running node.
 pub struct Node {
@@ -126,6 +127,9 @@ impl Node {
             faults.clone(),
             shutdown.clone(),
         );
+        let store = Store::new();
+        let clock = Hlc::new(cfg.max_clock_skew_ms * 1000);
+        let log = open_log(&cfg, &store, &clock)?;
         let me_name = NodeName::from(cfg.name.as_str());
         let id = u64::from_be_bytes(
             Token::of(cfg.name.as_bytes()).0[..8]
@@ -138,8 +142,9 @@ impl Node {
             me: me_name,
             id,
             generation,
-            store: Store::new(),
-            clock: Hlc::new(cfg.max_clock_skew_ms * 1000),
+            store,
+            log,
+            clock,
             membership: Mutex::new(membership),
             view: ArcSwap::from_pointee(View::default()),
             view_tx,
@@ -171,6 +176,7 @@ impl Node {
         tasks.spawn(heartbeat_loop(shared.clone(), shutdown.clone()));
         tasks.spawn(crate::sync::run(shared.clone(), shutdown.clone()));
         tasks.spawn(purge_loop(shared.clone(), shutdown.clone()));
+        tasks.spawn(compaction_loop(shared.clone(), shutdown.clone()));
         Ok(Node {
             shared,
             shutdown,
@@ -189,7 +195,79 @@ impl Node {
             warn!("some tasks did not stop within 4 s; aborting them");
             self.tasks.abort_all();
         }
+        if let Err(e) = self.shared.log.shutdown().await {
+            warn!(error = %e, "commit log did not close cleanly");
+        }
         info!("node stopped");
+    }
+}
+
+/// Opens the commit log in `data_dir/log`, replaying it into the store and
+/// moving the clock past every timestamp it holds.
+fn open_log(cfg: &Config, store: &Store, clock: &Hlc) -> Result<CommitLog> {
+    let dir = cfg.data_dir.join("log");
+    let (log, report) = CommitLog::open(&dir, cfg.log_options(), |rec| {
+        let (key, entry) = from_record(rec);
+        clock.advance_past(entry.version.ts);
+        store.apply(&key, entry);
+    })?;
+    if let Some(d) = &report.torn_tail {
+        warn!(file = %d.file.display(), offset = d.offset, bytes_dropped = d.bytes, reason = %d.reason, "cut a torn commit log tail");
+    }
+    for d in &report.corruptions {
+        warn!(file = %d.file.display(), offset = d.offset, bytes = d.bytes, reason = %d.reason, "skipped corrupt commit log bytes");
+    }
+    info!(
+        records = report.records,
+        keys = store.live_len(),
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        "store rebuilt from the commit log"
+    );
+    Ok(log)
+}
+
+/// Compacts the commit log in the background when it holds more than
+/// `compaction_factor` times the live data (and `compaction_min_bytes`).
+async fn compaction_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let (factor, min) = (
+        shared.cfg.compaction_factor,
+        shared.cfg.compaction_min_bytes,
+    );
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if !shared
+            .log
+            .stats()
+            .should_compact(shared.store.bytes() as u64, factor, min)
+        {
+            continue;
+        }
+        let snapshot_of = shared.clone();
+        let result = shared
+            .log
+            .compact(move |w| {
+                let mut result = Ok(());
+                snapshot_of.store.for_each(|key, entry| {
+                    if result.is_ok() {
+                        result = w.push(&to_record(key, entry));
+                    }
+                });
+                result
+            })
+            .await;
+        match result {
+            Ok(c) => info!(
+                live_records = c.live_records,
+                snapshot_bytes = c.snapshot_bytes,
+                removed_bytes = c.removed_bytes,
+                elapsed_ms = c.elapsed.as_millis() as u64,
+                "compacted the commit log"
+            ),
+            Err(e) => warn!(error = %e, "commit log compaction failed; will retry"),
+        }
     }
 }
 

@@ -1,21 +1,30 @@
 //! The replica side: what a node does with each message from a peer.
 //!
-//! Requests are answered at once from the local store (no await, no lock
-//! beyond one store shard), and the answer goes back over this node's own
-//! link to the sender's `reply_to` address. Replies are handed to the
-//! request waiting for them. Heartbeats update the routing table.
+//! Reads are answered at once from the local store. Writes (a replica
+//! `Put`, a hand-off `Transfer`) are merged into the store at once, and
+//! acknowledged only after their commit log records were written: the
+//! acknowledgement waits in a small task so the connection reading from the
+//! peer never stops for the disk, while many such waits share one log write.
+//! Answers go back over this node's own link to the sender's `reply_to`
+//! address; replies to our own requests are handed to the request waiting
+//! for them; heartbeats update the routing table.
 //!
 //! A replica write first moves the local clock past the write's timestamp,
 //! so this node's next own write orders after it; a timestamp too far in the
 //! future is refused and the coordinator is told why.
 
+use std::sync::Arc;
 use std::time::Instant;
 
+use futures::future::join_all;
+use tracing::warn;
+
+use crate::log::{CommitLog, Record};
 use crate::message::{PeerMsg, PutResult};
 use crate::node::shared::Shared;
 use crate::resp::glob;
 use crate::ring::NodeName;
-use crate::transport::{Peer, PeerHandler};
+use crate::transport::{Peer, PeerHandler, Transport};
 
 impl PeerHandler for Shared {
     fn on_message(&self, from: &Peer, msg: PeerMsg) {
@@ -31,30 +40,42 @@ impl PeerHandler for Shared {
                 return;
             }
             PeerMsg::Put { id, key, entry } => {
-                let result = match self.clock.observe(entry.version.ts) {
-                    Ok(()) => PutResult::Ok {
-                        was_live: self.store.apply(&key, entry).was_live,
-                    },
-                    Err(e) => PutResult::Refused(e.to_string()),
-                };
-                if id == 0 {
-                    return; // read repair: nobody waits
+                if let Err(e) = self.clock.observe(entry.version.ts) {
+                    warn!(peer = %from.name, error = %e, "refused a replica write");
+                    let result = PutResult::Refused(e.to_string());
+                    self.net
+                        .send(&from.reply_to, PeerMsg::PutAck { id, result });
+                    return;
                 }
-                PeerMsg::PutAck { id, result }
+                let (applied, record) = self.apply(&key, entry);
+                // Id 0 is read repair: logged, but nobody waits for an ack.
+                let ack = (id != 0).then(|| PeerMsg::PutAck {
+                    id,
+                    result: PutResult::Ok {
+                        was_live: applied.was_live,
+                    },
+                });
+                self.ack_when_logged(from, record.into_iter().collect(), ack);
+                return;
+            }
+            PeerMsg::Transfer { id, items } => {
+                let mut records = Vec::with_capacity(items.len());
+                for (key, entry) in items {
+                    // A hand-off carries old timestamps; only refuse the future.
+                    match self.clock.observe(entry.version.ts) {
+                        Ok(()) => records.extend(self.apply(&key, entry).1),
+                        Err(e) => {
+                            warn!(peer = %from.name, error = %e, "refused a handed-off entry")
+                        }
+                    }
+                }
+                self.ack_when_logged(from, records, Some(PeerMsg::TransferAck { id }));
+                return;
             }
             PeerMsg::Get { id, key } => PeerMsg::GetReply {
                 id,
                 entry: self.store.get(&key),
             },
-            PeerMsg::Transfer { id, items } => {
-                for (key, entry) in items {
-                    // A hand-off carries old timestamps; only refuse the future.
-                    if self.clock.observe(entry.version.ts).is_ok() {
-                        self.store.apply(&key, entry);
-                    }
-                }
-                PeerMsg::TransferAck { id }
-            }
             PeerMsg::Keys { id, pattern } => PeerMsg::KeysReply {
                 id,
                 keys: self.store.live_keys(|k| glob::matches(&pattern, k)),
@@ -65,5 +86,32 @@ impl PeerHandler for Shared {
             | PeerMsg::KeysReply { .. } => return,
         };
         self.net.send(&from.reply_to, reply);
+    }
+}
+
+impl Shared {
+    /// Sends `ack` (if any) once every record is in the commit log. If the
+    /// log fails, no acknowledgement is sent: the coordinator then counts
+    /// this replica as not having answered.
+    fn ack_when_logged(&self, to: &Peer, records: Vec<Record>, ack: Option<PeerMsg>) {
+        if records.is_empty() {
+            if let Some(ack) = ack {
+                self.net.send(&to.reply_to, ack);
+            }
+            return;
+        }
+        let log: CommitLog = self.log.clone();
+        let net: Arc<dyn Transport> = self.net.clone();
+        let reply_to = to.reply_to.clone();
+        tokio::spawn(async move {
+            let results = join_all(records.into_iter().map(|r| log.append(r))).await;
+            if let Some(e) = results.into_iter().find_map(|r| r.err()) {
+                warn!(error = %e, "replica write not logged; not acknowledging it");
+                return;
+            }
+            if let Some(ack) = ack {
+                net.send(&reply_to, ack);
+            }
+        });
     }
 }

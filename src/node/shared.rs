@@ -21,13 +21,16 @@ use dashmap::DashMap;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use crate::clock::Hlc;
+use bytes::Bytes;
+
+use crate::clock::{Hlc, Timestamp};
 use crate::config::Config;
+use crate::log::{CommitLog, Record};
 use crate::membership::{Event, Membership};
 use crate::message::PeerMsg;
 use crate::metrics::Metrics;
 use crate::ring::{NodeName, Ring};
-use crate::store::{NodeId, Store};
+use crate::store::{Applied, Entry, NodeId, Store, Version};
 use crate::transport::fault::Faults;
 use crate::transport::tcp::NetStats;
 use crate::transport::Transport;
@@ -102,6 +105,8 @@ pub struct Shared {
     pub generation: u64,
     /// Local versioned data.
     pub store: Store,
+    /// Every accepted write, before it is acknowledged.
+    pub log: CommitLog,
     /// Write timestamps.
     pub clock: Hlc,
     /// The routing table (locked only briefly, never across an await).
@@ -124,7 +129,51 @@ pub struct Shared {
     pub started: Instant,
 }
 
+/// The commit log record of an entry.
+pub fn to_record(key: &Bytes, entry: &Entry) -> Record {
+    Record {
+        key: key.clone(),
+        value: entry.value.clone(),
+        ts: entry.version.ts.0,
+        node: entry.version.node,
+    }
+}
+
+/// The entry a commit log record stands for.
+pub fn from_record(rec: Record) -> (Bytes, Entry) {
+    let version = Version {
+        ts: Timestamp(rec.ts),
+        node: rec.node,
+    };
+    (
+        rec.key,
+        Entry {
+            version,
+            value: rec.value,
+        },
+    )
+}
+
 impl Shared {
+    /// Merges `entry` into the store and returns what happened, with the
+    /// log record that must be appended (and awaited) before the write is
+    /// acknowledged, if any. The store is updated first, so a compaction
+    /// snapshot taken after this call already holds the entry.
+    pub fn apply(&self, key: &Bytes, entry: Entry) -> (Applied, Option<Record>) {
+        let record = to_record(key, &entry);
+        let applied = self.store.apply(key, entry);
+        (applied, applied.needs_log().then_some(record))
+    }
+
+    /// [`Shared::apply`], then waits until the record is in the log.
+    pub async fn apply_durably(&self, key: &Bytes, entry: Entry) -> crate::error::Result<Applied> {
+        let (applied, record) = self.apply(key, entry);
+        if let Some(rec) = record {
+            self.log.append(rec).await?;
+        }
+        Ok(applied)
+    }
+
     /// The membership table, locked.
     pub fn membership(&self) -> MutexGuard<'_, Membership> {
         // Membership updates never leave the table half-changed, so a panic

@@ -22,7 +22,11 @@ pub const FAILURE_MS: u64 = 300;
 
 /// A free loopback port (bound, then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `cond` every 20 ms until it holds or `limit` passes.
@@ -72,7 +76,11 @@ impl Cluster {
                 child: None,
             })
             .collect();
-        let mut c = Cluster { dir, nodes, extra: extra.iter().map(|s| s.to_string()).collect() };
+        let mut c = Cluster {
+            dir,
+            nodes,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
         for i in 0..c.nodes.len() {
             c.spawn(i);
         }
@@ -89,7 +97,13 @@ impl Cluster {
 
     /// Starts (or restarts) node `i` on its own data dir.
     pub fn spawn(&mut self, i: usize) {
-        let seeds: Vec<String> = self.nodes.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, n)| n.peer.clone()).collect();
+        let seeds: Vec<String> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, n)| n.peer.clone())
+            .collect();
         let n = &self.nodes[i];
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -97,15 +111,18 @@ impl Cluster {
             .open(self.dir.path().join(format!("{}.log", n.name)))
             .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringkv"));
-        cmd.args(["node", "--name", &n.name, "--client", &n.client, "--peer", &n.peer, "--admin", &n.admin])
-            .arg("--data-dir")
-            .arg(&n.data_dir)
-            .args(["--set", &format!("heartbeat_interval_ms={HEARTBEAT_MS}")])
-            .args(["--set", &format!("failure_timeout_ms={FAILURE_MS}")])
-            .args(&self.extra)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
+        cmd.args([
+            "node", "--name", &n.name, "--client", &n.client, "--peer", &n.peer, "--admin",
+            &n.admin,
+        ])
+        .arg("--data-dir")
+        .arg(&n.data_dir)
+        .args(["--set", &format!("heartbeat_interval_ms={HEARTBEAT_MS}")])
+        .args(["--set", &format!("failure_timeout_ms={FAILURE_MS}")])
+        .args(&self.extra)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log);
         if !seeds.is_empty() {
             cmd.args(["--seeds", &seeds.join(",")]);
         }
@@ -113,7 +130,8 @@ impl Cluster {
         self.nodes[i].child = Some(child);
         let admin = self.nodes[i].admin.clone();
         assert!(
-            wait_until(Duration::from_secs(10), || http_get(&admin, "/health").is_some()),
+            wait_until(Duration::from_secs(10), || http_get(&admin, "/health")
+                .is_some()),
             "node {} did not start; log:\n{}",
             self.nodes[i].name,
             self.log(i)
@@ -130,7 +148,8 @@ impl Cluster {
 
     /// Node `i`'s log so far.
     pub fn log(&self, i: usize) -> String {
-        std::fs::read_to_string(self.dir.path().join(format!("{}.log", self.nodes[i].name))).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join(format!("{}.log", self.nodes[i].name)))
+            .unwrap_or_default()
     }
 
     /// A RESP client to node `i`.
@@ -146,12 +165,22 @@ impl Cluster {
 
     /// How many nodes node `i` sees up (itself included).
     pub fn up_count(&self, i: usize) -> Option<usize> {
-        Some(self.status(i)?.nodes.iter().filter(|n| n.state == State::Up).count())
+        Some(
+            self.status(i)?
+                .nodes
+                .iter()
+                .filter(|n| n.state == State::Up)
+                .count(),
+        )
     }
 
     /// The state of `name` in node `i`'s routing table.
     pub fn state_of(&self, i: usize, name: &str) -> Option<State> {
-        self.status(i)?.nodes.iter().find(|n| n.name == name).map(|n| n.state)
+        self.status(i)?
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .map(|n| n.state)
     }
 
     /// Index of the node named `name`.
@@ -181,7 +210,9 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
     let mut raw = String::new();
     s.read_to_string(&mut raw).ok()?;
     let (head, body) = raw.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.0 200").then(|| body.to_string()).or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
+    head.starts_with("HTTP/1.0 200")
+        .then(|| body.to_string())
+        .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
 }
 
 /// A blocking RESP client.
@@ -194,9 +225,15 @@ pub struct Client {
 impl Client {
     pub fn connect(addr: &str) -> Client {
         let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         stream.set_nodelay(true).unwrap();
-        Client { stream, buf: BytesMut::new(), decoder: ReplyDecoder::default() }
+        Client {
+            stream,
+            buf: BytesMut::new(),
+            decoder: ReplyDecoder::default(),
+        }
     }
 
     /// Sends raw bytes.
