@@ -182,17 +182,20 @@ impl Config {
             toml::Table::try_from(&self).map_err(|e| Error::config("config", e.to_string()))?;
         for (key, raw) in overrides {
             let key = key.as_ref().to_ascii_lowercase();
-            let raw = raw.as_ref();
-            let value = parse_override(&key, raw, table.get(&key))?;
+            if !table.contains_key(&key) && !OPTIONAL_KEYS.contains(&key.as_str()) {
+                return Err(Error::config(
+                    &key,
+                    format!(
+                        "unknown setting (from RINGKV_{} or --set); see config/ringkv.toml",
+                        key.to_ascii_uppercase()
+                    ),
+                ));
+            }
+            let value = parse_override(&key, raw.as_ref(), table.get(&key))?;
             table.insert(key, value);
         }
-        let key_hint = table.keys().cloned().collect::<Vec<_>>().join(", ");
-        Config::deserialize(toml::Value::Table(table)).map_err(|e| {
-            Error::config(
-                "config",
-                format!("{} (known keys: {key_hint})", e.message()),
-            )
-        })
+        Config::deserialize(toml::Value::Table(table))
+            .map_err(|e| Error::config("config", e.message().to_string()))
     }
 
     /// The `RINGKV_*` variables of the environment, as overrides.
@@ -319,6 +322,10 @@ impl Config {
         Duration::from_millis(self.request_timeout_ms)
     }
 }
+
+/// Settings whose default is "unset", so they are absent from a
+/// serialized default config.
+const OPTIONAL_KEYS: [&str; 3] = ["advertise", "cluster_secret", "requirepass"];
 
 fn parse_override(key: &str, raw: &str, current: Option<&toml::Value>) -> Result<toml::Value> {
     use toml::Value;

@@ -1,0 +1,474 @@
+#!/usr/bin/env bash
+# Drive the five-node ringkv cluster of docker/compose.yml.
+#
+#   cluster.sh up                  build the static binary and image, start n1..n5,
+#                                  wait until every node sees five up
+#   cluster.sh down                remove containers, network, volumes, partition rules
+#   cluster.sh kill NODE           docker kill (SIGKILL) one node
+#   cluster.sh stop NODE           docker stop (SIGTERM, clean shutdown)
+#   cluster.sh start NODE          start a killed or stopped node again, on its volume
+#   cluster.sh partition G G...    cut the network between groups, e.g. n1,n2 n3,n4,n5
+#   cluster.sh heal                remove exactly the rules `partition` added
+#   cluster.sh status              every node's routing table, side by side
+#   cluster.sh logs NODE [ARGS]    docker logs of one node (ARGS e.g. -f, --tail 20)
+#   cluster.sh wait [SECONDS]      wait until every running node sees every running node up
+#   cluster.sh image               build the static binary and the image only
+#
+# Partitions are iptables DROP rules inside the containers' network
+# namespaces, added from the host with nsenter, so the image needs no
+# iptables; this needs root (or sudo) on the host. The rules added are
+# remembered in a state file, so `heal` removes exactly those.
+#
+# This file can also be sourced (docker/e2e.sh does) to reuse its functions.
+
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+PROJECT=ringkv
+NODES=(n1 n2 n3 n4 n5)
+IMAGE=${RINGKV_IMAGE:-ringkv:local}
+export RINGKV_IMAGE=$IMAGE
+TARGET=x86_64-unknown-linux-gnu
+STATIC_TARGET_DIR=${RINGKV_STATIC_TARGET_DIR:-$ROOT/target/static}
+STATIC_BIN=$STATIC_TARGET_DIR/$TARGET/release/ringkv
+STATE_DIR=${RINGKV_DOCKER_STATE:-$ROOT/target/docker}
+RULES_FILE=$STATE_DIR/partition.rules
+UP_TIMEOUT=${RINGKV_UP_TIMEOUT:-90}
+
+die() {
+    echo "cluster.sh: $*" >&2
+    exit 1
+}
+
+note() {
+    echo "cluster.sh: $*" >&2
+}
+
+# Milliseconds since the epoch.
+now_ms() {
+    date +%s%3N
+}
+
+# --- preconditions ---------------------------------------------------------
+
+need_docker() {
+    command -v docker >/dev/null 2>&1 ||
+        die "docker is not installed (https://docs.docker.com/engine/install/)"
+    docker info >/dev/null 2>&1 ||
+        die "the Docker engine does not answer (is dockerd running, and may $(id -un) use it?)"
+}
+
+COMPOSE=()
+need_compose() {
+    need_docker
+    if [[ ${#COMPOSE[@]} -gt 0 ]]; then
+        return
+    fi
+    if docker compose version >/dev/null 2>&1; then
+        COMPOSE=(docker compose)
+    elif command -v docker-compose >/dev/null 2>&1; then
+        COMPOSE=(docker-compose)
+    else
+        die "neither 'docker compose' nor 'docker-compose' is installed"
+    fi
+}
+
+compose() {
+    need_compose
+    "${COMPOSE[@]}" -p "$PROJECT" -f "$HERE/compose.yml" "$@"
+}
+
+# Root for nsenter and iptables: ourselves, or sudo.
+SUDO=()
+need_root() {
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null 2>&1 ||
+            die "partitions need root (nsenter into the containers' network namespaces); run as root or install sudo"
+        SUDO=(sudo)
+    fi
+    command -v nsenter >/dev/null 2>&1 || die "nsenter is missing (package util-linux)"
+    if ! command -v iptables >/dev/null 2>&1; then
+        command -v apt-get >/dev/null 2>&1 || die "iptables is missing on the host; install it"
+        note "installing iptables on the host (apt-get)"
+        "${SUDO[@]}" apt-get install -y -qq iptables >/dev/null ||
+            die "could not install iptables; install it by hand"
+    fi
+}
+
+check_node() {
+    local n
+    for n in "${NODES[@]}"; do
+        [[ $1 == "$n" ]] && return 0
+    done
+    die "unknown node '$1': the nodes are ${NODES[*]}"
+}
+
+container() {
+    echo "$PROJECT-$1"
+}
+
+node_index() {
+    echo "${1#n}"
+}
+
+admin_addr() {
+    echo "127.0.0.1:$((7200 + $(node_index "$1")))"
+}
+
+client_port() {
+    echo "$((7000 + $(node_index "$1")))"
+}
+
+# "running", "exited", ... or "absent".
+container_state() {
+    local s
+    s=$(docker inspect -f '{{.State.Status}}' "$(container "$1")" 2>/dev/null) || s=absent
+    echo "${s:-absent}"
+}
+
+container_pid() {
+    docker inspect -f '{{.State.Pid}}' "$(container "$1")"
+}
+
+container_ip() {
+    docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$(container "$1")"
+}
+
+running_nodes() {
+    local n
+    for n in "${NODES[@]}"; do
+        [[ $(container_state "$n") == running ]] && echo "$n"
+    done
+    return 0
+}
+
+# --- building --------------------------------------------------------------
+
+build_binary() {
+    command -v cargo >/dev/null 2>&1 || die "cargo is missing: the image wraps a binary built on this host"
+    note "building the static binary ($STATIC_BIN)"
+    (cd "$ROOT" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$STATIC_TARGET_DIR" \
+        cargo build --release --quiet --target "$TARGET") || die "cargo build failed"
+}
+
+build_image() {
+    need_docker
+    build_binary
+    local ctx=$STATE_DIR/context
+    rm -rf "$ctx"
+    mkdir -p "$ctx/data"
+    # The release profile keeps debug info (for backtraces on the host);
+    # the image does without it.
+    if command -v strip >/dev/null 2>&1; then
+        strip -o "$ctx/ringkv" "$STATIC_BIN"
+    else
+        cp "$STATIC_BIN" "$ctx/ringkv"
+    fi
+    note "building image $IMAGE"
+    # The legacy builder needs nothing beyond the engine; the context holds
+    # only the binary and an empty data directory.
+    # Its deprecation notice is kept out of sight unless the build fails.
+    if ! DOCKER_BUILDKIT=0 docker build -q -t "$IMAGE" -f "$HERE/Dockerfile" "$ctx" \
+        >"$STATE_DIR/build.log" 2>&1; then
+        cat "$STATE_DIR/build.log" >&2
+        die "docker build failed"
+    fi
+    note "image $IMAGE: $(docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.1f MB", $1/1e6}')"
+}
+
+# --- status ----------------------------------------------------------------
+
+# The raw /status JSON of one node, or nothing (and status 1) if it does not answer.
+status_json() {
+    local addr
+    addr=$(admin_addr "$1")
+    if command -v curl >/dev/null 2>&1; then
+        curl -fsS --max-time 2 "http://$addr/status" 2>/dev/null
+    elif [[ -x $STATIC_BIN ]]; then
+        "$STATIC_BIN" status --json --admin "$addr" 2>/dev/null
+    else
+        die "need curl, or the binary at $STATIC_BIN, to read /status"
+    fi
+}
+
+# "NAME STATE" lines (state up/down) of the routing table of one node. Parsed
+# without jq: every node object of /status holds a name, then a state.
+node_view() {
+    local json
+    json=$(status_json "$1") || return 1
+    tr '{' '\n' <<<"$json" | grep '"state"' |
+        sed -E 's/.*"name":"([^"]*)".*"state":"([a-z]+)".*/\1 \2/'
+}
+
+# The live key count a node reports for itself.
+node_keys() {
+    local json
+    json=$(status_json "$1") || return 1
+    tr '{' '\n' <<<"$json" | head -2 | tail -1 | sed -E 's/.*"keys":([0-9]+).*/\1/'
+}
+
+# True when VIEWER sees TARGET in STATE (up or down).
+sees() {
+    local view
+    view=$(node_view "$1") || return 1
+    grep -qx "$2 $3" <<<"$view"
+}
+
+# True when every node of the list VIEWERS sees every node of TARGETS in STATE.
+all_see() {
+    local viewers=$1 targets=$2 state=$3 v t view
+    for v in ${viewers//,/ }; do
+        view=$(node_view "$v") || return 1
+        for t in ${targets//,/ }; do
+            [[ $v == "$t" ]] && continue
+            grep -qx "$t $state" <<<"$view" || return 1
+        done
+    done
+}
+
+# Polls `all_see` until it holds or SECONDS pass; prints the milliseconds it took.
+wait_all_see() {
+    local viewers=$1 targets=$2 state=$3 timeout=$4 t0
+    t0=$(now_ms)
+    while ! all_see "$viewers" "$targets" "$state"; do
+        if (($(now_ms) - t0 > timeout * 1000)); then
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo $(($(now_ms) - t0))
+}
+
+wait_up() {
+    local timeout=${1:-$UP_TIMEOUT} running ms
+    running=$(running_nodes | paste -sd, -)
+    [[ -n $running ]] || die "no node is running"
+    if ! ms=$(wait_all_see "$running" "$running" up "$timeout"); then
+        cmd_status >&2 || true
+        die "after ${timeout}s not every running node ($running) sees the others up"
+    fi
+    note "every running node ($running) sees the others up (${ms} ms)"
+}
+
+cmd_status() {
+    need_docker
+    status_table | sed 's/[[:space:]]*$//'
+}
+
+status_table() {
+    local v t views=() keys=() line
+    [[ -n $(docker ps -aq --filter "name=^$PROJECT-n[1-5]\$") ]] ||
+        die "no cluster: no container $PROJECT-n1..n5 exists (start one with '$0 up')"
+    echo "routing tables: one column per node asked, one row per node it lists"
+    printf '%-10s' "asked ->"
+    for v in "${NODES[@]}"; do printf '%-9s' "$v"; done
+    printf '\n'
+    for v in "${NODES[@]}"; do
+        views+=("$(node_view "$v" 2>/dev/null || echo '?')")
+        keys+=("$(node_keys "$v" 2>/dev/null || echo -)")
+    done
+    for t in "${NODES[@]}"; do
+        printf '%-10s' "$t"
+        for i in "${!NODES[@]}"; do
+            line=$(grep "^$t " <<<"${views[$i]}" | awk '{print toupper($2)}' || true)
+            if [[ ${views[$i]} == '?' ]]; then
+                line='-'
+            fi
+            printf '%-9s' "${line:-unknown}"
+        done
+        printf '\n'
+    done
+    printf '%-10s' "keys"
+    for i in "${!NODES[@]}"; do printf '%-9s' "${keys[$i]}"; done
+    printf '\n%-10s' "container"
+    for v in "${NODES[@]}"; do printf '%-9s' "$(container_state "$v")"; done
+    printf '\n'
+    if [[ -s $RULES_FILE ]]; then
+        echo "partitioned: $(head -1 "$RULES_FILE" | sed 's/^# groups: //') ($(grep -vc '^#' "$RULES_FILE") rules; 'heal' removes them)"
+    fi
+}
+
+# --- faults ----------------------------------------------------------------
+
+cmd_partition() {
+    [[ $# -ge 2 ]] || die "partition needs at least two groups, e.g. 'partition n1,n2 n3,n4,n5'"
+    need_docker
+    need_root
+    [[ ! -s $RULES_FILE ]] || die "a partition is already in place; 'heal' first"
+    local -A group_of=()
+    local g n i=0
+    for g in "$@"; do
+        i=$((i + 1))
+        for n in ${g//,/ }; do
+            check_node "$n"
+            [[ -z ${group_of[$n]:-} ]] || die "node $n is named in two groups"
+            [[ $(container_state "$n") == running ]] || die "node $n is not running"
+            group_of[$n]=$i
+        done
+    done
+    local -A ip=() pid=()
+    for n in "${!group_of[@]}"; do
+        ip[$n]=$(container_ip "$n")
+        pid[$n]=$(container_pid "$n")
+    done
+    mkdir -p "$STATE_DIR"
+    echo "# groups: $*" >"$RULES_FILE"
+    local a b
+    for a in "${!group_of[@]}"; do
+        for b in "${!group_of[@]}"; do
+            [[ ${group_of[$a]} == "${group_of[$b]}" ]] && continue
+            # Both directions, inside a's namespace: nothing from b comes in,
+            # nothing to b goes out. b's namespace gets the mirror image.
+            add_rule "$a" "${pid[$a]}" INPUT -s "${ip[$b]}" -j DROP
+            add_rule "$a" "${pid[$a]}" OUTPUT -d "${ip[$b]}" -j DROP
+        done
+    done
+    note "partitioned $* ($(grep -vc '^#' "$RULES_FILE") DROP rules)"
+}
+
+add_rule() {
+    local node=$1 pid=$2
+    shift 2
+    "${SUDO[@]}" nsenter -t "$pid" -n iptables -I "$@" ||
+        die "iptables failed in $node's network namespace"
+    echo "$node $pid $*" >>"$RULES_FILE"
+}
+
+cmd_heal() {
+    if [[ ! -s $RULES_FILE ]]; then
+        note "no partition to heal"
+        return 0
+    fi
+    need_docker
+    need_root
+    local node pid rule removed=0 gone=0
+    while read -r node pid rule; do
+        [[ $node == '#' ]] && continue
+        # A restarted container has a new namespace; its old rules died with
+        # the old one, and deleting by a stale pid could hit another process.
+        if [[ $(container_state "$node") == running && $(container_pid "$node") == "$pid" ]]; then
+            # shellcheck disable=SC2086
+            "${SUDO[@]}" nsenter -t "$pid" -n iptables -D $rule ||
+                note "could not remove '$rule' from $node (already gone?)"
+            removed=$((removed + 1))
+        else
+            gone=$((gone + 1))
+        fi
+    done <"$RULES_FILE"
+    rm -f "$RULES_FILE"
+    if ((gone > 0)); then
+        note "healed: removed $removed rules; $gone went away with restarted or stopped containers"
+    else
+        note "healed: removed $removed rules"
+    fi
+}
+
+cmd_kill() {
+    [[ $# -ge 1 ]] || die "kill needs a node name (${NODES[*]})"
+    need_docker
+    local n
+    for n in "$@"; do
+        check_node "$n"
+        docker kill "$(container "$n")" >/dev/null || die "could not kill $n (is it running?)"
+        note "killed $n"
+    done
+}
+
+cmd_stop() {
+    [[ $# -ge 1 ]] || die "stop needs a node name (${NODES[*]})"
+    need_docker
+    local n
+    for n in "$@"; do
+        check_node "$n"
+        docker stop "$(container "$n")" >/dev/null || die "could not stop $n"
+        note "stopped $n"
+    done
+}
+
+cmd_start() {
+    [[ $# -ge 1 ]] || die "start needs a node name (${NODES[*]})"
+    need_docker
+    local n
+    for n in "$@"; do
+        check_node "$n"
+        [[ $(container_state "$n") != absent ]] || die "node $n has no container; run 'up' first"
+        docker start "$(container "$n")" >/dev/null || die "could not start $n"
+        note "started $n"
+    done
+    if [[ -s $RULES_FILE ]]; then
+        note "warning: a partition is in place, but a started container comes back without rules"
+    fi
+}
+
+cmd_logs() {
+    [[ $# -ge 1 ]] || die "logs needs a node name (${NODES[*]})"
+    need_docker
+    check_node "$1"
+    local n=$1
+    shift
+    docker logs "$@" "$(container "$n")"
+}
+
+# --- lifecycle -------------------------------------------------------------
+
+# Fails clearly when a published port is taken by something other than us.
+check_ports() {
+    command -v ss >/dev/null 2>&1 || return 0
+    [[ -z $(running_nodes) ]] || return 0
+    local n port busy=()
+    for n in "${NODES[@]}"; do
+        for port in "$(client_port "$n")" "$((7200 + $(node_index "$n")))"; do
+            if ss -Hltn "sport = :$port" | grep -q .; then
+                busy+=("$port")
+            fi
+        done
+    done
+    [[ ${#busy[@]} -eq 0 ]] ||
+        die "port(s) ${busy[*]} on this host are taken (a local 'ringkv up'?); the cluster publishes 127.0.0.1:7001-7005 and 7201-7205"
+}
+
+cmd_up() {
+    need_compose
+    check_ports
+    build_image
+    compose up -d --no-build || die "compose up failed"
+    wait_up "$UP_TIMEOUT"
+}
+
+cmd_down() {
+    need_compose
+    cmd_heal || note "heal failed; the rules go away with the containers anyway"
+    compose down -v --remove-orphans --timeout 5 || die "compose down failed"
+    rm -f "$RULES_FILE"
+    note "removed containers, network and volumes"
+}
+
+usage() {
+    sed -n '2,/^$/p' "${BASH_SOURCE[0]}" | sed -E 's/^# ?//'
+}
+
+main() {
+    local cmd=${1:-}
+    [[ $# -gt 0 ]] && shift
+    case $cmd in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    image) build_image ;;
+    kill) cmd_kill "$@" ;;
+    stop) cmd_stop "$@" ;;
+    start) cmd_start "$@" ;;
+    partition) cmd_partition "$@" ;;
+    heal) cmd_heal ;;
+    status) cmd_status ;;
+    logs) cmd_logs "$@" ;;
+    wait) need_docker && wait_up "${1:-$UP_TIMEOUT}" ;;
+    help | -h | --help) usage ;;
+    '') usage >&2 && exit 2 ;;
+    *) die "unknown command '$cmd' (try: $(basename "$0") help)" ;;
+    esac
+}
+
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    main "$@"
+fi
