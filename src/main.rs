@@ -11,8 +11,10 @@ use ringkv::node::Node;
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
@@ -32,8 +34,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let cmd = match cli.cmd {
+        Cmd::Scenario(args) => return runtime.block_on(ringkv::cli::scenario::run(args)),
+        other => other,
+    };
     let result = runtime.block_on(async {
-        match cli.cmd {
+        match cmd {
             Cmd::Node(args) => {
                 let cfg = args.config()?;
                 init_logging(cfg.log_format);
@@ -52,6 +58,7 @@ fn main() -> ExitCode {
                 .await
             }
             Cmd::Status(args) => ringkv::cli::status::run(&args.admin, args.json, args.watch).await,
+            Cmd::Scenario(_) => unreachable!("handled above"),
         }
     });
     match result {

@@ -59,7 +59,21 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         tokio::time::sleep(DEBOUNCE).await;
         rx.mark_unchanged();
         let now = shared.view.load_full();
-        retry = !handoff(&shared, &last, &now).await;
+        // A newer view supersedes a round still waiting for acknowledgements
+        // (say from nodes just cut off but not yet marked down): abandon it
+        // and start over from `last` to the newest view at once. Safe,
+        // because a round drops copies only after all its transfers are acked.
+        tokio::select! {
+            complete = handoff(&shared, &last, &now) => retry = !complete,
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                rx.mark_changed();
+                retry = true;
+                continue;
+            }
+        }
         if !retry {
             last = now;
         }
@@ -100,6 +114,8 @@ pub async fn handoff(shared: &Shared, old: &View, new: &View) -> bool {
         return true;
     }
     let total: usize = outgoing.values().map(Vec::len).sum();
+    let mut targets: Vec<NodeName> = outgoing.keys().cloned().collect();
+    targets.sort();
     let sends = outgoing
         .into_iter()
         .map(|(node, items)| transfer(shared, new, node, items));
@@ -120,11 +136,13 @@ pub async fn handoff(shared: &Shared, old: &View, new: &View) -> bool {
     }
     info!(
         entries = total,
+        to = ?targets,
         dropped,
         complete = all_acked,
         epoch = new.epoch,
         "hand-off round"
     );
+    shared.record_handoff(&targets, total, dropped, all_acked);
     all_acked
 }
 

@@ -1,4 +1,4 @@
-//! The command line: `ringkv node | up | status`.
+//! The command line: `ringkv node | up | status | scenario`.
 //!
 //! Parsing is clap's; each subcommand's work lives in its own module. Node
 //! flags become config overrides, applied after the file and the
@@ -6,6 +6,7 @@
 //! are one and the same setting with one parser and one error message.
 
 pub mod http;
+pub mod scenario;
 pub mod status;
 pub mod up;
 
@@ -34,6 +35,8 @@ pub enum Cmd {
     Up(UpArgs),
     /// Show the routing table as one node sees it.
     Status(StatusArgs),
+    /// Run a scenario script against a fresh local cluster (docs/scenarios.md).
+    Scenario(ScenarioArgs),
 }
 
 /// Flags of `ringkv node`. Every setting can also come from `--config` or a
@@ -153,4 +156,32 @@ pub struct StatusArgs {
     /// Redraw every half second, marking rows whose state changed.
     #[arg(long)]
     pub watch: bool,
+}
+
+/// Flags of `ringkv scenario`.
+#[derive(Debug, Args)]
+#[command(after_help = scenario::TIMINGS_HELP)]
+pub struct ScenarioArgs {
+    /// The script (docs/scenarios.md describes the language).
+    pub file: PathBuf,
+    /// One JSON object per answer on stdout instead of readable lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Base port P: node i (in the order the script starts them) listens on
+    /// P+i (client), P+100+i (peer), P+200+i (admin).
+    #[arg(long, default_value_t = 24000)]
+    pub base_port: u16,
+    /// Data root; node NAME keeps its data in DIR/NAME and its log in
+    /// DIR/NAME.log [default: a fresh temporary directory, removed after a
+    /// successful run].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Seed of the random node choice for requests that name no node
+    /// [default: random, printed to stderr so a run can be replayed].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Flags passed to every node after the runner's own (after `--`), e.g.
+    /// `-- --set failure_timeout_ms=500`.
+    #[arg(last = true)]
+    pub node_flags: Vec<String>,
 }
