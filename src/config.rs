@@ -97,6 +97,21 @@ pub struct Config {
     pub max_value_bytes: usize,
     /// Commands a client connection may have in flight (pipelining). Default 256.
     pub max_inflight_per_conn: usize,
+    /// Commands all client connections together may have in flight; past
+    /// it, connections stop reading until one finishes. Default 4096.
+    pub max_inflight_per_node: usize,
+    /// Client connections at once; one more is told
+    /// `-ERR max number of clients reached` and closed. Default 10000.
+    pub max_clients: usize,
+    /// Most elements in one RESP command array. Default 1048576.
+    pub max_array_len: usize,
+    /// Largest RESP bulk string (checked before allocating). Default 16 MiB.
+    pub max_bulk_bytes: usize,
+    /// Most bytes one incomplete client command may buffer. Default 64 MiB.
+    pub max_request_bytes: usize,
+    /// A client whose started command is still incomplete after this long
+    /// is told so and closed (slowloris). Default 30000.
+    pub incomplete_request_timeout_ms: u64,
     /// Entries per hand-off batch. Default 512.
     pub transfer_batch: usize,
     /// Commit log fsync policy. Default interval.
@@ -140,6 +155,12 @@ impl Default for Config {
             max_key_bytes: 64 * 1024,
             max_value_bytes: 16 * 1024 * 1024,
             max_inflight_per_conn: 256,
+            max_inflight_per_node: 4096,
+            max_clients: 10_000,
+            max_array_len: 1_048_576,
+            max_bulk_bytes: 16 * 1024 * 1024,
+            max_request_bytes: 64 * 1024 * 1024,
+            incomplete_request_timeout_ms: 30_000,
             transfer_batch: 512,
             fsync: FsyncMode::Interval,
             fsync_interval_ms: 1000,
@@ -219,6 +240,13 @@ impl Config {
             ("request_timeout_ms", self.request_timeout_ms),
             ("peer_queue_len", self.peer_queue_len as u64),
             ("max_inflight_per_conn", self.max_inflight_per_conn as u64),
+            ("max_inflight_per_node", self.max_inflight_per_node as u64),
+            ("max_clients", self.max_clients as u64),
+            ("max_array_len", self.max_array_len as u64),
+            (
+                "incomplete_request_timeout_ms",
+                self.incomplete_request_timeout_ms,
+            ),
             ("transfer_batch", self.transfer_batch as u64),
             ("fsync_interval_ms", self.fsync_interval_ms),
             ("compaction_factor", self.compaction_factor),
@@ -272,6 +300,18 @@ impl Config {
             return Err(Error::config(
                 "max_value_bytes",
                 "key and value limits must fit in max_frame_bytes",
+            ));
+        }
+        if self.max_bulk_bytes < self.max_key_bytes.max(self.max_value_bytes) {
+            return Err(Error::config(
+                "max_bulk_bytes",
+                "must be at least max_key_bytes and max_value_bytes",
+            ));
+        }
+        if self.max_request_bytes < self.max_bulk_bytes {
+            return Err(Error::config(
+                "max_request_bytes",
+                "must be at least max_bulk_bytes",
             ));
         }
         for (key, addr) in [

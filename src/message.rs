@@ -1,10 +1,15 @@
 //! Node-to-node messages and the protocol version.
 //!
-//! A peer connection opens with a [`Hello`] from the connecting side and a
-//! [`HelloReply`] from the accepting one; only after an accepted handshake
-//! does either side send [`PeerMsg`] frames. The handshake types are kept
-//! apart from `PeerMsg` and never change shape, so a node of any future
-//! version can always read the version number and refuse cleanly.
+//! A peer connection opens with a handshake: the connecting side sends a
+//! [`Hello`], the accepting side a [`HelloReply::Challenge`] (its nonce),
+//! the connector a [`HelloProof`] (its nonce and its proof of the cluster
+//! secret, see [`crate::auth`]), and the acceptor a [`HelloReply::Accept`]
+//! carrying its own proof, or a [`HelloReply::Reject`] with the reason. Only
+//! after that does the connector send [`PeerMsg`] frames.
+//!
+//! `Hello` never changes shape and `HelloReply::Reject` stays variant 1 with
+//! its one string, so a node of any version can read the other's version
+//! number and refuse it cleanly with a reason the other can read.
 //!
 //! Requests carry an `id` chosen by the coordinator; replies echo it. There
 //! is no request/reply pairing in the transport: a reply is just another
@@ -16,11 +21,13 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{Nonce, Proof};
 use crate::membership::Heartbeat;
 use crate::store::Entry;
 
-/// The version of the peer protocol. Bumped on any change to [`PeerMsg`].
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The version of the peer protocol. Bumped on any change to [`PeerMsg`]
+/// or to the handshake. Version 2 added the cluster-secret proofs.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Marks a ringkv peer connection ("RKV1").
 pub const MAGIC: u32 = 0x524b_5631;
@@ -40,21 +47,43 @@ pub struct Hello {
     pub reply_to: String,
 }
 
-/// The accepting side's answer to a [`Hello`].
+/// The accepting side's frames during the handshake.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HelloReply {
-    /// Handshake accepted; the acceptor's name and generation.
+    /// Handshake accepted (the connector's proof checked out): the
+    /// acceptor's name and generation, and its own proof of the secret.
     Accept {
         /// The acceptor's node name.
         name: String,
         /// The acceptor's generation.
         generation: u64,
+        /// HMAC proof of the secret (role acceptor).
+        proof: Proof,
     },
     /// Handshake refused, with the reason (the connection then closes).
+    /// Must stay variant 1 with this one field, whatever the version.
     Reject {
         /// Why.
         reason: String,
     },
+    /// The [`Hello`] was acceptable: prove the secret over this nonce.
+    Challenge {
+        /// The acceptor's fresh nonce.
+        nonce: Nonce,
+        /// Whether the acceptor has a secret (only to word a refusal).
+        secured: bool,
+    },
+}
+
+/// The connector's answer to a [`HelloReply::Challenge`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloProof {
+    /// The connector's fresh nonce, which the acceptor's proof must cover.
+    pub nonce: Nonce,
+    /// Whether the connector has a secret (only to word a refusal).
+    pub secured: bool,
+    /// HMAC proof of the secret (role connector).
+    pub proof: Proof,
 }
 
 /// A replica's answer to a write.

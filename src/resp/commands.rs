@@ -248,11 +248,20 @@ fn auth(shared: &Shared, conn: &mut ConnState, args: &[Bytes]) -> Reply {
     };
     let given = args.last().map(|b| &b[..]).unwrap_or_default();
     let user_ok = args.len() == 2 || &args[1][..] == b"default";
-    if user_ok && given == expected.as_bytes() {
+    if user_ok && crate::auth::password_matches(given, expected.as_bytes()) {
         conn.authed = true;
         Reply::ok()
     } else {
-        tracing::warn!(conn = conn.id, "client AUTH failed");
+        // Logged, but only a few lines per window: a password-guessing
+        // client must not be able to flood the log.
+        let now = std::time::Instant::now();
+        if let Some(held_back) = crate::auth::CLIENT_AUTH_FAILURES.check(now) {
+            tracing::warn!(
+                conn = conn.id,
+                held_back,
+                "client AUTH failed: wrong password"
+            );
+        }
         Reply::error_code(
             "WRONGPASS",
             "invalid username-password pair or user is disabled.",

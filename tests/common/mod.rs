@@ -51,6 +51,8 @@ pub struct TestNode {
     pub admin: String,
     pub data_dir: PathBuf,
     pub child: Option<Child>,
+    /// Flags used instead of the cluster's `extra` (see [`Cluster::add`]).
+    pub flags: Option<Vec<String>>,
 }
 
 /// A cluster of node processes that dies with the test.
@@ -74,6 +76,7 @@ impl Cluster {
                 admin: format!("127.0.0.1:{}", free_port()),
                 data_dir: dir.path().join(n),
                 child: None,
+                flags: None,
             })
             .collect();
         let mut c = Cluster {
@@ -119,7 +122,7 @@ impl Cluster {
         .arg(&n.data_dir)
         .args(["--set", &format!("heartbeat_interval_ms={HEARTBEAT_MS}")])
         .args(["--set", &format!("failure_timeout_ms={FAILURE_MS}")])
-        .args(&self.extra)
+        .args(n.flags.as_ref().unwrap_or(&self.extra))
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log);
@@ -136,6 +139,37 @@ impl Cluster {
             self.nodes[i].name,
             self.log(i)
         );
+    }
+
+    /// Starts one more node, `name`, seeded with every node so far (which
+    /// do not seed it back), with `flags` instead of the cluster's extra
+    /// flags. Does not wait for it to join. Returns its index.
+    pub fn add(&mut self, name: &str, flags: &[&str]) -> usize {
+        self.nodes.push(TestNode {
+            name: name.to_string(),
+            client: format!("127.0.0.1:{}", free_port()),
+            peer: format!("127.0.0.1:{}", free_port()),
+            admin: format!("127.0.0.1:{}", free_port()),
+            data_dir: self.dir.path().join(name),
+            child: None,
+            flags: Some(flags.iter().map(|s| s.to_string()).collect()),
+        });
+        let i = self.nodes.len() - 1;
+        self.spawn(i);
+        i
+    }
+
+    /// The process id of node `i`, if it runs.
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.nodes[i].child.as_ref().map(|c| c.id())
+    }
+
+    /// Whether node `i`'s process is still running (not exited).
+    pub fn alive(&mut self, i: usize) -> bool {
+        match self.nodes[i].child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
     }
 
     /// SIGKILLs node `i` and reaps it.
