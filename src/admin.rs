@@ -4,6 +4,8 @@
 //! - `GET /status`: the routing table as this node sees it, as JSON (the
 //!   fields CONTRACT names, plus generation, share and keys per node).
 //! - `GET /metrics`: Prometheus text, every name prefixed `ringkv_`.
+//! - `GET /`: the live dashboard, and `GET /api/cluster`, `GET /preflist`
+//!   behind it (see [`crate::dashboard`]).
 //! - `POST /fault`: a [`FaultCommand`] as JSON, for the scenario runner;
 //!   refused with 403 unless the node runs with fault injection on.
 
@@ -21,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::membership::State as MemberState;
-use crate::metrics::{counter, gauge};
+use crate::metrics::Sampled;
 use crate::node::shared::Shared;
 use crate::ring::Token;
 use crate::transport::fault::FaultCommand;
@@ -53,6 +55,10 @@ pub struct NodeStatus {
     /// Live keys it holds (as it last reported).
     #[serde(default)]
     pub keys: u64,
+    /// Up, but silent for more than two heartbeat intervals: it may be about
+    /// to be marked down.
+    #[serde(default)]
+    pub suspect: bool,
 }
 
 /// The body of `/status`.
@@ -68,6 +74,12 @@ pub struct Status {
     pub keys: u64,
     /// Every node known, this one included, sorted by name.
     pub nodes: Vec<NodeStatus>,
+    /// This node's heartbeat interval.
+    #[serde(default)]
+    pub heartbeat_interval_ms: u64,
+    /// This node's failure timeout.
+    #[serde(default)]
+    pub failure_timeout_ms: u64,
 }
 
 /// Builds the status document.
@@ -88,7 +100,9 @@ pub fn status(shared: &Shared) -> Status {
         generation: me.generation,
         share: view.ring.share(&me.name),
         keys: shared.store.live_len() as u64,
+        suspect: false,
     }];
+    let suspect_after = shared.cfg.heartbeat_interval() * 2;
     nodes.extend(m.members().map(|x| {
         NodeStatus {
             name: x.info.name.clone(),
@@ -107,6 +121,9 @@ pub fn status(shared: &Shared) -> Status {
                 0.0
             },
             keys: x.keys,
+            suspect: x.state == MemberState::Up
+                && x.last_heard
+                    .is_none_or(|t| now.saturating_duration_since(t) > suspect_after),
         }
     }));
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
@@ -116,6 +133,8 @@ pub fn status(shared: &Shared) -> Status {
         generation: shared.generation,
         keys: shared.store.live_len() as u64,
         nodes,
+        heartbeat_interval_ms: shared.cfg.heartbeat_interval_ms,
+        failure_timeout_ms: shared.cfg.failure_timeout_ms,
     }
 }
 
@@ -133,6 +152,7 @@ pub async fn serve(
         )
         .route("/metrics", get(metrics))
         .route("/fault", post(fault))
+        .merge(crate::dashboard::routes())
         .with_state(shared);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -140,109 +160,90 @@ pub async fn serve(
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
-    let mut out = String::with_capacity(4096);
-    s.metrics.render(&mut out);
     let n = &s.net_stats;
     let c = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    counter(
-        &mut out,
-        "peer_messages_sent_total",
-        "Peer messages written to sockets.",
-        c(&n.sent),
-    );
-    counter(
-        &mut out,
-        "peer_bytes_sent_total",
-        "Peer bytes written to sockets.",
-        c(&n.bytes_sent),
-    );
-    counter(
-        &mut out,
-        "peer_messages_received_total",
-        "Peer messages received.",
-        c(&n.received),
-    );
-    counter(
-        &mut out,
-        "peer_messages_dropped_total",
-        "Peer messages dropped (queue full or peer unreachable).",
-        c(&n.dropped),
-    );
-    counter(
-        &mut out,
-        "peer_messages_faulted_total",
-        "Peer messages dropped or delayed by fault injection.",
-        c(&n.faulted),
-    );
-    counter(
-        &mut out,
-        "peer_handshakes_refused_total",
-        "Peer handshakes refused.",
-        c(&n.refused),
-    );
     let log = s.log.stats();
-    gauge(
-        &mut out,
-        "log_bytes",
-        "Commit log bytes on disk.",
-        log.total_bytes as f64,
-    );
-    gauge(
-        &mut out,
-        "log_segments",
-        "Commit log segment files.",
-        log.segments as f64,
-    );
-    counter(
-        &mut out,
-        "log_records_total",
-        "Records appended to the commit log.",
-        log.records_appended,
-    );
-    counter(
-        &mut out,
-        "log_batches_total",
-        "Commit log write system calls (group commits).",
-        log.batches,
-    );
-    counter(
-        &mut out,
-        "log_fsyncs_total",
-        "Commit log fsyncs.",
-        log.fsyncs,
-    );
-    counter(
-        &mut out,
-        "log_compactions_total",
-        "Commit log compactions.",
-        log.compactions,
-    );
-    gauge(
-        &mut out,
-        "keys",
-        "Live keys held.",
-        s.store.live_len() as f64,
-    );
-    gauge(
-        &mut out,
-        "entries",
-        "Entries held, tombstones included.",
-        s.store.len() as f64,
-    );
     let view = s.view.load();
-    gauge(
-        &mut out,
-        "nodes_up",
-        "Nodes up in this node's view, itself included.",
-        view.ring.nodes().len() as f64,
-    );
-    gauge(
-        &mut out,
-        "view_epoch",
-        "Routing view changes since start.",
-        view.epoch as f64,
-    );
-    ([("content-type", "text/plain; version=0.0.4")], out)
+    let (live, all) = (s.store.live_len() as f64, s.store.len() as f64);
+    let sampled = Sampled {
+        counters: vec![
+            (
+                "peer_messages_sent",
+                "Peer messages written to sockets.",
+                c(&n.sent),
+            ),
+            (
+                "peer_bytes_sent",
+                "Peer bytes written to sockets.",
+                c(&n.bytes_sent),
+            ),
+            (
+                "peer_messages_received",
+                "Peer messages received.",
+                c(&n.received),
+            ),
+            (
+                "peer_messages_dropped",
+                "Peer messages dropped (queue full or peer unreachable).",
+                c(&n.dropped),
+            ),
+            (
+                "peer_messages_faulted",
+                "Peer messages dropped or delayed by fault injection.",
+                c(&n.faulted),
+            ),
+            (
+                "peer_handshakes_refused",
+                "Peer handshakes refused.",
+                c(&n.refused),
+            ),
+            (
+                "log_records",
+                "Records appended to the commit log.",
+                log.records_appended,
+            ),
+            (
+                "log_batches",
+                "Commit log write system calls (group commits).",
+                log.batches,
+            ),
+            ("log_fsyncs", "Commit log fsyncs.", log.fsyncs),
+            (
+                "log_compactions",
+                "Commit log compactions.",
+                log.compactions,
+            ),
+        ],
+        gauges: vec![
+            (
+                "log_bytes",
+                "Commit log bytes on disk.",
+                log.total_bytes as f64,
+            ),
+            (
+                "log_segments",
+                "Commit log segment files.",
+                log.segments as f64,
+            ),
+            ("keys", "Live keys held.", live),
+            ("entries", "Entries held, tombstones included.", all),
+            ("tombstones", "Tombstones held.", (all - live).max(0.0)),
+            (
+                "nodes_up",
+                "Nodes up in this node's view, itself included.",
+                view.ring.nodes().len() as f64,
+            ),
+            (
+                "view_epoch",
+                "Routing view changes since start.",
+                view.epoch as f64,
+            ),
+        ],
+        peer: Some(&n.by_kind),
+        fsync: Some(s.log.fsync_latency()),
+    };
+    let out = crate::metrics::render(&s.metrics, sampled);
+    ([("content-type", crate::metrics::CONTENT_TYPE)], out)
 }
 
 async fn fault(State(s): State<Arc<Shared>>, Json(cmd): Json<FaultCommand>) -> impl IntoResponse {

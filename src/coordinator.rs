@@ -28,6 +28,7 @@ use tokio::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::message::{PeerMsg, PutResult};
+use crate::metrics::Op;
 use crate::node::shared::Shared;
 use crate::ring::{NodeName, Token};
 use crate::store::{Entry, Version};
@@ -124,6 +125,7 @@ impl Shared {
             tokio::select! {
                 reply = replies.recv() => match reply {
                     Some((from, PeerMsg::PutAck { result: PutResult::Ok { was_live }, .. })) => {
+                        self.metrics.replica_ack(Op::Write);
                         outcome.was_live |= was_live;
                         if !acked.contains(&from) {
                             acked.push(from);
@@ -138,6 +140,7 @@ impl Shared {
                 },
                 changed = view_rx.changed() => if changed.is_err() { return Err(Error::Shutdown) },
                 _ = tokio::time::sleep_until(deadline) => {
+                    self.metrics.replica_timeouts(Op::Write, asked.len().saturating_sub(acked.len()));
                     if let Some(why) = refusal {
                         return Err(Error::invalid(why));
                     }
@@ -195,6 +198,7 @@ impl Shared {
             tokio::select! {
                 reply = replies.recv() => match reply {
                     Some((from, PeerMsg::GetReply { entry, .. })) => {
+                        self.metrics.replica_ack(Op::Read);
                         if !answers.iter().any(|(n, _)| *n == from) {
                             answers.push((from, entry));
                         }
@@ -204,6 +208,7 @@ impl Shared {
                 },
                 changed = view_rx.changed() => if changed.is_err() { return Err(Error::Shutdown) },
                 _ = tokio::time::sleep_until(deadline) => {
+                    self.metrics.replica_timeouts(Op::Read, asked.len().saturating_sub(answers.len()));
                     return Err(Error::Unavailable { op: "read", needed, got: answers.len() });
                 }
             }

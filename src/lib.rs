@@ -4,7 +4,9 @@
 //!
 //! | module | what it is for |
 //! |---|---|
+//! | [`fuzzing`] | fuzz target bodies, replayed as tests |
 //! | [`error`] | the one error enum |
+//! | [`auth`] | cluster-secret proofs, rate-limited refusal logs |
 //! | [`config`] | typed settings, defaults, env overrides, validation |
 //! | [`clock`] | hybrid logical clock for write timestamps |
 //! | [`store`] | versioned entries, last-writer-wins merge, tombstones |
@@ -28,12 +30,16 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod coordinator;
+pub mod dashboard;
 pub mod encoding;
 pub mod error;
+pub mod events;
+pub mod fuzzing;
 pub mod log;
 pub mod membership;
 pub mod message;

@@ -1,14 +1,317 @@
-//! Counters a node keeps for `/metrics`.
+//! What a node counts for `/metrics`, and how it is rendered.
 //!
-//! Plain atomics, bumped on the hot path with relaxed ordering and rendered
-//! in the Prometheus text format by the admin server. Each counter's doc is
-//! its `# HELP` line.
+//! The hot path only ever touches plain atomics with relaxed ordering:
+//! labelled counters are fixed arrays indexed by small enums ([`Cmd`],
+//! [`Outcome`], [`Op`], the peer message kind), and latency histograms are
+//! [`Histogram`]s with fixed bucket bounds and one atomic per bucket. Nothing
+//! on a request's path takes a lock or allocates.
 //!
-//! Deliberately left out: latency histograms (planned with the metrics
-//! issue).
+//! At scrape time [`render`] reads every atomic once and hands the values to
+//! the `prometheus-client` crate, the Prometheus project's own Rust client,
+//! which writes the OpenMetrics text exposition (names prefixed `ringkv_`,
+//! counters suffixed `_total`, a final `# EOF`). The crate's own `Histogram`
+//! and `Family` take a lock per observation and per label lookup, so they
+//! are used only for encoding, never on the request path.
+//!
+//! Definitions worth knowing when reading the numbers:
+//! - `requests{command,outcome}` and `request_duration_seconds{command}`:
+//!   one per client command, measured from when the command was read to when
+//!   its reply was ready to write (a pipelined reply waits for the replies
+//!   before it, as its client does).
+//! - `heartbeats_missed`: every heartbeat interval, one per known member
+//!   whose last heartbeat is older than two intervals (so a member silent
+//!   for the whole failure timeout adds about timeout / interval - 2).
+//! - `replica_acks{op}`: replica answers a coordinator received in time;
+//!   `replica_timeouts{op}`: replicas asked that had not answered when a
+//!   request hit its deadline.
+//!
+//! Deliberately left out: per-peer labels (cardinality grows with the
+//! cluster) and summaries (quantiles are computed by Prometheus from the
+//! buckets).
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::membership::{Event, Membership};
+use crate::message::PeerMsg;
+
+/// The content type of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Client commands with their own label; everything else is `other`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cmd {
+    /// GET
+    Get,
+    /// SET
+    Set,
+    /// DEL
+    Del,
+    /// EXISTS
+    Exists,
+    /// MGET
+    Mget,
+    /// MSET
+    Mset,
+    /// KEYS
+    Keys,
+    /// SCAN
+    Scan,
+    /// DBSIZE
+    Dbsize,
+    /// PING
+    Ping,
+    /// AUTH
+    Auth,
+    /// INFO
+    Info,
+    /// Anything else, malformed input included.
+    Other,
+}
+
+impl Cmd {
+    /// Every command label, in index order.
+    pub const ALL: [Cmd; 13] = [
+        Cmd::Get,
+        Cmd::Set,
+        Cmd::Del,
+        Cmd::Exists,
+        Cmd::Mget,
+        Cmd::Mset,
+        Cmd::Keys,
+        Cmd::Scan,
+        Cmd::Dbsize,
+        Cmd::Ping,
+        Cmd::Auth,
+        Cmd::Info,
+        Cmd::Other,
+    ];
+
+    /// The command named by a request's first word (any case; no allocation).
+    pub fn of(name: &[u8]) -> Cmd {
+        Cmd::ALL[..12]
+            .iter()
+            .copied()
+            .find(|c| c.label().as_bytes().eq_ignore_ascii_case(name))
+            .unwrap_or(Cmd::Other)
+    }
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Cmd::Get => "get",
+            Cmd::Set => "set",
+            Cmd::Del => "del",
+            Cmd::Exists => "exists",
+            Cmd::Mget => "mget",
+            Cmd::Mset => "mset",
+            Cmd::Keys => "keys",
+            Cmd::Scan => "scan",
+            Cmd::Dbsize => "dbsize",
+            Cmd::Ping => "ping",
+            Cmd::Auth => "auth",
+            Cmd::Info => "info",
+            Cmd::Other => "other",
+        }
+    }
+}
+
+/// How a client command ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Any reply but an error.
+    Ok,
+    /// Too few replicas answered in time (`-UNAVAILABLE`).
+    Unavailable,
+    /// Any other error reply.
+    Error,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 3] = [Outcome::Ok, Outcome::Unavailable, Outcome::Error];
+
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Unavailable => "unavailable",
+            Outcome::Error => "error",
+        }
+    }
+}
+
+/// Read or write, for replica counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// A quorum read.
+    Read = 0,
+    /// A quorum write.
+    Write = 1,
+}
+
+/// Upper bounds of the request latency buckets, in nanoseconds.
+const LATENCY_BOUNDS_NS: [u64; 16] = [
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+];
+
+/// A latency histogram with fixed buckets (50 µs to 5 s, and +Inf), one
+/// atomic per bucket: observing is a few relaxed adds.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Non-cumulative counts; the last one is the +Inf overflow.
+    buckets: [AtomicU64; LATENCY_BOUNDS_NS.len() + 1],
+    sum_ns: AtomicU64,
+    count: AtomicU64,
+}
+
+/// A point-in-time copy of a [`Histogram`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistogramSnapshot {
+    /// Sum of the observations, in seconds.
+    pub sum: f64,
+    /// Observations.
+    pub count: u64,
+    /// (upper bound in seconds, cumulative count), +Inf last.
+    pub buckets: Vec<(f64, u64)>,
+}
+
+impl Histogram {
+    /// Records one duration.
+    pub fn observe(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let i = LATENCY_BOUNDS_NS.partition_point(|&b| b < ns);
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.sum_ns.fetch_add(ns, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Relaxed)
+    }
+
+    /// Reads the histogram (cumulative buckets, as Prometheus wants them).
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let mut total = 0;
+        let buckets = self
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                total += b.load(Relaxed);
+                let bound = LATENCY_BOUNDS_NS
+                    .get(i)
+                    .map_or(f64::INFINITY, |&ns| ns as f64 / 1e9);
+                (bound, total)
+            })
+            .collect();
+        HistogramSnapshot {
+            sum: self.sum_ns.load(Relaxed) as f64 / 1e9,
+            // The +Inf bucket, so count and buckets agree within one scrape.
+            count: total,
+            buckets,
+        }
+    }
+}
+
+/// Peer message kinds, in the order [`peer_kind`] numbers them.
+pub const PEER_KINDS: [&str; 9] = [
+    "heartbeat",
+    "put",
+    "put_ack",
+    "get",
+    "get_reply",
+    "transfer",
+    "transfer_ack",
+    "keys",
+    "keys_reply",
+];
+
+/// The index of a message's kind in [`PEER_KINDS`].
+pub fn peer_kind(msg: &PeerMsg) -> usize {
+    match msg {
+        PeerMsg::Heartbeat(_) => 0,
+        PeerMsg::Put { .. } => 1,
+        PeerMsg::PutAck { .. } => 2,
+        PeerMsg::Get { .. } => 3,
+        PeerMsg::GetReply { .. } => 4,
+        PeerMsg::Transfer { .. } => 5,
+        PeerMsg::TransferAck { .. } => 6,
+        PeerMsg::Keys { .. } => 7,
+        PeerMsg::KeysReply { .. } => 8,
+    }
+}
+
+/// Peer traffic by message kind (kept by the transport).
+#[derive(Debug, Default)]
+pub struct PeerCounters {
+    sent: [AtomicU64; PEER_KINDS.len()],
+    sent_bytes: [AtomicU64; PEER_KINDS.len()],
+    received: [AtomicU64; PEER_KINDS.len()],
+}
+
+impl PeerCounters {
+    /// A message of `bytes` encoded bytes went into a socket batch.
+    pub fn sent(&self, msg: &PeerMsg, bytes: usize) {
+        let k = peer_kind(msg);
+        self.sent[k].fetch_add(1, Relaxed);
+        self.sent_bytes[k].fetch_add(bytes as u64, Relaxed);
+    }
+
+    /// A message was received and handed to the node.
+    pub fn received(&self, msg: &PeerMsg) {
+        self.received[peer_kind(msg)].fetch_add(1, Relaxed);
+    }
+}
+
+/// Membership event kinds, in the order [`Metrics::membership_event`] counts them.
+const MEMBERSHIP_KINDS: [&str; 5] = ["up", "down", "restarted", "learned", "name_clash"];
+
+/// The label of a membership event.
+pub fn event_kind(ev: &Event) -> &'static str {
+    MEMBERSHIP_KINDS[event_index(ev)]
+}
+
+fn event_index(ev: &Event) -> usize {
+    match ev {
+        Event::Up { .. } => 0,
+        Event::Down { .. } => 1,
+        Event::Restarted { .. } => 2,
+        Event::Learned { .. } => 3,
+        Event::NameClash { .. } => 4,
+    }
+}
+
+/// Known members whose last heartbeat (if any) is older than two
+/// `interval`s at `now`: the heartbeats missed in this interval.
+pub fn missed_heartbeats(m: &Membership, now: Instant, interval: Duration) -> u64 {
+    m.members()
+        .filter(|x| {
+            x.last_heard
+                .is_none_or(|t| now.saturating_duration_since(t) > interval * 2)
+        })
+        .count() as u64
+}
 
 /// The node's counters.
 #[derive(Debug, Default)]
@@ -33,104 +336,322 @@ pub struct Metrics {
     pub handoff_entries: AtomicU64,
     /// Local copies dropped after hand-off.
     pub handoff_dropped: AtomicU64,
-    /// Heartbeats sent.
+    /// Heartbeat messages sent.
     pub heartbeats_sent: AtomicU64,
+    /// Heartbeats missed (see the module doc).
+    pub heartbeats_missed: AtomicU64,
     /// Client connections accepted.
     pub client_connections: AtomicU64,
-}
-
-/// Appends one counter in Prometheus text format.
-pub fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    // Writing to a String cannot fail.
-    let _ = writeln!(
-        out,
-        "# HELP ringkv_{name} {help}\n# TYPE ringkv_{name} counter\nringkv_{name} {value}"
-    );
-}
-
-/// Appends one gauge in Prometheus text format.
-pub fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
-    let _ = writeln!(
-        out,
-        "# HELP ringkv_{name} {help}\n# TYPE ringkv_{name} gauge\nringkv_{name} {value}"
-    );
+    requests: [[AtomicU64; Outcome::ALL.len()]; Cmd::ALL.len()],
+    latency: [Histogram; Cmd::ALL.len()],
+    replica_acks: [AtomicU64; 2],
+    replica_timeouts: [AtomicU64; 2],
+    membership_events: [AtomicU64; MEMBERSHIP_KINDS.len()],
+    handoff_rounds: [AtomicU64; 2],
 }
 
 impl Metrics {
-    /// Renders every counter.
-    pub fn render(&self, out: &mut String) {
-        let c = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        counter(
-            out,
-            "commands_total",
-            "Client commands executed.",
-            c(&self.commands),
+    /// Counts one finished client command and its latency.
+    pub fn request(&self, cmd: Cmd, outcome: Outcome, took: Duration) {
+        self.requests[cmd as usize][outcome as usize].fetch_add(1, Relaxed);
+        self.latency[cmd as usize].observe(took);
+    }
+
+    /// Requests of `cmd` that ended with `outcome` so far.
+    pub fn requests(&self, cmd: Cmd, outcome: Outcome) -> u64 {
+        self.requests[cmd as usize][outcome as usize].load(Relaxed)
+    }
+
+    /// A replica answered a coordinator in time.
+    pub fn replica_ack(&self, op: Op) {
+        self.replica_acks[op as usize].fetch_add(1, Relaxed);
+    }
+
+    /// `n` replicas asked had not answered when a request hit its deadline.
+    pub fn replica_timeouts(&self, op: Op, n: usize) {
+        self.replica_timeouts[op as usize].fetch_add(n as u64, Relaxed);
+    }
+
+    /// Counts a membership event by kind.
+    pub fn membership_event(&self, ev: &Event) {
+        self.membership_events[event_index(ev)].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a hand-off round.
+    pub fn handoff_round(&self, complete: bool) {
+        self.handoff_rounds[usize::from(!complete)].fetch_add(1, Relaxed);
+    }
+}
+
+/// Everything [`render`] reads besides [`Metrics`]: values sampled at
+/// scrape time by the admin server.
+#[derive(Debug, Default)]
+pub struct Sampled<'a> {
+    /// Plain counters: (name without `_total`, help, value).
+    pub counters: Vec<(&'static str, &'static str, u64)>,
+    /// Gauges: (name, help, value).
+    pub gauges: Vec<(&'static str, &'static str, f64)>,
+    /// Peer traffic by kind.
+    pub peer: Option<&'a PeerCounters>,
+    /// Commit log fsync latency.
+    pub fsync: Option<&'a Histogram>,
+}
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+#[derive(Debug)]
+struct Counters(Vec<(Labels, u64)>);
+
+impl EncodeMetric for Counters {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        for (labels, v) in &self.0 {
+            if labels.is_empty() {
+                encoder.encode_counter::<NoLabelSet, _, u64>(v, None)?;
+            } else {
+                encoder
+                    .encode_family(labels)?
+                    .encode_counter::<NoLabelSet, _, u64>(v, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
+}
+
+#[derive(Debug)]
+struct Histograms(Vec<(Labels, HistogramSnapshot)>);
+
+impl EncodeMetric for Histograms {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        for (labels, h) in &self.0 {
+            // The encoder sums the buckets itself: hand it per-bucket counts.
+            let mut below = 0;
+            let own: Vec<(f64, u64)> = h
+                .buckets
+                .iter()
+                .map(|&(bound, cumulative)| {
+                    (
+                        bound,
+                        cumulative - std::mem::replace(&mut below, cumulative),
+                    )
+                })
+                .collect();
+            if labels.is_empty() {
+                encoder.encode_histogram::<NoLabelSet>(h.sum, h.count, &own, None)?;
+            } else {
+                encoder
+                    .encode_family(labels)?
+                    .encode_histogram::<NoLabelSet>(h.sum, h.count, &own, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+fn labelled<const N: usize>(
+    key: &'static str,
+    names: &[&'static str],
+    values: &[AtomicU64; N],
+) -> Counters {
+    Counters(
+        names
+            .iter()
+            .zip(values)
+            .map(|(n, v)| (vec![(key, *n)], v.load(Relaxed)))
+            .collect(),
+    )
+}
+
+/// Renders every metric as OpenMetrics text (see [`CONTENT_TYPE`]).
+pub fn render(m: &Metrics, sampled: Sampled<'_>) -> String {
+    let mut reg = Registry::with_prefix("ringkv");
+    // The encoder ends every help text with a period of its own.
+    let plain = |v: &AtomicU64| Counters(vec![(Vec::new(), v.load(Relaxed))]);
+    let simple: [(&str, &str, &AtomicU64); 13] = [
+        ("commands", "Client commands executed", &m.commands),
+        (
+            "command_errors",
+            "Client commands answered with an error",
+            &m.command_errors,
+        ),
+        ("reads_ok", "Quorum reads that succeeded", &m.reads_ok),
+        ("reads_failed", "Quorum reads that failed", &m.reads_failed),
+        ("writes_ok", "Quorum writes that succeeded", &m.writes_ok),
+        (
+            "writes_failed",
+            "Quorum writes that failed",
+            &m.writes_failed,
+        ),
+        (
+            "read_repairs",
+            "Stale replicas repaired after a read",
+            &m.read_repairs,
+        ),
+        (
+            "membership_changes",
+            "Membership changes that altered the ring",
+            &m.membership_changes,
+        ),
+        (
+            "handoff_entries",
+            "Entries handed to other nodes after ring changes",
+            &m.handoff_entries,
+        ),
+        (
+            "handoff_dropped",
+            "Local copies dropped after hand-off",
+            &m.handoff_dropped,
+        ),
+        (
+            "heartbeats_sent",
+            "Heartbeat messages sent",
+            &m.heartbeats_sent,
+        ),
+        (
+            "heartbeats_missed",
+            "Per heartbeat interval, known members silent for more than two intervals",
+            &m.heartbeats_missed,
+        ),
+        (
+            "client_connections",
+            "Client connections accepted",
+            &m.client_connections,
+        ),
+    ];
+    for (name, help, v) in simple {
+        reg.register(name, help.trim_end_matches('.'), plain(v));
+    }
+    let mut requests = Vec::new();
+    let mut latency = Vec::new();
+    for cmd in Cmd::ALL {
+        for outcome in Outcome::ALL {
+            let labels = vec![("command", cmd.label()), ("outcome", outcome.label())];
+            requests.push((labels, m.requests(cmd, outcome)));
+        }
+        let h = &m.latency[cmd as usize];
+        if h.count() > 0 || matches!(cmd, Cmd::Get | Cmd::Set) {
+            latency.push((vec![("command", cmd.label())], h.snapshot()));
+        }
+    }
+    reg.register(
+        "requests",
+        "Client commands by command and outcome",
+        Counters(requests),
+    );
+    reg.register(
+        "request_duration_seconds",
+        "Client command latency, from read to reply ready",
+        Histograms(latency),
+    );
+    let ops = ["read", "write"];
+    reg.register(
+        "replica_acks",
+        "Replica answers received by coordinators in time",
+        labelled("op", &ops, &m.replica_acks),
+    );
+    reg.register(
+        "replica_timeouts",
+        "Replicas that had not answered when a request hit its deadline",
+        labelled("op", &ops, &m.replica_timeouts),
+    );
+    reg.register(
+        "membership_events",
+        "Membership events by kind",
+        labelled("event", &MEMBERSHIP_KINDS, &m.membership_events),
+    );
+    reg.register(
+        "handoff_rounds",
+        "Hand-off rounds, by whether every transfer was acknowledged",
+        labelled("result", &["complete", "incomplete"], &m.handoff_rounds),
+    );
+    if let Some(p) = sampled.peer {
+        reg.register(
+            "peer_messages_sent_by_kind",
+            "Peer messages written to sockets, by kind",
+            labelled("kind", &PEER_KINDS, &p.sent),
         );
-        counter(
-            out,
-            "command_errors_total",
-            "Client commands answered with an error.",
-            c(&self.command_errors),
+        reg.register(
+            "peer_bytes_sent_by_kind",
+            "Peer bytes written to sockets, by message kind",
+            labelled("kind", &PEER_KINDS, &p.sent_bytes),
         );
-        counter(
-            out,
-            "reads_ok_total",
-            "Quorum reads that succeeded.",
-            c(&self.reads_ok),
+        reg.register(
+            "peer_messages_received_by_kind",
+            "Peer messages received, by kind",
+            labelled("kind", &PEER_KINDS, &p.received),
         );
-        counter(
-            out,
-            "reads_failed_total",
-            "Quorum reads that failed.",
-            c(&self.reads_failed),
+    }
+    if let Some(h) = sampled.fsync {
+        reg.register(
+            "log_fsync_duration_seconds",
+            "Commit log fsync latency",
+            Histograms(vec![(Vec::new(), h.snapshot())]),
         );
-        counter(
-            out,
-            "writes_ok_total",
-            "Quorum writes that succeeded.",
-            c(&self.writes_ok),
+    }
+    for (name, help, v) in sampled.counters {
+        reg.register(
+            name,
+            help.trim_end_matches('.'),
+            Counters(vec![(Vec::new(), v)]),
         );
-        counter(
-            out,
-            "writes_failed_total",
-            "Quorum writes that failed.",
-            c(&self.writes_failed),
+    }
+    for (name, help, v) in sampled.gauges {
+        reg.register(name, help.trim_end_matches('.'), ConstGauge::new(v));
+    }
+    let mut out = String::with_capacity(16 * 1024);
+    // Writing to a String cannot fail.
+    let _infallible = prometheus_client::encoding::text::encode(&mut out, &reg);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_classified_without_case() {
+        assert_eq!(Cmd::of(b"get"), Cmd::Get);
+        assert_eq!(Cmd::of(b"MsEt"), Cmd::Mset);
+        assert_eq!(Cmd::of(b"FLUSHALL"), Cmd::Other);
+        assert_eq!(Cmd::of(b""), Cmd::Other);
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_end_at_count() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(10));
+        h.observe(Duration::from_micros(300));
+        h.observe(Duration::from_secs(60));
+        let s = h.snapshot();
+        assert_eq!(s.count, 3);
+        assert_eq!(s.buckets.first(), Some(&(0.00005, 1)));
+        assert_eq!(s.buckets.last(), Some(&(f64::INFINITY, 3)));
+        assert!(s
+            .buckets
+            .windows(2)
+            .all(|w| w[0].1 <= w[1].1 && w[0].0 < w[1].0));
+        assert!((s.sum - 60.00031).abs() < 1e-6);
+    }
+
+    #[test]
+    fn render_names_and_types() {
+        let m = Metrics::default();
+        m.request(Cmd::Get, Outcome::Ok, Duration::from_millis(2));
+        let text = render(&m, Sampled::default());
+        assert!(text.contains("# TYPE ringkv_requests counter"));
+        assert!(text.contains("ringkv_requests_total{command=\"get\",outcome=\"ok\"} 1"));
+        assert!(text.contains("# TYPE ringkv_request_duration_seconds histogram"));
+        assert!(
+            text.contains("ringkv_request_duration_seconds_bucket{le=\"+Inf\",command=\"get\"} 1")
         );
-        counter(
-            out,
-            "read_repairs_total",
-            "Stale replicas repaired after a read.",
-            c(&self.read_repairs),
-        );
-        counter(
-            out,
-            "membership_changes_total",
-            "Membership changes that altered the ring.",
-            c(&self.membership_changes),
-        );
-        counter(
-            out,
-            "handoff_entries_total",
-            "Entries handed to other nodes after ring changes.",
-            c(&self.handoff_entries),
-        );
-        counter(
-            out,
-            "handoff_dropped_total",
-            "Local copies dropped after hand-off.",
-            c(&self.handoff_dropped),
-        );
-        counter(
-            out,
-            "heartbeats_sent_total",
-            "Heartbeats sent.",
-            c(&self.heartbeats_sent),
-        );
-        counter(
-            out,
-            "client_connections_total",
-            "Client connections accepted.",
-            c(&self.client_connections),
-        );
+        assert!(text.contains("ringkv_commands_total 0"));
+        assert!(text.trim_end().ends_with("# EOF"));
     }
 }

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use crate::admin::Status;
+use crate::admin::{NodeStatus, Status};
 use crate::cli::http;
 use crate::error::{Error, Result};
+use crate::membership::State as MemberState;
 
 /// Fetches and decodes `/status` from an admin address.
 pub async fn fetch(admin: &str) -> Result<(Status, String)> {
@@ -19,41 +20,64 @@ pub async fn fetch(admin: &str) -> Result<(Status, String)> {
     Ok((status, body))
 }
 
-/// Renders the table; rows whose state differs from `previous` are marked.
-pub fn render(status: &Status, previous: Option<&Status>) -> String {
+/// The state shown for a row: UP, SUSPECT (up but silent for more than two
+/// heartbeat intervals) or DOWN.
+fn shown_state(n: &NodeStatus) -> &'static str {
+    match (n.state, n.suspect) {
+        (MemberState::Down, _) => "DOWN",
+        (MemberState::Up, true) => "SUSPECT",
+        (MemberState::Up, false) => "UP",
+    }
+}
+
+/// Renders the table. With `previous`, rows whose state, share or key count
+/// changed since it are marked `*` and, with `color`, shown in reverse video.
+pub fn render(status: &Status, previous: Option<&Status>, color: bool) -> String {
     let mut out = format!(
-        "routing table of {} (generation {}, {} live keys)\n{:<2}{:<5} {:<12} {:<22} {:<10} {:>6} {:>8} {:>10}\n",
+        "routing table of {} (generation {}, {} live keys)\n{:<2}{:<7} {:<12} {:<22} {:<10} {:>6} {:>8} {:>10}\n",
         status.name, status.generation, status.keys, "", "STATE", "NAME", "PEER", "TOKEN", "SHARE", "KEYS", "HEARTBEAT"
     );
     for n in &status.nodes {
-        let changed = previous
-            .and_then(|p| p.nodes.iter().find(|x| x.name == n.name))
-            .is_none_or(|p| p.state != n.state);
-        let mark = if previous.is_some() && changed {
-            "* "
-        } else {
-            "  "
-        };
-        let state = format!("{:?}", n.state).to_uppercase();
+        let changed = previous.is_some_and(|p| {
+            p.nodes.iter().find(|x| x.name == n.name).is_none_or(|p| {
+                shown_state(p) != shown_state(n) || p.keys != n.keys || p.share != n.share
+            })
+        });
+        let mark = if changed { "* " } else { "  " };
         let hb = n
             .last_heartbeat_ms
             .map_or("never".to_string(), |ms| format!("{ms} ms"));
-        out.push_str(&format!(
-            "{mark}{:<5} {:<12} {:<22} {:<10} {:>5.1}% {:>8} {:>10}\n",
-            state,
+        let row = format!(
+            "{mark}{:<7} {:<12} {:<22} {:<10} {:>5.1}% {:>8} {:>10}",
+            shown_state(n),
             n.name,
             n.peer,
             &n.token[..n.token.len().min(10)],
             n.share * 100.0,
             n.keys,
             hb
-        ));
+        );
+        let paint = match shown_state(n) {
+            "DOWN" => "31",
+            "SUSPECT" => "33",
+            _ => "32",
+        };
+        match (color, changed) {
+            (true, true) => out.push_str(&format!("\x1b[7;{paint}m{row}\x1b[0m\n")),
+            (true, false) => out.push_str(&format!("\x1b[{paint}m{row}\x1b[0m\n")),
+            (false, _) => out.push_str(&format!("{row}\n")),
+        }
     }
     out
 }
 
 /// Runs the subcommand.
+///
+/// With `watch`, the table is redrawn every 0.5 s (the screen cleared
+/// first), rows that changed since the last draw highlighted; with `json`,
+/// each fetch prints `/status` as one line of JSON.
 pub async fn run(admin: &str, json: bool, watch: bool) -> Result<()> {
+    let color = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let mut previous = None;
     loop {
         match fetch(admin).await {
@@ -62,9 +86,9 @@ pub async fn run(admin: &str, json: bool, watch: bool) -> Result<()> {
                     println!("{}", body.trim());
                 } else {
                     if watch {
-                        print!("\x1b[2J\x1b[H");
+                        println!("\x1b[2J\x1b[H{admin} every 0.5 s; * = changed");
                     }
-                    print!("{}", render(&status, previous.as_ref()));
+                    print!("{}", render(&status, previous.as_ref(), color));
                 }
                 previous = Some(status);
             }
@@ -72,6 +96,10 @@ pub async fn run(admin: &str, json: bool, watch: bool) -> Result<()> {
             Err(e) => return Err(e),
         }
         if !watch {
+            return Ok(());
+        }
+        // A closed pipe ends the watch like Ctrl-C would.
+        if std::io::Write::flush(&mut std::io::stdout()).is_err() {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

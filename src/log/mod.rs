@@ -249,6 +249,11 @@ impl CommitLog {
         self.shared.counters.snapshot()
     }
 
+    /// How long each fsync of a segment took (for `/metrics`).
+    pub fn fsync_latency(&self) -> &crate::metrics::Histogram {
+        &self.shared.counters.fsync_latency
+    }
+
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.shared.dir

@@ -63,6 +63,8 @@ pub(super) struct Counters {
     pub compactions: AtomicU64,
     pub active_segment: AtomicU64,
     pub failed: AtomicBool,
+    /// How long each fsync of a segment took.
+    pub fsync_latency: crate::metrics::Histogram,
 }
 
 impl Counters {

@@ -224,10 +224,13 @@ impl Writer {
             FsyncPolicy::Never => false,
         };
         let len = buf.len() as u64;
+        let counters = self.counters.clone();
         self.with_file(move |f| {
             f.write_all(&buf)?;
             if sync {
+                let started = Instant::now();
                 f.sync_data()?;
+                counters.fsync_latency.observe(started.elapsed());
             }
             Ok(())
         })
@@ -248,9 +251,15 @@ impl Writer {
             return Err(f.to_error());
         }
         if self.dirty {
-            self.with_file(|f| f.sync_data())
-                .await
-                .map_err(|f| f.to_error())?;
+            let counters = self.counters.clone();
+            self.with_file(move |f| {
+                let started = Instant::now();
+                f.sync_data()?;
+                counters.fsync_latency.observe(started.elapsed());
+                Ok(())
+            })
+            .await
+            .map_err(|f| f.to_error())?;
             self.synced();
         }
         Ok(())

@@ -119,6 +119,7 @@ impl Node {
                     generation,
                     reply_to: me.peer.clone(),
                 },
+                key: crate::auth::ClusterKey::new(cfg.cluster_secret.as_deref()),
                 max_frame: cfg.max_frame_bytes,
                 queue_len: cfg.peer_queue_len,
                 idle_timeout: (cfg.failure_timeout() * 3).max(Duration::from_secs(5)),
@@ -153,6 +154,7 @@ impl Node {
             pending: Pending::default(),
             faults,
             metrics: Metrics::default(),
+            events: Default::default(),
             started: Instant::now(),
             cfg,
         });
@@ -284,16 +286,23 @@ async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
         let (hb, targets, events) = {
             let mut m = shared.membership();
             let events = m.tick(Instant::now());
+            let interval = shared.cfg.heartbeat_interval();
+            let missed = crate::metrics::missed_heartbeats(&m, Instant::now(), interval);
+            shared
+                .metrics
+                .heartbeats_missed
+                .fetch_add(missed, std::sync::atomic::Ordering::Relaxed);
             (m.heartbeat(keys), m.targets(), events)
         };
         shared.handle_events(events);
+        let sent = targets.len() as u64;
         for addr in targets {
             shared.net.send(&addr, PeerMsg::Heartbeat(hb.clone()));
         }
         shared
             .metrics
             .heartbeats_sent
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

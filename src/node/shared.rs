@@ -125,6 +125,8 @@ pub struct Shared {
     pub faults: Option<Arc<Faults>>,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// Recent membership and repair events, for the dashboard.
+    pub events: crate::events::EventLog,
     /// When the node started.
     pub started: Instant,
 }
@@ -189,6 +191,7 @@ impl Shared {
         let mut ring_changed = false;
         for ev in &events {
             ring_changed |= ev.changes_ring();
+            self.record_membership_event(ev);
             self.metrics
                 .membership_changes
                 .fetch_add(u64::from(ev.changes_ring()), Ordering::Relaxed);

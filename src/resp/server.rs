@@ -7,27 +7,63 @@
 //! ready is written with one system call. A protocol error gets an `-ERR`
 //! reply and closes the connection, as Redis does; a bad *command* gets an
 //! error reply and the connection goes on.
+//!
+//! Limits, so one client cannot hurt the others:
+//!
+//! * `max_clients` connections at once: one more gets
+//!   `-ERR max number of clients reached` and is closed, as in Redis.
+//! * `max_inflight_per_node` commands at once over all connections: a
+//!   connection takes a permit for each command it has read before it
+//!   starts it, and reads nothing more while it waits for one, so when
+//!   the node is saturated clients simply wait (TCP back-pressure), and no
+//!   queue grows without bound.
+//! * The codec checks `max_array_len` and `max_bulk_bytes` against every
+//!   header before allocating; [`Metered`] counts the bytes read since the
+//!   last complete command and fails the read past `max_request_bytes`.
+//! * A command that has started but is not complete after
+//!   `incomplete_request_timeout_ms` (a slowloris client trickling a huge
+//!   bulk) is answered with an error naming the limit and closed.
+//!
+//! Deliberately left out: an idle timeout for connections between commands
+//! (Redis's `timeout 0` default), and per-client output-buffer limits (a
+//! reply is never bigger than the values the client itself could send).
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::auth::RateLimit;
+use crate::metrics::{Cmd, Outcome};
 use crate::node::shared::Shared;
-use crate::resp::codec::{Limits, Reply, RespDecoder};
-use crate::resp::commands::{dispatch, ConnState};
+use crate::resp::codec::{Limits, ProtocolError, Reply, RespDecoder};
+use crate::resp::commands::{dispatch, ConnState, ReplyFuture};
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
+/// Refused connections (over `max_clients`) and closed slow clients: a few
+/// log lines every 10 s.
+static REFUSALS: RateLimit = RateLimit::new(5, Duration::from_secs(10));
+
+/// The error a client over `max_clients` gets before it is closed.
+pub const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
+
 /// Serves RESP clients on `listener` until shutdown.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let clients = Arc::new(Semaphore::new(shared.cfg.max_clients));
+    let node_inflight = Arc::new(Semaphore::new(shared.cfg.max_inflight_per_node));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -35,72 +71,136 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancell
         };
         match accepted {
             Ok((stream, addr)) => {
+                let Ok(slot) = clients.clone().try_acquire_owned() else {
+                    tokio::spawn(refuse(stream, addr, shared.cfg.max_clients));
+                    continue;
+                };
                 shared
                     .metrics
                     .client_connections
                     .fetch_add(1, Ordering::Relaxed);
                 let shared = shared.clone();
                 let shutdown = shutdown.clone();
+                let node_inflight = node_inflight.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = connection(stream, shared, shutdown).await {
+                    if let Err(e) = connection(stream, shared, node_inflight, shutdown).await {
                         debug!(%addr, error = %e, "client connection ended");
                     }
+                    drop(slot);
                 });
             }
             Err(e) => {
                 warn!(error = %e, "accepting a client connection failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// Tells a client over `max_clients` so, and closes it.
+async fn refuse(mut stream: TcpStream, addr: std::net::SocketAddr, max: usize) {
+    if let Some(held_back) = REFUSALS.check(Instant::now()) {
+        warn!(%addr, max_clients = max, held_back, "refused a client: max number of clients reached");
+    }
+    let write = async {
+        stream.write_all(MAX_CLIENTS_REPLY).await?;
+        stream.shutdown().await
+    };
+    if let Ok(Err(e)) = tokio::time::timeout(Duration::from_secs(1), write).await {
+        debug!(%addr, error = %e, "could not tell a refused client why");
     }
 }
 
 async fn connection(
     stream: TcpStream,
     shared: Arc<Shared>,
+    node_inflight: Arc<Semaphore>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
+    let peer = stream.peer_addr()?;
     let (read, mut write) = stream.into_split();
+    let cfg = &shared.cfg;
     let limits = Limits {
-        max_bulk_len: shared.cfg.max_value_bytes.max(shared.cfg.max_key_bytes),
+        max_array_len: cfg.max_array_len,
+        max_bulk_len: cfg.max_bulk_bytes,
         ..Limits::default()
     };
-    let mut reader = FramedRead::new(read, RespDecoder::new(limits));
+    let metered = Metered::new(read, cfg.max_request_bytes);
+    let mut reader = FramedRead::new(metered, RespDecoder::new(limits));
     let mut conn = ConnState {
-        authed: shared.cfg.requirepass.is_none(),
+        authed: cfg.requirepass.is_none(),
         quorum: shared.default_quorum(),
         name: None,
         closing: false,
         id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
     };
-    let max_inflight = shared.cfg.max_inflight_per_conn;
+    let max_inflight = cfg.max_inflight_per_conn;
+    let incomplete_timeout = Duration::from_millis(cfg.incomplete_request_timeout_ms);
     let mut inflight = FuturesOrdered::new();
+    // (command, start) of each reply in `inflight`, in the same order.
+    let mut started = VecDeque::with_capacity(max_inflight + 1);
+    // A command read but not yet started, waiting for a node-wide permit;
+    // while one waits the connection reads nothing more (back-pressure).
+    let mut waiting: Option<Vec<Bytes>> = None;
     let mut out = BytesMut::with_capacity(16 * 1024);
     let mut reading = true;
     loop {
         if !reading && inflight.is_empty() {
             break;
         }
+        let may_read = reading && waiting.is_none() && inflight.len() < max_inflight;
+        // The first bytes of a command arrive inside `reader.next()`, which
+        // keeps waiting for the rest, so with nothing started yet look again
+        // every quarter timeout: a stalled command is caught within 1.25x.
+        let deadline = reader
+            .get_ref()
+            .started()
+            .map_or(Instant::now() + incomplete_timeout / 4, |t| {
+                t + incomplete_timeout
+            });
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            frame = reader.next(), if reading && inflight.len() < max_inflight => match frame {
+            p = node_inflight.clone().acquire_owned(), if waiting.is_some() => {
+                let Some(args) = waiting.take() else { continue };
+                shared.metrics.commands.fetch_add(1, Ordering::Relaxed);
+                let cmd = args.first().map_or(Cmd::Other, |a| Cmd::of(a));
+                started.push_back((cmd, Instant::now()));
+                let reply = dispatch(&shared, &mut conn, args);
+                inflight.push_back(holding(reply, p.ok()));
+                reading = !conn.closing;
+            }
+            frame = reader.next(), if may_read => match frame {
                 Some(Ok(args)) => {
-                    shared.metrics.commands.fetch_add(1, Ordering::Relaxed);
-                    inflight.push_back(dispatch(&shared, &mut conn, args));
-                    reading = !conn.closing;
+                    reader.get_mut().command_done();
+                    waiting = Some(args);
                 }
                 Some(Err(e)) => {
-                    inflight.push_back(Box::pin(std::future::ready(Reply::err(&e))) as _);
+                    started.push_back((Cmd::Other, Instant::now()));
+                    inflight.push_back(Box::pin(std::future::ready(protocol_error(&e))) as _);
                     reading = false;
                 }
                 None => reading = false,
             },
+            _ = tokio::time::sleep_until(deadline.into()), if may_read => {
+                let stalled = reader.get_ref().started().is_some_and(|t| t.elapsed() >= incomplete_timeout);
+                if !stalled {
+                    continue;
+                }
+                let ms = cfg.incomplete_request_timeout_ms;
+                if let Some(held_back) = REFUSALS.check(Instant::now()) {
+                    warn!(%peer, conn = conn.id, timeout_ms = ms, held_back, "closed a client whose command stayed incomplete");
+                }
+                let msg = format!("command incomplete after incomplete_request_timeout_ms {ms}; closing");
+                started.push_back((Cmd::Other, Instant::now()));
+                inflight.push_back(Box::pin(std::future::ready(Reply::err(msg))) as _);
+                reading = false;
+            }
             Some(reply) = inflight.next(), if !inflight.is_empty() => {
-                encode(&shared, &reply, &mut out);
+                encode(&shared, &reply, started.pop_front(), &mut out);
                 // Everything else already finished goes out in the same write.
                 while let Some(Some(reply)) = inflight.next().now_or_never() {
-                    encode(&shared, &reply, &mut out);
+                    encode(&shared, &reply, started.pop_front(), &mut out);
                 }
                 write.write_all(&out).await?;
                 out.clear();
@@ -110,12 +210,110 @@ async fn connection(
     write.shutdown().await
 }
 
-fn encode(shared: &Shared, reply: &Reply, out: &mut BytesMut) {
-    if matches!(reply, Reply::Error(_)) {
+/// The reply to a protocol error (the connection then closes), naming the
+/// setting behind a size limit so the operator knows what to raise.
+fn protocol_error(e: &ProtocolError) -> Reply {
+    match e {
+        ProtocolError::ArrayTooLong { len, max } => Reply::err(format!(
+            "Protocol error: command of {len} arguments exceeds max_array_len {max}"
+        )),
+        ProtocolError::BulkTooLong { len, max } => Reply::err(format!(
+            "Protocol error: bulk string of {len} bytes exceeds max_bulk_bytes {max}"
+        )),
+        ProtocolError::Io(io) => Reply::err(format!("Protocol error: {io}")),
+        other => Reply::err(other),
+    }
+}
+
+/// Keeps the node-wide in-flight permit until the reply is ready.
+fn holding(reply: ReplyFuture, permit: Option<OwnedSemaphorePermit>) -> ReplyFuture {
+    Box::pin(async move {
+        let reply = reply.await;
+        drop(permit);
+        reply
+    })
+}
+
+fn encode(shared: &Shared, reply: &Reply, started: Option<(Cmd, Instant)>, out: &mut BytesMut) {
+    let outcome = match reply {
+        Reply::Error(e) if e.starts_with("UNAVAILABLE") => Outcome::Unavailable,
+        Reply::Error(_) => Outcome::Error,
+        _ => Outcome::Ok,
+    };
+    if outcome != Outcome::Ok {
         shared
             .metrics
             .command_errors
             .fetch_add(1, Ordering::Relaxed);
     }
+    if let Some((cmd, at)) = started {
+        shared.metrics.request(cmd, outcome, at.elapsed());
+    }
     reply.encode(out);
+}
+
+/// A reader that counts the bytes read since the last complete command and
+/// notes when the first of them arrived. Past `max` it fails the read, so
+/// one incomplete command never buffers more than `2 * max` bytes (the part
+/// of it read along with the previous command is not counted).
+#[derive(Debug)]
+pub struct Metered<R> {
+    inner: R,
+    max: usize,
+    pending: usize,
+    started: Option<Instant>,
+}
+
+impl<R> Metered<R> {
+    /// Wraps `inner`, allowing `max` bytes per incomplete command.
+    pub fn new(inner: R, max: usize) -> Self {
+        Metered {
+            inner,
+            max,
+            pending: 0,
+            started: None,
+        }
+    }
+
+    /// A command was decoded: start counting afresh. Bytes of the next
+    /// command already buffered are not counted, which errs by at most one
+    /// read.
+    pub fn command_done(&mut self) {
+        self.pending = 0;
+        self.started = None;
+    }
+
+    /// When the first byte of the current incomplete command was read.
+    pub fn started(&self) -> Option<Instant> {
+        self.started
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Metered<R> {
+    /// Reads at most what is left of the allowance, so a burst of small
+    /// pipelined commands is decoded piece by piece; asked for more once the
+    /// allowance is spent, the current command is too big.
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.pending >= this.max {
+            return Poll::Ready(Err(std::io::Error::other(format!(
+                "request exceeds max_request_bytes {}",
+                this.max
+            ))));
+        }
+        let room = (this.max - this.pending).min(buf.remaining());
+        let mut limited = ReadBuf::new(buf.initialize_unfilled_to(room));
+        let polled = Pin::new(&mut this.inner).poll_read(cx, &mut limited);
+        let got = limited.filled().len();
+        buf.advance(got);
+        if got > 0 {
+            this.started.get_or_insert_with(Instant::now);
+            this.pending += got;
+        }
+        polled
+    }
 }
