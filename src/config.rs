@@ -99,6 +99,9 @@ pub struct Config {
     pub max_inflight_per_conn: usize,
     /// Entries per hand-off batch. Default 512.
     pub transfer_batch: usize,
+    /// Period of the background anti-entropy round with each peer (jittered
+    /// by +-20 %). Default 30000.
+    pub anti_entropy_interval_ms: u64,
     /// Commit log fsync policy. Default interval.
     pub fsync: FsyncMode,
     /// fsync period under `fsync = "interval"`. Default 1000.
@@ -141,6 +144,7 @@ impl Default for Config {
             max_value_bytes: 16 * 1024 * 1024,
             max_inflight_per_conn: 256,
             transfer_batch: 512,
+            anti_entropy_interval_ms: 30_000,
             fsync: FsyncMode::Interval,
             fsync_interval_ms: 1000,
             log_segment_bytes: 64 * 1024 * 1024,
@@ -220,6 +224,7 @@ impl Config {
             ("peer_queue_len", self.peer_queue_len as u64),
             ("max_inflight_per_conn", self.max_inflight_per_conn as u64),
             ("transfer_batch", self.transfer_batch as u64),
+            ("anti_entropy_interval_ms", self.anti_entropy_interval_ms),
             ("fsync_interval_ms", self.fsync_interval_ms),
             ("compaction_factor", self.compaction_factor),
         ];

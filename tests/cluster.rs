@@ -44,12 +44,12 @@ fn a_write_reads_back_everywhere_and_lives_exactly_on_its_preference_list() {
     for k in 0..40 {
         let key = format!("k{k}");
         let value = format!("v{k}");
-        for i in 0..FIVE.len() {
+        for (i, name) in FIVE.iter().enumerate() {
             assert_eq!(
                 c.client(i).cmd(&["GET", &key]),
                 bulk(&value),
                 "GET {key} via {}",
-                FIVE[i]
+                name
             );
         }
         let expected: Vec<String> = ring
@@ -170,12 +170,12 @@ fn a_restarted_node_is_up_everywhere_again_and_holds_its_keys() {
     assert!(wait_until(Duration::from_secs(5), || c.state_of(0, "n3")
         == Some(State::Down)));
     c.spawn(victim);
-    for i in 0..FIVE.len() {
+    for (i, name) in FIVE.iter().enumerate() {
         assert!(
             wait_until(Duration::from_secs(5), || c.state_of(i, "n3")
                 == Some(State::Up)),
             "{} sees n3 up",
-            FIVE[i]
+            name
         );
         let seen = c
             .status(i)

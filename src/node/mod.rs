@@ -153,6 +153,7 @@ impl Node {
             pending: Pending::default(),
             faults,
             metrics: Metrics::default(),
+            ae_stats: Default::default(),
             started: Instant::now(),
             cfg,
         });

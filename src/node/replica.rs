@@ -19,6 +19,7 @@ use std::time::Instant;
 use futures::future::join_all;
 use tracing::warn;
 
+use crate::anti_entropy::digest;
 use crate::log::{CommitLog, Record};
 use crate::message::{PeerMsg, PutResult};
 use crate::node::shared::Shared;
@@ -80,10 +81,25 @@ impl PeerHandler for Shared {
                 id,
                 keys: self.store.live_keys(|k| glob::matches(&pattern, k)),
             },
+            PeerMsg::AeGroups { id, ranges, groups } => PeerMsg::AeGroupsReply {
+                id,
+                leaves: digest::leaves_of_differing_groups(&self.store, &ranges, &groups),
+            },
+            PeerMsg::AeKeys {
+                id,
+                ranges,
+                leaves,
+                keys,
+            } => {
+                let (push, want) = digest::exchange(&self.store, &ranges, &leaves, &keys);
+                PeerMsg::AeKeysReply { id, push, want }
+            }
             PeerMsg::PutAck { .. }
             | PeerMsg::GetReply { .. }
             | PeerMsg::TransferAck { .. }
-            | PeerMsg::KeysReply { .. } => return,
+            | PeerMsg::KeysReply { .. }
+            | PeerMsg::AeGroupsReply { .. }
+            | PeerMsg::AeKeysReply { .. } => return,
         };
         self.net.send(&from.reply_to, reply);
     }
