@@ -30,7 +30,7 @@ recovery() {
     --data-dir "$dir/solo" --set fsync=never >"$dir/solo.log" 2>&1 &
   local pid=$!; PIDS+=($pid)
   until redis-cli -p 7451 ping >/dev/null 2>&1; do sleep 0.05; done
-  for round in 1 2; do
+  for round in 1 2 3; do
     python3 - "$KEYS" "$round" <<'PY' | redis-cli -p 7451 --pipe >/dev/null
 import sys
 n, r = int(sys.argv[1]), sys.argv[2]
@@ -41,7 +41,7 @@ for i in range(n):
     out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$64\r\n%s\r\n" % (len(k), k, val))
 PY
   done
-  # Two rounds wrote every key twice: the log passes 2x the live data and compacts.
+  # Three rounds wrote every key three times: the log passes 2x the live data and compacts.
   for _ in $(seq 600); do
     grep -q "compacted the commit log" "$dir/solo.log" && break; sleep 0.1
   done

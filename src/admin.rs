@@ -74,6 +74,10 @@ pub struct Status {
     pub keys: u64,
     /// Every node known, this one included, sorted by name.
     pub nodes: Vec<NodeStatus>,
+    /// Anti-entropy counters per peer (rounds, keys and bytes each way,
+    /// last full agreement).
+    #[serde(default)]
+    pub anti_entropy: std::collections::BTreeMap<String, crate::anti_entropy::PeerStats>,
     /// This node's heartbeat interval.
     #[serde(default)]
     pub heartbeat_interval_ms: u64,
@@ -133,6 +137,7 @@ pub fn status(shared: &Shared) -> Status {
         generation: shared.generation,
         keys: shared.store.live_len() as u64,
         nodes,
+        anti_entropy: shared.ae_stats.snapshot(),
         heartbeat_interval_ms: shared.cfg.heartbeat_interval_ms,
         failure_timeout_ms: shared.cfg.failure_timeout_ms,
     }
@@ -241,6 +246,7 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
         ],
         peer: Some(&n.by_kind),
         fsync: Some(s.log.fsync_latency()),
+        anti_entropy: s.ae_stats.snapshot().into_iter().collect(),
     };
     let out = crate::metrics::render(&s.metrics, sampled);
     ([("content-type", crate::metrics::CONTENT_TYPE)], out)

@@ -114,6 +114,9 @@ pub struct Config {
     pub incomplete_request_timeout_ms: u64,
     /// Entries per hand-off batch. Default 512.
     pub transfer_batch: usize,
+    /// Period of the background anti-entropy round with each peer (jittered
+    /// by +-20 %). Default 30000.
+    pub anti_entropy_interval_ms: u64,
     /// Commit log fsync policy. Default interval.
     pub fsync: FsyncMode,
     /// fsync period under `fsync = "interval"`. Default 1000.
@@ -162,6 +165,7 @@ impl Default for Config {
             max_request_bytes: 64 * 1024 * 1024,
             incomplete_request_timeout_ms: 30_000,
             transfer_batch: 512,
+            anti_entropy_interval_ms: 30_000,
             fsync: FsyncMode::Interval,
             fsync_interval_ms: 1000,
             log_segment_bytes: 64 * 1024 * 1024,
@@ -248,6 +252,7 @@ impl Config {
                 self.incomplete_request_timeout_ms,
             ),
             ("transfer_batch", self.transfer_batch as u64),
+            ("anti_entropy_interval_ms", self.anti_entropy_interval_ms),
             ("fsync_interval_ms", self.fsync_interval_ms),
             ("compaction_factor", self.compaction_factor),
         ];

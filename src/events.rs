@@ -75,7 +75,7 @@ impl EventLog {
 
 fn describe(ev: &Event) -> (Option<String>, String) {
     match ev {
-        Event::Up { name, reason } => (Some(name.clone()), format!("{name} is up ({reason})")),
+        Event::Up { name, reason, .. } => (Some(name.clone()), format!("{name} is up ({reason})")),
         Event::Down { name, reason } => (Some(name.clone()), format!("{name} is down ({reason})")),
         Event::Restarted { name, old, new } => (
             Some(name.clone()),
@@ -121,6 +121,16 @@ impl Shared {
             }
         );
         self.events.push("handoff", None, text);
+    }
+
+    /// Adds an anti-entropy round that repaired differences with `peer` to
+    /// the feed (rounds that found nothing to repair are not news).
+    pub fn record_repair(&self, peer: &str, report: &crate::anti_entropy::RoundReport) {
+        let text = format!(
+            "anti-entropy with {peer}: {} leaves differed, {} entries sent, {} received",
+            report.differing_leaves, report.keys_sent, report.keys_received
+        );
+        self.events.push("repair", Some(peer.to_string()), text);
     }
 }
 

@@ -16,7 +16,8 @@
 //! | [`encoding`] | the one place bytes become messages (bincode) |
 //! | [`transport`] | the peer network seam: TCP links, fault injection |
 //! | [`coordinator`] | quorum reads and writes, read repair |
-//! | [`sync`] | hand-off of keys after ring changes |
+//! | [`sync`] | when to reconcile: on ring changes and periodically; strays |
+//! | [`anti_entropy`] | digest-based reconciliation between replicas |
 //! | [`log`] | the commit log: group commit, recovery, compaction |
 //! | [`scenario`] | scenario scripts: parser and runner |
 //! | [`resp`] | the RESP2 client protocol and commands |
@@ -30,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod anti_entropy;
 pub mod auth;
 pub mod cli;
 pub mod clock;

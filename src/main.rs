@@ -2,6 +2,12 @@
 
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc malloc: the request path allocates small,
+/// short-lived buffers from many threads, where glibc's arenas spent a
+/// fifth of a node's CPU (profiled under redis-benchmark).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use ringkv::cli::{Cli, Cmd};
 use ringkv::config::LogFormat;

@@ -91,6 +91,8 @@ pub enum Event {
         name: String,
         /// Why.
         reason: String,
+        /// How long it was silent, if it was heard before.
+        away: Option<Duration>,
     },
     /// A member is down.
     Down {
@@ -227,6 +229,7 @@ impl Membership {
             events.push(Event::Up {
                 name: from.name.clone(),
                 reason: format!("first heartbeat, from {}", from.peer),
+                away: None,
             });
             return;
         };
@@ -253,6 +256,7 @@ impl Membership {
                 events.push(Event::Up {
                     name: from.name.clone(),
                     reason,
+                    away: m.last_heard.map(|t| now.saturating_duration_since(t)),
                 });
             }
             State::Up if restarted => events.push(Event::Restarted {

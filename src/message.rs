@@ -21,13 +21,15 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::anti_entropy::digest::{Digest, Ranges};
 use crate::auth::{Nonce, Proof};
 use crate::membership::Heartbeat;
-use crate::store::Entry;
+use crate::store::{Entry, Version};
 
 /// The version of the peer protocol. Bumped on any change to [`PeerMsg`]
-/// or to the handshake. Version 2 added the cluster-secret proofs.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// or to the handshake. Version 2 added the cluster-secret proofs,
+/// version 3 the anti-entropy messages.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Marks a ringkv peer connection ("RKV1").
 pub const MAGIC: u32 = 0x524b_5631;
@@ -161,6 +163,44 @@ pub enum PeerMsg {
         /// Matching live keys.
         keys: Vec<Bytes>,
     },
+    /// Anti-entropy step 1: the initiator's group digests over `ranges`.
+    AeGroups {
+        /// Request id.
+        id: u64,
+        /// The ranges both sides replicate.
+        ranges: Ranges,
+        /// The digest of every group the ranges touch, in group order.
+        groups: Vec<Digest>,
+    },
+    /// Anti-entropy step 2: the answerer's leaf digests in differing groups.
+    AeGroupsReply {
+        /// Request id.
+        id: u64,
+        /// (group, digests of its leaves in leaf order) per differing group.
+        leaves: Vec<(u32, Vec<Digest>)>,
+    },
+    /// Anti-entropy step 3: the initiator's (key, version) pairs in
+    /// differing leaves.
+    AeKeys {
+        /// Request id.
+        id: u64,
+        /// The ranges both sides replicate.
+        ranges: Ranges,
+        /// The differing leaves these summaries cover.
+        leaves: Vec<u32>,
+        /// (key, version) of every initiator entry in them.
+        keys: Vec<(Bytes, Version)>,
+    },
+    /// Anti-entropy step 4: entries the answerer holds newer, and the keys
+    /// it wants sent (as a `Transfer`).
+    AeKeysReply {
+        /// Request id.
+        id: u64,
+        /// Newer (or only) entries of the answerer.
+        push: Vec<(Bytes, Entry)>,
+        /// Keys where the initiator is newer or alone.
+        want: Vec<Bytes>,
+    },
 }
 
 impl PeerMsg {
@@ -170,7 +210,9 @@ impl PeerMsg {
             PeerMsg::PutAck { id, .. }
             | PeerMsg::GetReply { id, .. }
             | PeerMsg::TransferAck { id }
-            | PeerMsg::KeysReply { id, .. } => Some(*id),
+            | PeerMsg::KeysReply { id, .. }
+            | PeerMsg::AeGroupsReply { id, .. }
+            | PeerMsg::AeKeysReply { id, .. } => Some(*id),
             _ => None,
         }
     }
@@ -187,6 +229,10 @@ impl PeerMsg {
             PeerMsg::TransferAck { .. } => "transfer_ack",
             PeerMsg::Keys { .. } => "keys",
             PeerMsg::KeysReply { .. } => "keys_reply",
+            PeerMsg::AeGroups { .. } => "ae_groups",
+            PeerMsg::AeGroupsReply { .. } => "ae_groups_reply",
+            PeerMsg::AeKeys { .. } => "ae_keys",
+            PeerMsg::AeKeysReply { .. } => "ae_keys_reply",
         }
     }
 }

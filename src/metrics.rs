@@ -235,7 +235,7 @@ impl Histogram {
 }
 
 /// Peer message kinds, in the order [`peer_kind`] numbers them.
-pub const PEER_KINDS: [&str; 9] = [
+pub const PEER_KINDS: [&str; 13] = [
     "heartbeat",
     "put",
     "put_ack",
@@ -245,6 +245,10 @@ pub const PEER_KINDS: [&str; 9] = [
     "transfer_ack",
     "keys",
     "keys_reply",
+    "ae_groups",
+    "ae_groups_reply",
+    "ae_keys",
+    "ae_keys_reply",
 ];
 
 /// The index of a message's kind in [`PEER_KINDS`].
@@ -259,6 +263,10 @@ pub fn peer_kind(msg: &PeerMsg) -> usize {
         PeerMsg::TransferAck { .. } => 6,
         PeerMsg::Keys { .. } => 7,
         PeerMsg::KeysReply { .. } => 8,
+        PeerMsg::AeGroups { .. } => 9,
+        PeerMsg::AeGroupsReply { .. } => 10,
+        PeerMsg::AeKeys { .. } => 11,
+        PeerMsg::AeKeysReply { .. } => 12,
     }
 }
 
@@ -395,9 +403,11 @@ pub struct Sampled<'a> {
     pub peer: Option<&'a PeerCounters>,
     /// Commit log fsync latency.
     pub fsync: Option<&'a Histogram>,
+    /// Anti-entropy counters per peer.
+    pub anti_entropy: Vec<(String, crate::anti_entropy::PeerStats)>,
 }
 
-type Labels = Vec<(&'static str, &'static str)>;
+type Labels = Vec<(&'static str, String)>;
 
 #[derive(Debug)]
 struct Counters(Vec<(Labels, u64)>);
@@ -418,6 +428,22 @@ impl EncodeMetric for Counters {
 
     fn metric_type(&self) -> MetricType {
         MetricType::Counter
+    }
+}
+
+#[derive(Debug)]
+struct Gauges(Vec<(Labels, f64)>);
+
+impl EncodeMetric for Gauges {
+    fn encode(&self, mut encoder: MetricEncoder) -> fmt::Result {
+        for (labels, v) in &self.0 {
+            encoder.encode_family(labels)?.encode_gauge(v)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
     }
 }
 
@@ -464,9 +490,66 @@ fn labelled<const N: usize>(
         names
             .iter()
             .zip(values)
-            .map(|(n, v)| (vec![(key, *n)], v.load(Relaxed)))
+            .map(|(n, v)| (vec![(key, n.to_string())], v.load(Relaxed)))
             .collect(),
     )
+}
+
+/// Per-peer anti-entropy families: rounds, failures, keys and bytes each
+/// way, and the time of the last full agreement.
+fn register_anti_entropy(reg: &mut Registry, peers: &[(String, crate::anti_entropy::PeerStats)]) {
+    type Field = fn(&crate::anti_entropy::PeerStats) -> u64;
+    let families: [(&str, &str, Field); 6] = [
+        (
+            "anti_entropy_rounds",
+            "Anti-entropy rounds completed, by peer",
+            |s| s.rounds,
+        ),
+        (
+            "anti_entropy_failed_rounds",
+            "Anti-entropy rounds that failed, by peer",
+            |s| s.failed_rounds,
+        ),
+        (
+            "anti_entropy_keys_sent",
+            "Entries sent by anti-entropy, by peer",
+            |s| s.keys_sent,
+        ),
+        (
+            "anti_entropy_keys_received",
+            "Entries received by anti-entropy, by peer",
+            |s| s.keys_received,
+        ),
+        (
+            "anti_entropy_bytes_sent",
+            "Anti-entropy bytes sent, by peer",
+            |s| s.bytes_sent,
+        ),
+        (
+            "anti_entropy_bytes_received",
+            "Anti-entropy bytes received, by peer",
+            |s| s.bytes_received,
+        ),
+    ];
+    for (name, help, field) in families {
+        let values = peers
+            .iter()
+            .map(|(p, s)| (vec![("peer", p.clone())], field(s)))
+            .collect();
+        reg.register(name, help, Counters(values));
+    }
+    let agreed = peers
+        .iter()
+        .filter_map(|(p, s)| {
+            s.last_agreement_unix_ms
+                .map(|ms| (vec![("peer", p.clone())], ms as f64 / 1000.0))
+        })
+        .collect();
+    reg.register(
+        "anti_entropy_last_agreement_timestamp_seconds",
+        "When a round with the peer last ended in agreement (Unix time)",
+        Gauges(agreed),
+    );
 }
 
 /// Renders every metric as OpenMetrics text (see [`CONTENT_TYPE`]).
@@ -532,12 +615,15 @@ pub fn render(m: &Metrics, sampled: Sampled<'_>) -> String {
     let mut latency = Vec::new();
     for cmd in Cmd::ALL {
         for outcome in Outcome::ALL {
-            let labels = vec![("command", cmd.label()), ("outcome", outcome.label())];
+            let labels = vec![
+                ("command", cmd.label().to_string()),
+                ("outcome", outcome.label().to_string()),
+            ];
             requests.push((labels, m.requests(cmd, outcome)));
         }
         let h = &m.latency[cmd as usize];
         if h.count() > 0 || matches!(cmd, Cmd::Get | Cmd::Set) {
-            latency.push((vec![("command", cmd.label())], h.snapshot()));
+            latency.push((vec![("command", cmd.label().to_string())], h.snapshot()));
         }
     }
     reg.register(
@@ -595,6 +681,7 @@ pub fn render(m: &Metrics, sampled: Sampled<'_>) -> String {
             Histograms(vec![(Vec::new(), h.snapshot())]),
         );
     }
+    register_anti_entropy(&mut reg, &sampled.anti_entropy);
     for (name, help, v) in sampled.counters {
         reg.register(
             name,

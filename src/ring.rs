@@ -22,10 +22,17 @@ use std::sync::Arc;
 use sha1::{Digest, Sha1};
 
 /// A point on the ring: a 160-bit big-endian unsigned integer.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct Token(pub [u8; 20]);
 
 impl Token {
+    /// The smallest point.
+    pub const MIN: Token = Token([0; 20]);
+    /// The largest point.
+    pub const MAX: Token = Token([0xff; 20]);
+
     /// SHA-1 of `bytes`.
     pub fn of(bytes: &[u8]) -> Token {
         Token(Sha1::digest(bytes).into())
@@ -126,6 +133,28 @@ impl Ring {
             .map(move |i| self.points[(start + i) % len].1)
             .filter(move |&idx| !std::mem::replace(&mut seen[idx], true))
             .map(move |idx| &self.nodes[idx])
+    }
+
+    /// Every arc of the ring as (start exclusive, end inclusive, preference
+    /// list of the positions in it). The arc that wraps past the top is
+    /// split in two, so every arc has start < end. Empty for an empty ring.
+    pub fn arcs(&self, n: usize) -> Vec<(Token, Token, Vec<NodeName>)> {
+        let len = self.points.len();
+        let mut out = Vec::with_capacity(len + 1);
+        for i in 0..len {
+            let end = self.points[i].0;
+            let pref = self.preference_list(&end, n);
+            if i == 0 {
+                let last = self.points[len - 1].0;
+                if last < Token::MAX {
+                    out.push((last, Token::MAX, pref.clone()));
+                }
+                out.push((Token::MIN, end, pref));
+            } else {
+                out.push((self.points[i - 1].0, end, pref));
+            }
+        }
+        out
     }
 
     /// The share of the circle `name` owns (the arcs ending at its tokens).

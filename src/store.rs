@@ -15,21 +15,27 @@
 //! ordered by version, then (for the impossible case of one version with two
 //! payloads) by payload. They are property-tested below.
 //!
-//! The map is a sharded concurrent hash map (`DashMap`), so readers and
-//! writers on different keys never wait for each other and no lock is held
-//! across an await. Tombstones are purged only after a grace period, long
-//! enough that every replica has seen them.
+//! The map is split into [`LEAVES`] buckets by the top bits of each key's
+//! ring position (SHA-1 of the key), each behind its own lock, so writers to
+//! different buckets never wait for each other and no lock is held across an
+//! await. A bucket is a contiguous slice of the ring, which makes it the leaf
+//! of the anti-entropy digest tree: each bucket keeps the XOR of a hash of
+//! (key, version, tombstone) over its entries, updated on every write, so
+//! comparing two replicas never needs a rescan. Tombstones are purged only
+//! after a grace period, long enough that every replica has seen them.
 //!
 //! Deliberately left out: ordered iteration and range scans (the ring hashes
 //! keys, so key order means nothing here), and per-key TTLs.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
-use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
+use crate::ring::Token;
 
 /// A node's numeric id: the first 8 bytes of SHA-1(name), big-endian.
 pub type NodeId = u64;
@@ -115,12 +121,68 @@ fn weight(key: &[u8], e: &Entry) -> usize {
     key.len() + e.value.as_ref().map_or(0, |v| v.len()) + 32
 }
 
-/// The node-local versioned map.
+/// Leaves of the digest tree: keys are bucketed by the top bits of their
+/// ring position, so a leaf is a contiguous slice of the ring.
+pub const LEAF_BITS: u32 = 16;
+/// Number of leaves.
+pub const LEAVES: usize = 1 << LEAF_BITS;
+
+/// The leaf holding ring position `pos`.
+pub fn leaf_of(pos: &Token) -> usize {
+    usize::from(u16::from_be_bytes([pos.0[0], pos.0[1]]))
+}
+
+fn mix(mut x: u64) -> u64 {
+    // splitmix64's finalizer: a fixed, well-distributed 64-bit mix.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The digest contribution of one entry: a hash of (key, version,
+/// tombstone). Leaf digests are the XOR of their entries' hashes, so a
+/// write updates its leaf with two XORs (out with the old, in with the new).
+pub fn entry_hash(pos: &Token, e: &Entry) -> u64 {
+    let key_part = u64::from_be_bytes(pos.0[8..16].try_into().expect("8 bytes"));
+    let tomb = u64::from(e.is_tombstone());
+    mix(key_part ^ mix(e.version.ts.0 ^ mix(e.version.node ^ mix(tomb))))
+}
+
 #[derive(Debug, Default)]
+struct Bucket {
+    map: RwLock<HashMap<Bytes, Entry>>,
+    digest: AtomicU64,
+}
+
+impl Bucket {
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<Bytes, Entry>> {
+        // Every write leaves the map consistent, so a poisoned lock is safe to use.
+        self.map.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<Bytes, Entry>> {
+        self.map.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The node-local versioned map, bucketed by ring position.
+#[derive(Debug)]
 pub struct Store {
-    map: DashMap<Bytes, Entry>,
+    buckets: Box<[Bucket]>,
     live: AtomicUsize,
+    entries: AtomicUsize,
     bytes: AtomicUsize,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            buckets: (0..LEAVES).map(|_| Bucket::default()).collect(),
+            live: AtomicUsize::new(0),
+            entries: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl Store {
@@ -129,9 +191,14 @@ impl Store {
         Self::default()
     }
 
+    fn bucket(&self, key: &[u8]) -> (&Bucket, Token) {
+        let pos = Token::of(key);
+        (&self.buckets[leaf_of(&pos)], pos)
+    }
+
     /// The stored entry for `key`, tombstones included.
     pub fn get(&self, key: &[u8]) -> Option<Entry> {
-        self.map.get(key).map(|e| e.value().clone())
+        self.bucket(key).0.read().get(key).cloned()
     }
 
     /// Merges `entry` into the store under last-writer-wins.
@@ -139,36 +206,41 @@ impl Store {
     /// Keys and values are copied into their own allocations, so a stored
     /// value never pins a whole network read buffer in memory.
     pub fn apply(&self, key: &Bytes, entry: Entry) -> Applied {
-        let entry = Entry {
-            version: entry.version,
-            value: entry.value.map(|v| Bytes::copy_from_slice(&v)),
-        };
+        let (bucket, pos) = self.bucket(key);
+        let mut map = bucket.write();
         let mut applied = Applied {
             changed: true,
             duplicate: false,
             was_live: false,
         };
-        match self.map.entry(key.clone()) {
-            dashmap::Entry::Occupied(mut slot) => {
-                let old = slot.get();
-                applied.was_live = !old.is_tombstone();
-                if !entry.wins_over(old) {
-                    applied.changed = false;
-                    applied.duplicate = old.version == entry.version;
-                    return applied;
-                }
-                self.count_transition(applied.was_live, !entry.is_tombstone());
-                self.bytes.fetch_add(weight(key, &entry), Ordering::Relaxed);
-                self.bytes.fetch_sub(weight(key, old), Ordering::Relaxed);
-                slot.insert(entry);
+        let old = map.get(&key[..]);
+        if let Some(old) = old {
+            applied.was_live = !old.is_tombstone();
+            if !entry.wins_over(old) {
+                applied.changed = false;
+                applied.duplicate = old.version == entry.version;
+                return applied;
             }
-            dashmap::Entry::Vacant(slot) => {
-                let key = Bytes::copy_from_slice(slot.key());
-                self.count_transition(false, !entry.is_tombstone());
-                self.bytes
-                    .fetch_add(weight(&key, &entry), Ordering::Relaxed);
-                drop(slot);
-                self.map.insert(key, entry);
+            bucket
+                .digest
+                .fetch_xor(entry_hash(&pos, old), Ordering::Relaxed);
+            self.bytes.fetch_sub(weight(key, old), Ordering::Relaxed);
+        } else {
+            self.entries.fetch_add(1, Ordering::Relaxed);
+        }
+        self.count_transition(applied.was_live, !entry.is_tombstone());
+        self.bytes.fetch_add(weight(key, &entry), Ordering::Relaxed);
+        bucket
+            .digest
+            .fetch_xor(entry_hash(&pos, &entry), Ordering::Relaxed);
+        let entry = Entry {
+            version: entry.version,
+            value: entry.value.map(|v| Bytes::copy_from_slice(&v)),
+        };
+        match map.get_mut(&key[..]) {
+            Some(slot) => *slot = entry,
+            None => {
+                map.insert(Bytes::copy_from_slice(key), entry);
             }
         }
         applied
@@ -186,20 +258,29 @@ impl Store {
         }
     }
 
+    fn forget(&self, bucket: &Bucket, pos: &Token, key: &[u8], e: &Entry) {
+        bucket
+            .digest
+            .fetch_xor(entry_hash(pos, e), Ordering::Relaxed);
+        self.bytes.fetch_sub(weight(key, e), Ordering::Relaxed);
+        self.entries.fetch_sub(1, Ordering::Relaxed);
+        if !e.is_tombstone() {
+            self.live.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
     /// Removes `key` if it still holds exactly `version` (used after its
     /// copy was handed to the nodes that should hold it). Returns whether it
     /// was removed.
     pub fn remove_if_version(&self, key: &[u8], version: Version) -> bool {
-        let removed = self
-            .map
-            .remove_if(key, |_, e| e.version == version)
-            .map(|(_, e)| e);
-        match removed {
+        let (bucket, pos) = self.bucket(key);
+        let mut map = bucket.write();
+        if map.get(key).map(|e| e.version) != Some(version) {
+            return false;
+        }
+        match map.remove(key) {
             Some(e) => {
-                self.bytes.fetch_sub(weight(key, &e), Ordering::Relaxed);
-                if !e.is_tombstone() {
-                    self.live.fetch_sub(1, Ordering::Relaxed);
-                }
+                self.forget(bucket, &pos, key, &e);
                 true
             }
             None => false,
@@ -208,15 +289,19 @@ impl Store {
 
     /// Purges tombstones written before `before`. Returns how many went.
     pub fn purge_tombstones(&self, before: Timestamp) -> usize {
-        let len = self.map.len();
-        self.map.retain(|k, e| {
-            let purge = e.is_tombstone() && e.version.ts < before;
-            if purge {
-                self.bytes.fetch_sub(weight(k, e), Ordering::Relaxed);
-            }
-            !purge
-        });
-        len - self.map.len()
+        let mut purged = 0;
+        for bucket in self.buckets.iter() {
+            let mut map = bucket.write();
+            map.retain(|k, e| {
+                let purge = e.is_tombstone() && e.version.ts < before;
+                if purge {
+                    self.forget(bucket, &Token::of(k), k, e);
+                    purged += 1;
+                }
+                !purge
+            });
+        }
+        purged
     }
 
     /// Approximate bytes held: keys, values and a fixed overhead per entry.
@@ -231,20 +316,38 @@ impl Store {
 
     /// All entries held, tombstones included.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.entries.load(Ordering::Relaxed)
     }
 
     /// Whether the store holds nothing at all.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 
-    /// Calls `f` for every entry. Holds one shard's read lock at a time, so
-    /// writers to other shards go on; `f` must not write to the store.
+    /// Calls `f` for every entry. Holds one bucket's read lock at a time, so
+    /// writers to other buckets go on; `f` must not write to the store.
     pub fn for_each(&self, mut f: impl FnMut(&Bytes, &Entry)) {
-        for item in self.map.iter() {
-            f(item.key(), item.value());
+        for bucket in self.buckets.iter() {
+            for (k, e) in bucket.read().iter() {
+                f(k, e);
+            }
         }
+    }
+
+    /// Calls `f` for every entry in leaf `leaf` (a slice of the ring).
+    pub fn for_each_in_leaf(&self, leaf: usize, mut f: impl FnMut(&Bytes, &Entry)) {
+        if let Some(bucket) = self.buckets.get(leaf) {
+            for (k, e) in bucket.read().iter() {
+                f(k, e);
+            }
+        }
+    }
+
+    /// The XOR of [`entry_hash`] over every entry of leaf `leaf`.
+    pub fn leaf_digest(&self, leaf: usize) -> u64 {
+        self.buckets
+            .get(leaf)
+            .map_or(0, |b| b.digest.load(Ordering::Relaxed))
     }
 
     /// Live keys matching `pred`, collected.
@@ -368,5 +471,64 @@ mod tests {
         assert!(!s.remove_if_version(b"k", entry(1, 1, None).version));
         assert!(s.remove_if_version(b"k", entry(2, 1, None).version));
         assert_eq!(s.live_len(), 0);
+    }
+}
+
+#[cfg(test)]
+mod digest_tests {
+    use super::*;
+
+    fn e(ts: u64, value: Option<&'static [u8]>) -> Entry {
+        Entry {
+            version: Version {
+                ts: Timestamp(ts),
+                node: 1,
+            },
+            value: value.map(Bytes::from_static),
+        }
+    }
+
+    #[test]
+    fn leaf_digests_track_every_change_incrementally() {
+        let s = Store::new();
+        let k = Bytes::from_static(b"key");
+        let leaf = leaf_of(&Token::of(b"key"));
+        assert_eq!(s.leaf_digest(leaf), 0);
+        s.apply(&k, e(1, Some(b"a")));
+        let one = s.leaf_digest(leaf);
+        assert_eq!(
+            one,
+            entry_hash(&Token::of(b"key"), &e(1, Some(b"zz"))),
+            "the value is not hashed, the version is"
+        );
+        s.apply(&k, e(2, None));
+        assert_eq!(
+            s.leaf_digest(leaf),
+            entry_hash(&Token::of(b"key"), &e(2, None))
+        );
+        s.purge_tombstones(Timestamp(10));
+        assert_eq!(s.leaf_digest(leaf), 0);
+        assert_eq!((s.len(), s.bytes(), s.live_len()), (0, 0, 0));
+    }
+
+    #[test]
+    fn equal_contents_give_equal_digests_in_any_order() {
+        let (a, b) = (Store::new(), Store::new());
+        let keys: Vec<Bytes> = (0..500u32).map(|i| Bytes::from(i.to_string())).collect();
+        for (i, k) in keys.iter().enumerate() {
+            a.apply(k, e(i as u64, Some(b"v")));
+        }
+        for (i, k) in keys.iter().enumerate().rev() {
+            b.apply(k, e(0, Some(b"old")));
+            b.apply(k, e(i as u64, Some(b"v")));
+        }
+        assert!((0..LEAVES).all(|l| a.leaf_digest(l) == b.leaf_digest(l)));
+        b.apply(&keys[7], e(1000, None));
+        assert_eq!(
+            (0..LEAVES)
+                .filter(|&l| a.leaf_digest(l) != b.leaf_digest(l))
+                .count(),
+            1
+        );
     }
 }

@@ -1,26 +1,23 @@
-//! Keeping three copies: hand-off after ring changes.
+//! When replicas reconcile, and what happens to copies a node should not hold.
 //!
-//! When the ring changes, some keys' preference lists change with it: a node
-//! that went down is replaced by the next node clockwise; a node that comes
-//! back (or restarts, with a new generation) takes its place again. This
-//! task watches the view and, for every key this node holds, sends the entry
-//! to each node that is in the key's new preference list but was not in the
-//! old one (or restarted since). Every holder does this, so a key reaches
-//! its new replicas as long as any one of its old holders is up.
+//! This task runs [`anti_entropy::sync_with`] rounds:
+//! - at once whenever the routing view changes (a node appears, reappears
+//!   after a crash or a healed partition, restarts, or goes down), with every
+//!   peer in the new view, over the ranges the two share in it, so a node
+//!   newly responsible for a range is filled from the others, and the two
+//!   sides of a healed partition exchange what each missed;
+//! - periodically (every `anti_entropy_interval_ms`, jittered by +-20 %)
+//!   with every peer whose name sorts after this node's (each pair once),
+//!   which repairs any replica message that was lost.
 //!
-//! A node that is no longer in a key's preference list drops its copy once
-//! every new holder has acknowledged it, and only if the copy did not change
-//! meanwhile. A periodic sweep repeats the same for keys this node holds but
-//! should not (a write that raced a ring change), so strays do not linger.
+//! A burst of view changes is handled as one, and a newer view abandons a
+//! round still waiting on peers that may just have been cut off.
 //!
-//! Transfers are batched (a few hundred entries per message), merged by the
-//! receiver under last-writer-wins, and coalesced: a burst of membership
-//! changes (a whole partition healing) is handled as one change from the
-//! last view handed off to the newest.
-//!
-//! Deliberately left out: digest-based anti-entropy. This is a plain
-//! transfer of the affected keys; comparing range digests to send only the
-//! difference is a separate, later piece.
+//! After each round it hands off **strays**: entries this node holds for
+//! ranges it no longer replicates (the ring changed back, or it stood in
+//! for a node that returned). Each goes to the key's preference list, and
+//! the local copy is dropped once every transfer was acknowledged and only
+//! if it did not change meanwhile.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -29,120 +26,158 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::join_all;
+use rand::Rng;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
+use crate::anti_entropy::{self, digest};
 use crate::message::PeerMsg;
 use crate::node::shared::{Shared, View};
 use crate::ring::{NodeName, Token};
-use crate::store::{Entry, Version};
+use crate::store::{Entry, Version, LEAVES};
 
 const DEBOUNCE: Duration = Duration::from_millis(10);
-const STRAY_SWEEP: Duration = Duration::from_secs(30);
 const RETRY: Duration = Duration::from_millis(500);
 
-/// Runs hand-off until shutdown.
+fn jittered(base: Duration) -> Duration {
+    base.mul_f64(rand::thread_rng().gen_range(0.8..1.2))
+}
+
+/// Runs reconciliation until shutdown.
 pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut rx = shared.view_tx.subscribe();
-    let mut last = shared.view.load_full();
-    let mut sweep = tokio::time::interval(STRAY_SWEEP);
-    sweep.tick().await;
+    let period = Duration::from_millis(shared.cfg.anti_entropy_interval_ms);
     let mut retry = false;
     loop {
-        let pause = if retry { RETRY } else { STRAY_SWEEP };
-        tokio::select! {
+        let pause = if retry { RETRY } else { jittered(period) };
+        let periodic = tokio::select! {
             _ = shutdown.cancelled() => return,
-            changed = rx.changed() => if changed.is_err() { return },
-            _ = sweep.tick() => {}
-            _ = tokio::time::sleep(pause), if retry => {}
-        }
+            changed = rx.changed() => { if changed.is_err() { return } false }
+            _ = tokio::time::sleep(pause) => !retry,
+        };
         tokio::time::sleep(DEBOUNCE).await;
         rx.mark_unchanged();
-        let now = shared.view.load_full();
-        // A newer view supersedes a round still waiting for acknowledgements
-        // (say from nodes just cut off but not yet marked down): abandon it
-        // and start over from `last` to the newest view at once. Safe,
-        // because a round drops copies only after all its transfers are acked.
+        let view = shared.view.load_full();
         tokio::select! {
-            complete = handoff(&shared, &last, &now) => retry = !complete,
+            complete = round(&shared, &view, periodic) => retry = !complete,
             changed = rx.changed() => {
                 if changed.is_err() {
                     return;
                 }
                 rx.mark_changed();
-                retry = true;
-                continue;
+                retry = false;
             }
-        }
-        if !retry {
-            last = now;
         }
     }
 }
 
-/// Sends every held entry to the nodes newly in its preference list, and
-/// drops copies this node should no longer hold. Returns whether every
-/// transfer was acknowledged (otherwise the next round retries from the
-/// same old view).
-pub async fn handoff(shared: &Shared, old: &View, new: &View) -> bool {
+/// One reconciliation round over `view`: anti-entropy with the peers and
+/// the hand-off of strays, side by side (they touch disjoint keys: shared
+/// ranges versus ranges this node does not replicate). Returns whether both
+/// completed.
+async fn round(shared: &Shared, view: &View, periodic: bool) -> bool {
+    let (peers_ok, strays_ok) = tokio::join!(
+        reconcile_with_peers(shared, view, periodic),
+        hand_off_strays(shared, view)
+    );
+    peers_ok && strays_ok
+}
+
+/// Anti-entropy rounds with every peer in `view` (periodic rounds: only
+/// those whose names sort after this node's), concurrently.
+async fn reconcile_with_peers(shared: &Shared, view: &View, periodic: bool) -> bool {
+    let peers: Vec<&NodeName> = view
+        .ring
+        .nodes()
+        .iter()
+        .filter(|n| **n != shared.me && (!periodic || **n > shared.me))
+        .collect();
+    let rounds = peers
+        .iter()
+        .map(|p| async move { (*p, anti_entropy::sync_with(shared, view, p).await) });
+    let mut complete = true;
+    for (peer, result) in join_all(rounds).await {
+        match result {
+            Ok(r) => {
+                shared.ae_stats.record(peer, &r);
+                if r.keys_sent + r.keys_received > 0 {
+                    shared.record_repair(peer, &r);
+                    info!(
+                        peer = %peer, differing_leaves = r.differing_leaves,
+                        sent = r.keys_sent, received = r.keys_received,
+                        bytes_sent = r.bytes_sent, bytes_received = r.bytes_received,
+                        "anti-entropy repaired differences"
+                    );
+                }
+            }
+            Err(e) => {
+                complete = false;
+                shared.ae_stats.record_failure(peer);
+                debug!(peer = %peer, error = %e, "anti-entropy round failed");
+            }
+        }
+    }
+    complete
+}
+
+/// Sends entries of ranges this node does not replicate to the nodes that
+/// do, and drops them once all acknowledged. Returns whether all did.
+pub async fn hand_off_strays(shared: &Shared, view: &View) -> bool {
     let n = shared.cfg.replication;
+    let mine = digest::ranges_of(&view.ring, &shared.me, n);
+    let mut inside = vec![false; LEAVES];
+    for (leaf, whole) in mine.leaves() {
+        inside[leaf] = whole;
+    }
     let mut outgoing: HashMap<NodeName, Vec<(Bytes, Entry)>> = HashMap::new();
     let mut to_drop: Vec<(Bytes, Version)> = Vec::new();
-    shared.store.for_each(|key, entry| {
-        let pos = Token::of(key);
-        let new_pref = new.ring.preference_list(&pos, n);
-        let leaving = !new_pref.contains(&shared.me);
-        let old_pref = if leaving {
-            Vec::new()
-        } else {
-            old.ring.preference_list(&pos, n)
-        };
-        for node in new_pref.iter().filter(|x| **x != shared.me) {
-            let restarted = old.generations.get(node) != new.generations.get(node);
-            if leaving || restarted || !old_pref.contains(node) {
+    for (leaf, _) in inside.iter().enumerate().filter(|(_, whole)| !**whole) {
+        shared.store.for_each_in_leaf(leaf, |key, entry| {
+            let pos = Token::of(key);
+            if mine.contains(&pos) {
+                return;
+            }
+            for node in view.ring.preference_list(&pos, n) {
                 outgoing
-                    .entry(node.clone())
+                    .entry(node)
                     .or_default()
                     .push((key.clone(), entry.clone()));
             }
-        }
-        if leaving {
             to_drop.push((key.clone(), entry.version));
-        }
-    });
-    if outgoing.is_empty() && to_drop.is_empty() {
+        });
+    }
+    if to_drop.is_empty() {
         return true;
     }
-    let total: usize = outgoing.values().map(Vec::len).sum();
     let mut targets: Vec<NodeName> = outgoing.keys().cloned().collect();
     targets.sort();
     let sends = outgoing
         .into_iter()
-        .map(|(node, items)| transfer(shared, new, node, items));
+        .map(|(node, items)| transfer(shared, view, node, items));
     let all_acked = join_all(sends).await.into_iter().all(|ok| ok);
+    let mut dropped = 0;
+    if all_acked {
+        for (key, version) in &to_drop {
+            dropped += usize::from(shared.store.remove_if_version(key, *version));
+        }
+    }
     shared
         .metrics
         .handoff_entries
-        .fetch_add(total as u64, Ordering::Relaxed);
-    let mut dropped = 0;
-    if all_acked {
-        for (key, version) in to_drop {
-            dropped += usize::from(shared.store.remove_if_version(&key, version));
-        }
-        shared
-            .metrics
-            .handoff_dropped
-            .fetch_add(dropped as u64, Ordering::Relaxed);
-    }
+        .fetch_add(to_drop.len() as u64, Ordering::Relaxed);
+    shared
+        .metrics
+        .handoff_dropped
+        .fetch_add(dropped as u64, Ordering::Relaxed);
     info!(
-        entries = total,
-        to = ?targets,
+        strays = to_drop.len(),
         dropped,
         complete = all_acked,
-        epoch = new.epoch,
-        "hand-off round"
+        epoch = view.epoch,
+        to = ?targets,
+        "handed off strays"
     );
-    shared.record_handoff(&targets, total, dropped, all_acked);
+    shared.record_handoff(&targets, to_drop.len(), dropped, all_acked);
     all_acked
 }
 
@@ -162,18 +197,14 @@ async fn transfer(
         if !shared.send_to(view, &node, msg) {
             return false;
         }
-        let acked = tokio::time::timeout(shared.cfg.request_timeout(), async {
-            while let Some((_, reply)) = replies.recv().await {
-                if matches!(reply, PeerMsg::TransferAck { .. }) {
-                    return true;
+        match tokio::time::timeout(shared.cfg.request_timeout(), replies.recv()).await {
+            Ok(Some((_, PeerMsg::TransferAck { .. }))) => {}
+            other => {
+                if other.is_err() {
+                    warn!(node = %node, "hand-off batch not acknowledged in time");
                 }
+                return false;
             }
-            false
-        })
-        .await;
-        if acked != Ok(true) {
-            debug!(node = %node, "hand-off batch not acknowledged");
-            return false;
         }
     }
     true

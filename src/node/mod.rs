@@ -155,6 +155,7 @@ impl Node {
             faults,
             metrics: Metrics::default(),
             events: Default::default(),
+            ae_stats: Default::default(),
             started: Instant::now(),
             cfg,
         });

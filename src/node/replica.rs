@@ -19,6 +19,7 @@ use std::time::Instant;
 use futures::future::join_all;
 use tracing::warn;
 
+use crate::anti_entropy::digest;
 use crate::log::{CommitLog, Record};
 use crate::message::{PeerMsg, PutResult};
 use crate::node::shared::Shared;
@@ -80,16 +81,47 @@ impl PeerHandler for Shared {
                 id,
                 keys: self.store.live_keys(|k| glob::matches(&pattern, k)),
             },
+            request @ (PeerMsg::AeGroups { .. } | PeerMsg::AeKeys { .. }) => {
+                let reply = self.answer_anti_entropy(&request);
+                self.ae_stats.record_answer(&from.name, &request, &reply);
+                reply
+            }
             PeerMsg::PutAck { .. }
             | PeerMsg::GetReply { .. }
             | PeerMsg::TransferAck { .. }
-            | PeerMsg::KeysReply { .. } => return,
+            | PeerMsg::KeysReply { .. }
+            | PeerMsg::AeGroupsReply { .. }
+            | PeerMsg::AeKeysReply { .. } => return,
         };
         self.net.send(&from.reply_to, reply);
     }
 }
 
 impl Shared {
+    /// The answer to an anti-entropy request (steps 2 and 4 of a round).
+    fn answer_anti_entropy(&self, request: &PeerMsg) -> PeerMsg {
+        match request {
+            PeerMsg::AeGroups { id, ranges, groups } => PeerMsg::AeGroupsReply {
+                id: *id,
+                leaves: digest::leaves_of_differing_groups(&self.store, ranges, groups),
+            },
+            PeerMsg::AeKeys {
+                id,
+                ranges,
+                leaves,
+                keys,
+            } => {
+                let (push, want) = digest::exchange(&self.store, ranges, leaves, keys);
+                PeerMsg::AeKeysReply {
+                    id: *id,
+                    push,
+                    want,
+                }
+            }
+            other => unreachable!("not an anti-entropy request: {}", other.kind()),
+        }
+    }
+
     /// Sends `ack` (if any) once every record is in the commit log. If the
     /// log fails, no acknowledgement is sent: the coordinator then counts
     /// this replica as not having answered.

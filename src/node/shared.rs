@@ -127,6 +127,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Recent membership and repair events, for the dashboard.
     pub events: crate::events::EventLog,
+    /// Anti-entropy counters per peer.
+    pub ae_stats: crate::anti_entropy::Stats,
     /// When the node started.
     pub started: Instant,
 }
@@ -196,7 +198,14 @@ impl Shared {
                 .membership_changes
                 .fetch_add(u64::from(ev.changes_ring()), Ordering::Relaxed);
             match ev {
-                Event::Up { name, reason } => info!(node = %name, %reason, "node up"),
+                Event::Up { name, reason, away } => {
+                    info!(node = %name, %reason, "node up");
+                    let grace = std::time::Duration::from_secs(self.cfg.tombstone_grace_secs);
+                    if away.is_some_and(|a| a > grace) {
+                        warn!(node = %name, away_secs = away.map_or(0, |a| a.as_secs()), grace_secs = grace.as_secs(),
+                            "node rejoins after longer than the tombstone grace period: deletes it missed may come back");
+                    }
+                }
                 Event::Down { name, reason } => {
                     info!(node = %name, %reason, "node down");
                     if let Some(addr) = self.membership().peer_addr(name) {

@@ -55,7 +55,10 @@ const HANDSHAKE_FRAME: usize = 64 * 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
-const MAX_BACKOFF: Duration = Duration::from_millis(500);
+/// Reconnect attempts to an unreachable peer back off to at most this, so
+/// a restarted node or a healed partition is reconnected within about one
+/// heartbeat interval (an attempt costs one refused or timed-out SYN).
+const MAX_BACKOFF: Duration = Duration::from_millis(200);
 const BATCH_BYTES: usize = 256 * 1024;
 
 /// Counters of peer traffic, read by `/metrics`.

@@ -249,6 +249,25 @@ pub fn http_get(addr: &str, path: &str) -> Option<String> {
         .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_string()))
 }
 
+/// POST a JSON body to an admin address; the body of the answer if 200.
+pub fn http_post(addr: &str, path: &str, json: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{json}",
+        json.len()
+    )
+    .ok()?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).ok()?;
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    head.split_whitespace()
+        .nth(1)
+        .filter(|c| *c == "200")
+        .map(|_| body.to_string())
+}
+
 /// A blocking RESP client.
 pub struct Client {
     stream: TcpStream,

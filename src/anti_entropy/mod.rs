@@ -1,0 +1,241 @@
+//! Anti-entropy: replicas reconcile by comparing digests, not by shipping
+//! their data.
+//!
+//! The seed design merged whole keystores after a partition healed; with
+//! millions of keys that takes minutes, and a replica that missed one
+//! message stayed wrong until the next full merge. Here two replicas of a
+//! set of ring ranges compare digest trees top-down (groups, then leaves)
+//! and exchange only the entries of the leaves that differ, in both
+//! directions, merging by last-writer-wins. The digests are kept up to date
+//! by the store on every write, so a round between replicas that agree costs
+//! one small message each way and no scan.
+//!
+//! [`sync_with`] runs one round with one peer over the ranges the two share
+//! in a view; [`crate::sync`] decides when (a peer appears or reappears, the
+//! ring changes, and periodically). The comparison steps are pure functions
+//! in [`digest`], shared with the property tests.
+//!
+//! Deliberately left out: per-range rate limiting (a round's transfers are
+//! batched but not throttled), and streaming for leaves holding more keys
+//! than fit one frame (a leaf holds ~1/65536 of a node's keys).
+
+pub mod digest;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use futures::future::join_all;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::message::PeerMsg;
+use crate::node::shared::{Shared, View};
+use crate::ring::NodeName;
+
+/// Differing leaves compared per `AeKeys` message.
+const LEAVES_PER_MESSAGE: usize = 256;
+
+/// What one round moved.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RoundReport {
+    /// Leaves whose digests differed.
+    pub differing_leaves: u64,
+    /// Entries sent to the peer.
+    pub keys_sent: u64,
+    /// Entries received from the peer.
+    pub keys_received: u64,
+    /// Bytes of anti-entropy messages sent (encoded).
+    pub bytes_sent: u64,
+    /// Bytes of anti-entropy messages received (encoded).
+    pub bytes_received: u64,
+}
+
+/// Anti-entropy counters for one peer.
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize)]
+pub struct PeerStats {
+    /// Rounds completed with this peer (either side starting them).
+    pub rounds: u64,
+    /// Rounds that failed (peer unreachable or slow).
+    pub failed_rounds: u64,
+    /// Entries sent to it.
+    pub keys_sent: u64,
+    /// Entries received from it.
+    pub keys_received: u64,
+    /// Bytes sent to it.
+    pub bytes_sent: u64,
+    /// Bytes received from it.
+    pub bytes_received: u64,
+    /// When a round last ended with both sides agreeing (Unix ms).
+    pub last_agreement_unix_ms: Option<u64>,
+}
+
+/// Anti-entropy counters of a node, per peer.
+#[derive(Debug, Default)]
+pub struct Stats {
+    peers: Mutex<BTreeMap<String, PeerStats>>,
+}
+
+impl Stats {
+    fn with(&self, peer: &str, f: impl FnOnce(&mut PeerStats)) {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        f(peers.entry(peer.to_string()).or_default());
+    }
+
+    /// Records a completed round.
+    pub fn record(&self, peer: &str, r: &RoundReport) {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.with(peer, |s| {
+            s.rounds += 1;
+            s.keys_sent += r.keys_sent;
+            s.keys_received += r.keys_received;
+            s.bytes_sent += r.bytes_sent;
+            s.bytes_received += r.bytes_received;
+            s.last_agreement_unix_ms = Some(now);
+        });
+    }
+
+    /// Records a failed round.
+    pub fn record_failure(&self, peer: &str) {
+        self.with(peer, |s| s.failed_rounds += 1);
+    }
+
+    /// Records the answering side's share of a round `peer` started: the
+    /// bytes of a request and its reply, the entries pushed in the reply,
+    /// and (on the round's first message) the round itself.
+    pub fn record_answer(&self, peer: &str, request: &PeerMsg, reply: &PeerMsg) {
+        let pushed = match reply {
+            PeerMsg::AeKeysReply { push, .. } => push.len() as u64,
+            _ => 0,
+        };
+        let (bytes_in, bytes_out) = (wire_size(request), wire_size(reply));
+        self.with(peer, |s| {
+            s.rounds += u64::from(matches!(request, PeerMsg::AeGroups { .. }));
+            s.bytes_received += bytes_in;
+            s.bytes_sent += bytes_out;
+            s.keys_sent += pushed;
+        });
+    }
+
+    /// A copy of every peer's counters.
+    pub fn snapshot(&self) -> BTreeMap<String, PeerStats> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Encoded size of a message, for the byte counters.
+pub fn wire_size(msg: &PeerMsg) -> u64 {
+    crate::encoding::to_vec(msg).map_or(0, |v| v.len() as u64 + 4)
+}
+
+/// Sends the request `make(id)` to `peer` and waits for its reply.
+async fn request(
+    shared: &Shared,
+    view: &View,
+    peer: &NodeName,
+    make: impl FnOnce(u64) -> PeerMsg,
+) -> Result<(PeerMsg, u64)> {
+    let (guard, mut replies) = shared.pending.register();
+    let msg = make(guard.id);
+    let size = wire_size(&msg);
+    if !shared.send_to(view, peer, msg) {
+        return Err(Error::Unavailable {
+            op: "anti-entropy",
+            needed: 1,
+            got: 0,
+        });
+    }
+    match tokio::time::timeout(shared.cfg.request_timeout(), replies.recv()).await {
+        Ok(Some((_, reply))) => Ok((reply, size)),
+        Ok(None) => Err(Error::Shutdown),
+        Err(_) => Err(Error::Timeout(format!("anti-entropy with {peer}"))),
+    }
+}
+
+/// One anti-entropy round with `peer` over the ranges the two share in
+/// `view`. On success both hold, for those ranges, the LWW winner of what
+/// either held when the round looked.
+pub async fn sync_with(shared: &Shared, view: &View, peer: &NodeName) -> Result<RoundReport> {
+    let store = &shared.store;
+    let ranges = digest::shared_ranges(&view.ring, &shared.me, peer, shared.cfg.replication);
+    let mut report = RoundReport::default();
+    if ranges.is_empty() {
+        return Ok(report);
+    }
+    let groups = digest::group_digests(store, &ranges);
+    let r = ranges.clone();
+    let (reply, sent) = request(shared, view, peer, |id| PeerMsg::AeGroups {
+        id,
+        ranges: r,
+        groups,
+    })
+    .await?;
+    report.bytes_sent += sent;
+    report.bytes_received += wire_size(&reply);
+    let PeerMsg::AeGroupsReply { leaves, .. } = reply else {
+        return Err(Error::Protocol(format!(
+            "{peer} answered AeGroups with {}",
+            reply.kind()
+        )));
+    };
+    let differing = digest::differing_leaves(store, &ranges, &leaves);
+    report.differing_leaves = differing.len() as u64;
+    for chunk in differing.chunks(LEAVES_PER_MESSAGE) {
+        let keys = digest::summaries(store, &ranges, chunk);
+        let (r, leaves) = (ranges.clone(), chunk.to_vec());
+        let (reply, sent) = request(shared, view, peer, |id| PeerMsg::AeKeys {
+            id,
+            ranges: r,
+            leaves,
+            keys,
+        })
+        .await?;
+        report.bytes_sent += sent;
+        report.bytes_received += wire_size(&reply);
+        let PeerMsg::AeKeysReply { push, want, .. } = reply else {
+            return Err(Error::Protocol(format!(
+                "{peer} answered AeKeys with {}",
+                reply.kind()
+            )));
+        };
+        report.keys_received += push.len() as u64;
+        merge(shared, push).await?;
+        let items = digest::entries(store, &want);
+        if !items.is_empty() {
+            report.keys_sent += items.len() as u64;
+            for batch in items.chunks(shared.cfg.transfer_batch) {
+                let items = batch.to_vec();
+                let (ack, sent) =
+                    request(shared, view, peer, |id| PeerMsg::Transfer { id, items }).await?;
+                report.bytes_sent += sent;
+                if !matches!(ack, PeerMsg::TransferAck { .. }) {
+                    return Err(Error::Protocol(format!(
+                        "{peer} answered Transfer with {}",
+                        ack.kind()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Merges entries received from a peer, durably.
+async fn merge(shared: &Shared, items: Vec<(bytes::Bytes, crate::store::Entry)>) -> Result<()> {
+    let mut records = Vec::new();
+    for (key, entry) in items {
+        if let Err(e) = shared.clock.observe(entry.version.ts) {
+            tracing::warn!(error = %e, "refused an entry from anti-entropy");
+            continue;
+        }
+        records.extend(shared.apply(&key, entry).1);
+    }
+    for r in join_all(records.into_iter().map(|r| shared.log.append(r))).await {
+        r?;
+    }
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! Convergence through real processes: periodic anti-entropy, read repair,
+//! and a healed 2|3 partition with conflicting writes and deletes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ringkv::membership::State;
+use ringkv::resp::codec::Reply;
+
+fn fault(c: &Cluster, i: usize, json: &str) {
+    let out = http_post(&c.nodes[i].admin, "/fault", json);
+    assert_eq!(
+        out.as_deref(),
+        Some("ok\n"),
+        "fault command on {}",
+        c.nodes[i].name
+    );
+}
+
+fn local(c: &Cluster, i: usize, key: &str) -> Reply {
+    match c.client(i).cmd(&["RINGKV", "LOCAL", key]) {
+        Reply::Array(items) => items[0].clone(),
+        other => other,
+    }
+}
+
+#[test]
+fn a_replica_that_missed_writes_catches_up_within_one_periodic_round() {
+    let names = ["a", "b", "c"];
+    // Slow failure detection so the drop window changes no view: only the
+    // periodic round can repair.
+    let c = Cluster::start(
+        &names,
+        &[
+            "--fault-injection",
+            "--set",
+            "failure_timeout_ms=5000",
+            "--set",
+            "anti_entropy_interval_ms=1000",
+        ],
+    );
+    fault(
+        &c,
+        2,
+        r#"{"op":"drop","count":1000000000,"direction":"incoming","peer":null}"#,
+    );
+    let mut client = c.client(0);
+    for k in 0..100 {
+        assert_eq!(client.cmd(&["SET", &format!("k{k}"), "v"]), Reply::ok());
+    }
+    assert_eq!(local(&c, 2, "k1"), Reply::NilArray, "c missed the writes");
+    fault(&c, 2, r#"{"op":"clear"}"#);
+    // One periodic round is at most 1.2 s away; no read touches the keys.
+    assert!(
+        wait_until(Duration::from_millis(3000), || (0..100).all(|k| local(
+            &c,
+            2,
+            &format!("k{k}")
+        ) == bulk(
+            "v"
+        ))),
+        "c holds every write after one round"
+    );
+    assert!(
+        (0..3).all(|i| c.up_count(i) == Some(3)),
+        "no node was ever marked down"
+    );
+    // The repair is visible in /status and /metrics of the nodes involved.
+    let sent: u64 = (0..2)
+        .map(|i| {
+            c.status(i)
+                .unwrap()
+                .anti_entropy
+                .get("c")
+                .map_or(0, |s| s.keys_sent)
+        })
+        .sum();
+    assert!(
+        sent >= 100,
+        "a and b report the entries they sent to c ({sent})"
+    );
+    let agreed = c
+        .status(0)
+        .unwrap()
+        .anti_entropy
+        .get("c")
+        .and_then(|s| s.last_agreement_unix_ms);
+    assert!(agreed.is_some(), "a reports when it last agreed with c");
+    let metrics = http_get(&c.nodes[0].admin, "/metrics").unwrap();
+    assert!(
+        metrics.contains("ringkv_anti_entropy_rounds_total{peer=\"c\"}"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn a_read_that_finds_a_stale_replica_repairs_it() {
+    let names = ["a", "b", "c"];
+    let c = Cluster::start(
+        &names,
+        &[
+            "--fault-injection",
+            "--set",
+            "failure_timeout_ms=5000",
+            "--set",
+            "anti_entropy_interval_ms=600000",
+        ],
+    );
+    let mut client = c.client(0);
+    assert_eq!(client.cmd(&["SET", "k", "old"]), Reply::ok());
+    assert!(wait_until(Duration::from_secs(2), || local(&c, 2, "k") == bulk("old")));
+    // Make c stale: it drops what arrives while "new" is written. The Put
+    // to c travels on its own link and may still be in flight when the
+    // fault is cleared; then c is not stale and the setup is tried again.
+    let mut newest = None;
+    for attempt in 0..5 {
+        fault(
+            &c,
+            2,
+            r#"{"op":"drop","count":1000000000,"direction":"incoming","peer":null}"#,
+        );
+        let value = format!("new{attempt}");
+        assert_eq!(client.cmd(&["SET", "k", &value]), Reply::ok());
+        fault(&c, 2, r#"{"op":"clear"}"#);
+        if local(&c, 2, "k") != bulk(&value) {
+            newest = Some(value);
+            break;
+        }
+    }
+    let newest = newest.expect("c missed one of five writes");
+    // Read with R = 3 so c's stale answer is among those compared.
+    assert_eq!(client.cmd(&["RINGKV", "QUORUM", "3", "2"]), Reply::ok());
+    assert_eq!(client.cmd(&["GET", "k"]), bulk(&newest));
+    assert!(
+        wait_until(Duration::from_secs(2), || local(&c, 2, "k")
+            == bulk(&newest)),
+        "read repair fixed c"
+    );
+}
+
+#[test]
+fn a_healed_partition_with_conflicting_writes_and_deletes_converges_everywhere() {
+    let names = ["n1", "n2", "n3", "n4", "n5"];
+    let c = Cluster::start(&names, &["--fault-injection"]);
+    let mut left = c.client(0);
+    let mut right = c.client(3);
+    for k in 0..10 {
+        assert_eq!(left.cmd(&["SET", &format!("w{k}"), "base"]), Reply::ok());
+        assert_eq!(left.cmd(&["SET", &format!("d{k}"), "base"]), Reply::ok());
+    }
+    for i in 0..5 {
+        fault(&c, i, r#"{"op":"split","name":"p","nodes":["n1","n2"]}"#);
+    }
+    assert!(wait_until(Duration::from_secs(5), || c.state_of(0, "n3")
+        == Some(State::Down)
+        && c.state_of(3, "n1") == Some(State::Down)));
+    // Left first, right later: for w*, right's write wins. For d0..d4 the
+    // left deletes and nobody writes again: deleted. For d5..d9 the right
+    // writes, then the left deletes later: deleted. For x*, the right
+    // deletes, then the left writes later: the write wins.
+    for k in 0..10 {
+        assert_eq!(left.cmd(&["SET", &format!("w{k}"), "left"]), Reply::ok());
+        assert_eq!(right.cmd(&["SET", &format!("x{k}"), "base"]), Reply::ok());
+    }
+    for k in 0..5 {
+        assert!(matches!(
+            left.cmd(&["DEL", &format!("d{k}")]),
+            Reply::Integer(_)
+        ));
+    }
+    for k in 0..10 {
+        assert_eq!(right.cmd(&["SET", &format!("w{k}"), "right"]), Reply::ok());
+        assert!(matches!(
+            right.cmd(&["DEL", &format!("x{k}")]),
+            Reply::Integer(_)
+        ));
+    }
+    for k in 5..10 {
+        assert_eq!(right.cmd(&["SET", &format!("d{k}"), "right"]), Reply::ok());
+        assert!(matches!(
+            left.cmd(&["DEL", &format!("d{k}")]),
+            Reply::Integer(_)
+        ));
+    }
+    for k in 0..10 {
+        assert_eq!(left.cmd(&["SET", &format!("x{k}"), "left"]), Reply::ok());
+    }
+    for i in 0..5 {
+        fault(&c, i, r#"{"op":"join","name":"p"}"#);
+    }
+    let expected = |key: &str| -> Reply {
+        match key.as_bytes()[0] {
+            b'w' => bulk("right"),
+            b'x' => bulk("left"),
+            _ => Reply::Nil,
+        }
+    };
+    let keys: Vec<String> = (0..10)
+        .flat_map(|k| [format!("w{k}"), format!("d{k}"), format!("x{k}")])
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(5), || (0..5).all(|i| {
+            let mut client = c.client(i);
+            keys.iter().all(|k| client.cmd(&["GET", k]) == expected(k))
+        })),
+        "every key read through every node settles on the later write, deletes included"
+    );
+}
