@@ -28,6 +28,9 @@ cleanup() {
   PIDS=()
 }
 trap cleanup EXIT
+# An interrupted run still stops its servers: INT/TERM exit, which runs the EXIT trap.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # start_ringkv BASE_PORT DATA_DIR N [node flags...]: a local cluster via `up`; waits for `ready`.
 start_ringkv() {
@@ -53,9 +56,133 @@ stop_last() {
   PIDS=("${PIDS[@]:-}")
 }
 
-# rb_ops "LINE": requests per second from redis-benchmark's last CSV line for a test.
+# median: the median of the numbers on stdin, one a line.
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 machine() {
   echo "$(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr), $(date -u +%Y-%m-%d)"
+}
+
+# machine_long: the machine, the tools and the build, for a results header.
+machine_long() {
+  echo "machine: $(machine)"
+  echo "cpu: $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), nproc $(nproc)"
+  echo "memory: $(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo); kernel: $(uname -srm)"
+  echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "redis: $(redis-server --version 2>/dev/null | awk '{print $3}'); ringkv: $RINGKV ($(cd "$BENCH_ROOT" && git rev-parse --short HEAD 2>/dev/null)$(cd "$BENCH_ROOT" && git diff --quiet HEAD -- src 2>/dev/null || echo '+uncommitted src changes'))"
+}
+
+# wait_ping PORT: until a RESP server answers PING on 127.0.0.1:PORT (10 s at most).
+wait_ping() {
+  for _ in $(seq 200); do
+    [ "$(redis-cli -p "$1" ping 2>/dev/null)" = PONG ] && return 0
+    sleep 0.05
+  done
+  echo "nothing answers PING on port $1" >&2
+  return 1
+}
+
+# start_redis PORT DIR [redis-server flags...]: one redis-server without persistence, in the foreground of a
+# background job (so its pid is ours); waits for PING.
+start_redis() {
+  local port=$1 dir=$2 pid; shift 2
+  port_free "$port"
+  mkdir -p "$dir"
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$dir" \
+    --logfile "$dir/redis-$port.log" --daemonize no "$@" &
+  pid=$!; PIDS+=($pid)
+  wait_ping "$port"
+  kill -0 "$pid" 2>/dev/null || { echo "redis-server on $port exited; see $dir" >&2; return 1; }
+}
+
+# port_free PORT...: fails when something already listens on one of the ports (a stale server would
+# otherwise answer in place of the one started).
+port_free() {
+  local p
+  for p in "$@"; do
+    if ss -Htln "sport = :$p" | grep -q .; then
+      echo "port $p is already in use; stop what listens there or choose other ports" >&2
+      return 1
+    fi
+  done
+}
+
+# start_redis_cluster FIRST_PORT DIR: six cluster-mode redis-servers on FIRST_PORT..FIRST_PORT+5 (bus ports
+# +10000), joined by `redis-cli --cluster create` as 3 masters with a replica each; waits for cluster_state:ok.
+start_redis_cluster() {
+  local first=$1 dir=$2 addrs=() p
+  rm -rf "$dir"; mkdir -p "$dir"
+  port_free $(seq $((first + 10000)) $((first + 10005)))
+  for p in $(seq "$first" $((first + 5))); do
+    mkdir -p "$dir/$p"
+    start_redis "$p" "$dir/$p" --cluster-enabled yes --cluster-config-file "$dir/$p/nodes.conf" \
+      --cluster-node-timeout 5000
+    addrs+=("127.0.0.1:$p")
+  done
+  echo "+ redis-cli --cluster create ${addrs[*]} --cluster-replicas 1 --cluster-yes" >&2
+  redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.out" 2>&1
+  for _ in $(seq 300); do
+    local ok=0
+    for p in $(seq "$first" $((first + 5))); do
+      redis-cli -p "$p" cluster info 2>/dev/null | grep -q '^cluster_state:ok' && ok=$((ok + 1))
+    done
+    [ "$ok" = 6 ] && return 0
+    sleep 0.1
+  done
+  echo "redis cluster did not reach cluster_state:ok; see $dir" >&2
+  return 1
+}
+
+# ringkv_ports_free BASE N: the client, peer and admin ports of `up --nodes N --base-port BASE` are free.
+ringkv_ports_free() {
+  port_free $(seq $(($1 + 1)) $(($1 + $2))) $(seq $(($1 + 101)) $(($1 + 100 + $2))) \
+    $(seq $(($1 + 201)) $(($1 + 200 + $2)))
+}
+
+# ringkv_pids DATA_DIR: the node pids from DATA_DIR/cluster.json, in node order.
+ringkv_pids() {
+  python3 -c 'import json,sys; print(" ".join(str(n["pid"]) for n in json.load(open(sys.argv[1]))["nodes"]))' \
+    "$1/cluster.json"
+}
+
+# ringkv_admins DATA_DIR: the nodes' admin addresses (host:port) from DATA_DIR/cluster.json.
+ringkv_admins() {
+  python3 -c 'import json,sys; print(" ".join(n["admin"] for n in json.load(open(sys.argv[1]))["nodes"]))' \
+    "$1/cluster.json"
+}
+
+# rss_kb PID: resident set size in KiB (VmRSS).
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+# cpu_ticks PID: user + system CPU time in clock ticks (fields 14 and 15 of /proc/PID/stat).
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+
+# info_keys PORT: the keys= count of INFO's db0 line (0 when there is none).
+info_keys() {
+  redis-cli -p "$1" info keyspace 2>/dev/null | tr -d '\r' |
+    awk -F'[:=,]' '/^db0:/ {print $3; found=1} END {if (!found) print 0}'
+}
+
+# rb CSV_TAG redis-benchmark ARGS...: runs redis-benchmark with --csv, prints one line per test,
+# "TEST RPS P50_MS P99_MS", found by the names in the CSV header. The command goes to stderr.
+rb() {
+  local out
+  echo "+ redis-benchmark $* --csv" >&2
+  out=$(redis-benchmark "$@" --csv 2>/dev/null) || { echo "redis-benchmark failed: $*" >&2; return 1; }
+  printf '%s\n' "$out" | tr -d '"\r' | awk -F, '
+    /^test,/ { for (i = 1; i <= NF; i++) col[$i] = i; next }
+    col["rps"] && NF > 2 { print $1, $col["rps"], $col["p50_latency_ms"], $col["p99_latency_ms"] }'
+}
+
+# gen_sets N TAG: N RESP SET commands key:0..key:N-1, each value 64 bytes made from TAG, for `redis-cli --pipe`.
+gen_sets() {
+  python3 - "$1" "$2" <<'PY'
+import sys
+n, tag = int(sys.argv[1]), sys.argv[2]
+out = sys.stdout.buffer
+val = (tag * 64)[:64].encode()
+for i in range(n):
+    k = b"key:%d" % i
+    out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$64\r\n%s\r\n" % (len(k), k, val))
+PY
 }

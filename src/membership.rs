@@ -145,6 +145,7 @@ pub struct Membership {
     members: BTreeMap<String, Member>,
     seeds: Vec<String>,
     failure_timeout: Duration,
+    last_tick: Option<Instant>,
 }
 
 impl Membership {
@@ -155,6 +156,7 @@ impl Membership {
             members: BTreeMap::new(),
             seeds,
             failure_timeout,
+            last_tick: None,
         }
     }
 
@@ -271,9 +273,22 @@ impl Membership {
 
     /// The failure sweep: marks down every up member not heard from within
     /// the failure timeout.
+    ///
+    /// If this sweep comes more than half a failure timeout after the
+    /// previous one, this node itself was paused (descheduled, swapping, a
+    /// stopped VM): the heartbeats that arrived meanwhile still sit unread
+    /// in its sockets, so silence proves nothing yet and the sweep is
+    /// skipped once, letting the readers catch up.
     pub fn tick(&mut self, now: Instant) -> Vec<Event> {
         let timeout = self.failure_timeout;
+        let paused = self
+            .last_tick
+            .is_some_and(|t| now.saturating_duration_since(t) > timeout / 2);
+        self.last_tick = Some(now);
         let mut events = Vec::new();
+        if paused {
+            return events;
+        }
         for (name, m) in self.members.iter_mut() {
             let Some(heard) = m.last_heard else { continue };
             let silent = now.saturating_duration_since(heard);
@@ -399,6 +414,18 @@ mod tests {
         );
         let ev = m.on_heartbeat(&hb("a", 1, &[]), t0 + Duration::from_millis(6000));
         assert!(matches!(&ev[..], [Event::Up { reason, .. }] if reason.contains("silence")));
+    }
+
+    #[test]
+    fn a_sweep_after_a_local_pause_judges_nobody() {
+        let (mut m, t0) = table();
+        m.on_heartbeat(&hb("a", 1, &[]), t0);
+        assert!(m.tick(t0 + Duration::from_millis(100)).is_empty());
+        // The node itself stalled for 2 s: its next sweep is skipped...
+        assert!(m.tick(t0 + Duration::from_millis(2100)).is_empty());
+        // ...and the one after judges again.
+        let ev = m.tick(t0 + Duration::from_millis(2150));
+        assert!(matches!(&ev[..], [Event::Down { .. }]));
     }
 
     #[test]

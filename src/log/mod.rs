@@ -60,7 +60,7 @@ pub use stats::LogStats;
 
 use crate::error::{Error, Result};
 use stats::Counters;
-use writer::{Cmd, Writer, WriterConfig};
+use writer::{Cmd, Done, Writer, WriterConfig};
 
 /// When the log fsyncs what it wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,8 +219,53 @@ impl CommitLog {
         record::check_encodable(&rec).map_err(Error::InvalidInput)?;
         let frame = record::encode(&rec);
         let (done, wait) = oneshot::channel();
-        self.send(Cmd::Append { frame, done }).await?;
+        self.send(Cmd::Append {
+            frame,
+            records: 1,
+            done: Done::Waiter(done),
+        })
+        .await?;
         wait.await.map_err(|_| Error::Shutdown)?
+    }
+
+    /// Appends `records` as one unit and calls `then` with the outcome once
+    /// they reached the OS (and the disk, under [`FsyncPolicy::Always`]),
+    /// on the writer task: for callers that only need to send an
+    /// acknowledgement, without a task or a channel per write. `then` must
+    /// be quick and must not block. Never waits: when the queue is full,
+    /// the send is finished by a small task (back-pressure is then the
+    /// queue's bound on those tasks' progress).
+    pub fn append_then(&self, records: &[Record], then: Box<dyn FnOnce(Result<()>) + Send>) {
+        let mut buf = bytes::BytesMut::new();
+        for rec in records {
+            if let Err(e) = record::check_encodable(rec) {
+                then(Err(Error::InvalidInput(e)));
+                return;
+            }
+            record::encode_into(rec, &mut buf);
+        }
+        let cmd = Cmd::Append {
+            frame: buf.freeze(),
+            records: records.len() as u64,
+            done: Done::Then(then),
+        };
+        match self.tx.try_send(cmd) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(cmd)) => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    if let Err(mpsc::error::SendError(Cmd::Append { done, .. })) =
+                        tx.send(cmd).await
+                    {
+                        done.finish(Err(Error::Shutdown));
+                    }
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(Cmd::Append { done, .. })) => {
+                done.finish(Err(Error::Shutdown))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
     }
 
     /// fsync whatever was written, whatever the policy.

@@ -3,8 +3,9 @@
 //! Reads are answered at once from the local store. Writes (a replica
 //! `Put`, a hand-off `Transfer`) are merged into the store at once, and
 //! acknowledged only after their commit log records were written: the
-//! acknowledgement waits in a small task so the connection reading from the
-//! peer never stops for the disk, while many such waits share one log write.
+//! acknowledgement is sent by the log's writer when the batch holding them
+//! is written, so the connection reading from the peer never stops for the
+//! disk, and many replica writes share one log write.
 //! Answers go back over this node's own link to the sender's `reply_to`
 //! address; replies to our own requests are handed to the request waiting
 //! for them; heartbeats update the routing table.
@@ -16,11 +17,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::future::join_all;
 use tracing::warn;
 
 use crate::anti_entropy::digest;
-use crate::log::{CommitLog, Record};
+use crate::log::Record;
 use crate::message::{PeerMsg, PutResult};
 use crate::node::shared::Shared;
 use crate::resp::glob;
@@ -132,18 +132,17 @@ impl Shared {
             }
             return;
         }
-        let log: CommitLog = self.log.clone();
         let net: Arc<dyn Transport> = self.net.clone();
         let reply_to = to.reply_to.clone();
-        tokio::spawn(async move {
-            let results = join_all(records.into_iter().map(|r| log.append(r))).await;
-            if let Some(e) = results.into_iter().find_map(|r| r.err()) {
-                warn!(error = %e, "replica write not logged; not acknowledging it");
-                return;
-            }
-            if let Some(ack) = ack {
-                net.send(&reply_to, ack);
-            }
-        });
+        self.log.append_then(
+            &records,
+            Box::new(move |result| match (result, ack) {
+                (Ok(()), Some(ack)) => {
+                    net.send(&reply_to, ack);
+                }
+                (Ok(()), None) => {}
+                (Err(e), _) => warn!(error = %e, "replica write not logged; not acknowledging it"),
+            }),
+        );
     }
 }
