@@ -69,7 +69,12 @@ machine_long() {
   echo "cpu: $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo), nproc $(nproc)"
   echo "memory: $(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo); kernel: $(uname -srm)"
   echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC'); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "redis: $(redis-server --version 2>/dev/null | awk '{print $3}'); ringkv: $RINGKV ($(cd "$BENCH_ROOT" && git rev-parse --short HEAD 2>/dev/null)$(cd "$BENCH_ROOT" && git diff --quiet HEAD -- src 2>/dev/null || echo '+uncommitted src changes'))"
+  local build="external binary"
+  if [ "$RINGKV" = "$BENCH_ROOT/target/release/ringkv" ]; then
+    build="built from $(cd "$BENCH_ROOT" && git rev-parse --short HEAD 2>/dev/null)"
+    (cd "$BENCH_ROOT" && git diff --quiet HEAD -- src Cargo.toml 2>/dev/null) || build="$build plus uncommitted src changes"
+  fi
+  echo "redis: $(redis-server --version 2>/dev/null | awk '{print $3}'); ringkv: $RINGKV ($build, $(stat -c %y "$RINGKV" | cut -d. -f1))"
 }
 
 # wait_ping PORT: until a RESP server answers PING on 127.0.0.1:PORT (10 s at most).

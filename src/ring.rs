@@ -111,28 +111,36 @@ impl Ring {
 
     /// The owner of position `pos`, if the ring has any node.
     pub fn owner(&self, pos: &Token) -> Option<&NodeName> {
-        self.preference_iter(pos).next()
+        if self.points.is_empty() {
+            return None;
+        }
+        let i = self.points.partition_point(|(t, _)| t < pos) % self.points.len();
+        Some(&self.nodes[self.points[i].1])
     }
 
     /// The preference list of position `pos`: the owner, then the next
     /// distinct nodes clockwise, `n` in all (fewer if the ring is smaller).
     pub fn preference_list(&self, pos: &Token, n: usize) -> Vec<NodeName> {
-        self.preference_iter(pos).take(n).cloned().collect()
+        let want = n.min(self.nodes.len());
+        let mut out: Vec<NodeName> = Vec::with_capacity(want);
+        let len = self.points.len();
+        let start = self.points.partition_point(|(t, _)| t < pos);
+        // Walk clockwise; N is small, so a scan of `out` beats a set.
+        for i in 0..len {
+            if out.len() == want {
+                break;
+            }
+            let node = &self.nodes[self.points[(start + i) % len].1];
+            if !out.iter().any(|x| Arc::ptr_eq(x, node)) {
+                out.push(node.clone());
+            }
+        }
+        out
     }
 
     /// The preference list of a key.
     pub fn preference_list_for_key(&self, key: &[u8], n: usize) -> Vec<NodeName> {
         self.preference_list(&Token::of(key), n)
-    }
-
-    fn preference_iter<'a>(&'a self, pos: &Token) -> impl Iterator<Item = &'a NodeName> + 'a {
-        let start = self.points.partition_point(|(t, _)| t < pos);
-        let len = self.points.len();
-        let mut seen = vec![false; self.nodes.len()];
-        (0..len)
-            .map(move |i| self.points[(start + i) % len].1)
-            .filter(move |&idx| !std::mem::replace(&mut seen[idx], true))
-            .map(move |idx| &self.nodes[idx])
     }
 
     /// Every arc of the ring as (start exclusive, end inclusive, preference

@@ -71,14 +71,24 @@ pub fn dispatch(shared: &Arc<Shared>, conn: &mut ConnState, args: Vec<Bytes>) ->
     let Some(first) = args.first() else {
         return ready(Reply::err("empty command"));
     };
-    let cmd = String::from_utf8_lossy(first).to_ascii_uppercase();
+    // Upper-cased on the stack: no allocation per command. Names longer
+    // than any command we know fall through to "unknown command".
+    let mut upper = [0u8; 16];
+    let cmd = match upper.get_mut(..first.len()) {
+        Some(dst) => {
+            dst.copy_from_slice(first);
+            dst.make_ascii_uppercase();
+            std::str::from_utf8(dst).unwrap_or("")
+        }
+        None => "",
+    };
     let n = args.len();
-    if !conn.authed && !matches!(cmd.as_str(), "AUTH" | "PING" | "QUIT" | "HELLO") {
+    if !conn.authed && !matches!(cmd, "AUTH" | "PING" | "QUIT" | "HELLO") {
         return ready(Reply::error_code("NOAUTH", "Authentication required."));
     }
-    let arity_ok = match cmd.as_str() {
+    let arity_ok = match cmd {
         "PING" => n <= 2,
-        "ECHO" | "GET" | "DBSIZE" | "SELECT" | "KEYS" => n == cmd_arity(&cmd),
+        "ECHO" | "GET" | "DBSIZE" | "SELECT" | "KEYS" => n == cmd_arity(cmd),
         "SET" => n >= 3,
         "DEL" | "EXISTS" | "MGET" => n >= 2,
         "MSET" => n >= 3 && n % 2 == 1,
@@ -87,14 +97,15 @@ pub fn dispatch(shared: &Arc<Shared>, conn: &mut ConnState, args: Vec<Bytes>) ->
         _ => true,
     };
     if !arity_ok {
-        return ready(wrong_args(&cmd));
+        return ready(wrong_args(cmd));
     }
-    if let Some(reply) = check_limits(shared, &cmd, &args) {
+    if let Some(reply) = check_limits(shared, cmd, &args) {
         return ready(reply);
     }
     let shared = shared.clone();
     let q = conn.quorum;
-    match cmd.as_str() {
+    let exists = cmd == "EXISTS";
+    match cmd {
         "PING" => ready(match args.get(1) {
             Some(msg) => Reply::Bulk(msg.clone()),
             None => Reply::simple("PONG"),
@@ -161,7 +172,7 @@ pub fn dispatch(shared: &Arc<Shared>, conn: &mut ConnState, args: Vec<Bytes>) ->
                     Err(e) => return error_reply(&e),
                 }
             }
-            if cmd == "EXISTS" {
+            if exists {
                 Reply::Integer(values.iter().filter(|v| v.is_some()).count() as i64)
             } else {
                 Reply::Array(
