@@ -366,12 +366,15 @@ async fn compaction_under_concurrent_appends_loses_nothing_and_shrinks() {
     for w in writers {
         w.await.unwrap();
     }
-    let before = log.stats();
     let done = log.compact(live_of(&map)).await.unwrap();
     let after = log.stats();
+    // 1600 records were written; the log now holds the 50 live ones. (How
+    // much the first three compactions removed depends on how they
+    // interleaved with the writers, so compare with what was written.)
+    let written = 1600 * rec(0).encoded_len() as u64;
     assert!(
-        after.total_bytes < before.total_bytes / 4,
-        "{before:?} -> {after:?}"
+        after.total_bytes * 4 < written,
+        "{written} bytes written -> {after:?}"
     );
     assert_eq!(done.live_records, 50);
     assert_eq!(after.compactions, 4);
