@@ -205,12 +205,73 @@ impl RateLimit {
     }
 }
 
+/// A [`RateLimit`] per key (a peer's name, say), so one noisy source cannot
+/// use up the log lines another one's problem deserves. At most
+/// `max_keys` keys get their own limit; the rest share one, so a flood of
+/// invented names cannot grow the map without bound.
+#[derive(Debug)]
+pub struct KeyedRateLimit {
+    burst: u32,
+    window: Duration,
+    max_keys: usize,
+    per_key: Mutex<std::collections::HashMap<String, RateLimit>>,
+    overflow: RateLimit,
+}
+
+impl KeyedRateLimit {
+    /// At most `burst` per `window` for each of up to `max_keys` keys.
+    pub fn new(burst: u32, window: Duration, max_keys: usize) -> Self {
+        KeyedRateLimit {
+            burst,
+            window,
+            max_keys,
+            per_key: Mutex::default(),
+            overflow: RateLimit::new(burst, window),
+        }
+    }
+
+    /// [`RateLimit::check`] for `key`.
+    pub fn check(&self, key: &str, now: Instant) -> Option<u64> {
+        let mut map = self.per_key.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(limit) = map.get(key) {
+            return limit.check(now);
+        }
+        if map.len() >= self.max_keys {
+            return self.overflow.check(now);
+        }
+        let limit = RateLimit::new(self.burst, self.window);
+        let verdict = limit.check(now);
+        map.insert(key.to_string(), limit);
+        verdict
+    }
+}
+
 /// Client AUTH failures of this process: a few log lines every 10 s.
 pub static CLIENT_AUTH_FAILURES: RateLimit = RateLimit::new(5, Duration::from_secs(10));
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keyed_limits_keep_one_source_from_silencing_another() {
+        let limit = KeyedRateLimit::new(2, Duration::from_secs(10), 2);
+        let now = Instant::now();
+        assert!(limit.check("noisy", now).is_some());
+        assert!(limit.check("noisy", now).is_some());
+        assert!(limit.check("noisy", now).is_none());
+        assert_eq!(
+            limit.check("quiet", now),
+            Some(0),
+            "another key has its own budget"
+        );
+        assert!(
+            limit.check("third", now).is_some(),
+            "past max_keys: the shared limit"
+        );
+        assert!(limit.check("fourth", now).is_some());
+        assert!(limit.check("fifth", now).is_none());
+    }
     use crate::message::{MAGIC, PROTOCOL_VERSION};
 
     fn hello() -> Hello {

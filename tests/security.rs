@@ -92,6 +92,15 @@ fn count(log: &str, needle: &str) -> usize {
     log.lines().filter(|l| l.contains(needle)).count()
 }
 
+/// Refusal lines about `peer` in a log.
+fn log_a_lines(log: &str, peer: &str) -> usize {
+    log.lines()
+        .filter(|l| {
+            l.contains("refused a peer handshake") && l.contains(&format!("peer=\"{peer}\""))
+        })
+        .count()
+}
+
 /// Item 1: a node with a wrong or a missing secret is refused on both
 /// sides, with logged (rate-limited) reasons, and never shows up.
 #[test]
@@ -123,11 +132,19 @@ fn a_node_with_a_wrong_or_missing_secret_never_appears_up_on_either_side() {
     assert!(log_a.contains("peer has no cluster secret"), "{log_a}");
     assert!(c.log(wrong).contains("peer refused our handshake"));
     assert!(c.log(none).contains("peer refused our handshake"));
-    // Dozens of attempts in 2.5 s, but only a few lines per 10 s window.
-    let lines = count(&c.log(0), "refused a peer handshake");
+    // Dozens of attempts in 2.5 s, but only a few lines per peer and 10 s
+    // window (per peer, so one intruder cannot hide another).
+    for intruder in ["wrong", "none"] {
+        let lines = log_a_lines(&c.log(0), intruder);
+        assert!(
+            (1..=5).contains(&lines),
+            "{lines} refusal lines for {intruder}: not rate-limited"
+        );
+    }
+    let attempts: usize = count(&c.log(wrong), "peer refused our handshake");
     assert!(
-        (1..=6).contains(&lines),
-        "{lines} refusal lines: not rate-limited"
+        attempts <= 10,
+        "{attempts} lines on the refused side: not rate-limited"
     );
     // Data still flows inside the cluster.
     let mut a = c.client(0);

@@ -17,6 +17,7 @@
 //! tested directly.
 
 pub mod fault;
+mod handshake;
 pub mod tcp;
 
 use crate::message::PeerMsg;
