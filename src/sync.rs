@@ -189,20 +189,18 @@ async fn transfer(
     items: Vec<(Bytes, Entry)>,
 ) -> bool {
     for batch in items.chunks(shared.cfg.transfer_batch) {
-        let (guard, mut replies) = shared.pending.register();
-        let msg = PeerMsg::Transfer {
-            id: guard.id,
-            items: batch.to_vec(),
-        };
-        if !shared.send_to(view, &node, msg) {
-            return false;
-        }
-        match tokio::time::timeout(shared.cfg.request_timeout(), replies.recv()).await {
-            Ok(Some((_, PeerMsg::TransferAck { .. }))) => {}
-            other => {
-                if other.is_err() {
-                    warn!(node = %node, "hand-off batch not acknowledged in time");
-                }
+        let items = batch.to_vec();
+        match shared
+            .ask(view, &node, |id| PeerMsg::Transfer { id, items })
+            .await
+        {
+            Ok(PeerMsg::TransferAck { .. }) => {}
+            Ok(other) => {
+                warn!(node = %node, reply = other.kind(), "hand-off batch answered oddly");
+                return false;
+            }
+            Err(e) => {
+                warn!(node = %node, error = %e, "hand-off batch not acknowledged");
                 return false;
             }
         }

@@ -132,28 +132,22 @@ pub fn wire_size(msg: &PeerMsg) -> u64 {
     crate::encoding::to_vec(msg).map_or(0, |v| v.len() as u64 + 4)
 }
 
-/// Sends the request `make(id)` to `peer` and waits for its reply.
+/// [`Shared::ask`], also returning the request's encoded size.
 async fn request(
     shared: &Shared,
     view: &View,
     peer: &NodeName,
     make: impl FnOnce(u64) -> PeerMsg,
 ) -> Result<(PeerMsg, u64)> {
-    let (guard, mut replies) = shared.pending.register();
-    let msg = make(guard.id);
-    let size = wire_size(&msg);
-    if !shared.send_to(view, peer, msg) {
-        return Err(Error::Unavailable {
-            op: "anti-entropy",
-            needed: 1,
-            got: 0,
-        });
-    }
-    match tokio::time::timeout(shared.cfg.request_timeout(), replies.recv()).await {
-        Ok(Some((_, reply))) => Ok((reply, size)),
-        Ok(None) => Err(Error::Shutdown),
-        Err(_) => Err(Error::Timeout(format!("anti-entropy with {peer}"))),
-    }
+    let mut size = 0;
+    let reply = shared
+        .ask(view, peer, |id| {
+            let msg = make(id);
+            size = wire_size(&msg);
+            msg
+        })
+        .await?;
+    Ok((reply, size))
 }
 
 /// One anti-entropy round with `peer` over the ranges the two share in

@@ -255,6 +255,30 @@ impl Shared {
         self.view_tx.send_replace(epoch);
     }
 
+    /// Sends the request `make(id)` to `peer` and waits (up to the request
+    /// timeout) for the one reply carrying that id.
+    pub async fn ask(
+        &self,
+        view: &View,
+        peer: &NodeName,
+        make: impl FnOnce(u64) -> PeerMsg,
+    ) -> crate::error::Result<PeerMsg> {
+        use crate::error::Error;
+        let (guard, mut replies) = self.pending.register();
+        if !self.send_to(view, peer, make(guard.id)) {
+            return Err(Error::Unavailable {
+                op: "request",
+                needed: 1,
+                got: 0,
+            });
+        }
+        match tokio::time::timeout(self.cfg.request_timeout(), replies.recv()).await {
+            Ok(Some((_, reply))) => Ok(reply),
+            Ok(None) => Err(Error::Shutdown),
+            Err(_) => Err(Error::Timeout(format!("no answer from {peer}"))),
+        }
+    }
+
     /// Sends `msg` to node `name` through the current view's address for
     /// it. Returns false if the node is not on the ring or the send dropped.
     pub fn send_to(&self, view: &View, name: &NodeName, msg: PeerMsg) -> bool {
