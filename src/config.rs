@@ -127,6 +127,10 @@ pub struct Config {
     pub compaction_factor: u64,
     /// ...and this many bytes. Default 64 MiB.
     pub compaction_min_bytes: u64,
+    /// Runtime worker threads; 0 means one per core. Default 0. (`ringkv
+    /// up` gives each of its N local nodes cores/N, at least 1: nodes that
+    /// share a machine do better without cross-thread wake-ups.)
+    pub worker_threads: usize,
     /// Log format. Default text.
     pub log_format: LogFormat,
 }
@@ -171,6 +175,7 @@ impl Default for Config {
             log_segment_bytes: 64 * 1024 * 1024,
             compaction_factor: 2,
             compaction_min_bytes: 64 * 1024 * 1024,
+            worker_threads: 0,
             log_format: LogFormat::Text,
         }
     }

@@ -28,12 +28,27 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// A multi-threaded runtime with `workers` threads (0: one per core).
+fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    builder.build()
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // A node's config decides the size of its runtime, so it is read first.
+    let node_cfg = match &cli.cmd {
+        Cmd::Node(args) => match args.config() {
+            Ok(cfg) => Some(cfg),
+            Err(e) => return exit_with(Err(e)),
+        },
+        _ => None,
+    };
+    let runtime = match runtime(node_cfg.as_ref().map_or(0, |c| c.worker_threads)) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ringkv: cannot start the runtime: {e}");
@@ -46,8 +61,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cmd {
-            Cmd::Node(args) => {
-                let cfg = args.config()?;
+            Cmd::Node(_) => {
+                let cfg = node_cfg.expect("read above");
                 init_logging(cfg.log_format);
                 run_node(cfg).await
             }
@@ -67,6 +82,10 @@ fn main() -> ExitCode {
             Cmd::Scenario(_) => unreachable!("handled above"),
         }
     });
+    exit_with(result)
+}
+
+fn exit_with(result: ringkv::error::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ Error::Config { .. }) => {

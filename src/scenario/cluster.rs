@@ -248,6 +248,8 @@ impl Cluster {
             .arg(format!("--set=heartbeat_interval_ms={}", t.heartbeat_ms))
             .arg(format!("--set=failure_timeout_ms={}", t.failure_ms))
             .arg(format!("--set=request_timeout_ms={}", t.request_ms))
+            // Scenarios run many nodes on one machine: one thread each.
+            .arg("--set=worker_threads=1")
             .args(&self.node_flags)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

@@ -121,6 +121,8 @@ impl Cluster {
         .arg("--data-dir")
         .arg(&n.data_dir)
         .args(["--set", &format!("heartbeat_interval_ms={HEARTBEAT_MS}")])
+        // Many test nodes share the machine: one runtime thread each.
+        .args(["--set", "worker_threads=1"])
         .args(["--set", &format!("failure_timeout_ms={FAILURE_MS}")])
         .args(n.flags.as_ref().unwrap_or(&self.extra))
         .stdin(Stdio::null())
