@@ -58,17 +58,45 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         tokio::time::sleep(DEBOUNCE).await;
         rx.mark_unchanged();
         let view = shared.view.load_full();
-        tokio::select! {
-            complete = round(&shared, &view, periodic) => retry = !complete,
-            changed = rx.changed() => {
-                if changed.is_err() {
-                    return;
+        let round = round(&shared, &view, periodic);
+        tokio::pin!(round);
+        let mut again = false;
+        loop {
+            tokio::select! {
+                complete = &mut round => {
+                    retry = !complete;
+                    break;
                 }
-                rx.mark_changed();
-                retry = false;
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    // A node that left (or restarted) may never answer this
+                    // round: give it up and start over from the newer view.
+                    // Nodes that only joined can wait for the next round,
+                    // which starts as soon as this one ends, so a healing
+                    // partition (nodes returning one by one) does not
+                    // restart the round once per node.
+                    if lost_a_node(&view, &shared.view.load()) {
+                        again = true;
+                        retry = false;
+                        break;
+                    }
+                    again = true;
+                }
             }
         }
+        if again {
+            rx.mark_changed();
+        }
     }
+}
+
+/// Whether a node of `old` is gone from `new`, or restarted.
+fn lost_a_node(old: &View, new: &View) -> bool {
+    old.generations
+        .iter()
+        .any(|(name, generation)| new.generations.get(name) != Some(generation))
 }
 
 /// One reconciliation round over `view`: anti-entropy with the peers and

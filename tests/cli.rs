@@ -57,7 +57,7 @@ fn up_writes_cluster_json_prints_ready_and_stops_its_nodes() {
     let dir = tempfile::tempdir().unwrap();
     // Find a base port whose nine ports are all free.
     let base = (0..50)
-        .map(|_| 20_000 + (free_port() % 20_000))
+        .map(|_| 10_000 + (free_port() % 20_000))
         .find(|b| {
             [1, 2, 3, 101, 102, 103, 201, 202, 203]
                 .iter()

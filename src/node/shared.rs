@@ -200,6 +200,9 @@ impl Shared {
             match ev {
                 Event::Up { name, reason, away } => {
                     info!(node = %name, %reason, "node up");
+                    if let Some(addr) = self.membership().peer_addr(name) {
+                        self.net.nudge(addr);
+                    }
                     let grace = std::time::Duration::from_secs(self.cfg.tombstone_grace_secs);
                     if away.is_some_and(|a| a > grace) {
                         warn!(node = %name, away_secs = away.map_or(0, |a| a.as_secs()), grace_secs = grace.as_secs(),

@@ -49,4 +49,10 @@ pub trait Transport: Send + Sync + 'static {
     /// message: used when the peer is marked down, so a connection that a
     /// partition left half-open is not reused after the heal.
     fn reset(&self, addr: &str);
+
+    /// The peer at `addr` was just heard from: if the link to it is
+    /// connecting or backing off, try again now (after a partition heals,
+    /// a connect attempt may still be waiting on a SYN the partition
+    /// dropped).
+    fn nudge(&self, addr: &str);
 }

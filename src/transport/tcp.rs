@@ -98,6 +98,9 @@ struct Outgoing {
 struct Link {
     tx: mpsc::Sender<Outgoing>,
     reset: watch::Sender<u64>,
+    /// Bumped when the peer was heard from: a link that is connecting or
+    /// backing off tries again at once.
+    wake: watch::Sender<u64>,
 }
 
 /// The shared state of a transport; the handshake (in its own module) reads
@@ -175,11 +178,16 @@ impl TcpTransport {
             .or_insert_with(|| {
                 let (tx, rx) = mpsc::channel(self.inner.cfg.queue_len);
                 let (reset, reset_rx) = watch::channel(0);
+                let (wake, wake_rx) = watch::channel(0);
                 let inner = self.inner.clone();
                 let link_tx = tx.clone();
                 let addr = addr.to_string();
-                tokio::spawn(async move { inner.run_link(addr, rx, link_tx, reset_rx).await });
-                Link { tx, reset }
+                let signals = Signals {
+                    reset: reset_rx,
+                    wake: wake_rx,
+                };
+                tokio::spawn(async move { inner.run_link(addr, rx, link_tx, signals).await });
+                Link { tx, reset, wake }
             })
             .downgrade()
     }
@@ -209,6 +217,18 @@ impl Transport for TcpTransport {
             link.reset.send_modify(|epoch| *epoch += 1);
         }
     }
+
+    fn nudge(&self, addr: &str) {
+        if let Some(link) = self.inner.links.get(addr) {
+            link.wake.send_modify(|epoch| *epoch += 1);
+        }
+    }
+}
+
+/// What a link task listens to besides its queue.
+struct Signals {
+    reset: watch::Receiver<u64>,
+    wake: watch::Receiver<u64>,
 }
 
 impl Inner {
@@ -273,20 +293,30 @@ impl Inner {
         addr: String,
         mut rx: mpsc::Receiver<Outgoing>,
         tx: mpsc::Sender<Outgoing>,
-        mut reset: watch::Receiver<u64>,
+        mut signals: Signals,
     ) {
         let mut backoff = MIN_BACKOFF;
         let mut failures = 0u32;
         while !self.shutdown.is_cancelled() {
-            match self.connect(&addr).await {
+            signals.wake.mark_unchanged();
+            // A connect that a partition left waiting for a SYN-ACK is given
+            // up as soon as the peer is heard from: a fresh one gets through.
+            let connected = tokio::select! {
+                c = self.connect(&addr) => c,
+                _ = signals.wake.changed() => Err(Error::Timeout(format!("connect to {addr} superseded"))),
+            };
+            match connected {
                 Ok((stream, peer)) => {
                     if failures > 0 {
                         info!(%addr, peer = %peer, "peer link connected");
                     }
                     backoff = MIN_BACKOFF;
                     failures = 0;
-                    reset.mark_unchanged();
-                    if let Err(e) = self.pump(stream, &peer, &mut rx, &tx, &mut reset).await {
+                    signals.reset.mark_unchanged();
+                    if let Err(e) = self
+                        .pump(stream, &peer, &mut rx, &tx, &mut signals.reset)
+                        .await
+                    {
                         debug!(%addr, error = %e, "peer link lost");
                     }
                 }
@@ -302,6 +332,7 @@ impl Inner {
                     tokio::select! {
                         _ = self.shutdown.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
+                        _ = signals.wake.changed() => backoff = MIN_BACKOFF,
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }

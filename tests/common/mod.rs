@@ -20,13 +20,26 @@ pub const HEARTBEAT_MS: u64 = 50;
 /// Failure timeout the test nodes use.
 pub const FAILURE_MS: u64 = 300;
 
-/// A free loopback port (bound, then released).
+/// A free loopback port for a node to listen on.
+///
+/// Taken below the kernel's ephemeral range (32768 and up): a port picked
+/// there (say by binding port 0) can be grabbed by some outgoing
+/// connection before the node binds it. Ports are handed out once per test
+/// process, from a per-process starting point, and each is checked free.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::OnceLock;
+    const LOW: u32 = 10_000;
+    const SPAN: u32 = 22_000;
+    static START: OnceLock<u32> = OnceLock::new();
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = *START.get_or_init(|| std::process::id().wrapping_mul(7919) % SPAN);
+    loop {
+        let port = (LOW + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Polls `cond` every 20 ms until it holds or `limit` passes.
