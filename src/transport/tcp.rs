@@ -45,7 +45,10 @@ use crate::encoding::FrameCodec;
 use crate::error::{Error, Result};
 use crate::message::{Hello, PeerMsg};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(1000);
+/// A connect to a peer on the cluster's network takes a round trip; one
+/// still pending after this was most likely dropped (a partition, a dead
+/// host) and is retried, so a healed link reconnects within about this.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const MIN_BACKOFF: Duration = Duration::from_millis(20);
 /// Reconnect attempts to an unreachable peer back off to at most this, so
 /// a restarted node or a healed partition is reconnected within about one
