@@ -10,8 +10,9 @@
 //!   with every peer whose name sorts after this node's (each pair once),
 //!   which repairs any replica message that was lost.
 //!
-//! A burst of view changes is handled as one, and a newer view abandons a
-//! round still waiting on peers that may just have been cut off.
+//! A burst of view changes is handled as one. A newer view abandons a
+//! running round only if a node left or restarted (it may never answer);
+//! nodes that merely joined get a new round as soon as this one ends.
 //!
 //! After each round it hands off **strays**: entries this node holds for
 //! ranges it no longer replicates (the ring changed back, or it stood in
