@@ -5,7 +5,7 @@
 #   REPS=1 SECS=0.5 bench/compare.sh  # a smoke test
 #
 # Starts (a) one redis-server without persistence on 16379, (b) a Redis Cluster of 6 instances (3 masters,
-# 3 replicas) on 17001-17006, (c) `ringkv up --nodes 3 --base-port 18000` (clients 18001-18003, default
+# 3 replicas) on 6401-6406, (c) `ringkv up --nodes 3 --base-port 18000` (clients 18001-18003, default
 # settings and quorums), and drives each with redis-benchmark -c 50 -d 64 -r 100000 -t set,get, with -P 1
 # and -P 16 (--cluster for Redis Cluster). Also drives the three ringkv nodes at once, one redis-benchmark
 # per node (run per test, so the three SET phases and the three GET phases overlap), and sums their ops/s.
@@ -21,7 +21,7 @@ WORK=${WORK:-/tmp/ringkv-bench-compare}
 REPS=${REPS:-3}
 SECS=${SECS:-4}
 REDIS_PORT=${REDIS_PORT:-16379}
-CLUSTER_PORT=${CLUSTER_PORT:-17001}
+CLUSTER_PORT=${CLUSTER_PORT:-6401}   # cluster bus ports +10000: 16401-16406
 RINGKV_BASE=${RINGKV_BASE:-18000}
 COMMON=(-c 50 -d 64 -r 100000)
 rm -rf "$WORK"; mkdir -p "$WORK"

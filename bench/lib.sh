@@ -126,15 +126,19 @@ start_redis_cluster() {
   done
   echo "+ redis-cli --cluster create ${addrs[*]} --cluster-replicas 1 --cluster-yes" >&2
   redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.out" 2>&1
-  for _ in $(seq 300); do
-    local ok=0
+  # Ready when every instance says cluster_state:ok, three replicas are linked to their masters, and every
+  # instance sees three masters and three replicas (else redis-benchmark --cluster finds slotless "masters").
+  for _ in $(seq 600); do
+    local ok=0 linked=0 seen=0
     for p in $(seq "$first" $((first + 5))); do
       redis-cli -p "$p" cluster info 2>/dev/null | grep -q '^cluster_state:ok' && ok=$((ok + 1))
+      redis-cli -p "$p" info replication 2>/dev/null | grep -q '^master_link_status:up' && linked=$((linked + 1))
+      [ "$(redis-cli -p "$p" cluster nodes 2>/dev/null | awk '$3 ~ /slave/' | wc -l)" = 3 ] && seen=$((seen + 1))
     done
-    [ "$ok" = 6 ] && return 0
+    [ "$ok$linked$seen" = 636 ] && return 0
     sleep 0.1
   done
-  echo "redis cluster did not reach cluster_state:ok; see $dir" >&2
+  echo "redis cluster did not settle (3 masters, 3 linked replicas, cluster_state:ok); see $dir" >&2
   return 1
 }
 
