@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 7: ringkv side by side with one redis-server and a 6-instance Redis Cluster, on this machine, in one run.
 #
-#   bench/compare.sh                  # 3 repetitions, runs of 4 s and more (about 6 minutes on 2 cores)
+#   bench/compare.sh                  # 3 repetitions, runs of 4 s and more (about 5 minutes on 2 cores)
 #   REPS=1 SECS=0.5 bench/compare.sh  # a smoke test
 #
 # Starts (a) one redis-server without persistence on 16379, (b) a Redis Cluster of 6 instances (3 masters,
@@ -9,7 +9,7 @@
 # settings and quorums), and drives each with redis-benchmark -c 50 -d 64 -r 100000 -t set,get, with -P 1
 # and -P 16 (--cluster for Redis Cluster). Also drives the three ringkv nodes at once, one redis-benchmark
 # per node (run per test, so the three SET phases and the three GET phases overlap), and sums their ops/s.
-# Each (system, -P) pair is first measured once on a short run to choose -n for runs of about SECS seconds;
+# Each (system, -P) pair is first measured once on a short run to choose -n for runs of at least SECS seconds;
 # then every repetition runs every pair in turn, and the table gives medians. Every server is stopped by pid.
 source "$(dirname "$0")/lib.sh"
 need redis-server redis-server
