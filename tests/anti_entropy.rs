@@ -26,21 +26,26 @@ fn local(c: &Cluster, i: usize, key: &str) -> Reply {
     }
 }
 
-#[test]
-fn a_replica_that_missed_writes_catches_up_within_one_periodic_round() {
-    let names = ["a", "b", "c"];
-    // Slow failure detection so the drop window changes no view: only the
-    // periodic round can repair.
-    let c = Cluster::start(
-        &names,
+/// Nodes a, b, c with fault injection and slow failure detection, so a
+/// short drop window changes no view, and the given anti-entropy period.
+fn three_nodes_that_never_mark_each_other_down(anti_entropy_ms: u64) -> Cluster {
+    let period = format!("anti_entropy_interval_ms={anti_entropy_ms}");
+    Cluster::start(
+        &["a", "b", "c"],
         &[
             "--fault-injection",
             "--set",
             "failure_timeout_ms=5000",
             "--set",
-            "anti_entropy_interval_ms=1000",
+            &period,
         ],
-    );
+    )
+}
+
+#[test]
+fn a_replica_that_missed_writes_catches_up_within_one_periodic_round() {
+    // Only the periodic round (every ~1 s) can repair here.
+    let c = three_nodes_that_never_mark_each_other_down(1000);
     fault(
         &c,
         2,
@@ -102,17 +107,8 @@ fn a_replica_that_missed_writes_catches_up_within_one_periodic_round() {
 
 #[test]
 fn a_read_that_finds_a_stale_replica_repairs_it() {
-    let names = ["a", "b", "c"];
-    let c = Cluster::start(
-        &names,
-        &[
-            "--fault-injection",
-            "--set",
-            "failure_timeout_ms=5000",
-            "--set",
-            "anti_entropy_interval_ms=600000",
-        ],
-    );
+    // Periodic rounds far away: only the read can repair.
+    let c = three_nodes_that_never_mark_each_other_down(600_000);
     let mut client = c.client(0);
     assert_eq!(client.cmd(&["SET", "k", "old"]), Reply::ok());
     assert!(wait_until(Duration::from_secs(2), || local(&c, 2, "k") == bulk("old")));
