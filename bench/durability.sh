@@ -31,15 +31,7 @@ recovery() {
   local pid=$!; PIDS+=($pid)
   until redis-cli -p 7451 ping >/dev/null 2>&1; do sleep 0.05; done
   for round in 1 2 3; do
-    python3 - "$KEYS" "$round" <<'PY' | redis-cli -p 7451 --pipe >/dev/null
-import sys
-n, r = int(sys.argv[1]), sys.argv[2]
-out = sys.stdout.buffer
-val = (r * 64)[:64].encode()
-for i in range(n):
-    k = b"key:%d" % i
-    out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$64\r\n%s\r\n" % (len(k), k, val))
-PY
+    gen_sets "$KEYS" "$round" | redis-cli -p 7451 --pipe >/dev/null
   done
   # Three rounds wrote every key three times: the log passes 2x the live data and compacts.
   for _ in $(seq 600); do

@@ -82,7 +82,9 @@ impl PeerHandler for Shared {
                 keys: self.store.live_keys(|k| glob::matches(&pattern, k)),
             },
             request @ (PeerMsg::AeGroups { .. } | PeerMsg::AeKeys { .. }) => {
-                let reply = self.answer_anti_entropy(&request);
+                let Some(reply) = self.answer_anti_entropy(&request) else {
+                    return;
+                };
                 self.ae_stats.record_answer(&from.name, &request, &reply);
                 reply
             }
@@ -98,13 +100,14 @@ impl PeerHandler for Shared {
 }
 
 impl Shared {
-    /// The answer to an anti-entropy request (steps 2 and 4 of a round).
-    fn answer_anti_entropy(&self, request: &PeerMsg) -> PeerMsg {
+    /// The answer to an anti-entropy request (steps 2 and 4 of a round);
+    /// `None` for any other message.
+    fn answer_anti_entropy(&self, request: &PeerMsg) -> Option<PeerMsg> {
         match request {
-            PeerMsg::AeGroups { id, ranges, groups } => PeerMsg::AeGroupsReply {
+            PeerMsg::AeGroups { id, ranges, groups } => Some(PeerMsg::AeGroupsReply {
                 id: *id,
                 leaves: digest::leaves_of_differing_groups(&self.store, ranges, groups),
-            },
+            }),
             PeerMsg::AeKeys {
                 id,
                 ranges,
@@ -112,13 +115,13 @@ impl Shared {
                 keys,
             } => {
                 let (push, want) = digest::exchange(&self.store, ranges, leaves, keys);
-                PeerMsg::AeKeysReply {
+                Some(PeerMsg::AeKeysReply {
                     id: *id,
                     push,
                     want,
-                }
+                })
             }
-            other => unreachable!("not an anti-entropy request: {}", other.kind()),
+            _ => None,
         }
     }
 
