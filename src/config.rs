@@ -83,6 +83,10 @@ pub struct Config {
     pub failure_timeout_ms: u64,
     /// Deadline of one client request. Default 2000.
     pub request_timeout_ms: u64,
+    /// A read first asks only as many replicas as its quorum needs (itself
+    /// first when it holds the key); after this long without enough answers
+    /// it asks the rest too. 0 asks every replica at once. Default 20.
+    pub read_speculation_ms: u64,
     /// How long tombstones are kept before they are purged. Default 86400 (24 h).
     pub tombstone_grace_secs: u64,
     /// Refuse writes stamped further than this ahead of the local clock. Default 60000.
@@ -155,6 +159,7 @@ impl Default for Config {
             heartbeat_interval_ms: 200,
             failure_timeout_ms: 1000,
             request_timeout_ms: 2000,
+            read_speculation_ms: 20,
             tombstone_grace_secs: 86_400,
             max_clock_skew_ms: 60_000,
             max_frame_bytes: 64 * 1024 * 1024,
@@ -370,6 +375,11 @@ impl Config {
     /// `request_timeout_ms` as a Duration.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// `read_speculation_ms` as a Duration; `None` asks every replica at once.
+    pub fn read_speculation(&self) -> Option<Duration> {
+        (self.read_speculation_ms > 0).then(|| Duration::from_millis(self.read_speculation_ms))
     }
 }
 

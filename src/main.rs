@@ -28,11 +28,18 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-/// A multi-threaded runtime with `workers` threads (0: one per core).
+/// The runtime: with one worker, a current-thread runtime (every task on
+/// the main thread: no cross-thread wake-ups, and a task woken by another
+/// waits its turn instead of jumping the queue, so peer links batch);
+/// otherwise a multi-threaded one with `workers` threads (0: one per core).
 fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
     builder.enable_all();
-    if workers > 0 {
+    if workers > 1 {
         builder.worker_threads(workers);
     }
     builder.build()

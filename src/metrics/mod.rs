@@ -334,6 +334,8 @@ pub struct Metrics {
     pub writes_failed: AtomicU64,
     /// Stale replicas sent the newest version after a read.
     pub read_repairs: AtomicU64,
+    /// Reads that asked the rest of the replicas after `read_speculation_ms`.
+    pub read_speculations: AtomicU64,
     /// Membership changes that altered the ring.
     pub membership_changes: AtomicU64,
     /// Entries handed to other nodes after ring changes.

@@ -188,7 +188,7 @@ pub fn render(m: &Metrics, sampled: Sampled<'_>) -> String {
     let mut reg = Registry::with_prefix("ringkv");
     // The encoder ends every help text with a period of its own.
     let plain = |v: &AtomicU64| Counters(vec![(Vec::new(), v.load(Relaxed))]);
-    let simple: [(&str, &str, &AtomicU64); 13] = [
+    let simple: [(&str, &str, &AtomicU64); 14] = [
         ("commands", "Client commands executed", &m.commands),
         (
             "command_errors",
@@ -207,6 +207,11 @@ pub fn render(m: &Metrics, sampled: Sampled<'_>) -> String {
             "read_repairs",
             "Stale replicas repaired after a read",
             &m.read_repairs,
+        ),
+        (
+            "read_speculations",
+            "Reads that asked the remaining replicas after read_speculation_ms",
+            &m.read_speculations,
         ),
         (
             "membership_changes",

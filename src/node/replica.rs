@@ -24,14 +24,13 @@ use crate::log::Record;
 use crate::message::{PeerMsg, PutResult};
 use crate::node::shared::Shared;
 use crate::resp::glob;
-use crate::ring::NodeName;
 use crate::transport::{Peer, PeerHandler, Transport};
 
 impl PeerHandler for Shared {
     fn on_message(&self, from: &Peer, msg: PeerMsg) {
         if let Some(id) = msg.reply_id() {
             self.pending
-                .deliver(id, NodeName::from(from.name.as_str()), msg);
+                .deliver(id, from.name.clone(), msg);
             return;
         }
         let reply = match msg {

@@ -11,14 +11,15 @@
 //! Replies from peers are routed to the request waiting for them through
 //! [`Pending`], a map from request id to that request's reply channel.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{watch, Notify};
 use tracing::{info, warn};
 
 use bytes::Bytes;
@@ -48,11 +49,65 @@ pub struct View {
     pub generations: HashMap<NodeName, u64>,
 }
 
-/// Replies in flight: request id to the channel of the request awaiting it.
+/// Replies in flight: request id to the inbox of the request awaiting it.
 #[derive(Debug, Default)]
 pub struct Pending {
     next: AtomicU64,
-    waiting: DashMap<u64, mpsc::UnboundedSender<(NodeName, PeerMsg)>>,
+    waiting: DashMap<u64, Arc<Inbox>, BuildHasherDefault<IdHasher>>,
+}
+
+/// The replies delivered to one waiting request. One allocation per
+/// request (a channel would allocate a block of slots); replies queue
+/// under a lock that is held only to push or pop.
+#[derive(Debug, Default)]
+pub struct Inbox {
+    queue: Mutex<VecDeque<(NodeName, PeerMsg)>>,
+    ready: Notify,
+}
+
+impl Inbox {
+    /// The next reply, waiting for one if none has arrived.
+    pub async fn recv(&self) -> (NodeName, PeerMsg) {
+        loop {
+            if let Some(reply) = self.lock().pop_front() {
+                return reply;
+            }
+            // `notify_one` leaves a permit when nobody waits, so a reply
+            // pushed between the pop above and this await is not missed.
+            self.ready.notified().await;
+        }
+    }
+
+    fn push(&self, from: NodeName, msg: PeerMsg) {
+        self.lock().push_back((from, msg));
+        self.ready.notify_one();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VecDeque<(NodeName, PeerMsg)>> {
+        // Push and pop cannot leave the queue half-changed.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Hashes request ids (a counter) with one multiply: no need for SipHash's
+/// flood resistance on ids this node chose itself.
+#[derive(Debug, Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
 }
 
 /// Removes its request from [`Pending`] when dropped.
@@ -70,24 +125,22 @@ impl Drop for PendingGuard<'_> {
 
 impl Pending {
     /// Registers a new request; replies with its id go to the returned
-    /// receiver until the guard is dropped.
-    pub fn register(
-        &self,
-    ) -> (
-        PendingGuard<'_>,
-        mpsc::UnboundedReceiver<(NodeName, PeerMsg)>,
-    ) {
+    /// inbox until the guard is dropped.
+    pub fn register(&self) -> (PendingGuard<'_>, Arc<Inbox>) {
         // Id 0 is reserved for fire-and-forget messages (read repair).
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.waiting.insert(id, tx);
-        (PendingGuard { id, pending: self }, rx)
+        let inbox = Arc::new(Inbox::default());
+        self.waiting.insert(id, inbox.clone());
+        (PendingGuard { id, pending: self }, inbox)
     }
 
     /// Hands a reply to its request, if it still waits. Returns whether it did.
     pub fn deliver(&self, id: u64, from: NodeName, msg: PeerMsg) -> bool {
         match self.waiting.get(&id) {
-            Some(tx) => tx.send((from, msg)).is_ok(),
+            Some(inbox) => {
+                inbox.push(from, msg);
+                true
+            }
             None => false,
         }
     }
@@ -267,7 +320,7 @@ impl Shared {
         make: impl FnOnce(u64) -> PeerMsg,
     ) -> crate::error::Result<PeerMsg> {
         use crate::error::Error;
-        let (guard, mut replies) = self.pending.register();
+        let (guard, replies) = self.pending.register();
         if !self.send_to(view, peer, make(guard.id)) {
             return Err(Error::Unavailable {
                 op: "request",
@@ -276,8 +329,7 @@ impl Shared {
             });
         }
         match tokio::time::timeout(self.cfg.request_timeout(), replies.recv()).await {
-            Ok(Some((_, reply))) => Ok(reply),
-            Ok(None) => Err(Error::Shutdown),
+            Ok((_, reply)) => Ok(reply),
             Err(_) => Err(Error::Timeout(format!("no answer from {peer}"))),
         }
     }

@@ -137,8 +137,14 @@ async fn connection(
     };
     let max_inflight = cfg.max_inflight_per_conn;
     let incomplete_timeout = Duration::from_millis(cfg.incomplete_request_timeout_ms);
+    // A stalled command is looked for every quarter timeout, so it is caught
+    // within 1.25x; one timer for the connection's life, not one per command.
+    let mut stall_check = tokio::time::interval(incomplete_timeout / 4);
+    stall_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    stall_check.reset();
     let mut inflight = FuturesOrdered::new();
-    // (command, start) of each reply in `inflight`, in the same order.
+    // (command, start, node-wide permit) of each reply in `inflight`, in the
+    // same order; the permit is given back when the reply is written.
     let mut started = VecDeque::with_capacity(max_inflight + 1);
     // A command read but not yet started, waiting for a node-wide permit;
     // while one waits the connection reads nothing more (back-pressure).
@@ -150,39 +156,33 @@ async fn connection(
             break;
         }
         let may_read = reading && waiting.is_none() && inflight.len() < max_inflight;
-        // The first bytes of a command arrive inside `reader.next()`, which
-        // keeps waiting for the rest, so with nothing started yet look again
-        // every quarter timeout: a stalled command is caught within 1.25x.
-        let deadline = reader
-            .get_ref()
-            .started()
-            .map_or(Instant::now() + incomplete_timeout / 4, |t| {
-                t + incomplete_timeout
-            });
         tokio::select! {
             _ = shutdown.cancelled() => break,
             p = node_inflight.clone().acquire_owned(), if waiting.is_some() => {
                 let Some(args) = waiting.take() else { continue };
-                shared.metrics.commands.fetch_add(1, Ordering::Relaxed);
-                let cmd = args.first().map_or(Cmd::Other, |a| Cmd::of(a));
-                started.push_back((cmd, Instant::now()));
-                let reply = dispatch(&shared, &mut conn, args);
-                inflight.push_back(holding(reply, p.ok()));
+                start(&shared, &mut conn, args, p.ok(), &mut inflight, &mut started);
                 reading = !conn.closing;
             }
             frame = reader.next(), if may_read => match frame {
                 Some(Ok(args)) => {
                     reader.get_mut().command_done();
-                    waiting = Some(args);
+                    // A free permit (the usual case) starts the command at once.
+                    match node_inflight.clone().try_acquire_owned() {
+                        Ok(p) => {
+                            start(&shared, &mut conn, args, Some(p), &mut inflight, &mut started);
+                            reading = !conn.closing;
+                        }
+                        Err(_) => waiting = Some(args),
+                    }
                 }
                 Some(Err(e)) => {
-                    started.push_back((Cmd::Other, Instant::now()));
+                    started.push_back((Cmd::Other, Instant::now(), None));
                     inflight.push_back(Box::pin(std::future::ready(protocol_error(&e))) as _);
                     reading = false;
                 }
                 None => reading = false,
             },
-            _ = tokio::time::sleep_until(deadline.into()), if may_read => {
+            _ = stall_check.tick(), if may_read => {
                 let stalled = reader.get_ref().started().is_some_and(|t| t.elapsed() >= incomplete_timeout);
                 if !stalled {
                     continue;
@@ -192,7 +192,7 @@ async fn connection(
                     warn!(%peer, conn = conn.id, timeout_ms = ms, held_back, "closed a client whose command stayed incomplete");
                 }
                 let msg = format!("command incomplete after incomplete_request_timeout_ms {ms}; closing");
-                started.push_back((Cmd::Other, Instant::now()));
+                started.push_back((Cmd::Other, Instant::now(), None));
                 inflight.push_back(Box::pin(std::future::ready(Reply::err(msg))) as _);
                 reading = false;
             }
@@ -225,16 +225,27 @@ fn protocol_error(e: &ProtocolError) -> Reply {
     }
 }
 
-/// Keeps the node-wide in-flight permit until the reply is ready.
-fn holding(reply: ReplyFuture, permit: Option<OwnedSemaphorePermit>) -> ReplyFuture {
-    Box::pin(async move {
-        let reply = reply.await;
-        drop(permit);
-        reply
-    })
+/// What a connection remembers of a command it started, until its reply
+/// is written: the command (for metrics), when it started, and its
+/// node-wide in-flight permit.
+type Started = (Cmd, Instant, Option<OwnedSemaphorePermit>);
+
+/// Starts one command: its reply joins the connection's ordered queue.
+fn start(
+    shared: &Arc<Shared>,
+    conn: &mut ConnState,
+    args: Vec<Bytes>,
+    permit: Option<OwnedSemaphorePermit>,
+    inflight: &mut FuturesOrdered<ReplyFuture>,
+    started: &mut VecDeque<Started>,
+) {
+    shared.metrics.commands.fetch_add(1, Ordering::Relaxed);
+    let cmd = args.first().map_or(Cmd::Other, |a| Cmd::of(a));
+    started.push_back((cmd, Instant::now(), permit));
+    inflight.push_back(dispatch(shared, conn, args));
 }
 
-fn encode(shared: &Shared, reply: &Reply, started: Option<(Cmd, Instant)>, out: &mut BytesMut) {
+fn encode(shared: &Shared, reply: &Reply, started: Option<Started>, out: &mut BytesMut) {
     let outcome = match reply {
         Reply::Error(e) if e.starts_with("UNAVAILABLE") => Outcome::Unavailable,
         Reply::Error(_) => Outcome::Error,
@@ -246,7 +257,7 @@ fn encode(shared: &Shared, reply: &Reply, started: Option<(Cmd, Instant)>, out: 
             .command_errors
             .fetch_add(1, Ordering::Relaxed);
     }
-    if let Some((cmd, at)) = started {
+    if let Some((cmd, at, _permit)) = started {
         shared.metrics.request(cmd, outcome, at.elapsed());
     }
     reply.encode(out);
@@ -305,11 +316,22 @@ impl<R: AsyncRead + Unpin> AsyncRead for Metered<R> {
                 this.max
             ))));
         }
-        let room = (this.max - this.pending).min(buf.remaining());
-        let mut limited = ReadBuf::new(buf.initialize_unfilled_to(room));
-        let polled = Pin::new(&mut this.inner).poll_read(cx, &mut limited);
-        let got = limited.filled().len();
-        buf.advance(got);
+        let room = this.max - this.pending;
+        let got;
+        let polled = if room >= buf.remaining() {
+            // The usual case: the reader fills the buffer directly, without
+            // zeroing its spare capacity first.
+            let before = buf.filled().len();
+            let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+            got = buf.filled().len() - before;
+            polled
+        } else {
+            let mut limited = ReadBuf::new(buf.initialize_unfilled_to(room));
+            let polled = Pin::new(&mut this.inner).poll_read(cx, &mut limited);
+            got = limited.filled().len();
+            buf.advance(got);
+            polled
+        };
         if got > 0 {
             this.started.get_or_insert_with(Instant::now);
             this.pending += got;

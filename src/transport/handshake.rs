@@ -87,7 +87,7 @@ impl Inner {
         };
         send_frame(stream, &accept).await?;
         Ok(Some(Peer {
-            name: hello.name,
+            name: hello.name.into(),
             generation: hello.generation,
             reply_to: hello.reply_to,
         }))

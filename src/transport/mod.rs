@@ -26,7 +26,7 @@ use crate::message::PeerMsg;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Peer {
     /// The sender's node name.
-    pub name: String,
+    pub name: crate::ring::NodeName,
     /// The sender's generation.
     pub generation: u64,
     /// Where replies to the sender go.
