@@ -91,9 +91,15 @@ impl Shared {
         let mut acked: Vec<NodeName> = Vec::with_capacity(4);
         let mut outcome = WriteOutcome { was_live: false };
         let mut refusal: Option<String> = None;
+        // The preference list is computed again only when the view changes.
+        let mut pref: Vec<NodeName> = Vec::new();
+        let mut pref_epoch = None;
         loop {
             let view = self.view.load();
-            let pref = view.ring.preference_list(&pos, self.cfg.replication);
+            if pref_epoch != Some(view.epoch) {
+                pref = view.ring.preference_list(&pos, self.cfg.replication);
+                pref_epoch = Some(view.epoch);
+            }
             let needed = w.min(pref.len()).max(1);
             let mut local = false;
             for node in &pref {
@@ -177,16 +183,25 @@ impl Shared {
         let mut view_rx = self.view_tx.subscribe();
         let mut asked: Vec<NodeName> = Vec::with_capacity(4);
         let mut answers: Vec<(NodeName, Option<Entry>)> = Vec::with_capacity(4);
+        let mut pref: Vec<NodeName> = Vec::new();
+        let mut pref_epoch = None;
         loop {
             let view = self.view.load();
-            let pref = view.ring.preference_list(&pos, self.cfg.replication);
+            if pref_epoch != Some(view.epoch) {
+                pref = view.ring.preference_list(&pos, self.cfg.replication);
+                pref_epoch = Some(view.epoch);
+            }
             let needed = r.min(pref.len()).max(1);
             // The local copy answers at once, so it is asked first.
             if pref.contains(&self.me) && !asked.contains(&self.me) {
                 asked.push(self.me.clone());
                 answers.push((self.me.clone(), self.store.get(&key)));
             }
-            for node in pref.iter().filter(|n| **n != self.me) {
+            // Which replicas are asked first rotates with the key, so the
+            // reads a coordinator forwards spread over all the replicas.
+            let first = usize::from(pos.0[19]);
+            let rotated = (0..pref.len()).map(|i| &pref[(first + i) % pref.len()]);
+            for node in rotated.filter(|n| **n != self.me) {
                 if asked.contains(node) {
                     continue;
                 }
@@ -208,14 +223,11 @@ impl Shared {
                 return Ok(self.resolve(&key, answers));
             }
             tokio::select! {
-                reply = replies.recv() => match reply {
-                    (from, PeerMsg::GetReply { entry, .. }) => {
-                        self.metrics.replica_ack(Op::Read);
-                        if !answers.iter().any(|(n, _)| *n == from) {
-                            answers.push((from, entry));
-                        }
+                reply = replies.recv() => if let (from, PeerMsg::GetReply { entry, .. }) = reply {
+                    self.metrics.replica_ack(Op::Read);
+                    if !answers.iter().any(|(n, _)| *n == from) {
+                        answers.push((from, entry));
                     }
-                    _ => {}
                 },
                 changed = view_rx.changed() => if changed.is_err() { return Err(Error::Shutdown) },
                 _ = tokio::time::sleep_until(speculate_at.unwrap_or(deadline)), if speculate_at.is_some() => {
@@ -297,12 +309,9 @@ impl Shared {
                 deadline
             };
             tokio::select! {
-                reply = replies.recv() => match reply {
-                    (_, PeerMsg::KeysReply { keys: more, .. }) => {
-                        keys.extend(more);
-                        got += 1;
-                    }
-                    _ => {}
+                reply = replies.recv() => if let (_, PeerMsg::KeysReply { keys: more, .. }) = reply {
+                    keys.extend(more);
+                    got += 1;
                 },
                 _ = tokio::time::sleep_until(until.min(deadline)) => break,
             }

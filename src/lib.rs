@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`fuzzing`] | fuzz target bodies, replayed as tests |
 //! | [`error`] | the one error enum |
+//! | [`alloc`] | the global allocator: mimalloc without its aligned detour |
 //! | [`auth`] | cluster-secret proofs, rate-limited refusal logs |
 //! | [`config`] | typed settings, defaults, env overrides, validation |
 //! | [`clock`] | hybrid logical clock for write timestamps |
@@ -31,6 +32,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod alloc;
 pub mod anti_entropy;
 pub mod auth;
 pub mod cli;

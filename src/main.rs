@@ -2,11 +2,9 @@
 
 use std::process::ExitCode;
 
-/// mimalloc instead of glibc malloc: the request path allocates small,
-/// short-lived buffers from many threads, where glibc's arenas spent a
-/// fifth of a node's CPU (profiled under redis-benchmark).
+/// mimalloc instead of glibc malloc (see `ringkv::alloc`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: ringkv::alloc::MiAlloc = ringkv::alloc::MiAlloc;
 
 use clap::Parser;
 use ringkv::cli::{Cli, Cmd};

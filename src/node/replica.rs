@@ -29,8 +29,7 @@ use crate::transport::{Peer, PeerHandler, Transport};
 impl PeerHandler for Shared {
     fn on_message(&self, from: &Peer, msg: PeerMsg) {
         if let Some(id) = msg.reply_id() {
-            self.pending
-                .deliver(id, from.name.clone(), msg);
+            self.pending.deliver(id, from.name.clone(), msg);
             return;
         }
         let reply = match msg {

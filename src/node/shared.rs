@@ -43,8 +43,9 @@ pub struct View {
     pub epoch: u64,
     /// The ring over the nodes up (this node included).
     pub ring: Ring,
-    /// Peer address of every node on the ring.
-    pub addrs: HashMap<NodeName, String>,
+    /// Peer address of every node on the ring (looked up on every send,
+    /// so hashed with foldhash).
+    pub addrs: HashMap<NodeName, String, foldhash::fast::RandomState>,
     /// Generation of every node on the ring.
     pub generations: HashMap<NodeName, u64>,
 }
@@ -288,7 +289,7 @@ impl Shared {
         let view = {
             let m = self.membership();
             let up = m.up();
-            let mut addrs = HashMap::with_capacity(up.len());
+            let mut addrs = HashMap::with_capacity_and_hasher(up.len(), Default::default());
             let mut generations = HashMap::with_capacity(up.len());
             let names: Vec<NodeName> = up
                 .iter()

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use dashmap::DashMap;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -39,7 +39,7 @@ use tracing::{debug, info, warn};
 
 use super::fault::{Faults, Verdict};
 use super::handshake::{HANDSHAKE_TIMEOUT, REFUSED};
-use super::{PeerHandler, Transport};
+use super::{Peer, PeerHandler, Transport};
 use crate::auth::{ClusterKey, KeyedRateLimit};
 use crate::encoding::FrameCodec;
 use crate::error::{Error, Result};
@@ -110,7 +110,9 @@ struct Link {
 /// the config, counts refusals and rate-limits their logs.
 pub(super) struct Inner {
     pub(super) cfg: TcpConfig,
-    links: DashMap<String, Link>,
+    /// Looked up on every send: hashed with foldhash, not SipHash (the
+    /// keys are peer addresses this node was configured with or told).
+    links: DashMap<String, Link, foldhash::fast::RandomState>,
     faults: Option<Arc<Faults>>,
     shutdown: CancellationToken,
     pub(super) stats: Arc<NetStats>,
@@ -130,7 +132,7 @@ impl TcpTransport {
         TcpTransport {
             inner: Arc::new(Inner {
                 cfg,
-                links: DashMap::new(),
+                links: DashMap::default(),
                 faults,
                 shutdown,
                 stats: Arc::new(NetStats::default()),
@@ -264,31 +266,50 @@ impl Inner {
         let (read, _write) = stream.into_split();
         let mut reader = FramedRead::new(read, FrameCodec::<PeerMsg>::new(self.cfg.max_frame));
         reader.read_buffer_mut().extend_from_slice(&buf);
+        // Silence is checked once per idle_timeout (a connection is closed
+        // after between one and two periods without a message) rather than
+        // with a timer per message.
+        let mut idle_check = tokio::time::interval(self.cfg.idle_timeout);
+        idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        idle_check.reset();
+        let mut heard = false;
         loop {
             let next = tokio::select! {
                 _ = self.shutdown.cancelled() => return Ok(()),
-                n = tokio::time::timeout(self.cfg.idle_timeout, reader.next()) => n,
-            };
-            let msg = match next {
-                Err(_) => {
-                    return Err(Error::Protocol(format!(
-                        "{} silent for {:?}",
-                        peer.name, self.cfg.idle_timeout
-                    )))
-                }
-                Ok(None) => return Ok(()),
-                Ok(Some(m)) => m?,
-            };
-            if let Some(f) = &self.faults {
-                if f.incoming(&peer.name) != Verdict::Pass {
-                    self.stats.faulted.fetch_add(1, Ordering::Relaxed);
+                _ = idle_check.tick() => {
+                    if !std::mem::take(&mut heard) {
+                        return Err(Error::Protocol(format!(
+                            "{} silent for {:?}",
+                            peer.name, self.cfg.idle_timeout
+                        )));
+                    }
                     continue;
                 }
+                n = reader.next() => n,
+            };
+            heard = true;
+            let Some(msg) = next else { return Ok(()) };
+            self.receive(&peer, msg?, handler.as_ref());
+            // Whatever else is already buffered is handled without another
+            // trip through the select above.
+            while let Some(next) = reader.next().now_or_never() {
+                let Some(msg) = next else { return Ok(()) };
+                self.receive(&peer, msg?, handler.as_ref());
             }
-            self.stats.received.fetch_add(1, Ordering::Relaxed);
-            self.stats.by_kind.received(&msg);
-            handler.on_message(&peer, msg);
         }
+    }
+
+    /// One message read from `peer`: through fault injection, then to the node.
+    fn receive(&self, peer: &Peer, msg: PeerMsg, handler: &dyn PeerHandler) {
+        if let Some(f) = &self.faults {
+            if f.incoming(&peer.name) != Verdict::Pass {
+                self.stats.faulted.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        self.stats.received.fetch_add(1, Ordering::Relaxed);
+        self.stats.by_kind.received(&msg);
+        handler.on_message(peer, msg);
     }
 
     async fn run_link(
