@@ -24,21 +24,38 @@
 //! comparing two replicas never needs a rescan. Tombstones are purged only
 //! after a grace period, long enough that every replica has seen them.
 //!
+//! **Memory.** A node holds millions of small entries, so the per-entry
+//! overhead decides its footprint. Each entry is packed into one allocation
+//! (version, tombstone flag, key and value: see `store/packed.rs`), and a
+//! bucket is a `hashbrown` [`HashTable`] of those, 16 bytes a slot, looked
+//! up by the packed key. With a map of separate `Bytes` keys and `Entry`
+//! values, the slots alone took 80 bytes and every entry two allocations.
+//! The tables hash keys with foldhash (`hashbrown`'s own default hasher),
+//! seeded at random once per store: a fraction of SipHash's cost on short
+//! keys. The SHA-1 ring position only picks the bucket.
+//!
+//! [`Entry`] (version and an owned value) stays the currency of the API:
+//! [`Store::get`] copies the value out of the table. Iteration lends
+//! [`EntryRef`] views instead, so a scan allocates nothing per entry.
+//!
 //! Deliberately left out: ordered iteration and range scans (the ring hashes
-//! keys, so key order means nothing here), and per-key TTLs.
+//! keys, so key order means nothing here), per-key TTLs, and shrinking a
+//! bucket's table after deletes (a purge frees the entries, not the slots).
 
+mod packed;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
+use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::ring::Token;
+use packed::Packed;
 
 /// A node's numeric id: the first 8 bytes of SHA-1(name), big-endian.
 pub type NodeId = u64;
@@ -71,7 +88,7 @@ impl Entry {
 
     /// Whether `self` wins over `other` in a last-writer-wins merge.
     pub fn wins_over(&self, other: &Entry) -> bool {
-        (self.version, self.value.as_deref()) > (other.version, other.value.as_deref())
+        self.view().wins_over(other.view())
     }
 
     /// The last-writer-wins merge of two entries.
@@ -94,6 +111,49 @@ impl Entry {
     /// Approximate bytes this entry occupies on the wire and in memory.
     pub fn payload_len(&self) -> usize {
         self.value.as_ref().map_or(0, |v| v.len()) + 16
+    }
+
+    /// This entry, borrowed.
+    pub fn view(&self) -> EntryRef<'_> {
+        EntryRef {
+            version: self.version,
+            value: self.value.as_deref(),
+        }
+    }
+}
+
+/// A borrowed [`Entry`]: what the store's iteration methods lend out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    /// The write's version.
+    pub version: Version,
+    /// The value, or `None` for a delete.
+    pub value: Option<&'a [u8]>,
+}
+
+impl EntryRef<'_> {
+    /// Whether this entry records a delete.
+    pub fn is_tombstone(&self) -> bool {
+        self.value.is_none()
+    }
+
+    /// Whether `self` wins over `other`: [`Entry::wins_over`].
+    pub fn wins_over(&self, other: EntryRef<'_>) -> bool {
+        (self.version, self.value) > (other.version, other.value)
+    }
+
+    /// An owned copy.
+    pub fn to_entry(&self) -> Entry {
+        Entry {
+            version: self.version,
+            value: self.value.map(Bytes::copy_from_slice),
+        }
+    }
+}
+
+impl<'a> From<&'a Entry> for EntryRef<'a> {
+    fn from(e: &'a Entry) -> Self {
+        e.view()
     }
 }
 
@@ -119,9 +179,10 @@ impl Applied {
 }
 
 /// Bytes an entry is counted as in [`Store::bytes`]: key, value and a
-/// fixed allowance for the version and bookkeeping.
-fn weight(key: &[u8], e: &Entry) -> usize {
-    key.len() + e.value.as_ref().map_or(0, |v| v.len()) + 32
+/// fixed allowance for the version, the length and the table slot (about
+/// what a packed entry really takes beyond its key and value).
+fn weight(key: &[u8], e: EntryRef<'_>) -> usize {
+    key.len() + e.value.map_or(0, <[u8]>::len) + 32
 }
 
 /// Leaves of the digest tree: keys are bucketed by the top bits of their
@@ -142,10 +203,12 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// The digest contribution of one entry: a hash of (key, version,
-/// tombstone). Leaf digests are the XOR of their entries' hashes, so a
-/// write updates its leaf with two XORs (out with the old, in with the new).
-pub fn entry_hash(pos: &Token, e: &Entry) -> u64 {
+/// The digest contribution of one entry (an [`&Entry`](Entry) or an
+/// [`EntryRef`]): a hash of (key, version, tombstone). Leaf digests are the
+/// XOR of their entries' hashes, so a write updates its leaf with two XORs
+/// (out with the old, in with the new).
+pub fn entry_hash<'a>(pos: &Token, e: impl Into<EntryRef<'a>>) -> u64 {
+    let e = e.into();
     let key_part = u64::from_be_bytes(pos.0[8..16].try_into().expect("8 bytes"));
     let tomb = u64::from(e.is_tombstone());
     mix(key_part ^ mix(e.version.ts.0 ^ mix(e.version.node ^ mix(tomb))))
@@ -153,18 +216,18 @@ pub fn entry_hash(pos: &Token, e: &Entry) -> u64 {
 
 #[derive(Debug, Default)]
 struct Bucket {
-    map: RwLock<HashMap<Bytes, Entry>>,
+    table: RwLock<HashTable<Packed>>,
     digest: AtomicU64,
 }
 
 impl Bucket {
-    fn read(&self) -> RwLockReadGuard<'_, HashMap<Bytes, Entry>> {
-        // Every write leaves the map consistent, so a poisoned lock is safe to use.
-        self.map.read().unwrap_or_else(|p| p.into_inner())
+    fn read(&self) -> RwLockReadGuard<'_, HashTable<Packed>> {
+        // Every write leaves the table consistent, so a poisoned lock is safe to use.
+        self.table.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, HashMap<Bytes, Entry>> {
-        self.map.write().unwrap_or_else(|p| p.into_inner())
+    fn write(&self) -> RwLockWriteGuard<'_, HashTable<Packed>> {
+        self.table.write().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -172,6 +235,8 @@ impl Bucket {
 #[derive(Debug)]
 pub struct Store {
     buckets: Box<[Bucket]>,
+    /// Hashes keys inside a bucket's table (one seed for every bucket).
+    hasher: foldhash::fast::RandomState,
     live: AtomicUsize,
     entries: AtomicUsize,
     bytes: AtomicUsize,
@@ -181,6 +246,7 @@ impl Default for Store {
     fn default() -> Self {
         Store {
             buckets: (0..LEAVES).map(|_| Bucket::default()).collect(),
+            hasher: foldhash::fast::RandomState::default(),
             live: AtomicUsize::new(0),
             entries: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
@@ -199,53 +265,62 @@ impl Store {
         (&self.buckets[leaf_of(&pos)], pos)
     }
 
+    /// The table hash of a key. Every lookup and every rehash goes through
+    /// here, so a table never sees two hashes for one key.
+    fn hash(&self, key: &[u8]) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.hasher, key)
+    }
+
     /// The stored entry for `key`, tombstones included.
     pub fn get(&self, key: &[u8]) -> Option<Entry> {
-        self.bucket(key).0.read().get(key).cloned()
+        let (bucket, _) = self.bucket(key);
+        let hash = self.hash(key);
+        let table = bucket.read();
+        table
+            .find(hash, |p| p.key() == key)
+            .map(|p| p.view().to_entry())
     }
 
     /// Merges `entry` into the store under last-writer-wins.
     ///
-    /// Keys and values are copied into their own allocations, so a stored
-    /// value never pins a whole network read buffer in memory.
-    pub fn apply(&self, key: &Bytes, entry: Entry) -> Applied {
+    /// Key and value are copied into the store's own allocation, so a
+    /// stored value never pins a whole network read buffer in memory.
+    pub fn apply(&self, key: &[u8], entry: Entry) -> Applied {
         let (bucket, pos) = self.bucket(key);
-        let mut map = bucket.write();
+        let hash = self.hash(key);
+        let new = entry.view();
+        let mut table = bucket.write();
         let mut applied = Applied {
             changed: true,
             duplicate: false,
             was_live: false,
         };
-        let old = map.get(&key[..]);
-        if let Some(old) = old {
+        // Look up before inserting rather than through `HashTable::entry`,
+        // which makes room for an insert first and so would grow a full
+        // table on a mere overwrite.
+        if let Some(slot) = table.find_mut(hash, |p| p.key() == key) {
+            let old = slot.view();
             applied.was_live = !old.is_tombstone();
-            if !entry.wins_over(old) {
+            if !new.wins_over(old) {
                 applied.changed = false;
-                applied.duplicate = old.version == entry.version;
+                applied.duplicate = old.version == new.version;
                 return applied;
             }
             bucket
                 .digest
                 .fetch_xor(entry_hash(&pos, old), Ordering::Relaxed);
             self.bytes.fetch_sub(weight(key, old), Ordering::Relaxed);
+            slot.set(new.version, new.value);
         } else {
             self.entries.fetch_add(1, Ordering::Relaxed);
+            let packed = Packed::new(key, new.version, new.value);
+            table.insert_unique(hash, packed, |p| self.hash(p.key()));
         }
-        self.count_transition(applied.was_live, !entry.is_tombstone());
-        self.bytes.fetch_add(weight(key, &entry), Ordering::Relaxed);
+        self.count_transition(applied.was_live, !new.is_tombstone());
+        self.bytes.fetch_add(weight(key, new), Ordering::Relaxed);
         bucket
             .digest
-            .fetch_xor(entry_hash(&pos, &entry), Ordering::Relaxed);
-        let entry = Entry {
-            version: entry.version,
-            value: entry.value.map(|v| Bytes::copy_from_slice(&v)),
-        };
-        match map.get_mut(&key[..]) {
-            Some(slot) => *slot = entry,
-            None => {
-                map.insert(Bytes::copy_from_slice(key), entry);
-            }
-        }
+            .fetch_xor(entry_hash(&pos, new), Ordering::Relaxed);
         applied
     }
 
@@ -261,7 +336,8 @@ impl Store {
         }
     }
 
-    fn forget(&self, bucket: &Bucket, pos: &Token, key: &[u8], e: &Entry) {
+    /// Takes a removed entry out of the digest and the counters.
+    fn forget(&self, bucket: &Bucket, pos: &Token, key: &[u8], e: EntryRef<'_>) {
         bucket
             .digest
             .fetch_xor(entry_hash(pos, e), Ordering::Relaxed);
@@ -277,16 +353,15 @@ impl Store {
     /// was removed.
     pub fn remove_if_version(&self, key: &[u8], version: Version) -> bool {
         let (bucket, pos) = self.bucket(key);
-        let mut map = bucket.write();
-        if map.get(key).map(|e| e.version) != Some(version) {
-            return false;
-        }
-        match map.remove(key) {
-            Some(e) => {
-                self.forget(bucket, &pos, key, &e);
+        let hash = self.hash(key);
+        let mut table = bucket.write();
+        match table.find_entry(hash, |p| p.key() == key) {
+            Ok(slot) if slot.get().view().version == version => {
+                let (gone, _) = slot.remove();
+                self.forget(bucket, &pos, key, gone.view());
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -294,11 +369,12 @@ impl Store {
     pub fn purge_tombstones(&self, before: Timestamp) -> usize {
         let mut purged = 0;
         for bucket in self.buckets.iter() {
-            let mut map = bucket.write();
-            map.retain(|k, e| {
+            let mut table = bucket.write();
+            table.retain(|p| {
+                let (key, e) = p.split();
                 let purge = e.is_tombstone() && e.version.ts < before;
                 if purge {
-                    self.forget(bucket, &Token::of(k), k, e);
+                    self.forget(bucket, &Token::of(key), key, e);
                     purged += 1;
                 }
                 !purge
@@ -327,21 +403,21 @@ impl Store {
         self.len() == 0
     }
 
-    /// Calls `f` for every entry. Holds one bucket's read lock at a time, so
-    /// writers to other buckets go on; `f` must not write to the store.
-    pub fn for_each(&self, mut f: impl FnMut(&Bytes, &Entry)) {
-        for bucket in self.buckets.iter() {
-            for (k, e) in bucket.read().iter() {
-                f(k, e);
-            }
+    /// Calls `f` with every key and entry. Holds one bucket's read lock at a
+    /// time, so writers to other buckets go on; `f` must not write to the
+    /// store.
+    pub fn for_each(&self, mut f: impl FnMut(&[u8], EntryRef<'_>)) {
+        for leaf in 0..LEAVES {
+            self.for_each_in_leaf(leaf, &mut f);
         }
     }
 
     /// Calls `f` for every entry in leaf `leaf` (a slice of the ring).
-    pub fn for_each_in_leaf(&self, leaf: usize, mut f: impl FnMut(&Bytes, &Entry)) {
+    pub fn for_each_in_leaf(&self, leaf: usize, mut f: impl FnMut(&[u8], EntryRef<'_>)) {
         if let Some(bucket) = self.buckets.get(leaf) {
-            for (k, e) in bucket.read().iter() {
-                f(k, e);
+            for p in bucket.read().iter() {
+                let (key, entry) = p.split();
+                f(key, entry);
             }
         }
     }
@@ -353,12 +429,12 @@ impl Store {
             .map_or(0, |b| b.digest.load(Ordering::Relaxed))
     }
 
-    /// Live keys matching `pred`, collected.
+    /// Live keys matching `pred`, copied out.
     pub fn live_keys(&self, mut pred: impl FnMut(&[u8]) -> bool) -> Vec<Bytes> {
         let mut out = Vec::new();
         self.for_each(|k, e| {
             if !e.is_tombstone() && pred(k) {
-                out.push(k.clone());
+                out.push(Bytes::copy_from_slice(k));
             }
         });
         out

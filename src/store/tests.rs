@@ -154,3 +154,95 @@ fn equal_contents_give_equal_digests_in_any_order() {
         1
     );
 }
+
+/// One step of the model test: a write, a conditional remove, or a purge.
+#[derive(Clone, Debug)]
+enum Op {
+    Apply(u8, Entry),
+    RemoveIf(u8, Version),
+    Purge(u64),
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    let key = 0u8..24;
+    let value = proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40));
+    let write = (key.clone(), 0u64..50, 0u64..3, value).prop_map(|(k, ts, node, v)| {
+        Op::Apply(
+            k,
+            Entry {
+                version: Version {
+                    ts: Timestamp(ts),
+                    node,
+                },
+                value: v.map(Bytes::from),
+            },
+        )
+    });
+    prop_oneof![
+        8 => write,
+        1 => (key, 0u64..50, 0u64..3).prop_map(|(k, ts, node)| Op::RemoveIf(k, Version { ts: Timestamp(ts), node })),
+        1 => (0u64..60).prop_map(Op::Purge),
+    ]
+}
+
+fn key_of(k: u8) -> Vec<u8> {
+    // Lengths from 0 to 160 bytes, so some keys need a two-byte varint.
+    vec![k; usize::from(k) * 7]
+}
+
+proptest! {
+    // Each case builds and scans a whole store (65,536 buckets): fewer cases, longer runs.
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn the_store_matches_a_plain_map_model(ops in proptest::collection::vec(arb_op(), 1..120)) {
+        let s = Store::new();
+        let mut model: std::collections::HashMap<Vec<u8>, Entry> = Default::default();
+        for op in ops {
+            match op {
+                Op::Apply(k, e) => {
+                    let key = key_of(k);
+                    let old = model.get(&key).cloned();
+                    let applied = s.apply(&key, e.clone());
+                    prop_assert_eq!(applied.was_live, old.as_ref().is_some_and(|o| !o.is_tombstone()));
+                    prop_assert_eq!(applied.changed, old.as_ref().is_none_or(|o| e.wins_over(o)));
+                    model.insert(key, Entry::newest(old, Some(e)).expect("some"));
+                }
+                Op::RemoveIf(k, v) => {
+                    let key = key_of(k);
+                    let held = model.get(&key).is_some_and(|e| e.version == v);
+                    prop_assert_eq!(s.remove_if_version(&key, v), held);
+                    if held {
+                        model.remove(&key);
+                    }
+                }
+                Op::Purge(before) => {
+                    let n = model.len();
+                    model.retain(|_, e| !(e.is_tombstone() && e.version.ts < Timestamp(before)));
+                    prop_assert_eq!(s.purge_tombstones(Timestamp(before)), n - model.len());
+                }
+            }
+        }
+        for (k, e) in &model {
+            prop_assert_eq!(s.get(k), Some(e.clone()));
+        }
+        let mut seen = 0;
+        let mut digests = vec![0u64; LEAVES];
+        s.for_each(|k, e| {
+            seen += 1;
+            assert_eq!(model.get(k).map(Entry::view), Some(e));
+            let pos = Token::of(k);
+            digests[leaf_of(&pos)] ^= entry_hash(&pos, e);
+        });
+        prop_assert_eq!(seen, model.len());
+        prop_assert_eq!(s.len(), model.len());
+        prop_assert_eq!(s.live_len(), model.values().filter(|e| !e.is_tombstone()).count());
+        let bytes: usize = model.iter().map(|(k, e)| weight(k, e.view())).sum();
+        prop_assert_eq!(s.bytes(), bytes);
+        prop_assert!((0..LEAVES).all(|l| s.leaf_digest(l) == digests[l]));
+        let mut live = s.live_keys(|_| true);
+        live.sort();
+        let mut want: Vec<Bytes> = model.iter().filter(|(_, e)| !e.is_tombstone()).map(|(k, _)| Bytes::copy_from_slice(k)).collect();
+        want.sort();
+        prop_assert_eq!(live, want);
+    }
+}
