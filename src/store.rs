@@ -32,7 +32,9 @@
 //! values, the slots alone took 80 bytes and every entry two allocations.
 //! The tables hash keys with foldhash (`hashbrown`'s own default hasher),
 //! seeded at random once per store: a fraction of SipHash's cost on short
-//! keys. The SHA-1 ring position only picks the bucket.
+//! keys. The SHA-1 ring position only picks the bucket; callers that have
+//! already computed it pass it to the `_at` methods, so the store does not
+//! compute it again.
 //!
 //! [`Entry`] (version and an owned value) stays the currency of the API:
 //! [`Store::get`] copies the value out of the table. Iteration lends
@@ -260,9 +262,10 @@ impl Store {
         Self::default()
     }
 
-    fn bucket(&self, key: &[u8]) -> (&Bucket, Token) {
-        let pos = Token::of(key);
-        (&self.buckets[leaf_of(&pos)], pos)
+    /// The bucket of `key`, whose ring position the caller says is `pos`.
+    fn bucket_at(&self, pos: &Token, key: &[u8]) -> &Bucket {
+        debug_assert!(*pos == Token::of(key), "pos must be Token::of(key)");
+        &self.buckets[leaf_of(pos)]
     }
 
     /// The table hash of a key. Every lookup and every rehash goes through
@@ -273,7 +276,13 @@ impl Store {
 
     /// The stored entry for `key`, tombstones included.
     pub fn get(&self, key: &[u8]) -> Option<Entry> {
-        let (bucket, _) = self.bucket(key);
+        self.get_at(&Token::of(key), key)
+    }
+
+    /// [`Store::get`] for a caller that already has `pos`, the key's ring
+    /// position ([`Token::of`] the key), and so spares the store a SHA-1.
+    pub fn get_at(&self, pos: &Token, key: &[u8]) -> Option<Entry> {
+        let bucket = self.bucket_at(pos, key);
         let hash = self.hash(key);
         let table = bucket.read();
         table
@@ -286,7 +295,13 @@ impl Store {
     /// Key and value are copied into the store's own allocation, so a
     /// stored value never pins a whole network read buffer in memory.
     pub fn apply(&self, key: &[u8], entry: Entry) -> Applied {
-        let (bucket, pos) = self.bucket(key);
+        self.apply_at(&Token::of(key), key, entry)
+    }
+
+    /// [`Store::apply`] for a caller that already has `pos`, the key's ring
+    /// position ([`Token::of`] the key), and so spares the store a SHA-1.
+    pub fn apply_at(&self, pos: &Token, key: &[u8], entry: Entry) -> Applied {
+        let bucket = self.bucket_at(pos, key);
         let hash = self.hash(key);
         let new = entry.view();
         let mut table = bucket.write();
@@ -308,7 +323,7 @@ impl Store {
             }
             bucket
                 .digest
-                .fetch_xor(entry_hash(&pos, old), Ordering::Relaxed);
+                .fetch_xor(entry_hash(pos, old), Ordering::Relaxed);
             self.bytes.fetch_sub(weight(key, old), Ordering::Relaxed);
             slot.set(new.version, new.value);
         } else {
@@ -320,7 +335,7 @@ impl Store {
         self.bytes.fetch_add(weight(key, new), Ordering::Relaxed);
         bucket
             .digest
-            .fetch_xor(entry_hash(&pos, new), Ordering::Relaxed);
+            .fetch_xor(entry_hash(pos, new), Ordering::Relaxed);
         applied
     }
 
@@ -352,7 +367,8 @@ impl Store {
     /// copy was handed to the nodes that should hold it). Returns whether it
     /// was removed.
     pub fn remove_if_version(&self, key: &[u8], version: Version) -> bool {
-        let (bucket, pos) = self.bucket(key);
+        let pos = Token::of(key);
+        let bucket = self.bucket_at(&pos, key);
         let hash = self.hash(key);
         let mut table = bucket.write();
         match table.find_entry(hash, |p| p.key() == key) {

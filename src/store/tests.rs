@@ -155,6 +155,17 @@ fn equal_contents_give_equal_digests_in_any_order() {
     );
 }
 
+#[test]
+fn the_at_variants_agree_with_the_plain_ones() {
+    let s = Store::new();
+    let pos = Token::of(b"k");
+    assert!(s.apply_at(&pos, b"k", entry(1, 1, Some(b"a"))).changed);
+    assert_eq!(s.get(b"k"), Some(entry(1, 1, Some(b"a"))));
+    s.apply(b"k", entry(2, 1, Some(b"b")));
+    assert_eq!(s.get_at(&pos, b"k"), Some(entry(2, 1, Some(b"b"))));
+    assert_eq!(s.get_at(&Token::of(b"other"), b"other"), None);
+}
+
 /// One step of the model test: a write, a conditional remove, or a purge.
 #[derive(Clone, Debug)]
 enum Op {
