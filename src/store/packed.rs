@@ -142,17 +142,20 @@ fn varint(mut x: u64) -> ([u8; 10], usize) {
     (out, n + 1)
 }
 
-/// The varint at the start of `b` and its length. `b` was written by
-/// [`varint`], so it is well formed.
+/// The varint at the start of `b` and its length. Only [`Packed::new`] and
+/// [`Packed::set`] write one, with [`varint`], so it is always complete;
+/// the loop is still bounded by the 10 bytes a u64 can take.
 fn read_varint(b: &[u8]) -> (u64, usize) {
     let mut x = 0u64;
-    for (i, &byte) in b.iter().enumerate() {
-        x |= u64::from(byte & 0x7f) << (7 * i);
+    let mut n = 0;
+    for &byte in b.iter().take(10) {
+        x |= u64::from(byte & 0x7f) << (7 * n);
+        n += 1;
         if byte < 0x80 {
-            return (x, i + 1);
+            break;
         }
     }
-    unreachable!("a packed entry always holds a complete varint")
+    (x, n)
 }
 
 #[cfg(test)]
