@@ -13,7 +13,7 @@
 //!
 //! They hold because merge picks the maximum of a total order: entries are
 //! ordered by version, then (for the impossible case of one version with two
-//! payloads) by payload. They are property-tested below.
+//! payloads) by payload. They are property-tested in `store/tests.rs`.
 //!
 //! The map is split into [`LEAVES`] buckets by the top bits of each key's
 //! ring position (SHA-1 of the key), each behind its own lock, so writers to
@@ -24,18 +24,40 @@
 //! comparing two replicas never needs a rescan. Tombstones are purged only
 //! after a grace period, long enough that every replica has seen them.
 //!
+//! **Memory.** A node holds millions of small entries, so the per-entry
+//! overhead decides its footprint. Each entry is packed into one allocation
+//! (version, tombstone flag, key and value: see `store/packed.rs`), and a
+//! bucket is a `hashbrown` [`HashTable`] of those, 16 bytes a slot, looked
+//! up by the packed key. With a map of separate `Bytes` keys and `Entry`
+//! values, the slots alone took 80 bytes and every entry two allocations.
+//! The tables hash keys with foldhash (`hashbrown`'s own default hasher),
+//! seeded at random once per store: a fraction of SipHash's cost on short
+//! keys. The SHA-1 ring position only picks the bucket; callers that have
+//! already computed it pass it to the `_at` methods, so the store does not
+//! compute it again.
+//!
+//! [`Entry`] (version and an owned value) stays the currency of the API:
+//! [`Store::get`] copies the value out of the table. Iteration lends
+//! [`EntryRef`] views instead, so a scan allocates nothing per entry.
+//!
 //! Deliberately left out: ordered iteration and range scans (the ring hashes
-//! keys, so key order means nothing here), and per-key TTLs.
+//! keys, so key order means nothing here), per-key TTLs, and shrinking a
+//! bucket's table after deletes (a purge frees the entries, not the slots).
 
-use std::collections::HashMap;
+mod packed;
+#[cfg(test)]
+mod tests;
+
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
+use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::ring::Token;
+use packed::Packed;
 
 /// A node's numeric id: the first 8 bytes of SHA-1(name), big-endian.
 pub type NodeId = u64;
@@ -68,7 +90,7 @@ impl Entry {
 
     /// Whether `self` wins over `other` in a last-writer-wins merge.
     pub fn wins_over(&self, other: &Entry) -> bool {
-        (self.version, self.value.as_deref()) > (other.version, other.value.as_deref())
+        self.view().wins_over(other.view())
     }
 
     /// The last-writer-wins merge of two entries.
@@ -91,6 +113,49 @@ impl Entry {
     /// Approximate bytes this entry occupies on the wire and in memory.
     pub fn payload_len(&self) -> usize {
         self.value.as_ref().map_or(0, |v| v.len()) + 16
+    }
+
+    /// This entry, borrowed.
+    pub fn view(&self) -> EntryRef<'_> {
+        EntryRef {
+            version: self.version,
+            value: self.value.as_deref(),
+        }
+    }
+}
+
+/// A borrowed [`Entry`]: what the store's iteration methods lend out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    /// The write's version.
+    pub version: Version,
+    /// The value, or `None` for a delete.
+    pub value: Option<&'a [u8]>,
+}
+
+impl EntryRef<'_> {
+    /// Whether this entry records a delete.
+    pub fn is_tombstone(&self) -> bool {
+        self.value.is_none()
+    }
+
+    /// Whether `self` wins over `other`: [`Entry::wins_over`].
+    pub fn wins_over(&self, other: EntryRef<'_>) -> bool {
+        (self.version, self.value) > (other.version, other.value)
+    }
+
+    /// An owned copy.
+    pub fn to_entry(&self) -> Entry {
+        Entry {
+            version: self.version,
+            value: self.value.map(Bytes::copy_from_slice),
+        }
+    }
+}
+
+impl<'a> From<&'a Entry> for EntryRef<'a> {
+    fn from(e: &'a Entry) -> Self {
+        e.view()
     }
 }
 
@@ -116,9 +181,10 @@ impl Applied {
 }
 
 /// Bytes an entry is counted as in [`Store::bytes`]: key, value and a
-/// fixed allowance for the version and bookkeeping.
-fn weight(key: &[u8], e: &Entry) -> usize {
-    key.len() + e.value.as_ref().map_or(0, |v| v.len()) + 32
+/// fixed allowance for the version, the length and the table slot (about
+/// what a packed entry really takes beyond its key and value).
+fn weight(key: &[u8], e: EntryRef<'_>) -> usize {
+    key.len() + e.value.map_or(0, <[u8]>::len) + 32
 }
 
 /// Leaves of the digest tree: keys are bucketed by the top bits of their
@@ -139,10 +205,12 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// The digest contribution of one entry: a hash of (key, version,
-/// tombstone). Leaf digests are the XOR of their entries' hashes, so a
-/// write updates its leaf with two XORs (out with the old, in with the new).
-pub fn entry_hash(pos: &Token, e: &Entry) -> u64 {
+/// The digest contribution of one entry (an [`&Entry`](Entry) or an
+/// [`EntryRef`]): a hash of (key, version, tombstone). Leaf digests are the
+/// XOR of their entries' hashes, so a write updates its leaf with two XORs
+/// (out with the old, in with the new).
+pub fn entry_hash<'a>(pos: &Token, e: impl Into<EntryRef<'a>>) -> u64 {
+    let e = e.into();
     let key_part = u64::from_be_bytes(pos.0[8..16].try_into().expect("8 bytes"));
     let tomb = u64::from(e.is_tombstone());
     mix(key_part ^ mix(e.version.ts.0 ^ mix(e.version.node ^ mix(tomb))))
@@ -150,18 +218,18 @@ pub fn entry_hash(pos: &Token, e: &Entry) -> u64 {
 
 #[derive(Debug, Default)]
 struct Bucket {
-    map: RwLock<HashMap<Bytes, Entry>>,
+    table: RwLock<HashTable<Packed>>,
     digest: AtomicU64,
 }
 
 impl Bucket {
-    fn read(&self) -> RwLockReadGuard<'_, HashMap<Bytes, Entry>> {
-        // Every write leaves the map consistent, so a poisoned lock is safe to use.
-        self.map.read().unwrap_or_else(|p| p.into_inner())
+    fn read(&self) -> RwLockReadGuard<'_, HashTable<Packed>> {
+        // Every write leaves the table consistent, so a poisoned lock is safe to use.
+        self.table.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, HashMap<Bytes, Entry>> {
-        self.map.write().unwrap_or_else(|p| p.into_inner())
+    fn write(&self) -> RwLockWriteGuard<'_, HashTable<Packed>> {
+        self.table.write().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -169,6 +237,8 @@ impl Bucket {
 #[derive(Debug)]
 pub struct Store {
     buckets: Box<[Bucket]>,
+    /// Hashes keys inside a bucket's table (one seed for every bucket).
+    hasher: foldhash::fast::RandomState,
     live: AtomicUsize,
     entries: AtomicUsize,
     bytes: AtomicUsize,
@@ -178,6 +248,7 @@ impl Default for Store {
     fn default() -> Self {
         Store {
             buckets: (0..LEAVES).map(|_| Bucket::default()).collect(),
+            hasher: foldhash::fast::RandomState::default(),
             live: AtomicUsize::new(0),
             entries: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
@@ -191,58 +262,80 @@ impl Store {
         Self::default()
     }
 
-    fn bucket(&self, key: &[u8]) -> (&Bucket, Token) {
-        let pos = Token::of(key);
-        (&self.buckets[leaf_of(&pos)], pos)
+    /// The bucket of `key`, whose ring position the caller says is `pos`.
+    fn bucket_at(&self, pos: &Token, key: &[u8]) -> &Bucket {
+        debug_assert!(*pos == Token::of(key), "pos must be Token::of(key)");
+        &self.buckets[leaf_of(pos)]
+    }
+
+    /// The table hash of a key. Every lookup and every rehash goes through
+    /// here, so a table never sees two hashes for one key.
+    fn hash(&self, key: &[u8]) -> u64 {
+        std::hash::BuildHasher::hash_one(&self.hasher, key)
     }
 
     /// The stored entry for `key`, tombstones included.
     pub fn get(&self, key: &[u8]) -> Option<Entry> {
-        self.bucket(key).0.read().get(key).cloned()
+        self.get_at(&Token::of(key), key)
+    }
+
+    /// [`Store::get`] for a caller that already has `pos`, the key's ring
+    /// position ([`Token::of`] the key), and so spares the store a SHA-1.
+    pub fn get_at(&self, pos: &Token, key: &[u8]) -> Option<Entry> {
+        let bucket = self.bucket_at(pos, key);
+        let hash = self.hash(key);
+        let table = bucket.read();
+        table
+            .find(hash, |p| p.key() == key)
+            .map(|p| p.view().to_entry())
     }
 
     /// Merges `entry` into the store under last-writer-wins.
     ///
-    /// Keys and values are copied into their own allocations, so a stored
-    /// value never pins a whole network read buffer in memory.
-    pub fn apply(&self, key: &Bytes, entry: Entry) -> Applied {
-        let (bucket, pos) = self.bucket(key);
-        let mut map = bucket.write();
+    /// Key and value are copied into the store's own allocation, so a
+    /// stored value never pins a whole network read buffer in memory.
+    pub fn apply(&self, key: &[u8], entry: Entry) -> Applied {
+        self.apply_at(&Token::of(key), key, entry)
+    }
+
+    /// [`Store::apply`] for a caller that already has `pos`, the key's ring
+    /// position ([`Token::of`] the key), and so spares the store a SHA-1.
+    pub fn apply_at(&self, pos: &Token, key: &[u8], entry: Entry) -> Applied {
+        let bucket = self.bucket_at(pos, key);
+        let hash = self.hash(key);
+        let new = entry.view();
+        let mut table = bucket.write();
         let mut applied = Applied {
             changed: true,
             duplicate: false,
             was_live: false,
         };
-        let old = map.get(&key[..]);
-        if let Some(old) = old {
+        // Look up before inserting rather than through `HashTable::entry`,
+        // which makes room for an insert first and so would grow a full
+        // table on a mere overwrite.
+        if let Some(slot) = table.find_mut(hash, |p| p.key() == key) {
+            let old = slot.view();
             applied.was_live = !old.is_tombstone();
-            if !entry.wins_over(old) {
+            if !new.wins_over(old) {
                 applied.changed = false;
-                applied.duplicate = old.version == entry.version;
+                applied.duplicate = old.version == new.version;
                 return applied;
             }
             bucket
                 .digest
-                .fetch_xor(entry_hash(&pos, old), Ordering::Relaxed);
+                .fetch_xor(entry_hash(pos, old), Ordering::Relaxed);
             self.bytes.fetch_sub(weight(key, old), Ordering::Relaxed);
+            slot.set(new.version, new.value);
         } else {
             self.entries.fetch_add(1, Ordering::Relaxed);
+            let packed = Packed::new(key, new.version, new.value);
+            table.insert_unique(hash, packed, |p| self.hash(p.key()));
         }
-        self.count_transition(applied.was_live, !entry.is_tombstone());
-        self.bytes.fetch_add(weight(key, &entry), Ordering::Relaxed);
+        self.count_transition(applied.was_live, !new.is_tombstone());
+        self.bytes.fetch_add(weight(key, new), Ordering::Relaxed);
         bucket
             .digest
-            .fetch_xor(entry_hash(&pos, &entry), Ordering::Relaxed);
-        let entry = Entry {
-            version: entry.version,
-            value: entry.value.map(|v| Bytes::copy_from_slice(&v)),
-        };
-        match map.get_mut(&key[..]) {
-            Some(slot) => *slot = entry,
-            None => {
-                map.insert(Bytes::copy_from_slice(key), entry);
-            }
-        }
+            .fetch_xor(entry_hash(pos, new), Ordering::Relaxed);
         applied
     }
 
@@ -258,7 +351,8 @@ impl Store {
         }
     }
 
-    fn forget(&self, bucket: &Bucket, pos: &Token, key: &[u8], e: &Entry) {
+    /// Takes a removed entry out of the digest and the counters.
+    fn forget(&self, bucket: &Bucket, pos: &Token, key: &[u8], e: EntryRef<'_>) {
         bucket
             .digest
             .fetch_xor(entry_hash(pos, e), Ordering::Relaxed);
@@ -273,17 +367,17 @@ impl Store {
     /// copy was handed to the nodes that should hold it). Returns whether it
     /// was removed.
     pub fn remove_if_version(&self, key: &[u8], version: Version) -> bool {
-        let (bucket, pos) = self.bucket(key);
-        let mut map = bucket.write();
-        if map.get(key).map(|e| e.version) != Some(version) {
-            return false;
-        }
-        match map.remove(key) {
-            Some(e) => {
-                self.forget(bucket, &pos, key, &e);
+        let pos = Token::of(key);
+        let bucket = self.bucket_at(&pos, key);
+        let hash = self.hash(key);
+        let mut table = bucket.write();
+        match table.find_entry(hash, |p| p.key() == key) {
+            Ok(slot) if slot.get().view().version == version => {
+                let (gone, _) = slot.remove();
+                self.forget(bucket, &pos, key, gone.view());
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -291,11 +385,12 @@ impl Store {
     pub fn purge_tombstones(&self, before: Timestamp) -> usize {
         let mut purged = 0;
         for bucket in self.buckets.iter() {
-            let mut map = bucket.write();
-            map.retain(|k, e| {
+            let mut table = bucket.write();
+            table.retain(|p| {
+                let (key, e) = p.split();
                 let purge = e.is_tombstone() && e.version.ts < before;
                 if purge {
-                    self.forget(bucket, &Token::of(k), k, e);
+                    self.forget(bucket, &Token::of(key), key, e);
                     purged += 1;
                 }
                 !purge
@@ -324,21 +419,21 @@ impl Store {
         self.len() == 0
     }
 
-    /// Calls `f` for every entry. Holds one bucket's read lock at a time, so
-    /// writers to other buckets go on; `f` must not write to the store.
-    pub fn for_each(&self, mut f: impl FnMut(&Bytes, &Entry)) {
-        for bucket in self.buckets.iter() {
-            for (k, e) in bucket.read().iter() {
-                f(k, e);
-            }
+    /// Calls `f` with every key and entry. Holds one bucket's read lock at a
+    /// time, so writers to other buckets go on; `f` must not write to the
+    /// store.
+    pub fn for_each(&self, mut f: impl FnMut(&[u8], EntryRef<'_>)) {
+        for leaf in 0..LEAVES {
+            self.for_each_in_leaf(leaf, &mut f);
         }
     }
 
     /// Calls `f` for every entry in leaf `leaf` (a slice of the ring).
-    pub fn for_each_in_leaf(&self, leaf: usize, mut f: impl FnMut(&Bytes, &Entry)) {
+    pub fn for_each_in_leaf(&self, leaf: usize, mut f: impl FnMut(&[u8], EntryRef<'_>)) {
         if let Some(bucket) = self.buckets.get(leaf) {
-            for (k, e) in bucket.read().iter() {
-                f(k, e);
+            for p in bucket.read().iter() {
+                let (key, entry) = p.split();
+                f(key, entry);
             }
         }
     }
@@ -350,185 +445,14 @@ impl Store {
             .map_or(0, |b| b.digest.load(Ordering::Relaxed))
     }
 
-    /// Live keys matching `pred`, collected.
+    /// Live keys matching `pred`, copied out.
     pub fn live_keys(&self, mut pred: impl FnMut(&[u8]) -> bool) -> Vec<Bytes> {
         let mut out = Vec::new();
         self.for_each(|k, e| {
             if !e.is_tombstone() && pred(k) {
-                out.push(k.clone());
+                out.push(Bytes::copy_from_slice(k));
             }
         });
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn entry(ts: u64, node: u64, value: Option<&'static [u8]>) -> Entry {
-        Entry {
-            version: Version {
-                ts: Timestamp(ts),
-                node,
-            },
-            value: value.map(Bytes::from_static),
-        }
-    }
-
-    fn arb_entry() -> impl Strategy<Value = Entry> {
-        (0u64..8, 0u64..3, proptest::option::of(0u8..3)).prop_map(|(ts, node, v)| Entry {
-            version: Version {
-                ts: Timestamp(ts),
-                node,
-            },
-            value: v.map(|b| Bytes::from(vec![b])),
-        })
-    }
-
-    proptest! {
-        #[test]
-        fn merge_is_commutative(a in arb_entry(), b in arb_entry()) {
-            prop_assert_eq!(a.clone().merge(b.clone()), b.merge(a));
-        }
-
-        #[test]
-        fn merge_is_associative(a in arb_entry(), b in arb_entry(), c in arb_entry()) {
-            let left = a.clone().merge(b.clone()).merge(c.clone());
-            let right = a.merge(b.merge(c));
-            prop_assert_eq!(left, right);
-        }
-
-        #[test]
-        fn merge_is_idempotent(a in arb_entry()) {
-            prop_assert_eq!(a.clone().merge(a.clone()), a);
-        }
-
-        #[test]
-        fn tombstone_never_loses_to_an_older_write(t in arb_entry(), w in arb_entry()) {
-            let tomb = Entry { value: None, ..t };
-            prop_assume!(w.version < tomb.version);
-            prop_assert!(tomb.clone().merge(w.clone()).is_tombstone());
-            prop_assert!(w.merge(tomb).is_tombstone());
-        }
-
-        #[test]
-        fn store_holds_the_lww_winner_in_any_order(entries in proptest::collection::vec(arb_entry(), 1..12)) {
-            let key = Bytes::from_static(b"k");
-            let forward = Store::new();
-            let backward = Store::new();
-            for e in &entries { forward.apply(&key, e.clone()); }
-            for e in entries.iter().rev() { backward.apply(&key, e.clone()); }
-            let winner = entries.iter().cloned().reduce(Entry::merge).unwrap();
-            prop_assert_eq!(forward.get(b"k"), Some(winner.clone()));
-            prop_assert_eq!(backward.get(b"k"), Some(winner.clone()));
-            prop_assert_eq!(forward.live_len(), usize::from(!winner.is_tombstone()));
-        }
-    }
-
-    #[test]
-    fn apply_reports_change_and_liveness() {
-        let s = Store::new();
-        let k = Bytes::from_static(b"k");
-        let first = s.apply(&k, entry(1, 1, Some(b"a")));
-        assert_eq!((first.changed, first.was_live), (true, false));
-        assert_eq!(s.bytes(), 1 + 1 + 32);
-        let stale = s.apply(&k, entry(0, 9, Some(b"b")));
-        assert_eq!(
-            (stale.changed, stale.was_live, stale.needs_log()),
-            (false, true, false)
-        );
-        let again = s.apply(&k, entry(1, 1, Some(b"a")));
-        assert!(again.duplicate && again.needs_log());
-        let del = s.apply(&k, entry(2, 1, None));
-        assert_eq!((del.changed, del.was_live), (true, true));
-        assert_eq!(s.live_len(), 0);
-        assert_eq!(s.len(), 1);
-        assert_eq!(s.bytes(), 1 + 32);
-        s.purge_tombstones(Timestamp(u64::MAX));
-        assert_eq!(s.bytes(), 0);
-    }
-
-    #[test]
-    fn tombstones_are_purged_only_after_the_grace_period() {
-        let s = Store::new();
-        s.apply(&Bytes::from_static(b"old"), entry(10, 1, None));
-        s.apply(&Bytes::from_static(b"new"), entry(50, 1, None));
-        s.apply(&Bytes::from_static(b"live"), entry(5, 1, Some(b"v")));
-        assert_eq!(s.purge_tombstones(Timestamp(20)), 1);
-        assert!(s.get(b"old").is_none());
-        assert!(s.get(b"new").is_some());
-        assert!(s.get(b"live").is_some());
-    }
-
-    #[test]
-    fn remove_if_version_keeps_newer_writes() {
-        let s = Store::new();
-        let k = Bytes::from_static(b"k");
-        s.apply(&k, entry(1, 1, Some(b"a")));
-        s.apply(&k, entry(2, 1, Some(b"b")));
-        assert!(!s.remove_if_version(b"k", entry(1, 1, None).version));
-        assert!(s.remove_if_version(b"k", entry(2, 1, None).version));
-        assert_eq!(s.live_len(), 0);
-    }
-}
-
-#[cfg(test)]
-mod digest_tests {
-    use super::*;
-
-    fn e(ts: u64, value: Option<&'static [u8]>) -> Entry {
-        Entry {
-            version: Version {
-                ts: Timestamp(ts),
-                node: 1,
-            },
-            value: value.map(Bytes::from_static),
-        }
-    }
-
-    #[test]
-    fn leaf_digests_track_every_change_incrementally() {
-        let s = Store::new();
-        let k = Bytes::from_static(b"key");
-        let leaf = leaf_of(&Token::of(b"key"));
-        assert_eq!(s.leaf_digest(leaf), 0);
-        s.apply(&k, e(1, Some(b"a")));
-        let one = s.leaf_digest(leaf);
-        assert_eq!(
-            one,
-            entry_hash(&Token::of(b"key"), &e(1, Some(b"zz"))),
-            "the value is not hashed, the version is"
-        );
-        s.apply(&k, e(2, None));
-        assert_eq!(
-            s.leaf_digest(leaf),
-            entry_hash(&Token::of(b"key"), &e(2, None))
-        );
-        s.purge_tombstones(Timestamp(10));
-        assert_eq!(s.leaf_digest(leaf), 0);
-        assert_eq!((s.len(), s.bytes(), s.live_len()), (0, 0, 0));
-    }
-
-    #[test]
-    fn equal_contents_give_equal_digests_in_any_order() {
-        let (a, b) = (Store::new(), Store::new());
-        let keys: Vec<Bytes> = (0..500u32).map(|i| Bytes::from(i.to_string())).collect();
-        for (i, k) in keys.iter().enumerate() {
-            a.apply(k, e(i as u64, Some(b"v")));
-        }
-        for (i, k) in keys.iter().enumerate().rev() {
-            b.apply(k, e(0, Some(b"old")));
-            b.apply(k, e(i as u64, Some(b"v")));
-        }
-        assert!((0..LEAVES).all(|l| a.leaf_digest(l) == b.leaf_digest(l)));
-        b.apply(&keys[7], e(1000, None));
-        assert_eq!(
-            (0..LEAVES)
-                .filter(|&l| a.leaf_digest(l) != b.leaf_digest(l))
-                .count(),
-            1
-        );
     }
 }

@@ -166,13 +166,14 @@ pub async fn hand_off_strays(shared: &Shared, view: &View) -> bool {
             if mine.contains(&pos) {
                 return;
             }
+            let (key, entry) = (Bytes::copy_from_slice(key), entry.to_entry());
             for node in view.ring.preference_list(&pos, n) {
                 outgoing
                     .entry(node)
                     .or_default()
                     .push((key.clone(), entry.clone()));
             }
-            to_drop.push((key.clone(), entry.version));
+            to_drop.push((key, entry.version));
         });
     }
     if to_drop.is_empty() {

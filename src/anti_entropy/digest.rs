@@ -195,7 +195,7 @@ pub fn summaries(store: &Store, ranges: &Ranges, leaves: &[u32]) -> Vec<(Bytes, 
     for &leaf in leaves {
         store.for_each_in_leaf(leaf as usize, |k, e| {
             if ranges.contains(&Token::of(k)) {
-                out.push((k.clone(), e.version));
+                out.push((Bytes::copy_from_slice(k), e.version));
             }
         });
     }
@@ -219,10 +219,11 @@ pub fn exchange(
             if !ranges.contains(&Token::of(k)) {
                 return;
             }
-            seen.insert(k.clone());
+            let k = Bytes::copy_from_slice(k);
             if their.get(&k[..]).is_none_or(|v| *v < e.version) {
-                push.push((k.clone(), e.clone()));
+                push.push((k.clone(), e.to_entry()));
             }
+            seen.insert(k);
         });
     }
     let want = theirs

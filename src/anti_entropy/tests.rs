@@ -75,7 +75,7 @@ fn round(a: &Store, b: &Store, ranges: &Ranges) -> RoundReport {
 
 fn same(a: &Store, b: &Store) -> bool {
     let mut all = true;
-    a.for_each(|k, e| all &= b.get(k).as_ref() == Some(e));
+    a.for_each(|k, e| all &= b.get(k).as_ref().map(Entry::view) == Some(e));
     all && a.len() == b.len()
 }
 

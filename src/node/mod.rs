@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -255,7 +256,8 @@ async fn compaction_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
                 let mut result = Ok(());
                 snapshot_of.store.for_each(|key, entry| {
                     if result.is_ok() {
-                        result = w.push(&to_record(key, entry));
+                        let key = Bytes::copy_from_slice(key);
+                        result = w.push(&to_record(&key, &entry.to_entry()));
                     }
                 });
                 result

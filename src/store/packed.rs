@@ -1,0 +1,228 @@
+//! One stored entry packed into a single heap allocation.
+//!
+//! This module exists to keep the byte layout of a stored entry, and every
+//! offset computation it needs, in one small place that can be tested to
+//! the byte, apart from the locking and counting in `store.rs`.
+//!
+//! A million keys with small values is the common case, so the overheads
+//! that matter are per entry: a hash table slot and an allocation each for
+//! the key and the value cost more than the data. A [`Packed`] is one boxed
+//! byte slice (a 16-byte table slot) laid out as
+//!
+//! ```text
+//! ts u64 LE (8) | node u64 LE (8) | varint(key_len << 1 | live) | key | value
+//! ```
+//!
+//! The varint is LEB128: one byte for keys under 64 bytes. `live` is 0 for a
+//! tombstone (which then has no value bytes) and 1 for a value, so an empty
+//! value and a delete stay different things. A 14-byte key with a 64-byte
+//! value takes 95 bytes, one allocation.
+//!
+//! Deliberately left out: sharing or compressing keys, and any `unsafe`
+//! (a thin pointer with the length inside the allocation would save 8 more
+//! bytes a slot, but needs raw allocation code).
+
+use std::fmt;
+
+use super::{EntryRef, Version};
+use crate::clock::Timestamp;
+
+/// Bytes before the varint: ts and node.
+const VERSION_LEN: usize = 16;
+
+/// A stored entry: version, tombstone flag, key and value in one allocation.
+/// Its identity in a table is its key; see [`Packed::key`].
+pub(super) struct Packed(Box<[u8]>);
+
+impl Packed {
+    /// Packs `key` with a version and a value (or a tombstone, `None`).
+    pub(super) fn new(key: &[u8], version: Version, value: Option<&[u8]>) -> Packed {
+        let tag = tag(key.len(), value.is_some());
+        let value = value.unwrap_or_default();
+        let (varint, n) = varint(tag);
+        let mut buf = Vec::with_capacity(VERSION_LEN + n + key.len() + value.len());
+        buf.extend_from_slice(&version.ts.0.to_le_bytes());
+        buf.extend_from_slice(&version.node.to_le_bytes());
+        buf.extend_from_slice(&varint[..n]);
+        buf.extend_from_slice(key);
+        buf.extend_from_slice(value);
+        // Capacity was exact, so this does not reallocate.
+        Packed(buf.into_boxed_slice())
+    }
+
+    /// Where the key starts, its length, and whether the entry is live.
+    fn layout(&self) -> (usize, usize, bool) {
+        let (tag, n) = read_varint(&self.0[VERSION_LEN..]);
+        (VERSION_LEN + n, (tag >> 1) as usize, tag & 1 == 1)
+    }
+
+    /// The key: what the table hashes and compares.
+    pub(super) fn key(&self) -> &[u8] {
+        let (start, len, _) = self.layout();
+        &self.0[start..start + len]
+    }
+
+    /// The version and value, borrowed.
+    pub(super) fn view(&self) -> EntryRef<'_> {
+        self.split().1
+    }
+
+    /// The key and the entry, borrowed, for one parse of the layout.
+    pub(super) fn split(&self) -> (&[u8], EntryRef<'_>) {
+        let (start, len, live) = self.layout();
+        let (key, value) = self.0[start..].split_at(len);
+        let version = Version {
+            ts: Timestamp(read_u64(&self.0[0..8])),
+            node: read_u64(&self.0[8..16]),
+        };
+        (
+            key,
+            EntryRef {
+                version,
+                value: live.then_some(value),
+            },
+        )
+    }
+
+    /// Replaces the version and value, keeping the key. Writes in place
+    /// when the new entry has the same size (an overwrite with a value of
+    /// the same length, the usual case), else packs a new allocation.
+    pub(super) fn set(&mut self, version: Version, value: Option<&[u8]>) {
+        let (start, len, _) = self.layout();
+        let value_len = value.map_or(0, <[u8]>::len);
+        if start + len + value_len != self.0.len() {
+            *self = Packed::new(self.key(), version, value);
+            return;
+        }
+        self.0[0..8].copy_from_slice(&version.ts.0.to_le_bytes());
+        self.0[8..16].copy_from_slice(&version.node.to_le_bytes());
+        // The live bit is the varint's lowest bit, so flipping it never
+        // changes the varint's length.
+        let (varint, n) = varint(tag(len, value.is_some()));
+        self.0[VERSION_LEN..start].copy_from_slice(&varint[..n]);
+        self.0[start + len..].copy_from_slice(value.unwrap_or_default());
+    }
+
+    /// Bytes of the allocation (not counting the table slot).
+    #[cfg(test)]
+    pub(super) fn allocated(&self) -> usize {
+        self.0.len()
+    }
+}
+
+impl fmt::Debug for Packed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.view();
+        f.debug_struct("Packed")
+            .field("key", &self.key())
+            .field("version", &v.version)
+            .field("value_len", &v.value.map(<[u8]>::len))
+            .finish()
+    }
+}
+
+fn tag(key_len: usize, live: bool) -> u64 {
+    ((key_len as u64) << 1) | u64::from(live)
+}
+
+fn read_u64(b: &[u8]) -> u64 {
+    u64::from_le_bytes(b.try_into().expect("8 bytes"))
+}
+
+/// `x` as a LEB128 varint: the bytes (at most 10 for a u64) and how many.
+fn varint(mut x: u64) -> ([u8; 10], usize) {
+    let mut out = [0u8; 10];
+    let mut n = 0;
+    while x >= 0x80 {
+        out[n] = (x as u8) | 0x80;
+        x >>= 7;
+        n += 1;
+    }
+    out[n] = x as u8;
+    (out, n + 1)
+}
+
+/// The varint at the start of `b` and its length. Only [`Packed::new`] and
+/// [`Packed::set`] write one, with [`varint`], so it is always complete;
+/// the loop is still bounded by the 10 bytes a u64 can take.
+fn read_varint(b: &[u8]) -> (u64, usize) {
+    let mut x = 0u64;
+    let mut n = 0;
+    for &byte in b.iter().take(10) {
+        x |= u64::from(byte & 0x7f) << (7 * n);
+        n += 1;
+        if byte < 0x80 {
+            break;
+        }
+    }
+    (x, n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn version(ts: u64, node: u64) -> Version {
+        Version {
+            ts: Timestamp(ts),
+            node,
+        }
+    }
+
+    fn check(p: &Packed, key: &[u8], v: Version, value: Option<&[u8]>) {
+        assert_eq!(p.key(), key);
+        assert_eq!(p.view(), EntryRef { version: v, value });
+        assert_eq!(p.split(), (key, EntryRef { version: v, value }));
+    }
+
+    #[test]
+    fn a_small_entry_is_one_exact_allocation() {
+        let p = Packed::new(b"key:0000001234", version(7, 9), Some(&[b'v'; 64]));
+        assert_eq!(p.allocated(), 16 + 1 + 14 + 64);
+        check(&p, b"key:0000001234", version(7, 9), Some(&[b'v'; 64]));
+    }
+
+    #[test]
+    fn an_empty_value_is_not_a_tombstone() {
+        let live = Packed::new(b"k", version(1, 1), Some(b""));
+        let tomb = Packed::new(b"k", version(1, 1), None);
+        assert_eq!(live.view().value, Some(&b""[..]));
+        assert!(tomb.view().is_tombstone());
+        assert_eq!(live.allocated(), tomb.allocated());
+    }
+
+    #[test]
+    fn set_rewrites_in_place_or_repacks() {
+        let mut p = Packed::new(b"k", version(1, 1), Some(b"ab"));
+        p.set(version(2, 3), Some(b"cd"));
+        check(&p, b"k", version(2, 3), Some(b"cd"));
+        p.set(version(3, 3), Some(b"longer"));
+        check(&p, b"k", version(3, 3), Some(b"longer"));
+        p.set(version(4, 3), None);
+        check(&p, b"k", version(4, 3), None);
+        p.set(version(5, 3), Some(b""));
+        check(&p, b"k", version(5, 3), Some(b""));
+        p.set(version(6, 3), None);
+        check(&p, b"k", version(6, 3), None);
+    }
+
+    proptest! {
+        #[test]
+        fn packing_round_trips(
+            key_len in prop_oneof![0usize..70, 120usize..140, 16_000usize..17_000],
+            value in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..100)),
+            next in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..100)),
+            ts in any::<u64>(),
+            node in any::<u64>(),
+        ) {
+            let key: Vec<u8> = (0..key_len).map(|i| i as u8).collect();
+            let mut p = Packed::new(&key, version(ts, node), value.as_deref());
+            prop_assert_eq!(p.key(), &key[..]);
+            prop_assert_eq!(p.view(), EntryRef { version: version(ts, node), value: value.as_deref() });
+            p.set(version(node, ts), next.as_deref());
+            prop_assert_eq!(p.key(), &key[..]);
+            prop_assert_eq!(p.view(), EntryRef { version: version(node, ts), value: next.as_deref() });
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Tests of the store: the merge laws (property-tested), the counters, and
+//! the incremental leaf digests. A module of its own to keep `store.rs`
+//! short enough to read in one go.
+
+use super::*;
+use proptest::prelude::*;
+
+fn entry(ts: u64, node: u64, value: Option<&'static [u8]>) -> Entry {
+    Entry {
+        version: Version {
+            ts: Timestamp(ts),
+            node,
+        },
+        value: value.map(Bytes::from_static),
+    }
+}
+
+fn arb_entry() -> impl Strategy<Value = Entry> {
+    (0u64..8, 0u64..3, proptest::option::of(0u8..3)).prop_map(|(ts, node, v)| Entry {
+        version: Version {
+            ts: Timestamp(ts),
+            node,
+        },
+        value: v.map(|b| Bytes::from(vec![b])),
+    })
+}
+
+proptest! {
+    #[test]
+    fn merge_is_commutative(a in arb_entry(), b in arb_entry()) {
+        prop_assert_eq!(a.clone().merge(b.clone()), b.merge(a));
+    }
+
+    #[test]
+    fn merge_is_associative(a in arb_entry(), b in arb_entry(), c in arb_entry()) {
+        let left = a.clone().merge(b.clone()).merge(c.clone());
+        let right = a.merge(b.merge(c));
+        prop_assert_eq!(left, right);
+    }
+
+    #[test]
+    fn merge_is_idempotent(a in arb_entry()) {
+        prop_assert_eq!(a.clone().merge(a.clone()), a);
+    }
+
+    #[test]
+    fn tombstone_never_loses_to_an_older_write(t in arb_entry(), w in arb_entry()) {
+        let tomb = Entry { value: None, ..t };
+        prop_assume!(w.version < tomb.version);
+        prop_assert!(tomb.clone().merge(w.clone()).is_tombstone());
+        prop_assert!(w.merge(tomb).is_tombstone());
+    }
+
+    #[test]
+    fn store_holds_the_lww_winner_in_any_order(entries in proptest::collection::vec(arb_entry(), 1..12)) {
+        let key = Bytes::from_static(b"k");
+        let forward = Store::new();
+        let backward = Store::new();
+        for e in &entries { forward.apply(&key, e.clone()); }
+        for e in entries.iter().rev() { backward.apply(&key, e.clone()); }
+        let winner = entries.iter().cloned().reduce(Entry::merge).unwrap();
+        prop_assert_eq!(forward.get(b"k"), Some(winner.clone()));
+        prop_assert_eq!(backward.get(b"k"), Some(winner.clone()));
+        prop_assert_eq!(forward.live_len(), usize::from(!winner.is_tombstone()));
+    }
+}
+
+#[test]
+fn apply_reports_change_and_liveness() {
+    let s = Store::new();
+    let k = Bytes::from_static(b"k");
+    let first = s.apply(&k, entry(1, 1, Some(b"a")));
+    assert_eq!((first.changed, first.was_live), (true, false));
+    assert_eq!(s.bytes(), 1 + 1 + 32);
+    let stale = s.apply(&k, entry(0, 9, Some(b"b")));
+    assert_eq!(
+        (stale.changed, stale.was_live, stale.needs_log()),
+        (false, true, false)
+    );
+    let again = s.apply(&k, entry(1, 1, Some(b"a")));
+    assert!(again.duplicate && again.needs_log());
+    let del = s.apply(&k, entry(2, 1, None));
+    assert_eq!((del.changed, del.was_live), (true, true));
+    assert_eq!(s.live_len(), 0);
+    assert_eq!(s.len(), 1);
+    assert_eq!(s.bytes(), 1 + 32);
+    s.purge_tombstones(Timestamp(u64::MAX));
+    assert_eq!(s.bytes(), 0);
+}
+
+#[test]
+fn tombstones_are_purged_only_after_the_grace_period() {
+    let s = Store::new();
+    s.apply(&Bytes::from_static(b"old"), entry(10, 1, None));
+    s.apply(&Bytes::from_static(b"new"), entry(50, 1, None));
+    s.apply(&Bytes::from_static(b"live"), entry(5, 1, Some(b"v")));
+    assert_eq!(s.purge_tombstones(Timestamp(20)), 1);
+    assert!(s.get(b"old").is_none());
+    assert!(s.get(b"new").is_some());
+    assert!(s.get(b"live").is_some());
+}
+
+#[test]
+fn remove_if_version_keeps_newer_writes() {
+    let s = Store::new();
+    let k = Bytes::from_static(b"k");
+    s.apply(&k, entry(1, 1, Some(b"a")));
+    s.apply(&k, entry(2, 1, Some(b"b")));
+    assert!(!s.remove_if_version(b"k", entry(1, 1, None).version));
+    assert!(s.remove_if_version(b"k", entry(2, 1, None).version));
+    assert_eq!(s.live_len(), 0);
+}
+
+#[test]
+fn leaf_digests_track_every_change_incrementally() {
+    let s = Store::new();
+    let k = Bytes::from_static(b"key");
+    let leaf = leaf_of(&Token::of(b"key"));
+    assert_eq!(s.leaf_digest(leaf), 0);
+    s.apply(&k, entry(1, 1, Some(b"a")));
+    let one = s.leaf_digest(leaf);
+    assert_eq!(
+        one,
+        entry_hash(&Token::of(b"key"), &entry(1, 1, Some(b"zz"))),
+        "the value is not hashed, the version is"
+    );
+    s.apply(&k, entry(2, 1, None));
+    assert_eq!(
+        s.leaf_digest(leaf),
+        entry_hash(&Token::of(b"key"), &entry(2, 1, None))
+    );
+    s.purge_tombstones(Timestamp(10));
+    assert_eq!(s.leaf_digest(leaf), 0);
+    assert_eq!((s.len(), s.bytes(), s.live_len()), (0, 0, 0));
+}
+
+#[test]
+fn equal_contents_give_equal_digests_in_any_order() {
+    let (a, b) = (Store::new(), Store::new());
+    let keys: Vec<Bytes> = (0..500u32).map(|i| Bytes::from(i.to_string())).collect();
+    for (i, k) in keys.iter().enumerate() {
+        a.apply(k, entry(i as u64, 1, Some(b"v")));
+    }
+    for (i, k) in keys.iter().enumerate().rev() {
+        b.apply(k, entry(0, 1, Some(b"old")));
+        b.apply(k, entry(i as u64, 1, Some(b"v")));
+    }
+    assert!((0..LEAVES).all(|l| a.leaf_digest(l) == b.leaf_digest(l)));
+    b.apply(&keys[7], entry(1000, 1, None));
+    assert_eq!(
+        (0..LEAVES)
+            .filter(|&l| a.leaf_digest(l) != b.leaf_digest(l))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn the_at_variants_agree_with_the_plain_ones() {
+    let s = Store::new();
+    let pos = Token::of(b"k");
+    assert!(s.apply_at(&pos, b"k", entry(1, 1, Some(b"a"))).changed);
+    assert_eq!(s.get(b"k"), Some(entry(1, 1, Some(b"a"))));
+    s.apply(b"k", entry(2, 1, Some(b"b")));
+    assert_eq!(s.get_at(&pos, b"k"), Some(entry(2, 1, Some(b"b"))));
+    assert_eq!(s.get_at(&Token::of(b"other"), b"other"), None);
+}
+
+/// One step of the model test: a write, a conditional remove, or a purge.
+#[derive(Clone, Debug)]
+enum Op {
+    Apply(u8, Entry),
+    RemoveIf(u8, Version),
+    Purge(u64),
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    let key = 0u8..24;
+    let value = proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40));
+    let write = (key.clone(), 0u64..50, 0u64..3, value).prop_map(|(k, ts, node, v)| {
+        Op::Apply(
+            k,
+            Entry {
+                version: Version {
+                    ts: Timestamp(ts),
+                    node,
+                },
+                value: v.map(Bytes::from),
+            },
+        )
+    });
+    prop_oneof![
+        8 => write,
+        1 => (key, 0u64..50, 0u64..3).prop_map(|(k, ts, node)| Op::RemoveIf(k, Version { ts: Timestamp(ts), node })),
+        1 => (0u64..60).prop_map(Op::Purge),
+    ]
+}
+
+fn key_of(k: u8) -> Vec<u8> {
+    // Lengths from 0 to 160 bytes, so some keys need a two-byte varint.
+    vec![k; usize::from(k) * 7]
+}
+
+proptest! {
+    // Each case builds and scans a whole store (65,536 buckets): fewer cases, longer runs.
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn the_store_matches_a_plain_map_model(ops in proptest::collection::vec(arb_op(), 1..120)) {
+        let s = Store::new();
+        let mut model: std::collections::HashMap<Vec<u8>, Entry> = Default::default();
+        for op in ops {
+            match op {
+                Op::Apply(k, e) => {
+                    let key = key_of(k);
+                    let old = model.get(&key).cloned();
+                    let applied = s.apply(&key, e.clone());
+                    prop_assert_eq!(applied.was_live, old.as_ref().is_some_and(|o| !o.is_tombstone()));
+                    prop_assert_eq!(applied.changed, old.as_ref().is_none_or(|o| e.wins_over(o)));
+                    model.insert(key, Entry::newest(old, Some(e)).expect("some"));
+                }
+                Op::RemoveIf(k, v) => {
+                    let key = key_of(k);
+                    let held = model.get(&key).is_some_and(|e| e.version == v);
+                    prop_assert_eq!(s.remove_if_version(&key, v), held);
+                    if held {
+                        model.remove(&key);
+                    }
+                }
+                Op::Purge(before) => {
+                    let n = model.len();
+                    model.retain(|_, e| !(e.is_tombstone() && e.version.ts < Timestamp(before)));
+                    prop_assert_eq!(s.purge_tombstones(Timestamp(before)), n - model.len());
+                }
+            }
+        }
+        for (k, e) in &model {
+            prop_assert_eq!(s.get(k), Some(e.clone()));
+        }
+        let mut seen = 0;
+        let mut digests = vec![0u64; LEAVES];
+        s.for_each(|k, e| {
+            seen += 1;
+            assert_eq!(model.get(k).map(Entry::view), Some(e));
+            let pos = Token::of(k);
+            digests[leaf_of(&pos)] ^= entry_hash(&pos, e);
+        });
+        prop_assert_eq!(seen, model.len());
+        prop_assert_eq!(s.len(), model.len());
+        prop_assert_eq!(s.live_len(), model.values().filter(|e| !e.is_tombstone()).count());
+        let bytes: usize = model.iter().map(|(k, e)| weight(k, e.view())).sum();
+        prop_assert_eq!(s.bytes(), bytes);
+        prop_assert!((0..LEAVES).all(|l| s.leaf_digest(l) == digests[l]));
+        let mut live = s.live_keys(|_| true);
+        live.sort();
+        let mut want: Vec<Bytes> = model.iter().filter(|(_, e)| !e.is_tombstone()).map(|(k, _)| Bytes::copy_from_slice(k)).collect();
+        want.sort();
+        prop_assert_eq!(live, want);
+    }
+}
