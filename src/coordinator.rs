@@ -120,7 +120,7 @@ impl Shared {
             }
             // The local copy is written while the remote ones are in flight.
             if local {
-                match self.apply_durably(&key, entry.clone()).await {
+                match self.apply_durably(&pos, &key, entry.clone()).await {
                     Ok(applied) => {
                         outcome.was_live |= applied.was_live;
                         acked.push(self.me.clone());
@@ -195,7 +195,7 @@ impl Shared {
             // The local copy answers at once, so it is asked first.
             if pref.contains(&self.me) && !asked.contains(&self.me) {
                 asked.push(self.me.clone());
-                answers.push((self.me.clone(), self.store.get(&key)));
+                answers.push((self.me.clone(), self.store.get_at(&pos, &key)));
             }
             // Which replicas are asked first rotates with the key, so the
             // reads a coordinator forwards spread over all the replicas.

@@ -30,7 +30,7 @@ use crate::log::{CommitLog, Record};
 use crate::membership::{Event, Membership};
 use crate::message::PeerMsg;
 use crate::metrics::Metrics;
-use crate::ring::{NodeName, Ring};
+use crate::ring::{NodeName, Ring, Token};
 use crate::store::{Applied, Entry, NodeId, Store, Version};
 use crate::transport::fault::Faults;
 use crate::transport::tcp::NetStats;
@@ -218,14 +218,25 @@ impl Shared {
     /// acknowledged, if any. The store is updated first, so a compaction
     /// snapshot taken after this call already holds the entry.
     pub fn apply(&self, key: &Bytes, entry: Entry) -> (Applied, Option<Record>) {
+        self.apply_at(&Token::of(key), key, entry)
+    }
+
+    /// [`Shared::apply`] for a caller that already has the key's ring
+    /// position (the coordinator), which saves hashing the key again.
+    pub fn apply_at(&self, pos: &Token, key: &Bytes, entry: Entry) -> (Applied, Option<Record>) {
         let record = to_record(key, &entry);
-        let applied = self.store.apply(key, entry);
+        let applied = self.store.apply_at(pos, key, entry);
         (applied, applied.needs_log().then_some(record))
     }
 
-    /// [`Shared::apply`], then waits until the record is in the log.
-    pub async fn apply_durably(&self, key: &Bytes, entry: Entry) -> crate::error::Result<Applied> {
-        let (applied, record) = self.apply(key, entry);
+    /// [`Shared::apply_at`], then waits until the record is in the log.
+    pub async fn apply_durably(
+        &self,
+        pos: &Token,
+        key: &Bytes,
+        entry: Entry,
+    ) -> crate::error::Result<Applied> {
+        let (applied, record) = self.apply_at(pos, key, entry);
         if let Some(rec) = record {
             self.log.append(rec).await?;
         }
