@@ -29,7 +29,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::time::Instant;
+use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::message::{PeerMsg, PutResult};
@@ -86,7 +86,6 @@ impl Shared {
         let pos = Token::of(&key);
         let deadline = Instant::now() + self.cfg.request_timeout();
         let (guard, replies) = self.pending.register();
-        let mut view_rx = self.view_tx.subscribe();
         let mut asked: Vec<NodeName> = Vec::with_capacity(4);
         let mut acked: Vec<NodeName> = Vec::with_capacity(4);
         let mut outcome = WriteOutcome { was_live: false };
@@ -133,28 +132,34 @@ impl Shared {
             if acked.len() >= needed {
                 return Ok(outcome);
             }
-            tokio::select! {
-                reply = replies.recv() => match reply {
-                    (from, PeerMsg::PutAck { result: PutResult::Ok { was_live }, .. }) => {
+            if Instant::now() >= deadline {
+                self.metrics
+                    .replica_timeouts(Op::Write, asked.len().saturating_sub(acked.len()));
+                if let Some(why) = refusal {
+                    return Err(Error::invalid(why));
+                }
+                return Err(Error::Unavailable {
+                    op: "write",
+                    needed,
+                    got: acked.len(),
+                });
+            }
+            replies.wake_at(deadline);
+            // `None` is a poke (the deadline passed or the view changed):
+            // the loop looks at both again.
+            if let Some((from, PeerMsg::PutAck { result, .. })) = replies.next().await {
+                match result {
+                    PutResult::Ok { was_live } => {
                         self.metrics.replica_ack(Op::Write);
                         outcome.was_live |= was_live;
                         if !acked.contains(&from) {
                             acked.push(from);
                         }
                     }
-                    (from, PeerMsg::PutAck { result: PutResult::Refused(why), .. }) => {
+                    PutResult::Refused(why) => {
                         tracing::warn!(replica = %from, reason = %why, "replica refused a write");
                         refusal = Some(format!("{from} refused: {why}"));
                     }
-                    _ => {}
-                },
-                changed = view_rx.changed() => if changed.is_err() { return Err(Error::Shutdown) },
-                _ = tokio::time::sleep_until(deadline) => {
-                    self.metrics.replica_timeouts(Op::Write, asked.len().saturating_sub(acked.len()));
-                    if let Some(why) = refusal {
-                        return Err(Error::invalid(why));
-                    }
-                    return Err(Error::Unavailable { op: "write", needed, got: acked.len() });
                 }
             }
         }
@@ -180,7 +185,6 @@ impl Shared {
         // Until this passes, only as many replicas are asked as the quorum needs.
         let mut speculate_at = self.cfg.read_speculation().map(|d| now + d);
         let (guard, replies) = self.pending.register();
-        let mut view_rx = self.view_tx.subscribe();
         let mut asked: Vec<NodeName> = Vec::with_capacity(4);
         let mut answers: Vec<(NodeName, Option<Entry>)> = Vec::with_capacity(4);
         let mut pref: Vec<NodeName> = Vec::new();
@@ -222,23 +226,33 @@ impl Shared {
             if answers.len() >= needed {
                 return Ok(self.resolve(&key, answers));
             }
-            tokio::select! {
-                reply = replies.recv() => if let (from, PeerMsg::GetReply { entry, .. }) = reply {
-                    self.metrics.replica_ack(Op::Read);
-                    if !answers.iter().any(|(n, _)| *n == from) {
-                        answers.push((from, entry));
-                    }
-                },
-                changed = view_rx.changed() => if changed.is_err() { return Err(Error::Shutdown) },
-                _ = tokio::time::sleep_until(speculate_at.unwrap_or(deadline)), if speculate_at.is_some() => {
+            let now = Instant::now();
+            if now >= deadline {
+                self.metrics
+                    .replica_timeouts(Op::Read, asked.len().saturating_sub(answers.len()));
+                return Err(Error::Unavailable {
+                    op: "read",
+                    needed,
+                    got: answers.len(),
+                });
+            }
+            if let Some(at) = speculate_at {
+                if now >= at {
                     // The replicas asked are slow (or dead and not yet
                     // marked down): the loop now asks the rest.
                     speculate_at = None;
-                    self.metrics.read_speculations.fetch_add(1, Ordering::Relaxed);
+                    self.metrics
+                        .read_speculations
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
                 }
-                _ = tokio::time::sleep_until(deadline) => {
-                    self.metrics.replica_timeouts(Op::Read, asked.len().saturating_sub(answers.len()));
-                    return Err(Error::Unavailable { op: "read", needed, got: answers.len() });
+            }
+            replies.wake_at(speculate_at.map_or(deadline, |at| at.min(deadline)));
+            // `None` is a poke: a deadline passed or the view changed.
+            if let Some((from, PeerMsg::GetReply { entry, .. })) = replies.next().await {
+                self.metrics.replica_ack(Op::Read);
+                if !answers.iter().any(|(n, _)| *n == from) {
+                    answers.push((from, entry));
                 }
             }
         }
@@ -313,7 +327,7 @@ impl Shared {
                     keys.extend(more);
                     got += 1;
                 },
-                _ = tokio::time::sleep_until(until.min(deadline)) => break,
+                _ = tokio::time::sleep_until(until.min(deadline).into()) => break,
             }
         }
         if got < needed {

@@ -3,13 +3,16 @@
 //! [`Node::start`] binds the three listeners (client, peer, admin), reads
 //! the node's generation from its data dir and bumps it, and spawns one task
 //! per job: the client server, the peer transport, the admin server, the
-//! heartbeat-and-sweep loop, hand-off, and the tombstone purge. Every task
+//! heartbeat-and-sweep loop, the sweeper of request deadlines, hand-off,
+//! and the tombstone purge. Every task
 //! selects on one `CancellationToken`; [`Node::shutdown`] cancels it and
 //! waits (bounded) for all of them.
 //!
 //! - [`shared`]: the state the tasks share and the routing view.
+//! - [`pending`]: requests waiting for peer replies, and their wake-ups.
 //! - [`replica`]: the answers to peer messages.
 
+pub mod pending;
 pub mod replica;
 pub mod shared;
 
@@ -178,6 +181,7 @@ impl Node {
             }
         });
         tasks.spawn(heartbeat_loop(shared.clone(), shutdown.clone()));
+        tasks.spawn(sweep_loop(shared.clone(), shutdown.clone()));
         tasks.spawn(crate::sync::run(shared.clone(), shutdown.clone()));
         tasks.spawn(purge_loop(shared.clone(), shutdown.clone()));
         tasks.spawn(compaction_loop(shared.clone(), shutdown.clone()));
@@ -203,6 +207,22 @@ impl Node {
             warn!(error = %e, "commit log did not close cleanly");
         }
         info!("node stopped");
+    }
+}
+
+/// Wakes waiting requests whose deadline passed (see the `pending` module).
+async fn sweep_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
+    loop {
+        // An idle node does not tick at all.
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = shared.pending.busy() => {}
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(pending::SWEEP_EVERY) => {}
+        }
+        shared.pending.sweep(Instant::now());
     }
 }
 

@@ -9,17 +9,16 @@
 //! view's epoch on a `watch` channel.
 //!
 //! Replies from peers are routed to the request waiting for them through
-//! [`Pending`], a map from request id to that request's reply channel.
+//! [`Pending`] (its own module), a map from request id to that request's
+//! inbox.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
-use dashmap::DashMap;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use bytes::Bytes;
@@ -36,6 +35,8 @@ use crate::transport::fault::Faults;
 use crate::transport::tcp::NetStats;
 use crate::transport::Transport;
 
+pub use super::pending::Pending;
+
 /// A routing snapshot: who is up, where they are, and the ring over them.
 #[derive(Debug, Default)]
 pub struct View {
@@ -48,103 +49,6 @@ pub struct View {
     pub addrs: HashMap<NodeName, String, foldhash::fast::RandomState>,
     /// Generation of every node on the ring.
     pub generations: HashMap<NodeName, u64>,
-}
-
-/// Replies in flight: request id to the inbox of the request awaiting it.
-#[derive(Debug, Default)]
-pub struct Pending {
-    next: AtomicU64,
-    waiting: DashMap<u64, Arc<Inbox>, BuildHasherDefault<IdHasher>>,
-}
-
-/// The replies delivered to one waiting request. One allocation per
-/// request (a channel would allocate a block of slots); replies queue
-/// under a lock that is held only to push or pop.
-#[derive(Debug, Default)]
-pub struct Inbox {
-    queue: Mutex<VecDeque<(NodeName, PeerMsg)>>,
-    ready: Notify,
-}
-
-impl Inbox {
-    /// The next reply, waiting for one if none has arrived.
-    pub async fn recv(&self) -> (NodeName, PeerMsg) {
-        loop {
-            if let Some(reply) = self.lock().pop_front() {
-                return reply;
-            }
-            // `notify_one` leaves a permit when nobody waits, so a reply
-            // pushed between the pop above and this await is not missed.
-            self.ready.notified().await;
-        }
-    }
-
-    fn push(&self, from: NodeName, msg: PeerMsg) {
-        self.lock().push_back((from, msg));
-        self.ready.notify_one();
-    }
-
-    fn lock(&self) -> MutexGuard<'_, VecDeque<(NodeName, PeerMsg)>> {
-        // Push and pop cannot leave the queue half-changed.
-        self.queue.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// Hashes request ids (a counter) with one multiply: no need for SipHash's
-/// flood resistance on ids this node chose itself.
-#[derive(Debug, Default)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-
-    fn write_u64(&mut self, id: u64) {
-        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-
-/// Removes its request from [`Pending`] when dropped.
-pub struct PendingGuard<'a> {
-    /// The request id to put in outgoing messages.
-    pub id: u64,
-    pending: &'a Pending,
-}
-
-impl Drop for PendingGuard<'_> {
-    fn drop(&mut self) {
-        self.pending.waiting.remove(&self.id);
-    }
-}
-
-impl Pending {
-    /// Registers a new request; replies with its id go to the returned
-    /// inbox until the guard is dropped.
-    pub fn register(&self) -> (PendingGuard<'_>, Arc<Inbox>) {
-        // Id 0 is reserved for fire-and-forget messages (read repair).
-        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let inbox = Arc::new(Inbox::default());
-        self.waiting.insert(id, inbox.clone());
-        (PendingGuard { id, pending: self }, inbox)
-    }
-
-    /// Hands a reply to its request, if it still waits. Returns whether it did.
-    pub fn deliver(&self, id: u64, from: NodeName, msg: PeerMsg) -> bool {
-        match self.waiting.get(&id) {
-            Some(inbox) => {
-                inbox.push(from, msg);
-                true
-            }
-            None => false,
-        }
-    }
 }
 
 /// Everything the tasks of one node share.
@@ -321,6 +225,8 @@ impl Shared {
         let epoch = view.epoch;
         self.view.store(Arc::new(view));
         self.view_tx.send_replace(epoch);
+        // Waiting quorum requests retarget to the new preference lists.
+        self.pending.poke_all();
     }
 
     /// Sends the request `make(id)` to `peer` and waits (up to the request

@@ -89,7 +89,7 @@ impl Inner {
         Ok(Some(Peer {
             name: hello.name.into(),
             generation: hello.generation,
-            reply_to: hello.reply_to,
+            reply_to: hello.reply_to.into(),
         }))
     }
 

@@ -29,8 +29,9 @@ pub struct Peer {
     pub name: crate::ring::NodeName,
     /// The sender's generation.
     pub generation: u64,
-    /// Where replies to the sender go.
-    pub reply_to: String,
+    /// Where replies to the sender go (shared, not copied, by every
+    /// acknowledgement a replica sends later).
+    pub reply_to: std::sync::Arc<str>,
 }
 
 /// The receiving side of the seam: the node.

@@ -1,0 +1,258 @@
+//! Requests waiting for peer replies, and what wakes them.
+//!
+//! A coordinator request registers an [`Inbox`] under a fresh request id;
+//! replies carrying that id are pushed into it by the peer reader. Besides
+//! replies, a waiting request must wake up when a deadline passes (its
+//! request timeout, or the moment a read asks more replicas) and when the
+//! routing view changes. Giving every request its own timer and view
+//! subscription cost more than a tenth of a quorum read's instructions
+//! (a timer-wheel entry and a watch registration per request, dropped a
+//! millisecond later). Instead:
+//!
+//! * a request writes the next instant it wants to be woken at into its
+//!   inbox ([`Inbox::wake_at`]), and one sweeper task per node
+//!   ([`Pending::sweep`], every [`SWEEP_EVERY`] while any request waits)
+//!   pokes the inboxes whose instant has passed, so deadlines fire up to
+//!   that much late;
+//! * a view change pokes every waiting inbox ([`Pending::poke_all`]).
+//!
+//! A poke carries no message: the woken request looks at the clock and
+//! the view and carries on. Pokes and replies share one `Notify`, whose
+//! stored permit means neither is lost between a check and the wait.
+
+use std::collections::VecDeque;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use tokio::sync::Notify;
+
+use crate::message::PeerMsg;
+use crate::ring::NodeName;
+
+/// How often the sweeper looks for requests whose wake-up instant passed:
+/// the most a request deadline or a read's speculation fires late.
+pub const SWEEP_EVERY: Duration = Duration::from_millis(5);
+
+/// Replies in flight: request id to the inbox of the request awaiting it.
+#[derive(Debug)]
+pub struct Pending {
+    next: AtomicU64,
+    waiting: DashMap<u64, Arc<Inbox>, BuildHasherDefault<IdHasher>>,
+    /// Wake-up instants are stored as microseconds since this.
+    origin: Instant,
+    /// Requests registered and not yet dropped (cheaper to keep than to
+    /// ask the map), and the signal that the first one arrived.
+    count: AtomicUsize,
+    busy: Notify,
+}
+
+impl Default for Pending {
+    fn default() -> Self {
+        Pending {
+            next: AtomicU64::new(0),
+            waiting: DashMap::default(),
+            origin: Instant::now(),
+            count: AtomicUsize::new(0),
+            busy: Notify::new(),
+        }
+    }
+}
+
+/// The replies delivered to one waiting request. One allocation per
+/// request (a channel would allocate a block of slots); replies queue
+/// under a lock that is held only to push or pop.
+#[derive(Debug)]
+pub struct Inbox {
+    queue: Mutex<VecDeque<(NodeName, PeerMsg)>>,
+    ready: Notify,
+    /// When the sweeper should poke this inbox, in microseconds since
+    /// [`Pending`]'s origin; `u64::MAX` for never.
+    wake_at: AtomicU64,
+    origin: Instant,
+}
+
+impl Inbox {
+    /// The next reply, or `None` when the request was poked (a deadline it
+    /// asked for passed, or the view changed) with no reply waiting.
+    pub async fn next(&self) -> Option<(NodeName, PeerMsg)> {
+        if let Some(reply) = self.lock().pop_front() {
+            return Some(reply);
+        }
+        // `notify_one` leaves a permit when nobody waits, so a reply or a
+        // poke between the pop above and this await is not missed.
+        self.ready.notified().await;
+        self.lock().pop_front()
+    }
+
+    /// The next reply, however long it takes (callers bound it with their
+    /// own timeout); pokes are skipped.
+    pub async fn recv(&self) -> (NodeName, PeerMsg) {
+        loop {
+            if let Some(reply) = self.next().await {
+                return reply;
+            }
+        }
+    }
+
+    /// Asks the sweeper to poke this inbox once `at` has passed (replacing
+    /// any earlier request).
+    pub fn wake_at(&self, at: Instant) {
+        let micros = at.saturating_duration_since(self.origin).as_micros();
+        self.wake_at
+            .store(u64::try_from(micros).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn push(&self, from: NodeName, msg: PeerMsg) {
+        self.lock().push_back((from, msg));
+        self.ready.notify_one();
+    }
+
+    fn poke(&self) {
+        self.ready.notify_one();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VecDeque<(NodeName, PeerMsg)>> {
+        // Push and pop cannot leave the queue half-changed.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Hashes request ids (a counter) with one multiply: no need for SipHash's
+/// flood resistance on ids this node chose itself.
+#[derive(Debug, Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// Removes its request from [`Pending`] when dropped.
+pub struct PendingGuard<'a> {
+    /// The request id to put in outgoing messages.
+    pub id: u64,
+    pending: &'a Pending,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.pending.waiting.remove(&self.id);
+        self.pending.count.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Pending {
+    /// Registers a new request; replies with its id go to the returned
+    /// inbox until the guard is dropped.
+    pub fn register(&self) -> (PendingGuard<'_>, Arc<Inbox>) {
+        // Id 0 is reserved for fire-and-forget messages (read repair).
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let inbox = Arc::new(Inbox {
+            queue: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+            wake_at: AtomicU64::new(u64::MAX),
+            origin: self.origin,
+        });
+        self.waiting.insert(id, inbox.clone());
+        if self.count.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.busy.notify_one();
+        }
+        (PendingGuard { id, pending: self }, inbox)
+    }
+
+    /// Hands a reply to its request, if it still waits. Returns whether it did.
+    pub fn deliver(&self, id: u64, from: NodeName, msg: PeerMsg) -> bool {
+        match self.waiting.get(&id) {
+            Some(inbox) => {
+                inbox.push(from, msg);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Pokes every request whose wake-up instant is at or before `now`.
+    pub fn sweep(&self, now: Instant) {
+        let now = u64::try_from(now.saturating_duration_since(self.origin).as_micros())
+            .unwrap_or(u64::MAX);
+        for inbox in self.waiting.iter() {
+            let at = inbox.wake_at.load(Ordering::Relaxed);
+            if at <= now
+                && inbox
+                    .wake_at
+                    .compare_exchange(at, u64::MAX, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                inbox.poke();
+            }
+        }
+    }
+
+    /// Pokes every waiting request (the routing view changed).
+    pub fn poke_all(&self) {
+        for inbox in self.waiting.iter() {
+            inbox.poke();
+        }
+    }
+
+    /// Requests waiting.
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Whether no request waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Returns once a request waits (at once if one already does), so the
+    /// sweeper of an idle node sleeps instead of ticking.
+    pub async fn busy(&self) {
+        while self.is_empty() {
+            self.busy.notified().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn replies_pokes_and_deadlines_reach_the_waiting_request() {
+        let pending = Pending::default();
+        let (guard, inbox) = pending.register();
+        assert!(pending.deliver(guard.id, "a".into(), PeerMsg::TransferAck { id: guard.id }));
+        assert!(matches!(inbox.next().await, Some((from, _)) if &*from == "a"));
+
+        // A deadline not yet passed does not poke; a passed one does, once.
+        let soon = Instant::now() + Duration::from_millis(30);
+        inbox.wake_at(soon);
+        pending.sweep(Instant::now());
+        assert!(inbox.lock().is_empty());
+        pending.sweep(soon);
+        assert_eq!(inbox.next().await.map(|(f, _)| f), None, "poked, no reply");
+        assert_eq!(inbox.wake_at.load(Ordering::Relaxed), u64::MAX);
+
+        pending.poke_all();
+        assert!(inbox.next().await.is_none());
+
+        drop(guard);
+        assert!(pending.is_empty());
+        assert!(!pending.deliver(1, "a".into(), PeerMsg::TransferAck { id: 1 }));
+    }
+}
