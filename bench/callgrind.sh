@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Issue 7: instructions per request on the coordinator, counted by callgrind (repeatable to within a few
+# percent, unlike ops/s on a shared 2-core machine), for A/B comparisons of the hot path.
+#
+#   bench/callgrind.sh                 # SET and GET, -P 16, 50,000 requests each
+#   TESTS=get P=1 N=20000 bench/callgrind.sh
+#
+# Starts nodes n2 and n3 normally and n1 under `valgrind --tool=callgrind --instr-atstart=no`, all with
+# worker_threads=1 and read_speculation_ms=200 (so valgrind's slowness does not trigger speculative reads);
+# warms up with 20,000 SETs, then switches instrumentation on only around
+# `redis-benchmark -p BASE+1 -t TEST -c 50 -P P -n N -d 64 -r 100000`, dumps, and prints the count / N.
+# Under valgrind SHA-1 runs its portable code (~1,530 instructions a key), which overstates hashing.
+source "$(dirname "$0")/lib.sh"
+need valgrind valgrind
+need callgrind_control valgrind
+need redis-benchmark redis-tools
+need redis-cli redis-tools
+build_release
+
+WORK=${WORK:-/tmp/ringkv-bench-callgrind}
+BASE=${BASE:-18700}
+TESTS=${TESTS:-"set get"}
+P=${P:-16}
+N=${N:-50000}
+FLAGS=(--set worker_threads=1 --set read_speculation_ms=200 ${NODE_FLAGS:-})
+
+machine_long
+echo "ringkv: $RINGKV (nodes n1..n3 on $((BASE + 1))..$((BASE + 3)), n1 under callgrind)"
+
+# node I [wrapper...]: starts node nI in the background, recording its pid.
+node() {
+  local i=$1; shift
+  local seeds=""
+  for j in 1 2 3; do [ "$j" != "$i" ] && seeds+="127.0.0.1:$((BASE + 100 + j)),"; done
+  "$@" "$RINGKV" node --name "n$i" --client "127.0.0.1:$((BASE + i))" --peer "127.0.0.1:$((BASE + 100 + i))" \
+    --admin "127.0.0.1:$((BASE + 200 + i))" --data-dir "$WORK/n$i" "${FLAGS[@]}" --seeds "${seeds%,}" \
+    >"$WORK/n$i.log" 2>&1 &
+  PIDS+=($!)
+}
+
+for t in $TESTS; do
+  rm -rf "$WORK"; mkdir -p "$WORK"
+  node 2
+  node 3
+  node 1 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/callgrind.out"
+  vg=${PIDS[-1]}
+  for _ in $(seq 300); do
+    redis-cli -p $((BASE + 1)) ping 2>/dev/null | grep -q PONG && break
+    sleep 0.2
+  done
+  # Until every node sees the others, writes would go to fewer replicas.
+  for _ in $(seq 100); do
+    [ "$(redis-cli -p $((BASE + 1)) ringkv nodes 2>/dev/null | grep -c .)" -ge 3 ] && break
+    sleep 0.2
+  done
+  redis-benchmark -p $((BASE + 1)) -t set -c 50 -P 16 -n 20000 -d 64 -r 100000 -q >/dev/null
+  callgrind_control -i on "$vg" >/dev/null 2>&1
+  redis-benchmark -p $((BASE + 1)) -t "$t" -c 50 -P "$P" -n "$N" -d 64 -r 100000 -q | tr '\r' '\n' | grep 'per second' || true
+  callgrind_control -i off "$vg" >/dev/null 2>&1
+  callgrind_control -d "$vg" >/dev/null 2>&1
+  total=$(callgrind_annotate "$WORK/callgrind.out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  echo "$t -P $P: $((total / N)) instructions per request on the coordinator (profile: $WORK/callgrind.out.1)"
+  cleanup
+done
