@@ -163,25 +163,39 @@ async fn connection(
                 start(&shared, &mut conn, args, p.ok(), &mut inflight, &mut started);
                 reading = !conn.closing;
             }
-            frame = reader.next(), if may_read => match frame {
-                Some(Ok(args)) => {
-                    reader.get_mut().command_done();
-                    // A free permit (the usual case) starts the command at once.
-                    match node_inflight.clone().try_acquire_owned() {
-                        Ok(p) => {
-                            start(&shared, &mut conn, args, Some(p), &mut inflight, &mut started);
-                            reading = !conn.closing;
+            frame = reader.next(), if may_read => {
+                let mut frame = frame;
+                loop {
+                    match frame {
+                        Some(Ok(args)) => {
+                            reader.get_mut().command_done();
+                            // A free permit (the usual case) starts the command at once.
+                            match node_inflight.clone().try_acquire_owned() {
+                                Ok(p) => {
+                                    start(&shared, &mut conn, args, Some(p), &mut inflight, &mut started);
+                                    reading = !conn.closing;
+                                }
+                                Err(_) => waiting = Some(args),
+                            }
                         }
-                        Err(_) => waiting = Some(args),
+                        Some(Err(e)) => {
+                            started.push_back((Cmd::Other, Instant::now(), None));
+                            inflight.push_back(Box::pin(std::future::ready(protocol_error(&e))) as _);
+                            reading = false;
+                        }
+                        None => reading = false,
+                    }
+                    // The rest of a pipelined batch is usually buffered
+                    // already: start it without another turn of the select.
+                    if !(reading && waiting.is_none() && inflight.len() < max_inflight) {
+                        break;
+                    }
+                    match reader.next().now_or_never() {
+                        Some(next) => frame = next,
+                        None => break,
                     }
                 }
-                Some(Err(e)) => {
-                    started.push_back((Cmd::Other, Instant::now(), None));
-                    inflight.push_back(Box::pin(std::future::ready(protocol_error(&e))) as _);
-                    reading = false;
-                }
-                None => reading = false,
-            },
+            }
             _ = stall_check.tick(), if may_read => {
                 let stalled = reader.get_ref().started().is_some_and(|t| t.elapsed() >= incomplete_timeout);
                 if !stalled {
