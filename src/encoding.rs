@@ -144,6 +144,9 @@ mod tests {
                 key: Bytes::from_static(b"key"),
             },
             PeerMsg::TransferAck { id: 9 },
+            PeerMsg::PutAcks {
+                acks: vec![(1, true), (u64::MAX, false)],
+            },
         ];
         let mut codec = FrameCodec::<PeerMsg>::new(1024);
         let mut buf = BytesMut::new();

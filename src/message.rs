@@ -28,8 +28,8 @@ use crate::store::{Entry, Version};
 
 /// The version of the peer protocol. Bumped on any change to [`PeerMsg`]
 /// or to the handshake. Version 2 added the cluster-secret proofs,
-/// version 3 the anti-entropy messages.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// version 3 the anti-entropy messages, version 4 coalesced `PutAcks`.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Marks a ringkv peer connection ("RKV1").
 pub const MAGIC: u32 = 0x524b_5631;
@@ -201,6 +201,14 @@ pub enum PeerMsg {
         /// Keys where the initiator is newer or alone.
         want: Vec<Bytes>,
     },
+    /// Several successful [`PeerMsg::PutAck`]s to one coordinator, coalesced
+    /// by the replica's link when they were queued together: under a
+    /// pipelined write load one frame carries dozens, instead of one frame
+    /// (and one decode) each.
+    PutAcks {
+        /// (request id, whether the replica held a live value before).
+        acks: Vec<(u64, bool)>,
+    },
 }
 
 impl PeerMsg {
@@ -233,6 +241,7 @@ impl PeerMsg {
             PeerMsg::AeGroupsReply { .. } => "ae_groups_reply",
             PeerMsg::AeKeys { .. } => "ae_keys",
             PeerMsg::AeKeysReply { .. } => "ae_keys_reply",
+            PeerMsg::PutAcks { .. } => "put_acks",
         }
     }
 }

@@ -231,7 +231,7 @@ impl Histogram {
 }
 
 /// Peer message kinds, in the order [`peer_kind`] numbers them.
-pub const PEER_KINDS: [&str; 13] = [
+pub const PEER_KINDS: [&str; 14] = [
     "heartbeat",
     "put",
     "put_ack",
@@ -245,6 +245,7 @@ pub const PEER_KINDS: [&str; 13] = [
     "ae_groups_reply",
     "ae_keys",
     "ae_keys_reply",
+    "put_acks",
 ];
 
 /// The index of a message's kind in [`PEER_KINDS`].
@@ -263,6 +264,7 @@ pub fn peer_kind(msg: &PeerMsg) -> usize {
         PeerMsg::AeGroupsReply { .. } => 10,
         PeerMsg::AeKeys { .. } => 11,
         PeerMsg::AeKeysReply { .. } => 12,
+        PeerMsg::PutAcks { .. } => 13,
     }
 }
 

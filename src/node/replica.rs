@@ -28,6 +28,14 @@ use crate::transport::{Peer, PeerHandler, Transport};
 
 impl PeerHandler for Shared {
     fn on_message(&self, from: &Peer, msg: PeerMsg) {
+        if let PeerMsg::PutAcks { acks } = msg {
+            for (id, was_live) in acks {
+                let result = PutResult::Ok { was_live };
+                let ack = PeerMsg::PutAck { id, result };
+                self.pending.deliver(id, from.name.clone(), ack);
+            }
+            return;
+        }
         if let Some(id) = msg.reply_id() {
             self.pending.deliver(id, from.name.clone(), msg);
             return;
@@ -87,6 +95,7 @@ impl PeerHandler for Shared {
                 reply
             }
             PeerMsg::PutAck { .. }
+            | PeerMsg::PutAcks { .. }
             | PeerMsg::GetReply { .. }
             | PeerMsg::TransferAck { .. }
             | PeerMsg::KeysReply { .. }

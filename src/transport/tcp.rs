@@ -43,7 +43,7 @@ use super::{Peer, PeerHandler, Transport};
 use crate::auth::{ClusterKey, KeyedRateLimit};
 use crate::encoding::FrameCodec;
 use crate::error::{Error, Result};
-use crate::message::{Hello, PeerMsg};
+use crate::message::{Hello, PeerMsg, PutResult};
 
 /// A connect to a peer on the cluster's network takes a round trip; one
 /// still pending after this was most likely dropped (a partition, a dead
@@ -396,13 +396,21 @@ impl Inner {
                 m = rx.recv() => m,
             };
             let Some(first) = first else { return Ok(()) };
-            let mut count = self.frame(first, peer, &mut codec, &mut buf, tx);
-            while buf.len() < BATCH_BYTES {
+            let mut batch = Batch {
+                codec: &mut codec,
+                buf: &mut buf,
+                acks: Vec::new(),
+                count: 0,
+            };
+            self.frame(first, peer, &mut batch, tx);
+            while batch.buf.len() < BATCH_BYTES {
                 match rx.try_recv() {
-                    Ok(m) => count += self.frame(m, peer, &mut codec, &mut buf, tx),
+                    Ok(m) => self.frame(m, peer, &mut batch, tx),
                     Err(_) => break,
                 }
             }
+            self.flush_acks(peer, &mut batch);
+            let count = batch.count;
             if buf.is_empty() {
                 continue;
             }
@@ -418,21 +426,16 @@ impl Inner {
     }
 
     /// Appends one message to the batch unless fault injection says
-    /// otherwise. Returns how many messages were framed (0 or 1).
-    fn frame(
-        &self,
-        out: Outgoing,
-        peer: &str,
-        codec: &mut FrameCodec<PeerMsg>,
-        buf: &mut BytesMut,
-        tx: &mpsc::Sender<Outgoing>,
-    ) -> u64 {
+    /// otherwise. Successful write acknowledgements are held back and
+    /// coalesced into one `PutAcks`, sent before the next other message or
+    /// at the end of the batch.
+    fn frame(&self, out: Outgoing, peer: &str, batch: &mut Batch<'_>, tx: &mpsc::Sender<Outgoing>) {
         if let (Some(f), false) = (&self.faults, out.faulted) {
             match f.outgoing(peer) {
                 Verdict::Pass => {}
                 Verdict::Drop => {
                     self.stats.faulted.fetch_add(1, Ordering::Relaxed);
-                    return 0;
+                    return;
                 }
                 Verdict::Delay(d) => {
                     self.stats.faulted.fetch_add(1, Ordering::Relaxed);
@@ -447,20 +450,61 @@ impl Inner {
                             })
                             .await;
                     });
-                    return 0;
+                    return;
                 }
             }
         }
-        let before = buf.len();
-        match codec.encode(&out.msg, buf) {
+        if let PeerMsg::PutAck {
+            id,
+            result: PutResult::Ok { was_live },
+        } = out.msg
+        {
+            batch.acks.push((id, was_live));
+            return;
+        }
+        self.flush_acks(peer, batch);
+        self.encode(&out.msg, peer, batch);
+    }
+
+    /// Encodes the acknowledgements held back, as one message.
+    fn flush_acks(&self, peer: &str, batch: &mut Batch<'_>) {
+        let msg = match batch.acks.len() {
+            0 => return,
+            1 => {
+                let (id, was_live) = batch.acks[0];
+                batch.acks.clear();
+                PeerMsg::PutAck {
+                    id,
+                    result: PutResult::Ok { was_live },
+                }
+            }
+            _ => PeerMsg::PutAcks {
+                acks: std::mem::take(&mut batch.acks),
+            },
+        };
+        self.encode(&msg, peer, batch);
+    }
+
+    fn encode(&self, msg: &PeerMsg, peer: &str, batch: &mut Batch<'_>) {
+        let before = batch.buf.len();
+        match batch.codec.encode(msg, batch.buf) {
             Ok(()) => {
-                self.stats.by_kind.sent(&out.msg, buf.len() - before);
-                1
+                self.stats.by_kind.sent(msg, batch.buf.len() - before);
+                batch.count += 1;
             }
             Err(e) => {
-                warn!(peer, kind = out.msg.kind(), error = %e, "message not sent");
-                0
+                warn!(peer, kind = msg.kind(), error = %e, "message not sent");
             }
         }
     }
+}
+
+/// One socket write being assembled by a link.
+struct Batch<'a> {
+    codec: &'a mut FrameCodec<PeerMsg>,
+    buf: &'a mut BytesMut,
+    /// Successful acknowledgements held back to be coalesced.
+    acks: Vec<(u64, bool)>,
+    /// Messages encoded so far.
+    count: u64,
 }
