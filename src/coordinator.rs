@@ -4,8 +4,9 @@
 //! value with the node's hybrid logical clock, sends it to the key's whole
 //! preference list at once, and succeeds after W acknowledgements. A read
 //! asks only R replicas of the preference list (itself first when it is
-//! one, since that answer is free), asks the others too if the first ones
-//! have not answered within `read_speculation_ms`, and answers the newest
+//! one, since that answer is free; among the others, those whose peer link
+//! is connected first), asks the others too if the first ones have not
+//! answered within `read_speculation_ms`, and answers the newest
 //! version among the first R replies; if those replies disagree, the stale
 //! replicas are sent the newest version (read repair) without delaying the
 //! answer. Asking R rather than N replicas saves a third of the messages of
@@ -202,26 +203,33 @@ impl Shared {
                 answers.push((self.me.clone(), self.store.get_at(&pos, &key)));
             }
             // Which replicas are asked first rotates with the key, so the
-            // reads a coordinator forwards spread over all the replicas.
+            // reads a coordinator forwards spread over all the replicas; a
+            // replica whose link is broken is asked only if the others do
+            // not make R (first pass: reachable ones only).
             let first = usize::from(pos.0[19]);
-            let rotated = (0..pref.len()).map(|i| &pref[(first + i) % pref.len()]);
-            for node in rotated.filter(|n| **n != self.me) {
-                if asked.contains(node) {
-                    continue;
+            for pass in 0..2 {
+                let rotated = (0..pref.len()).map(|i| &pref[(first + i) % pref.len()]);
+                for node in rotated.filter(|n| **n != self.me) {
+                    if asked.contains(node) {
+                        continue;
+                    }
+                    let waiting = asked
+                        .iter()
+                        .filter(|n| pref.contains(n) && !answers.iter().any(|(a, _)| a == *n))
+                        .count();
+                    if speculate_at.is_some() && answers.len() + waiting >= needed {
+                        break;
+                    }
+                    if pass == 0 && speculate_at.is_some() && !self.reachable(&view, node) {
+                        continue;
+                    }
+                    asked.push(node.clone());
+                    let msg = PeerMsg::Get {
+                        id: guard.id,
+                        key: key.clone(),
+                    };
+                    self.send_to(&view, node, msg);
                 }
-                let waiting = asked
-                    .iter()
-                    .filter(|n| pref.contains(n) && !answers.iter().any(|(a, _)| a == *n))
-                    .count();
-                if speculate_at.is_some() && answers.len() + waiting >= needed {
-                    break;
-                }
-                asked.push(node.clone());
-                let msg = PeerMsg::Get {
-                    id: guard.id,
-                    key: key.clone(),
-                };
-                self.send_to(&view, node, msg);
             }
             if answers.len() >= needed {
                 return Ok(self.resolve(&key, answers));

@@ -252,6 +252,14 @@ impl Shared {
         }
     }
 
+    /// Whether the link to node `name` is believed to work (see
+    /// [`Transport::reachable`]); false for a node not in the view.
+    pub fn reachable(&self, view: &View, name: &NodeName) -> bool {
+        view.addrs
+            .get(name)
+            .is_some_and(|addr| self.net.reachable(addr))
+    }
+
     /// Sends `msg` to node `name` through the current view's address for
     /// it. Returns false if the node is not on the ring or the send dropped.
     pub fn send_to(&self, view: &View, name: &NodeName, msg: PeerMsg) -> bool {

@@ -56,4 +56,13 @@ pub trait Transport: Send + Sync + 'static {
     /// a connect attempt may still be waiting on a SYN the partition
     /// dropped).
     fn nudge(&self, addr: &str);
+
+    /// Whether the link to `addr` is believed to work: false once its
+    /// connection broke or a connect failed, until one succeeds again.
+    /// Much quicker than the failure detector for a peer that died (its
+    /// kernel refuses the reconnect), so a read can ask another replica
+    /// first instead of waiting out its speculation delay.
+    fn reachable(&self, _addr: &str) -> bool {
+        true
+    }
 }

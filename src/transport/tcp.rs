@@ -23,7 +23,7 @@
 //! the traffic itself is not encrypted).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,6 +100,8 @@ struct Outgoing {
 
 struct Link {
     tx: mpsc::Sender<Outgoing>,
+    /// See [`Transport::reachable`]; written by the link task.
+    up: Arc<AtomicBool>,
     reset: watch::Sender<u64>,
     /// Bumped when the peer was heard from: a link that is connecting or
     /// backing off tries again at once.
@@ -187,12 +189,19 @@ impl TcpTransport {
                 let inner = self.inner.clone();
                 let link_tx = tx.clone();
                 let addr = addr.to_string();
+                let up = Arc::new(AtomicBool::new(true));
                 let signals = Signals {
                     reset: reset_rx,
                     wake: wake_rx,
+                    up: up.clone(),
                 };
                 tokio::spawn(async move { inner.run_link(addr, rx, link_tx, signals).await });
-                Link { tx, reset, wake }
+                Link {
+                    tx,
+                    up,
+                    reset,
+                    wake,
+                }
             })
             .downgrade()
     }
@@ -228,12 +237,21 @@ impl Transport for TcpTransport {
             link.wake.send_modify(|epoch| *epoch += 1);
         }
     }
+
+    fn reachable(&self, addr: &str) -> bool {
+        self.inner
+            .links
+            .get(addr)
+            .is_none_or(|link| link.up.load(Ordering::Relaxed))
+    }
 }
 
 /// What a link task listens to besides its queue.
 struct Signals {
     reset: watch::Receiver<u64>,
     wake: watch::Receiver<u64>,
+    /// Whether the link is connected (see [`Transport::reachable`]).
+    up: Arc<AtomicBool>,
 }
 
 impl Inner {
@@ -337,14 +355,17 @@ impl Inner {
                     backoff = MIN_BACKOFF;
                     failures = 0;
                     signals.reset.mark_unchanged();
+                    signals.up.store(true, Ordering::Relaxed);
                     if let Err(e) = self
                         .pump(stream, &peer, &mut rx, &tx, &mut signals.reset)
                         .await
                     {
                         debug!(%addr, error = %e, "peer link lost");
                     }
+                    signals.up.store(false, Ordering::Relaxed);
                 }
                 Err(e) => {
+                    signals.up.store(false, Ordering::Relaxed);
                     failures += 1;
                     if failures == 1 || failures % 100 == 0 {
                         debug!(%addr, error = %e, failures, "cannot reach peer");
