@@ -207,23 +207,27 @@ impl Shared {
             // replica whose link is broken is asked only if the others do
             // not make R (first pass: reachable ones only).
             let first = usize::from(pos.0[19]);
+            // Replicas asked that are still on the list and have not answered.
+            let mut waiting = asked
+                .iter()
+                .filter(|n| pref.contains(n) && !answers.iter().any(|(a, _)| a == *n))
+                .count();
+            let enough =
+                |waiting: usize| speculate_at.is_some() && answers.len() + waiting >= needed;
             for pass in 0..2 {
                 let rotated = (0..pref.len()).map(|i| &pref[(first + i) % pref.len()]);
-                for node in rotated.filter(|n| **n != self.me) {
-                    if asked.contains(node) {
-                        continue;
-                    }
-                    let waiting = asked
-                        .iter()
-                        .filter(|n| pref.contains(n) && !answers.iter().any(|(a, _)| a == *n))
-                        .count();
-                    if speculate_at.is_some() && answers.len() + waiting >= needed {
+                for node in rotated {
+                    if enough(waiting) {
                         break;
+                    }
+                    if *node == self.me || asked.contains(node) {
+                        continue;
                     }
                     if pass == 0 && speculate_at.is_some() && !self.reachable(&view, node) {
                         continue;
                     }
                     asked.push(node.clone());
+                    waiting += 1;
                     let msg = PeerMsg::Get {
                         id: guard.id,
                         key: key.clone(),
