@@ -147,6 +147,9 @@ mod tests {
             PeerMsg::PutAcks {
                 acks: vec![(1, true), (u64::MAX, false)],
             },
+            PeerMsg::GetReplies {
+                replies: vec![(3, None)],
+            },
         ];
         let mut codec = FrameCodec::<PeerMsg>::new(1024);
         let mut buf = BytesMut::new();

@@ -28,7 +28,8 @@ use crate::store::{Entry, Version};
 
 /// The version of the peer protocol. Bumped on any change to [`PeerMsg`]
 /// or to the handshake. Version 2 added the cluster-secret proofs,
-/// version 3 the anti-entropy messages, version 4 coalesced `PutAcks`.
+/// version 3 the anti-entropy messages, version 4 coalesced `PutAcks` and
+/// `GetReplies`.
 pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Marks a ringkv peer connection ("RKV1").
@@ -209,6 +210,12 @@ pub enum PeerMsg {
         /// (request id, whether the replica held a live value before).
         acks: Vec<(u64, bool)>,
     },
+    /// Several [`PeerMsg::GetReply`]s to one coordinator, coalesced the
+    /// same way.
+    GetReplies {
+        /// (request id, what the replica holds).
+        replies: Vec<(u64, Option<Entry>)>,
+    },
 }
 
 impl PeerMsg {
@@ -242,6 +249,7 @@ impl PeerMsg {
             PeerMsg::AeKeys { .. } => "ae_keys",
             PeerMsg::AeKeysReply { .. } => "ae_keys_reply",
             PeerMsg::PutAcks { .. } => "put_acks",
+            PeerMsg::GetReplies { .. } => "get_replies",
         }
     }
 }

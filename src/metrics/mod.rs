@@ -231,7 +231,7 @@ impl Histogram {
 }
 
 /// Peer message kinds, in the order [`peer_kind`] numbers them.
-pub const PEER_KINDS: [&str; 14] = [
+pub const PEER_KINDS: [&str; 15] = [
     "heartbeat",
     "put",
     "put_ack",
@@ -246,6 +246,7 @@ pub const PEER_KINDS: [&str; 14] = [
     "ae_keys",
     "ae_keys_reply",
     "put_acks",
+    "get_replies",
 ];
 
 /// The index of a message's kind in [`PEER_KINDS`].
@@ -265,6 +266,7 @@ pub fn peer_kind(msg: &PeerMsg) -> usize {
         PeerMsg::AeKeys { .. } => 11,
         PeerMsg::AeKeysReply { .. } => 12,
         PeerMsg::PutAcks { .. } => 13,
+        PeerMsg::GetReplies { .. } => 14,
     }
 }
 

@@ -36,6 +36,13 @@ impl PeerHandler for Shared {
             }
             return;
         }
+        if let PeerMsg::GetReplies { replies } = msg {
+            for (id, entry) in replies {
+                let reply = PeerMsg::GetReply { id, entry };
+                self.pending.deliver(id, from.name.clone(), reply);
+            }
+            return;
+        }
         if let Some(id) = msg.reply_id() {
             self.pending.deliver(id, from.name.clone(), msg);
             return;
@@ -96,6 +103,7 @@ impl PeerHandler for Shared {
             }
             PeerMsg::PutAck { .. }
             | PeerMsg::PutAcks { .. }
+            | PeerMsg::GetReplies { .. }
             | PeerMsg::GetReply { .. }
             | PeerMsg::TransferAck { .. }
             | PeerMsg::KeysReply { .. }

@@ -421,6 +421,7 @@ impl Inner {
                 codec: &mut codec,
                 buf: &mut buf,
                 acks: Vec::new(),
+                replies: Vec::new(),
                 count: 0,
             };
             self.frame(first, peer, &mut batch, tx);
@@ -447,9 +448,9 @@ impl Inner {
     }
 
     /// Appends one message to the batch unless fault injection says
-    /// otherwise. Successful write acknowledgements are held back and
-    /// coalesced into one `PutAcks`, sent before the next other message or
-    /// at the end of the batch.
+    /// otherwise. Successful write acknowledgements and read replies are
+    /// held back and coalesced into one `PutAcks` and one `GetReplies`,
+    /// sent before the next other message or at the end of the batch.
     fn frame(&self, out: Outgoing, peer: &str, batch: &mut Batch<'_>, tx: &mpsc::Sender<Outgoing>) {
         if let (Some(f), false) = (&self.faults, out.faulted) {
             match f.outgoing(peer) {
@@ -475,20 +476,35 @@ impl Inner {
                 }
             }
         }
-        if let PeerMsg::PutAck {
-            id,
-            result: PutResult::Ok { was_live },
-        } = out.msg
-        {
-            batch.acks.push((id, was_live));
-            return;
+        match out.msg {
+            PeerMsg::PutAck {
+                id,
+                result: PutResult::Ok { was_live },
+            } => batch.acks.push((id, was_live)),
+            PeerMsg::GetReply { id, entry } => batch.replies.push((id, entry)),
+            msg => {
+                self.flush_acks(peer, batch);
+                self.encode(&msg, peer, batch);
+            }
         }
-        self.flush_acks(peer, batch);
-        self.encode(&out.msg, peer, batch);
     }
 
-    /// Encodes the acknowledgements held back, as one message.
+    /// Encodes the acknowledgements and read replies held back, each kind
+    /// as one message.
     fn flush_acks(&self, peer: &str, batch: &mut Batch<'_>) {
+        let replies = match batch.replies.len() {
+            0 => None,
+            1 => batch
+                .replies
+                .pop()
+                .map(|(id, entry)| PeerMsg::GetReply { id, entry }),
+            _ => Some(PeerMsg::GetReplies {
+                replies: std::mem::take(&mut batch.replies),
+            }),
+        };
+        if let Some(msg) = replies {
+            self.encode(&msg, peer, batch);
+        }
         let msg = match batch.acks.len() {
             0 => return,
             1 => {
@@ -526,6 +542,8 @@ struct Batch<'a> {
     buf: &'a mut BytesMut,
     /// Successful acknowledgements held back to be coalesced.
     acks: Vec<(u64, bool)>,
+    /// Read replies held back to be coalesced.
+    replies: Vec<(u64, Option<crate::store::Entry>)>,
     /// Messages encoded so far.
     count: u64,
 }
