@@ -87,18 +87,26 @@ impl<T: Serialize, M: std::borrow::Borrow<T>> Encoder<M> for FrameCodec<T> {
     /// cheaper than bincode's `io::Write` path, which copies field by
     /// field); one that does not fit is encoded again through a writer.
     fn encode(&mut self, msg: M, dst: &mut BytesMut) -> Result<()> {
+        self.encode_sized(msg.borrow(), SMALL_BODY, dst)
+    }
+}
+
+impl<T: Serialize> FrameCodec<T> {
+    /// [`Encoder::encode`], with the first attempt made into a slice of
+    /// `body_hint` bytes (at least [`SMALL_BODY`]) for a caller that knows
+    /// its message is bigger: a coalesced batch of writes, say.
+    pub fn encode_sized(&mut self, msg: &T, body_hint: usize, dst: &mut BytesMut) -> Result<()> {
         let start = dst.len();
-        dst.resize(start + 4 + SMALL_BODY, 0);
-        if let Ok(len) =
-            bincode::serde::encode_into_slice(msg.borrow(), &mut dst[start + 4..], config())
-        {
+        let first = body_hint.clamp(SMALL_BODY, self.max_frame.max(SMALL_BODY));
+        dst.resize(start + 4 + first, 0);
+        if let Ok(len) = bincode::serde::encode_into_slice(msg, &mut dst[start + 4..], config()) {
             dst.truncate(start + 4 + len);
             return self.patch_len(dst, start, len);
         }
         dst.truncate(start);
         dst.put_u32(0);
         let mut writer = dst.writer();
-        let written = bincode::serde::encode_into_std_write(msg.borrow(), &mut writer, config());
+        let written = bincode::serde::encode_into_std_write(msg, &mut writer, config());
         let dst = writer.into_inner();
         let len = match written {
             Ok(n) => n,
@@ -150,6 +158,7 @@ mod tests {
             PeerMsg::GetReplies {
                 replies: vec![(3, None)],
             },
+            PeerMsg::Puts { items: vec![] },
         ];
         let mut codec = FrameCodec::<PeerMsg>::new(1024);
         let mut buf = BytesMut::new();

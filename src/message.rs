@@ -28,8 +28,8 @@ use crate::store::{Entry, Version};
 
 /// The version of the peer protocol. Bumped on any change to [`PeerMsg`]
 /// or to the handshake. Version 2 added the cluster-secret proofs,
-/// version 3 the anti-entropy messages, version 4 coalesced `PutAcks` and
-/// `GetReplies`.
+/// version 3 the anti-entropy messages, version 4 coalesced `PutAcks`,
+/// `GetReplies` and `Puts`.
 pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Marks a ringkv peer connection ("RKV1").
@@ -216,6 +216,12 @@ pub enum PeerMsg {
         /// (request id, what the replica holds).
         replies: Vec<(u64, Option<Entry>)>,
     },
+    /// Several [`PeerMsg::Put`]s to one replica, coalesced by the
+    /// coordinator's link; the replica logs them as one unit.
+    Puts {
+        /// (request id, key, entry) of each write.
+        items: Vec<(u64, Bytes, Entry)>,
+    },
 }
 
 impl PeerMsg {
@@ -250,6 +256,7 @@ impl PeerMsg {
             PeerMsg::AeKeysReply { .. } => "ae_keys_reply",
             PeerMsg::PutAcks { .. } => "put_acks",
             PeerMsg::GetReplies { .. } => "get_replies",
+            PeerMsg::Puts { .. } => "puts",
         }
     }
 }

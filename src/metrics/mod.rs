@@ -231,7 +231,7 @@ impl Histogram {
 }
 
 /// Peer message kinds, in the order [`peer_kind`] numbers them.
-pub const PEER_KINDS: [&str; 15] = [
+pub const PEER_KINDS: [&str; 16] = [
     "heartbeat",
     "put",
     "put_ack",
@@ -247,6 +247,7 @@ pub const PEER_KINDS: [&str; 15] = [
     "ae_keys_reply",
     "put_acks",
     "get_replies",
+    "puts",
 ];
 
 /// The index of a message's kind in [`PEER_KINDS`].
@@ -267,6 +268,7 @@ pub fn peer_kind(msg: &PeerMsg) -> usize {
         PeerMsg::AeKeysReply { .. } => 12,
         PeerMsg::PutAcks { .. } => 13,
         PeerMsg::GetReplies { .. } => 14,
+        PeerMsg::Puts { .. } => 15,
     }
 }
 

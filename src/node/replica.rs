@@ -54,22 +54,18 @@ impl PeerHandler for Shared {
                 return;
             }
             PeerMsg::Put { id, key, entry } => {
-                if let Err(e) = self.clock.observe(entry.version.ts) {
-                    warn!(peer = %from.name, error = %e, "refused a replica write");
-                    let result = PutResult::Refused(e.to_string());
-                    self.net
-                        .send(&from.reply_to, PeerMsg::PutAck { id, result });
-                    return;
+                let (mut records, mut acks) = (Vec::with_capacity(1), Vec::with_capacity(1));
+                self.replica_write(from, id, &key, entry, &mut records, &mut acks);
+                self.ack_when_logged(from, records, acks);
+                return;
+            }
+            PeerMsg::Puts { items } => {
+                let mut records = Vec::with_capacity(items.len());
+                let mut acks = Vec::with_capacity(items.len());
+                for (id, key, entry) in items {
+                    self.replica_write(from, id, &key, entry, &mut records, &mut acks);
                 }
-                let (applied, record) = self.apply(&key, entry);
-                // Id 0 is read repair: logged, but nobody waits for an ack.
-                let ack = (id != 0).then(|| PeerMsg::PutAck {
-                    id,
-                    result: PutResult::Ok {
-                        was_live: applied.was_live,
-                    },
-                });
-                self.ack_when_logged(from, record.into_iter().collect(), ack);
+                self.ack_when_logged(from, records, acks);
                 return;
             }
             PeerMsg::Transfer { id, items } => {
@@ -83,7 +79,7 @@ impl PeerHandler for Shared {
                         }
                     }
                 }
-                self.ack_when_logged(from, records, Some(PeerMsg::TransferAck { id }));
+                self.ack_when_logged(from, records, vec![PeerMsg::TransferAck { id }]);
                 return;
             }
             PeerMsg::Get { id, key } => PeerMsg::GetReply {
@@ -140,12 +136,45 @@ impl Shared {
         }
     }
 
-    /// Sends `ack` (if any) once every record is in the commit log. If the
-    /// log fails, no acknowledgement is sent: the coordinator then counts
-    /// this replica as not having answered.
-    fn ack_when_logged(&self, to: &Peer, records: Vec<Record>, ack: Option<PeerMsg>) {
+    /// One replica write (a `Put`, alone or in a `Puts`): the clock moves
+    /// past its timestamp (or the write is refused and the coordinator told
+    /// why), the entry is merged, and its log record and acknowledgement
+    /// are added to those the caller sends once the records are logged.
+    fn replica_write(
+        &self,
+        from: &Peer,
+        id: u64,
+        key: &bytes::Bytes,
+        entry: crate::store::Entry,
+        records: &mut Vec<Record>,
+        acks: &mut Vec<PeerMsg>,
+    ) {
+        if let Err(e) = self.clock.observe(entry.version.ts) {
+            warn!(peer = %from.name, error = %e, "refused a replica write");
+            let result = PutResult::Refused(e.to_string());
+            self.net
+                .send(&from.reply_to, PeerMsg::PutAck { id, result });
+            return;
+        }
+        let (applied, record) = self.apply(key, entry);
+        records.extend(record);
+        // Id 0 is read repair: logged, but nobody waits for an ack.
+        if id != 0 {
+            let was_live = applied.was_live;
+            acks.push(PeerMsg::PutAck {
+                id,
+                result: PutResult::Ok { was_live },
+            });
+        }
+    }
+
+    /// Sends `acks` once every record is in the commit log (the records of
+    /// one message are appended as one unit). If the log fails, no
+    /// acknowledgement is sent: the coordinator then counts this replica as
+    /// not having answered.
+    fn ack_when_logged(&self, to: &Peer, records: Vec<Record>, acks: Vec<PeerMsg>) {
         if records.is_empty() {
-            if let Some(ack) = ack {
+            for ack in acks {
                 self.net.send(&to.reply_to, ack);
             }
             return;
@@ -154,12 +183,13 @@ impl Shared {
         let reply_to = to.reply_to.clone();
         self.log.append_then(
             &records,
-            Box::new(move |result| match (result, ack) {
-                (Ok(()), Some(ack)) => {
-                    net.send(&reply_to, ack);
+            Box::new(move |result| match result {
+                Ok(()) => {
+                    for ack in acks {
+                        net.send(&reply_to, ack);
+                    }
                 }
-                (Ok(()), None) => {}
-                (Err(e), _) => warn!(error = %e, "replica write not logged; not acknowledging it"),
+                Err(e) => warn!(error = %e, "replica write not logged; not acknowledging it"),
             }),
         );
     }

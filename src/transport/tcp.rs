@@ -33,7 +33,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tokio_util::codec::{Encoder, FramedRead};
+use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -422,6 +422,7 @@ impl Inner {
                 buf: &mut buf,
                 acks: Vec::new(),
                 replies: Vec::new(),
+                puts: Vec::new(),
                 count: 0,
             };
             self.frame(first, peer, &mut batch, tx);
@@ -448,9 +449,10 @@ impl Inner {
     }
 
     /// Appends one message to the batch unless fault injection says
-    /// otherwise. Successful write acknowledgements and read replies are
-    /// held back and coalesced into one `PutAcks` and one `GetReplies`,
-    /// sent before the next other message or at the end of the batch.
+    /// otherwise. Replica writes, successful write acknowledgements and
+    /// read replies are held back and coalesced into one `Puts`, `PutAcks`
+    /// and `GetReplies`, sent before the next other message or at the end
+    /// of the batch.
     fn frame(&self, out: Outgoing, peer: &str, batch: &mut Batch<'_>, tx: &mpsc::Sender<Outgoing>) {
         if let (Some(f), false) = (&self.faults, out.faulted) {
             match f.outgoing(peer) {
@@ -482,6 +484,7 @@ impl Inner {
                 result: PutResult::Ok { was_live },
             } => batch.acks.push((id, was_live)),
             PeerMsg::GetReply { id, entry } => batch.replies.push((id, entry)),
+            PeerMsg::Put { id, key, entry } => batch.puts.push((id, key, entry)),
             msg => {
                 self.flush_acks(peer, batch);
                 self.encode(&msg, peer, batch);
@@ -489,8 +492,7 @@ impl Inner {
         }
     }
 
-    /// Encodes the acknowledgements and read replies held back, each kind
-    /// as one message.
+    /// Encodes the messages held back, each kind as one message.
     fn flush_acks(&self, peer: &str, batch: &mut Batch<'_>) {
         let replies = match batch.replies.len() {
             0 => None,
@@ -503,6 +505,19 @@ impl Inner {
             }),
         };
         if let Some(msg) = replies {
+            self.encode(&msg, peer, batch);
+        }
+        let puts = match batch.puts.len() {
+            0 => None,
+            1 => batch
+                .puts
+                .pop()
+                .map(|(id, key, entry)| PeerMsg::Put { id, key, entry }),
+            _ => Some(PeerMsg::Puts {
+                items: std::mem::take(&mut batch.puts),
+            }),
+        };
+        if let Some(msg) = puts {
             self.encode(&msg, peer, batch);
         }
         let msg = match batch.acks.len() {
@@ -524,7 +539,7 @@ impl Inner {
 
     fn encode(&self, msg: &PeerMsg, peer: &str, batch: &mut Batch<'_>) {
         let before = batch.buf.len();
-        match batch.codec.encode(msg, batch.buf) {
+        match batch.codec.encode_sized(msg, body_hint(msg), batch.buf) {
             Ok(()) => {
                 self.stats.by_kind.sent(msg, batch.buf.len() - before);
                 batch.count += 1;
@@ -544,6 +559,32 @@ struct Batch<'a> {
     acks: Vec<(u64, bool)>,
     /// Read replies held back to be coalesced.
     replies: Vec<(u64, Option<crate::store::Entry>)>,
+    /// Replica writes held back to be coalesced.
+    puts: Vec<(u64, bytes::Bytes, crate::store::Entry)>,
     /// Messages encoded so far.
     count: u64,
+}
+
+/// About how many bytes `msg` encodes to, for the coalesced kinds that can
+/// be large (the others fit the codec's first small attempt).
+fn body_hint(msg: &PeerMsg) -> usize {
+    let entry = |e: &crate::store::Entry| e.value.as_ref().map_or(0, |v| v.len()) + 24;
+    match msg {
+        PeerMsg::Puts { items } => {
+            items
+                .iter()
+                .map(|(_, key, e)| key.len() + entry(e) + 16)
+                .sum::<usize>()
+                + 16
+        }
+        PeerMsg::GetReplies { replies } => {
+            replies
+                .iter()
+                .map(|(_, e)| e.as_ref().map_or(0, entry) + 12)
+                .sum::<usize>()
+                + 16
+        }
+        PeerMsg::PutAcks { acks } => acks.len() * 11 + 16,
+        _ => 0,
+    }
 }
