@@ -32,6 +32,27 @@ use crate::store::{Entry, Version};
 /// `GetReplies` and `Puts`.
 pub const PROTOCOL_VERSION: u32 = 4;
 
+/// The name of every [`PeerMsg`] type, in [`PeerMsg::kind_index`] order
+/// (logs, and the per-kind traffic metrics).
+pub const KINDS: [&str; 16] = [
+    "heartbeat",
+    "put",
+    "put_ack",
+    "get",
+    "get_reply",
+    "transfer",
+    "transfer_ack",
+    "keys",
+    "keys_reply",
+    "ae_groups",
+    "ae_groups_reply",
+    "ae_keys",
+    "ae_keys_reply",
+    "put_acks",
+    "get_replies",
+    "puts",
+];
+
 /// Marks a ringkv peer connection ("RKV1").
 pub const MAGIC: u32 = 0x524b_5631;
 
@@ -240,23 +261,28 @@ impl PeerMsg {
 
     /// A short name for the message type (logs and metrics).
     pub fn kind(&self) -> &'static str {
+        KINDS[self.kind_index()]
+    }
+
+    /// The index of the message's type in [`KINDS`].
+    pub fn kind_index(&self) -> usize {
         match self {
-            PeerMsg::Heartbeat(_) => "heartbeat",
-            PeerMsg::Put { .. } => "put",
-            PeerMsg::PutAck { .. } => "put_ack",
-            PeerMsg::Get { .. } => "get",
-            PeerMsg::GetReply { .. } => "get_reply",
-            PeerMsg::Transfer { .. } => "transfer",
-            PeerMsg::TransferAck { .. } => "transfer_ack",
-            PeerMsg::Keys { .. } => "keys",
-            PeerMsg::KeysReply { .. } => "keys_reply",
-            PeerMsg::AeGroups { .. } => "ae_groups",
-            PeerMsg::AeGroupsReply { .. } => "ae_groups_reply",
-            PeerMsg::AeKeys { .. } => "ae_keys",
-            PeerMsg::AeKeysReply { .. } => "ae_keys_reply",
-            PeerMsg::PutAcks { .. } => "put_acks",
-            PeerMsg::GetReplies { .. } => "get_replies",
-            PeerMsg::Puts { .. } => "puts",
+            PeerMsg::Heartbeat(_) => 0,
+            PeerMsg::Put { .. } => 1,
+            PeerMsg::PutAck { .. } => 2,
+            PeerMsg::Get { .. } => 3,
+            PeerMsg::GetReply { .. } => 4,
+            PeerMsg::Transfer { .. } => 5,
+            PeerMsg::TransferAck { .. } => 6,
+            PeerMsg::Keys { .. } => 7,
+            PeerMsg::KeysReply { .. } => 8,
+            PeerMsg::AeGroups { .. } => 9,
+            PeerMsg::AeGroupsReply { .. } => 10,
+            PeerMsg::AeKeys { .. } => 11,
+            PeerMsg::AeKeysReply { .. } => 12,
+            PeerMsg::PutAcks { .. } => 13,
+            PeerMsg::GetReplies { .. } => 14,
+            PeerMsg::Puts { .. } => 15,
         }
     }
 }

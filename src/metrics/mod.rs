@@ -230,47 +230,8 @@ impl Histogram {
     }
 }
 
-/// Peer message kinds, in the order [`peer_kind`] numbers them.
-pub const PEER_KINDS: [&str; 16] = [
-    "heartbeat",
-    "put",
-    "put_ack",
-    "get",
-    "get_reply",
-    "transfer",
-    "transfer_ack",
-    "keys",
-    "keys_reply",
-    "ae_groups",
-    "ae_groups_reply",
-    "ae_keys",
-    "ae_keys_reply",
-    "put_acks",
-    "get_replies",
-    "puts",
-];
-
-/// The index of a message's kind in [`PEER_KINDS`].
-pub fn peer_kind(msg: &PeerMsg) -> usize {
-    match msg {
-        PeerMsg::Heartbeat(_) => 0,
-        PeerMsg::Put { .. } => 1,
-        PeerMsg::PutAck { .. } => 2,
-        PeerMsg::Get { .. } => 3,
-        PeerMsg::GetReply { .. } => 4,
-        PeerMsg::Transfer { .. } => 5,
-        PeerMsg::TransferAck { .. } => 6,
-        PeerMsg::Keys { .. } => 7,
-        PeerMsg::KeysReply { .. } => 8,
-        PeerMsg::AeGroups { .. } => 9,
-        PeerMsg::AeGroupsReply { .. } => 10,
-        PeerMsg::AeKeys { .. } => 11,
-        PeerMsg::AeKeysReply { .. } => 12,
-        PeerMsg::PutAcks { .. } => 13,
-        PeerMsg::GetReplies { .. } => 14,
-        PeerMsg::Puts { .. } => 15,
-    }
-}
+/// Peer message kinds, in the order [`PeerMsg::kind_index`] numbers them.
+pub use crate::message::KINDS as PEER_KINDS;
 
 /// Peer traffic by message kind (kept by the transport).
 #[derive(Debug, Default)]
@@ -283,14 +244,14 @@ pub struct PeerCounters {
 impl PeerCounters {
     /// A message of `bytes` encoded bytes went into a socket batch.
     pub fn sent(&self, msg: &PeerMsg, bytes: usize) {
-        let k = peer_kind(msg);
+        let k = msg.kind_index();
         self.sent[k].fetch_add(1, Relaxed);
         self.sent_bytes[k].fetch_add(bytes as u64, Relaxed);
     }
 
     /// A message was received and handed to the node.
     pub fn received(&self, msg: &PeerMsg) {
-        self.received[peer_kind(msg)].fetch_add(1, Relaxed);
+        self.received[msg.kind_index()].fetch_add(1, Relaxed);
     }
 }
 

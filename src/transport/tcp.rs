@@ -432,7 +432,7 @@ impl Inner {
                     Err(_) => break,
                 }
             }
-            self.flush_acks(peer, &mut batch);
+            self.flush_held(peer, &mut batch);
             let count = batch.count;
             if buf.is_empty() {
                 continue;
@@ -486,55 +486,35 @@ impl Inner {
             PeerMsg::GetReply { id, entry } => batch.replies.push((id, entry)),
             PeerMsg::Put { id, key, entry } => batch.puts.push((id, key, entry)),
             msg => {
-                self.flush_acks(peer, batch);
+                self.flush_held(peer, batch);
                 self.encode(&msg, peer, batch);
             }
         }
     }
 
     /// Encodes the messages held back, each kind as one message.
-    fn flush_acks(&self, peer: &str, batch: &mut Batch<'_>) {
-        let replies = match batch.replies.len() {
-            0 => None,
-            1 => batch
-                .replies
-                .pop()
-                .map(|(id, entry)| PeerMsg::GetReply { id, entry }),
-            _ => Some(PeerMsg::GetReplies {
-                replies: std::mem::take(&mut batch.replies),
-            }),
-        };
-        if let Some(msg) = replies {
-            self.encode(&msg, peer, batch);
-        }
-        let puts = match batch.puts.len() {
-            0 => None,
-            1 => batch
-                .puts
-                .pop()
-                .map(|(id, key, entry)| PeerMsg::Put { id, key, entry }),
-            _ => Some(PeerMsg::Puts {
-                items: std::mem::take(&mut batch.puts),
-            }),
-        };
-        if let Some(msg) = puts {
-            self.encode(&msg, peer, batch);
-        }
-        let msg = match batch.acks.len() {
-            0 => return,
-            1 => {
-                let (id, was_live) = batch.acks[0];
-                batch.acks.clear();
-                PeerMsg::PutAck {
-                    id,
-                    result: PutResult::Ok { was_live },
-                }
-            }
-            _ => PeerMsg::PutAcks {
-                acks: std::mem::take(&mut batch.acks),
+    fn flush_held(&self, peer: &str, batch: &mut Batch<'_>) {
+        let replies = coalesce(
+            &mut batch.replies,
+            |(id, entry)| PeerMsg::GetReply { id, entry },
+            |replies| PeerMsg::GetReplies { replies },
+        );
+        let puts = coalesce(
+            &mut batch.puts,
+            |(id, key, entry)| PeerMsg::Put { id, key, entry },
+            |items| PeerMsg::Puts { items },
+        );
+        let acks = coalesce(
+            &mut batch.acks,
+            |(id, was_live)| PeerMsg::PutAck {
+                id,
+                result: PutResult::Ok { was_live },
             },
-        };
-        self.encode(&msg, peer, batch);
+            |acks| PeerMsg::PutAcks { acks },
+        );
+        for msg in [replies, puts, acks].into_iter().flatten() {
+            self.encode(&msg, peer, batch);
+        }
     }
 
     fn encode(&self, msg: &PeerMsg, peer: &str, batch: &mut Batch<'_>) {
@@ -586,5 +566,19 @@ fn body_hint(msg: &PeerMsg) -> usize {
         }
         PeerMsg::PutAcks { acks } => acks.len() * 11 + 16,
         _ => 0,
+    }
+}
+
+/// The messages `held` back as one: none, the single message itself, or
+/// the coalesced kind carrying them all. Leaves `held` empty.
+fn coalesce<T>(
+    held: &mut Vec<T>,
+    one: impl FnOnce(T) -> PeerMsg,
+    many: impl FnOnce(Vec<T>) -> PeerMsg,
+) -> Option<PeerMsg> {
+    match held.len() {
+        0 => None,
+        1 => held.pop().map(one),
+        _ => Some(many(std::mem::take(held))),
     }
 }
