@@ -19,6 +19,7 @@ build_release
 
 WORK=${WORK:-/tmp/ringkv-bench-callgrind}
 BASE=${BASE:-18700}
+PROFILES=${PROFILES:-/tmp/ringkv-callgrind-profiles}   # one callgrind.out per test, kept after the run
 TESTS=${TESTS:-"set get"}
 P=${P:-16}
 N=${N:-50000}
@@ -58,7 +59,9 @@ for t in $TESTS; do
   redis-benchmark -p $((BASE + 1)) -t "$t" -c 50 -P "$P" -n "$N" -d 64 -r 100000 -q | tr '\r' '\n' | grep 'per second' || true
   callgrind_control -i off "$vg" >/dev/null 2>&1
   callgrind_control -d "$vg" >/dev/null 2>&1
-  total=$(callgrind_annotate "$WORK/callgrind.out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-  echo "$t -P $P: $((total / N)) instructions per request on the coordinator (profile: $WORK/callgrind.out.1)"
+  mkdir -p "$PROFILES"
+  cp "$WORK/callgrind.out.1" "$PROFILES/$t-P$P.out"
+  total=$(callgrind_annotate "$PROFILES/$t-P$P.out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  echo "$t -P $P: $((total / N)) instructions per request on the coordinator (profile: $PROFILES/$t-P$P.out)"
   cleanup
 done
