@@ -4,6 +4,7 @@
 #
 #   bench/callgrind.sh                 # SET and GET, -P 16, 50,000 requests each
 #   TESTS=get P=1 N=20000 bench/callgrind.sh
+#   VG_NODE=2 bench/callgrind.sh       # count a replica (n2) instead; the load still goes to n1
 #
 # Starts nodes n2 and n3 normally and n1 under `valgrind --tool=callgrind --instr-atstart=no`, all with
 # worker_threads=1 and read_speculation_ms=200 (so valgrind's slowness does not trigger speculative reads);
@@ -19,6 +20,7 @@ build_release
 
 WORK=${WORK:-/tmp/ringkv-bench-callgrind}
 BASE=${BASE:-18700}
+VG_NODE=${VG_NODE:-1}
 PROFILES=${PROFILES:-/tmp/ringkv-callgrind-profiles}   # one callgrind.out per test, kept after the run
 TESTS=${TESTS:-"set get"}
 P=${P:-16}
@@ -41,9 +43,10 @@ node() {
 
 for t in $TESTS; do
   rm -rf "$WORK"; mkdir -p "$WORK"
-  node 2
-  node 3
-  node 1 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/callgrind.out"
+  for i in 1 2 3; do
+    [ "$i" != "$VG_NODE" ] && node "$i"
+  done
+  node "$VG_NODE" valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/callgrind.out"
   vg=${PIDS[-1]}
   for _ in $(seq 300); do
     redis-cli -p $((BASE + 1)) ping 2>/dev/null | grep -q PONG && break
@@ -60,8 +63,11 @@ for t in $TESTS; do
   callgrind_control -i off "$vg" >/dev/null 2>&1
   callgrind_control -d "$vg" >/dev/null 2>&1
   mkdir -p "$PROFILES"
-  cp "$WORK/callgrind.out.1" "$PROFILES/$t-P$P.out"
-  total=$(callgrind_annotate "$PROFILES/$t-P$P.out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-  echo "$t -P $P: $((total / N)) instructions per request on the coordinator (profile: $PROFILES/$t-P$P.out)"
+  out="$PROFILES/$t-P$P$([ "$VG_NODE" = 1 ] || echo "-n$VG_NODE").out"
+  cp "$WORK/callgrind.out.1" "$out"
+  total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+  what="the coordinator"
+  [ "$VG_NODE" = 1 ] || what="replica n$VG_NODE"
+  echo "$t -P $P: $((total / N)) instructions per request on $what (profile: $out)"
   cleanup
 done

@@ -30,7 +30,7 @@
 //! could be mistaken for a record by the resynchronising scan after real
 //! corruption right before it (see `recover.rs`).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 /// One versioned write: a value or a tombstone for a key.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,19 +141,23 @@ pub fn encode_into(rec: &Record, buf: &mut BytesMut) {
     let payload_len = rec.encoded_len() - FRAME_HEADER_LEN;
     buf.reserve(FRAME_HEADER_LEN + payload_len);
     let start = buf.len();
-    buf.put_u32_le(payload_len as u32);
-    buf.put_u32_le(0); // CRC placeholder, filled in below.
-    buf.put_u64_le(rec.ts);
-    buf.put_u64_le(rec.node);
-    buf.put_u8(if rec.value.is_some() {
+    // The fixed part is assembled on the stack and appended at once: a put
+    // per field cost a capacity check each.
+    let mut head = [0u8; FRAME_HEADER_LEN + PAYLOAD_FIXED_LEN];
+    head[..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+    // Bytes 4..8 hold the CRC, filled in below.
+    head[8..16].copy_from_slice(&rec.ts.to_le_bytes());
+    head[16..24].copy_from_slice(&rec.node.to_le_bytes());
+    head[24] = if rec.value.is_some() {
         KIND_VALUE
     } else {
         KIND_TOMBSTONE
-    });
-    buf.put_u32_le(rec.key.len() as u32);
-    buf.put_slice(&rec.key);
+    };
+    head[25..29].copy_from_slice(&(rec.key.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&head);
+    buf.extend_from_slice(&rec.key);
     if let Some(v) = &rec.value {
-        buf.put_slice(v);
+        buf.extend_from_slice(v);
     }
     let crc = frame_crc(&buf[start..start + 4], &buf[start + FRAME_HEADER_LEN..]);
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());

@@ -120,6 +120,10 @@ pub(super) struct Writer {
     last_sync: Instant,
     failed: Option<Failure>,
     counters: Arc<Counters>,
+    /// The batch buffer and its waiters, kept between batches so a batch
+    /// allocates nothing.
+    scratch: BytesMut,
+    waiters: Vec<Done>,
 }
 
 /// Answer a waiter; one that stopped waiting (its future was dropped) is
@@ -141,6 +145,8 @@ impl Writer {
             dirty: false,
             last_sync: Instant::now(),
             failed: None,
+            scratch: BytesMut::new(),
+            waiters: Vec::new(),
             counters,
         }
     }
@@ -212,10 +218,12 @@ impl Writer {
         done: Done,
         rx: &mut mpsc::Receiver<Cmd>,
     ) -> Option<Cmd> {
-        let mut buf = BytesMut::with_capacity(frame.len().max(64 << 10));
+        let mut buf = std::mem::take(&mut self.scratch);
+        buf.reserve(frame.len().max(64 << 10));
         buf.extend_from_slice(&frame);
         let mut count = records;
-        let mut waiters = vec![done];
+        let mut waiters = std::mem::take(&mut self.waiters);
+        waiters.push(done);
         let mut leftover = None;
         while buf.len() < self.cfg.max_batch_bytes {
             match rx.try_recv() {
@@ -235,10 +243,13 @@ impl Writer {
                 Err(_) => break,
             }
         }
-        let result = self.write(buf.freeze(), count).await;
-        for w in waiters {
+        let result = self.write(&mut buf, count).await;
+        for w in waiters.drain(..) {
             w.finish(result.clone().map_err(|f| f.to_error()));
         }
+        buf.clear();
+        self.scratch = buf;
+        self.waiters = waiters;
         if result.is_ok() && self.seg_len >= self.cfg.segment_bytes {
             if let Err(e) = self.rotate().await {
                 tracing::error!(error = %e, "could not start a new commit log segment");
@@ -248,7 +259,7 @@ impl Writer {
     }
 
     /// One write (and maybe one fsync) of a whole batch.
-    async fn write(&mut self, buf: Bytes, records: u64) -> Result<(), Failure> {
+    async fn write(&mut self, buf: &mut BytesMut, records: u64) -> Result<(), Failure> {
         let sync = match self.cfg.policy {
             FsyncPolicy::Always => true,
             FsyncPolicy::Interval(d) => self.last_sync.elapsed() >= d,
@@ -256,6 +267,8 @@ impl Writer {
         };
         let len = buf.len() as u64;
         if sync {
+            // The blocking pool needs the bytes for as long as it runs.
+            let buf = buf.split().freeze();
             let counters = self.counters.clone();
             self.with_file(move |f| {
                 f.write_all(&buf)?;
@@ -268,7 +281,7 @@ impl Writer {
         } else {
             // A write into the page cache takes microseconds: done right
             // here, it saves a hand-off to the blocking pool per batch.
-            self.write_inline(&buf)?;
+            self.write_inline(buf)?;
         }
         self.seg_len += len;
         self.counters.wrote(records, len);

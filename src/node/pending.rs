@@ -20,7 +20,6 @@
 //! the view and carries on. Pokes and replies share one `Notify`, whose
 //! stored permit means neither is lost between a check and the wait.
 
-use std::collections::VecDeque;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -62,11 +61,12 @@ impl Default for Pending {
 }
 
 /// The replies delivered to one waiting request. One allocation per
-/// request (a channel would allocate a block of slots); replies queue
-/// under a lock that is held only to push or pop.
+/// request (a channel would allocate a block of slots, a `VecDeque` its
+/// buffer on the first reply); replies wait under a lock that is held only
+/// to push or pop.
 #[derive(Debug)]
 pub struct Inbox {
-    queue: Mutex<VecDeque<(NodeName, PeerMsg)>>,
+    queue: Mutex<Bag>,
     ready: Notify,
     /// When the sweeper should poke this inbox, in microseconds since
     /// [`Pending`]'s origin; `u64::MAX` for never.
@@ -78,13 +78,13 @@ impl Inbox {
     /// The next reply, or `None` when the request was poked (a deadline it
     /// asked for passed, or the view changed) with no reply waiting.
     pub async fn next(&self) -> Option<(NodeName, PeerMsg)> {
-        if let Some(reply) = self.lock().pop_front() {
+        if let Some(reply) = self.lock().pop() {
             return Some(reply);
         }
         // `notify_one` leaves a permit when nobody waits, so a reply or a
         // poke between the pop above and this await is not missed.
         self.ready.notified().await;
-        self.lock().pop_front()
+        self.lock().pop()
     }
 
     /// The next reply, however long it takes (callers bound it with their
@@ -106,7 +106,7 @@ impl Inbox {
     }
 
     fn push(&self, from: NodeName, msg: PeerMsg) {
-        self.lock().push_back((from, msg));
+        self.lock().push((from, msg));
         self.ready.notify_one();
     }
 
@@ -114,9 +114,38 @@ impl Inbox {
         self.ready.notify_one();
     }
 
-    fn lock(&self) -> MutexGuard<'_, VecDeque<(NodeName, PeerMsg)>> {
+    fn lock(&self) -> MutexGuard<'_, Bag> {
         // Push and pop cannot leave the queue half-changed.
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Replies not yet taken. Their order does not matter (a request counts
+/// the answers of distinct replicas), so the first few sit inline in the
+/// inbox and only a request with more replies than that allocates.
+#[derive(Debug, Default)]
+struct Bag {
+    inline: [Option<(NodeName, PeerMsg)>; 3],
+    more: Vec<(NodeName, PeerMsg)>,
+}
+
+impl Bag {
+    fn push(&mut self, reply: (NodeName, PeerMsg)) {
+        match self.inline.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) => *slot = Some(reply),
+            None => self.more.push(reply),
+        }
+    }
+
+    fn pop(&mut self) -> Option<(NodeName, PeerMsg)> {
+        self.more
+            .pop()
+            .or_else(|| self.inline.iter_mut().find_map(Option::take))
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.more.is_empty() && self.inline.iter().all(Option::is_none)
     }
 }
 
@@ -162,7 +191,7 @@ impl Pending {
         // Id 0 is reserved for fire-and-forget messages (read repair).
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let inbox = Arc::new(Inbox {
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(Bag::default()),
             ready: Notify::new(),
             wake_at: AtomicU64::new(u64::MAX),
             origin: self.origin,
@@ -250,6 +279,18 @@ mod tests {
 
         pending.poke_all();
         assert!(inbox.next().await.is_none());
+
+        // More replies than the inline slots: every one comes out once.
+        for i in 0..5 {
+            assert!(pending.deliver(guard.id, "b".into(), PeerMsg::TransferAck { id: i }));
+        }
+        let mut ids = Vec::new();
+        while let Some((_, PeerMsg::TransferAck { id })) = inbox.lock().pop() {
+            ids.push(id);
+        }
+        ids.sort_unstable();
+        assert_eq!(ids, [0, 1, 2, 3, 4]);
+        assert!(inbox.lock().is_empty());
 
         drop(guard);
         assert!(pending.is_empty());

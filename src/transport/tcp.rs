@@ -407,8 +407,16 @@ impl Inner {
         tx: &mpsc::Sender<Outgoing>,
         reset: &mut watch::Receiver<u64>,
     ) -> Result<()> {
-        let mut codec = FrameCodec::<PeerMsg>::new(self.cfg.max_frame);
-        let mut buf = BytesMut::with_capacity(64 * 1024);
+        // One batch for the link's life: its buffer and the vectors of
+        // held-back messages keep their capacity from one write to the next.
+        let mut batch = Batch {
+            codec: FrameCodec::<PeerMsg>::new(self.cfg.max_frame),
+            buf: BytesMut::with_capacity(64 * 1024),
+            acks: Vec::new(),
+            replies: Vec::new(),
+            puts: Vec::new(),
+            count: 0,
+        };
         loop {
             let first = tokio::select! {
                 biased;
@@ -417,14 +425,7 @@ impl Inner {
                 m = rx.recv() => m,
             };
             let Some(first) = first else { return Ok(()) };
-            let mut batch = Batch {
-                codec: &mut codec,
-                buf: &mut buf,
-                acks: Vec::new(),
-                replies: Vec::new(),
-                puts: Vec::new(),
-                count: 0,
-            };
+            batch.count = 0;
             self.frame(first, peer, &mut batch, tx);
             while batch.buf.len() < BATCH_BYTES {
                 match rx.try_recv() {
@@ -433,18 +434,17 @@ impl Inner {
                 }
             }
             self.flush_held(peer, &mut batch);
-            let count = batch.count;
-            if buf.is_empty() {
+            if batch.buf.is_empty() {
                 continue;
             }
-            tokio::time::timeout(self.cfg.write_timeout, stream.write_all(&buf))
+            tokio::time::timeout(self.cfg.write_timeout, stream.write_all(&batch.buf))
                 .await
                 .map_err(|_| Error::Timeout(format!("write to {peer}")))??;
-            self.stats.sent.fetch_add(count, Ordering::Relaxed);
+            self.stats.sent.fetch_add(batch.count, Ordering::Relaxed);
             self.stats
                 .bytes_sent
-                .fetch_add(buf.len() as u64, Ordering::Relaxed);
-            buf.clear();
+                .fetch_add(batch.buf.len() as u64, Ordering::Relaxed);
+            batch.buf.clear();
         }
     }
 
@@ -453,7 +453,7 @@ impl Inner {
     /// read replies are held back and coalesced into one `Puts`, `PutAcks`
     /// and `GetReplies`, sent before the next other message or at the end
     /// of the batch.
-    fn frame(&self, out: Outgoing, peer: &str, batch: &mut Batch<'_>, tx: &mpsc::Sender<Outgoing>) {
+    fn frame(&self, out: Outgoing, peer: &str, batch: &mut Batch, tx: &mpsc::Sender<Outgoing>) {
         if let (Some(f), false) = (&self.faults, out.faulted) {
             match f.outgoing(peer) {
                 Verdict::Pass => {}
@@ -492,8 +492,9 @@ impl Inner {
         }
     }
 
-    /// Encodes the messages held back, each kind as one message.
-    fn flush_held(&self, peer: &str, batch: &mut Batch<'_>) {
+    /// Encodes the messages held back, each kind as one message, and gives
+    /// the emptied vectors back to the batch.
+    fn flush_held(&self, peer: &str, batch: &mut Batch) {
         let replies = coalesce(
             &mut batch.replies,
             |(id, entry)| PeerMsg::GetReply { id, entry },
@@ -514,12 +515,21 @@ impl Inner {
         );
         for msg in [replies, puts, acks].into_iter().flatten() {
             self.encode(&msg, peer, batch);
+            match msg {
+                PeerMsg::GetReplies { replies } => batch.replies = emptied(replies),
+                PeerMsg::Puts { items } => batch.puts = emptied(items),
+                PeerMsg::PutAcks { acks } => batch.acks = emptied(acks),
+                _ => {}
+            }
         }
     }
 
-    fn encode(&self, msg: &PeerMsg, peer: &str, batch: &mut Batch<'_>) {
+    fn encode(&self, msg: &PeerMsg, peer: &str, batch: &mut Batch) {
         let before = batch.buf.len();
-        match batch.codec.encode_sized(msg, body_hint(msg), batch.buf) {
+        match batch
+            .codec
+            .encode_sized(msg, body_hint(msg), &mut batch.buf)
+        {
             Ok(()) => {
                 self.stats.by_kind.sent(msg, batch.buf.len() - before);
                 batch.count += 1;
@@ -532,9 +542,9 @@ impl Inner {
 }
 
 /// One socket write being assembled by a link.
-struct Batch<'a> {
-    codec: &'a mut FrameCodec<PeerMsg>,
-    buf: &'a mut BytesMut,
+struct Batch {
+    codec: FrameCodec<PeerMsg>,
+    buf: BytesMut,
     /// Successful acknowledgements held back to be coalesced.
     acks: Vec<(u64, bool)>,
     /// Read replies held back to be coalesced.
@@ -567,6 +577,12 @@ fn body_hint(msg: &PeerMsg) -> usize {
         PeerMsg::PutAcks { acks } => acks.len() * 11 + 16,
         _ => 0,
     }
+}
+
+/// `v` cleared, keeping its capacity for the next batch.
+fn emptied<T>(mut v: Vec<T>) -> Vec<T> {
+    v.clear();
+    v
 }
 
 /// The messages `held` back as one: none, the single message itself, or
