@@ -62,6 +62,36 @@ impl RespDecoder {
         &self.limits
     }
 
+    /// A whole, ordinary multibulk command already in `src` (the usual
+    /// case: clients write whole commands), parsed in one pass and split
+    /// off at once. `None`, with nothing consumed, when the command is
+    /// incomplete, long, or anything but plainly valid: the state machine
+    /// then handles it, and reports what is wrong. Measured at about a
+    /// third of the state machine's instructions for a SET.
+    fn whole(&self, src: &mut BytesMut) -> Option<Vec<Bytes>> {
+        let buf = &src[..];
+        let (n, mut at) = plain_header(buf, b'*')?;
+        if n == 0 || n > FAST_ARGS || n > self.limits.max_array_len {
+            return None;
+        }
+        let mut spans = [(0usize, 0usize); FAST_ARGS];
+        for span in spans.iter_mut().take(n) {
+            let (len, used) = plain_header(buf.get(at..)?, b'$')?;
+            if len > self.limits.max_bulk_len {
+                return None;
+            }
+            let start = at + used;
+            let end = start + len;
+            if buf.get(end..end + 2)? != b"\r\n" {
+                return None;
+            }
+            *span = (start, end);
+            at = end + 2;
+        }
+        let frame = src.split_to(at).freeze();
+        Some(spans[..n].iter().map(|&(s, e)| frame.slice(s..e)).collect())
+    }
+
     fn step(&self, state: State, src: &mut BytesMut) -> Result<Step, ProtocolError> {
         match state {
             State::Idle => self.begin(src),
@@ -172,6 +202,11 @@ impl Decoder for RespDecoder {
     type Error = ProtocolError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        if matches!(self.state, State::Idle) {
+            if let Some(args) = self.whole(src) {
+                return Ok(Some(args));
+            }
+        }
         loop {
             let state = std::mem::take(&mut self.state);
             match self.step(state, src)? {
@@ -193,6 +228,29 @@ impl Encoder<Reply> for RespDecoder {
         reply.encode(dst);
         Ok(())
     }
+}
+
+/// Most arguments a command may have to take [`RespDecoder::whole`]'s path.
+const FAST_ARGS: usize = 8;
+
+/// `<marker><digits>\r\n` at the start of `buf`, the number plain (no sign,
+/// no leading zero, at most 18 digits): the number and the header's length.
+/// Anything else is `None`, left to the strict parser.
+fn plain_header(buf: &[u8], marker: u8) -> Option<(usize, usize)> {
+    if *buf.first()? != marker || buf.get(1) == Some(&b'0') && buf.get(2) != Some(&b'\r') {
+        return None;
+    }
+    let mut n = 0usize;
+    let mut i = 1;
+    loop {
+        match *buf.get(i)? {
+            b @ b'0'..=b'9' if i <= 18 => n = n * 10 + usize::from(b - b'0'),
+            b'\r' if i > 1 => break,
+            _ => return None,
+        }
+        i += 1;
+    }
+    (buf.get(i + 1) == Some(&b'\n')).then_some((n, i + 2))
 }
 
 /// Whitespace as C's `isspace`, which Redis's `sdssplitargs` uses.

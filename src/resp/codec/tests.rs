@@ -439,3 +439,36 @@ proptest! {
         prop_assert_eq!(whole, split);
     }
 }
+
+/// Commands that arrive whole take a one-pass path; split byte by byte they
+/// go through the state machine. Both must agree, on odd input too.
+#[test]
+fn whole_commands_decode_as_the_state_machine_does() {
+    let limits = Limits {
+        max_array_len: 8,
+        max_bulk_len: 64,
+        max_inline_len: 32,
+    };
+    let cases: &[&[u8]] = &[
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\nvv\r\n",
+        b"*1\r\n$0\r\n\r\n",
+        b"*2\r\n$3\r\nGET\r\n$01\r\nk\r\n",
+        b"*02\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+        b"*1\r\n$-1\r\n",
+        b"*-1\r\n*1\r\n$1\r\nx\r\n",
+        b"*0\r\n*1\r\n$1\r\nx\r\n",
+        b"*1\r\n$1\r\nxy\r\n",
+        b"*1\r\n$65\r\n",
+        b"*9\r\n$1\r\na\r\n",
+        b"*1\r\n$99999999999999999999\r\n",
+        b"*1\r\n:1\r\n",
+        b"*1\r\n$1\r\nx\n",
+    ];
+    for input in cases {
+        let bytewise: Vec<usize> = (1..input.len()).collect();
+        let whole = feed(&mut RespDecoder::new(limits), input, &[]).map_err(|e| e.to_string());
+        let split =
+            feed(&mut RespDecoder::new(limits), input, &bytewise).map_err(|e| e.to_string());
+        assert_eq!(whole, split, "input {:?}", input.escape_ascii().to_string());
+    }
+}
