@@ -36,8 +36,11 @@ use crate::error::{Error, Result};
 use crate::message::{PeerMsg, PutResult};
 use crate::metrics::Op;
 use crate::node::shared::Shared;
-use crate::ring::{NodeName, Token};
+use crate::ring::{NodeList, NodeName, Token};
 use crate::store::{Entry, Version};
+
+/// The replies a read gathered, inline for the usual few.
+type Answers = smallvec::SmallVec<[(NodeName, Option<Entry>); 4]>;
 
 /// Read and write quorums for one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,12 +90,12 @@ impl Shared {
         let pos = Token::of(&key);
         let deadline = Instant::now() + self.cfg.request_timeout();
         let (guard, replies) = self.pending.register();
-        let mut asked: Vec<NodeName> = Vec::with_capacity(4);
-        let mut acked: Vec<NodeName> = Vec::with_capacity(4);
+        let mut asked = NodeList::new();
+        let mut acked = NodeList::new();
         let mut outcome = WriteOutcome { was_live: false };
         let mut refusal: Option<String> = None;
         // The preference list is computed again only when the view changes.
-        let mut pref: Vec<NodeName> = Vec::new();
+        let mut pref = NodeList::new();
         let mut pref_epoch = None;
         loop {
             let view = self.view.load();
@@ -186,9 +189,9 @@ impl Shared {
         // Until this passes, only as many replicas are asked as the quorum needs.
         let mut speculate_at = self.cfg.read_speculation().map(|d| now + d);
         let (guard, replies) = self.pending.register();
-        let mut asked: Vec<NodeName> = Vec::with_capacity(4);
-        let mut answers: Vec<(NodeName, Option<Entry>)> = Vec::with_capacity(4);
-        let mut pref: Vec<NodeName> = Vec::new();
+        let mut asked = NodeList::new();
+        let mut answers: Answers = Answers::new();
+        let mut pref = NodeList::new();
         let mut pref_epoch = None;
         loop {
             let view = self.view.load();
@@ -272,7 +275,7 @@ impl Shared {
 
     /// The newest of the answers; replicas that answered something older
     /// are sent the newest version (fire-and-forget read repair).
-    fn resolve(&self, key: &Bytes, answers: Vec<(NodeName, Option<Entry>)>) -> Option<Entry> {
+    fn resolve(&self, key: &Bytes, answers: Answers) -> Option<Entry> {
         let newest = answers
             .iter()
             .fold(None, |acc, (_, e)| Entry::newest(acc, e.clone()))?;

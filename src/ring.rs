@@ -70,6 +70,10 @@ pub fn node_tokens(name: &str, vnodes: usize) -> Vec<Token> {
 /// A node name, shared cheaply.
 pub type NodeName = Arc<str>;
 
+/// A preference list: N is small (3 by default), so it lives inline and a
+/// request that computes one allocates nothing for it.
+pub type NodeList = smallvec::SmallVec<[NodeName; 4]>;
+
 /// An immutable ring over a set of nodes.
 #[derive(Clone, Debug, Default)]
 pub struct Ring {
@@ -120,9 +124,9 @@ impl Ring {
 
     /// The preference list of position `pos`: the owner, then the next
     /// distinct nodes clockwise, `n` in all (fewer if the ring is smaller).
-    pub fn preference_list(&self, pos: &Token, n: usize) -> Vec<NodeName> {
+    pub fn preference_list(&self, pos: &Token, n: usize) -> NodeList {
         let want = n.min(self.nodes.len());
-        let mut out: Vec<NodeName> = Vec::with_capacity(want);
+        let mut out = NodeList::with_capacity(want);
         let len = self.points.len();
         let start = self.points.partition_point(|(t, _)| t < pos);
         // Walk clockwise; N is small, so a scan of `out` beats a set.
@@ -139,14 +143,14 @@ impl Ring {
     }
 
     /// The preference list of a key.
-    pub fn preference_list_for_key(&self, key: &[u8], n: usize) -> Vec<NodeName> {
+    pub fn preference_list_for_key(&self, key: &[u8], n: usize) -> NodeList {
         self.preference_list(&Token::of(key), n)
     }
 
     /// Every arc of the ring as (start exclusive, end inclusive, preference
     /// list of the positions in it). The arc that wraps past the top is
     /// split in two, so every arc has start < end. Empty for an empty ring.
-    pub fn arcs(&self, n: usize) -> Vec<(Token, Token, Vec<NodeName>)> {
+    pub fn arcs(&self, n: usize) -> Vec<(Token, Token, NodeList)> {
         let len = self.points.len();
         let mut out = Vec::with_capacity(len + 1);
         for i in 0..len {
@@ -237,7 +241,7 @@ mod tests {
         assert_eq!(r.owner(&Token([0xff; 20])), Some(&order[0]));
         assert_eq!(r.owner(&Token([0; 20])), Some(&order[0]));
         assert_eq!(
-            r.preference_list(&Token([0xff; 20]), 3),
+            r.preference_list(&Token([0xff; 20]), 3).to_vec(),
             vec![order[0].clone(), order[1].clone(), order[2].clone()]
         );
     }

@@ -229,22 +229,22 @@ fn cmd_arity(cmd: &str) -> usize {
 /// Key and value size limits, checked before any work.
 fn check_limits(shared: &Shared, cmd: &str, args: &[Bytes]) -> Option<Reply> {
     let (max_key, max_value) = (shared.cfg.max_key_bytes, shared.cfg.max_value_bytes);
-    let (keys, values): (Vec<&Bytes>, Vec<&Bytes>) = match cmd {
-        "GET" | "DEL" | "EXISTS" | "MGET" => (args[1..].iter().collect(), vec![]),
-        "SET" => (vec![&args[1]], vec![&args[2]]),
-        "MSET" => (
-            args[1..].iter().step_by(2).collect(),
-            args[2..].iter().step_by(2).collect(),
-        ),
+    // Iterators over the arguments, not vectors: this runs for every command.
+    let (mut keys, mut values) = match cmd {
+        "GET" | "DEL" | "EXISTS" | "MGET" => {
+            (args[1..].iter().step_by(1), args[..0].iter().step_by(1))
+        }
+        "SET" => (args[1..2].iter().step_by(1), args[2..3].iter().step_by(1)),
+        "MSET" => (args[1..].iter().step_by(2), args[2..].iter().step_by(2)),
         _ => return None,
     };
-    if let Some(k) = keys.iter().find(|k| k.len() > max_key) {
+    if let Some(k) = keys.find(|k| k.len() > max_key) {
         return Some(Reply::err(format!(
             "key of {} bytes exceeds max_key_bytes {max_key}",
             k.len()
         )));
     }
-    if let Some(v) = values.iter().find(|v| v.len() > max_value) {
+    if let Some(v) = values.find(|v| v.len() > max_value) {
         return Some(Reply::err(format!(
             "value of {} bytes exceeds max_value_bytes {max_value}",
             v.len()
