@@ -82,45 +82,45 @@ impl<T: Serialize, M: std::borrow::Borrow<T>> Encoder<M> for FrameCodec<T> {
     type Error = Error;
 
     /// Encodes straight into the write buffer: a length placeholder, the
-    /// body, then the real length patched in. Most messages are small, so
-    /// the body is first encoded into a slice of [`SMALL_BODY`] bytes (far
-    /// cheaper than bincode's `io::Write` path, which copies field by
-    /// field); one that does not fit is encoded again through a writer.
+    /// body (through [`BufWriter`], which appends each field to the buffer),
+    /// then the real length patched in.
     fn encode(&mut self, msg: M, dst: &mut BytesMut) -> Result<()> {
         self.encode_sized(msg.borrow(), SMALL_BODY, dst)
     }
 }
 
 impl<T: Serialize> FrameCodec<T> {
-    /// [`Encoder::encode`], with the first attempt made into a slice of
-    /// `body_hint` bytes (at least [`SMALL_BODY`]) for a caller that knows
-    /// its message is bigger: a coalesced batch of writes, say.
+    /// [`Encoder::encode`], with room for `body_hint` bytes of body reserved
+    /// first, for a caller that knows its message is big (a coalesced batch
+    /// of writes, say), so the buffer grows at most once.
     pub fn encode_sized(&mut self, msg: &T, body_hint: usize, dst: &mut BytesMut) -> Result<()> {
         let start = dst.len();
-        let first = body_hint.clamp(SMALL_BODY, self.max_frame.max(SMALL_BODY));
-        dst.resize(start + 4 + first, 0);
-        if let Ok(len) = bincode::serde::encode_into_slice(msg, &mut dst[start + 4..], config()) {
-            dst.truncate(start + 4 + len);
-            return self.patch_len(dst, start, len);
-        }
-        dst.truncate(start);
+        dst.reserve(4 + body_hint.clamp(SMALL_BODY, self.max_frame.max(SMALL_BODY)));
         dst.put_u32(0);
-        let mut writer = dst.writer();
-        let written = bincode::serde::encode_into_std_write(msg, &mut writer, config());
-        let dst = writer.into_inner();
-        let len = match written {
-            Ok(n) => n,
-            Err(e) => {
-                dst.truncate(start);
-                return Err(Error::Protocol(format!("encode: {e}")));
-            }
-        };
+        if let Err(e) = bincode::serde::encode_into_writer(msg, BufWriter(dst), config()) {
+            dst.truncate(start);
+            return Err(Error::Protocol(format!("encode: {e}")));
+        }
+        let len = dst.len() - start - 4;
         self.patch_len(dst, start, len)
     }
 }
 
-/// Bytes of body tried first when encoding a message (see `encode`).
+/// Room reserved for a message's body before encoding it.
 const SMALL_BODY: usize = 512;
+
+/// bincode's writer straight into a `BytesMut`. (Encoding into a slice
+/// first cost zeroing that slice; bincode's `io::Write` adapter goes
+/// through `BufMut`'s chunk loop for every field.)
+struct BufWriter<'a>(&'a mut BytesMut);
+
+impl bincode::enc::write::Writer for BufWriter<'_> {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+}
 
 impl<T> FrameCodec<T> {
     /// Writes the body length into the frame's placeholder, or takes the
