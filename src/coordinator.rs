@@ -35,9 +35,15 @@ use std::time::Instant;
 use crate::error::{Error, Result};
 use crate::message::{PeerMsg, PutResult};
 use crate::metrics::Op;
-use crate::node::shared::Shared;
+use crate::node::shared::{Shared, View};
 use crate::ring::{NodeList, NodeName, Token};
 use crate::store::{Entry, Version};
+
+/// Node names compared by pointer first: the names in a request's lists
+/// are clones of the ring's, so the string comparison is rarely needed.
+fn same(a: &NodeName, b: &NodeName) -> bool {
+    std::sync::Arc::ptr_eq(a, b) || a == b
+}
 
 /// The replies a read gathered, inline for the usual few.
 type Answers = smallvec::SmallVec<[(NodeName, Option<Entry>); 4]>;
@@ -99,28 +105,30 @@ impl Shared {
         let mut pref_epoch = None;
         loop {
             let view = self.view.load();
+            // Replicas are asked only when the list is new (the first turn,
+            // or the view changed), not on every reply.
+            let mut local = false;
             if pref_epoch != Some(view.epoch) {
                 pref = view.ring.preference_list(&pos, self.cfg.replication);
                 pref_epoch = Some(view.epoch);
+                for node in &pref {
+                    if asked.iter().any(|a| same(a, node)) {
+                        continue;
+                    }
+                    asked.push(node.clone());
+                    if same(node, &self.me) {
+                        local = true;
+                    } else {
+                        let msg = PeerMsg::Put {
+                            id: guard.id,
+                            key: key.clone(),
+                            entry: entry.clone(),
+                        };
+                        self.send_to(&view, node, msg);
+                    }
+                }
             }
             let needed = w.min(pref.len()).max(1);
-            let mut local = false;
-            for node in &pref {
-                if asked.contains(node) {
-                    continue;
-                }
-                asked.push(node.clone());
-                if *node == self.me {
-                    local = true;
-                } else {
-                    let msg = PeerMsg::Put {
-                        id: guard.id,
-                        key: key.clone(),
-                        entry: entry.clone(),
-                    };
-                    self.send_to(&view, node, msg);
-                }
-            }
             // The local copy is written while the remote ones are in flight.
             if local {
                 match self.apply_durably(&pos, &key, entry.clone()).await {
@@ -156,7 +164,7 @@ impl Shared {
                     PutResult::Ok { was_live } => {
                         self.metrics.replica_ack(Op::Write);
                         outcome.was_live |= was_live;
-                        if !acked.contains(&from) {
+                        if !acked.iter().any(|a| same(a, &from)) {
                             acked.push(from);
                         }
                     }
@@ -193,50 +201,29 @@ impl Shared {
         let mut answers: Answers = Answers::new();
         let mut pref = NodeList::new();
         let mut pref_epoch = None;
+        // Whether to (re)consider whom to ask: on the first turn, when the
+        // view changed, and when speculation starts; not on every reply.
+        let mut rescan = true;
         loop {
             let view = self.view.load();
             if pref_epoch != Some(view.epoch) {
                 pref = view.ring.preference_list(&pos, self.cfg.replication);
                 pref_epoch = Some(view.epoch);
+                rescan = true;
             }
             let needed = r.min(pref.len()).max(1);
-            // The local copy answers at once, so it is asked first.
-            if pref.contains(&self.me) && !asked.contains(&self.me) {
-                asked.push(self.me.clone());
-                answers.push((self.me.clone(), self.store.get_at(&pos, &key)));
-            }
-            // Which replicas are asked first rotates with the key, so the
-            // reads a coordinator forwards spread over all the replicas; a
-            // replica whose link is broken is asked only if the others do
-            // not make R (first pass: reachable ones only).
-            let first = usize::from(pos.0[19]);
-            // Replicas asked that are still on the list and have not answered.
-            let mut waiting = asked
-                .iter()
-                .filter(|n| pref.contains(n) && !answers.iter().any(|(a, _)| a == *n))
-                .count();
-            let enough =
-                |waiting: usize| speculate_at.is_some() && answers.len() + waiting >= needed;
-            for pass in 0..2 {
-                let rotated = (0..pref.len()).map(|i| &pref[(first + i) % pref.len()]);
-                for node in rotated {
-                    if enough(waiting) {
-                        break;
-                    }
-                    if *node == self.me || asked.contains(node) {
-                        continue;
-                    }
-                    if pass == 0 && speculate_at.is_some() && !self.reachable(&view, node) {
-                        continue;
-                    }
-                    asked.push(node.clone());
-                    waiting += 1;
-                    let msg = PeerMsg::Get {
-                        id: guard.id,
-                        key: key.clone(),
-                    };
-                    self.send_to(&view, node, msg);
-                }
+            if std::mem::take(&mut rescan) {
+                self.ask_readers(
+                    &view,
+                    &pref,
+                    &pos,
+                    &key,
+                    guard.id,
+                    needed,
+                    speculate_at.is_some(),
+                    &mut asked,
+                    &mut answers,
+                );
             }
             if answers.len() >= needed {
                 return Ok(self.resolve(&key, answers));
@@ -256,6 +243,7 @@ impl Shared {
                     // The replicas asked are slow (or dead and not yet
                     // marked down): the loop now asks the rest.
                     speculate_at = None;
+                    rescan = true;
                     self.metrics
                         .read_speculations
                         .fetch_add(1, Ordering::Relaxed);
@@ -266,9 +254,67 @@ impl Shared {
             // `None` is a poke: a deadline passed or the view changed.
             if let Some((from, PeerMsg::GetReply { entry, .. })) = replies.next().await {
                 self.metrics.replica_ack(Op::Read);
-                if !answers.iter().any(|(n, _)| *n == from) {
+                if !answers.iter().any(|(n, _)| same(n, &from)) {
                     answers.push((from, entry));
                 }
+            }
+        }
+    }
+
+    /// Asks the replicas a read still needs: the local copy first (it
+    /// answers at once), then, while the asked-and-unanswered ones cannot
+    /// make `needed` (or all of them once `limited` is false, after the
+    /// speculation delay), the others.
+    #[allow(clippy::too_many_arguments)]
+    fn ask_readers(
+        &self,
+        view: &View,
+        pref: &[NodeName],
+        pos: &Token,
+        key: &Bytes,
+        id: u64,
+        needed: usize,
+        limited: bool,
+        asked: &mut NodeList,
+        answers: &mut Answers,
+    ) {
+        let me_listed = pref.iter().any(|n| same(n, &self.me));
+        if me_listed && !asked.iter().any(|n| same(n, &self.me)) {
+            asked.push(self.me.clone());
+            answers.push((self.me.clone(), self.store.get_at(pos, key)));
+        }
+        // Which replicas are asked first rotates with the key, so the
+        // reads a coordinator forwards spread over all the replicas; a
+        // replica whose link is broken is asked only if the others do
+        // not make R (first pass: reachable ones only).
+        let first = usize::from(pos.0[19]);
+        // Replicas asked that are still on the list and have not answered.
+        let mut waiting = asked
+            .iter()
+            .filter(|n| pref.iter().any(|p| same(p, n)) && !answers.iter().any(|(a, _)| same(a, n)))
+            .count();
+        for pass in 0..2 {
+            let rotated = (0..pref.len()).map(|i| &pref[(first + i) % pref.len()]);
+            for node in rotated {
+                if limited && answers.len() + waiting >= needed {
+                    break;
+                }
+                if same(node, &self.me) || asked.iter().any(|a| same(a, node)) {
+                    continue;
+                }
+                if pass == 0 && limited && !self.reachable(view, node) {
+                    continue;
+                }
+                asked.push(node.clone());
+                waiting += 1;
+                self.send_to(
+                    view,
+                    node,
+                    PeerMsg::Get {
+                        id,
+                        key: key.clone(),
+                    },
+                );
             }
         }
     }
