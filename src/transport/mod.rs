@@ -16,6 +16,7 @@
 //! through real processes and sockets; the sans-IO membership and store are
 //! tested directly.
 
+mod batch;
 pub mod fault;
 mod handshake;
 pub mod tcp;

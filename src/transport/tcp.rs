@@ -37,13 +37,14 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::batch::Batch;
 use super::fault::{Faults, Verdict};
 use super::handshake::{HANDSHAKE_TIMEOUT, REFUSED};
 use super::{Peer, PeerHandler, Transport};
 use crate::auth::{ClusterKey, KeyedRateLimit};
 use crate::encoding::FrameCodec;
 use crate::error::{Error, Result};
-use crate::message::{Hello, PeerMsg, PutResult};
+use crate::message::{Hello, PeerMsg};
 
 /// A connect to a peer on the cluster's network takes a round trip; one
 /// still pending after this was most likely dropped (a partition, a dead
@@ -152,16 +153,20 @@ impl TcpTransport {
     /// message to `handler`.
     pub async fn serve(self, listener: TcpListener, handler: Arc<dyn PeerHandler>) {
         let shutdown = self.inner.shutdown.clone();
+        // Dropped at shutdown, which aborts the connections: their loops
+        // need not poll a shutdown future for every batch they read.
+        let mut conns = tokio::task::JoinSet::new();
         loop {
             let accepted = tokio::select! {
                 _ = shutdown.cancelled() => return,
+                Some(_) = conns.join_next(), if !conns.is_empty() => continue,
                 a = listener.accept() => a,
             };
             match accepted {
                 Ok((stream, addr)) => {
                     let inner = self.inner.clone();
                     let handler = handler.clone();
-                    tokio::spawn(async move {
+                    conns.spawn(async move {
                         if let Err(e) = inner.read_connection(stream, addr, handler).await {
                             debug!(%addr, error = %e, "peer connection closed");
                         }
@@ -286,21 +291,21 @@ impl Inner {
         reader.read_buffer_mut().extend_from_slice(&buf);
         // Silence is checked once per idle_timeout (a connection is closed
         // after between one and two periods without a message) rather than
-        // with a timer per message.
-        let mut idle_check = tokio::time::interval(self.cfg.idle_timeout);
-        idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        idle_check.reset();
+        // with a timer per message; the timer and the shutdown future are
+        // made once, not on every turn of the loop.
+        let idle = tokio::time::sleep(self.cfg.idle_timeout);
+        tokio::pin!(idle);
         let mut heard = false;
         loop {
             let next = tokio::select! {
-                _ = self.shutdown.cancelled() => return Ok(()),
-                _ = idle_check.tick() => {
+                _ = &mut idle => {
                     if !std::mem::take(&mut heard) {
                         return Err(Error::Protocol(format!(
                             "{} silent for {:?}",
                             peer.name, self.cfg.idle_timeout
                         )));
                     }
+                    idle.as_mut().reset(tokio::time::Instant::now() + self.cfg.idle_timeout);
                     continue;
                 }
                 n = reader.next() => n,
@@ -409,20 +414,27 @@ impl Inner {
     ) -> Result<()> {
         // One batch for the link's life: its buffer and the vectors of
         // held-back messages keep their capacity from one write to the next.
-        let mut batch = Batch {
-            codec: FrameCodec::<PeerMsg>::new(self.cfg.max_frame),
-            buf: BytesMut::with_capacity(64 * 1024),
-            acks: Vec::new(),
-            replies: Vec::new(),
-            puts: Vec::new(),
-            count: 0,
-        };
+        let mut batch = Batch::new(FrameCodec::new(self.cfg.max_frame));
         loop {
-            let first = tokio::select! {
-                biased;
-                _ = self.shutdown.cancelled() => return Ok(()),
-                _ = reset.changed() => return Err(Error::Protocol(format!("link to {peer} reset"))),
-                m = rx.recv() => m,
+            // Shutdown and reset are checked with two loads while messages
+            // are waiting; the futures that wait for them are built only
+            // when the link is about to sleep (they showed up in profiles of
+            // unpipelined traffic, polled once a batch).
+            let reset_err = || Error::Protocol(format!("link to {peer} reset"));
+            if self.shutdown.is_cancelled() {
+                return Ok(());
+            }
+            if reset.has_changed().unwrap_or(true) {
+                return Err(reset_err());
+            }
+            let first = match rx.try_recv() {
+                Ok(m) => Some(m),
+                Err(_) => tokio::select! {
+                    biased;
+                    _ = self.shutdown.cancelled() => return Ok(()),
+                    _ = reset.changed() => return Err(reset_err()),
+                    m = rx.recv() => m,
+                },
             };
             let Some(first) = first else { return Ok(()) };
             batch.count = 0;
@@ -433,7 +445,7 @@ impl Inner {
                     Err(_) => break,
                 }
             }
-            self.flush_held(peer, &mut batch);
+            batch.flush_held(&self.stats.by_kind, peer);
             if batch.buf.is_empty() {
                 continue;
             }
@@ -448,11 +460,8 @@ impl Inner {
         }
     }
 
-    /// Appends one message to the batch unless fault injection says
-    /// otherwise. Replica writes, successful write acknowledgements and
-    /// read replies are held back and coalesced into one `Puts`, `PutAcks`
-    /// and `GetReplies`, sent before the next other message or at the end
-    /// of the batch.
+    /// Appends one message to the batch (see [`Batch::add`]) unless fault
+    /// injection says otherwise.
     fn frame(&self, out: Outgoing, peer: &str, batch: &mut Batch, tx: &mpsc::Sender<Outgoing>) {
         if let (Some(f), false) = (&self.faults, out.faulted) {
             match f.outgoing(peer) {
@@ -478,123 +487,6 @@ impl Inner {
                 }
             }
         }
-        match out.msg {
-            PeerMsg::PutAck {
-                id,
-                result: PutResult::Ok { was_live },
-            } => batch.acks.push((id, was_live)),
-            PeerMsg::GetReply { id, entry } => batch.replies.push((id, entry)),
-            PeerMsg::Put { id, key, entry } => batch.puts.push((id, key, entry)),
-            msg => {
-                self.flush_held(peer, batch);
-                self.encode(&msg, peer, batch);
-            }
-        }
-    }
-
-    /// Encodes the messages held back, each kind as one message, and gives
-    /// the emptied vectors back to the batch.
-    fn flush_held(&self, peer: &str, batch: &mut Batch) {
-        let replies = coalesce(
-            &mut batch.replies,
-            |(id, entry)| PeerMsg::GetReply { id, entry },
-            |replies| PeerMsg::GetReplies { replies },
-        );
-        let puts = coalesce(
-            &mut batch.puts,
-            |(id, key, entry)| PeerMsg::Put { id, key, entry },
-            |items| PeerMsg::Puts { items },
-        );
-        let acks = coalesce(
-            &mut batch.acks,
-            |(id, was_live)| PeerMsg::PutAck {
-                id,
-                result: PutResult::Ok { was_live },
-            },
-            |acks| PeerMsg::PutAcks { acks },
-        );
-        for msg in [replies, puts, acks].into_iter().flatten() {
-            self.encode(&msg, peer, batch);
-            match msg {
-                PeerMsg::GetReplies { replies } => batch.replies = emptied(replies),
-                PeerMsg::Puts { items } => batch.puts = emptied(items),
-                PeerMsg::PutAcks { acks } => batch.acks = emptied(acks),
-                _ => {}
-            }
-        }
-    }
-
-    fn encode(&self, msg: &PeerMsg, peer: &str, batch: &mut Batch) {
-        let before = batch.buf.len();
-        match batch
-            .codec
-            .encode_sized(msg, body_hint(msg), &mut batch.buf)
-        {
-            Ok(()) => {
-                self.stats.by_kind.sent(msg, batch.buf.len() - before);
-                batch.count += 1;
-            }
-            Err(e) => {
-                warn!(peer, kind = msg.kind(), error = %e, "message not sent");
-            }
-        }
-    }
-}
-
-/// One socket write being assembled by a link.
-struct Batch {
-    codec: FrameCodec<PeerMsg>,
-    buf: BytesMut,
-    /// Successful acknowledgements held back to be coalesced.
-    acks: Vec<(u64, bool)>,
-    /// Read replies held back to be coalesced.
-    replies: Vec<(u64, Option<crate::store::Entry>)>,
-    /// Replica writes held back to be coalesced.
-    puts: Vec<(u64, bytes::Bytes, crate::store::Entry)>,
-    /// Messages encoded so far.
-    count: u64,
-}
-
-/// About how many bytes `msg` encodes to, for the coalesced kinds that can
-/// be large (the others fit the codec's first small attempt).
-fn body_hint(msg: &PeerMsg) -> usize {
-    let entry = |e: &crate::store::Entry| e.value.as_ref().map_or(0, |v| v.len()) + 24;
-    match msg {
-        PeerMsg::Puts { items } => {
-            items
-                .iter()
-                .map(|(_, key, e)| key.len() + entry(e) + 16)
-                .sum::<usize>()
-                + 16
-        }
-        PeerMsg::GetReplies { replies } => {
-            replies
-                .iter()
-                .map(|(_, e)| e.as_ref().map_or(0, entry) + 12)
-                .sum::<usize>()
-                + 16
-        }
-        PeerMsg::PutAcks { acks } => acks.len() * 11 + 16,
-        _ => 0,
-    }
-}
-
-/// `v` cleared, keeping its capacity for the next batch.
-fn emptied<T>(mut v: Vec<T>) -> Vec<T> {
-    v.clear();
-    v
-}
-
-/// The messages `held` back as one: none, the single message itself, or
-/// the coalesced kind carrying them all. Leaves `held` empty.
-fn coalesce<T>(
-    held: &mut Vec<T>,
-    one: impl FnOnce(T) -> PeerMsg,
-    many: impl FnOnce(Vec<T>) -> PeerMsg,
-) -> Option<PeerMsg> {
-    match held.len() {
-        0 => None,
-        1 => held.pop().map(one),
-        _ => Some(many(std::mem::take(held))),
+        batch.add(out.msg, &self.stats.by_kind, peer);
     }
 }
