@@ -9,5 +9,6 @@
 pub mod codec;
 pub mod commands;
 pub mod glob;
+pub mod ordered;
 pub mod ringkv_cmd;
 pub mod server;

@@ -31,7 +31,6 @@
 //! (Redis's `timeout 0` default), and per-client output-buffer limits (a
 //! reply is never bigger than the values the client itself could send).
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +39,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use futures::stream::FuturesOrdered;
 use futures::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -53,7 +51,8 @@ use crate::auth::RateLimit;
 use crate::metrics::{Cmd, Outcome};
 use crate::node::shared::Shared;
 use crate::resp::codec::{Limits, ProtocolError, Reply, RespDecoder};
-use crate::resp::commands::{dispatch, ConnState, ReplyFuture};
+use crate::resp::commands::{dispatch, ConnState};
+use crate::resp::ordered::Ordered;
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
@@ -144,10 +143,9 @@ async fn connection(
         id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
     };
     let max_inflight = cfg.max_inflight_per_conn;
-    let mut inflight = FuturesOrdered::new();
-    // (command, start, node-wide permit) of each reply in `inflight`, in the
-    // same order; the permit is given back when the reply is written.
-    let mut started = VecDeque::with_capacity(max_inflight + 1);
+    // Each started command's reply, with its (command, start, node-wide
+    // permit); the permit is given back when the reply is written.
+    let mut inflight: Ordered<Started, Reply> = Ordered::with_capacity(max_inflight + 1);
     // A command read but not yet started, waiting for a node-wide permit;
     // while one waits the connection reads nothing more (back-pressure).
     let mut waiting: Option<Vec<Bytes>> = None;
@@ -161,7 +159,7 @@ async fn connection(
         tokio::select! {
             p = node_inflight.clone().acquire_owned(), if waiting.is_some() => {
                 let Some(args) = waiting.take() else { continue };
-                start(&shared, &mut conn, args, p.ok(), &mut inflight, &mut started);
+                start(&shared, &mut conn, args, p.ok(), &mut inflight);
                 reading = !conn.closing;
             }
             frame = reader.next(), if may_read => {
@@ -173,7 +171,7 @@ async fn connection(
                             // A free permit (the usual case) starts the command at once.
                             match node_inflight.clone().try_acquire_owned() {
                                 Ok(p) => {
-                                    start(&shared, &mut conn, args, Some(p), &mut inflight, &mut started);
+                                    start(&shared, &mut conn, args, Some(p), &mut inflight);
                                     reading = !conn.closing;
                                 }
                                 Err(_) => waiting = Some(args),
@@ -186,8 +184,7 @@ async fn connection(
                                     warn!(%peer, conn = conn.id, timeout_ms = ms, held_back, "closed a client whose command stayed incomplete");
                                 }
                             }
-                            started.push_back((Cmd::Other, Instant::now(), None));
-                            inflight.push_back(Box::pin(std::future::ready(protocol_error(&e))) as _);
+                            inflight.push_done((Cmd::Other, Instant::now(), None), protocol_error(&e));
                             reading = false;
                         }
                         None => reading = false,
@@ -203,11 +200,13 @@ async fn connection(
                     }
                 }
             }
-            Some(reply) = inflight.next(), if !inflight.is_empty() => {
-                encode(&shared, &reply, started.pop_front(), &mut out);
+            Some((started, reply)) = std::future::poll_fn(|cx| inflight.poll_next(cx)), if !inflight.is_empty() => {
+                encode(&shared, &reply, started, &mut out);
                 // Everything else already finished goes out in the same write.
-                while let Some(Some(reply)) = inflight.next().now_or_never() {
-                    encode(&shared, &reply, started.pop_front(), &mut out);
+                while let Some(Some((started, reply))) =
+                    std::future::poll_fn(|cx| inflight.poll_next(cx)).now_or_never()
+                {
+                    encode(&shared, &reply, started, &mut out);
                 }
                 write.write_all(&out).await?;
                 out.clear();
@@ -246,16 +245,15 @@ fn start(
     conn: &mut ConnState,
     args: Vec<Bytes>,
     permit: Option<OwnedSemaphorePermit>,
-    inflight: &mut FuturesOrdered<ReplyFuture>,
-    started: &mut VecDeque<Started>,
+    inflight: &mut Ordered<Started, Reply>,
 ) {
     shared.metrics.commands.fetch_add(1, Ordering::Relaxed);
     let cmd = args.first().map_or(Cmd::Other, |a| Cmd::of(a));
-    started.push_back((cmd, Instant::now(), permit));
-    inflight.push_back(dispatch(shared, conn, args));
+    let started = (cmd, Instant::now(), permit);
+    inflight.push(started, dispatch(shared, conn, args));
 }
 
-fn encode(shared: &Shared, reply: &Reply, started: Option<Started>, out: &mut BytesMut) {
+fn encode(shared: &Shared, reply: &Reply, started: Started, out: &mut BytesMut) {
     let outcome = match reply {
         Reply::Error(e) if e.starts_with("UNAVAILABLE") => Outcome::Unavailable,
         Reply::Error(_) => Outcome::Error,
@@ -267,9 +265,8 @@ fn encode(shared: &Shared, reply: &Reply, started: Option<Started>, out: &mut By
             .command_errors
             .fetch_add(1, Ordering::Relaxed);
     }
-    if let Some((cmd, at, _permit)) = started {
-        shared.metrics.request(cmd, outcome, at.elapsed());
-    }
+    let (cmd, at, _permit) = started;
+    shared.metrics.request(cmd, outcome, at.elapsed());
     reply.encode(out);
 }
 
