@@ -320,7 +320,9 @@ async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
         shared.handle_events(events);
         let sent = targets.len() as u64;
         for addr in targets {
-            shared.net.send(&addr, PeerMsg::Heartbeat(hb.clone()));
+            shared
+                .net
+                .send(&addr, PeerMsg::Heartbeat(Box::new(hb.clone())));
         }
         shared
             .metrics
