@@ -42,7 +42,10 @@ use crate::store::{Entry, Version};
 /// Node names compared by pointer first: the names in a request's lists
 /// are clones of the ring's, so the string comparison is rarely needed.
 fn same(a: &NodeName, b: &NodeName) -> bool {
-    std::sync::Arc::ptr_eq(a, b) || a == b
+    // Names of one length usually differ in their last byte (n1, n2...):
+    // checked before calling memcmp.
+    std::sync::Arc::ptr_eq(a, b)
+        || (a.len() == b.len() && a.as_bytes().last() == b.as_bytes().last() && a == b)
 }
 
 /// The replies a read gathered, inline for the usual few.
@@ -302,19 +305,20 @@ impl Shared {
                 if same(node, &self.me) || asked.iter().any(|a| same(a, node)) {
                     continue;
                 }
-                if pass == 0 && limited && !self.reachable(view, node) {
-                    continue;
+                let msg = PeerMsg::Get {
+                    id,
+                    key: key.clone(),
+                };
+                // First pass: reachable replicas only (one link lookup).
+                if pass == 0 && limited {
+                    if self.send_if_reachable(view, node, msg).is_none() {
+                        continue;
+                    }
+                } else {
+                    self.send_to(view, node, msg);
                 }
                 asked.push(node.clone());
                 waiting += 1;
-                self.send_to(
-                    view,
-                    node,
-                    PeerMsg::Get {
-                        id,
-                        key: key.clone(),
-                    },
-                );
             }
         }
     }

@@ -252,12 +252,12 @@ impl Shared {
         }
     }
 
-    /// Whether the link to node `name` is believed to work (see
-    /// [`Transport::reachable`]); false for a node not in the view.
-    pub fn reachable(&self, view: &View, name: &NodeName) -> bool {
-        view.addrs
-            .get(name)
-            .is_some_and(|addr| self.net.reachable(addr))
+    /// [`Shared::send_to`] if the link to node `name` is believed to work
+    /// (see [`Transport::reachable`]): `None`, nothing sent, when it is not
+    /// or the node is not in the view.
+    pub fn send_if_reachable(&self, view: &View, name: &NodeName, msg: PeerMsg) -> Option<bool> {
+        let addr = view.addrs.get(name)?;
+        self.net.send_if_reachable(addr, msg)
     }
 
     /// Sends `msg` to node `name` through the current view's address for

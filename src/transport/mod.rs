@@ -66,4 +66,11 @@ pub trait Transport: Send + Sync + 'static {
     fn reachable(&self, _addr: &str) -> bool {
         true
     }
+
+    /// [`Transport::send`] if `addr` is [`Transport::reachable`], with one
+    /// lookup of the link instead of two: `None` (and `msg` dropped
+    /// unsent) when it is not, else whether it was queued.
+    fn send_if_reachable(&self, addr: &str, msg: PeerMsg) -> Option<bool> {
+        self.reachable(addr).then(|| self.send(addr, msg))
+    }
 }

@@ -231,6 +231,27 @@ impl Transport for TcpTransport {
         ok
     }
 
+    fn send_if_reachable(&self, addr: &str, msg: PeerMsg) -> Option<bool> {
+        if self.inner.shutdown.is_cancelled() {
+            return Some(false);
+        }
+        let link = self.link(addr);
+        if !link.up.load(Ordering::Relaxed) {
+            return None;
+        }
+        let ok = link
+            .tx
+            .try_send(Outgoing {
+                msg,
+                faulted: false,
+            })
+            .is_ok();
+        if !ok {
+            self.inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        Some(ok)
+    }
+
     fn reset(&self, addr: &str) {
         if let Some(link) = self.inner.links.get(addr) {
             link.reset.send_modify(|epoch| *epoch += 1);
