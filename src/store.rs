@@ -295,12 +295,12 @@ impl Store {
     /// Key and value are copied into the store's own allocation, so a
     /// stored value never pins a whole network read buffer in memory.
     pub fn apply(&self, key: &[u8], entry: Entry) -> Applied {
-        self.apply_at(&Token::of(key), key, entry)
+        self.apply_at(&Token::of(key), key, &entry)
     }
 
     /// [`Store::apply`] for a caller that already has `pos`, the key's ring
     /// position ([`Token::of`] the key), and so spares the store a SHA-1.
-    pub fn apply_at(&self, pos: &Token, key: &[u8], entry: Entry) -> Applied {
+    pub fn apply_at(&self, pos: &Token, key: &[u8], entry: &Entry) -> Applied {
         let bucket = self.bucket_at(pos, key);
         let hash = self.hash(key);
         let new = entry.view();

@@ -39,6 +39,8 @@
 mod compact;
 mod files;
 mod record;
+
+pub use record::{check_parts, encode_parts_into};
 mod recover;
 mod stats;
 mod writer;
@@ -244,9 +246,20 @@ impl CommitLog {
             }
             record::encode_into(rec, &mut buf);
         }
+        self.append_frames_then(buf.freeze(), records.len() as u64, then);
+    }
+
+    /// [`CommitLog::append_then`] for `records` records already encoded
+    /// into `frames` (with [`encode_parts_into`]).
+    pub fn append_frames_then(
+        &self,
+        frames: bytes::Bytes,
+        records: u64,
+        then: Box<dyn FnOnce(Result<()>) + Send>,
+    ) {
         let cmd = Cmd::Append {
-            frame: buf.freeze(),
-            records: records.len() as u64,
+            frame: frames,
+            records,
             done: Done::Then(then),
         };
         match self.tx.try_send(cmd) {

@@ -138,7 +138,25 @@ pub fn check_encodable(rec: &Record) -> Result<(), String> {
 /// Append the frame for `rec` to `buf`. The caller has checked the size
 /// with [`check_encodable`]; lengths are bounded by [`MAX_PAYLOAD`].
 pub fn encode_into(rec: &Record, buf: &mut BytesMut) {
-    let payload_len = rec.encoded_len() - FRAME_HEADER_LEN;
+    encode_parts_into(&rec.key, rec.value.as_deref(), rec.ts, rec.node, buf);
+}
+
+/// Why a record of a key and value of these lengths cannot be logged.
+pub fn check_parts(key_len: usize, value_len: usize) -> Result<(), String> {
+    let payload = PAYLOAD_FIXED_LEN + key_len + value_len;
+    if payload > MAX_PAYLOAD {
+        return Err(format!(
+            "record of {payload} bytes exceeds the log limit of {MAX_PAYLOAD}"
+        ));
+    }
+    Ok(())
+}
+
+/// [`encode_into`] from borrowed parts, for a caller that has no
+/// [`Record`] (a replica logging what it just applied). The caller has
+/// checked the size with [`check_parts`].
+pub fn encode_parts_into(key: &[u8], value: Option<&[u8]>, ts: u64, node: u64, buf: &mut BytesMut) {
+    let payload_len = PAYLOAD_FIXED_LEN + key.len() + value.map_or(0, <[u8]>::len);
     buf.reserve(FRAME_HEADER_LEN + payload_len);
     let start = buf.len();
     // The fixed part is assembled on the stack and appended at once: a put
@@ -146,17 +164,17 @@ pub fn encode_into(rec: &Record, buf: &mut BytesMut) {
     let mut head = [0u8; FRAME_HEADER_LEN + PAYLOAD_FIXED_LEN];
     head[..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
     // Bytes 4..8 hold the CRC, filled in below.
-    head[8..16].copy_from_slice(&rec.ts.to_le_bytes());
-    head[16..24].copy_from_slice(&rec.node.to_le_bytes());
-    head[24] = if rec.value.is_some() {
+    head[8..16].copy_from_slice(&ts.to_le_bytes());
+    head[16..24].copy_from_slice(&node.to_le_bytes());
+    head[24] = if value.is_some() {
         KIND_VALUE
     } else {
         KIND_TOMBSTONE
     };
-    head[25..29].copy_from_slice(&(rec.key.len() as u32).to_le_bytes());
+    head[25..29].copy_from_slice(&(key.len() as u32).to_le_bytes());
     buf.extend_from_slice(&head);
-    buf.extend_from_slice(&rec.key);
-    if let Some(v) = &rec.value {
+    buf.extend_from_slice(key);
+    if let Some(v) = value {
         buf.extend_from_slice(v);
     }
     let crc = frame_crc(&buf[start..start + 4], &buf[start + FRAME_HEADER_LEN..]);

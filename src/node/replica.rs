@@ -17,14 +17,27 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::BytesMut;
 use tracing::warn;
 
 use crate::anti_entropy::digest;
-use crate::log::Record;
+use crate::log::check_parts;
 use crate::message::{PeerMsg, PutResult};
 use crate::node::shared::Shared;
 use crate::resp::glob;
+use crate::ring::Token;
+use crate::store::Entry;
 use crate::transport::{Peer, PeerHandler, Transport};
+
+/// What the replica writes of one message leave to do once logged: their
+/// log frames (encoded as they are applied), how many records those hold,
+/// and the acknowledgements to send then.
+#[derive(Default)]
+struct Logged {
+    frames: BytesMut,
+    records: u64,
+    acks: Vec<PeerMsg>,
+}
 
 impl PeerHandler for Shared {
     fn on_message(&self, from: &Peer, msg: PeerMsg) {
@@ -54,32 +67,48 @@ impl PeerHandler for Shared {
                 return;
             }
             PeerMsg::Put { id, key, entry } => {
-                let (mut records, mut acks) = (Vec::with_capacity(1), Vec::with_capacity(1));
-                self.replica_write(from, id, &key, entry, &mut records, &mut acks);
-                self.ack_when_logged(from, records, acks);
+                let mut log = Logged::default();
+                self.replica_write(from, id, &key, &entry, &mut log);
+                self.ack_when_logged(from, log);
                 return;
             }
             PeerMsg::Puts { items } => {
-                let mut records = Vec::with_capacity(items.len());
-                let mut acks = Vec::with_capacity(items.len());
-                for (id, key, entry) in items {
-                    self.replica_write(from, id, &key, entry, &mut records, &mut acks);
+                let mut log = Logged::default();
+                log.acks.reserve(items.len());
+                for (id, key, entry) in &items {
+                    self.replica_write(from, *id, key, entry, &mut log);
                 }
-                self.ack_when_logged(from, records, acks);
+                self.ack_when_logged(from, log);
                 return;
             }
             PeerMsg::Transfer { id, items } => {
-                let mut records = Vec::with_capacity(items.len());
-                for (key, entry) in items {
+                let mut log = Logged::default();
+                for (key, entry) in &items {
                     // A hand-off carries old timestamps; only refuse the future.
-                    match self.clock.observe(entry.version.ts) {
-                        Ok(()) => records.extend(self.apply(&key, entry).1),
+                    let fits = check_parts(key.len(), entry.value.as_ref().map_or(0, |v| v.len()));
+                    match self
+                        .clock
+                        .observe(entry.version.ts)
+                        .map_err(|e| e.to_string())
+                        .and(fits)
+                    {
+                        Ok(()) => {
+                            let pos = Token::of(key);
+                            self.apply_into_frames(
+                                &pos,
+                                key,
+                                entry,
+                                &mut log.frames,
+                                &mut log.records,
+                            );
+                        }
                         Err(e) => {
                             warn!(peer = %from.name, error = %e, "refused a handed-off entry")
                         }
                     }
                 }
-                self.ack_when_logged(from, records, vec![PeerMsg::TransferAck { id }]);
+                log.acks.push(PeerMsg::TransferAck { id });
+                self.ack_when_logged(from, log);
                 return;
             }
             PeerMsg::Get { id, key } => PeerMsg::GetReply {
@@ -140,28 +169,25 @@ impl Shared {
     /// past its timestamp (or the write is refused and the coordinator told
     /// why), the entry is merged, and its log record and acknowledgement
     /// are added to those the caller sends once the records are logged.
-    fn replica_write(
-        &self,
-        from: &Peer,
-        id: u64,
-        key: &bytes::Bytes,
-        entry: crate::store::Entry,
-        records: &mut Vec<Record>,
-        acks: &mut Vec<PeerMsg>,
-    ) {
-        if let Err(e) = self.clock.observe(entry.version.ts) {
-            warn!(peer = %from.name, error = %e, "refused a replica write");
-            let result = PutResult::Refused(e.to_string());
+    fn replica_write(&self, from: &Peer, id: u64, key: &[u8], entry: &Entry, log: &mut Logged) {
+        let fits = check_parts(key.len(), entry.value.as_ref().map_or(0, |v| v.len()));
+        let checked = self
+            .clock
+            .observe(entry.version.ts)
+            .map_err(|e| e.to_string());
+        if let Err(why) = checked.and(fits) {
+            warn!(peer = %from.name, error = %why, "refused a replica write");
+            let result = PutResult::Refused(why);
             self.net
                 .send(&from.reply_to, PeerMsg::PutAck { id, result });
             return;
         }
-        let (applied, record) = self.apply(key, entry);
-        records.extend(record);
+        let pos = Token::of(key);
+        let applied = self.apply_into_frames(&pos, key, entry, &mut log.frames, &mut log.records);
         // Id 0 is read repair: logged, but nobody waits for an ack.
         if id != 0 {
             let was_live = applied.was_live;
-            acks.push(PeerMsg::PutAck {
+            log.acks.push(PeerMsg::PutAck {
                 id,
                 result: PutResult::Ok { was_live },
             });
@@ -172,8 +198,13 @@ impl Shared {
     /// one message are appended as one unit). If the log fails, no
     /// acknowledgement is sent: the coordinator then counts this replica as
     /// not having answered.
-    fn ack_when_logged(&self, to: &Peer, records: Vec<Record>, acks: Vec<PeerMsg>) {
-        if records.is_empty() {
+    fn ack_when_logged(&self, to: &Peer, log: Logged) {
+        let Logged {
+            frames,
+            records,
+            acks,
+        } = log;
+        if records == 0 {
             for ack in acks {
                 self.net.send(&to.reply_to, ack);
             }
@@ -181,8 +212,9 @@ impl Shared {
         }
         let net: Arc<dyn Transport> = self.net.clone();
         let reply_to = to.reply_to.clone();
-        self.log.append_then(
-            &records,
+        self.log.append_frames_then(
+            frames.freeze(),
+            records,
             Box::new(move |result| match result {
                 Ok(()) => {
                     for ack in acks {

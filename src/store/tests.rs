@@ -159,7 +159,7 @@ fn equal_contents_give_equal_digests_in_any_order() {
 fn the_at_variants_agree_with_the_plain_ones() {
     let s = Store::new();
     let pos = Token::of(b"k");
-    assert!(s.apply_at(&pos, b"k", entry(1, 1, Some(b"a"))).changed);
+    assert!(s.apply_at(&pos, b"k", &entry(1, 1, Some(b"a"))).changed);
     assert_eq!(s.get(b"k"), Some(entry(1, 1, Some(b"a"))));
     s.apply(b"k", entry(2, 1, Some(b"b")));
     assert_eq!(s.get_at(&pos, b"k"), Some(entry(2, 1, Some(b"b"))));
