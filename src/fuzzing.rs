@@ -71,7 +71,11 @@ pub fn resp_decoder(data: &[u8]) {
 
 fn frames<T>(data: &[u8])
 where
-    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+    T: serde::Serialize
+        + serde::de::DeserializeOwned
+        + crate::encoding::Wire
+        + PartialEq
+        + std::fmt::Debug,
 {
     let mut codec = FrameCodec::<T>::new(64 * 1024);
     let mut buf = BytesMut::from(data);

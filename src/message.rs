@@ -29,8 +29,9 @@ use crate::store::{Entry, Version};
 /// The version of the peer protocol. Bumped on any change to [`PeerMsg`]
 /// or to the handshake. Version 2 added the cluster-secret proofs,
 /// version 3 the anti-entropy messages, version 4 coalesced `PutAcks`,
-/// `GetReplies` and `Puts`.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// `GetReplies` and `Puts`, version 5 fixed-width integers after the
+/// handshake (see [`crate::encoding::Wire`]).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The name of every [`PeerMsg`] type, in [`PeerMsg::kind_index`] order
 /// (logs, and the per-kind traffic metrics).
@@ -123,6 +124,20 @@ pub enum PutResult {
     /// Refused, with the reason (for example a clock too far ahead).
     Refused(String),
 }
+
+impl crate::encoding::Wire for Hello {
+    const FIXED_INTS: bool = false;
+}
+
+impl crate::encoding::Wire for HelloReply {
+    const FIXED_INTS: bool = false;
+}
+
+impl crate::encoding::Wire for HelloProof {
+    const FIXED_INTS: bool = false;
+}
+
+impl crate::encoding::Wire for PeerMsg {}
 
 /// Messages after the handshake.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

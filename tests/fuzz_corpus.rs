@@ -52,7 +52,7 @@ fn every_corpus_and_crash_input_replays_without_a_panic() {
     }
 }
 
-fn frame<T: serde::Serialize>(msg: &T) -> Vec<u8> {
+fn frame<T: serde::Serialize + ringkv::encoding::Wire>(msg: &T) -> Vec<u8> {
     let mut out = BytesMut::new();
     FrameCodec::<T>::new(1 << 20).encode(msg, &mut out).unwrap();
     out.to_vec()

@@ -25,7 +25,7 @@ fn is_err(r: &Reply, needle: &str) -> bool {
     matches!(r, Reply::Error(e) if e.contains(needle))
 }
 
-fn encode<T: serde::Serialize>(msg: &T) -> Vec<u8> {
+fn encode<T: serde::Serialize + ringkv::encoding::Wire>(msg: &T) -> Vec<u8> {
     let mut out = BytesMut::new();
     FrameCodec::<T>::new(64 * 1024)
         .encode(msg, &mut out)
@@ -34,7 +34,9 @@ fn encode<T: serde::Serialize>(msg: &T) -> Vec<u8> {
 }
 
 /// Reads one handshake frame of type `T` from a raw peer connection.
-fn read_frame<T: serde::de::DeserializeOwned>(s: &mut TcpStream) -> Option<T> {
+fn read_frame<T: serde::de::DeserializeOwned + ringkv::encoding::Wire>(
+    s: &mut TcpStream,
+) -> Option<T> {
     let mut codec = FrameCodec::<T>::new(64 * 1024);
     let mut buf = BytesMut::new();
     loop {

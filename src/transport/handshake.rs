@@ -214,7 +214,10 @@ fn unexpected(addr: &str, reply: &HelloReply) -> Error {
 }
 
 /// Writes one handshake frame.
-async fn send_frame<T: serde::Serialize>(stream: &mut TcpStream, msg: &T) -> Result<()> {
+async fn send_frame<T: serde::Serialize + crate::encoding::Wire>(
+    stream: &mut TcpStream,
+    msg: &T,
+) -> Result<()> {
     let mut out = BytesMut::new();
     FrameCodec::<T>::new(HANDSHAKE_FRAME).encode(msg, &mut out)?;
     stream.write_all(&out).await?;
@@ -223,7 +226,7 @@ async fn send_frame<T: serde::Serialize>(stream: &mut TcpStream, msg: &T) -> Res
 
 /// Reads one handshake frame (at most [`HANDSHAKE_FRAME`] bytes), keeping
 /// whatever arrives after it in `buf`. `None` on a clean close before it.
-async fn recv_frame<T: serde::de::DeserializeOwned>(
+async fn recv_frame<T: serde::de::DeserializeOwned + crate::encoding::Wire>(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
 ) -> Result<Option<T>> {
