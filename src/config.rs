@@ -87,6 +87,13 @@ pub struct Config {
     /// first when it holds the key); after this long without enough answers
     /// it asks the rest too. 0 asks every replica at once. Default 20.
     pub read_speculation_ms: u64,
+    /// A read whose first R answers all find no such key asks one more
+    /// replica (waiting up to `read_speculation_ms`, 20 ms if that is 0)
+    /// before answering nil: right after a ring change the first replicas
+    /// may not have been filled by anti-entropy yet while another holds the
+    /// key. Costs a third more read messages for keys that do not exist;
+    /// `false` answers nil on R misses (Riak's `notfound_ok`). Default true.
+    pub confirm_misses: bool,
     /// How long tombstones are kept before they are purged. Default 86400 (24 h).
     pub tombstone_grace_secs: u64,
     /// Refuse writes stamped further than this ahead of the local clock. Default 60000.
@@ -160,6 +167,7 @@ impl Default for Config {
             failure_timeout_ms: 1000,
             request_timeout_ms: 2000,
             read_speculation_ms: 20,
+            confirm_misses: true,
             tombstone_grace_secs: 86_400,
             max_clock_skew_ms: 60_000,
             max_frame_bytes: 64 * 1024 * 1024,

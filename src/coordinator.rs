@@ -48,6 +48,10 @@ fn same(a: &NodeName, b: &NodeName) -> bool {
         || (a.len() == b.len() && a.as_bytes().last() == b.as_bytes().last() && a == b)
 }
 
+/// How long a read that found no such key waits for one more replica to
+/// confirm it when `read_speculation_ms` is 0 (else that setting).
+const MISS_CONFIRM_WAIT: Duration = Duration::from_millis(20);
+
 /// The replies a read gathered, inline for the usual few.
 type Answers = smallvec::SmallVec<[(NodeName, Option<Entry>); 4]>;
 
@@ -207,6 +211,12 @@ impl Shared {
         // Whether to (re)consider whom to ask: on the first turn, when the
         // view changed, and when speculation starts; not on every reply.
         let mut rescan = true;
+        // Set once the first R answers all said "no such key" while the
+        // list has a replica not yet heard: right after a ring change (a
+        // partition, a node down) the first replicas asked may be ones
+        // anti-entropy has not filled yet while another holds the key, so a
+        // miss waits for one more answer, until this instant at most.
+        let mut confirm_miss_by: Option<Instant> = None;
         loop {
             let view = self.view.load();
             if pref_epoch != Some(view.epoch) {
@@ -214,7 +224,9 @@ impl Shared {
                 pref_epoch = Some(view.epoch);
                 rescan = true;
             }
-            let needed = r.min(pref.len()).max(1);
+            let needed = (r + usize::from(confirm_miss_by.is_some()))
+                .min(pref.len())
+                .max(1);
             if std::mem::take(&mut rescan) {
                 self.ask_readers(
                     &view,
@@ -229,9 +241,28 @@ impl Shared {
                 );
             }
             if answers.len() >= needed {
+                let miss = answers.iter().all(|(_, e)| e.is_none());
+                if miss
+                    && self.cfg.confirm_misses
+                    && confirm_miss_by.is_none()
+                    && needed < pref.len()
+                {
+                    let wait = self.cfg.read_speculation().unwrap_or(MISS_CONFIRM_WAIT);
+                    confirm_miss_by = Some(Instant::now() + wait);
+                    self.metrics
+                        .read_miss_confirmations
+                        .fetch_add(1, Ordering::Relaxed);
+                    rescan = true;
+                    continue;
+                }
                 return Ok(self.resolve(&key, answers));
             }
             let now = Instant::now();
+            if confirm_miss_by.is_some_and(|at| now >= at) {
+                // The extra replica did not answer in time: the R answers
+                // stand.
+                return Ok(self.resolve(&key, answers));
+            }
             if now >= deadline {
                 self.metrics
                     .replica_timeouts(Op::Read, asked.len().saturating_sub(answers.len()));
@@ -253,7 +284,8 @@ impl Shared {
                     continue;
                 }
             }
-            replies.wake_at(speculate_at.map_or(deadline, |at| at.min(deadline)));
+            let wake = speculate_at.map_or(deadline, |at| at.min(deadline));
+            replies.wake_at(confirm_miss_by.map_or(wake, |at| at.min(wake)));
             // `None` is a poke: a deadline passed or the view changed.
             if let Some((from, PeerMsg::GetReply { entry, .. })) = replies.next().await {
                 self.metrics.replica_ack(Op::Read);

@@ -303,6 +303,9 @@ pub struct Metrics {
     pub read_repairs: AtomicU64,
     /// Reads that asked the rest of the replicas after `read_speculation_ms`.
     pub read_speculations: AtomicU64,
+    /// Reads whose first R answers all found no such key and that asked
+    /// one more replica to confirm the miss.
+    pub read_miss_confirmations: AtomicU64,
     /// Membership changes that altered the ring.
     pub membership_changes: AtomicU64,
     /// Entries handed to other nodes after ring changes.

@@ -188,7 +188,7 @@ pub fn render(m: &Metrics, sampled: Sampled<'_>) -> String {
     let mut reg = Registry::with_prefix("ringkv");
     // The encoder ends every help text with a period of its own.
     let plain = |v: &AtomicU64| Counters(vec![(Vec::new(), v.load(Relaxed))]);
-    let simple: [(&str, &str, &AtomicU64); 14] = [
+    let simple: [(&str, &str, &AtomicU64); 15] = [
         ("commands", "Client commands executed", &m.commands),
         (
             "command_errors",
@@ -212,6 +212,11 @@ pub fn render(m: &Metrics, sampled: Sampled<'_>) -> String {
             "read_speculations",
             "Reads that asked the remaining replicas after read_speculation_ms",
             &m.read_speculations,
+        ),
+        (
+            "read_miss_confirmations",
+            "Reads whose first R answers found no such key and that asked one more replica",
+            &m.read_miss_confirmations,
         ),
         (
             "membership_changes",
