@@ -17,15 +17,20 @@
 //! * a view change pokes every waiting inbox ([`Pending::poke_all`]).
 //!
 //! A poke carries no message: the woken request looks at the clock and
-//! the view and carries on. Pokes and replies share one `Notify`, whose
-//! stored permit means neither is lost between a check and the wait.
+//! the view and carries on. An inbox wakes its request through one
+//! `AtomicWaker` (a `Notify` cost a lock of its waiter list on every wait
+//! and every wake); a poke is a flag beside the queue, and both are looked
+//! at again after the waker is registered, so neither is lost between a
+//! check and the wait.
 
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+use futures::task::AtomicWaker;
 use tokio::sync::Notify;
 
 use crate::message::PeerMsg;
@@ -67,7 +72,8 @@ impl Default for Pending {
 #[derive(Debug)]
 pub struct Inbox {
     queue: Mutex<Bag>,
-    ready: Notify,
+    waker: AtomicWaker,
+    poked: AtomicBool,
     /// When the sweeper should poke this inbox, in microseconds since
     /// [`Pending`]'s origin; `u64::MAX` for never.
     wake_at: AtomicU64,
@@ -78,13 +84,28 @@ impl Inbox {
     /// The next reply, or `None` when the request was poked (a deadline it
     /// asked for passed, or the view changed) with no reply waiting.
     pub async fn next(&self) -> Option<(NodeName, PeerMsg)> {
+        std::future::poll_fn(|cx| {
+            if let Some(ready) = self.take() {
+                return Poll::Ready(ready);
+            }
+            self.waker.register(cx.waker());
+            // A reply or a poke that came between the look above and the
+            // registration woke the previous waker: look again.
+            match self.take() {
+                Some(ready) => Poll::Ready(ready),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// A waiting reply (`Some(Some(..))`), else a poke (`Some(None)`), else
+    /// nothing yet.
+    fn take(&self) -> Option<Option<(NodeName, PeerMsg)>> {
         if let Some(reply) = self.lock().pop() {
-            return Some(reply);
+            return Some(Some(reply));
         }
-        // `notify_one` leaves a permit when nobody waits, so a reply or a
-        // poke between the pop above and this await is not missed.
-        self.ready.notified().await;
-        self.lock().pop()
+        self.poked.swap(false, Ordering::AcqRel).then_some(None)
     }
 
     /// The next reply, however long it takes (callers bound it with their
@@ -107,11 +128,12 @@ impl Inbox {
 
     fn push(&self, from: NodeName, msg: PeerMsg) {
         self.lock().push((from, msg));
-        self.ready.notify_one();
+        self.waker.wake();
     }
 
     fn poke(&self) {
-        self.ready.notify_one();
+        self.poked.store(true, Ordering::Release);
+        self.waker.wake();
     }
 
     fn lock(&self) -> MutexGuard<'_, Bag> {
@@ -192,7 +214,8 @@ impl Pending {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let inbox = Arc::new(Inbox {
             queue: Mutex::new(Bag::default()),
-            ready: Notify::new(),
+            waker: AtomicWaker::new(),
+            poked: AtomicBool::new(false),
             wake_at: AtomicU64::new(u64::MAX),
             origin: self.origin,
         });
@@ -260,6 +283,29 @@ impl Pending {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_request_already_waiting_is_woken_by_a_reply_and_by_a_poke() {
+        let pending = Arc::new(Pending::default());
+        let (guard, inbox) = pending.register();
+        let id = guard.id;
+        let waiter = tokio::spawn({
+            let inbox = inbox.clone();
+            async move { (inbox.next().await.map(|(from, _)| from), inbox.next().await) }
+        });
+        // Let the waiter register before anything arrives.
+        tokio::task::yield_now().await;
+        assert!(pending.deliver(id, "a".into(), PeerMsg::TransferAck { id }));
+        tokio::task::yield_now().await;
+        pending.poke_all();
+        let (first, second) = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the waiting request was woken")
+            .unwrap();
+        assert_eq!(first.as_deref(), Some("a"));
+        assert!(second.is_none(), "the poke came through as a poke");
+        drop(guard);
+    }
 
     #[tokio::test]
     async fn replies_pokes_and_deadlines_reach_the_waiting_request() {
