@@ -9,7 +9,10 @@
 //! answered within `read_speculation_ms`, and answers the newest
 //! version among the first R replies; if those replies disagree, the stale
 //! replicas are sent the newest version (read repair) without delaying the
-//! answer. Asking R rather than N replicas saves a third of the messages of
+//! answer. If the first R answers all say "no such key" (tombstones are
+//! answers, not misses), the read asks one more replica before believing
+//! it (`confirm_misses`): right after a ring change, anti-entropy may not
+//! yet have filled the replicas asked first. Asking R rather than N replicas saves a third of the messages of
 //! a read at N = 3, R = 2; anti-entropy, not read repair, is what brings a
 //! replica that no read asked up to date.
 //!
