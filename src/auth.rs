@@ -3,7 +3,7 @@
 //! A peer connection is authenticated by a challenge-response in both
 //! directions (see `transport/tcp.rs` for the message order):
 //!
-//! 1. the connector sends its [`Hello`](crate::message::Hello);
+//! 1. the connector sends its [`Hello`];
 //! 2. the acceptor answers with a fresh random nonce `na`;
 //! 3. the connector picks its own fresh nonce `nc` and sends
 //!    `HMAC-SHA256(secret, "connector" | na | nc | hello)`;

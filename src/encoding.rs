@@ -107,7 +107,7 @@ impl<T: Serialize + Wire, M: std::borrow::Borrow<T>> Encoder<M> for FrameCodec<T
     type Error = Error;
 
     /// Encodes straight into the write buffer: a length placeholder, the
-    /// body (through [`BufWriter`], which appends each field to the buffer),
+    /// body (through `BufWriter`, which appends each field to the buffer),
     /// then the real length patched in.
     fn encode(&mut self, msg: M, dst: &mut BytesMut) -> Result<()> {
         self.encode_sized(msg.borrow(), SMALL_BODY, dst)

@@ -152,7 +152,7 @@ pub fn check_parts(key_len: usize, value_len: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// [`encode_into`] from borrowed parts, for a caller that has no
+/// `encode_into` from borrowed parts, for a caller that has no
 /// [`Record`] (a replica logging what it just applied). The caller has
 /// checked the size with [`check_parts`].
 pub fn encode_parts_into(key: &[u8], value: Option<&[u8]>, ts: u64, node: u64, buf: &mut BytesMut) {
