@@ -12,9 +12,10 @@
 //! answer. If the first R answers all say "no such key" (tombstones are
 //! answers, not misses), the read asks one more replica before believing
 //! it (`confirm_misses`): right after a ring change, anti-entropy may not
-//! yet have filled the replicas asked first. Asking R rather than N replicas saves a third of the messages of
-//! a read at N = 3, R = 2; anti-entropy, not read repair, is what brings a
-//! replica that no read asked up to date.
+//! yet have filled the replicas asked first. Asking R rather than N
+//! replicas saves a third of the messages of a read at N = 3, R = 2;
+//! anti-entropy, not read repair, is what brings a replica that no read
+//! asked up to date.
 //!
 //! The preference list is recomputed whenever the routing view changes while
 //! a request waits: a replica that was marked down is replaced by the node
@@ -57,6 +58,16 @@ const MISS_CONFIRM_WAIT: Duration = Duration::from_millis(20);
 
 /// The replies a read gathered, inline for the usual few.
 type Answers = smallvec::SmallVec<[(NodeName, Option<Entry>); 4]>;
+
+/// One read: what it reads, whom it asked, and what came back.
+struct Read<'k> {
+    pos: Token,
+    key: &'k Bytes,
+    /// The request id replies carry.
+    id: u64,
+    asked: NodeList,
+    answers: Answers,
+}
 
 /// Read and write quorums for one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,8 +218,13 @@ impl Shared {
         // Until this passes, only as many replicas are asked as the quorum needs.
         let mut speculate_at = self.cfg.read_speculation().map(|d| now + d);
         let (guard, replies) = self.pending.register();
-        let mut asked = NodeList::new();
-        let mut answers: Answers = Answers::new();
+        let mut read = Read {
+            pos,
+            key: &key,
+            id: guard.id,
+            asked: NodeList::new(),
+            answers: Answers::new(),
+        };
         let mut pref = NodeList::new();
         let mut pref_epoch = None;
         // Whether to (re)consider whom to ask: on the first turn, when the
@@ -231,20 +247,10 @@ impl Shared {
                 .min(pref.len())
                 .max(1);
             if std::mem::take(&mut rescan) {
-                self.ask_readers(
-                    &view,
-                    &pref,
-                    &pos,
-                    &key,
-                    guard.id,
-                    needed,
-                    speculate_at.is_some(),
-                    &mut asked,
-                    &mut answers,
-                );
+                self.ask_readers(&view, &pref, needed, speculate_at.is_some(), &mut read);
             }
-            if answers.len() >= needed {
-                let miss = answers.iter().all(|(_, e)| e.is_none());
+            if read.answers.len() >= needed {
+                let miss = read.answers.iter().all(|(_, e)| e.is_none());
                 if miss
                     && self.cfg.confirm_misses
                     && confirm_miss_by.is_none()
@@ -258,21 +264,23 @@ impl Shared {
                     rescan = true;
                     continue;
                 }
-                return Ok(self.resolve(&key, answers));
+                return Ok(self.resolve(&key, read.answers));
             }
             let now = Instant::now();
             if confirm_miss_by.is_some_and(|at| now >= at) {
                 // The extra replica did not answer in time: the R answers
                 // stand.
-                return Ok(self.resolve(&key, answers));
+                return Ok(self.resolve(&key, read.answers));
             }
             if now >= deadline {
-                self.metrics
-                    .replica_timeouts(Op::Read, asked.len().saturating_sub(answers.len()));
+                self.metrics.replica_timeouts(
+                    Op::Read,
+                    read.asked.len().saturating_sub(read.answers.len()),
+                );
                 return Err(Error::Unavailable {
                     op: "read",
                     needed,
-                    got: answers.len(),
+                    got: read.answers.len(),
                 });
             }
             if let Some(at) = speculate_at {
@@ -292,8 +300,8 @@ impl Shared {
             // `None` is a poke: a deadline passed or the view changed.
             if let Some((from, PeerMsg::GetReply { entry, .. })) = replies.next().await {
                 self.metrics.replica_ack(Op::Read);
-                if !answers.iter().any(|(n, _)| same(n, &from)) {
-                    answers.push((from, entry));
+                if !read.answers.iter().any(|(n, _)| same(n, &from)) {
+                    read.answers.push((from, entry));
                 }
             }
         }
@@ -303,19 +311,16 @@ impl Shared {
     /// answers at once), then, while the asked-and-unanswered ones cannot
     /// make `needed` (or all of them once `limited` is false, after the
     /// speculation delay), the others.
-    #[allow(clippy::too_many_arguments)]
     fn ask_readers(
         &self,
         view: &View,
         pref: &[NodeName],
-        pos: &Token,
-        key: &Bytes,
-        id: u64,
         needed: usize,
         limited: bool,
-        asked: &mut NodeList,
-        answers: &mut Answers,
+        read: &mut Read<'_>,
     ) {
+        let (pos, key, id) = (&read.pos, read.key, read.id);
+        let (asked, answers) = (&mut read.asked, &mut read.answers);
         let me_listed = pref.iter().any(|n| same(n, &self.me));
         if me_listed && !asked.iter().any(|n| same(n, &self.me)) {
             asked.push(self.me.clone());

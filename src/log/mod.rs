@@ -39,8 +39,6 @@
 mod compact;
 mod files;
 mod record;
-
-pub use record::{check_parts, encode_parts_into};
 mod recover;
 mod stats;
 mod writer;
@@ -56,7 +54,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 pub use compact::{Compacted, SnapshotWriter};
-pub use record::{Record, MAX_PAYLOAD};
+pub use record::{check_parts, encode_parts_into, Record, MAX_PAYLOAD};
 pub use recover::{Damage, Recovered};
 pub use stats::LogStats;
 

@@ -277,7 +277,7 @@ async fn compaction_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
                 snapshot_of.store.for_each(|key, entry| {
                     if result.is_ok() {
                         let key = Bytes::copy_from_slice(key);
-                        result = w.push(&to_record(&key, &entry.to_entry()));
+                        result = w.push(&to_record(&key, entry.to_entry()));
                     }
                 });
                 result

@@ -21,12 +21,12 @@ use bytes::BytesMut;
 use tracing::warn;
 
 use crate::anti_entropy::digest;
-use crate::log::check_parts;
+use crate::log::{check_parts, encode_parts_into};
 use crate::message::{PeerMsg, PutResult};
 use crate::node::shared::Shared;
 use crate::resp::glob;
 use crate::ring::Token;
-use crate::store::Entry;
+use crate::store::{Applied, Entry};
 use crate::transport::{Peer, PeerHandler, Transport};
 
 /// What the replica writes of one message leave to do once logged: their
@@ -85,26 +85,8 @@ impl PeerHandler for Shared {
                 let mut log = Logged::default();
                 for (key, entry) in &items {
                     // A hand-off carries old timestamps; only refuse the future.
-                    let fits = check_parts(key.len(), entry.value.as_ref().map_or(0, |v| v.len()));
-                    match self
-                        .clock
-                        .observe(entry.version.ts)
-                        .map_err(|e| e.to_string())
-                        .and(fits)
-                    {
-                        Ok(()) => {
-                            let pos = Token::of(key);
-                            self.apply_into_frames(
-                                &pos,
-                                key,
-                                entry,
-                                &mut log.frames,
-                                &mut log.records,
-                            );
-                        }
-                        Err(e) => {
-                            warn!(peer = %from.name, error = %e, "refused a handed-off entry")
-                        }
+                    if let Err(e) = self.accept_write(key, entry, &mut log) {
+                        warn!(peer = %from.name, error = %e, "refused a handed-off entry")
                     }
                 }
                 log.acks.push(PeerMsg::TransferAck { id });
@@ -170,20 +152,16 @@ impl Shared {
     /// why), the entry is merged, and its log record and acknowledgement
     /// are added to those the caller sends once the records are logged.
     fn replica_write(&self, from: &Peer, id: u64, key: &[u8], entry: &Entry, log: &mut Logged) {
-        let fits = check_parts(key.len(), entry.value.as_ref().map_or(0, |v| v.len()));
-        let checked = self
-            .clock
-            .observe(entry.version.ts)
-            .map_err(|e| e.to_string());
-        if let Err(why) = checked.and(fits) {
-            warn!(peer = %from.name, error = %why, "refused a replica write");
-            let result = PutResult::Refused(why);
-            self.net
-                .send(&from.reply_to, PeerMsg::PutAck { id, result });
-            return;
-        }
-        let pos = Token::of(key);
-        let applied = self.apply_into_frames(&pos, key, entry, &mut log.frames, &mut log.records);
+        let applied = match self.accept_write(key, entry, log) {
+            Ok(applied) => applied,
+            Err(why) => {
+                warn!(peer = %from.name, error = %why, "refused a replica write");
+                let result = PutResult::Refused(why);
+                self.net
+                    .send(&from.reply_to, PeerMsg::PutAck { id, result });
+                return;
+            }
+        };
         // Id 0 is read repair: logged, but nobody waits for an ack.
         if id != 0 {
             let was_live = applied.was_live;
@@ -192,6 +170,27 @@ impl Shared {
                 result: PutResult::Ok { was_live },
             });
         }
+    }
+
+    /// Merges an entry another node sent (a replica write or a hand-off)
+    /// and encodes its log record, if one is needed, straight into `log`
+    /// (no `Record`, so no copy of the key or value is made). Refused,
+    /// with the reason, before anything changes: a timestamp too far ahead
+    /// of the local clock (which otherwise moves past it) or a record too
+    /// big for the log.
+    fn accept_write(&self, key: &[u8], entry: &Entry, log: &mut Logged) -> Result<Applied, String> {
+        let value = entry.value.as_deref();
+        check_parts(key.len(), value.map_or(0, <[u8]>::len))?;
+        self.clock
+            .observe(entry.version.ts)
+            .map_err(|e| e.to_string())?;
+        let applied = self.store.apply_at(&Token::of(key), key, entry);
+        if applied.needs_log() {
+            let (ts, node) = (entry.version.ts.0, entry.version.node);
+            encode_parts_into(key, value, ts, node, &mut log.frames);
+            log.records += 1;
+        }
+        Ok(applied)
     }
 
     /// Sends `acks` once every record is in the commit log (the records of

@@ -92,10 +92,10 @@ pub struct Shared {
 }
 
 /// The commit log record of an entry.
-pub fn to_record(key: &Bytes, entry: &Entry) -> Record {
+pub fn to_record(key: &Bytes, entry: Entry) -> Record {
     Record {
         key: key.clone(),
-        value: entry.value.clone(),
+        value: entry.value,
         ts: entry.version.ts.0,
         node: entry.version.node,
     }
@@ -129,34 +129,7 @@ impl Shared {
     /// position (the coordinator), which saves hashing the key again.
     pub fn apply_at(&self, pos: &Token, key: &Bytes, entry: Entry) -> (Applied, Option<Record>) {
         let applied = self.store.apply_at(pos, key, &entry);
-        let record = applied.needs_log().then(|| Record {
-            key: key.clone(),
-            value: entry.value,
-            ts: entry.version.ts.0,
-            node: entry.version.node,
-        });
-        (applied, record)
-    }
-
-    /// [`Shared::apply_at`] for a replica: the log record, if one is
-    /// needed, is encoded straight into `frames` (no `Record`, so no copy
-    /// of the key or value is kept), and `records` counts it. The caller
-    /// has checked the size with [`crate::log::check_parts`].
-    pub fn apply_into_frames(
-        &self,
-        pos: &Token,
-        key: &[u8],
-        entry: &Entry,
-        frames: &mut bytes::BytesMut,
-        records: &mut u64,
-    ) -> Applied {
-        let applied = self.store.apply_at(pos, key, entry);
-        if applied.needs_log() {
-            let (ts, node) = (entry.version.ts.0, entry.version.node);
-            crate::log::encode_parts_into(key, entry.value.as_deref(), ts, node, frames);
-            *records += 1;
-        }
-        applied
+        (applied, applied.needs_log().then(|| to_record(key, entry)))
     }
 
     /// [`Shared::apply_at`], then waits until the record is in the log.

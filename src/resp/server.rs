@@ -178,7 +178,7 @@ async fn connection(
                             }
                         }
                         Some(Err(e)) => {
-                            if matches!(&e, ProtocolError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut) {
+                            if is_stall(&e) {
                                 if let Some(held_back) = REFUSALS.check(Instant::now()) {
                                     let ms = cfg.incomplete_request_timeout_ms;
                                     warn!(%peer, conn = conn.id, timeout_ms = ms, held_back, "closed a client whose command stayed incomplete");
@@ -218,6 +218,12 @@ async fn connection(
     write.shutdown().await
 }
 
+/// Whether `e` is [`Metered`]'s incomplete-command timeout (the only
+/// `TimedOut` a client read produces).
+fn is_stall(e: &ProtocolError) -> bool {
+    matches!(e, ProtocolError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut)
+}
+
 /// The reply to a protocol error (the connection then closes), naming the
 /// setting behind a size limit so the operator knows what to raise.
 fn protocol_error(e: &ProtocolError) -> Reply {
@@ -228,7 +234,7 @@ fn protocol_error(e: &ProtocolError) -> Reply {
         ProtocolError::BulkTooLong { len, max } => Reply::err(format!(
             "Protocol error: bulk string of {len} bytes exceeds max_bulk_bytes {max}"
         )),
-        ProtocolError::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => Reply::err(io),
+        ProtocolError::Io(io) if is_stall(e) => Reply::err(io),
         ProtocolError::Io(io) => Reply::err(format!("Protocol error: {io}")),
         other => Reply::err(other),
     }

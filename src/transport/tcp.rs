@@ -109,6 +109,22 @@ struct Link {
     wake: watch::Sender<u64>,
 }
 
+impl Link {
+    /// Queues `msg` without waiting; false (and counted as dropped) when
+    /// the queue is full or the link task is gone.
+    fn enqueue(&self, msg: PeerMsg, stats: &NetStats) -> bool {
+        let outgoing = Outgoing {
+            msg,
+            faulted: false,
+        };
+        let ok = self.tx.try_send(outgoing).is_ok();
+        if !ok {
+            stats.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+}
+
 /// The shared state of a transport; the handshake (in its own module) reads
 /// the config, counts refusals and rate-limits their logs.
 pub(super) struct Inner {
@@ -217,18 +233,7 @@ impl Transport for TcpTransport {
         if self.inner.shutdown.is_cancelled() {
             return false;
         }
-        let ok = self
-            .link(addr)
-            .tx
-            .try_send(Outgoing {
-                msg,
-                faulted: false,
-            })
-            .is_ok();
-        if !ok {
-            self.inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-        ok
+        self.link(addr).enqueue(msg, &self.inner.stats)
     }
 
     fn send_if_reachable(&self, addr: &str, msg: PeerMsg) -> Option<bool> {
@@ -236,20 +241,9 @@ impl Transport for TcpTransport {
             return Some(false);
         }
         let link = self.link(addr);
-        if !link.up.load(Ordering::Relaxed) {
-            return None;
-        }
-        let ok = link
-            .tx
-            .try_send(Outgoing {
-                msg,
-                faulted: false,
-            })
-            .is_ok();
-        if !ok {
-            self.inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-        Some(ok)
+        link.up
+            .load(Ordering::Relaxed)
+            .then(|| link.enqueue(msg, &self.inner.stats))
     }
 
     fn reset(&self, addr: &str) {
@@ -312,8 +306,8 @@ impl Inner {
         reader.read_buffer_mut().extend_from_slice(&buf);
         // Silence is checked once per idle_timeout (a connection is closed
         // after between one and two periods without a message) rather than
-        // with a timer per message; the timer and the shutdown future are
-        // made once, not on every turn of the loop.
+        // with a timer per message; the timer is made once, not on every
+        // turn of the loop. (Shutdown aborts this task: see `serve`.)
         let idle = tokio::time::sleep(self.cfg.idle_timeout);
         tokio::pin!(idle);
         let mut heard = false;
