@@ -45,6 +45,8 @@ mod writer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod writer_tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
@@ -191,6 +193,8 @@ impl CommitLog {
             policy: options.fsync,
             segment_bytes: options.segment_bytes,
             max_batch_bytes: options.max_batch_bytes,
+            #[cfg(test)]
+            before_sync: None,
         };
         let (tx, rx) = mpsc::channel(options.queue_capacity);
         runtime.spawn(Writer::new(cfg, file, out.next_seq, counters.clone()).run(rx));
