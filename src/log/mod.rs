@@ -36,6 +36,7 @@
 //! write-only until the next start), replication or shipping of segments,
 //! encryption, compression, and a directory lock against two processes.
 
+mod background;
 mod compact;
 mod files;
 mod record;

@@ -22,8 +22,11 @@
 //! was the p99 of the whole cluster. A process crash still loses nothing
 //! acknowledged, since the bytes are in the page cache; a machine crash
 //! loses what the last fsync had not covered, about `d`. `Never` leaves it
-//! to the OS. Rotating to a new segment, sealing for compaction and
-//! shutdown wait for any fsync under way and sync, in every mode.
+//! to the OS. Rotation does not stall appends either: the next segment is
+//! created in the background while appends go on to the current one, and
+//! the retired segment gets its final fsync in the background (see
+//! `background.rs`). Sealing for compaction waits for the new segment;
+//! `Sync` and shutdown wait for all background work, then sync.
 //!
 //! Control commands (seal, sync, shutdown) travel on the same queue, so
 //! they are ordered with the appends: everything queued before a seal is
@@ -43,10 +46,10 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 
-use super::files::{create_segment, EMPTY_SEGMENT_LEN};
+use super::background::{Background, Event};
+use super::files::EMPTY_SEGMENT_LEN;
 use super::stats::Counters;
 use super::FsyncPolicy;
 use crate::error::{Error, Result};
@@ -118,14 +121,7 @@ pub(super) struct WriterConfig {
     /// Run on the blocking thread before each fsync: tests hold an fsync
     /// there to see that appends are not held with it.
     #[cfg(test)]
-    pub before_sync: Option<Arc<dyn Fn() + Send + Sync>>,
-}
-
-/// An `Interval` fsync running on the blocking pool while appends go on.
-struct Syncing {
-    /// When it began: everything written before this is covered by it.
-    started: Instant,
-    task: JoinHandle<io::Result<()>>,
+    pub before_sync: super::background::Hook,
 }
 
 /// The task state.
@@ -138,7 +134,7 @@ pub(super) struct Writer {
     seg_len: u64,
     /// Written since the last fsync began.
     dirty: bool,
-    syncing: Option<Syncing>,
+    bg: Background,
     last_sync: Instant,
     failed: Option<Failure>,
     counters: Arc<Counters>,
@@ -159,13 +155,17 @@ fn reply<T>(done: oneshot::Sender<T>, value: T) {
 impl Writer {
     /// A writer appending to `file`, the freshly created segment `seq`.
     pub fn new(cfg: WriterConfig, file: File, seq: u64, counters: Arc<Counters>) -> Self {
+        #[cfg(test)]
+        let bg = Background::with_hook(cfg.before_sync.clone());
+        #[cfg(not(test))]
+        let bg = Background::default();
         Writer {
             cfg,
             file: Some(Arc::new(file)),
             seq,
             seg_len: EMPTY_SEGMENT_LEN,
             dirty: false,
-            syncing: None,
+            bg,
             last_sync: Instant::now(),
             failed: None,
             scratch: BytesMut::new(),
@@ -180,8 +180,10 @@ impl Writer {
             let deadline = self.sync_deadline();
             let cmd = tokio::select! {
                 cmd = rx.recv() => cmd,
-                (started, result) = sync_done(&mut self.syncing) => {
-                    self.synced_in_background(started, result);
+                event = self.bg.next() => {
+                    if let Err(e) = self.finished(event) {
+                        tracing::error!(error = %e, "could not start a new commit log segment");
+                    }
                     continue;
                 }
                 () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
@@ -229,7 +231,7 @@ impl Writer {
     fn sync_deadline(&self) -> Option<Instant> {
         match self.cfg.policy {
             FsyncPolicy::Interval(d)
-                if self.dirty && self.failed.is_none() && self.syncing.is_none() =>
+                if self.dirty && self.failed.is_none() && !self.bg.syncing() =>
             {
                 Some(self.last_sync + d)
             }
@@ -240,58 +242,44 @@ impl Writer {
     /// Start an fsync of everything written so far on the blocking pool,
     /// unless one is under way or there is nothing to sync.
     fn start_sync(&mut self) {
-        if self.syncing.is_some() || !self.dirty || self.failed.is_some() {
+        if self.bg.syncing() || !self.dirty || self.failed.is_some() {
             return;
         }
-        let Some(file) = self.file.clone() else {
-            return;
-        };
-        let counters = self.counters.clone();
-        #[cfg(test)]
-        let hook = self.cfg.before_sync.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            #[cfg(test)]
-            if let Some(hook) = hook {
-                hook();
-            }
-            let started = Instant::now();
-            file.sync_data()?;
-            counters.fsync_latency.observe(started.elapsed());
-            Ok(())
-        });
-        self.dirty = false;
-        self.syncing = Some(Syncing {
-            started: Instant::now(),
-            task,
-        });
+        if let Some(file) = self.file.clone() {
+            self.bg.start_sync(file, &self.counters);
+            self.dirty = false;
+        }
     }
 
-    /// Book the end of a background fsync: a failure poisons the writer
-    /// like any other I/O failure (see the module doc).
-    fn synced_in_background(
-        &mut self,
-        started: Instant,
-        result: Result<io::Result<()>, JoinError>,
-    ) {
-        match result {
-            Ok(Ok(())) => {
+    /// Book the end of some background work. A failed fsync poisons the
+    /// writer like any other I/O failure (see the module doc); a segment
+    /// that could not be created is returned as the error, and the writer
+    /// goes on with the current one (and tries again after the next batch).
+    fn finished(&mut self, event: Event) -> Result<()> {
+        match event {
+            Event::Synced(started, Ok(())) => {
                 self.last_sync = started;
                 self.counters.fsyncs.fetch_add(1, Relaxed);
             }
-            Ok(Err(e)) => {
+            Event::Retired(Ok(())) => {
+                self.counters.fsyncs.fetch_add(1, Relaxed);
+            }
+            Event::Synced(_, Err(e)) | Event::Retired(Err(e)) => {
                 self.fail(e.kind(), e.to_string());
             }
-            Err(e) => {
-                self.fail(io::ErrorKind::Other, format!("log fsync task failed: {e}"));
-            }
+            Event::Created(Ok(file)) => self.switch_to(file),
+            Event::Created(Err(e)) => return Err(e),
         }
+        Ok(())
     }
 
-    /// Wait for the background fsync under way, if any.
+    /// Wait for all background work.
     async fn settle(&mut self) {
-        if let Some(s) = self.syncing.take() {
-            let result = s.task.await;
-            self.synced_in_background(s.started, result);
+        while !self.bg.idle() {
+            let event = self.bg.next().await;
+            if let Err(e) = self.finished(event) {
+                tracing::error!(error = %e, "could not start a new commit log segment");
+            }
         }
     }
 
@@ -336,10 +324,15 @@ impl Writer {
         buf.clear();
         self.scratch = buf;
         self.waiters = waiters;
-        if result.is_ok() && self.seg_len >= self.cfg.segment_bytes {
-            if let Err(e) = self.rotate().await {
-                tracing::error!(error = %e, "could not start a new commit log segment");
-            }
+        // A full segment is replaced in the background; until the next one
+        // exists (and the previous one's final fsync has ended), appends go
+        // on to this one.
+        if result.is_ok()
+            && self.seg_len >= self.cfg.segment_bytes
+            && !self.bg.creating()
+            && !self.bg.retiring()
+        {
+            self.bg.start_create(self.cfg.dir.clone(), self.seq + 1);
         }
         leftover
     }
@@ -410,35 +403,39 @@ impl Writer {
         self.counters.fsyncs.fetch_add(1, Relaxed);
     }
 
-    /// Sync the active segment and start the next one.
-    async fn rotate(&mut self) -> Result<()> {
-        self.sync().await?;
-        let dir = self.cfg.dir.clone();
-        let next = self.seq + 1;
-        let file = match tokio::task::spawn_blocking(move || create_segment(&dir, next)).await {
-            Ok(r) => r?,
-            Err(e) => {
-                return Err(Error::Io(io::Error::other(format!(
-                    "segment creation task failed: {e}"
-                ))))
-            }
-        };
-        self.file = Some(Arc::new(file));
-        self.seq = next;
+    /// Make the freshly created `file` the active segment; the old one
+    /// gets its final fsync in the background if it has unsynced data.
+    fn switch_to(&mut self, file: File) {
+        let old = self.file.replace(Arc::new(file));
+        if let (Some(old), true) = (old, self.dirty) {
+            self.bg.start_retire(old, &self.counters);
+        }
+        self.dirty = false;
+        self.seq += 1;
         self.seg_len = EMPTY_SEGMENT_LEN;
         self.counters.segments.fetch_add(1, Relaxed);
         self.counters
             .total_bytes
             .fetch_add(EMPTY_SEGMENT_LEN, Relaxed);
-        self.counters.active_segment.store(next, Relaxed);
-        Ok(())
+        self.counters.active_segment.store(self.seq, Relaxed);
     }
 
-    /// Seal the active segment for compaction.
+    /// Seal the active segment for compaction: start the next one (or
+    /// finish starting it) and answer once appends go there.
     async fn seal(&mut self) -> Result<Sealed> {
         let since_records = self.counters.since_records.load(Relaxed);
         let since_bytes = self.counters.since_bytes.load(Relaxed);
-        self.rotate().await?;
+        let next = self.seq + 1;
+        while self.seq < next {
+            if let Some(f) = &self.failed {
+                return Err(f.to_error());
+            }
+            if !self.bg.creating() && !self.bg.retiring() {
+                self.bg.start_create(self.cfg.dir.clone(), next);
+            }
+            let event = self.bg.next().await;
+            self.finished(event)?;
+        }
         Ok(Sealed {
             seq: self.seq,
             since_records,
@@ -487,19 +484,6 @@ impl Writer {
         self.failed = Some(f.clone());
         self.counters.failed.store(true, Relaxed);
         f
-    }
-}
-
-/// The end of the background fsync under way; never, if there is none.
-async fn sync_done(syncing: &mut Option<Syncing>) -> (Instant, Result<io::Result<()>, JoinError>) {
-    match syncing {
-        Some(s) => {
-            let result = (&mut s.task).await;
-            let started = s.started;
-            *syncing = None;
-            (started, result)
-        }
-        None => std::future::pending().await,
     }
 }
 

@@ -1,10 +1,12 @@
-//! The writer task driven directly, with an fsync held on its blocking
-//! thread: what waits for an fsync and what does not.
+//! The writer task driven directly, with its background fsyncs held in a
+//! hook: what waits for an fsync and what does not.
 
+use std::path::Path;
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use super::files::create_segment;
 use super::record::encode;
@@ -32,20 +34,35 @@ async fn append(tx: &mpsc::Sender<Cmd>, i: u64) -> Result<()> {
     wait.await.map_err(|_| Error::Shutdown)?
 }
 
-/// Under `Interval`, an fsync under way holds nobody's answer: appends
-/// are answered while it is held; a `Sync` waits for it; every record is
-/// there after a reopen.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interval_appends_are_answered_while_an_fsync_is_held() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = create_segment(dir.path(), 1).unwrap();
-    let (entered_tx, entered_rx) = std_mpsc::channel::<()>();
-    let (release_tx, release_rx) = std_mpsc::channel::<()>();
+/// Appends `range`, each of which must be answered within 10 s.
+async fn append_all(tx: &mpsc::Sender<Cmd>, range: std::ops::RangeInclusive<u64>, what: &str) {
+    for i in range {
+        tokio::time::timeout(Duration::from_secs(10), append(tx, i))
+            .await
+            .unwrap_or_else(|_| panic!("append {i} not answered while {what}"))
+            .unwrap();
+    }
+}
+
+/// A writer on a fresh segment 1 of `dir`; each of its background fsyncs
+/// sends on `entered`, then blocks until `release` is dropped.
+struct Gated {
+    tx: mpsc::Sender<Cmd>,
+    counters: Arc<Counters>,
+    writer: JoinHandle<()>,
+    entered: std_mpsc::Receiver<()>,
+    release: std_mpsc::Sender<()>,
+}
+
+fn gated(dir: &Path, policy: FsyncPolicy, segment_bytes: u64) -> Gated {
+    let file = create_segment(dir, 1).unwrap();
+    let (entered_tx, entered) = std_mpsc::channel::<()>();
+    let (release, release_rx) = std_mpsc::channel::<()>();
     let gate = Mutex::new((entered_tx, release_rx));
     let cfg = WriterConfig {
-        dir: dir.path().to_path_buf(),
-        policy: FsyncPolicy::Interval(Duration::from_millis(1)),
-        segment_bytes: 1 << 30,
+        dir: dir.to_path_buf(),
+        policy,
+        segment_bytes,
         max_batch_bytes: 1 << 20,
         before_sync: Some(Arc::new(move || {
             let gate = gate.lock().unwrap();
@@ -57,29 +74,64 @@ async fn interval_appends_are_answered_while_an_fsync_is_held() {
     let counters = Arc::new(Counters::default());
     let (tx, rx) = mpsc::channel(64);
     let writer = tokio::spawn(Writer::new(cfg, file, 1, counters.clone()).run(rx));
+    Gated {
+        tx,
+        counters,
+        writer,
+        entered,
+        release,
+    }
+}
+
+/// Waits, off the runtime, until a background fsync has started.
+async fn fsync_started(entered: std_mpsc::Receiver<()>) {
+    let got = tokio::task::spawn_blocking(move || entered.recv_timeout(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    got.expect("a background fsync started");
+}
+
+async fn send_and_wait(
+    tx: &mpsc::Sender<Cmd>,
+    cmd: impl FnOnce(oneshot::Sender<Result<()>>) -> Cmd,
+) {
+    let (done, wait) = oneshot::channel();
+    tx.send(cmd(done)).await.unwrap();
+    wait.await.unwrap().unwrap();
+}
+
+fn reopen(dir: &Path) -> Vec<Record> {
+    let mut got = Vec::new();
+    let (log, _) = CommitLog::open(dir, LogOptions::for_test(), |r| got.push(r)).unwrap();
+    drop(log);
+    got
+}
+
+/// Under `Interval`, an fsync under way holds nobody's answer: appends
+/// are answered while it is held; a `Sync` waits for it; every record is
+/// there after a reopen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_appends_are_answered_while_an_fsync_is_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = FsyncPolicy::Interval(Duration::from_millis(1));
+    let Gated {
+        tx,
+        counters,
+        writer,
+        entered,
+        release,
+    } = gated(dir.path(), policy, 1 << 30);
 
     append(&tx, 0).await.unwrap();
-    // 1 ms later the timer (or the next write) starts an fsync; it blocks
-    // in the hook until released.
-    let entered = tokio::task::spawn_blocking(move || {
-        let got = entered_rx.recv_timeout(Duration::from_secs(10));
-        (got, entered_rx)
-    });
-    let (got, _entered_rx) = entered.await.unwrap();
-    got.expect("an interval fsync started");
-    for i in 1..=20 {
-        tokio::time::timeout(Duration::from_secs(10), append(&tx, i))
-            .await
-            .expect("an append is answered while the fsync is held")
-            .unwrap();
-    }
+    // 1 ms later the timer (or the next write) starts an fsync, held.
+    fsync_started(entered).await;
+    append_all(&tx, 1..=20, "an interval fsync is held").await;
     assert_eq!(
         counters.snapshot().fsyncs,
         0,
         "the held fsync has not ended"
     );
 
-    // A Sync waits for the fsync under way.
     let (done, wait) = oneshot::channel();
     tx.send(Cmd::Sync { done }).await.unwrap();
     let mut wait = Box::pin(wait);
@@ -89,16 +141,53 @@ async fn interval_appends_are_answered_while_an_fsync_is_held() {
             .is_err(),
         "a Sync answered while an fsync was held"
     );
-    drop(release_tx);
+    drop(release);
     wait.await.unwrap().unwrap();
     assert!(counters.snapshot().fsyncs >= 1);
 
-    let (done, wait) = oneshot::channel();
-    tx.send(Cmd::Shutdown { done }).await.unwrap();
-    wait.await.unwrap().unwrap();
+    send_and_wait(&tx, |done| Cmd::Shutdown { done }).await;
     writer.await.unwrap();
-    let mut got = Vec::new();
-    let (log, _) = CommitLog::open(dir.path(), LogOptions::for_test(), |r| got.push(r)).unwrap();
-    drop(log);
-    assert_eq!(got, (0..=20).map(rec).collect::<Vec<_>>());
+    assert_eq!(reopen(dir.path()), (0..=20).map(rec).collect::<Vec<_>>());
+}
+
+/// A full segment is replaced without holding appends: while the retired
+/// segment's final fsync is held, appends are answered on the new segment
+/// (past its size limit, as the next rotation waits for that fsync); then
+/// every record reopens, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_does_not_hold_appends_for_the_retired_segments_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let Gated {
+        tx,
+        counters,
+        writer,
+        entered,
+        release,
+    } = gated(dir.path(), FsyncPolicy::Never, 64);
+
+    append_all(&tx, 0..=1, "segment 1 fills").await;
+    // Past 64 bytes: segment 2 is created in the background, and the
+    // switch to it starts segment 1's final fsync, which is held.
+    fsync_started(entered).await;
+    append_all(&tx, 2..=20, "the retired segment's fsync is held").await;
+    let stats = counters.snapshot();
+    assert_eq!(stats.active_segment, 2);
+    assert_eq!(stats.fsyncs, 0, "the held fsync has not ended");
+
+    // Once it ends, the next append past the limit rotates again.
+    drop(release);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut last = 20;
+    while counters.snapshot().active_segment < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rotation never resumed"
+        );
+        last += 1;
+        append(&tx, last).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    send_and_wait(&tx, |done| Cmd::Shutdown { done }).await;
+    writer.await.unwrap();
+    assert_eq!(reopen(dir.path()), (0..=last).map(rec).collect::<Vec<_>>());
 }
