@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Issue 7: where the CPU of one request goes, ringkv beside one redis-server, on this machine, in one run.
+#
+#   bench/cpu.sh                      # SET and GET, -P 1 and -P 16, 3 repetitions (about 3 minutes)
+#   REPS=1 N1=50000 N16=200000 bench/cpu.sh
+#
+# On a 2-core machine the benchmark client and the servers share the cores, so throughput is set by the
+# CPU time one request costs in total (client + servers) as much as by round trips. For each system and
+# test this prints, per request, the user and system CPU microseconds of every server process and of
+# redis-benchmark itself (from /proc/PID/stat and `time`), and the machine's idle time (from /proc/stat).
+# Servers: one redis-server without persistence on 16379; `ringkv up --nodes 3 --base-port 18000`
+# (defaults: N=3, R=2, W=2). Load: redis-benchmark -c 50 -d 64 -r 100000 -t TEST -P {1,16} -n N against
+# the redis-server and ringkv node 1, after a warm-up of 300,000 SETs at -P 16 (so GETs mostly hit).
+# Medians of REPS runs. Every server is stopped by pid.
+source "$(dirname "$0")/lib.sh"
+need redis-server redis-server
+need redis-benchmark redis-tools
+need redis-cli redis-tools
+build_release
+
+WORK=${WORK:-/tmp/ringkv-bench-cpu}
+REPS=${REPS:-3}
+N1=${N1:-200000}
+N16=${N16:-1000000}
+REDIS_PORT=${REDIS_PORT:-16379}
+RINGKV_BASE=${RINGKV_BASE:-18000}
+COMMON=(-c 50 -d 64 -r 100000)
+TICK=$(getconf CLK_TCK)
+rm -rf "$WORK"; mkdir -p "$WORK"
+RESULTS="$WORK/results.txt"
+: >"$RESULTS"
+
+machine_long
+echo "load: redis-benchmark ${COMMON[*]} -t {set|get} -P {1,16} -n {$N1|$N16}; $REPS repetitions, medians"
+
+# ticks PID...: "user system" clock ticks of each pid, one line each.
+ticks() { local p; for p in "$@"; do sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12, $13}'; done; }
+idle_ticks() { awk '/^cpu / {print $5}' /proc/stat; }
+
+# measure SYSTEM PORT TEST P N PID...: one run; appends "SYSTEM TEST P RPS NAME USER_US SYS_US" rows
+# (names: the servers s1.., bench, idle) to RESULTS.
+measure() {
+  local sys=$1 port=$2 t=$3 p=$4 n=$5; shift 5
+  local before after idle0 idle1 out rps
+  before=$(ticks "$@"); idle0=$(idle_ticks)
+  out=$({ TIMEFORMAT='%U %S'; time redis-benchmark -p "$port" "${COMMON[@]}" -t "$t" -P "$p" -n "$n" --csv \
+    >"$WORK/rb.csv" 2>/dev/null; } 2>&1)
+  after=$(ticks "$@"); idle1=$(idle_ticks)
+  rps=$(tr -d '"' <"$WORK/rb.csv" | awk -F, 'NR == 2 {print $2}')
+  paste <(echo "$before") <(echo "$after") | awk -v s="$sys" -v t="$t" -v p="$p" -v r="$rps" -v n="$n" -v k="$TICK" \
+    '{printf "%s %s %s %s s%d %.2f %.2f\n", s, t, p, r, NR, ($3 - $1) * 1e6 / k / n, ($4 - $2) * 1e6 / k / n}' >>"$RESULTS"
+  echo "$out" | awk -v s="$sys" -v t="$t" -v p="$p" -v r="$rps" -v n="$n" \
+    '{printf "%s %s %s %s bench %.2f %.2f\n", s, t, p, r, $1 * 1e6 / n, $2 * 1e6 / n}' >>"$RESULTS"
+  awk -v s="$sys" -v t="$t" -v p="$p" -v r="$rps" -v n="$n" -v k="$TICK" -v a="$idle0" -v b="$idle1" \
+    'BEGIN {printf "%s %s %s %s idle %.2f 0\n", s, t, p, r, (b - a) * 1e6 / k / n}' >>"$RESULTS"
+  echo "$sys $t -P $p: $rps ops/s"
+}
+
+warm() { redis-benchmark -p "$1" "${COMMON[@]}" -t set -P 16 -n 300000 -q >/dev/null 2>&1; }
+
+for rep in $(seq "$REPS"); do
+  start_redis "$REDIS_PORT" "$WORK/redis"
+  rpid=${PIDS[-1]}
+  warm "$REDIS_PORT"
+  for p in 1 16; do
+    n=$([ "$p" = 1 ] && echo "$N1" || echo "$N16")
+    for t in set get; do measure redis "$REDIS_PORT" "$t" "$p" "$n" "$rpid"; done
+  done
+  stop_last
+  ringkv_ports_free "$RINGKV_BASE" 3
+  start_ringkv "$RINGKV_BASE" "$WORK/ringkv" 3
+  # shellcheck disable=SC2046
+  set -- $(ringkv_pids "$WORK/ringkv")
+  warm $((RINGKV_BASE + 1))
+  for p in 1 16; do
+    n=$([ "$p" = 1 ] && echo "$N1" || echo "$N16")
+    for t in set get; do measure ringkv $((RINGKV_BASE + 1)) "$t" "$p" "$n" "$@"; done
+  done
+  stop_last
+done
+
+echo
+echo "CPU microseconds per request (user + system), medians of $REPS runs; s1 = redis-server or ringkv n1"
+echo "(the coordinator), s2 s3 = ringkv n2 n3; idle = CPU time the machine left unused, per request"
+python3 - "$RESULTS" <<'PY'
+import sys, statistics as st
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+keys = sorted({(r[0], r[1], r[2]) for r in rows}, key=lambda k: (k[2] != "1", k[1] != "set", k[0] != "redis"))
+print("| system | test | -P | ops/s | server(s) | redis-benchmark | idle | total |")
+print("|---|---|---|---|---|---|---|---|")
+for k in keys:
+    sel = [r for r in rows if tuple(r[:3]) == k]
+    rps = st.median(float(r[3]) for r in sel if r[4] == "idle")
+    cell = lambda name: (st.median(float(r[5]) for r in sel if r[4] == name),
+                         st.median(float(r[6]) for r in sel if r[4] == name))
+    names = sorted({r[4] for r in sel if r[4].startswith("s")})
+    servers = [cell(n) for n in names]
+    bench, idle = cell("bench"), cell("idle")[0]
+    total = sum(u + s for u, s in servers) + sum(bench) + idle
+    srv = ", ".join(f"{n} {u:.1f}+{s:.1f}" for n, (u, s) in zip(names, servers))
+    print(f"| {k[0]} | {k[1].upper()} | {k[2]} | {rps:,.0f} | {srv} | {bench[0]:.1f}+{bench[1]:.1f} | {idle:.1f} | {total:.1f} |")
+PY
+echo "raw results: $RESULTS"
