@@ -12,7 +12,9 @@
 //! answer. If the first R answers all say "no such key" (tombstones are
 //! answers, not misses), the read asks one more replica before believing
 //! it (`confirm_misses`): right after a ring change, anti-entropy may not
-//! yet have filled the replicas asked first. Asking R rather than N
+//! yet have filled the replicas asked first. Only a replica whose peer
+//! link works is asked for that: one that just died would make every miss
+//! wait out the speculation delay until the failure detector catches up. Asking R rather than N
 //! replicas saves a third of the messages of a read at N = 3, R = 2;
 //! anti-entropy, not read repair, is what brings a replica that no read
 //! asked up to date.
@@ -255,6 +257,7 @@ impl Shared {
                     && self.cfg.confirm_misses
                     && confirm_miss_by.is_none()
                     && needed < pref.len()
+                    && self.can_confirm(&view, &pref, &read)
                 {
                     let wait = self.cfg.read_speculation().unwrap_or(MISS_CONFIRM_WAIT);
                     confirm_miss_by = Some(Instant::now() + wait);
@@ -305,6 +308,18 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Whether a replica of `pref` not asked yet has a working link, so a
+    /// miss can be confirmed quickly. One whose link broke (a node just
+    /// killed, not yet marked down) would only make the read wait out
+    /// `read_speculation_ms`, so it is not asked: the R answers stand.
+    fn can_confirm(&self, view: &View, pref: &[NodeName], read: &Read<'_>) -> bool {
+        pref.iter().any(|n| {
+            !same(n, &self.me)
+                && !read.asked.iter().any(|a| same(a, n))
+                && view.addrs.get(n).is_some_and(|a| self.net.reachable(a))
+        })
     }
 
     /// Asks the replicas a read still needs: the local copy first (it

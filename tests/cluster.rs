@@ -262,3 +262,54 @@ fn too_few_replicas_in_time_is_an_error_that_counts_them() {
         "{reply:?}"
     );
 }
+
+/// `ringkv_read_miss_confirmations_total` on node `i`.
+fn miss_confirmations(c: &Cluster, i: usize) -> u64 {
+    let text = http_get(&c.nodes[i].admin, "/metrics").expect("/metrics answers 200");
+    text.lines()
+        .find_map(|l| l.strip_prefix("ringkv_read_miss_confirmations_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the miss confirmation counter is exported")
+}
+
+#[test]
+fn a_miss_is_not_confirmed_by_a_replica_whose_link_broke() {
+    // A read whose R answers all miss asks one more replica
+    // (`confirm_misses`), but not one whose peer link broke: right after a
+    // SIGKILL, long before the failure detector (one minute here) marks the
+    // node down, a miss stands on its R answers instead of waiting out the
+    // speculation delay for the dead replica.
+    let mut c = Cluster::start(&["a", "b", "c"], &["--set", "failure_timeout_ms=60000"]);
+    let mut cl = c.client(0);
+    // All up: a miss on a and the replica it asked is confirmed by the third.
+    let before = miss_confirmations(&c, 0);
+    assert_eq!(cl.cmd(&["GET", "absent"]), Reply::Nil);
+    assert_eq!(miss_confirmations(&c, 0), before + 1);
+
+    c.kill(2);
+    // Writes go to c too (at N = 3 every key lives on all three); a write
+    // into its dead socket fails and a's link to c stops being reachable.
+    let mut i = 0;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            i += 1;
+            assert_eq!(cl.cmd(&["SET", &format!("k{i}"), "v"]), Reply::ok());
+            let before = miss_confirmations(&c, 0);
+            cl.cmd(&["GET", &format!("absent-{i}")]) == Reply::Nil
+                && miss_confirmations(&c, 0) == before
+        }),
+        "misses were still confirmed through the dead node's broken link"
+    );
+    // From now on no miss is confirmed, whichever replica each key asks
+    // first (before the fix, the keys that asked b first were).
+    let before = miss_confirmations(&c, 0);
+    for i in 0..20 {
+        assert_eq!(cl.cmd(&["GET", &format!("gone-{i}")]), Reply::Nil);
+    }
+    assert_eq!(miss_confirmations(&c, 0), before);
+    assert_eq!(
+        c.state_of(0, "c"),
+        Some(State::Up),
+        "the failure detector has not acted: the link decided"
+    );
+}
