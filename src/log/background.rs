@@ -21,7 +21,7 @@ use std::task::Poll;
 use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 
-use super::files::create_segment;
+use super::files::{create_segment, segment_path};
 use super::stats::Counters;
 use crate::error::{Error, Result};
 
@@ -86,10 +86,18 @@ impl Background {
         self.retire = Some(self.fsync(file, counters));
     }
 
-    /// Create segment `seq` in `dir`.
+    /// Create segment `seq` in `dir`. A file already there can only be
+    /// what a failed attempt left (the writer never wrote to it: it writes
+    /// only to segments whose creation succeeded), so it is replaced.
     pub fn start_create(&mut self, dir: PathBuf, seq: u64) {
         self.create = Some(tokio::task::spawn_blocking(move || {
-            create_segment(&dir, seq)
+            match create_segment(&dir, seq) {
+                Err(Error::Io(e)) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    std::fs::remove_file(segment_path(&dir, seq))?;
+                    create_segment(&dir, seq)
+                }
+                other => other,
+            }
         }));
     }
 

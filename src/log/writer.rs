@@ -135,6 +135,9 @@ pub(super) struct Writer {
     /// Written since the last fsync began.
     dirty: bool,
     bg: Background,
+    /// After a failed segment creation, when to try again (not after
+    /// every batch: a full disk would otherwise log an error per batch).
+    create_after: Option<Instant>,
     last_sync: Instant,
     failed: Option<Failure>,
     counters: Arc<Counters>,
@@ -143,6 +146,9 @@ pub(super) struct Writer {
     scratch: BytesMut,
     waiters: Vec<Done>,
 }
+
+/// How long after a failed segment creation the next attempt waits.
+const CREATE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Answer a waiter; one that stopped waiting (its future was dropped) is
 /// no error of ours, so it is only traced.
@@ -166,6 +172,7 @@ impl Writer {
             seg_len: EMPTY_SEGMENT_LEN,
             dirty: false,
             bg,
+            create_after: None,
             last_sync: Instant::now(),
             failed: None,
             scratch: BytesMut::new(),
@@ -254,7 +261,7 @@ impl Writer {
     /// Book the end of some background work. A failed fsync poisons the
     /// writer like any other I/O failure (see the module doc); a segment
     /// that could not be created is returned as the error, and the writer
-    /// goes on with the current one (and tries again after the next batch).
+    /// goes on with the current one (and tries again a second later).
     fn finished(&mut self, event: Event) -> Result<()> {
         match event {
             Event::Synced(started, Ok(())) => {
@@ -267,8 +274,14 @@ impl Writer {
             Event::Synced(_, Err(e)) | Event::Retired(Err(e)) => {
                 self.fail(e.kind(), e.to_string());
             }
-            Event::Created(Ok(file)) => self.switch_to(file),
-            Event::Created(Err(e)) => return Err(e),
+            Event::Created(Ok(file)) => {
+                self.create_after = None;
+                self.switch_to(file);
+            }
+            Event::Created(Err(e)) => {
+                self.create_after = Some(Instant::now() + CREATE_RETRY);
+                return Err(e);
+            }
         }
         Ok(())
     }
@@ -331,6 +344,7 @@ impl Writer {
             && self.seg_len >= self.cfg.segment_bytes
             && !self.bg.creating()
             && !self.bg.retiring()
+            && self.create_after.is_none_or(|at| Instant::now() >= at)
         {
             self.bg.start_create(self.cfg.dir.clone(), self.seq + 1);
         }

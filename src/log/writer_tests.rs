@@ -191,3 +191,30 @@ async fn rotation_does_not_hold_appends_for_the_retired_segments_fsync() {
     writer.await.unwrap();
     assert_eq!(reopen(dir.path()), (0..=last).map(rec).collect::<Vec<_>>());
 }
+
+/// A segment file that a failed creation left behind (created, header not
+/// finished) does not stop rotation: the next attempt replaces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_left_by_a_failed_segment_creation_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let Gated {
+        tx,
+        counters,
+        writer,
+        ..
+    } = gated(dir.path(), FsyncPolicy::Always, 64);
+    std::fs::write(super::files::segment_path(dir.path(), 2), b"torn").unwrap();
+    append_all(&tx, 0..=1, "segment 1 fills").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while counters.snapshot().active_segment < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "segment 2 never replaced the leftover"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    append_all(&tx, 2..=3, "segment 2 is active").await;
+    send_and_wait(&tx, |done| Cmd::Shutdown { done }).await;
+    writer.await.unwrap();
+    assert_eq!(reopen(dir.path()), (0..=3).map(rec).collect::<Vec<_>>());
+}
