@@ -5,12 +5,11 @@
 //! `append` wait, which is the back-pressure. One task owns the active
 //! segment. It takes the first queued command, then drains whatever else
 //! is already queued (up to `max_batch_bytes`) into one buffer, makes ONE
-//! `write` (inline: into the page cache it takes microseconds) or, when an
-//! fsync is due, hands write and `fdatasync` to a blocking thread, and only
-//! then answers every waiter of the batch. While a
-//! batch is being written the next one piles up in the queue, so the
-//! batch size adapts to the load by itself and an fsync is shared by all
-//! the writes that arrived together.
+//! `write` (inline: into the page cache it takes microseconds; under
+//! `Always`, write and `fdatasync` on a blocking thread), and only then
+//! answers every waiter of the batch. While a batch is being written the
+//! next one piles up in the queue, so the batch size adapts to the load by
+//! itself and an fsync is shared by all the writes that arrived together.
 //!
 //! Sync policy: `Always` syncs every batch before answering; `Interval(d)`
 //! starts an fsync on the blocking pool once `d` has passed since the last
@@ -35,8 +34,10 @@
 //! After any I/O error the writer stops trusting the file (a failed fsync
 //! cannot be retried safely, and a failed write may have left a partial
 //! frame) and fails every later command with `Error::Io`; reopening the log
-//! truncates whatever partial frame was left. Deliberately left out:
-//! retrying, preallocating segment space, and O_DIRECT.
+//! truncates whatever partial frame was left. (A failed segment creation
+//! is not such an error: the writer stays on the current segment and tries
+//! again a second later.) Deliberately left out: retrying a failed write
+//! or fsync, preallocating segment space, and O_DIRECT.
 
 use std::fs::File;
 use std::io::{self, Write};
