@@ -14,10 +14,10 @@
 //! it (`confirm_misses`): right after a ring change, anti-entropy may not
 //! yet have filled the replicas asked first. Only a replica whose peer
 //! link works is asked for that: one that just died would make every miss
-//! wait out the speculation delay until the failure detector catches up. Asking R rather than N
-//! replicas saves a third of the messages of a read at N = 3, R = 2;
-//! anti-entropy, not read repair, is what brings a replica that no read
-//! asked up to date.
+//! wait out the speculation delay until the failure detector catches up.
+//! Asking R rather than N replicas saves a third of the messages of a read
+//! at N = 3, R = 2; anti-entropy, not read repair, is what brings a
+//! replica that no read asked up to date.
 //!
 //! The preference list is recomputed whenever the routing view changes while
 //! a request waits: a replica that was marked down is replaced by the node
@@ -60,6 +60,19 @@ const MISS_CONFIRM_WAIT: Duration = Duration::from_millis(20);
 
 /// The replies a read gathered, inline for the usual few.
 type Answers = smallvec::SmallVec<[(NodeName, Option<Entry>); 4]>;
+
+/// Whom a read asks, beyond the replicas it already asked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// Enough to make `needed`: replicas with a working link first, the
+    /// others only if those do not make it.
+    Enough,
+    /// Every replica on the list (the speculation delay passed).
+    All,
+    /// Enough to make `needed`, from replicas with a working link only:
+    /// confirming a miss is not worth waiting on one that may be dead.
+    Reachable,
+}
 
 /// One read: what it reads, whom it asked, and what came back.
 struct Read<'k> {
@@ -249,22 +262,25 @@ impl Shared {
                 .min(pref.len())
                 .max(1);
             if std::mem::take(&mut rescan) {
-                self.ask_readers(&view, &pref, needed, speculate_at.is_some(), &mut read);
+                let ask = if speculate_at.is_some() {
+                    Ask::Enough
+                } else {
+                    Ask::All
+                };
+                self.ask_readers(&view, &pref, needed, ask, &mut read);
             }
             if read.answers.len() >= needed {
                 let miss = read.answers.iter().all(|(_, e)| e.is_none());
                 if miss
                     && self.cfg.confirm_misses
                     && confirm_miss_by.is_none()
-                    && needed < pref.len()
-                    && self.can_confirm(&view, &pref, &read)
+                    && self.ask_readers(&view, &pref, needed + 1, Ask::Reachable, &mut read) > 0
                 {
                     let wait = self.cfg.read_speculation().unwrap_or(MISS_CONFIRM_WAIT);
                     confirm_miss_by = Some(Instant::now() + wait);
                     self.metrics
                         .read_miss_confirmations
                         .fetch_add(1, Ordering::Relaxed);
-                    rescan = true;
                     continue;
                 }
                 return Ok(self.resolve(&key, read.answers));
@@ -310,30 +326,18 @@ impl Shared {
         }
     }
 
-    /// Whether a replica of `pref` not asked yet has a working link, so a
-    /// miss can be confirmed quickly. One whose link broke (a node just
-    /// killed, not yet marked down) would only make the read wait out
-    /// `read_speculation_ms`, so it is not asked: the R answers stand.
-    fn can_confirm(&self, view: &View, pref: &[NodeName], read: &Read<'_>) -> bool {
-        pref.iter().any(|n| {
-            !same(n, &self.me)
-                && !read.asked.iter().any(|a| same(a, n))
-                && view.addrs.get(n).is_some_and(|a| self.net.reachable(a))
-        })
-    }
-
     /// Asks the replicas a read still needs: the local copy first (it
-    /// answers at once), then, while the asked-and-unanswered ones cannot
-    /// make `needed` (or all of them once `limited` is false, after the
-    /// speculation delay), the others.
+    /// answers at once), then others, as `ask` says. Returns how many
+    /// other replicas it asked.
     fn ask_readers(
         &self,
         view: &View,
         pref: &[NodeName],
         needed: usize,
-        limited: bool,
+        ask: Ask,
         read: &mut Read<'_>,
-    ) {
+    ) -> usize {
+        let limited = ask != Ask::All;
         let (pos, key, id) = (&read.pos, read.key, read.id);
         let (asked, answers) = (&mut read.asked, &mut read.answers);
         let me_listed = pref.iter().any(|n| same(n, &self.me));
@@ -351,7 +355,9 @@ impl Shared {
             .iter()
             .filter(|n| pref.iter().any(|p| same(p, n)) && !answers.iter().any(|(a, _)| same(a, n)))
             .count();
-        for pass in 0..2 {
+        let mut sent = 0;
+        let passes = if ask == Ask::Reachable { 1 } else { 2 };
+        for pass in 0..passes {
             let rotated = (0..pref.len()).map(|i| &pref[(first + i) % pref.len()]);
             for node in rotated {
                 if limited && answers.len() + waiting >= needed {
@@ -374,8 +380,10 @@ impl Shared {
                 }
                 asked.push(node.clone());
                 waiting += 1;
+                sent += 1;
             }
         }
+        sent
     }
 
     /// The newest of the answers; replicas that answered something older
