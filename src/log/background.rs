@@ -46,7 +46,7 @@ pub(super) struct Background {
     retire: Option<JoinHandle<io::Result<()>>>,
     create: Option<JoinHandle<Result<File>>>,
     #[cfg(test)]
-    pub before_sync: Hook,
+    before_sync: Hook,
 }
 
 impl Background {
@@ -110,10 +110,7 @@ impl Background {
             if let Some(hook) = hook {
                 hook();
             }
-            let started = Instant::now();
-            file.sync_data()?;
-            counters.fsync_latency.observe(started.elapsed());
-            Ok(())
+            counters.fsync(&file)
         })
     }
 

@@ -85,6 +85,15 @@ impl Counters {
         }
     }
 
+    /// `fdatasync` a segment, timing it into `fsync_latency` (the caller
+    /// counts it in `fsyncs` once it is booked).
+    pub fn fsync(&self, file: &std::fs::File) -> std::io::Result<()> {
+        let started = std::time::Instant::now();
+        file.sync_data()?;
+        self.fsync_latency.observe(started.elapsed());
+        Ok(())
+    }
+
     /// Count a batch of `records` frames, `bytes` long, written to the
     /// active segment.
     pub fn wrote(&self, records: u64, bytes: u64) {

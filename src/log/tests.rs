@@ -29,6 +29,16 @@ fn open(dir: &Path, opts: LogOptions) -> (CommitLog, Recovered, Vec<Record>) {
     (log, report, got)
 }
 
+/// Polls `cond` every millisecond until it holds; fails with `what` after
+/// 10 s.
+pub(super) async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 fn reopen_records(dir: &Path) -> (Recovered, Vec<Record>) {
     let (log, report, got) = open(dir, LogOptions::for_test());
     drop(log);
@@ -250,11 +260,7 @@ async fn segments_rotate_and_replay_in_order() {
         for r in round {
             log.append(r.clone()).await.unwrap();
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while log.stats().active_segment == before {
-            assert!(Instant::now() < deadline, "no rotation: {:?}", log.stats());
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        until("no rotation", || log.stats().active_segment != before).await;
     }
     let stats = log.stats();
     log.shutdown().await.unwrap();

@@ -189,9 +189,7 @@ impl Writer {
             let cmd = tokio::select! {
                 cmd = rx.recv() => cmd,
                 event = self.bg.next() => {
-                    if let Err(e) = self.finished(event) {
-                        tracing::error!(error = %e, "could not start a new commit log segment");
-                    }
+                    self.book(event);
                     continue;
                 }
                 () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
@@ -287,13 +285,19 @@ impl Writer {
         Ok(())
     }
 
+    /// [`Self::finished`], with a segment that could not be created
+    /// logged (the writer goes on with the current one).
+    fn book(&mut self, event: Event) {
+        if let Err(e) = self.finished(event) {
+            tracing::error!(error = %e, "could not start a new commit log segment");
+        }
+    }
+
     /// Wait for all background work.
     async fn settle(&mut self) {
         while !self.bg.idle() {
             let event = self.bg.next().await;
-            if let Err(e) = self.finished(event) {
-                tracing::error!(error = %e, "could not start a new commit log segment");
-            }
+            self.book(event);
         }
     }
 
@@ -364,10 +368,7 @@ impl Writer {
             let counters = self.counters.clone();
             self.with_file(move |f| {
                 f.write_all(&buf)?;
-                let started = Instant::now();
-                f.sync_data()?;
-                counters.fsync_latency.observe(started.elapsed());
-                Ok(())
+                counters.fsync(f)
             })
             .await?;
         } else {
@@ -399,14 +400,9 @@ impl Writer {
         }
         if self.dirty {
             let counters = self.counters.clone();
-            self.with_file(move |f| {
-                let started = Instant::now();
-                f.sync_data()?;
-                counters.fsync_latency.observe(started.elapsed());
-                Ok(())
-            })
-            .await
-            .map_err(|f| f.to_error())?;
+            self.with_file(move |f| counters.fsync(f))
+                .await
+                .map_err(|f| f.to_error())?;
             self.synced();
         }
         Ok(())

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use super::files::create_segment;
 use super::record::encode;
 use super::stats::Counters;
+use super::tests::until;
 use super::writer::{Cmd, Done, Writer, WriterConfig};
 use super::*;
 
@@ -100,7 +101,14 @@ async fn send_and_wait(
     wait.await.unwrap().unwrap();
 }
 
-fn reopen(dir: &Path) -> Vec<Record> {
+/// Shuts the writer down, then reopens its log: the records recovered.
+async fn shut_down_and_reopen(
+    tx: &mpsc::Sender<Cmd>,
+    writer: JoinHandle<()>,
+    dir: &Path,
+) -> Vec<Record> {
+    send_and_wait(tx, |done| Cmd::Shutdown { done }).await;
+    writer.await.unwrap();
     let mut got = Vec::new();
     let (log, _) = CommitLog::open(dir, LogOptions::for_test(), |r| got.push(r)).unwrap();
     drop(log);
@@ -145,9 +153,10 @@ async fn interval_appends_are_answered_while_an_fsync_is_held() {
     wait.await.unwrap().unwrap();
     assert!(counters.snapshot().fsyncs >= 1);
 
-    send_and_wait(&tx, |done| Cmd::Shutdown { done }).await;
-    writer.await.unwrap();
-    assert_eq!(reopen(dir.path()), (0..=20).map(rec).collect::<Vec<_>>());
+    assert_eq!(
+        shut_down_and_reopen(&tx, writer, dir.path()).await,
+        (0..=20).map(rec).collect::<Vec<_>>()
+    );
 }
 
 /// A full segment is replaced without holding appends: while the retired
@@ -174,22 +183,21 @@ async fn rotation_does_not_hold_appends_for_the_retired_segments_fsync() {
     assert_eq!(stats.active_segment, 2);
     assert_eq!(stats.fsyncs, 0, "the held fsync has not ended");
 
-    // Once it ends, the next append past the limit rotates again.
+    // Once it has ended, the next append past the limit rotates again.
     drop(release);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let mut last = 20;
-    while counters.snapshot().active_segment < 3 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "rotation never resumed"
-        );
-        last += 1;
-        append(&tx, last).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    send_and_wait(&tx, |done| Cmd::Shutdown { done }).await;
-    writer.await.unwrap();
-    assert_eq!(reopen(dir.path()), (0..=last).map(rec).collect::<Vec<_>>());
+    until("the retired segment's fsync never ended", || {
+        counters.snapshot().fsyncs == 1
+    })
+    .await;
+    append(&tx, 21).await.unwrap();
+    until("rotation never resumed", || {
+        counters.snapshot().active_segment == 3
+    })
+    .await;
+    assert_eq!(
+        shut_down_and_reopen(&tx, writer, dir.path()).await,
+        (0..=21).map(rec).collect::<Vec<_>>()
+    );
 }
 
 /// A segment file that a failed creation left behind (created, header not
@@ -205,16 +213,13 @@ async fn a_file_left_by_a_failed_segment_creation_is_replaced() {
     } = gated(dir.path(), FsyncPolicy::Always, 64);
     std::fs::write(super::files::segment_path(dir.path(), 2), b"torn").unwrap();
     append_all(&tx, 0..=1, "segment 1 fills").await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while counters.snapshot().active_segment < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "segment 2 never replaced the leftover"
-        );
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    until("segment 2 never replaced the leftover", || {
+        counters.snapshot().active_segment == 2
+    })
+    .await;
     append_all(&tx, 2..=3, "segment 2 is active").await;
-    send_and_wait(&tx, |done| Cmd::Shutdown { done }).await;
-    writer.await.unwrap();
-    assert_eq!(reopen(dir.path()), (0..=3).map(rec).collect::<Vec<_>>());
+    assert_eq!(
+        shut_down_and_reopen(&tx, writer, dir.path()).await,
+        (0..=3).map(rec).collect::<Vec<_>>()
+    );
 }
