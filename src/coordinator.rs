@@ -39,7 +39,7 @@ use bytes::Bytes;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::message::{PeerMsg, PutResult};
+use crate::message::{PeerMsg, PutResult, RmwPut};
 use crate::metrics::Op;
 use crate::node::shared::{Shared, View};
 use crate::ring::{NodeList, NodeName, Token};
@@ -98,6 +98,12 @@ pub struct Quorum {
 pub struct WriteOutcome {
     /// Some acknowledging replica held a live value before the write.
     pub was_live: bool,
+    /// The version the write was stamped with.
+    pub version: Version,
+    /// A read-modify-write only: some acknowledging replica held a version
+    /// newer than the one read (another write came in between), or
+    /// already held one newer than this write (which then lost there).
+    pub conflict: bool,
 }
 
 impl Shared {
@@ -118,23 +124,74 @@ impl Shared {
             },
             value,
         };
-        let result = self.replicate(key, entry, q.w).await;
+        let result = self.replicate(key, entry, q.w, None).await;
+        self.count_write(&result);
+        result
+    }
+
+    /// The write of a read-modify-write: `value` (or a tombstone) under
+    /// `key`, computed from what a quorum read found, `read` (the version
+    /// of the newest answer, or `None` when no replica had the key). The
+    /// write is stamped after `read`, so it orders after what it was
+    /// computed from, and each replica reports whether it held something
+    /// newer than `read` (a write that came in between). Such a conflict
+    /// is counted (`ringkv_rmw_conflicts_total`) and returned; last-writer
+    /// wins still decides which write survives (see README, "Conditional
+    /// and read-modify-write commands").
+    pub async fn write_after(
+        &self,
+        key: Bytes,
+        value: Option<Bytes>,
+        q: Quorum,
+        read: Option<Version>,
+    ) -> Result<WriteOutcome> {
+        if let Some(v) = read {
+            self.clock.advance_past(v.ts);
+        }
+        let entry = Entry {
+            version: Version {
+                ts: self.clock.now(),
+                node: self.id,
+            },
+            value,
+        };
+        let result = self.replicate(key, entry, q.w, Some(read)).await;
+        self.count_write(&result);
+        if matches!(result, Ok(WriteOutcome { conflict: true, .. })) {
+            self.metrics.rmw_conflicts.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn count_write(&self, result: &Result<WriteOutcome>) {
         let counter = if result.is_ok() {
             &self.metrics.writes_ok
         } else {
             &self.metrics.writes_failed
         };
         counter.fetch_add(1, Ordering::Relaxed);
-        result
     }
 
-    async fn replicate(&self, key: Bytes, entry: Entry, w: usize) -> Result<WriteOutcome> {
+    /// Sends `entry` to the key's replicas and waits for `w` of them. With
+    /// `read` (a read-modify-write), replicas are sent the version read
+    /// and report conflicts.
+    async fn replicate(
+        &self,
+        key: Bytes,
+        entry: Entry,
+        w: usize,
+        read: Option<Option<Version>>,
+    ) -> Result<WriteOutcome> {
         let pos = Token::of(&key);
         let deadline = Instant::now() + self.cfg.request_timeout();
         let (guard, replies) = self.pending.register();
         let mut asked = NodeList::new();
         let mut acked = NodeList::new();
-        let mut outcome = WriteOutcome { was_live: false };
+        let mut outcome = WriteOutcome {
+            was_live: false,
+            version: entry.version,
+            conflict: false,
+        };
         let mut refusal: Option<String> = None;
         // The preference list is computed again only when the view changes.
         let mut pref = NodeList::new();
@@ -155,10 +212,15 @@ impl Shared {
                     if same(node, &self.me) {
                         local = true;
                     } else {
-                        let msg = PeerMsg::Put {
-                            id: guard.id,
-                            key: key.clone(),
-                            entry: entry.clone(),
+                        let (id, key, entry) = (guard.id, key.clone(), entry.clone());
+                        let msg = match read {
+                            None => PeerMsg::Put { id, key, entry },
+                            Some(read) => PeerMsg::PutRmw(Box::new(RmwPut {
+                                id,
+                                key,
+                                entry,
+                                read,
+                            })),
                         };
                         self.send_to(&view, node, msg);
                     }
@@ -170,6 +232,9 @@ impl Shared {
                 match self.apply_durably(&pos, &key, entry.clone()).await {
                     Ok(applied) => {
                         outcome.was_live |= applied.was_live;
+                        if let Some(read) = read {
+                            outcome.conflict |= applied.conflicts_with(read);
+                        }
                         acked.push(self.me.clone());
                     }
                     Err(e) => {
@@ -195,19 +260,30 @@ impl Shared {
             replies.wake_at(deadline);
             // `None` is a poke (the deadline passed or the view changed):
             // the loop looks at both again.
-            if let Some((from, PeerMsg::PutAck { result, .. })) = replies.next().await {
-                match result {
-                    PutResult::Ok { was_live } => {
-                        self.metrics.replica_ack(Op::Write);
-                        outcome.was_live |= was_live;
-                        if !acked.iter().any(|a| same(a, &from)) {
-                            acked.push(from);
-                        }
+            let (from, result) = match replies.next().await {
+                Some((from, PeerMsg::PutAck { result, .. })) => (from, result),
+                Some((
+                    from,
+                    PeerMsg::PutRmwAck {
+                        was_live, conflict, ..
+                    },
+                )) => {
+                    outcome.conflict |= conflict;
+                    (from, PutResult::Ok { was_live })
+                }
+                _ => continue,
+            };
+            match result {
+                PutResult::Ok { was_live } => {
+                    self.metrics.replica_ack(Op::Write);
+                    outcome.was_live |= was_live;
+                    if !acked.iter().any(|a| same(a, &from)) {
+                        acked.push(from);
                     }
-                    PutResult::Refused(why) => {
-                        tracing::warn!(replica = %from, reason = %why, "replica refused a write");
-                        refusal = Some(format!("{from} refused: {why}"));
-                    }
+                }
+                PutResult::Refused(why) => {
+                    tracing::warn!(replica = %from, reason = %why, "replica refused a write");
+                    refusal = Some(format!("{from} refused: {why}"));
                 }
             }
         }
@@ -389,9 +465,12 @@ impl Shared {
     /// The newest of the answers; replicas that answered something older
     /// are sent the newest version (fire-and-forget read repair).
     fn resolve(&self, key: &Bytes, answers: Answers) -> Option<Entry> {
-        let newest = answers
-            .iter()
-            .fold(None, |acc, (_, e)| Entry::newest(acc, e.clone()))?;
+        // A replica that has not yet learned of a FLUSHALL this node knows
+        // may still answer with a version it removed: that is no answer.
+        let newest = answers.iter().fold(None, |acc, (_, e)| {
+            let alive = e.as_ref().filter(|e| !self.store.is_dead(e.version));
+            Entry::newest(acc, alive.cloned())
+        })?;
         let view = self.view.load();
         for (node, entry) in &answers {
             if entry.as_ref() == Some(&newest) {
@@ -417,6 +496,52 @@ impl Shared {
             }
         }
         Some(newest)
+    }
+
+    /// How many replicas of `key` (its preference list now) hold the newest
+    /// version any of them holds: every replica is asked, and the count is
+    /// taken when all have answered or the request timeout passes (WAIT).
+    pub async fn replicas_holding_newest(&self, key: &Bytes) -> usize {
+        let pos = Token::of(key);
+        let deadline = Instant::now() + self.cfg.request_timeout();
+        let (guard, replies) = self.pending.register();
+        let view = self.view.load();
+        let pref = view.ring.preference_list(&pos, self.cfg.replication);
+        let mut answers: Vec<Option<Entry>> = Vec::with_capacity(pref.len());
+        let mut waiting = 0;
+        for node in &pref {
+            if same(node, &self.me) {
+                answers.push(self.store.get_at(&pos, key));
+            } else {
+                let msg = PeerMsg::Get {
+                    id: guard.id,
+                    key: key.clone(),
+                };
+                waiting += usize::from(self.send_to(&view, node, msg));
+            }
+        }
+        while waiting > 0 {
+            replies.wake_at(deadline);
+            match replies.next().await {
+                Some((_, PeerMsg::GetReply { entry, .. })) => {
+                    answers.push(entry);
+                    waiting -= 1;
+                }
+                Some(_) => {}
+                None if Instant::now() >= deadline => break,
+                None => {}
+            }
+        }
+        let newest = answers
+            .iter()
+            .fold(None, |acc, e| Entry::newest(acc, e.clone()));
+        match newest {
+            None => 0,
+            Some(newest) => answers
+                .iter()
+                .filter(|e| e.as_ref() == Some(&newest))
+                .count(),
+        }
     }
 
     /// Live keys matching a glob `pattern`, gathered from every node up.

@@ -26,6 +26,19 @@ pub enum Error {
         /// Replicas that answered in time.
         got: usize,
     },
+    /// A cluster-wide change (FLUSHALL) is durable on this node and on
+    /// `reached` of the `of` nodes up, but the others did not confirm it
+    /// before the deadline. State changed: they apply it when it reaches
+    /// them (heartbeats carry it).
+    #[error("{op} reached {reached} of the {of} nodes up before the deadline; the others apply it when they are reached")]
+    Partial {
+        /// What was being done ("flushall").
+        op: &'static str,
+        /// Nodes that confirmed, this one included.
+        reached: usize,
+        /// Nodes up.
+        of: usize,
+    },
     /// An operation did not finish in time and nothing more specific is
     /// known. State may have changed.
     #[error("timed out: {0}")]

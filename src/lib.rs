@@ -10,7 +10,8 @@
 //! | [`auth`] | cluster-secret proofs, rate-limited refusal logs |
 //! | [`config`] | typed settings, defaults, env overrides, validation |
 //! | [`clock`] | hybrid logical clock for write timestamps |
-//! | [`store`] | versioned entries, last-writer-wins merge, tombstones |
+//! | [`store`] | versioned entries, last-writer-wins merge, tombstones, the flush marker |
+//! | [`metadata`] | the cluster-wide record every node holds (FLUSHALL marker) |
 //! | [`ring`] | SHA-1 tokens, owners, preference lists (pure) |
 //! | [`membership`] | routing table, heartbeats, failure sweep (sans-IO) |
 //! | [`message`] | peer messages and the protocol version |
@@ -21,7 +22,7 @@
 //! | [`anti_entropy`] | digest-based reconciliation between replicas |
 //! | [`log`] | the commit log: group commit, recovery, compaction |
 //! | [`scenario`] | scenario scripts: parser and runner |
-//! | [`resp`] | the RESP2 client protocol and commands |
+//! | [`resp`] | the RESP2/RESP3 client protocol, the command table, commands |
 //! | [`admin`] | HTTP health, status, metrics, fault commands |
 //! | [`metrics`] | counters |
 //! | [`node`] | wiring it all together; start and shutdown |
@@ -47,6 +48,7 @@ pub mod fuzzing;
 pub mod log;
 pub mod membership;
 pub mod message;
+pub mod metadata;
 pub mod metrics;
 pub mod node;
 pub mod resp;

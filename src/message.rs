@@ -35,7 +35,7 @@ pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The name of every [`PeerMsg`] type, in [`PeerMsg::kind_index`] order
 /// (logs, and the per-kind traffic metrics).
-pub const KINDS: [&str; 16] = [
+pub const KINDS: [&str; 21] = [
     "heartbeat",
     "put",
     "put_ack",
@@ -52,6 +52,11 @@ pub const KINDS: [&str; 16] = [
     "put_acks",
     "get_replies",
     "puts",
+    "put_rmw",
+    "put_rmw_ack",
+    "meta_push",
+    "meta_ack",
+    "meta_digest",
 ];
 
 /// Marks a ringkv peer connection ("RKV1").
@@ -109,6 +114,19 @@ pub struct HelloProof {
     pub secured: bool,
     /// HMAC proof of the secret (role connector).
     pub proof: Proof,
+}
+
+/// The write of a read-modify-write ([`PeerMsg::PutRmw`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RmwPut {
+    /// Request id.
+    pub id: u64,
+    /// The key.
+    pub key: Bytes,
+    /// The versioned value or tombstone.
+    pub entry: Entry,
+    /// The version the coordinator read, `None` if it found nothing.
+    pub read: Option<Version>,
 }
 
 /// A replica's answer to a write.
@@ -261,6 +279,44 @@ pub enum PeerMsg {
         /// (request id, key, entry) of each write.
         items: Vec<(u64, Bytes, Entry)>,
     },
+    /// The write of a read-modify-write (APPEND, SETNX, SET NX...): stored
+    /// as a [`PeerMsg::Put`] is, and acknowledged with whether the replica
+    /// held a version newer than `read`, the one the coordinator's quorum
+    /// read found (since protocol 6; a link to an older peer sends it as a
+    /// plain `Put`). Boxed, so that it does not grow every message.
+    PutRmw(Box<RmwPut>),
+    /// Answer to [`PeerMsg::PutRmw`].
+    PutRmwAck {
+        /// Request id.
+        id: u64,
+        /// The key held a live value before this write.
+        was_live: bool,
+        /// The replica held a version newer than the one read, or one
+        /// newer than this write.
+        conflict: bool,
+    },
+    /// The sender's whole cluster-wide metadata record, to merge (since
+    /// protocol 6). With an id, the receiver answers [`PeerMsg::MetaAck`]
+    /// once the merged record is on its disk; id 0 wants no answer (the
+    /// reply to a [`PeerMsg::MetaDigest`] that differed).
+    MetaPush {
+        /// Request id, or 0.
+        id: u64,
+        /// The record.
+        meta: Box<crate::metadata::Metadata>,
+    },
+    /// Answer to [`PeerMsg::MetaPush`]: merged and durable.
+    MetaAck {
+        /// Request id.
+        id: u64,
+    },
+    /// The digest of the sender's metadata record, sent with every
+    /// heartbeat (since protocol 6): a receiver whose digest differs sends
+    /// its record back, so records converge within a heartbeat interval.
+    MetaDigest {
+        /// [`crate::metadata::Metadata::digest`] of the sender's record.
+        digest: u64,
+    },
 }
 
 impl PeerMsg {
@@ -272,7 +328,9 @@ impl PeerMsg {
             | PeerMsg::TransferAck { id }
             | PeerMsg::KeysReply { id, .. }
             | PeerMsg::AeGroupsReply { id, .. }
-            | PeerMsg::AeKeysReply { id, .. } => Some(*id),
+            | PeerMsg::AeKeysReply { id, .. }
+            | PeerMsg::PutRmwAck { id, .. }
+            | PeerMsg::MetaAck { id } => Some(*id),
             _ => None,
         }
     }
@@ -301,6 +359,11 @@ impl PeerMsg {
             PeerMsg::PutAcks { .. } => 13,
             PeerMsg::GetReplies { .. } => 14,
             PeerMsg::Puts { .. } => 15,
+            PeerMsg::PutRmw(_) => 16,
+            PeerMsg::PutRmwAck { .. } => 17,
+            PeerMsg::MetaPush { .. } => 18,
+            PeerMsg::MetaAck { .. } => 19,
+            PeerMsg::MetaDigest { .. } => 20,
         }
     }
 }

@@ -168,9 +168,25 @@ pub struct Applied {
     pub duplicate: bool,
     /// The key held a live (non-tombstone) value before.
     pub was_live: bool,
+    /// The version the key held before, if any.
+    pub prior: Option<Version>,
 }
 
 impl Applied {
+    /// For the write of a read-modify-write computed from `read` (the
+    /// version a quorum read found, `None` for none): whether this replica
+    /// held something newer than that read (a write that came in between,
+    /// or one the read missed), or something newer than the write itself,
+    /// which then lost here.
+    pub fn conflicts_with(&self, read: Option<Version>) -> bool {
+        let newer_than_read = match (self.prior, read) {
+            (Some(prior), Some(read)) => prior > read,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        newer_than_read || !self.needs_log()
+    }
+
     /// Whether the incoming entry must be made durable before it is
     /// acknowledged: it is now the stored version (new, or a duplicate
     /// whose first copy may still be on its way to the log). An entry that
@@ -242,6 +258,9 @@ pub struct Store {
     live: AtomicUsize,
     entries: AtomicUsize,
     bytes: AtomicUsize,
+    /// The FLUSHALL marker's timestamp: every version stamped at or before
+    /// it is dead (0: no flush). See [`Store::flush_before`].
+    flushed: AtomicU64,
 }
 
 impl Default for Store {
@@ -252,6 +271,7 @@ impl Default for Store {
             live: AtomicUsize::new(0),
             entries: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
+            flushed: AtomicU64::new(0),
         }
     }
 }
@@ -287,7 +307,44 @@ impl Store {
         let table = bucket.read();
         table
             .find(hash, |p| p.key() == key)
-            .map(|p| p.view().to_entry())
+            .map(|p| p.view())
+            .filter(|e| !self.is_dead(e.version))
+            .map(|e| e.to_entry())
+    }
+
+    /// Whether a version is dead by the FLUSHALL marker: stamped at or
+    /// before it. On a tie the flush wins (a delete beats a write of the
+    /// same instant), so every node judges an entry alike.
+    pub fn is_dead(&self, version: Version) -> bool {
+        version.ts.0 <= self.flushed.load(Ordering::Relaxed)
+    }
+
+    /// Makes every version stamped at or before `marker` dead at once: it
+    /// reads as absent, is never merged in again, and is left out of
+    /// iteration (so out of snapshots and anti-entropy). Its memory is
+    /// reclaimed by [`Store::sweep_flushed`]. The marker only moves
+    /// forward; returns whether it moved.
+    pub fn flush_before(&self, marker: Timestamp) -> bool {
+        self.flushed.fetch_max(marker.0, Ordering::AcqRel) < marker.0
+    }
+
+    /// Removes the entries [`Store::flush_before`] made dead, one bucket at
+    /// a time (writers to the others go on). Returns how many went.
+    pub fn sweep_flushed(&self) -> usize {
+        let mut swept = 0;
+        for bucket in self.buckets.iter() {
+            let mut table = bucket.write();
+            table.retain(|p| {
+                let (key, e) = p.split();
+                let dead = self.is_dead(e.version);
+                if dead {
+                    self.forget(bucket, &Token::of(key), key, e);
+                    swept += 1;
+                }
+                !dead
+            });
+        }
+        swept
     }
 
     /// Merges `entry` into the store under last-writer-wins.
@@ -304,18 +361,30 @@ impl Store {
         let bucket = self.bucket_at(pos, key);
         let hash = self.hash(key);
         let new = entry.view();
-        let mut table = bucket.write();
         let mut applied = Applied {
             changed: true,
             duplicate: false,
             was_live: false,
+            prior: None,
         };
+        if self.is_dead(new.version) {
+            // Older than a flush: superseded, as by any newer write.
+            applied.changed = false;
+            return applied;
+        }
+        let mut table = bucket.write();
         // Look up before inserting rather than through `HashTable::entry`,
         // which makes room for an insert first and so would grow a full
         // table on a mere overwrite.
         if let Some(slot) = table.find_mut(hash, |p| p.key() == key) {
             let old = slot.view();
-            applied.was_live = !old.is_tombstone();
+            // A flushed entry (not yet swept) is absent to the caller, but
+            // still counted until it is replaced.
+            let old_live = !old.is_tombstone();
+            if !self.is_dead(old.version) {
+                applied.was_live = old_live;
+                applied.prior = Some(old.version);
+            }
             if !new.wins_over(old) {
                 applied.changed = false;
                 applied.duplicate = old.version == new.version;
@@ -326,12 +395,13 @@ impl Store {
                 .fetch_xor(entry_hash(pos, old), Ordering::Relaxed);
             self.bytes.fetch_sub(weight(key, old), Ordering::Relaxed);
             slot.set(new.version, new.value);
+            self.count_transition(old_live, !new.is_tombstone());
         } else {
             self.entries.fetch_add(1, Ordering::Relaxed);
             let packed = Packed::new(key, new.version, new.value);
             table.insert_unique(hash, packed, |p| self.hash(p.key()));
+            self.count_transition(false, !new.is_tombstone());
         }
-        self.count_transition(applied.was_live, !new.is_tombstone());
         self.bytes.fetch_add(weight(key, new), Ordering::Relaxed);
         bucket
             .digest
@@ -419,9 +489,9 @@ impl Store {
         self.len() == 0
     }
 
-    /// Calls `f` with every key and entry. Holds one bucket's read lock at a
-    /// time, so writers to other buckets go on; `f` must not write to the
-    /// store.
+    /// Calls `f` with every key and entry (flushed ones left out). Holds
+    /// one bucket's read lock at a time, so writers to other buckets go on;
+    /// `f` must not write to the store.
     pub fn for_each(&self, mut f: impl FnMut(&[u8], EntryRef<'_>)) {
         for leaf in 0..LEAVES {
             self.for_each_in_leaf(leaf, &mut f);
@@ -433,7 +503,9 @@ impl Store {
         if let Some(bucket) = self.buckets.get(leaf) {
             for p in bucket.read().iter() {
                 let (key, entry) = p.split();
-                f(key, entry);
+                if !self.is_dead(entry.version) {
+                    f(key, entry);
+                }
             }
         }
     }

@@ -40,81 +40,53 @@ mod render;
 
 pub use render::{render, Sampled, CONTENT_TYPE};
 
-/// Client commands with their own label; everything else is `other`.
+/// A client command's metrics label: its index in the command table
+/// (`resp::cmd::TABLE`), or [`Cmd::OTHER`] for anything else, malformed
+/// input included.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cmd {
-    /// GET
-    Get,
-    /// SET
-    Set,
-    /// DEL
-    Del,
-    /// EXISTS
-    Exists,
-    /// MGET
-    Mget,
-    /// MSET
-    Mset,
-    /// KEYS
-    Keys,
-    /// SCAN
-    Scan,
-    /// DBSIZE
-    Dbsize,
-    /// PING
-    Ping,
-    /// AUTH
-    Auth,
-    /// INFO
-    Info,
-    /// Anything else, malformed input included.
-    Other,
-}
+pub struct Cmd(pub usize);
 
 impl Cmd {
-    /// Every command label, in index order.
-    pub const ALL: [Cmd; 13] = [
-        Cmd::Get,
-        Cmd::Set,
-        Cmd::Del,
-        Cmd::Exists,
-        Cmd::Mget,
-        Cmd::Mset,
-        Cmd::Keys,
-        Cmd::Scan,
-        Cmd::Dbsize,
-        Cmd::Ping,
-        Cmd::Auth,
-        Cmd::Info,
-        Cmd::Other,
-    ];
+    /// Unknown commands and malformed input.
+    pub const OTHER: Cmd = Cmd(crate::resp::cmd::table::COUNT);
 
     /// The command named by a request's first word (any case; no allocation).
     pub fn of(name: &[u8]) -> Cmd {
-        Cmd::ALL[..12]
-            .iter()
-            .copied()
-            .find(|c| c.label().as_bytes().eq_ignore_ascii_case(name))
-            .unwrap_or(Cmd::Other)
+        crate::resp::cmd::lookup(name).map_or(Cmd::OTHER, |s| Cmd(s.index))
     }
 
-    /// The label value.
+    /// The label value: the command's name, or `other`.
     pub fn label(self) -> &'static str {
-        match self {
-            Cmd::Get => "get",
-            Cmd::Set => "set",
-            Cmd::Del => "del",
-            Cmd::Exists => "exists",
-            Cmd::Mget => "mget",
-            Cmd::Mset => "mset",
-            Cmd::Keys => "keys",
-            Cmd::Scan => "scan",
-            Cmd::Dbsize => "dbsize",
-            Cmd::Ping => "ping",
-            Cmd::Auth => "auth",
-            Cmd::Info => "info",
-            Cmd::Other => "other",
-        }
+        crate::resp::cmd::TABLE
+            .get(self.0)
+            .map_or("other", |s| s.name)
+    }
+
+    /// Every label, in index order (`other` last).
+    pub fn all() -> impl Iterator<Item = Cmd> {
+        (0..=crate::resp::cmd::table::COUNT).map(Cmd)
+    }
+}
+
+/// One `T` per command label, `other` included.
+#[derive(Debug)]
+pub struct PerCommand<T>(Box<[T]>);
+
+impl<T: Default> Default for PerCommand<T> {
+    fn default() -> Self {
+        PerCommand(
+            (0..=crate::resp::cmd::table::COUNT)
+                .map(|_| T::default())
+                .collect(),
+        )
+    }
+}
+
+impl<T> std::ops::Index<Cmd> for PerCommand<T> {
+    type Output = T;
+
+    fn index(&self, cmd: Cmd) -> &T {
+        &self.0[cmd.0.min(self.0.len() - 1)]
     }
 }
 
@@ -130,9 +102,11 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [Outcome; 3] = [Outcome::Ok, Outcome::Unavailable, Outcome::Error];
+    /// Every outcome, in index order.
+    pub const ALL: [Outcome; 3] = [Outcome::Ok, Outcome::Unavailable, Outcome::Error];
 
-    fn label(self) -> &'static str {
+    /// The label value.
+    pub fn label(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
             Outcome::Unavailable => "unavailable",
@@ -318,8 +292,11 @@ pub struct Metrics {
     pub heartbeats_missed: AtomicU64,
     /// Client connections accepted.
     pub client_connections: AtomicU64,
-    requests: [[AtomicU64; Outcome::ALL.len()]; Cmd::ALL.len()],
-    latency: [Histogram; Cmd::ALL.len()],
+    /// Read-modify-write commands (APPEND, SETNX, SET NX...) whose write
+    /// found, on some replica, a version newer than the one they read.
+    pub rmw_conflicts: AtomicU64,
+    requests: PerCommand<[AtomicU64; Outcome::ALL.len()]>,
+    latency: PerCommand<Histogram>,
     replica_acks: [AtomicU64; 2],
     replica_timeouts: [AtomicU64; 2],
     membership_events: [AtomicU64; MEMBERSHIP_KINDS.len()],
@@ -329,13 +306,31 @@ pub struct Metrics {
 impl Metrics {
     /// Counts one finished client command and its latency.
     pub fn request(&self, cmd: Cmd, outcome: Outcome, took: Duration) {
-        self.requests[cmd as usize][outcome as usize].fetch_add(1, Relaxed);
-        self.latency[cmd as usize].observe(took);
+        self.requests[cmd][outcome as usize].fetch_add(1, Relaxed);
+        self.latency[cmd].observe(took);
     }
 
     /// Requests of `cmd` that ended with `outcome` so far.
     pub fn requests(&self, cmd: Cmd, outcome: Outcome) -> u64 {
-        self.requests[cmd as usize][outcome as usize].load(Relaxed)
+        self.requests[cmd][outcome as usize].load(Relaxed)
+    }
+
+    /// The latency histogram of `cmd`.
+    pub fn latency(&self, cmd: Cmd) -> &Histogram {
+        &self.latency[cmd]
+    }
+
+    /// Calls of the command at table index `index` (INFO commandstats).
+    pub fn command_calls(&self, index: usize) -> u64 {
+        Outcome::ALL
+            .iter()
+            .map(|&o| self.requests(Cmd(index), o))
+            .sum()
+    }
+
+    /// Calls of the command at `index` answered with an error.
+    pub fn command_failures(&self, index: usize) -> u64 {
+        self.requests(Cmd(index), Outcome::Error) + self.requests(Cmd(index), Outcome::Unavailable)
     }
 
     /// A replica answered a coordinator in time.
@@ -365,10 +360,11 @@ mod tests {
 
     #[test]
     fn commands_are_classified_without_case() {
-        assert_eq!(Cmd::of(b"get"), Cmd::Get);
-        assert_eq!(Cmd::of(b"MsEt"), Cmd::Mset);
-        assert_eq!(Cmd::of(b"FLUSHALL"), Cmd::Other);
-        assert_eq!(Cmd::of(b""), Cmd::Other);
+        assert_eq!(Cmd::of(b"get").label(), "get");
+        assert_eq!(Cmd::of(b"MsEt").label(), "mset");
+        assert_eq!(Cmd::of(b"NOSUCHCOMMAND"), Cmd::OTHER);
+        assert_eq!(Cmd::of(b"").label(), "other");
+        assert_eq!(Cmd::all().count(), crate::resp::cmd::TABLE.len() + 1);
     }
 
     #[test]

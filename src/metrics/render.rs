@@ -188,7 +188,7 @@ pub fn render(m: &Metrics, sampled: Sampled<'_>) -> String {
     let mut reg = Registry::with_prefix("ringkv");
     // The encoder ends every help text with a period of its own.
     let plain = |v: &AtomicU64| Counters(vec![(Vec::new(), v.load(Relaxed))]);
-    let simple: [(&str, &str, &AtomicU64); 15] = [
+    let simple: [(&str, &str, &AtomicU64); 16] = [
         ("commands", "Client commands executed", &m.commands),
         (
             "command_errors",
@@ -248,13 +248,25 @@ pub fn render(m: &Metrics, sampled: Sampled<'_>) -> String {
             "Client connections accepted",
             &m.client_connections,
         ),
+        (
+            "rmw_conflicts",
+            "Read-modify-write commands whose write found, on some replica, a version newer than the one they read",
+            &m.rmw_conflicts,
+        ),
     ];
     for (name, help, v) in simple {
         reg.register(name, help.trim_end_matches('.'), plain(v));
     }
     let mut requests = Vec::new();
     let mut latency = Vec::new();
-    for cmd in Cmd::ALL {
+    // Commands never called are left out, but for GET and SET, so that
+    // dashboards always find the two that matter most.
+    for cmd in Cmd::all() {
+        let always = matches!(cmd.label(), "get" | "set");
+        let h = m.latency(cmd);
+        if h.count() == 0 && !always {
+            continue;
+        }
         for outcome in Outcome::ALL {
             let labels = vec![
                 ("command", cmd.label().to_string()),
@@ -262,10 +274,7 @@ pub fn render(m: &Metrics, sampled: Sampled<'_>) -> String {
             ];
             requests.push((labels, m.requests(cmd, outcome)));
         }
-        let h = &m.latency[cmd as usize];
-        if h.count() > 0 || matches!(cmd, Cmd::Get | Cmd::Set) {
-            latency.push((vec![("command", cmd.label().to_string())], h.snapshot()));
-        }
+        latency.push((vec![("command", cmd.label().to_string())], h.snapshot()));
     }
     reg.register(
         "requests",
@@ -348,7 +357,7 @@ mod tests {
     #[test]
     fn render_names_and_types() {
         let m = Metrics::default();
-        m.request(Cmd::Get, Outcome::Ok, Duration::from_millis(2));
+        m.request(Cmd::of(b"GET"), Outcome::Ok, Duration::from_millis(2));
         let text = render(&m, Sampled::default());
         assert!(text.contains("# TYPE ringkv_requests counter"));
         assert!(text.contains("ringkv_requests_total{command=\"get\",outcome=\"ok\"} 1"));

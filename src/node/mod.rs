@@ -11,12 +11,16 @@
 //! - [`shared`]: the state the tasks share and the routing view.
 //! - [`pending`]: requests waiting for peer replies, and their wake-ups.
 //! - [`replica`]: the answers to peer messages.
+//! - [`meta`]: the node's copy of the cluster-wide metadata record, and
+//!   FLUSHALL.
 
+pub mod meta;
 pub mod pending;
 pub mod replica;
 pub mod shared;
 
 use std::path::Path;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +38,7 @@ use crate::error::{Error, Result};
 use crate::log::CommitLog;
 use crate::membership::{MemberInfo, Membership};
 use crate::message::{Hello, PeerMsg, MAGIC, PROTOCOL_VERSION};
+use crate::metadata::Metadata;
 use crate::metrics::Metrics;
 use crate::ring::{NodeName, Token};
 use crate::store::Store;
@@ -134,6 +139,13 @@ impl Node {
         );
         let store = Store::new();
         let clock = Hlc::new(cfg.max_clock_skew_ms * 1000);
+        // The metadata record first: a flush it holds must hide what the
+        // log replays of before it.
+        let meta = Metadata::load(&cfg.data_dir.join("metadata"))?;
+        if let Some(marker) = meta.flush_marker() {
+            clock.advance_past(marker.ts);
+            store.flush_before(marker.ts);
+        }
         let log = open_log(&cfg, &store, &clock)?;
         let me_name = NodeName::from(cfg.name.as_str());
         let id = u64::from_be_bytes(
@@ -143,7 +155,11 @@ impl Node {
         );
         let membership = Membership::new(me.clone(), cfg.seeds.clone(), cfg.failure_timeout());
         let (view_tx, _) = watch::channel(0);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|this| Shared {
+            this: this.clone(),
+            meta_digest: AtomicU64::new(meta.digest()),
+            meta: Mutex::new(meta),
+            meta_persist: Default::default(),
             me: me_name,
             id,
             generation,
@@ -161,6 +177,7 @@ impl Node {
             events: Default::default(),
             ae_stats: Default::default(),
             started: Instant::now(),
+            clients: Default::default(),
             cfg,
         });
         shared.publish_view();
@@ -319,10 +336,13 @@ async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
         };
         shared.handle_events(events);
         let sent = targets.len() as u64;
+        let digest = shared.metadata_digest();
         for addr in targets {
             shared
                 .net
                 .send(&addr, PeerMsg::Heartbeat(Box::new(hb.clone())));
+            // Records that differ are exchanged (see `meta`).
+            shared.net.send(&addr, PeerMsg::MetaDigest { digest });
         }
         shared
             .metrics

@@ -22,7 +22,7 @@ use tracing::warn;
 
 use crate::anti_entropy::digest;
 use crate::log::{check_parts, encode_parts_into};
-use crate::message::{PeerMsg, PutResult};
+use crate::message::{PeerMsg, PutResult, RmwPut};
 use crate::node::shared::Shared;
 use crate::resp::glob;
 use crate::ring::Token;
@@ -81,6 +81,38 @@ impl PeerHandler for Shared {
                 self.ack_when_logged(from, log);
                 return;
             }
+            PeerMsg::PutRmw(put) => {
+                let RmwPut {
+                    id,
+                    key,
+                    entry,
+                    read,
+                } = *put;
+                let mut log = Logged::default();
+                match self.accept_write(&key, &entry, &mut log) {
+                    Ok(applied) => log.acks.push(PeerMsg::PutRmwAck {
+                        id,
+                        was_live: applied.was_live,
+                        conflict: applied.conflicts_with(read),
+                    }),
+                    Err(why) => {
+                        warn!(peer = %from.name, error = %why, "refused a replica write");
+                        let result = PutResult::Refused(why);
+                        self.net
+                            .send(&from.reply_to, PeerMsg::PutAck { id, result });
+                    }
+                }
+                self.ack_when_logged(from, log);
+                return;
+            }
+            PeerMsg::MetaPush { id, meta } => {
+                self.on_meta_push(from, id, &meta);
+                return;
+            }
+            PeerMsg::MetaDigest { digest } => {
+                self.on_meta_digest(from, digest);
+                return;
+            }
             PeerMsg::Transfer { id, items } => {
                 let mut log = Logged::default();
                 for (key, entry) in &items {
@@ -109,6 +141,8 @@ impl PeerHandler for Shared {
                 reply
             }
             PeerMsg::PutAck { .. }
+            | PeerMsg::PutRmwAck { .. }
+            | PeerMsg::MetaAck { .. }
             | PeerMsg::PutAcks { .. }
             | PeerMsg::GetReplies { .. }
             | PeerMsg::GetReply { .. }

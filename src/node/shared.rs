@@ -53,6 +53,15 @@ pub struct View {
 
 /// Everything the tasks of one node share.
 pub struct Shared {
+    /// This value itself, for work that outlives a borrow (background
+    /// sweeps, acknowledgements sent once a write is durable).
+    pub this: std::sync::Weak<Shared>,
+    /// The cluster-wide metadata record (see `node::meta`).
+    pub meta: Mutex<crate::metadata::Metadata>,
+    /// The digest of `meta`, as heartbeats carry it.
+    pub meta_digest: std::sync::atomic::AtomicU64,
+    /// Writes of `meta` to disk take turns.
+    pub meta_persist: tokio::sync::Mutex<()>,
     /// Settings.
     pub cfg: Config,
     /// This node's name.
@@ -89,6 +98,8 @@ pub struct Shared {
     pub ae_stats: crate::anti_entropy::Stats,
     /// When the node started.
     pub started: Instant,
+    /// The client connections (CLIENT LIST and KILL, INFO).
+    pub clients: Arc<crate::resp::conn::Clients>,
 }
 
 /// The commit log record of an entry.
@@ -117,6 +128,15 @@ pub fn from_record(rec: Record) -> (Bytes, Entry) {
 }
 
 impl Shared {
+    /// An owning handle to this node's shared state.
+    pub fn arc(&self) -> Arc<Shared> {
+        // `this` is set at construction and the value is only reachable
+        // through an Arc, so the upgrade cannot fail while `self` lives.
+        self.this
+            .upgrade()
+            .expect("Shared is always held in an Arc")
+    }
+
     /// Merges `entry` into the store and returns what happened, with the
     /// log record that must be appended (and awaited) before the write is
     /// acknowledged, if any. The store is updated first, so a compaction

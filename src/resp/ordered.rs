@@ -8,6 +8,11 @@
 //! younger command whose replies arrive early simply finds them waiting in
 //! its inbox when its turn comes.
 //!
+//! A command may also be *deferred* ([`Ordered::push_deferred`]): it is
+//! not polled at all until it becomes the oldest, so it starts only after
+//! every older command has finished (a read-modify-write that must see
+//! the connection's earlier writes of its key; see `resp::order`).
+//!
 //! This replaced `FuturesOrdered`, whose per-future task node, wake-up
 //! queue and reordering heap cost about a thousand instructions per
 //! unpipelined request. The price is that a younger command notices its own
@@ -33,7 +38,12 @@ struct Slot<S, T> {
 }
 
 enum State<T> {
-    Running(Pin<Box<dyn Future<Output = T> + Send>>),
+    /// Running once polled; a deferred future (see
+    /// [`Ordered::push_deferred`]) is not polled until it is the oldest.
+    Running {
+        fut: Pin<Box<dyn Future<Output = T> + Send>>,
+        deferred: bool,
+    },
     Done(T),
 }
 
@@ -60,9 +70,30 @@ impl<S, T> Ordered<S, T> {
     pub fn push(&mut self, data: S, fut: Pin<Box<dyn Future<Output = T> + Send>>) {
         self.queue.push_back(Slot {
             data,
-            state: State::Running(fut),
+            state: State::Running {
+                fut,
+                deferred: false,
+            },
         });
         self.unpolled += 1;
+    }
+
+    /// Queues `fut` to start only once every older command has finished:
+    /// it is first polled when it becomes the oldest.
+    pub fn push_deferred(&mut self, data: S, fut: Pin<Box<dyn Future<Output = T> + Send>>) {
+        self.queue.push_back(Slot {
+            data,
+            state: State::Running {
+                fut,
+                deferred: true,
+            },
+        });
+        self.unpolled += 1;
+    }
+
+    /// The data of every command not yet taken, oldest first.
+    pub fn data(&self) -> impl Iterator<Item = &S> {
+        self.queue.iter().map(|slot| &slot.data)
     }
 
     /// Queues an answer known at once (a protocol error, say).
@@ -80,13 +111,16 @@ impl<S, T> Ordered<S, T> {
         let fresh = self.unpolled.min(len);
         self.unpolled = 0;
         for slot in self.queue.range_mut(len - fresh..) {
-            slot.poll(cx);
+            if !slot.deferred() {
+                slot.poll(cx);
+            }
         }
         let Some(head) = self.queue.front_mut() else {
             return Poll::Ready(None);
         };
-        // A head that was just polled above needs no second poll.
-        if fresh < len {
+        // A head that was just polled above needs no second poll; a
+        // deferred one starts now.
+        if fresh < len || head.deferred() {
             head.poll(cx);
         }
         if !matches!(head.state, State::Done(_)) {
@@ -97,14 +131,21 @@ impl<S, T> Ordered<S, T> {
         };
         match state {
             State::Done(value) => Poll::Ready(Some((data, value))),
-            State::Running(_) => Poll::Ready(None),
+            State::Running { .. } => Poll::Ready(None),
         }
     }
 }
 
 impl<S, T> Slot<S, T> {
+    /// Whether this is a deferred future not yet started.
+    fn deferred(&self) -> bool {
+        matches!(self.state, State::Running { deferred: true, .. })
+    }
+
     fn poll(&mut self, cx: &mut Context<'_>) {
-        if let State::Running(fut) = &mut self.state {
+        if let State::Running { fut, deferred } = &mut self.state {
+            // Polled at last: a deferred future has started.
+            *deferred = false;
             if let Poll::Ready(value) = fut.as_mut().poll(cx) {
                 self.state = State::Done(value);
             }

@@ -33,7 +33,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -50,11 +50,11 @@ use tracing::{debug, warn};
 use crate::auth::RateLimit;
 use crate::metrics::{Cmd, Outcome};
 use crate::node::shared::Shared;
-use crate::resp::codec::{Limits, ProtocolError, Reply, RespDecoder};
-use crate::resp::commands::{dispatch, ConnState};
-use crate::resp::ordered::Ordered;
-
-static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+use crate::resp::cmd::table::TRANSACTION_CONTROL;
+use crate::resp::cmd::{dispatch_spec, lookup};
+use crate::resp::codec::{Limits, Proto, ProtocolError, Reply, RespDecoder};
+use crate::resp::conn::{ClientInfo, ConnState, Deregister};
+use crate::resp::order::Sequencer;
 
 /// Refused connections (over `max_clients`) and closed slow clients: a few
 /// log lines every 10 s.
@@ -87,14 +87,30 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancell
                     .metrics
                     .client_connections
                     .fetch_add(1, Ordering::Relaxed);
-                let shared = shared.clone();
+                let info = match describe(&shared, &stream, addr) {
+                    Ok(info) => info,
+                    Err(e) => {
+                        debug!(%addr, error = %e, "client connection lost at accept");
+                        continue;
+                    }
+                };
+                let id = info.id;
+                shared.clients.add(info.clone());
+                let deregister = Deregister {
+                    clients: shared.clients.clone(),
+                    id,
+                };
+                let shared2 = shared.clone();
                 let node_inflight = node_inflight.clone();
-                conns.spawn(async move {
-                    if let Err(e) = connection(stream, shared, node_inflight).await {
+                let task = conns.spawn(async move {
+                    // Dropped however the task ends, CLIENT KILL's abort included.
+                    let _registered = deregister;
+                    if let Err(e) = connection(stream, shared2, info, node_inflight).await {
                         debug!(%addr, error = %e, "client connection ended");
                     }
                     drop(slot);
                 });
+                shared.clients.set_abort(id, task);
             }
             Err(e) => {
                 warn!(error = %e, "accepting a client connection failed");
@@ -118,13 +134,31 @@ async fn refuse(mut stream: TcpStream, addr: std::net::SocketAddr, max: usize) {
     }
 }
 
+/// A new connection's entry for the registry (CLIENT LIST and KILL).
+fn describe(
+    shared: &Shared,
+    stream: &TcpStream,
+    addr: std::net::SocketAddr,
+) -> std::io::Result<Arc<ClientInfo>> {
+    use std::os::fd::AsRawFd;
+    let laddr = stream.local_addr()?;
+    let fd = i64::from(stream.as_raw_fd());
+    Ok(Arc::new(ClientInfo::new(
+        shared.clients.next_id(),
+        addr,
+        laddr,
+        fd,
+    )))
+}
+
 async fn connection(
     stream: TcpStream,
     shared: Arc<Shared>,
+    info: Arc<ClientInfo>,
     node_inflight: Arc<Semaphore>,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
-    let peer = stream.peer_addr()?;
+    let peer = info.addr;
     let (read, mut write) = stream.into_split();
     let cfg = &shared.cfg;
     let limits = Limits {
@@ -135,17 +169,12 @@ async fn connection(
     let incomplete_timeout = Duration::from_millis(cfg.incomplete_request_timeout_ms);
     let metered = Metered::new(read, cfg.max_request_bytes, incomplete_timeout);
     let mut reader = FramedRead::new(metered, RespDecoder::new(limits));
-    let mut conn = ConnState {
-        authed: cfg.requirepass.is_none(),
-        quorum: shared.default_quorum(),
-        name: None,
-        closing: false,
-        id: NEXT_CONN.fetch_add(1, Ordering::Relaxed),
-    };
+    let mut conn = ConnState::new(info, cfg.requirepass.is_none(), shared.default_quorum());
     let max_inflight = cfg.max_inflight_per_conn;
-    // Each started command's reply, with its (command, start, node-wide
-    // permit); the permit is given back when the reply is written.
-    let mut inflight: Ordered<Started, Reply> = Ordered::with_capacity(max_inflight + 1);
+    // Each started command's reply, with what the connection remembers of
+    // it until the reply is written (see `Started`); the node-wide permit
+    // is given back when the reply is written.
+    let mut inflight: Sequencer<Started> = Sequencer::with_capacity(max_inflight + 1);
     // A command read but not yet started, waiting for a node-wide permit;
     // while one waits the connection reads nothing more (back-pressure).
     let mut waiting: Option<Vec<Bytes>> = None;
@@ -181,10 +210,11 @@ async fn connection(
                             if is_stall(&e) {
                                 if let Some(held_back) = REFUSALS.check(Instant::now()) {
                                     let ms = cfg.incomplete_request_timeout_ms;
-                                    warn!(%peer, conn = conn.id, timeout_ms = ms, held_back, "closed a client whose command stayed incomplete");
+                                    warn!(%peer, conn = conn.id(), timeout_ms = ms, held_back, "closed a client whose command stayed incomplete");
                                 }
                             }
-                            inflight.push_done((Cmd::Other, Instant::now(), None), protocol_error(&e));
+                            let started = Started { cmd: Cmd::OTHER, at: Instant::now(), proto: conn.proto, _permit: None };
+                            inflight.push_done(started, protocol_error(&e));
                             reading = false;
                         }
                         None => reading = false,
@@ -241,9 +271,16 @@ fn protocol_error(e: &ProtocolError) -> Reply {
 }
 
 /// What a connection remembers of a command it started, until its reply
-/// is written: the command (for metrics), when it started, and its
+/// is written: the command (for metrics), when it started, the protocol
+/// its reply is written in (the one in force right after it was
+/// dispatched, so HELLO's own reply is in the protocol it chose), and its
 /// node-wide in-flight permit.
-type Started = (Cmd, Instant, Option<OwnedSemaphorePermit>);
+struct Started {
+    cmd: Cmd,
+    at: Instant,
+    proto: Proto,
+    _permit: Option<OwnedSemaphorePermit>,
+}
 
 /// Starts one command: its reply joins the connection's ordered queue.
 fn start(
@@ -251,12 +288,31 @@ fn start(
     conn: &mut ConnState,
     args: Vec<Bytes>,
     permit: Option<OwnedSemaphorePermit>,
-    inflight: &mut Ordered<Started, Reply>,
+    inflight: &mut Sequencer<Started>,
 ) {
     shared.metrics.commands.fetch_add(1, Ordering::Relaxed);
-    let cmd = args.first().map_or(Cmd::Other, |a| Cmd::of(a));
-    let started = (cmd, Instant::now(), permit);
-    inflight.push(started, dispatch(shared, conn, args));
+    let at = Instant::now();
+    let spec = args.first().and_then(|name| lookup(name));
+    let cmd = spec.map_or(Cmd::OTHER, |s| Cmd(s.index));
+    if let Some(spec) = spec {
+        conn.info.touch(spec.index, at);
+    }
+    // The footprint is taken before dispatch consumes the arguments; a
+    // command queued by MULTI runs later, inside EXEC, and has none now.
+    let footprint = match spec {
+        Some(spec) if conn.multi.is_none() || spec.has(TRANSACTION_CONTROL) => {
+            inflight.footprint(spec, &args)
+        }
+        _ => crate::resp::order::Footprint::none(),
+    };
+    let run = dispatch_spec(shared, conn, spec, args);
+    let started = Started {
+        cmd,
+        at,
+        proto: conn.proto,
+        _permit: permit,
+    };
+    inflight.push(started, footprint, run);
 }
 
 fn encode(shared: &Shared, reply: &Reply, started: Started, out: &mut BytesMut) {
@@ -271,9 +327,10 @@ fn encode(shared: &Shared, reply: &Reply, started: Started, out: &mut BytesMut) 
             .command_errors
             .fetch_add(1, Ordering::Relaxed);
     }
-    let (cmd, at, _permit) = started;
-    shared.metrics.request(cmd, outcome, at.elapsed());
-    reply.encode(out);
+    shared
+        .metrics
+        .request(started.cmd, outcome, started.at.elapsed());
+    reply.encode(out, started.proto);
 }
 
 /// A reader that counts the bytes read since the last complete command and

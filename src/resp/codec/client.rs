@@ -1,5 +1,8 @@
 //! The client half: commands out, replies in.
 //!
+//! Replies are decoded in both RESP2 and RESP3 (maps, sets, doubles,
+//! booleans, verbatim strings and `_` nulls, which decode as [`Reply::Nil`]).
+//!
 //! Lives beside the server half so that the test client and the scenario
 //! runner speak exactly the framing the server decodes, with the same
 //! [`Limits`] applied to what comes back.
@@ -34,10 +37,12 @@ fn encode_args<A: AsRef<[u8]>>(args: &[A], dst: &mut BytesMut) {
 #[derive(Debug, Default)]
 pub struct ReplyDecoder {
     limits: Limits,
-    /// Arrays being filled, innermost last: (items still expected, items).
-    stack: Vec<(usize, Vec<Reply>)>,
-    /// Length of a bulk whose header is consumed but payload is not here.
-    bulk_len: Option<usize>,
+    /// Aggregates being filled, innermost last: (items still expected,
+    /// items, what they make).
+    stack: Vec<(usize, Vec<Reply>, Aggregate)>,
+    /// Length of a bulk (or, with `true`, a verbatim string) whose header is
+    /// consumed but whose payload is not here.
+    bulk_len: Option<(usize, bool)>,
     /// Bytes of the current line known to hold no `\n`.
     scanned: usize,
 }
@@ -53,12 +58,20 @@ impl ReplyDecoder {
 
     /// Reads one value, or the header of an array (pushed onto the stack).
     fn next_value(&mut self, src: &mut BytesMut) -> Result<Option<Reply>, ProtocolError> {
-        if let Some(len) = self.bulk_len {
-            let Some(payload) = take_payload(src, len)? else {
+        if let Some((len, verbatim)) = self.bulk_len {
+            let Some(mut payload) = take_payload(src, len)? else {
                 return Ok(None);
             };
             self.bulk_len = None;
-            return Ok(Some(Reply::Bulk(payload)));
+            if !verbatim {
+                return Ok(Some(Reply::Bulk(payload)));
+            }
+            // `txt:` (or any three-letter format and a colon) comes first.
+            if payload.len() < 4 || payload[3] != b':' {
+                return Err(ProtocolError::InvalidBulkLength);
+            }
+            payload.advance(4);
+            return Ok(Some(Reply::Verbatim(payload)));
         }
         let Some(cr) = self.find_line(src)? else {
             return Ok(None);
@@ -73,28 +86,52 @@ impl ReplyDecoder {
             b':' => Some(Reply::Integer(
                 parse_i64(body).ok_or(ProtocolError::InvalidInteger)?,
             )),
-            b'$' => match parse_i64(body).ok_or(ProtocolError::InvalidBulkLength)? {
-                -1 => Some(Reply::Nil),
+            b'_' if body.is_empty() => Some(Reply::Nil),
+            b'#' => match body {
+                b"t" => Some(Reply::Bool(true)),
+                b"f" => Some(Reply::Bool(false)),
+                _ => return Err(ProtocolError::InvalidInteger),
+            },
+            b',' => Some(Reply::Double(parse_double(body)?)),
+            b'$' | b'=' => match parse_i64(body).ok_or(ProtocolError::InvalidBulkLength)? {
+                -1 if kind == b'$' => Some(Reply::Nil),
                 n => {
-                    self.bulk_len = Some(checked_len(n, self.limits.max_bulk_len, Header::Bulk)?);
+                    let len = checked_len(n, self.limits.max_bulk_len, Header::Bulk)?;
+                    self.bulk_len = Some((len, kind == b'='));
                     None
                 }
             },
-            b'*' => match parse_i64(body).ok_or(ProtocolError::InvalidMultibulkLength)? {
-                -1 => Some(Reply::NilArray),
-                0 => Some(Reply::Array(Vec::new())),
-                n => {
-                    let len = checked_len(n, self.limits.max_array_len, Header::Multibulk)?;
-                    if self.stack.len() >= MAX_REPLY_DEPTH {
-                        return Err(ProtocolError::TooDeep {
-                            max: MAX_REPLY_DEPTH,
-                        });
+            b'*' | b'%' | b'~' => {
+                let aggregate = match kind {
+                    b'*' => Aggregate::Array,
+                    b'%' => Aggregate::Map,
+                    _ => Aggregate::Set,
+                };
+                match parse_i64(body).ok_or(ProtocolError::InvalidMultibulkLength)? {
+                    -1 if kind == b'*' => Some(Reply::NilArray),
+                    0 => Some(aggregate.make(Vec::new())),
+                    n => {
+                        let len = checked_len(n, self.limits.max_array_len, Header::Multibulk)?;
+                        let items = if aggregate == Aggregate::Map {
+                            len.checked_mul(2)
+                                .ok_or(ProtocolError::InvalidMultibulkLength)?
+                        } else {
+                            len
+                        };
+                        if self.stack.len() >= MAX_REPLY_DEPTH {
+                            return Err(ProtocolError::TooDeep {
+                                max: MAX_REPLY_DEPTH,
+                            });
+                        }
+                        self.stack.push((
+                            items,
+                            Vec::with_capacity(items.min(PREALLOC_CAP)),
+                            aggregate,
+                        ));
+                        None
                     }
-                    self.stack
-                        .push((len, Vec::with_capacity(len.min(PREALLOC_CAP))));
-                    None
                 }
-            },
+            }
             got => return Err(ProtocolError::UnknownReplyType { got }),
         };
         src.advance(cr + 2);
@@ -126,6 +163,39 @@ impl ReplyDecoder {
     }
 }
 
+/// What a RESP aggregate header starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Aggregate {
+    Array,
+    Map,
+    Set,
+}
+
+impl Aggregate {
+    /// The reply made of `items` (a map's keys and values alternate).
+    fn make(self, items: Vec<Reply>) -> Reply {
+        match self {
+            Aggregate::Array => Reply::Array(items),
+            Aggregate::Set => Reply::Set(items),
+            Aggregate::Map => {
+                let mut pairs = Vec::with_capacity(items.len() / 2);
+                let mut items = items.into_iter();
+                while let (Some(k), Some(v)) = (items.next(), items.next()) {
+                    pairs.push((k, v));
+                }
+                Reply::Map(pairs)
+            }
+        }
+    }
+}
+
+/// A RESP3 double: decimal or scientific notation, `inf`, `-inf`, `nan`.
+fn parse_double(body: &[u8]) -> Result<f64, ProtocolError> {
+    let text = std::str::from_utf8(body).map_err(|_| ProtocolError::InvalidUtf8)?;
+    text.parse::<f64>()
+        .map_err(|_| ProtocolError::InvalidInteger)
+}
+
 fn utf8(body: &[u8]) -> Result<String, ProtocolError> {
     String::from_utf8(body.to_vec()).map_err(|_| ProtocolError::InvalidUtf8)
 }
@@ -140,7 +210,7 @@ impl Decoder for ReplyDecoder {
                 return Ok(None);
             };
             loop {
-                let Some((remaining, items)) = self.stack.last_mut() else {
+                let Some((remaining, items, aggregate)) = self.stack.last_mut() else {
                     return Ok(Some(value));
                 };
                 items.push(value);
@@ -148,8 +218,8 @@ impl Decoder for ReplyDecoder {
                 if *remaining > 0 {
                     break;
                 }
-                // The innermost array is complete: it becomes a value itself.
-                value = Reply::Array(std::mem::take(items));
+                // The innermost aggregate is complete: it becomes a value itself.
+                value = aggregate.make(std::mem::take(items));
                 self.stack.pop();
             }
         }

@@ -8,12 +8,12 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
 use super::PREALLOC_CAP;
-use super::{checked_len, parse_header, take_payload, Header, Limits, ProtocolError, Reply};
+use super::{checked_len, parse_header, take_payload, Header, Limits, Proto, ProtocolError, Reply};
 
 /// Decodes client commands (multibulk or inline) into their arguments.
 ///
-/// Also implements `Encoder<Reply>`, so `Framed<TcpStream, RespDecoder>` is
-/// the whole server-side codec.
+/// Also implements `Encoder<Reply>` (RESP2), so `Framed<TcpStream,
+/// RespDecoder>` is a whole server-side codec for simple servers and tests.
 #[derive(Debug, Default)]
 pub struct RespDecoder {
     limits: Limits,
@@ -225,7 +225,7 @@ impl Encoder<Reply> for RespDecoder {
     type Error = ProtocolError;
 
     fn encode(&mut self, reply: Reply, dst: &mut BytesMut) -> Result<(), ProtocolError> {
-        reply.encode(dst);
+        reply.encode(dst, Proto::Resp2);
         Ok(())
     }
 }

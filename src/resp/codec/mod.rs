@@ -1,6 +1,7 @@
-//! RESP2 framing for the client port: commands in, replies out.
+//! RESP framing for the client port: commands in, replies out.
 //!
-//! Clients speak the Redis serialization protocol, version 2. A command is an
+//! Clients speak the Redis serialization protocol, version 2, or version 3
+//! after `HELLO 3`; commands look the same in both. A command is an
 //! array of bulk strings (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`) or, for people typing
 //! into `nc`/`telnet`, an "inline command": one line split on whitespace with
 //! Redis's `"..."` / `'...'` quoting. [`RespDecoder`] turns bytes into
@@ -39,7 +40,7 @@
 //!
 //! What it deliberately leaves out:
 //!
-//! * RESP3 (`HELLO 3`, maps, sets, doubles, push frames) and attribute types.
+//! * RESP3 push frames, attributes and big numbers (see `reply.rs`).
 //! * Resynchronising after a protocol error: the connection is closed instead.
 //! * Redis's leniencies that depend on read boundaries (it accepts an
 //!   over-long inline line if the newline arrives in the same read) and its
@@ -58,7 +59,7 @@ mod tests;
 
 pub use client::{encode_command, ReplyDecoder};
 pub use command::RespDecoder;
-pub use reply::{Reply, RespEncoder};
+pub use reply::{format_double, format_g, Proto, Reply, RespEncoder};
 
 /// Longest length header accepted (`*`/`$`, sign, digits, CRLF).
 pub const MAX_HEADER_LEN: usize = 32;

@@ -49,7 +49,7 @@ fn encoded(args: &[&[u8]]) -> Vec<u8> {
 
 fn wire(reply: &Reply) -> Vec<u8> {
     let mut dst = BytesMut::new();
-    reply.encode(&mut dst);
+    reply.encode(&mut dst, Proto::Resp2);
     dst.to_vec()
 }
 
@@ -273,7 +273,9 @@ fn reply_encoding_is_exact() {
     let nested = Reply::Array(vec![Reply::Integer(0), Reply::Array(vec![]), Reply::Nil]);
     assert_eq!(wire(&nested), b"*3\r\n:0\r\n*0\r\n$-1\r\n");
     let mut dst = BytesMut::new();
-    RespEncoder.encode(Reply::ok(), &mut dst).unwrap();
+    RespEncoder::default()
+        .encode(Reply::ok(), &mut dst)
+        .unwrap();
     RespDecoder::default()
         .encode(Reply::Integer(7), &mut dst)
         .unwrap();

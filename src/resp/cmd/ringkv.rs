@@ -1,4 +1,4 @@
-//! ringkv's own client commands: `RINGKV ...` and `INFO`.
+//! ringkv's own client command, `RINGKV`.
 //!
 //! - `RINGKV QUORUM` shows this connection's read and write quorums;
 //!   `RINGKV QUORUM R W` sets them for this connection only (each between 1
@@ -10,17 +10,25 @@
 //!   or nil when it holds nothing. Tests use it to check placement.
 //! - `RINGKV NODES` lists the nodes this node sees up.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 
+use super::{Call, Run};
 use crate::coordinator::Quorum;
-use crate::node::shared::Shared;
 use crate::resp::codec::Reply;
-use crate::resp::commands::ConnState;
 
 /// Runs `RINGKV <sub> ...`.
-pub fn run(shared: &Arc<Shared>, conn: &mut ConnState, args: &[Bytes]) -> Reply {
+pub fn ringkv(call: Call<'_>) -> Run {
+    let Call {
+        shared, conn, args, ..
+    } = call;
+    Run::Now(answer(shared, conn, &args))
+}
+
+fn answer(
+    shared: &crate::node::shared::Shared,
+    conn: &mut crate::resp::conn::ConnState,
+    args: &[Bytes],
+) -> Reply {
     let sub = args
         .get(1)
         .map(|s| String::from_utf8_lossy(s).to_ascii_uppercase());
@@ -82,26 +90,4 @@ pub fn run(shared: &Arc<Shared>, conn: &mut ConnState, args: &[Bytes]) -> Reply 
         }
         _ => Reply::err("RINGKV subcommands: QUORUM [R W] | PREFLIST key | LOCAL key | NODES"),
     }
-}
-
-/// `INFO`: Redis-style sections, with ringkv's own.
-pub fn info(shared: &Shared) -> Reply {
-    let view = shared.view.load();
-    let text = format!(
-        "# Server\r\nredis_version:7.0.0\r\nringkv_version:{}\r\nredis_mode:standalone\r\nprocess_id:{}\r\nuptime_in_seconds:{}\r\n\
-         \r\n# Keyspace\r\ndb0:keys={},expires=0\r\n\
-         \r\n# Ringkv\r\nnode:{}\r\ngeneration:{}\r\nnodes_up:{}\r\nreplication:{}\r\nread_quorum:{}\r\nwrite_quorum:{}\r\nentries_held:{}\r\n",
-        env!("CARGO_PKG_VERSION"),
-        std::process::id(),
-        shared.started.elapsed().as_secs(),
-        shared.store.live_len(),
-        shared.me,
-        shared.generation,
-        view.ring.nodes().len(),
-        shared.cfg.replication,
-        shared.cfg.read_quorum,
-        shared.cfg.write_quorum,
-        shared.store.len(),
-    );
-    Reply::bulk(text)
 }

@@ -1,0 +1,114 @@
+//! COMMAND: COUNT, INFO, DOCS, LIST and HELP, from Redis's own metadata.
+//!
+//! What COMMAND says of a command ringkv has is what Redis 7.0 says of
+//! it (arity, flags, key specs, ACL categories, docs), taken from Redis's
+//! metadata (see `meta`), with subcommands ringkv lacks left out. redis-cli
+//! 7 reads COMMAND DOCS at start for its hints, and client libraries read
+//! COMMAND INFO for key positions.
+
+use super::{help, meta, subcommand, Call, Run, TABLE};
+use crate::resp::codec::Reply;
+use crate::resp::glob;
+
+const SUBS: &[(&str, i32)] = &[
+    ("HELP", 2),
+    ("COUNT", 2),
+    ("INFO", -2),
+    ("DOCS", -2),
+    ("LIST", -2),
+];
+
+const HELP: &[&str] = &[
+    "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "(no subcommand)",
+    "    Return details about all Redis commands.",
+    "COUNT",
+    "    Return the total number of commands in this Redis server.",
+    "LIST",
+    "    Return a list of all commands in this Redis server.",
+    "INFO [<command-name> ...]",
+    "    Return details about multiple Redis commands.",
+    "    If no command names are given, documentation details for all",
+    "    commands are returned.",
+    "DOCS [<command-name> ...]",
+    "    Return documentation details about multiple Redis commands.",
+    "    If no command names are given, documentation details for all",
+    "    commands are returned.",
+    "HELP",
+    "    Print this help.",
+];
+
+/// COMMAND [COUNT | INFO name... | DOCS name... | LIST | HELP]
+pub fn command(call: Call<'_>) -> Run {
+    let args = &call.args;
+    if args.len() == 1 {
+        return Run::Now(Reply::Array(
+            TABLE
+                .iter()
+                .filter_map(|s| meta::command_info(s.name))
+                .collect(),
+        ));
+    }
+    let sub = match subcommand(args, "COMMAND", SUBS) {
+        Ok(sub) => sub,
+        Err(reply) => return Run::Now(reply),
+    };
+    let names = || {
+        args[2..]
+            .iter()
+            .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+    };
+    Run::Now(match sub {
+        "HELP" => help(HELP),
+        "COUNT" => Reply::Integer(TABLE.len() as i64),
+        "INFO" if args.len() == 2 => Reply::Array(
+            TABLE
+                .iter()
+                .filter_map(|s| meta::command_info(s.name))
+                .collect(),
+        ),
+        "INFO" => Reply::Array(
+            names()
+                .map(|n| meta::command_info(&n).unwrap_or(Reply::Nil))
+                .collect(),
+        ),
+        "DOCS" => {
+            let wanted: Vec<String> = if args.len() == 2 {
+                TABLE.iter().map(|s| s.name.to_string()).collect()
+            } else {
+                names().collect()
+            };
+            Reply::Map(
+                wanted
+                    .iter()
+                    .filter_map(|n| meta::command_docs(n).map(|d| (Reply::bulk(n.clone()), d)))
+                    .collect(),
+            )
+        }
+        "LIST" => list(&args[2..]),
+        _ => super::syntax_error(),
+    })
+}
+
+/// COMMAND LIST [FILTERBY PATTERN pattern]
+fn list(rest: &[bytes::Bytes]) -> Reply {
+    let pattern = match rest {
+        [] => None,
+        [by, kind, pattern]
+            if super::upper(by) == "FILTERBY" && super::upper(kind) == "PATTERN" =>
+        {
+            Some(pattern.clone())
+        }
+        _ => return super::syntax_error(),
+    };
+    Reply::bulks(
+        TABLE
+            .iter()
+            .filter(|s| {
+                pattern
+                    .as_ref()
+                    .is_none_or(|p| glob::matches(p, s.name.as_bytes()))
+            })
+            .map(|s| s.name),
+    )
+}

@@ -1,0 +1,418 @@
+//! String commands: GET, SET, MGET, MSET, and the ones that read before
+//! they write (SET NX/XX/GET, SETNX, GETSET, APPEND, SETRANGE, MSETNX) or
+//! only read (STRLEN, GETRANGE).
+//!
+//! GET is a quorum read, SET a quorum write, MGET and MSET one of those per
+//! key. A read-modify-write is a quorum read, then (if the command's rule
+//! says so) a quorum write of the value computed from what was read,
+//! stamped after the version read and carrying it, so that replicas
+//! report a write that came in between (counted in
+//! `ringkv_rmw_conflicts_total`). That is not Redis's atomicity: two
+//! clients racing through different nodes may both see the key absent
+//! and both get `OK` from `SET NX`, and then the later stamp wins
+//! everywhere; README's "Conditional and read-modify-write commands"
+//! says exactly what holds. With no concurrent writer of the key, the
+//! result is Redis's. The replies, errors and edge cases follow Redis
+//! 7.0's `t_string.c`.
+
+use bytes::{Bytes, BytesMut};
+use futures::future::join_all;
+
+use super::{error_reply, not_an_integer, parse_int, syntax_error, Call, Run};
+use crate::coordinator::Quorum;
+use crate::node::shared::Shared;
+use crate::resp::codec::Reply;
+use crate::store::Version;
+
+/// Redis's largest string (`proto-max-bulk-len`, 512 MB).
+const REDIS_MAX_STRING: u64 = 512 * 1024 * 1024;
+
+/// GET key
+pub fn get(call: Call<'_>) -> Run {
+    let shared = call.shared.clone();
+    let q = call.conn.quorum;
+    let mut args = call.args;
+    let key = args.swap_remove(1);
+    Run::later(async move {
+        match shared.read(key, q).await {
+            Ok(e) => Reply::bulk_or_nil(e.and_then(|e| e.value)),
+            Err(e) => error_reply(&e),
+        }
+    })
+}
+
+/// What SET's options ask for.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct SetOptions {
+    nx: bool,
+    xx: bool,
+    get: bool,
+    /// EX, PX, EXAT, PXAT or KEEPTTL was given.
+    expiry: Option<String>,
+}
+
+/// SET's options, parsed as Redis's `parseExtendedStringArgumentsOrReply`
+/// parses them (the same combinations refused with `syntax error`).
+fn set_options(args: &[Bytes]) -> Result<SetOptions, Reply> {
+    let mut o = SetOptions::default();
+    let mut timed = false;
+    let mut j = 3;
+    while j < args.len() {
+        let opt = super::upper(&args[j]);
+        let has_next = j + 1 < args.len();
+        match opt.as_str() {
+            "NX" if !o.xx => o.nx = true,
+            "XX" if !o.nx => o.xx = true,
+            "GET" => o.get = true,
+            "KEEPTTL" if !timed => o.expiry = Some(opt),
+            "EX" | "PX" | "EXAT" | "PXAT" if !timed && o.expiry.is_none() && has_next => {
+                timed = true;
+                o.expiry = Some(opt);
+                j += 1;
+            }
+            _ => return Err(syntax_error()),
+        }
+        j += 1;
+    }
+    Ok(o)
+}
+
+/// SET key value [NX|XX] [GET] [EX s|PX ms|EXAT ts|PXAT ms-ts|KEEPTTL]
+pub fn set(call: Call<'_>) -> Run {
+    let opts = match set_options(&call.args) {
+        Ok(o) => o,
+        Err(reply) => return Run::Now(reply),
+    };
+    if let Some(opt) = opts.expiry {
+        return Run::Now(Reply::err(format!(
+            "SET {opt}: ringkv has no key expiry yet (it comes with the values work)"
+        )));
+    }
+    let shared = call.shared.clone();
+    let q = call.conn.quorum;
+    let mut args = call.args;
+    args.truncate(3);
+    let value = args.swap_remove(2);
+    let key = args.swap_remove(1);
+    call.conn.last_write = Some(key.clone());
+    if !(opts.nx || opts.xx || opts.get) {
+        return Run::later(async move {
+            match shared.write(key, Some(value), q).await {
+                Ok(_) => Reply::ok(),
+                Err(e) => error_reply(&e),
+            }
+        });
+    }
+    Run::later(async move {
+        rmw(&shared, key, q, move |current| {
+            let found = current.is_some();
+            let old = Reply::bulk_or_nil(current.cloned());
+            if (opts.nx && found) || (opts.xx && !found) {
+                return (None, if opts.get { old } else { Reply::Nil });
+            }
+            (Some(value), if opts.get { old } else { Reply::ok() })
+        })
+        .await
+    })
+}
+
+/// SETNX key value
+pub fn setnx(call: Call<'_>) -> Run {
+    let (shared, q, key, value) = key_and_value(call);
+    Run::later(async move {
+        rmw(&shared, key, q, move |current| match current {
+            Some(_) => (None, Reply::Integer(0)),
+            None => (Some(value), Reply::Integer(1)),
+        })
+        .await
+    })
+}
+
+/// GETSET key value
+pub fn getset(call: Call<'_>) -> Run {
+    let (shared, q, key, value) = key_and_value(call);
+    Run::later(async move {
+        rmw(&shared, key, q, move |current| {
+            (Some(value), Reply::bulk_or_nil(current.cloned()))
+        })
+        .await
+    })
+}
+
+/// APPEND key value
+pub fn append(call: Call<'_>) -> Run {
+    let max = call.shared.cfg.max_value_bytes;
+    let (shared, q, key, value) = key_and_value(call);
+    Run::later(async move {
+        rmw(&shared, key, q, move |current| {
+            let old = current.map_or(&[][..], |v| &v[..]);
+            if let Err(reply) = check_length(old.len() as u64, value.len() as u64, max) {
+                return (None, reply);
+            }
+            let mut joined = BytesMut::with_capacity(old.len() + value.len());
+            joined.extend_from_slice(old);
+            joined.extend_from_slice(&value);
+            let len = joined.len() as i64;
+            (Some(joined.freeze()), Reply::Integer(len))
+        })
+        .await
+    })
+}
+
+/// STRLEN key
+pub fn strlen(call: Call<'_>) -> Run {
+    read_then(call, |value| {
+        Reply::Integer(value.map_or(0, |v| v.len() as i64))
+    })
+}
+
+/// GETRANGE key start end (and its old name SUBSTR)
+pub fn getrange(call: Call<'_>) -> Run {
+    let (Some(start), Some(end)) = (parse_int(&call.args[2]), parse_int(&call.args[3])) else {
+        return Run::Now(not_an_integer());
+    };
+    read_then(call, move |value| {
+        let value = value.unwrap_or_default();
+        Reply::Bulk(range_of(&value, start, end))
+    })
+}
+
+/// The bytes GETRANGE answers, by Redis's rules for negative and
+/// out-of-range indices.
+fn range_of(value: &Bytes, start: i64, end: i64) -> Bytes {
+    let len = value.len() as i64;
+    if start < 0 && end < 0 && start > end {
+        return Bytes::new();
+    }
+    let start = if start < 0 { len + start } else { start }.max(0);
+    let mut end = if end < 0 { len + end } else { end }.max(0);
+    if end >= len {
+        end = len - 1;
+    }
+    if start > end || len == 0 {
+        return Bytes::new();
+    }
+    value.slice(start as usize..=end as usize)
+}
+
+/// SETRANGE key offset value
+pub fn setrange(call: Call<'_>) -> Run {
+    let Some(offset) = parse_int(&call.args[2]) else {
+        return Run::Now(not_an_integer());
+    };
+    if offset < 0 {
+        return Run::Now(Reply::err("offset is out of range"));
+    }
+    let max = call.shared.cfg.max_value_bytes;
+    let shared = call.shared.clone();
+    let q = call.conn.quorum;
+    let mut args = call.args;
+    let value = args.swap_remove(3);
+    let key = args.swap_remove(1);
+    call.conn.last_write = Some(key.clone());
+    Run::later(async move {
+        rmw(&shared, key, q, move |current| {
+            let old = current.map_or(&[][..], |v| &v[..]);
+            if value.is_empty() {
+                // Nothing to write: the length as it is (0 if absent).
+                return (None, Reply::Integer(old.len() as i64));
+            }
+            if let Err(reply) = check_length(offset as u64, value.len() as u64, max) {
+                return (None, reply);
+            }
+            let offset = offset as usize;
+            let mut out = BytesMut::from(old);
+            if out.len() < offset + value.len() {
+                out.resize(offset + value.len(), 0);
+            }
+            out[offset..offset + value.len()].copy_from_slice(&value);
+            let len = out.len() as i64;
+            (Some(out.freeze()), Reply::Integer(len))
+        })
+        .await
+    })
+}
+
+/// MGET key [key ...]
+pub fn mget(call: Call<'_>) -> Run {
+    let shared = call.shared.clone();
+    let q = call.conn.quorum;
+    let args = call.args;
+    Run::later(async move {
+        let reads = args[1..].iter().map(|k| shared.read(k.clone(), q));
+        let mut values = Vec::with_capacity(args.len() - 1);
+        for result in join_all(reads).await {
+            match result {
+                Ok(e) => values.push(Reply::bulk_or_nil(e.and_then(|e| e.value))),
+                Err(e) => return error_reply(&e),
+            }
+        }
+        Reply::Array(values)
+    })
+}
+
+/// MSET key value [key value ...]
+pub fn mset(call: Call<'_>) -> Run {
+    if call.args.len() % 2 == 0 {
+        return Run::Now(super::wrong_args("mset"));
+    }
+    let shared = call.shared.clone();
+    let q = call.conn.quorum;
+    let args = call.args;
+    call.conn.last_write = args.get(args.len() - 2).cloned();
+    Run::later(async move {
+        let writes = args[1..]
+            .chunks(2)
+            .map(|kv| shared.write(kv[0].clone(), Some(kv[1].clone()), q));
+        for result in join_all(writes).await {
+            if let Err(e) = result {
+                return error_reply(&e);
+            }
+        }
+        Reply::ok()
+    })
+}
+
+/// MSETNX key value [key value ...]: quorum reads of every key; if none
+/// exists, a write of each, stamped after what was read of it. Not atomic
+/// across keys: a failed write leaves the others written, as a failed
+/// MSET does.
+pub fn msetnx(call: Call<'_>) -> Run {
+    if call.args.len() % 2 == 0 {
+        return Run::Now(super::wrong_args("msetnx"));
+    }
+    let shared = call.shared.clone();
+    let q = call.conn.quorum;
+    let args = call.args;
+    call.conn.last_write = args.get(args.len() - 2).cloned();
+    Run::later(async move {
+        let pairs: Vec<(Bytes, Bytes)> = args[1..]
+            .chunks(2)
+            .map(|kv| (kv[0].clone(), kv[1].clone()))
+            .collect();
+        let reads = pairs.iter().map(|(k, _)| shared.read(k.clone(), q));
+        let mut read = Vec::with_capacity(pairs.len());
+        for result in join_all(reads).await {
+            match result {
+                Ok(e) if e.as_ref().is_some_and(|e| e.value.is_some()) => return Reply::Integer(0),
+                Ok(e) => read.push(e.map(|e| e.version)),
+                Err(e) => return error_reply(&e),
+            }
+        }
+        let writes = pairs
+            .into_iter()
+            .zip(read)
+            .map(|((k, v), seen)| shared.write_after(k, Some(v), q, seen));
+        for result in join_all(writes).await {
+            if let Err(e) = result {
+                return error_reply(&e);
+            }
+        }
+        Reply::Integer(1)
+    })
+}
+
+/// The node, quorum, key (`args[1]`) and value (`args[2]`) of a call, the
+/// key noted as the connection's last write.
+fn key_and_value(call: Call<'_>) -> (std::sync::Arc<Shared>, Quorum, Bytes, Bytes) {
+    let shared = call.shared.clone();
+    let q = call.conn.quorum;
+    let mut args = call.args;
+    args.truncate(3);
+    let value = args.swap_remove(2);
+    let key = args.swap_remove(1);
+    call.conn.last_write = Some(key.clone());
+    (shared, q, key, value)
+}
+
+/// A quorum read of `args[1]`, answered by `f` from its live value.
+fn read_then(call: Call<'_>, f: impl FnOnce(Option<Bytes>) -> Reply + Send + 'static) -> Run {
+    let shared = call.shared.clone();
+    let q = call.conn.quorum;
+    let mut args = call.args;
+    let key = args.swap_remove(1);
+    Run::later(async move {
+        match shared.read(key, q).await {
+            Ok(e) => f(e.and_then(|e| e.value)),
+            Err(e) => error_reply(&e),
+        }
+    })
+}
+
+/// A read-modify-write of `key`: a quorum read, then `f` decides from the
+/// live value (if any) what to write (`None`: nothing) and the reply; the
+/// write is stamped after the version read (see the module doc).
+async fn rmw(
+    shared: &Shared,
+    key: Bytes,
+    q: Quorum,
+    f: impl FnOnce(Option<&Bytes>) -> (Option<Bytes>, Reply),
+) -> Reply {
+    let read = match shared.read(key.clone(), q).await {
+        Ok(e) => e,
+        Err(e) => return error_reply(&e),
+    };
+    let seen: Option<Version> = read.as_ref().map(|e| e.version);
+    let (write, reply) = f(read.as_ref().and_then(|e| e.value.as_ref()));
+    if let Some(value) = write {
+        if let Err(e) = shared.write_after(key, Some(value), q, seen).await {
+            return error_reply(&e);
+        }
+    }
+    reply
+}
+
+/// Refuses a string that would grow past Redis's 512 MB (with Redis's
+/// words) or past `max_value_bytes`.
+fn check_length(size: u64, append: u64, max: usize) -> Result<(), Reply> {
+    let total = size.saturating_add(append);
+    if total > REDIS_MAX_STRING {
+        return Err(Reply::err(
+            "string exceeds maximum allowed size (proto-max-bulk-len)",
+        ));
+    }
+    if total > max as u64 {
+        return Err(Reply::err(format!(
+            "value of {total} bytes exceeds max_value_bytes {max}"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(w: &[&str]) -> Vec<Bytes> {
+        w.iter().map(|s| Bytes::from(s.to_string())).collect()
+    }
+
+    #[test]
+    fn set_options_are_refused_in_the_combinations_redis_refuses() {
+        let ok = |w: &[&str]| set_options(&words(w)).is_ok();
+        assert!(ok(&["SET", "k", "v"]));
+        assert!(ok(&["SET", "k", "v", "nx", "GET"]));
+        assert!(ok(&["SET", "k", "v", "XX", "get", "get"]));
+        assert!(!ok(&["SET", "k", "v", "NX", "XX"]));
+        assert!(!ok(&["SET", "k", "v", "EX"]));
+        assert!(!ok(&["SET", "k", "v", "EX", "1", "PX", "1"]));
+        assert!(!ok(&["SET", "k", "v", "KEEPTTL", "EX", "1"]));
+        assert!(!ok(&["SET", "k", "v", "BOGUS"]));
+        let o = set_options(&words(&["SET", "k", "v", "EX", "10"])).unwrap();
+        assert_eq!(o.expiry.as_deref(), Some("EX"));
+    }
+
+    #[test]
+    fn getrange_follows_redis_index_rules() {
+        let v = Bytes::from_static(b"Hello World");
+        let r = |s, e| range_of(&v, s, e);
+        assert_eq!(r(0, 4), "Hello");
+        assert_eq!(r(-3, -1), "rld");
+        assert_eq!(r(0, -1), "Hello World");
+        assert_eq!(r(10, 100), "d");
+        assert_eq!(r(5, 3), "");
+        assert_eq!(r(-1, -5), "");
+        assert_eq!(r(-100, 2), "Hel");
+        assert_eq!(range_of(&Bytes::new(), 0, -1), "");
+    }
+}
