@@ -21,9 +21,10 @@ mod wire;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::{free_port, Cluster};
+use common::redis_server::RedisServer;
+use common::Cluster;
 use corpus::{Case, Difference, Marker, Script};
-use wire::{Conn, Outcome, RedisServer};
+use wire::{Conn, Outcome};
 
 /// The command every RESP3 connection starts with.
 const PREAMBLE: &str = "HELLO 3";
@@ -87,9 +88,9 @@ fn replies_match_redis_byte_for_byte() {
     print_corpus_summary(&scripts);
 
     let self_check = std::env::var("DIFFERENTIAL_SELF").is_ok_and(|v| v == "1");
-    let reference = RedisServer::start(free_port());
+    let reference = RedisServer::start();
     let target = if self_check {
-        Target::Redis(RedisServer::start(free_port()))
+        Target::Redis(RedisServer::start())
     } else {
         Target::Ringkv(Cluster::start(&["a", "b", "c"], &[]))
     };

@@ -1,10 +1,7 @@
-//! The differential test's own raw RESP client and its reference
-//! `redis-server` process.
+//! The differential test's own raw RESP client.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use super::frame::{self, Frame};
@@ -117,76 +114,4 @@ pub fn encode(args: &[Vec<u8>]) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     out
-}
-
-/// A `redis-server` without persistence on a free loopback port, killed
-/// on drop.
-pub struct RedisServer {
-    pub addr: String,
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl RedisServer {
-    pub fn start(port: u16) -> RedisServer {
-        let dir = tempfile::tempdir().expect("temp dir for redis-server");
-        let log = std::fs::File::create(dir.path().join("redis.log")).expect("redis-server log");
-        let spawned = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("redis-server log"))
-            .stderr(log)
-            .spawn();
-        let child = match spawned {
-            Ok(c) => c,
-            Err(e) if e.kind() == ErrorKind::NotFound => panic!(
-                "redis-server is not installed (it is the reference this test compares \
-                 ringkv with): apt-get install redis-server redis-tools (.ci/run does)"
-            ),
-            Err(e) => panic!("cannot start redis-server: {e}"),
-        };
-        let mut server = RedisServer {
-            addr: format!("127.0.0.1:{port}"),
-            child,
-            dir,
-        };
-        let ready = crate::common::wait_until(Duration::from_secs(10), || {
-            Conn::connect(&server.addr)
-                .map(|mut c| c.call(&[b"PING".to_vec()]))
-                .is_ok_and(|o| matches!(o, Outcome::Reply(raw, _) if raw == b"+PONG\r\n"))
-        });
-        if !ready {
-            let exited = server.child.try_wait().ok().flatten();
-            panic!(
-                "redis-server on {} did not answer PING within 10 s (exit: {exited:?}); log:\n{}",
-                server.addr,
-                server.log()
-            );
-        }
-        server
-    }
-
-    /// The server's log so far.
-    pub fn log(&self) -> String {
-        read_log(&self.dir.path().join("redis.log"))
-    }
-}
-
-fn read_log(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| format!("<cannot read {path:?}: {e}>"))
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        // Errors here mean the process is already gone, which is the goal.
-        if let Err(e) = self.child.kill() {
-            eprintln!("redis-server {}: kill: {e}", self.addr);
-        }
-        if let Err(e) = self.child.wait() {
-            eprintln!("redis-server {}: wait: {e}", self.addr);
-        }
-    }
 }
