@@ -84,8 +84,8 @@ fn replies_match_redis_byte_for_byte() {
         corpus::parse_cases(&read("cases.txt")).unwrap_or_else(|e| panic!("cases.txt: {e}"));
     let differences = corpus::parse_differences(&read("differences.txt"))
         .unwrap_or_else(|e| panic!("differences.txt: {e}"));
-    check_differences_name_cases(&differences, &scripts);
-    print_corpus_summary(&scripts);
+    corpus::check_differences_name_cases(&differences, &scripts, PREAMBLE);
+    corpus::print_summary(&scripts);
 
     let self_check = std::env::var("DIFFERENTIAL_SELF").is_ok_and(|v| v == "1");
     let reference = RedisServer::start();
@@ -366,7 +366,7 @@ fn describe(m: &Mismatch, scripts: &[Script], verdict: &str, name: &str) -> Stri
         };
         out += &format!(
             "  compared: {} ({})\n    redis as compared:  {a}\n    {name} as compared: {b}\n",
-            marker_words(&mk),
+            mk.words(),
             mk.reason
         );
     }
@@ -383,74 +383,6 @@ fn show(normalized: &[u8], shape: bool) -> String {
         String::from_utf8_lossy(normalized).into_owned()
     } else {
         format!("{:?}", bytes::Bytes::copy_from_slice(normalized))
-    }
-}
-
-fn marker_words(m: &Marker) -> String {
-    let mut words = Vec::new();
-    if m.shape {
-        words.push("shape".to_string());
-    }
-    if m.unordered {
-        words.push("unordered".into());
-    }
-    if m.unordered_pairs {
-        words.push("unordered-pairs".into());
-    }
-    if !m.mask.is_empty() {
-        words.push(format!("mask={}", m.mask.join(",")));
-    }
-    words.join(" ")
-}
-
-/// A difference whose pattern names no case is a typo or a leftover.
-fn check_differences_name_cases(differences: &[Difference], scripts: &[Script]) {
-    let orphans: Vec<String> = differences
-        .iter()
-        .filter(|d| {
-            ![2, 3].iter().any(|&p| {
-                d.covers(PREAMBLE, p)
-                    || scripts
-                        .iter()
-                        .flat_map(|s| &s.cases)
-                        .any(|c| d.covers(&c.text, p))
-            })
-        })
-        .map(|d| format!("differences.txt:{}: `{}`", d.line, d.pattern))
-        .collect();
-    assert!(
-        orphans.is_empty(),
-        "listed differences that match no line of cases.txt:\n{}",
-        orphans.join("\n")
-    );
-}
-
-/// Prints the case count of every section and every marker in use, so a
-/// run's output says what it covered and what it compared loosely.
-fn print_corpus_summary(scripts: &[Script]) {
-    let mut sections: Vec<(&str, usize, usize)> = Vec::new();
-    for s in scripts {
-        match sections.last_mut() {
-            Some((name, n, k)) if *name == s.section => {
-                *n += 1;
-                *k += s.cases.len();
-            }
-            _ => sections.push((&s.section, 1, s.cases.len())),
-        }
-    }
-    for (name, n, k) in &sections {
-        println!("section {name:?}: {n} script(s), {k} case(s)");
-    }
-    for case in scripts.iter().flat_map(|s| &s.cases) {
-        if let Some(m) = &case.marker {
-            println!(
-                "marker at cases.txt:{}: {} -> {} ({})",
-                case.line,
-                case.text,
-                marker_words(m),
-                m.reason
-            );
-        }
     }
 }
 

@@ -18,6 +18,26 @@ pub struct Marker {
     pub reason: String,
 }
 
+impl Marker {
+    /// The markers as written after `#!`.
+    pub fn words(&self) -> String {
+        let mut words = Vec::new();
+        if self.shape {
+            words.push("shape".to_string());
+        }
+        if self.unordered {
+            words.push("unordered".into());
+        }
+        if self.unordered_pairs {
+            words.push("unordered-pairs".into());
+        }
+        if !self.mask.is_empty() {
+            words.push(format!("mask={}", self.mask.join(",")));
+        }
+        words.join(" ")
+    }
+}
+
 /// One command line.
 #[derive(Clone, Debug)]
 pub struct Case {
@@ -203,6 +223,63 @@ pub fn split_args(line: &str) -> Result<Vec<Vec<u8>>, String> {
         }
         args.push(word);
     }
+}
+
+/// Prints the case count of every section and every marker in use, so a
+/// run's output says what it covered and what it compared loosely.
+pub fn print_summary(scripts: &[Script]) {
+    let mut sections: Vec<(&str, usize, usize)> = Vec::new();
+    for s in scripts {
+        match sections.last_mut() {
+            Some((name, n, k)) if *name == s.section => {
+                *n += 1;
+                *k += s.cases.len();
+            }
+            _ => sections.push((&s.section, 1, s.cases.len())),
+        }
+    }
+    for (name, n, k) in &sections {
+        println!("section {name:?}: {n} script(s), {k} case(s)");
+    }
+    for case in scripts.iter().flat_map(|s| &s.cases) {
+        if let Some(m) = &case.marker {
+            println!(
+                "marker at cases.txt:{}: {} -> {} ({})",
+                case.line,
+                case.text,
+                m.words(),
+                m.reason
+            );
+        }
+    }
+}
+
+/// Panics naming every difference whose pattern matches no line of the
+/// corpus (nor `preamble`, the command every RESP3 connection starts
+/// with): a typo or a leftover.
+pub fn check_differences_name_cases(
+    differences: &[Difference],
+    scripts: &[Script],
+    preamble: &str,
+) {
+    let orphans: Vec<String> = differences
+        .iter()
+        .filter(|d| {
+            ![2, 3].iter().any(|&p| {
+                d.covers(preamble, p)
+                    || scripts
+                        .iter()
+                        .flat_map(|s| &s.cases)
+                        .any(|c| d.covers(&c.text, p))
+            })
+        })
+        .map(|d| format!("differences.txt:{}: `{}`", d.line, d.pattern))
+        .collect();
+    assert!(
+        orphans.is_empty(),
+        "listed differences that match no line of cases.txt:\n{}",
+        orphans.join("\n")
+    );
 }
 
 /// A deliberate difference: which commands, and why.
