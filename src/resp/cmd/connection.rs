@@ -15,7 +15,8 @@ use crate::resp::codec::{Proto, Reply};
 use crate::resp::conn::ConnState;
 
 /// The Redis version ringkv answers as (HELLO, INFO): the release whose
-/// replies it reproduces.
+/// replies it reproduces. HELLO's reply is Redis's, field for field;
+/// ringkv's own version is INFO's `ringkv_version`.
 pub const REDIS_VERSION: &str = "7.0.15";
 
 /// PING [message]
@@ -171,7 +172,6 @@ pub fn hello(call: Call<'_>) -> Run {
         ("mode", Reply::bulk("standalone")),
         ("role", Reply::bulk("master")),
         ("modules", Reply::Array(Vec::new())),
-        ("ringkv_version", Reply::bulk(env!("CARGO_PKG_VERSION"))),
     ]))
 }
 

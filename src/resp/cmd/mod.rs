@@ -232,19 +232,17 @@ pub fn dispatch_spec(
         if args.is_empty() {
             return Run::Now(Reply::err("empty command"));
         }
-        return Run::Now(refuse(conn, unknown_command(&args)));
+        return Run::Now(refuse(conn, None, unknown_command(&args)));
     };
     if !spec.arity_ok(args.len()) {
-        return Run::Now(refuse(conn, wrong_args(spec.name)));
+        return Run::Now(refuse(conn, Some(spec), wrong_args(spec.name)));
     }
     if !conn.authed && !spec.has(table::NO_AUTH) {
-        return Run::Now(refuse(
-            conn,
-            Reply::error_code("NOAUTH", "Authentication required."),
-        ));
+        let noauth = Reply::error_code("NOAUTH", "Authentication required.");
+        return Run::Now(refuse(conn, Some(spec), noauth));
     }
     if let Some(reply) = check_limits(shared, spec, &args) {
-        return Run::Now(refuse(conn, reply));
+        return Run::Now(refuse(conn, Some(spec), reply));
     }
     if let Some(multi) = conn.multi.as_mut() {
         if !spec.has(table::TRANSACTION_CONTROL) {
@@ -262,10 +260,27 @@ pub fn dispatch_spec(
 }
 
 /// A command refused before it ran: inside MULTI, the transaction is
-/// marked so that EXEC fails (Redis's `flagTransaction`).
-fn refuse(conn: &mut ConnState, reply: Reply) -> Reply {
+/// marked so that EXEC fails (Redis's `flagTransaction`); a refused EXEC
+/// itself ends the transaction, with Redis's `EXECABORT` wording.
+fn refuse(conn: &mut ConnState, spec: Option<&Spec>, reply: Reply) -> Reply {
     if let Some(multi) = conn.multi.as_mut() {
         multi.dirty = true;
+    }
+    if spec.is_some_and(|s| s.name == "exec") {
+        if conn.multi.take().is_some() {
+            conn.info.details().multi = -1;
+        }
+        conn.watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        if let Reply::Error(text) = &reply {
+            let why = text.strip_prefix("ERR ").unwrap_or(text);
+            return Reply::error_code(
+                "EXECABORT",
+                format!("Transaction discarded because of: {why}"),
+            );
+        }
     }
     reply
 }
