@@ -258,8 +258,8 @@ pub struct Store {
     live: AtomicUsize,
     entries: AtomicUsize,
     bytes: AtomicUsize,
-    /// The FLUSHALL marker's timestamp: every version stamped at or before
-    /// it is dead (0: no flush). See [`Store::flush_before`].
+    /// One past the FLUSHALL marker's timestamp: every version stamped
+    /// before this is dead (0: no flush). See [`Store::flush_before`].
     flushed: AtomicU64,
 }
 
@@ -316,7 +316,7 @@ impl Store {
     /// before it. On a tie the flush wins (a delete beats a write of the
     /// same instant), so every node judges an entry alike.
     pub fn is_dead(&self, version: Version) -> bool {
-        version.ts.0 <= self.flushed.load(Ordering::Relaxed)
+        version.ts.0 < self.flushed.load(Ordering::Relaxed)
     }
 
     /// Makes every version stamped at or before `marker` dead at once: it
@@ -325,7 +325,8 @@ impl Store {
     /// reclaimed by [`Store::sweep_flushed`]. The marker only moves
     /// forward; returns whether it moved.
     pub fn flush_before(&self, marker: Timestamp) -> bool {
-        self.flushed.fetch_max(marker.0, Ordering::AcqRel) < marker.0
+        let next = marker.0.saturating_add(1);
+        self.flushed.fetch_max(next, Ordering::AcqRel) < next
     }
 
     /// Removes the entries [`Store::flush_before`] made dead, one bucket at

@@ -2,29 +2,31 @@
 //! commands before it.
 //!
 //! A connection runs its pipelined commands concurrently and answers them
-//! in order ([`Ordered`]). For plain reads and writes that is safe: a SET
-//! is stamped by the clock when it starts, so of two pipelined SETs of one
-//! key the later always wins, and each peer link delivers in order, so a
-//! GET sent after a SET of the same key reaches every replica after it.
-//! Two kinds of command need more, and wait ([`Ordered::push_deferred`])
-//! until every older command of the connection has finished:
+//! in order ([`Ordered`]), but a client expects the effects of its own
+//! commands in the order it sent them, as Redis executes a pipeline one
+//! command after the other. Two commands of one connection that touch
+//! different keys may run at once; for two that share a key, the later
+//! one waits ([`Ordered::push_deferred`]: it starts once every older
+//! command has finished) whenever running them together could show the
+//! client something sequential execution would not:
 //!
-//! - a **read-modify-write** (APPEND, SETNX, SET NX/XX/GET, SETRANGE...)
-//!   reads the key and writes from what it read, so it must not read
-//!   before the connection's earlier writes of that key are done, and a
-//!   later command on that key must not run before it has written. It
-//!   waits when an older command still running shares a key with it (or
-//!   might: commands started while no read-modify-write was in flight
-//!   did not record their keys), and a later command waits for it when
-//!   they share a key.
-//! - a **barrier** (FLUSHALL, EXEC, WATCH, WAIT, KEYS, SCAN, DBSIZE,
-//!   RANDOMKEY) is about everything the connection did before it, and
-//!   everything after it is about what it did: it starts when all older
-//!   commands are done, and every later command waits for it.
+//! | earlier (still running) | later | the later one waits because |
+//! |---|---|---|
+//! | read | write | a read that asks another replica late (speculation, confirming a miss) would see the later write |
+//! | write | write | only if the earlier one has not started: a write is stamped when it starts, and the later stamp must be the later write's |
+//! | write | read | only if the earlier one has not started; once it has, every replica gets the write before any later read message (links deliver in order) |
+//! | read | read | never |
+//! | read-modify-write | anything | it writes only after its read: what comes after must see that write |
+//! | anything | read-modify-write | it must read what the earlier commands wrote, and its write must not reach an earlier read |
+//!
+//! A **barrier** (FLUSHALL, EXEC, WATCH, UNWATCH, WAIT, KEYS, SCAN,
+//! DBSIZE, RANDOMKEY, RESET, DISCARD) concerns everything the connection did
+//! before it, and everything after it is about what it did: it starts when
+//! all older commands are done, and every later command waits for it.
 //!
 //! Keys are compared by a 64-bit hash; a collision only makes a command
-//! wait when it need not. A pipeline of GETs and SETs never computes one.
-//! The same rules order the commands of a transaction inside EXEC.
+//! wait when it need not. The same rules order the commands of a
+//! transaction inside EXEC.
 
 use std::task::{Context, Poll};
 
@@ -35,44 +37,70 @@ use crate::resp::cmd::{table, Run, Spec};
 use crate::resp::codec::Reply;
 use crate::resp::ordered::Ordered;
 
+/// What a command does to its keys.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Nothing (a reply already known, a command without keys).
+    #[default]
+    Inert,
+    /// Only reads them.
+    Read,
+    /// Writes them without reading them first.
+    Write,
+    /// Reads, then writes from what it read.
+    Rmw,
+}
+
 /// What a started command touches, for deciding who waits for whom.
 #[derive(Debug, Default, Clone)]
 pub struct Footprint {
-    /// Hashes of its keys, if they were recorded.
+    /// Hashes of its keys.
     keys: SmallVec<[u64; 2]>,
-    /// Whether `keys` was filled in (or the command has no effect).
-    known: bool,
-    rmw: bool,
+    kind: Kind,
     barrier: bool,
+    /// It was queued to start only once every older command finished.
+    deferred: bool,
 }
 
 impl Footprint {
     /// A reply that is already known: it touches nothing.
     pub fn none() -> Self {
-        Footprint {
-            known: true,
-            ..Footprint::default()
-        }
+        Footprint::default()
     }
 
-    /// The footprint of a call of `spec` with `args`; its keys are
-    /// recorded if `record_keys` or the command is a read-modify-write.
-    pub fn of(spec: &Spec, args: &[Bytes], record_keys: bool) -> Self {
-        let rmw = spec.has(table::RMW);
-        let mut fp = Footprint {
-            rmw,
-            barrier: spec.has(table::BARRIER),
-            ..Footprint::default()
+    /// The footprint of a call of `spec` with `args`.
+    pub fn of(spec: &Spec, args: &[Bytes]) -> Self {
+        let kind = if spec.has(table::RMW) {
+            Kind::Rmw
+        } else if spec.has(table::WRITE) {
+            Kind::Write
+        } else if spec.has(table::READONLY) {
+            Kind::Read
+        } else {
+            Kind::Inert
         };
-        if rmw || record_keys {
-            fp.known = true;
-            fp.keys = spec.keys(args).map(|k| key_hash(k)).collect();
+        Footprint {
+            keys: spec.keys(args).map(|k| key_hash(k)).collect(),
+            kind,
+            barrier: spec.has(table::BARRIER),
+            deferred: false,
         }
-        fp
     }
 
     fn shares_a_key(&self, other: &Footprint) -> bool {
         self.keys.iter().any(|k| other.keys.contains(k))
+    }
+
+    /// Whether `later` must wait for `self`, an older command still
+    /// running, given that they share a key (the table in the module doc).
+    fn holds_back(&self, later: &Footprint) -> bool {
+        match (self.kind, later.kind) {
+            (Kind::Inert, _) | (_, Kind::Inert) => false,
+            (Kind::Rmw, _) | (_, Kind::Rmw) => true,
+            (Kind::Read, Kind::Write) => true,
+            (Kind::Write, _) => self.deferred,
+            (Kind::Read, Kind::Read) => false,
+        }
     }
 }
 
@@ -85,8 +113,6 @@ fn key_hash(key: &[u8]) -> u64 {
 /// rules above allow and finished in order.
 pub struct Sequencer<S> {
     queue: Ordered<(S, Footprint), Reply>,
-    /// Read-modify-writes in the queue.
-    rmw: usize,
     /// Barriers in the queue.
     barriers: usize,
 }
@@ -96,7 +122,6 @@ impl<S> Sequencer<S> {
     pub fn with_capacity(capacity: usize) -> Self {
         Sequencer {
             queue: Ordered::with_capacity(capacity),
-            rmw: 0,
             barriers: 0,
         }
     }
@@ -111,23 +136,16 @@ impl<S> Sequencer<S> {
         self.queue.is_empty()
     }
 
-    /// The footprint a call of `spec` with `args` would have now. Call it
-    /// before the command is dispatched (which consumes `args`).
-    pub fn footprint(&self, spec: &Spec, args: &[Bytes]) -> Footprint {
-        Footprint::of(spec, args, self.rmw > 0)
-    }
-
     /// Adds a command's outcome with its `data`: a known reply is queued
     /// as done; a future starts at once, or when every older command has
     /// finished if it must wait (see the module doc).
-    pub fn push(&mut self, data: S, footprint: Footprint, run: Run) {
+    pub fn push(&mut self, data: S, mut footprint: Footprint, run: Run) {
         match run {
             Run::Now(reply) => self.queue.push_done((data, Footprint::none()), reply),
             Run::Later(fut) => {
-                let wait = self.must_wait(&footprint);
-                self.rmw += usize::from(footprint.rmw);
+                footprint.deferred = self.must_wait(&footprint);
                 self.barriers += usize::from(footprint.barrier);
-                if wait {
+                if footprint.deferred {
                     self.queue.push_deferred((data, footprint), fut);
                 } else {
                     self.queue.push((data, footprint), fut);
@@ -148,11 +166,13 @@ impl<S> Sequencer<S> {
         if new.barrier || self.barriers > 0 {
             return true;
         }
-        let mut older = self.queue.data().map(|(_, f)| f);
-        if new.rmw {
-            return older.any(|f| !f.known || f.shares_a_key(new));
+        if new.keys.is_empty() {
+            return false;
         }
-        self.rmw > 0 && older.any(|f| f.rmw && f.shares_a_key(new))
+        self.queue
+            .data()
+            .map(|(_, f)| f)
+            .any(|f| f.shares_a_key(new) && f.holds_back(new))
     }
 
     /// The oldest command's data and reply, once it has finished (see
@@ -160,7 +180,6 @@ impl<S> Sequencer<S> {
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<(S, Reply)>> {
         match self.queue.poll_next(cx) {
             Poll::Ready(Some(((data, footprint), reply))) => {
-                self.rmw -= usize::from(footprint.rmw);
                 self.barriers -= usize::from(footprint.barrier);
                 Poll::Ready(Some((data, reply)))
             }
@@ -192,7 +211,7 @@ mod tests {
     ) {
         let a = args(words);
         let spec = lookup(a[0].as_ref()).unwrap();
-        let fp = seq.footprint(spec, &a);
+        let fp = Footprint::of(spec, &a);
         let log = log.clone();
         let run = Run::later(async move {
             log.lock().unwrap().push(name);
@@ -214,19 +233,18 @@ mod tests {
         let mut seq = Sequencer::with_capacity(4);
         push(&mut seq, "set", &["SET", "k", "1"], &log, gate.clone());
         push(&mut seq, "get", &["GET", "k"], &log, gate.clone());
-        push(&mut seq, "set2", &["SET", "k", "2"], &log, gate.clone());
+        push(&mut seq, "set2", &["SET", "j", "2"], &log, gate.clone());
         assert!(poll(&mut seq).is_none());
         assert_eq!(*log.lock().unwrap(), ["set", "get", "set2"]);
     }
 
     #[tokio::test]
-    async fn a_read_modify_write_waits_for_earlier_commands_it_may_share_a_key_with() {
+    async fn commands_sharing_a_key_wait_as_the_table_says() {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, gate) = tokio::sync::watch::channel(false);
         let mut seq = Sequencer::with_capacity(8);
         push(&mut seq, "set", &["SET", "k", "1"], &log, gate.clone());
-        // The SET recorded no keys (nothing read-modify-write was in
-        // flight), so the APPEND cannot know they differ: it waits.
+        // A read-modify-write of the key waits for the SET.
         push(
             &mut seq,
             "append",
@@ -234,7 +252,7 @@ mod tests {
             &log,
             gate.clone(),
         );
-        // So does one of another key: the SET's keys are unknown.
+        // One of another key does not.
         push(
             &mut seq,
             "setnx",
@@ -242,35 +260,44 @@ mod tests {
             &log,
             gate.clone(),
         );
-        // A GET of the key the waiting APPEND writes waits for it.
+        // A GET of the key waits for the APPEND's write.
         push(&mut seq, "get", &["GET", "k"], &log, gate.clone());
-        // And a GET of an unrelated key does not.
+        // A GET of an unrelated key does not wait.
         push(&mut seq, "get2", &["GET", "z"], &log, gate.clone());
+        // A write of `z` after a read of it waits: the read must not see it.
+        push(&mut seq, "set_z", &["SET", "z", "2"], &log, gate.clone());
         assert!(poll(&mut seq).is_none());
-        assert_eq!(*log.lock().unwrap(), ["set", "get2"]);
+        assert_eq!(*log.lock().unwrap(), ["set", "setnx", "get2"]);
         tx.send_replace(true);
         let mut order = Vec::new();
         while let Some(Some((name, _))) = poll(&mut seq) {
             order.push(name);
         }
-        assert_eq!(order, ["set", "append", "setnx", "get", "get2"]);
+        assert_eq!(order, ["set", "append", "setnx", "get", "get2", "set_z"]);
         assert_eq!(
             *log.lock().unwrap(),
-            ["set", "get2", "append", "setnx", "get"]
+            ["set", "setnx", "get2", "append", "get", "set_z"]
         );
     }
 
     #[tokio::test]
-    async fn read_modify_writes_of_different_keys_run_together() {
+    async fn reads_share_keys_freely_and_so_do_writes_that_have_started() {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (_tx, gate) = tokio::sync::watch::channel(false);
         let mut seq = Sequencer::with_capacity(8);
-        push(&mut seq, "a", &["SETNX", "a", "1"], &log, gate.clone());
-        push(&mut seq, "b", &["APPEND", "b", "1"], &log, gate.clone());
-        push(&mut seq, "a2", &["APPEND", "a", "2"], &log, gate.clone());
-        push(&mut seq, "c", &["SET", "c", "1"], &log, gate.clone());
+        push(&mut seq, "get", &["GET", "k"], &log, gate.clone());
+        push(&mut seq, "get2", &["GET", "k"], &log, gate.clone());
+        push(&mut seq, "mget", &["MGET", "k", "j"], &log, gate.clone());
+        push(&mut seq, "set", &["SET", "j", "1"], &log, gate.clone());
+        push(&mut seq, "set2", &["SET", "i", "1"], &log, gate.clone());
+        push(&mut seq, "set3", &["SET", "i", "2"], &log, gate.clone());
+        push(&mut seq, "get3", &["GET", "i"], &log, gate.clone());
         assert!(poll(&mut seq).is_none());
-        assert_eq!(*log.lock().unwrap(), ["a", "b", "c"]);
+        // `SET j` waits for the MGET that reads j; the rest run at once.
+        assert_eq!(
+            *log.lock().unwrap(),
+            ["get", "get2", "mget", "set2", "set3", "get3"]
+        );
     }
 
     #[tokio::test]

@@ -301,7 +301,7 @@ fn start(
     // command queued by MULTI runs later, inside EXEC, and has none now.
     let footprint = match spec {
         Some(spec) if conn.multi.is_none() || spec.has(TRANSACTION_CONTROL) => {
-            inflight.footprint(spec, &args)
+            crate::resp::order::Footprint::of(spec, &args)
         }
         _ => crate::resp::order::Footprint::none(),
     };

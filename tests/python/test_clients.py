@@ -260,11 +260,10 @@ def test_a_pipeline_of_200_mixed_commands_answers_in_order(r, every, key, transa
         ]
 
 
-@pytest.mark.skipif(TARGET != "redis", reason="WATCH semantics pending")
 def test_transaction_with_watch_retries_when_the_key_changes(r, every, key):
     """redis-py's transaction() WATCHes, runs the function, and retries it
-    when EXEC finds a watched key changed. Runs against redis-server only
-    until ringkv's WATCH semantics are decided."""
+    when EXEC finds a watched key changed (ringkv: a version check, see
+    README's "Transactions")."""
     k = key + "counter"
     r.set(k, "0")
     attempts = []

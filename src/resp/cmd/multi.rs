@@ -149,7 +149,7 @@ pub fn exec(call: Call<'_>) -> Run {
     let mut batch: Vec<(Footprint, Run)> = Vec::with_capacity(multi.queued.len());
     for args in multi.queued {
         let footprint = match args.first().and_then(|name| lookup(name)) {
-            Some(spec) => Footprint::of(spec, &args, true),
+            Some(spec) => Footprint::of(spec, &args),
             None => Footprint::none(),
         };
         batch.push((footprint, dispatch(shared, conn, args)));
