@@ -107,6 +107,8 @@ impl Shared {
     /// peer asked) once written.
     pub fn on_meta_push(&self, from: &Peer, id: u64, meta: &Metadata) {
         let changed = self.merge_metadata(meta);
+        self.meta_synced
+            .send_if_modified(|s| !std::mem::replace(s, true));
         if !changed && id == 0 {
             return;
         }
@@ -125,11 +127,35 @@ impl Shared {
         });
     }
 
+    /// Waits until this node's record is as new as some peer's, or until
+    /// the failure timeout passes without any peer answering (see the
+    /// module doc). A node without seeds or peers does not wait.
+    pub async fn wait_for_metadata(&self) {
+        if self.cfg.seeds.is_empty() {
+            return;
+        }
+        let mut synced = self.meta_synced.subscribe();
+        let limit = self.cfg.failure_timeout();
+        let waited = tokio::time::timeout(limit, synced.wait_for(|s| *s))
+            .await
+            .map(|r| r.is_ok());
+        match waited {
+            Ok(_) => info!("metadata record in step with the cluster; serving clients"),
+            Err(_) => warn!(
+                waited_ms = limit.as_millis() as u64,
+                "no peer answered; serving clients with this node's own metadata record (a FLUSHALL it missed applies once a peer is reached)"
+            ),
+        }
+    }
+
     /// A peer's digest: if it differs from this node's, the peer is sent
     /// this node's record (it sends its own the same way, so both
     /// converge).
     pub fn on_meta_digest(&self, from: &Peer, digest: u64) {
-        if digest != self.metadata_digest() {
+        if digest == self.metadata_digest() {
+            self.meta_synced
+                .send_if_modified(|s| !std::mem::replace(s, true));
+        } else {
             let meta = Box::new(self.metadata());
             self.net
                 .send(&from.reply_to, PeerMsg::MetaPush { id: 0, meta });

@@ -160,6 +160,7 @@ impl Node {
             meta_digest: AtomicU64::new(meta.digest()),
             meta: Mutex::new(meta),
             meta_persist: Default::default(),
+            meta_synced: watch::channel(false).0,
             me: me_name,
             id,
             generation,

@@ -62,6 +62,9 @@ pub struct Shared {
     pub meta_digest: std::sync::atomic::AtomicU64,
     /// Writes of `meta` to disk take turns.
     pub meta_persist: tokio::sync::Mutex<()>,
+    /// Becomes true once this node's record is known to be at least as new
+    /// as a peer's (see [`Shared::wait_for_metadata`]).
+    pub meta_synced: watch::Sender<bool>,
     /// Settings.
     pub cfg: Config,
     /// This node's name.

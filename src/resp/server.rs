@@ -65,6 +65,12 @@ pub const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
 
 /// Serves RESP clients on `listener` until shutdown.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+    // Nothing is served from a metadata record that may miss a FLUSHALL
+    // (see `node::meta`); connections wait in the listen queue meanwhile.
+    tokio::select! {
+        _ = shutdown.cancelled() => return,
+        _ = shared.wait_for_metadata() => {}
+    }
     let clients = Arc::new(Semaphore::new(shared.cfg.max_clients));
     let node_inflight = Arc::new(Semaphore::new(shared.cfg.max_inflight_per_node));
     // Connections end with the listener: dropping the set at shutdown
