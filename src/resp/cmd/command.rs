@@ -10,7 +10,7 @@ use super::{help, meta, subcommand, Call, Run, TABLE};
 use crate::resp::codec::Reply;
 use crate::resp::glob;
 
-const SUBS: &[(&str, i32)] = &[
+pub(super) const SUBS: &[(&str, i32)] = &[
     ("HELP", 2),
     ("COUNT", 2),
     ("INFO", -2),
@@ -45,7 +45,7 @@ pub fn command(call: Call<'_>) -> Run {
         return Run::Now(Reply::Array(
             TABLE
                 .iter()
-                .filter_map(|s| meta::command_info(s.name))
+                .filter_map(|s| meta::command_info(s.name).cloned())
                 .collect(),
         ));
     }
@@ -64,12 +64,12 @@ pub fn command(call: Call<'_>) -> Run {
         "INFO" if args.len() == 2 => Reply::Array(
             TABLE
                 .iter()
-                .filter_map(|s| meta::command_info(s.name))
+                .filter_map(|s| meta::command_info(s.name).cloned())
                 .collect(),
         ),
         "INFO" => Reply::Array(
             names()
-                .map(|n| meta::command_info(&n).unwrap_or(Reply::Nil))
+                .map(|n| meta::command_info(&n).cloned().unwrap_or(Reply::Nil))
                 .collect(),
         ),
         "DOCS" => {
@@ -81,7 +81,9 @@ pub fn command(call: Call<'_>) -> Run {
             Reply::Map(
                 wanted
                     .iter()
-                    .filter_map(|n| meta::command_docs(n).map(|d| (Reply::bulk(n.clone()), d)))
+                    .filter_map(|n| {
+                        meta::command_docs(n).map(|d| (Reply::bulk(n.clone()), d.clone()))
+                    })
                     .collect(),
             )
         }

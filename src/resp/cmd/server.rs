@@ -243,7 +243,7 @@ fn cpu_seconds() -> (f64, f64) {
     (secs(usage.ru_utime), secs(usage.ru_stime))
 }
 
-const CONFIG_SUBS: &[(&str, i32)] = &[
+pub(super) const CONFIG_SUBS: &[(&str, i32)] = &[
     ("HELP", 2),
     ("GET", -3),
     ("SET", -4),
