@@ -9,8 +9,8 @@
 //! asks it in RESP3 for the COMMAND INFO and DOCS entry of every command
 //! in ringkv's table, the group of every command it has, and `CONFIG GET
 //! *`, and writes the answers to `redis-7.0.15.json` as RESP3 type trees
-//! (the format is in [`tree`] and `tools/README.md`). ringkv re-encodes a
-//! tree for either protocol, so its entries are Redis's bytes.
+//! (the format is in `meta/tree.rs` and `tools/README.md`). ringkv
+//! re-encodes a tree for either protocol, so its entries are Redis's bytes.
 //!
 //! What that Redis lacks is written by hand in `supplement.json`: CLIENT
 //! SETINFO and NO-TOUCH (Redis 7.2), merged into CLIENT's entries, and
@@ -253,6 +253,41 @@ pub fn command_info(name: &str) -> Option<&'static Reply> {
 /// has the command.
 pub fn command_docs(name: &str) -> Option<&'static Reply> {
     meta().docs.get(&name.to_ascii_lowercase())
+}
+
+/// The full names of the subcommands ringkv has of `name` (`client|id`
+/// ...), sorted by name; none for a command without subcommands.
+pub fn subcommands(name: &str) -> Vec<&'static str> {
+    let subs = command_info(name).and_then(|info| subcommands_info(info).ok());
+    subs.unwrap_or_default()
+        .iter()
+        .filter_map(|sub| match sub {
+            Reply::Array(fields) => match fields.first() {
+                Some(Reply::Bulk(b)) => std::str::from_utf8(b).ok(),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// The ACL categories of `name` (`@read`, `@fast`...), as COMMAND INFO
+/// lists them; none for a command ringkv does not have.
+pub fn acl_categories(name: &str) -> Vec<&'static str> {
+    let categories = match command_info(name) {
+        Some(Reply::Array(fields)) => fields.get(6),
+        _ => None,
+    };
+    match categories {
+        Some(Reply::Set(cats)) => cats
+            .iter()
+            .filter_map(|c| match c {
+                Reply::Simple(s) => Some(s.as_ref()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Every Redis configuration parameter CONFIG GET * lists, aliases

@@ -200,3 +200,21 @@ fn entries_are_redis_s_bytes() {
     let get = command_info("get").unwrap().to_wire(Proto::Resp2);
     assert!(get.starts_with(b"*10\r\n$3\r\nget\r\n:2\r\n*2\r\n+readonly\r\n+fast\r\n"));
 }
+
+#[test]
+fn subcommands_and_acl_categories_are_read_from_the_entries() {
+    assert_eq!(
+        subcommands("CONFIG"),
+        [
+            "config|get",
+            "config|help",
+            "config|resetstat",
+            "config|rewrite",
+            "config|set"
+        ]
+    );
+    assert!(subcommands("get").is_empty() && subcommands("lpush").is_empty());
+    assert_eq!(acl_categories("get"), ["@read", "@string", "@fast"]);
+    assert_eq!(acl_categories("client|setinfo"), ["@slow", "@connection"]);
+    assert!(acl_categories("lpush").is_empty());
+}
