@@ -18,7 +18,7 @@ use super::{help, parse_int, subcommand, syntax_error, Call, Run};
 use crate::resp::codec::Reply;
 use crate::resp::conn::{ClientInfo, ConnState};
 
-const SUBS: &[(&str, i32)] = &[
+pub(super) const SUBS: &[(&str, i32)] = &[
     ("HELP", 2),
     ("ID", 2),
     ("INFO", 2),

@@ -10,7 +10,7 @@ use super::{help, meta, subcommand, Call, Run, TABLE};
 use crate::resp::codec::Reply;
 use crate::resp::glob;
 
-const SUBS: &[(&str, i32)] = &[
+pub(super) const SUBS: &[(&str, i32)] = &[
     ("HELP", 2),
     ("COUNT", 2),
     ("INFO", -2),
@@ -45,7 +45,7 @@ pub fn command(call: Call<'_>) -> Run {
         return Run::Now(Reply::Array(
             TABLE
                 .iter()
-                .filter_map(|s| meta::command_info(s.name))
+                .filter_map(|s| meta::command_info(s.name).cloned())
                 .collect(),
         ));
     }
@@ -64,12 +64,12 @@ pub fn command(call: Call<'_>) -> Run {
         "INFO" if args.len() == 2 => Reply::Array(
             TABLE
                 .iter()
-                .filter_map(|s| meta::command_info(s.name))
+                .filter_map(|s| meta::command_info(s.name).cloned())
                 .collect(),
         ),
         "INFO" => Reply::Array(
             names()
-                .map(|n| meta::command_info(&n).unwrap_or(Reply::Nil))
+                .map(|n| meta::command_info(&n).cloned().unwrap_or(Reply::Nil))
                 .collect(),
         ),
         "DOCS" => {
@@ -81,7 +81,9 @@ pub fn command(call: Call<'_>) -> Run {
             Reply::Map(
                 wanted
                     .iter()
-                    .filter_map(|n| meta::command_docs(n).map(|d| (Reply::bulk(n.clone()), d)))
+                    .filter_map(|n| {
+                        meta::command_docs(n).map(|d| (Reply::bulk(n.clone()), d.clone()))
+                    })
                     .collect(),
             )
         }
@@ -90,25 +92,35 @@ pub fn command(call: Call<'_>) -> Run {
     })
 }
 
-/// COMMAND LIST [FILTERBY PATTERN pattern]
+/// COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern]:
+/// every command ringkv has, each followed by its subcommands, as Redis
+/// 7.0 lists them (Redis in its hash order). A pattern matches the full
+/// name (`client|id`) in any case; ringkv has no modules, so MODULE lists
+/// nothing; an unknown category lists nothing, as in Redis.
 fn list(rest: &[bytes::Bytes]) -> Reply {
-    let pattern = match rest {
+    let filter = match rest {
         [] => None,
-        [by, kind, pattern]
-            if super::upper(by) == "FILTERBY" && super::upper(kind) == "PATTERN" =>
-        {
-            Some(pattern.clone())
+        [by, kind, arg] if super::upper(by) == "FILTERBY" => {
+            let kind = super::upper(kind);
+            if !matches!(kind.as_str(), "MODULE" | "ACLCAT" | "PATTERN") {
+                return super::syntax_error();
+            }
+            Some((kind, arg.to_ascii_lowercase()))
         }
         _ => return super::syntax_error(),
+    };
+    let keep = |name: &str| match &filter {
+        None => true,
+        Some((kind, pattern)) if kind == "PATTERN" => glob::matches(pattern, name.as_bytes()),
+        Some((kind, category)) if kind == "ACLCAT" => meta::acl_categories(name)
+            .iter()
+            .any(|c| c.strip_prefix('@').map(str::as_bytes) == Some(&category[..])),
+        Some(_) => false,
     };
     Reply::bulks(
         TABLE
             .iter()
-            .filter(|s| {
-                pattern
-                    .as_ref()
-                    .is_none_or(|p| glob::matches(p, s.name.as_bytes()))
-            })
-            .map(|s| s.name),
+            .flat_map(|s| std::iter::once(s.name).chain(meta::subcommands(s.name)))
+            .filter(|name| keep(name)),
     )
 }

@@ -5,7 +5,8 @@
 //! Redis release ringkv answers as, `ringkv_version` its own. CONFIG GET
 //! answers every parameter Redis 7.0 has, with Redis's default where
 //! ringkv has no such setting and ringkv's value where it has one (see
-//! [`config_value`]); CONFIG SET is refused for every parameter, naming
+//! [`config_value`]), under the names Redis 7.0 answers with (see
+//! [`config_get`]); CONFIG SET is refused for every parameter, naming
 //! it, since ringkv reads its settings at start. WAIT counts the replicas
 //! that hold the connection's last write (see [`wait`]).
 
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::{help, meta, parse_int, subcommand, Call, Run};
+use crate::config::Config;
 use crate::node::shared::Shared;
 use crate::resp::codec::Reply;
 use crate::resp::glob;
@@ -243,7 +245,7 @@ fn cpu_seconds() -> (f64, f64) {
     (secs(usage.ru_utime), secs(usage.ru_stime))
 }
 
-const CONFIG_SUBS: &[(&str, i32)] = &[
+pub(super) const CONFIG_SUBS: &[(&str, i32)] = &[
     ("HELP", 2),
     ("GET", -3),
     ("SET", -4),
@@ -274,19 +276,7 @@ pub fn config(call: Call<'_>) -> Run {
     let (shared, args) = (call.shared, &call.args);
     Run::Now(match sub {
         "HELP" => help(CONFIG_HELP),
-        "GET" => {
-            let mut out: Vec<(Reply, Reply)> = Vec::new();
-            for (name, default) in meta::config_defaults() {
-                let matched = args[2..]
-                    .iter()
-                    .any(|p| glob::matches(&p.to_ascii_lowercase(), name.as_bytes()));
-                if matched && !out.iter().any(|(k, _)| *k == Reply::bulk(name.clone())) {
-                    let value = config_value(shared, name).unwrap_or_else(|| default.clone());
-                    out.push((Reply::bulk(name.clone()), Reply::bulk(value)));
-                }
-            }
-            Reply::Map(out)
-        }
+        "GET" => config_get(&shared.cfg, &args[2..]),
         "SET" => {
             if args.len() % 2 != 0 {
                 return Run::Now(super::wrong_args("config|set"));
@@ -310,10 +300,49 @@ pub fn config(call: Call<'_>) -> Run {
     })
 }
 
+/// CONFIG GET parameter...: as Redis 7.0's `configGetCommand` answers it.
+/// A name without glob characters (`*?[`) is looked up in any case and
+/// answered under the name as typed; a glob is matched in any case against
+/// every parameter CONFIG GET * lists, each answered under its own name. A
+/// parameter is answered once, under the first name that matched it.
+/// (Redis answers in its hash order; ringkv in the order matched.)
+fn config_get(cfg: &Config, patterns: &[Bytes]) -> Reply {
+    let params = meta::config_defaults();
+    let mut matched: Vec<(Bytes, &(String, String))> = Vec::new();
+    let seen = |matched: &[(Bytes, &(String, String))], name: &str| {
+        matched.iter().any(|(_, (n, _))| n == name)
+    };
+    for pattern in patterns {
+        let lower = pattern.to_ascii_lowercase();
+        if !pattern.iter().any(|b| matches!(b, b'*' | b'?' | b'[')) {
+            let found = params.binary_search_by(|(n, _)| n.as_bytes().cmp(&lower[..]));
+            if let Ok(i) = found {
+                if !seen(&matched, &params[i].0) {
+                    matched.push((pattern.clone(), &params[i]));
+                }
+            }
+            continue;
+        }
+        for param in params {
+            if !seen(&matched, &param.0) && glob::matches(&lower, param.0.as_bytes()) {
+                matched.push((Bytes::from(param.0.clone()), param));
+            }
+        }
+    }
+    Reply::Map(
+        matched
+            .into_iter()
+            .map(|(key, (name, default))| {
+                let value = config_value(cfg, name).unwrap_or_else(|| default.clone());
+                (Reply::Bulk(key), Reply::bulk(value))
+            })
+            .collect(),
+    )
+}
+
 /// What ringkv answers for a Redis parameter it has an equivalent of, or
 /// that would mislead with Redis's default.
-fn config_value(shared: &Shared, name: &str) -> Option<String> {
-    let cfg = &shared.cfg;
+fn config_value(cfg: &Config, name: &str) -> Option<String> {
     Some(match name {
         "port" => port_of(&cfg.client).to_string(),
         "bind" => cfg
@@ -389,4 +418,50 @@ pub fn wait(call: Call<'_>) -> Run {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(patterns: &[&str]) -> Vec<(String, String)> {
+        let patterns: Vec<Bytes> = patterns
+            .iter()
+            .map(|p| Bytes::from(p.to_string()))
+            .collect();
+        let Reply::Map(pairs) = config_get(&Config::default(), &patterns) else {
+            panic!("CONFIG GET answers a map");
+        };
+        let text = |r: &Reply| match r {
+            Reply::Bulk(b) => String::from_utf8_lossy(b).into_owned(),
+            other => panic!("{other:?}"),
+        };
+        pairs.iter().map(|(k, v)| (text(k), text(v))).collect()
+    }
+
+    #[test]
+    fn config_get_names_a_parameter_as_typed_and_a_glob_match_by_its_name() {
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(get(&["MAXMEMORY"]), [pair("MAXMEMORY", "0")]);
+        assert_eq!(get(&["maxmemory", "MAXMEMORY"]), [pair("maxmemory", "0")]);
+        assert_eq!(get(&["MAXMEMORY", "max*"]).len(), 6);
+        assert_eq!(get(&["MAXMEMORY", "max*"])[0], pair("MAXMEMORY", "0"));
+        assert_eq!(
+            get(&["Maxmemory-P*"]),
+            [pair("maxmemory-policy", "noeviction")]
+        );
+        assert_eq!(get(&["nosuchparam"]), []);
+        assert_eq!(get(&["slave-priority", "replica-priority"]).len(), 2);
+        assert_eq!(get(&["*"]).len(), meta::config_defaults().len());
+    }
+
+    #[test]
+    fn ringkv_answers_every_parameter_whose_recorded_default_is_not_measured() {
+        for name in meta::config_normalized() {
+            assert!(
+                config_value(&Config::default(), name).is_some(),
+                "{name}: the generator's server chose its value, so ringkv must answer its own"
+            );
+        }
+    }
 }
