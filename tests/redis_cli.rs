@@ -18,6 +18,8 @@ use common::{wait_until, Cluster};
 /// A tmux session running `redis-cli -p PORT -3`, killed on drop.
 struct Session {
     name: String,
+    /// redis-cli's prompt, `host:port>`.
+    prompt: String,
 }
 
 impl Session {
@@ -31,9 +33,10 @@ impl Session {
         assert!(status.success(), "tmux new-session failed");
         let s = Session {
             name: name.to_string(),
+            prompt: format!("{addr}>"),
         };
         assert!(
-            wait_until(Duration::from_secs(10), || s.screen().contains("> ")),
+            wait_until(Duration::from_secs(10), || s.prompts() > 0),
             "no redis-cli prompt:\n{}",
             s.screen()
         );
@@ -81,8 +84,7 @@ impl Session {
         );
         self.enter();
         assert!(
-            wait_until(Duration::from_secs(10), || prompts(&self.screen())
-                > prompts_before),
+            wait_until(Duration::from_secs(10), || self.prompts() > prompts_before),
             "no prompt after {line:?}, screen:\n{}",
             self.screen()
         );
@@ -101,13 +103,28 @@ impl Drop for Session {
     }
 }
 
-fn prompts(screen: &str) -> usize {
-    screen.lines().filter(|l| l.contains("> ")).count()
+impl Session {
+    /// How many prompts the screen shows.
+    fn prompts(&self) -> usize {
+        self.screen()
+            .lines()
+            .filter(|l| l.starts_with(&self.prompt))
+            .count()
+    }
 }
 
-/// The screen with the prompt's address made neutral.
+/// The screen with the prompt's address and HELLO's connection id (which
+/// differ between any two servers) made neutral.
 fn neutral(screen: &str, addr: &str) -> String {
-    screen.replace(addr, "HOST:PORT")
+    screen
+        .replace(addr, "HOST:PORT")
+        .lines()
+        .map(|l| match l.find("\"id\" => (integer) ") {
+            Some(at) => format!("{}\"id\" => (integer) ID", &l[..at]),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// What typing `partial` shows as a hint, on a fresh line.
@@ -139,7 +156,10 @@ fn an_interactive_resp3_session_reads_as_it_does_against_redis() {
     let cluster = Cluster::start(&["ca", "cb", "cc"], &[]);
     let tag = std::process::id();
     let sessions = [
-        (Session::start(&format!("ringkv-redis-{tag}"), &redis.addr), redis.addr.clone()),
+        (
+            Session::start(&format!("ringkv-redis-{tag}"), &redis.addr),
+            redis.addr.clone(),
+        ),
         (
             Session::start(&format!("ringkv-ringkv-{tag}"), &cluster.nodes[0].client),
             cluster.nodes[0].client.clone(),
