@@ -26,12 +26,23 @@ use crate::auth::{Nonce, Proof};
 use crate::membership::Heartbeat;
 use crate::store::{Entry, Version};
 
-/// The version of the peer protocol. Bumped on any change to [`PeerMsg`]
-/// or to the handshake. Version 2 added the cluster-secret proofs,
-/// version 3 the anti-entropy messages, version 4 coalesced `PutAcks`,
-/// `GetReplies` and `Puts`, version 5 fixed-width integers after the
-/// handshake (see [`crate::encoding::Wire`]).
-pub const PROTOCOL_VERSION: u32 = 5;
+pub mod compat;
+
+/// The newest version of the peer protocol this build speaks. Bumped on
+/// any change to [`PeerMsg`] or to the handshake. Version 2 added the
+/// cluster-secret proofs, version 3 the anti-entropy messages, version 4
+/// coalesced `PutAcks`, `GetReplies` and `Puts`, version 5 fixed-width
+/// integers after the handshake (see [`crate::encoding::Wire`]), version 6
+/// the version negotiation ([`HelloReply::Negotiated`]) and the
+/// [`PeerMsg`] variants appended after `Puts`.
+pub const PROTOCOL_VERSION: u32 = 6;
+
+/// The oldest version of the peer protocol this build still speaks: a
+/// node of any version from this one to [`PROTOCOL_VERSION`] can join a
+/// cluster of this build's nodes (a rolling upgrade). Version 5 is the last
+/// one released before the negotiation, so it is served with the
+/// handshake it knows.
+pub const MIN_PROTOCOL_VERSION: u32 = 5;
 
 /// The name of every [`PeerMsg`] type, in [`PeerMsg::kind_index`] order
 /// (logs, and the per-kind traffic metrics).
@@ -62,7 +73,8 @@ pub const MAGIC: u32 = 0x524b_5631;
 pub struct Hello {
     /// Always [`MAGIC`]; anything else is not a ringkv peer.
     pub magic: u32,
-    /// The sender's [`PROTOCOL_VERSION`].
+    /// The highest protocol version the sender offers (its
+    /// `peer_protocol_max`, or a lower one when it retries an older node).
     pub version: u32,
     /// The sender's node name.
     pub name: String,
@@ -91,8 +103,22 @@ pub enum HelloReply {
         /// Why.
         reason: String,
     },
-    /// The [`Hello`] was acceptable: prove the secret over this nonce.
+    /// The [`Hello`] was acceptable and the connection speaks protocol
+    /// version 5: prove the secret over this nonce. The only challenge a
+    /// version 5 node knows, so it must keep this shape and index.
     Challenge {
+        /// The acceptor's fresh nonce.
+        nonce: Nonce,
+        /// Whether the acceptor has a secret (only to word a refusal).
+        secured: bool,
+    },
+    /// The [`Hello`] was acceptable and the connection speaks `version`
+    /// (6 or later, at most what the hello offered): prove the secret over
+    /// this nonce. (Version 5 nodes cannot decode this variant; they are
+    /// sent a [`HelloReply::Challenge`] instead.)
+    Negotiated {
+        /// The protocol version both sides speak from now on.
+        version: u32,
         /// The acceptor's fresh nonce.
         nonce: Nonce,
         /// Whether the acceptor has a secret (only to word a refusal).
@@ -280,6 +306,31 @@ impl PeerMsg {
     /// A short name for the message type (logs and metrics).
     pub fn kind(&self) -> &'static str {
         KINDS[self.kind_index()]
+    }
+
+    /// The protocol version that introduced this message type: a link
+    /// whose peer speaks an older version does not send it (see
+    /// [`compat`]). Every variant names its version here, without a
+    /// catch-all, so a new variant cannot be added without saying.
+    pub fn since(&self) -> u32 {
+        match self {
+            PeerMsg::Heartbeat(_)
+            | PeerMsg::Put { .. }
+            | PeerMsg::PutAck { .. }
+            | PeerMsg::Get { .. }
+            | PeerMsg::GetReply { .. }
+            | PeerMsg::Transfer { .. }
+            | PeerMsg::TransferAck { .. }
+            | PeerMsg::Keys { .. }
+            | PeerMsg::KeysReply { .. }
+            | PeerMsg::AeGroups { .. }
+            | PeerMsg::AeGroupsReply { .. }
+            | PeerMsg::AeKeys { .. }
+            | PeerMsg::AeKeysReply { .. }
+            | PeerMsg::PutAcks { .. }
+            | PeerMsg::GetReplies { .. }
+            | PeerMsg::Puts { .. } => 5,
+        }
     }
 
     /// The index of the message's type in [`KINDS`].

@@ -208,7 +208,7 @@ fn unexpected(addr: &str, reply: &HelloReply) -> Error {
     let what = match reply {
         HelloReply::Accept { .. } => "an accept before our proof",
         HelloReply::Reject { .. } => "a refusal",
-        HelloReply::Challenge { .. } => "a second challenge",
+        HelloReply::Challenge { .. } | HelloReply::Negotiated { .. } => "a second challenge",
     };
     Error::Protocol(format!("{addr} sent {what} during the handshake"))
 }
