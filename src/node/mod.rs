@@ -33,13 +33,13 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::log::CommitLog;
 use crate::membership::{MemberInfo, Membership};
-use crate::message::{Hello, PeerMsg, MAGIC, PROTOCOL_VERSION};
+use crate::message::{Hello, PeerMsg, MAGIC};
 use crate::metrics::Metrics;
 use crate::ring::{NodeName, Token};
 use crate::store::Store;
 use crate::transport::fault::Faults;
 use crate::transport::tcp::{TcpConfig, TcpTransport};
-use crate::transport::PeerHandler;
+use crate::transport::{PeerHandler, Versions};
 use shared::{from_record, to_record, Pending, Shared, View};
 
 /// A running node.
@@ -118,11 +118,12 @@ impl Node {
             TcpConfig {
                 hello: Hello {
                     magic: MAGIC,
-                    version: PROTOCOL_VERSION,
+                    version: cfg.peer_protocol_max,
                     name: cfg.name.clone(),
                     generation,
                     reply_to: me.peer.clone(),
                 },
+                versions: Versions::up_to(cfg.peer_protocol_max),
                 key: crate::auth::ClusterKey::new(cfg.cluster_secret.as_deref()),
                 max_frame: cfg.max_frame_bytes,
                 queue_len: cfg.peer_queue_len,
