@@ -198,6 +198,11 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
                 c(&n.faulted),
             ),
             (
+                "peer_messages_unsupported",
+                "Peer messages not sent: the peer's protocol version predates them.",
+                c(&n.unsupported),
+            ),
+            (
                 "peer_handshakes_refused",
                 "Peer handshakes refused.",
                 c(&n.refused),

@@ -72,6 +72,10 @@ pub struct NetStats {
     pub faulted: AtomicU64,
     /// Handshakes refused (either side).
     pub refused: AtomicU64,
+    /// Messages not sent because the link's peer speaks a protocol version
+    /// older than the message and has no equivalent of it (see
+    /// [`crate::message::compat`]).
+    pub unsupported: AtomicU64,
     /// Messages and bytes by message kind.
     pub by_kind: crate::metrics::PeerCounters,
 }
@@ -413,7 +417,7 @@ impl Inner {
                     signals.version.store(version, Ordering::Relaxed);
                     signals.up.store(true, Ordering::Relaxed);
                     if let Err(e) = self
-                        .pump(stream, &peer, &mut rx, &tx, &mut signals.reset)
+                        .pump(stream, &peer, version, &mut rx, &tx, &mut signals.reset)
                         .await
                     {
                         debug!(%addr, error = %e, "peer link lost");
@@ -466,19 +470,20 @@ impl Inner {
         }
     }
 
-    /// Drains the queue into the socket in batches until an error, a reset
-    /// or shutdown.
+    /// Drains the queue into the socket in batches, encoded for protocol
+    /// `version`, until an error, a reset or shutdown.
     async fn pump(
         &self,
         mut stream: TcpStream,
         peer: &str,
+        version: u32,
         rx: &mut mpsc::Receiver<Outgoing>,
         tx: &mpsc::Sender<Outgoing>,
         reset: &mut watch::Receiver<u64>,
     ) -> Result<()> {
         // One batch for the link's life: its buffer and the vectors of
         // held-back messages keep their capacity from one write to the next.
-        let mut batch = Batch::new(FrameCodec::new(self.cfg.max_frame));
+        let mut batch = Batch::new(FrameCodec::new(self.cfg.max_frame), version);
         loop {
             // Shutdown and reset are checked with two loads while messages
             // are waiting; the futures that wait for them are built only
@@ -509,7 +514,7 @@ impl Inner {
                     Err(_) => break,
                 }
             }
-            batch.flush_held(&self.stats.by_kind, peer);
+            batch.flush_held(&self.stats, peer);
             if batch.buf.is_empty() {
                 continue;
             }
@@ -551,6 +556,6 @@ impl Inner {
                 }
             }
         }
-        batch.add(out.msg, &self.stats.by_kind, peer);
+        batch.add(out.msg, &self.stats, peer);
     }
 }
