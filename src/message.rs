@@ -1,22 +1,39 @@
-//! Node-to-node messages and the protocol version.
+//! Node-to-node messages and the protocol versions.
 //!
 //! A peer connection opens with a handshake: the connecting side sends a
-//! [`Hello`], the accepting side a [`HelloReply::Challenge`] (its nonce),
-//! the connector a [`HelloProof`] (its nonce and its proof of the cluster
-//! secret, see [`crate::auth`]), and the acceptor a [`HelloReply::Accept`]
-//! carrying its own proof, or a [`HelloReply::Reject`] with the reason. Only
-//! after that does the connector send [`PeerMsg`] frames.
+//! [`Hello`] offering the newest protocol version it speaks, the accepting
+//! side a [`HelloReply::Negotiated`] (the version both will speak, and its
+//! nonce) or, when that version is 5, the [`HelloReply::Challenge`] a
+//! version 5 node knows; the connector a [`HelloProof`] (its nonce and its
+//! proof of the cluster secret, see [`crate::auth`]), and the acceptor a
+//! [`HelloReply::Accept`] carrying its own proof, or a
+//! [`HelloReply::Reject`] with the reason. Only after that does the
+//! connector send [`PeerMsg`] frames. The decisions of the negotiation are
+//! in `transport/negotiate.rs`.
 //!
 //! `Hello` never changes shape and `HelloReply::Reject` stays variant 1 with
 //! its one string, so a node of any version can read the other's version
-//! number and refuse it cleanly with a reason the other can read.
+//! number and refuse it cleanly with a reason the other can read; new
+//! `HelloReply` variants are appended, so the ones an older node knows keep
+//! their index.
+//!
+//! A node speaks every version from [`MIN_PROTOCOL_VERSION`] to
+//! [`PROTOCOL_VERSION`] (capped by its `peer_protocol_max` setting), and a
+//! connection speaks one of them. A version may append [`PeerMsg`]
+//! variants; [`PeerMsg::since`] names the version that introduced each, and
+//! a link whose peer speaks an older version hands such a message to
+//! [`compat`], the one place where it could be rebuilt in an older shape
+//! (today it is dropped and counted instead). Decoding needs no version:
+//! every variant an older peer can send is encoded as it always was.
 //!
 //! Requests carry an `id` chosen by the coordinator; replies echo it. There
 //! is no request/reply pairing in the transport: a reply is just another
 //! message, routed back to the waiting request by its id.
 //!
 //! Deliberately left out: streaming of very large transfers (a transfer is
-//! cut into batches that each fit in one frame instead).
+//! cut into batches that each fit in one frame instead), and reshaping an
+//! existing variant (a version that needs it must decode by the
+//! connection's version, which neither side needs yet).
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};

@@ -8,6 +8,12 @@
 //! others. Losing a message is fine at this layer; the protocol above it
 //! (quorums with deadlines, retargeting, hand-off) is built for it.
 //!
+//! Every connection settles on a protocol version in its handshake (the
+//! newest both sides speak; the decisions are in the `negotiate` module):
+//! the receiving side finds it in [`Peer::version`], the sending side asks
+//! [`Transport::peer_version`], and a link never sends a message its
+//! peer's version cannot decode (see [`crate::message::compat`]).
+//!
 //! Fault injection ([`fault::Faults`]) sits at this same seam, so the
 //! scenario runner can cut, drop and delay node-to-node traffic in real node
 //! processes while client traffic is never touched.
