@@ -74,10 +74,10 @@ impl Inner {
             Err(reason) => return Err(self.reject(stream, addr, &hello.name, reason).await),
         };
         let key = &self.cfg.key;
-        let acceptor_nonce = crate::auth::nonce();
-        let (nonce, secured) = (acceptor_nonce, key.is_set());
-        // A version 5 connector knows only the Challenge; it learns nothing
-        // from it, since 5 is all it offers.
+        let (nonce, secured) = (crate::auth::nonce(), key.is_set());
+        // The Challenge is all a version 5 connector can decode, and it
+        // needs no version in it: the connection settled on 5 only if 5 is
+        // the most the connector offered or the most this node speaks.
         let challenge = if version == LEGACY_VERSION {
             HelloReply::Challenge { nonce, secured }
         } else {
@@ -94,7 +94,7 @@ impl Inner {
         let me = &self.cfg.hello;
         let t = Transcript {
             hello: &hello,
-            acceptor_nonce: &acceptor_nonce,
+            acceptor_nonce: &nonce,
             connector_nonce: &answer.nonce,
             acceptor: (&me.name, me.generation),
         };
