@@ -2,7 +2,9 @@
 //!
 //! - `GET /health`: 200 "ok" while the node serves.
 //! - `GET /status`: the routing table as this node sees it, as JSON (the
-//!   fields CONTRACT names, plus generation, share and keys per node).
+//!   fields CONTRACT names, plus generation, share, keys and the peer
+//!   protocol version of this node's link per node, and the range of
+//!   protocol versions this node speaks).
 //! - `GET /metrics`: Prometheus text, every name prefixed `ringkv_`.
 //! - `GET /`: the live dashboard, and `GET /api/cluster`, `GET /preflist`
 //!   behind it (see [`crate::dashboard`]).
@@ -59,6 +61,11 @@ pub struct NodeStatus {
     /// to be marked down.
     #[serde(default)]
     pub suspect: bool,
+    /// The peer protocol version this node's link to it settled on; null
+    /// while the link is not connected. For this node itself, its own
+    /// `protocol_max` (it needs no link to itself).
+    #[serde(default)]
+    pub protocol: Option<u32>,
 }
 
 /// The body of `/status`.
@@ -84,6 +91,14 @@ pub struct Status {
     /// This node's failure timeout.
     #[serde(default)]
     pub failure_timeout_ms: u64,
+    /// The oldest peer protocol version this node speaks (0 from a node
+    /// older than this field).
+    #[serde(default)]
+    pub protocol_min: u32,
+    /// The newest peer protocol version this node speaks and offers
+    /// (`peer_protocol_max`; 0 from a node older than this field).
+    #[serde(default)]
+    pub protocol_max: u32,
 }
 
 /// Builds the status document.
@@ -105,6 +120,7 @@ pub fn status(shared: &Shared) -> Status {
         share: view.ring.share(&me.name),
         keys: shared.store.live_len() as u64,
         suspect: false,
+        protocol: Some(shared.cfg.peer_protocol_max),
     }];
     let suspect_after = shared.cfg.heartbeat_interval() * 2;
     nodes.extend(m.members().map(|x| {
@@ -128,6 +144,7 @@ pub fn status(shared: &Shared) -> Status {
             suspect: x.state == MemberState::Up
                 && x.last_heard
                     .is_none_or(|t| now.saturating_duration_since(t) > suspect_after),
+            protocol: shared.net.peer_version(&x.info.peer),
         }
     }));
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
@@ -140,6 +157,8 @@ pub fn status(shared: &Shared) -> Status {
         anti_entropy: shared.ae_stats.snapshot(),
         heartbeat_interval_ms: shared.cfg.heartbeat_interval_ms,
         failure_timeout_ms: shared.cfg.failure_timeout_ms,
+        protocol_min: crate::message::MIN_PROTOCOL_VERSION,
+        protocol_max: shared.cfg.peer_protocol_max,
     }
 }
 
@@ -196,6 +215,11 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
                 "peer_messages_faulted",
                 "Peer messages dropped or delayed by fault injection.",
                 c(&n.faulted),
+            ),
+            (
+                "peer_messages_unsupported",
+                "Peer messages not sent: the peer's protocol version predates them.",
+                c(&n.unsupported),
             ),
             (
                 "peer_handshakes_refused",

@@ -21,6 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::message::{MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 /// How `/metrics`-independent logs are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +103,11 @@ pub struct Config {
     pub max_frame_bytes: usize,
     /// Messages queued per peer before new ones are dropped. Default 65536.
     pub peer_queue_len: usize,
+    /// The newest peer protocol version this node offers, from
+    /// [`MIN_PROTOCOL_VERSION`] to [`PROTOCOL_VERSION`]. Lowering it makes
+    /// the node speak as the previous release does (in a rolling upgrade,
+    /// until every node runs the new binary). Default [`PROTOCOL_VERSION`].
+    pub peer_protocol_max: u32,
     /// Largest key accepted. Default 64 KiB.
     pub max_key_bytes: usize,
     /// Largest value accepted. Default 16 MiB.
@@ -172,6 +178,7 @@ impl Default for Config {
             max_clock_skew_ms: 60_000,
             max_frame_bytes: 64 * 1024 * 1024,
             peer_queue_len: 65_536,
+            peer_protocol_max: PROTOCOL_VERSION,
             max_key_bytes: 64 * 1024,
             max_value_bytes: 16 * 1024 * 1024,
             max_inflight_per_conn: 256,
@@ -337,6 +344,16 @@ impl Config {
                 "must be at least max_bulk_bytes",
             ));
         }
+        if !(MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&self.peer_protocol_max) {
+            return Err(Error::config(
+                "peer_protocol_max",
+                format!(
+                    "{} is not a protocol version this build speaks \
+                     ({MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION})",
+                    self.peer_protocol_max
+                ),
+            ));
+        }
         for (key, addr) in [
             ("client", &self.client),
             ("peer", &self.peer),
@@ -481,6 +498,30 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("failure_timeout_ms"));
+    }
+
+    #[test]
+    fn peer_protocol_max_is_settable_and_bounded_by_what_this_build_speaks() {
+        let c = Config::default()
+            .with_overrides([("PEER_PROTOCOL_MAX", MIN_PROTOCOL_VERSION.to_string())])
+            .unwrap();
+        assert_eq!(c.peer_protocol_max, MIN_PROTOCOL_VERSION);
+        c.validate().unwrap();
+        assert_eq!(Config::default().peer_protocol_max, PROTOCOL_VERSION);
+        for bad in [MIN_PROTOCOL_VERSION - 1, PROTOCOL_VERSION + 1] {
+            let c = Config {
+                peer_protocol_max: bad,
+                ..Config::default()
+            };
+            let err = c.validate().unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "config: peer_protocol_max: {bad} is not a protocol version this build \
+                     speaks ({MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION})"
+                )
+            );
+        }
     }
 
     #[test]

@@ -14,9 +14,9 @@
 //! | [`metadata`] | the cluster-wide record every node holds (FLUSHALL marker) |
 //! | [`ring`] | SHA-1 tokens, owners, preference lists (pure) |
 //! | [`membership`] | routing table, heartbeats, failure sweep (sans-IO) |
-//! | [`message`] | peer messages and the protocol version |
+//! | [`message`] | peer messages, protocol versions, compatibility with older peers |
 //! | [`encoding`] | the one place bytes become messages (bincode) |
-//! | [`transport`] | the peer network seam: TCP links, fault injection |
+//! | [`transport`] | the peer network seam: TCP links, handshake and version negotiation, fault injection |
 //! | [`coordinator`] | quorum reads and writes, read repair |
 //! | [`sync`] | when to reconcile: on ring changes and periodically; strays |
 //! | [`anti_entropy`] | digest-based reconciliation between replicas |

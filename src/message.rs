@@ -1,22 +1,39 @@
-//! Node-to-node messages and the protocol version.
+//! Node-to-node messages and the protocol versions.
 //!
 //! A peer connection opens with a handshake: the connecting side sends a
-//! [`Hello`], the accepting side a [`HelloReply::Challenge`] (its nonce),
-//! the connector a [`HelloProof`] (its nonce and its proof of the cluster
-//! secret, see [`crate::auth`]), and the acceptor a [`HelloReply::Accept`]
-//! carrying its own proof, or a [`HelloReply::Reject`] with the reason. Only
-//! after that does the connector send [`PeerMsg`] frames.
+//! [`Hello`] offering the newest protocol version it speaks, the accepting
+//! side a [`HelloReply::Negotiated`] (the version both will speak, and its
+//! nonce) or, when that version is 5, the [`HelloReply::Challenge`] a
+//! version 5 node knows; the connector a [`HelloProof`] (its nonce and its
+//! proof of the cluster secret, see [`crate::auth`]), and the acceptor a
+//! [`HelloReply::Accept`] carrying its own proof, or a
+//! [`HelloReply::Reject`] with the reason. Only after that does the
+//! connector send [`PeerMsg`] frames. The decisions of the negotiation are
+//! in `transport/negotiate.rs`.
 //!
 //! `Hello` never changes shape and `HelloReply::Reject` stays variant 1 with
 //! its one string, so a node of any version can read the other's version
-//! number and refuse it cleanly with a reason the other can read.
+//! number and refuse it cleanly with a reason the other can read; new
+//! `HelloReply` variants are appended, so the ones an older node knows keep
+//! their index.
+//!
+//! A node speaks every version from [`MIN_PROTOCOL_VERSION`] to
+//! [`PROTOCOL_VERSION`] (capped by its `peer_protocol_max` setting), and a
+//! connection speaks one of them. A version may append [`PeerMsg`]
+//! variants; [`PeerMsg::since`] names the version that introduced each, and
+//! a link whose peer speaks an older version hands such a message to
+//! [`compat`], the one place where it could be rebuilt in an older shape
+//! (today it is dropped and counted instead). Decoding needs no version:
+//! every variant an older peer can send is encoded as it always was.
 //!
 //! Requests carry an `id` chosen by the coordinator; replies echo it. There
 //! is no request/reply pairing in the transport: a reply is just another
 //! message, routed back to the waiting request by its id.
 //!
 //! Deliberately left out: streaming of very large transfers (a transfer is
-//! cut into batches that each fit in one frame instead).
+//! cut into batches that each fit in one frame instead), and reshaping an
+//! existing variant (a version that needs it must decode by the
+//! connection's version, which neither side needs yet).
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -26,12 +43,23 @@ use crate::auth::{Nonce, Proof};
 use crate::membership::Heartbeat;
 use crate::store::{Entry, Version};
 
-/// The version of the peer protocol. Bumped on any change to [`PeerMsg`]
-/// or to the handshake. Version 2 added the cluster-secret proofs,
-/// version 3 the anti-entropy messages, version 4 coalesced `PutAcks`,
-/// `GetReplies` and `Puts`, version 5 fixed-width integers after the
-/// handshake (see [`crate::encoding::Wire`]).
-pub const PROTOCOL_VERSION: u32 = 5;
+pub mod compat;
+
+/// The newest version of the peer protocol this build speaks. Bumped on
+/// any change to [`PeerMsg`] or to the handshake. Version 2 added the
+/// cluster-secret proofs, version 3 the anti-entropy messages, version 4
+/// coalesced `PutAcks`, `GetReplies` and `Puts`, version 5 fixed-width
+/// integers after the handshake (see [`crate::encoding::Wire`]), version 6
+/// the version negotiation ([`HelloReply::Negotiated`]) and the
+/// [`PeerMsg`] variants appended after `Puts`.
+pub const PROTOCOL_VERSION: u32 = 6;
+
+/// The oldest version of the peer protocol this build still speaks: a
+/// node of any version from this one to [`PROTOCOL_VERSION`] can join a
+/// cluster of this build's nodes (a rolling upgrade). Version 5 is the last
+/// one released before the negotiation, so it is served with the
+/// handshake it knows.
+pub const MIN_PROTOCOL_VERSION: u32 = 5;
 
 /// The name of every [`PeerMsg`] type, in [`PeerMsg::kind_index`] order
 /// (logs, and the per-kind traffic metrics).
@@ -67,7 +95,8 @@ pub const MAGIC: u32 = 0x524b_5631;
 pub struct Hello {
     /// Always [`MAGIC`]; anything else is not a ringkv peer.
     pub magic: u32,
-    /// The sender's [`PROTOCOL_VERSION`].
+    /// The highest protocol version the sender offers (its
+    /// `peer_protocol_max`, or a lower one when it retries an older node).
     pub version: u32,
     /// The sender's node name.
     pub name: String,
@@ -96,8 +125,22 @@ pub enum HelloReply {
         /// Why.
         reason: String,
     },
-    /// The [`Hello`] was acceptable: prove the secret over this nonce.
+    /// The [`Hello`] was acceptable and the connection speaks protocol
+    /// version 5: prove the secret over this nonce. The only challenge a
+    /// version 5 node knows, so it must keep this shape and index.
     Challenge {
+        /// The acceptor's fresh nonce.
+        nonce: Nonce,
+        /// Whether the acceptor has a secret (only to word a refusal).
+        secured: bool,
+    },
+    /// The [`Hello`] was acceptable and the connection speaks `version`
+    /// (6 or later, at most what the hello offered): prove the secret over
+    /// this nonce. (Version 5 nodes cannot decode this variant; they are
+    /// sent a [`HelloReply::Challenge`] instead.)
+    Negotiated {
+        /// The protocol version both sides speak from now on.
+        version: u32,
         /// The acceptor's fresh nonce.
         nonce: Nonce,
         /// Whether the acceptor has a secret (only to word a refusal).
@@ -338,6 +381,36 @@ impl PeerMsg {
     /// A short name for the message type (logs and metrics).
     pub fn kind(&self) -> &'static str {
         KINDS[self.kind_index()]
+    }
+
+    /// The protocol version that introduced this message type: a link
+    /// whose peer speaks an older version does not send it (see
+    /// [`compat`]). Every variant names its version here, without a
+    /// catch-all, so a new variant cannot be added without saying.
+    pub fn since(&self) -> u32 {
+        match self {
+            PeerMsg::Heartbeat(_)
+            | PeerMsg::Put { .. }
+            | PeerMsg::PutAck { .. }
+            | PeerMsg::Get { .. }
+            | PeerMsg::GetReply { .. }
+            | PeerMsg::Transfer { .. }
+            | PeerMsg::TransferAck { .. }
+            | PeerMsg::Keys { .. }
+            | PeerMsg::KeysReply { .. }
+            | PeerMsg::AeGroups { .. }
+            | PeerMsg::AeGroupsReply { .. }
+            | PeerMsg::AeKeys { .. }
+            | PeerMsg::AeKeysReply { .. }
+            | PeerMsg::PutAcks { .. }
+            | PeerMsg::GetReplies { .. }
+            | PeerMsg::Puts { .. } => 5,
+            PeerMsg::PutRmw(_)
+            | PeerMsg::PutRmwAck { .. }
+            | PeerMsg::MetaPush { .. }
+            | PeerMsg::MetaAck { .. }
+            | PeerMsg::MetaDigest { .. } => 6,
+        }
     }
 
     /// The index of the message's type in [`KINDS`].

@@ -106,6 +106,11 @@ fn peer_seeds() -> Vec<Vec<u8>> {
             nonce: [1; 32],
             secured: true,
         }),
+        frame(&HelloReply::Negotiated {
+            version: PROTOCOL_VERSION,
+            nonce: [4; 32],
+            secured: true,
+        }),
         frame(&HelloReply::Reject {
             reason: "no".into(),
         }),

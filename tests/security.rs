@@ -247,8 +247,13 @@ fn bad_peer_input_is_refused_and_nothing_is_lost() {
     // The right version but no knowledge of the secret.
     let mut s = connect();
     s.write_all(&encode(&hello(PROTOCOL_VERSION))).unwrap();
-    let Some(HelloReply::Challenge { nonce, secured }) = read_frame(&mut s) else {
-        panic!("expected a challenge")
+    let Some(HelloReply::Negotiated {
+        version: PROTOCOL_VERSION,
+        nonce,
+        secured,
+    }) = read_frame(&mut s)
+    else {
+        panic!("expected a challenge at the newest version")
     };
     assert!(secured);
     let guess = HelloProof {

@@ -164,6 +164,7 @@ impl Shared {
 
     /// FLUSHALL / FLUSHDB: see the module doc.
     pub async fn flush_all(&self) -> Result<()> {
+        self.check_all_speak_metadata()?;
         let marker = Version {
             ts: self.clock.now(),
             node: self.id,
@@ -216,6 +217,26 @@ impl Shared {
         Ok(())
     }
 }
+
+impl Shared {
+    /// Refuses, naming the node, when a node up speaks a peer protocol
+    /// older than the metadata record's (5, during a rolling upgrade): it
+    /// could never learn a FLUSHALL, and would serve what was flushed.
+    fn check_all_speak_metadata(&self) -> Result<()> {
+        let view = self.view.load();
+        for (name, addr) in view.addrs.iter().filter(|(n, _)| **n != self.me) {
+            if let Some(version) = self.net.peer_version(addr).filter(|v| *v < META_SINCE) {
+                return Err(Error::invalid(format!(
+                    "FLUSHALL needs every node up to speak peer protocol {META_SINCE} or later, and {name} speaks {version}: finish the upgrade first"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The peer protocol version that carries the metadata record.
+const META_SINCE: u32 = 6;
 
 /// The value of a flush marker as `RINGKV`-style tools show it.
 pub fn describe_marker(meta: &Metadata) -> Option<String> {

@@ -37,14 +37,14 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::log::CommitLog;
 use crate::membership::{MemberInfo, Membership};
-use crate::message::{Hello, PeerMsg, MAGIC, PROTOCOL_VERSION};
+use crate::message::{Hello, PeerMsg, MAGIC};
 use crate::metadata::Metadata;
 use crate::metrics::Metrics;
 use crate::ring::{NodeName, Token};
 use crate::store::Store;
 use crate::transport::fault::Faults;
 use crate::transport::tcp::{TcpConfig, TcpTransport};
-use crate::transport::PeerHandler;
+use crate::transport::{PeerHandler, Versions};
 use shared::{from_record, to_record, Pending, Shared, View};
 
 /// A running node.
@@ -123,11 +123,12 @@ impl Node {
             TcpConfig {
                 hello: Hello {
                     magic: MAGIC,
-                    version: PROTOCOL_VERSION,
+                    version: cfg.peer_protocol_max,
                     name: cfg.name.clone(),
                     generation,
                     reply_to: me.peer.clone(),
                 },
+                versions: Versions::up_to(cfg.peer_protocol_max),
                 key: crate::auth::ClusterKey::new(cfg.cluster_secret.as_deref()),
                 max_frame: cfg.max_frame_bytes,
                 queue_len: cfg.peer_queue_len,
@@ -342,8 +343,11 @@ async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
             shared
                 .net
                 .send(&addr, PeerMsg::Heartbeat(Box::new(hb.clone())));
-            // Records that differ are exchanged (see `meta`).
-            shared.net.send(&addr, PeerMsg::MetaDigest { digest });
+            // Records that differ are exchanged (see `meta`), once the link
+            // has settled on a version that carries them (5 does not).
+            if shared.net.peer_version(&addr).is_some_and(|v| v >= 6) {
+                shared.net.send(&addr, PeerMsg::MetaDigest { digest });
+            }
         }
         shared
             .metrics

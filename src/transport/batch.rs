@@ -9,18 +9,28 @@
 //! the other side instead of one each. The batch lives as long as its link:
 //! the buffer and the held-back vectors keep their capacity from one write
 //! to the next.
+//!
+//! A batch encodes for the protocol version its connection settled on: a
+//! message introduced by a newer version ([`PeerMsg::since`]) is handed to
+//! [`compat::downgrade`] and sent in the older shape it returns, or, when
+//! there is none, not sent, counted (`NetStats::unsupported`) and logged at
+//! debug. On the hot path that costs one integer comparison per message.
+
+use std::sync::atomic::Ordering;
 
 use bytes::BytesMut;
-use tracing::warn;
+use tracing::{debug, warn};
 
+use super::tcp::NetStats;
 use crate::encoding::FrameCodec;
-use crate::message::{PeerMsg, PutResult};
-use crate::metrics::PeerCounters;
+use crate::message::{compat, PeerMsg, PutResult};
 use crate::store::Entry;
 
 /// One socket write being assembled by a link.
 pub(super) struct Batch {
     codec: FrameCodec<PeerMsg>,
+    /// The protocol version of the link's connection.
+    version: u32,
     /// The bytes of the write being assembled.
     pub(super) buf: BytesMut,
     /// Successful acknowledgements held back to be coalesced.
@@ -34,9 +44,11 @@ pub(super) struct Batch {
 }
 
 impl Batch {
-    pub(super) fn new(codec: FrameCodec<PeerMsg>) -> Self {
+    /// An empty batch for a connection speaking protocol `version`.
+    pub(super) fn new(codec: FrameCodec<PeerMsg>, version: u32) -> Self {
         Batch {
             codec,
+            version,
             buf: BytesMut::with_capacity(64 * 1024),
             acks: Vec::new(),
             replies: Vec::new(),
@@ -46,8 +58,15 @@ impl Batch {
     }
 
     /// Holds `msg` back if it is of a coalesced kind; otherwise encodes
-    /// what is held back, then `msg`.
-    pub(super) fn add(&mut self, msg: PeerMsg, stats: &PeerCounters, peer: &str) {
+    /// what is held back, then `msg`. A message the connection's version
+    /// cannot carry goes through [`compat::downgrade`] first.
+    pub(super) fn add(&mut self, mut msg: PeerMsg, stats: &NetStats, peer: &str) {
+        if msg.since() > self.version {
+            match self.downgrade(msg, stats, peer) {
+                Some(older) => msg = older,
+                None => return,
+            }
+        }
         match msg {
             PeerMsg::PutAck {
                 id,
@@ -62,9 +81,28 @@ impl Batch {
         }
     }
 
+    /// `msg` in a shape the connection's version carries, or `None` (the
+    /// message counted and logged) when there is none.
+    #[cold]
+    fn downgrade(&self, msg: PeerMsg, stats: &NetStats, peer: &str) -> Option<PeerMsg> {
+        let kind = msg.kind();
+        let older = compat::downgrade(msg, self.version);
+        if older.is_none() {
+            stats.unsupported.fetch_add(1, Ordering::Relaxed);
+            debug!(
+                peer,
+                kind,
+                version = self.version,
+                "message not sent: the peer's protocol version predates it"
+            );
+        }
+        older
+    }
+
     /// Encodes the messages held back, each kind as one message, and keeps
-    /// the emptied vectors for the next batch.
-    pub(super) fn flush_held(&mut self, stats: &PeerCounters, peer: &str) {
+    /// the emptied vectors for the next batch. (The coalesced kinds are as
+    /// old as the oldest version spoken, so they need no version check.)
+    pub(super) fn flush_held(&mut self, stats: &NetStats, peer: &str) {
         let replies = coalesce(
             &mut self.replies,
             |(id, entry)| PeerMsg::GetReply { id, entry },
@@ -94,11 +132,11 @@ impl Batch {
         }
     }
 
-    fn encode(&mut self, msg: &PeerMsg, stats: &PeerCounters, peer: &str) {
+    fn encode(&mut self, msg: &PeerMsg, stats: &NetStats, peer: &str) {
         let before = self.buf.len();
         match self.codec.encode_sized(msg, body_hint(msg), &mut self.buf) {
             Ok(()) => {
-                stats.sent(msg, self.buf.len() - before);
+                stats.by_kind.sent(msg, self.buf.len() - before);
                 self.count += 1;
             }
             Err(e) => {
@@ -149,5 +187,169 @@ fn coalesce<T>(
         0 => None,
         1 => held.pop().map(one),
         _ => Some(many(std::mem::take(held))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use tokio_util::codec::Decoder;
+
+    use super::*;
+    use crate::anti_entropy::digest::Ranges;
+    use crate::clock::Timestamp;
+    use crate::membership::{Heartbeat, MemberInfo};
+    use crate::message::{KINDS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+    use crate::store::Version;
+
+    /// One message of every kind.
+    fn one_of_each() -> Vec<PeerMsg> {
+        let b = Bytes::from_static;
+        let version = Version {
+            ts: Timestamp::from_micros(1),
+            node: 2,
+        };
+        let entry = Entry {
+            version,
+            value: Some(b(b"v")),
+        };
+        let info = MemberInfo {
+            name: "n1".into(),
+            generation: 1,
+            peer: "p".into(),
+            client: "c".into(),
+            admin: "a".into(),
+        };
+        let ranges = Ranges(Vec::new());
+        vec![
+            PeerMsg::Heartbeat(Box::new(Heartbeat {
+                from: info,
+                members: Vec::new(),
+                keys: 3,
+            })),
+            PeerMsg::Put {
+                id: 1,
+                key: b(b"k"),
+                entry: entry.clone(),
+            },
+            PeerMsg::PutAck {
+                id: 1,
+                result: PutResult::Ok { was_live: true },
+            },
+            PeerMsg::Get {
+                id: 2,
+                key: b(b"k"),
+            },
+            PeerMsg::GetReply { id: 2, entry: None },
+            PeerMsg::Transfer {
+                id: 3,
+                items: vec![(b(b"k"), entry.clone())],
+            },
+            PeerMsg::TransferAck { id: 3 },
+            PeerMsg::Keys {
+                id: 4,
+                pattern: b(b"*"),
+            },
+            PeerMsg::KeysReply {
+                id: 4,
+                keys: vec![b(b"k")],
+            },
+            PeerMsg::AeGroups {
+                id: 5,
+                ranges: ranges.clone(),
+                groups: vec![[1; 8]],
+            },
+            PeerMsg::AeGroupsReply {
+                id: 5,
+                leaves: vec![(0, vec![[2; 8]])],
+            },
+            PeerMsg::AeKeys {
+                id: 6,
+                ranges,
+                leaves: vec![0],
+                keys: vec![(b(b"k"), version)],
+            },
+            PeerMsg::AeKeysReply {
+                id: 6,
+                push: Vec::new(),
+                want: vec![b(b"k")],
+            },
+            PeerMsg::PutAcks {
+                acks: vec![(7, false), (8, true)],
+            },
+            PeerMsg::GetReplies {
+                replies: vec![(9, None), (10, Some(entry.clone()))],
+            },
+            PeerMsg::Puts {
+                items: vec![(11, b(b"a"), entry.clone()), (12, b(b"b"), entry.clone())],
+            },
+            PeerMsg::PutRmw(Box::new(crate::message::RmwPut {
+                id: 13,
+                key: b(b"k"),
+                entry,
+                read: Some(version),
+            })),
+            PeerMsg::PutRmwAck {
+                id: 13,
+                was_live: true,
+                conflict: true,
+            },
+            PeerMsg::MetaPush {
+                id: 14,
+                meta: Box::default(),
+            },
+            PeerMsg::MetaAck { id: 14 },
+            PeerMsg::MetaDigest { digest: 15 },
+        ]
+    }
+
+    /// What `msg` comes out as on a link of `version`: the messages
+    /// decoded from the batch's bytes.
+    fn through(msg: &PeerMsg, version: u32, stats: &NetStats) -> Vec<PeerMsg> {
+        let mut batch = Batch::new(FrameCodec::new(1 << 20), version);
+        batch.add(msg.clone(), stats, "peer");
+        batch.flush_held(stats, "peer");
+        let mut codec = FrameCodec::<PeerMsg>::new(1 << 20);
+        let mut out = Vec::new();
+        while let Some(m) = codec.decode(&mut batch.buf).unwrap() {
+            out.push(m);
+        }
+        assert_eq!(batch.count, out.len() as u64);
+        out
+    }
+
+    /// Every kind of message is sent on a link of the version that
+    /// introduced it, and on a link one version older is sent as
+    /// `compat::downgrade` rewrites it, or counted and not sent when it has
+    /// no older form.
+    #[test]
+    fn a_message_newer_than_the_link_is_counted_not_sent() {
+        let all = one_of_each();
+        let mut kinds: Vec<_> = all.iter().map(PeerMsg::kind).collect();
+        kinds.dedup();
+        assert_eq!(kinds, KINDS, "one sample of every kind, in order");
+        for msg in &all {
+            let since = msg.since();
+            assert!((MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&since));
+            let stats = NetStats::default();
+            assert_eq!(
+                through(msg, since, &stats),
+                std::slice::from_ref(msg),
+                "{}",
+                msg.kind()
+            );
+            assert_eq!(stats.unsupported.load(Ordering::Relaxed), 0);
+            let older = through(msg, since - 1, &stats);
+            match compat::downgrade(msg.clone(), since - 1) {
+                Some(rewritten) => {
+                    assert_eq!(older, [rewritten], "{}", msg.kind());
+                    assert_eq!(stats.unsupported.load(Ordering::Relaxed), 0);
+                }
+                None => {
+                    assert!(older.is_empty(), "{}", msg.kind());
+                    assert_eq!(stats.unsupported.load(Ordering::Relaxed), 1);
+                }
+            }
+        }
     }
 }

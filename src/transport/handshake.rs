@@ -5,18 +5,30 @@
 //! `PeerMsg` is read or written is all in this one file.
 //!
 //! The exchange (all within [`HANDSHAKE_TIMEOUT`], frames of at most 64 KiB):
-//! `Hello` ->, <- `Challenge(nonce)`, `HelloProof(nonce, proof)` ->,
-//! <- `Accept(proof)` or `Reject(reason)`. Each side proves the cluster
-//! secret over the other's fresh nonce (see [`crate::auth`]); the acceptor
-//! reads no `PeerMsg` before the connector's proof checks out, and the
-//! connector sends none before the acceptor's does. Heartbeats only travel
-//! over such connections, so a peer with a wrong or missing secret never
-//! appears up on either side. Every refusal (bad magic, wrong version,
-//! wrong secret, garbage, silence) is counted and logged, a few lines per
-//! ten seconds.
+//! `Hello(version offered)` ->, <- `Negotiated(version, nonce)` (or, when
+//! the version settled on is 5, the `Challenge(nonce)` a version 5 node
+//! expects), `HelloProof(nonce, proof)` ->, <- `Accept(proof)` or
+//! `Reject(reason)`. Which version the connection speaks is decided by the
+//! pure functions of [`super::negotiate`]: the newest both sides speak.
+//! Each side proves the cluster secret over the other's fresh nonce (see
+//! [`crate::auth`]; the proofs cover the hello, so its offered version
+//! too); the acceptor reads no `PeerMsg` before the connector's proof
+//! checks out, and the connector sends none before the acceptor's does.
+//! Heartbeats only travel over such connections, so a peer with a wrong or
+//! missing secret never appears up on either side.
+//!
+//! A version 5 acceptor refuses a newer offer outright, naming its version:
+//! the connector then reports [`Connected::Retry`] and the link connects
+//! once more offering 5, which is logged at debug, not counted as a
+//! refusal (the old node counts and logs its own). Every other refusal
+//! (bad magic, no version in common, wrong secret, garbage, silence) is
+//! counted and logged, a few lines per ten seconds.
 //!
 //! Deliberately left out: TLS (peers authenticate with the cluster secret;
-//! the traffic itself is not encrypted).
+//! the traffic itself is not encrypted), and binding the settled version
+//! into the proofs (a version 5 node could not check it; the hello's offer
+//! is covered, and the traffic after the handshake is not authenticated
+//! anyway).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -28,12 +40,13 @@ use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Encoder};
 use tracing::{debug, warn};
 
+use super::negotiate::{self, LEGACY_VERSION};
 use super::tcp::Inner;
 use super::Peer;
 use crate::auth::{Role, Transcript};
 use crate::encoding::FrameCodec;
 use crate::error::{Error, Result};
-use crate::message::{Hello, HelloProof, HelloReply, MAGIC, PROTOCOL_VERSION};
+use crate::message::{Hello, HelloProof, HelloReply, MAGIC};
 
 const HANDSHAKE_FRAME: usize = 64 * 1024;
 /// How long either side may take over the whole exchange.
@@ -56,14 +69,23 @@ impl Inner {
         let Some(hello) = recv_frame::<Hello>(stream, buf).await? else {
             return Ok(None);
         };
-        if let Err(reason) = self.check_hello(&hello) {
-            return Err(self.reject(stream, addr, &hello.name, reason).await);
-        }
+        let version = match self.check_hello(&hello) {
+            Ok(version) => version,
+            Err(reason) => return Err(self.reject(stream, addr, &hello.name, reason).await),
+        };
         let key = &self.cfg.key;
-        let acceptor_nonce = crate::auth::nonce();
-        let challenge = HelloReply::Challenge {
-            nonce: acceptor_nonce,
-            secured: key.is_set(),
+        let (nonce, secured) = (crate::auth::nonce(), key.is_set());
+        // The Challenge is all a version 5 connector can decode, and it
+        // needs no version in it: the connection settled on 5 only if 5 is
+        // the most the connector offered or the most this node speaks.
+        let challenge = if version == LEGACY_VERSION {
+            HelloReply::Challenge { nonce, secured }
+        } else {
+            HelloReply::Negotiated {
+                version,
+                nonce,
+                secured,
+            }
         };
         send_frame(stream, &challenge).await?;
         let Some(answer) = recv_frame::<HelloProof>(stream, buf).await? else {
@@ -72,7 +94,7 @@ impl Inner {
         let me = &self.cfg.hello;
         let t = Transcript {
             hello: &hello,
-            acceptor_nonce: &acceptor_nonce,
+            acceptor_nonce: &nonce,
             connector_nonce: &answer.nonce,
             acceptor: (&me.name, me.generation),
         };
@@ -90,6 +112,7 @@ impl Inner {
             name: hello.name.into(),
             generation: hello.generation,
             reply_to: hello.reply_to.into(),
+            version,
         }))
     }
 
@@ -121,33 +144,48 @@ impl Inner {
         }
     }
 
-    fn check_hello(&self, hello: &Hello) -> std::result::Result<(), String> {
+    /// The version the connection will speak, or why the hello is refused.
+    fn check_hello(&self, hello: &Hello) -> std::result::Result<u32, String> {
         if hello.magic != MAGIC {
             return Err("not a ringkv peer (bad magic)".into());
         }
-        if hello.version != PROTOCOL_VERSION {
-            return Err(format!(
-                "protocol version {} not supported (this node speaks {PROTOCOL_VERSION})",
-                hello.version
-            ));
-        }
-        Ok(())
+        negotiate::accept(self.cfg.versions, hello.version)
     }
 
-    /// The connector's half of the handshake; the acceptor's name on success.
+    /// The connector's half of the handshake, offering protocol versions up
+    /// to `offer`: the acceptor's name and the version settled on, or the
+    /// version to offer on a fresh connection when the acceptor is an older
+    /// node that refused the offer (see [`negotiate::retry_with`]).
     pub(super) async fn connect_handshake(
         &self,
         stream: &mut TcpStream,
         addr: &str,
-    ) -> Result<String> {
-        let hello = &self.cfg.hello;
+        offer: u32,
+    ) -> Result<Connected> {
+        let hello = &Hello {
+            version: offer,
+            ..self.cfg.hello.clone()
+        };
         let key = &self.cfg.key;
         let mut buf = BytesMut::new();
         send_frame(stream, hello).await?;
-        let acceptor_nonce = match self.reply(stream, &mut buf, addr).await? {
-            HelloReply::Challenge { nonce, .. } => nonce,
-            other => return Err(unexpected(addr, &other)),
+        let (acceptor_nonce, chosen) = match recv_frame(stream, &mut buf).await? {
+            Some(HelloReply::Challenge { nonce, .. }) => (nonce, LEGACY_VERSION),
+            Some(HelloReply::Negotiated { version, nonce, .. }) => (nonce, version),
+            Some(HelloReply::Reject { reason }) => {
+                if let Some(older) = negotiate::retry_with(self.cfg.versions, offer, &reason) {
+                    debug!(%addr, offered = offer, retry = older, %reason, "peer speaks an older protocol; reconnecting");
+                    return Ok(Connected::Retry(older));
+                }
+                return Err(self.refused_by(addr, &reason));
+            }
+            Some(other) => return Err(unexpected(addr, &other)),
+            None => return Err(closed(addr)),
         };
+        let version = negotiate::settle(self.cfg.versions, offer, chosen).map_err(|reason| {
+            self.refused(addr, addr, &reason);
+            Error::Protocol(format!("{addr}: {reason}"))
+        })?;
         let connector_nonce = crate::auth::nonce();
         let mut t = Transcript {
             hello,
@@ -161,60 +199,68 @@ impl Inner {
             proof: key.prove(Role::Connector, &t),
         };
         send_frame(stream, &answer).await?;
-        match self.reply(stream, &mut buf, addr).await? {
-            HelloReply::Accept {
+        match recv_frame(stream, &mut buf).await? {
+            Some(HelloReply::Accept {
                 name,
                 generation,
                 proof,
-            } => {
+            }) => {
                 t.acceptor = (&name, generation);
                 if !key.verify(Role::Acceptor, &t, &proof) {
                     let reason = "peer failed to prove the cluster secret";
                     self.refused(addr, &name, reason);
                     return Err(Error::Protocol(format!("{addr}: {reason}")));
                 }
-                Ok(name)
+                Ok(Connected::Linked { name, version })
             }
-            other => Err(unexpected(addr, &other)),
+            Some(HelloReply::Reject { reason }) => Err(self.refused_by(addr, &reason)),
+            Some(other) => Err(unexpected(addr, &other)),
+            None => Err(closed(addr)),
         }
     }
 
-    /// Reads one handshake reply; a refusal is logged and becomes an error.
-    async fn reply(
-        &self,
-        stream: &mut TcpStream,
-        buf: &mut BytesMut,
-        addr: &str,
-    ) -> Result<HelloReply> {
-        match recv_frame::<HelloReply>(stream, buf).await? {
-            Some(HelloReply::Reject { reason }) => {
-                self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                if let Some(held_back) = self.refusals.check(addr, Instant::now()) {
-                    warn!(%addr, %reason, held_back, "peer refused our handshake");
-                }
-                Err(Error::Protocol(format!(
-                    "{addr} refused the handshake: {reason}"
-                )))
-            }
-            Some(reply) => Ok(reply),
-            None => Err(Error::Protocol(format!(
-                "{addr} closed during the handshake"
-            ))),
+    /// Counts and logs (rate-limited) a refusal of our handshake by the
+    /// peer at `addr`, and returns the error.
+    fn refused_by(&self, addr: &str, reason: &str) -> Error {
+        self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        if let Some(held_back) = self.refusals.check(addr, Instant::now()) {
+            warn!(%addr, %reason, held_back, "peer refused our handshake");
         }
+        Error::Protocol(format!("{addr} refused the handshake: {reason}"))
     }
+}
+
+/// How the connector's half of the handshake ended, short of an error.
+#[derive(Debug)]
+pub(super) enum Connected {
+    /// Both sides proved the secret: the acceptor's name, and the protocol
+    /// version the connection speaks.
+    Linked {
+        /// The acceptor's name.
+        name: String,
+        /// The version settled on.
+        version: u32,
+    },
+    /// An older acceptor refused our offer, naming a version we speak
+    /// too: connect again offering it.
+    Retry(u32),
+}
+
+fn closed(addr: &str) -> Error {
+    Error::Protocol(format!("{addr} closed during the handshake"))
 }
 
 fn unexpected(addr: &str, reply: &HelloReply) -> Error {
     let what = match reply {
         HelloReply::Accept { .. } => "an accept before our proof",
         HelloReply::Reject { .. } => "a refusal",
-        HelloReply::Challenge { .. } => "a second challenge",
+        HelloReply::Challenge { .. } | HelloReply::Negotiated { .. } => "a second challenge",
     };
     Error::Protocol(format!("{addr} sent {what} during the handshake"))
 }
 
 /// Writes one handshake frame.
-async fn send_frame<T: serde::Serialize + crate::encoding::Wire>(
+pub(super) async fn send_frame<T: serde::Serialize + crate::encoding::Wire>(
     stream: &mut TcpStream,
     msg: &T,
 ) -> Result<()> {
@@ -226,7 +272,7 @@ async fn send_frame<T: serde::Serialize + crate::encoding::Wire>(
 
 /// Reads one handshake frame (at most [`HANDSHAKE_FRAME`] bytes), keeping
 /// whatever arrives after it in `buf`. `None` on a clean close before it.
-async fn recv_frame<T: serde::de::DeserializeOwned + crate::encoding::Wire>(
+pub(super) async fn recv_frame<T: serde::de::DeserializeOwned + crate::encoding::Wire>(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
 ) -> Result<Option<T>> {

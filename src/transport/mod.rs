@@ -8,6 +8,12 @@
 //! others. Losing a message is fine at this layer; the protocol above it
 //! (quorums with deadlines, retargeting, hand-off) is built for it.
 //!
+//! Every connection settles on a protocol version in its handshake (the
+//! newest both sides speak; the decisions are in the `negotiate` module):
+//! the receiving side finds it in [`Peer::version`], the sending side asks
+//! [`Transport::peer_version`], and a link never sends a message its
+//! peer's version cannot decode (see [`crate::message::compat`]).
+//!
 //! Fault injection ([`fault::Faults`]) sits at this same seam, so the
 //! scenario runner can cut, drop and delay node-to-node traffic in real node
 //! processes while client traffic is never touched.
@@ -19,9 +25,14 @@
 mod batch;
 pub mod fault;
 mod handshake;
+mod negotiate;
+#[cfg(test)]
+mod negotiation_tests;
 pub mod tcp;
 
-use crate::message::PeerMsg;
+pub use negotiate::Versions;
+
+use crate::message::{PeerMsg, PROTOCOL_VERSION};
 
 /// Who sent a message, as established by the connection's handshake.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +44,9 @@ pub struct Peer {
     /// Where replies to the sender go (shared, not copied, by every
     /// acknowledgement a replica sends later).
     pub reply_to: std::sync::Arc<str>,
+    /// The protocol version the connection settled on in its handshake
+    /// (the highest both sides speak).
+    pub version: u32,
 }
 
 /// The receiving side of the seam: the node.
@@ -72,5 +86,12 @@ pub trait Transport: Send + Sync + 'static {
     /// unsent) when it is not, else whether it was queued.
     fn send_if_reachable(&self, addr: &str, msg: PeerMsg) -> Option<bool> {
         self.reachable(addr).then(|| self.send(addr, msg))
+    }
+
+    /// The protocol version the link to `addr` settled on in its handshake,
+    /// while it is connected; `None` otherwise. One lookup, no I/O. (An
+    /// implementation without handshakes speaks this build's newest.)
+    fn peer_version(&self, _addr: &str) -> Option<u32> {
+        Some(PROTOCOL_VERSION)
     }
 }

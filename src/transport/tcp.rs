@@ -23,7 +23,7 @@
 //! the traffic itself is not encrypted).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,8 +39,8 @@ use tracing::{debug, info, warn};
 
 use super::batch::Batch;
 use super::fault::{Faults, Verdict};
-use super::handshake::{HANDSHAKE_TIMEOUT, REFUSED};
-use super::{Peer, PeerHandler, Transport};
+use super::handshake::{Connected, HANDSHAKE_TIMEOUT, REFUSED};
+use super::{Peer, PeerHandler, Transport, Versions};
 use crate::auth::{ClusterKey, KeyedRateLimit};
 use crate::encoding::FrameCodec;
 use crate::error::{Error, Result};
@@ -72,6 +72,10 @@ pub struct NetStats {
     pub faulted: AtomicU64,
     /// Handshakes refused (either side).
     pub refused: AtomicU64,
+    /// Messages not sent because the link's peer speaks a protocol version
+    /// older than the message and has no equivalent of it (see
+    /// [`crate::message::compat`]).
+    pub unsupported: AtomicU64,
     /// Messages and bytes by message kind.
     pub by_kind: crate::metrics::PeerCounters,
 }
@@ -79,8 +83,12 @@ pub struct NetStats {
 /// Settings of the TCP transport.
 #[derive(Clone, Debug)]
 pub struct TcpConfig {
-    /// This node's handshake.
+    /// This node's handshake. Its `version` is replaced, on every
+    /// connection, by the version offered (`versions.max`, or an older one
+    /// when retrying an older node).
     pub hello: Hello,
+    /// The protocol versions this node speaks (see the `negotiate` module).
+    pub versions: Versions,
     /// The cluster secret peers must prove (and this node proves to them).
     pub key: ClusterKey,
     /// Largest frame sent or accepted.
@@ -103,6 +111,9 @@ struct Link {
     tx: mpsc::Sender<Outgoing>,
     /// See [`Transport::reachable`]; written by the link task.
     up: Arc<AtomicBool>,
+    /// The protocol version of the link's connection; 0 while it has none
+    /// (see [`Transport::peer_version`]). Written by the link task.
+    version: Arc<AtomicU32>,
     reset: watch::Sender<u64>,
     /// Bumped when the peer was heard from: a link that is connecting or
     /// backing off tries again at once.
@@ -165,6 +176,13 @@ impl TcpTransport {
         self.inner.stats.clone()
     }
 
+    /// One connection and handshake to `addr`, as a link makes them, for
+    /// tests that look at the outcome rather than at messages.
+    #[cfg(test)]
+    pub(super) async fn connect_once(&self, addr: &str) -> Result<(TcpStream, String, u32)> {
+        self.inner.connect(addr).await
+    }
+
     /// Accepts peer connections on `listener` until shutdown, handing every
     /// message to `handler`.
     pub async fn serve(self, listener: TcpListener, handler: Arc<dyn PeerHandler>) {
@@ -211,15 +229,18 @@ impl TcpTransport {
                 let link_tx = tx.clone();
                 let addr = addr.to_string();
                 let up = Arc::new(AtomicBool::new(true));
+                let version = Arc::new(AtomicU32::new(0));
                 let signals = Signals {
                     reset: reset_rx,
                     wake: wake_rx,
                     up: up.clone(),
+                    version: version.clone(),
                 };
                 tokio::spawn(async move { inner.run_link(addr, rx, link_tx, signals).await });
                 Link {
                     tx,
                     up,
+                    version,
                     reset,
                     wake,
                 }
@@ -264,6 +285,14 @@ impl Transport for TcpTransport {
             .get(addr)
             .is_none_or(|link| link.up.load(Ordering::Relaxed))
     }
+
+    fn peer_version(&self, addr: &str) -> Option<u32> {
+        let link = self.inner.links.get(addr)?;
+        match link.version.load(Ordering::Relaxed) {
+            0 => None,
+            version => Some(version),
+        }
+    }
 }
 
 /// What a link task listens to besides its queue.
@@ -272,6 +301,8 @@ struct Signals {
     wake: watch::Receiver<u64>,
     /// Whether the link is connected (see [`Transport::reachable`]).
     up: Arc<AtomicBool>,
+    /// The connection's protocol version, 0 without one.
+    version: Arc<AtomicU32>,
 }
 
 impl Inner {
@@ -359,6 +390,9 @@ impl Inner {
     ) {
         let mut backoff = MIN_BACKOFF;
         let mut failures = 0u32;
+        // The version last announced in the log (once per change, not per
+        // reconnect).
+        let mut announced = 0u32;
         while !self.shutdown.is_cancelled() {
             signals.wake.mark_unchanged();
             // A connect that a partition left waiting for a SYN-ACK is given
@@ -368,21 +402,28 @@ impl Inner {
                 _ = signals.wake.changed() => Err(Error::Timeout(format!("connect to {addr} superseded"))),
             };
             match connected {
-                Ok((stream, peer)) => {
+                Ok((stream, peer, version)) => {
                     if failures > 0 {
-                        info!(%addr, peer = %peer, "peer link connected");
+                        info!(%addr, peer = %peer, version, "peer link connected");
+                    }
+                    if version != std::mem::replace(&mut announced, version)
+                        && version < self.cfg.versions.max
+                    {
+                        info!(%addr, peer = %peer, version, "peer link speaks an older protocol version");
                     }
                     backoff = MIN_BACKOFF;
                     failures = 0;
                     signals.reset.mark_unchanged();
+                    signals.version.store(version, Ordering::Relaxed);
                     signals.up.store(true, Ordering::Relaxed);
                     if let Err(e) = self
-                        .pump(stream, &peer, &mut rx, &tx, &mut signals.reset)
+                        .pump(stream, &peer, version, &mut rx, &tx, &mut signals.reset)
                         .await
                     {
                         debug!(%addr, error = %e, "peer link lost");
                     }
                     signals.up.store(false, Ordering::Relaxed);
+                    signals.version.store(0, Ordering::Relaxed);
                 }
                 Err(e) => {
                     signals.up.store(false, Ordering::Relaxed);
@@ -405,31 +446,44 @@ impl Inner {
         }
     }
 
-    async fn connect(&self, addr: &str) -> Result<(TcpStream, String)> {
-        let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-            .await
-            .map_err(|_| Error::Timeout(format!("connect to {addr}")))??;
-        stream.set_nodelay(true)?;
-        let name =
-            tokio::time::timeout(HANDSHAKE_TIMEOUT, self.connect_handshake(&mut stream, addr))
+    /// Connects to `addr` and runs the handshake: the stream, the peer's
+    /// name and the protocol version settled on. An older peer that
+    /// refuses our newest version is connected to once more, offering the
+    /// version it named.
+    async fn connect(&self, addr: &str) -> Result<(TcpStream, String, u32)> {
+        let mut offer = self.cfg.versions.max;
+        loop {
+            let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
                 .await
-                .map_err(|_| Error::Timeout(format!("handshake with {addr}")))??;
-        Ok((stream, name))
+                .map_err(|_| Error::Timeout(format!("connect to {addr}")))??;
+            stream.set_nodelay(true)?;
+            let handshake = self.connect_handshake(&mut stream, addr, offer);
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+                .await
+                .map_err(|_| Error::Timeout(format!("handshake with {addr}")))??
+            {
+                Connected::Linked { name, version } => return Ok((stream, name, version)),
+                // Only the first offer is retried (see negotiate::retry_with),
+                // and the retry offers less: this loops at most twice.
+                Connected::Retry(older) => offer = older,
+            }
+        }
     }
 
-    /// Drains the queue into the socket in batches until an error, a reset
-    /// or shutdown.
+    /// Drains the queue into the socket in batches, encoded for protocol
+    /// `version`, until an error, a reset or shutdown.
     async fn pump(
         &self,
         mut stream: TcpStream,
         peer: &str,
+        version: u32,
         rx: &mut mpsc::Receiver<Outgoing>,
         tx: &mpsc::Sender<Outgoing>,
         reset: &mut watch::Receiver<u64>,
     ) -> Result<()> {
         // One batch for the link's life: its buffer and the vectors of
         // held-back messages keep their capacity from one write to the next.
-        let mut batch = Batch::new(FrameCodec::new(self.cfg.max_frame));
+        let mut batch = Batch::new(FrameCodec::new(self.cfg.max_frame), version);
         loop {
             // Shutdown and reset are checked with two loads while messages
             // are waiting; the futures that wait for them are built only
@@ -460,7 +514,7 @@ impl Inner {
                     Err(_) => break,
                 }
             }
-            batch.flush_held(&self.stats.by_kind, peer);
+            batch.flush_held(&self.stats, peer);
             if batch.buf.is_empty() {
                 continue;
             }
@@ -502,6 +556,6 @@ impl Inner {
                 }
             }
         }
-        batch.add(out.msg, &self.stats.by_kind, peer);
+        batch.add(out.msg, &self.stats, peer);
     }
 }
