@@ -291,6 +291,7 @@ impl Writer {
         if let Err(e) = self.finished(event) {
             tracing::error!(error = %e, "could not start a new commit log segment");
         }
+        self.maybe_start_create();
     }
 
     /// Wait for all background work.
@@ -342,10 +343,19 @@ impl Writer {
         buf.clear();
         self.scratch = buf;
         self.waiters = waiters;
-        // A full segment is replaced in the background; until the next one
-        // exists (and the previous one's final fsync has ended), appends go
-        // on to this one.
-        if result.is_ok()
+        if result.is_ok() {
+            self.maybe_start_create();
+        }
+        leftover
+    }
+
+    /// A full segment is replaced in the background; until the next one
+    /// exists (and the previous one's final fsync has ended), appends go on
+    /// to this one. Called after every batch and every end of background
+    /// work, so a segment that filled while the last one was still being
+    /// retired is replaced once that ends, not at the next append.
+    fn maybe_start_create(&mut self) {
+        if self.failed.is_none()
             && self.seg_len >= self.cfg.segment_bytes
             && !self.bg.creating()
             && !self.bg.retiring()
@@ -353,7 +363,6 @@ impl Writer {
         {
             self.bg.start_create(self.cfg.dir.clone(), self.seq + 1);
         }
-        leftover
     }
 
     /// One write of a whole batch: with its fsync under `Always`; under
