@@ -79,8 +79,13 @@ impl Footprint {
         } else {
             Kind::Inert
         };
+        // One key (GET, SET...) is the common case: no iterator chain.
+        let keys = match (spec.key_args, args.get(1)) {
+            ((1, 1, _), Some(key)) => smallvec::smallvec![key_hash(key)],
+            _ => spec.keys(args).map(|k| key_hash(k)).collect(),
+        };
         Footprint {
-            keys: spec.keys(args).map(|k| key_hash(k)).collect(),
+            keys,
             kind,
             barrier: spec.has(table::BARRIER),
             deferred: false,
@@ -104,10 +109,18 @@ impl Footprint {
     }
 }
 
+/// The filter slot of a key hash.
+fn slot_of(hash: u64) -> usize {
+    (hash >> 56) as usize % FILTER
+}
+
 fn key_hash(key: &[u8]) -> u64 {
     use std::hash::BuildHasher;
     foldhash::fast::FixedState::with_seed(0x5eed).hash_one(key)
 }
+
+/// Slots of [`Sequencer`]'s key filter.
+const FILTER: usize = 256;
 
 /// A connection's (or a transaction's) commands in flight, started as the
 /// rules above allow and finished in order.
@@ -115,6 +128,11 @@ pub struct Sequencer<S> {
     queue: Ordered<(S, Footprint), Reply>,
     /// Barriers in the queue.
     barriers: usize,
+    /// How many keys of the commands in the queue fall in each slot (by
+    /// their hash): a new command whose keys all fall in empty slots
+    /// shares no key with any of them, and starts without a scan of the
+    /// queue, which is the usual case of a pipeline of distinct keys.
+    filter: Box<[u32; FILTER]>,
 }
 
 impl<S> Sequencer<S> {
@@ -123,6 +141,7 @@ impl<S> Sequencer<S> {
         Sequencer {
             queue: Ordered::with_capacity(capacity),
             barriers: 0,
+            filter: Box::new([0; FILTER]),
         }
     }
 
@@ -145,6 +164,10 @@ impl<S> Sequencer<S> {
             Run::Later(fut) => {
                 footprint.deferred = self.must_wait(&footprint);
                 self.barriers += usize::from(footprint.barrier);
+                for k in &footprint.keys {
+                    let slot = &mut self.filter[slot_of(*k)];
+                    *slot = slot.saturating_add(1);
+                }
                 if footprint.deferred {
                     self.queue.push_deferred((data, footprint), fut);
                 } else {
@@ -166,7 +189,7 @@ impl<S> Sequencer<S> {
         if new.barrier || self.barriers > 0 {
             return true;
         }
-        if new.keys.is_empty() {
+        if new.keys.iter().all(|k| self.filter[slot_of(*k)] == 0) {
             return false;
         }
         self.queue
@@ -181,6 +204,10 @@ impl<S> Sequencer<S> {
         match self.queue.poll_next(cx) {
             Poll::Ready(Some(((data, footprint), reply))) => {
                 self.barriers -= usize::from(footprint.barrier);
+                for k in &footprint.keys {
+                    let slot = &mut self.filter[slot_of(*k)];
+                    *slot = slot.saturating_sub(1);
+                }
                 Poll::Ready(Some((data, reply)))
             }
             Poll::Ready(None) => Poll::Ready(None),

@@ -62,7 +62,10 @@ pub enum Run {
 }
 
 impl Run {
-    /// A future for a reply computed by `fut`.
+    /// A future for a reply computed by `fut`. Inlined, so that the future
+    /// is built in its box rather than moved there (it holds a whole
+    /// quorum write's state: a copy costs hundreds of instructions).
+    #[inline(always)]
     pub fn later(fut: impl Future<Output = Reply> + Send + 'static) -> Run {
         Run::Later(Box::pin(fut))
     }
