@@ -15,6 +15,8 @@
 //! result is Redis's. The replies, errors and edge cases follow Redis
 //! 7.0's `t_string.c`.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use futures::future::join_all;
 
@@ -253,23 +255,15 @@ pub fn mget(call: Call<'_>) -> Run {
 
 /// MSET key value [key value ...]
 pub fn mset(call: Call<'_>) -> Run {
-    if call.args.len() % 2 == 0 {
-        return Run::Now(super::wrong_args("mset"));
-    }
-    let shared = call.shared.clone();
-    let q = call.conn.quorum;
-    let args = call.args;
-    call.conn.last_write = args.get(args.len() - 2).cloned();
+    let (shared, q, args) = match pairs(call, "mset") {
+        Ok(p) => p,
+        Err(reply) => return Run::Now(reply),
+    };
     Run::later(async move {
         let writes = args[1..]
             .chunks(2)
             .map(|kv| shared.write(kv[0].clone(), Some(kv[1].clone()), q));
-        for result in join_all(writes).await {
-            if let Err(e) = result {
-                return error_reply(&e);
-            }
-        }
-        Reply::ok()
+        first_error(join_all(writes).await).unwrap_or_else(Reply::ok)
     })
 }
 
@@ -278,13 +272,10 @@ pub fn mset(call: Call<'_>) -> Run {
 /// across keys: a failed write leaves the others written, as a failed
 /// MSET does.
 pub fn msetnx(call: Call<'_>) -> Run {
-    if call.args.len() % 2 == 0 {
-        return Run::Now(super::wrong_args("msetnx"));
-    }
-    let shared = call.shared.clone();
-    let q = call.conn.quorum;
-    let args = call.args;
-    call.conn.last_write = args.get(args.len() - 2).cloned();
+    let (shared, q, args) = match pairs(call, "msetnx") {
+        Ok(p) => p,
+        Err(reply) => return Run::Now(reply),
+    };
     Run::later(async move {
         let pairs: Vec<(Bytes, Bytes)> = args[1..]
             .chunks(2)
@@ -303,18 +294,32 @@ pub fn msetnx(call: Call<'_>) -> Run {
             .into_iter()
             .zip(read)
             .map(|((k, v), seen)| shared.write_after(k, Some(v), q, seen));
-        for result in join_all(writes).await {
-            if let Err(e) = result {
-                return error_reply(&e);
-            }
-        }
-        Reply::Integer(1)
+        first_error(join_all(writes).await).unwrap_or(Reply::Integer(1))
     })
+}
+
+/// The node, quorum and arguments of a command of key-value pairs (MSET,
+/// MSETNX), its last key noted as the connection's last write; Redis's
+/// arity error when a value is missing.
+fn pairs(call: Call<'_>, name: &str) -> Result<(Arc<Shared>, Quorum, Vec<Bytes>), Reply> {
+    if call.args.len() % 2 == 0 {
+        return Err(super::wrong_args(name));
+    }
+    let args = call.args;
+    call.conn.last_write = args.get(args.len() - 2).cloned();
+    Ok((call.shared.clone(), call.conn.quorum, args))
+}
+
+/// The error reply of the first failed request among `results`.
+fn first_error<T>(results: Vec<crate::error::Result<T>>) -> Option<Reply> {
+    results
+        .iter()
+        .find_map(|r| r.as_ref().err().map(error_reply))
 }
 
 /// The node, quorum, key (`args[1]`) and value (`args[2]`) of a call, the
 /// key noted as the connection's last write.
-fn key_and_value(call: Call<'_>) -> (std::sync::Arc<Shared>, Quorum, Bytes, Bytes) {
+fn key_and_value(call: Call<'_>) -> (Arc<Shared>, Quorum, Bytes, Bytes) {
     let shared = call.shared.clone();
     let q = call.conn.quorum;
     let mut args = call.args;
