@@ -5,6 +5,7 @@
 #   bench/callgrind.sh                 # SET and GET, -P 16, 50,000 requests each
 #   TESTS=get P=1 N=20000 bench/callgrind.sh
 #   VG_NODE=2 bench/callgrind.sh       # count a replica (n2) instead; the load still goes to n1
+#   RB_ARGS=-3 bench/callgrind.sh      # the measured load in RESP3 (redis-benchmark -3: HELLO 3 first)
 #
 # Starts nodes n2 and n3 normally and n1 under `valgrind --tool=callgrind --instr-atstart=no`, all with
 # worker_threads=1 and read_speculation_ms=200 (so valgrind's slowness does not trigger speculative reads);
@@ -60,15 +61,16 @@ for t in $TESTS; do
   # Enough SETs that nearly every key of the 100,000 exists (95 %), so GETs measure hits, not misses.
   redis-benchmark -p $((BASE + 1)) -t set -c 50 -P 16 -n "${WARM:-300000}" -d 64 -r 100000 -q >/dev/null
   callgrind_control -i on "$vg" >/dev/null 2>&1
-  redis-benchmark -p $((BASE + 1)) -t "$t" -c 50 -P "$P" -n "$N" -d 64 -r 100000 -q | tr '\r' '\n' | grep 'per second' || true
+  # shellcheck disable=SC2086
+  redis-benchmark -p $((BASE + 1)) -t "$t" -c 50 -P "$P" -n "$N" -d 64 -r 100000 ${RB_ARGS:-} -q | tr '\r' '\n' | grep 'per second' || true
   callgrind_control -i off "$vg" >/dev/null 2>&1
   callgrind_control -d "$vg" >/dev/null 2>&1
   mkdir -p "$PROFILES"
-  out="$PROFILES/$t-P$P$([ "$VG_NODE" = 1 ] || echo "-n$VG_NODE").out"
+  out="$PROFILES/$t-P$P$([ "$VG_NODE" = 1 ] || echo "-n$VG_NODE")$([ -z "${RB_ARGS:-}" ] || echo "-resp3").out"
   cp "$WORK/callgrind.out.1" "$out"
   total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
   what="the coordinator"
   [ "$VG_NODE" = 1 ] || what="replica n$VG_NODE"
-  echo "$t -P $P: $((total / N)) instructions per request on $what (profile: $out)"
+  echo "$t -P $P${RB_ARGS:+ $RB_ARGS}: $((total / N)) instructions per request on $what (profile: $out)"
   cleanup
 done
