@@ -10,7 +10,8 @@
 //! | [`auth`] | cluster-secret proofs, rate-limited refusal logs |
 //! | [`config`] | typed settings, defaults, env overrides, validation |
 //! | [`clock`] | hybrid logical clock for write timestamps |
-//! | [`store`] | versioned entries, last-writer-wins merge, tombstones, the flush marker |
+//! | [`values`] | what a value is (string, tombstone, expiry, counter, hash, set) and how two versions merge |
+//! | [`store`] | the entries a node holds, by leaf; the flush marker |
 //! | [`metadata`] | the cluster-wide record every node holds (FLUSHALL marker) |
 //! | [`ring`] | SHA-1 tokens, owners, preference lists (pure) |
 //! | [`membership`] | routing table, heartbeats, failure sweep (sans-IO) |
@@ -57,3 +58,4 @@ pub mod scenario;
 pub mod store;
 pub mod sync;
 pub mod transport;
+pub mod values;

@@ -1,0 +1,257 @@
+//! The general state of a key: expiry, counters, hash fields, set members.
+//!
+//! A [`Rich`] is a state-based CRDT made of independent pieces, each merged
+//! by its own rule, so that two replicas that took different writes (two
+//! sides of a partition) merge into the same state whatever the order, and
+//! lose nothing one of them acknowledged:
+//!
+//! - `cleared`: a version; every piece written at or before it is dead
+//!   (DEL writes it at its own version, SET just below its own, a write
+//!   that re-creates an expired key at the newest version it saw). Merged
+//!   by maximum.
+//! - `ttl`: a last-writer-wins register of the expiry deadline (ms since
+//!   the epoch, or none); apart from the value, so that changing only the
+//!   TTL never loses a concurrent write of the value.
+//! - `string`: a last-writer-wins register of the string value.
+//! - `shards`: the counter. Each identity (an incarnation of a node's
+//!   data) owns one shard, `(total, version)`, the sum of the increments it
+//!   applied since the last reset; only its owner writes it, with rising
+//!   versions, so shards merge by keeping the newest version per identity,
+//!   and a counter reads as the string's integer plus every live shard.
+//!   Increments on both sides of a partition are in different shards and
+//!   all count.
+//! - `fields`: a hash, one [`Field`] per name; a field is itself a small
+//!   string state (its own `cleared`, value register and shards), so
+//!   HINCRBY counts like INCR.
+//! - `members`: a set, one last-writer-wins register per member (present
+//!   or removed): the later of an add and a remove wins, and on a tie the
+//!   remove wins.
+//!
+//! Every merge keeps the maximum of a total order per piece, so it is
+//! commutative, associative and idempotent; after a merge, pieces at or
+//! before `cleared` are dropped (`normalize`), which keeps states equal
+//! whenever they mean the same.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::Version;
+
+/// A last-writer-wins register.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Lww<T> {
+    /// The write that set it.
+    pub version: Version,
+    /// What it holds.
+    pub value: T,
+}
+
+impl<T: Ord + Clone> Lww<T> {
+    /// The winner of two registers: the higher version; for the same
+    /// version (one write seen twice, or a broken peer), the greater value,
+    /// so the choice never depends on the order.
+    fn merge(a: &mut Option<Lww<T>>, b: &Option<Lww<T>>) -> bool {
+        match (a.as_ref(), b) {
+            (_, None) => false,
+            (Some(x), Some(y)) if (x.version, &x.value) >= (y.version, &y.value) => false,
+            (_, Some(y)) => {
+                *a = Some(y.clone());
+                true
+            }
+        }
+    }
+}
+
+/// One identity's share of a counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Shard {
+    /// The sum of the increments this identity applied since the counter
+    /// was last reset.
+    pub total: i64,
+    /// The version of the last of them.
+    pub version: Version,
+}
+
+/// Counter shards by identity.
+pub type Shards = BTreeMap<u64, Shard>;
+
+/// Merges the shards of `b` newer than `cleared` into `a`.
+fn merge_shards(a: &mut Shards, b: &Shards, cleared: Version) -> bool {
+    let mut changed = false;
+    for (id, shard) in b.iter().filter(|(_, s)| s.version > cleared) {
+        match a.get(id) {
+            Some(mine) if (mine.version, mine.total) >= (shard.version, shard.total) => {}
+            _ => {
+                a.insert(*id, *shard);
+                changed = true;
+            }
+        }
+    }
+    changed
+}
+
+/// One field of a hash: a string state of its own.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Field {
+    /// Pieces of this field at or before this version are dead (HDEL,
+    /// HSET over it).
+    pub cleared: Version,
+    /// The field's value register.
+    pub value: Option<Lww<Bytes>>,
+    /// HINCRBY's shards on top of it.
+    pub shards: Shards,
+}
+
+impl Field {
+    /// Merges `other` in, under a key whose pieces at or before `outer`
+    /// are dead. Returns whether anything changed.
+    fn merge(&mut self, other: &Field, outer: Version) -> bool {
+        let mut changed = false;
+        // A field's clear that the key's covers means nothing.
+        if other.cleared > self.cleared && other.cleared > outer {
+            self.cleared = other.cleared;
+            changed = true;
+        }
+        let cleared = self.cleared.max(outer);
+        if other.value.as_ref().is_some_and(|v| v.version > cleared) {
+            changed |= Lww::merge(&mut self.value, &other.value);
+        }
+        changed |= merge_shards(&mut self.shards, &other.shards, cleared);
+        self.prune_with(outer);
+        changed
+    }
+
+    /// Drops the pieces at or before this field's `cleared` or the key's
+    /// (`outer`), and forgets a `cleared` the key's own covers.
+    pub(super) fn prune_with(&mut self, outer: Version) {
+        let cleared = self.cleared.max(outer);
+        if self.value.as_ref().is_some_and(|v| v.version <= cleared) {
+            self.value = None;
+        }
+        self.shards.retain(|_, s| s.version > cleared);
+        if self.cleared <= outer {
+            self.cleared = Version::ZERO;
+        }
+    }
+
+    /// Whether anything of it is live.
+    pub fn is_live(&self) -> bool {
+        self.value.is_some() || !self.shards.is_empty()
+    }
+
+    /// The newest version in it.
+    pub fn newest(&self) -> Version {
+        let v = self.value.as_ref().map_or(Version::ZERO, |v| v.version);
+        self.shards
+            .values()
+            .map(|s| s.version)
+            .fold(v.max(self.cleared), Version::max)
+    }
+}
+
+/// The general state of a key (see the module doc).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Rich {
+    /// Every piece at or before this version is dead.
+    pub cleared: Version,
+    /// The expiry deadline register (ms since the epoch; `None` inside:
+    /// persistent).
+    pub ttl: Option<Lww<Option<u64>>>,
+    /// The string value register.
+    pub string: Option<Lww<Bytes>>,
+    /// The counter's shards over the string.
+    pub shards: Shards,
+    /// Hash fields.
+    pub fields: BTreeMap<Bytes, Field>,
+    /// Set members: present (`true`) or removed.
+    pub members: BTreeMap<Bytes, Lww<bool>>,
+}
+
+impl Rich {
+    /// Merges `other` in. Returns whether anything changed.
+    pub fn merge(&mut self, other: &Rich) -> bool {
+        let mut changed = false;
+        if other.cleared > self.cleared {
+            self.cleared = other.cleared;
+            self.normalize();
+            changed = true;
+        }
+        let cleared = self.cleared;
+        let alive = |v: Version| v > cleared;
+        if other.ttl.as_ref().is_some_and(|t| alive(t.version)) {
+            changed |= Lww::merge(&mut self.ttl, &other.ttl);
+        }
+        if other.string.as_ref().is_some_and(|s| alive(s.version)) {
+            changed |= Lww::merge(&mut self.string, &other.string);
+        }
+        changed |= merge_shards(&mut self.shards, &other.shards, cleared);
+        for (name, field) in &other.fields {
+            match self.fields.get_mut(name) {
+                Some(mine) => changed |= mine.merge(field, cleared),
+                None => {
+                    let mut field = field.clone();
+                    field.prune_with(cleared);
+                    if field.is_live() || field.cleared > cleared {
+                        self.fields.insert(name.clone(), field);
+                        changed = true;
+                    }
+                }
+            }
+        }
+        self.fields.retain(|_, f| f.is_live() || f.cleared > cleared);
+        for (member, reg) in other.members.iter().filter(|(_, m)| alive(m.version)) {
+            let mut mine = self.members.get(member).cloned();
+            if Lww::merge(&mut mine, &Some(reg.clone())) {
+                self.members.insert(member.clone(), reg.clone());
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Drops every piece at or before `cleared`, and fields left with
+    /// nothing that could matter later (no live piece and a `cleared` that
+    /// the key's own covers).
+    pub fn normalize(&mut self) {
+        let cleared = self.cleared;
+        if self.ttl.as_ref().is_some_and(|t| t.version <= cleared) {
+            self.ttl = None;
+        }
+        if self.string.as_ref().is_some_and(|s| s.version <= cleared) {
+            self.string = None;
+        }
+        self.shards.retain(|_, s| s.version > cleared);
+        self.fields.retain(|_, f| {
+            f.prune_with(cleared);
+            f.is_live() || f.cleared > cleared
+        });
+        self.members.retain(|_, m| m.version > cleared);
+    }
+
+    /// The newest version of any piece (or `cleared`).
+    pub fn newest(&self) -> Version {
+        let mut v = self.cleared;
+        for reg in [self.ttl.as_ref().map(|t| t.version), self.string.as_ref().map(|s| s.version)]
+            .into_iter()
+            .flatten()
+        {
+            v = v.max(reg);
+        }
+        v = self.shards.values().map(|s| s.version).fold(v, Version::max);
+        v = self.fields.values().map(Field::newest).fold(v, Version::max);
+        self.members.values().map(|m| m.version).fold(v, Version::max)
+    }
+
+    /// Makes every piece at or before `version` dead (a FLUSHALL marker,
+    /// say). Returns whether anything changed.
+    pub fn clear_up_to(&mut self, version: Version) -> bool {
+        if version <= self.cleared {
+            return false;
+        }
+        self.cleared = version;
+        self.normalize();
+        true
+    }
+}
