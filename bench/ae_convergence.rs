@@ -21,13 +21,11 @@ use ringkv::ring::Token;
 use ringkv::store::{Entry, Store, Version};
 
 fn entry(ts: u64, node: u64, value: &[u8]) -> Entry {
-    Entry {
-        version: Version {
-            ts: Timestamp(ts),
-            node,
-        },
-        value: Some(Bytes::copy_from_slice(value)),
-    }
+    let version = Version {
+        ts: Timestamp(ts),
+        node,
+    };
+    Entry::string(version, Bytes::copy_from_slice(value))
 }
 
 /// One round, `a` starting; returns (bytes, entries moved).

@@ -68,6 +68,12 @@ pub fn wall_micros() -> u64 {
         .unwrap_or(0)
 }
 
+/// Milliseconds since the Unix epoch by the wall clock: what key expiry is
+/// judged against.
+pub fn wall_millis() -> u64 {
+    wall_micros() / 1000
+}
+
 /// A node's hybrid logical clock. Shared by all tasks of a node.
 #[derive(Debug)]
 pub struct Hlc {

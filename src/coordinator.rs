@@ -45,6 +45,14 @@ use crate::node::shared::{Shared, View};
 use crate::ring::{NodeList, NodeName, Token};
 use crate::store::{Entry, Version};
 
+/// A string, or a tombstone for `None`, at `version`.
+fn simple(version: Version, value: Option<Bytes>) -> Entry {
+    match value {
+        Some(v) => Entry::string(version, v),
+        None => Entry::tombstone(version),
+    }
+}
+
 /// Node names compared by pointer first: the names in a request's lists
 /// are clones of the ring's, so the string comparison is rarely needed.
 fn same(a: &NodeName, b: &NodeName) -> bool {
@@ -117,27 +125,13 @@ impl Shared {
 
     /// Writes `value` (or a tombstone, for `None`) under `key` with quorum `q.w`.
     pub async fn write(&self, key: Bytes, value: Option<Bytes>, q: Quorum) -> Result<WriteOutcome> {
-        let entry = Entry {
-            version: Version {
-                ts: self.clock.now(),
-                node: self.id,
-            },
-            value,
-        };
-        let result = self.replicate(key, entry, q.w, None).await;
-        self.count_write(&result);
-        result
+        self.write_with(key, q, None, |v| simple(v, value)).await
     }
 
     /// The write of a read-modify-write: `value` (or a tombstone) under
     /// `key`, computed from what a quorum read found, `read` (the version
-    /// of the newest answer, or `None` when no replica had the key). The
-    /// write is stamped after `read`, so it orders after what it was
-    /// computed from, and each replica reports whether it held something
-    /// newer than `read` (a write that came in between). Such a conflict
-    /// is counted (`ringkv_rmw_conflicts_total`) and returned; last-writer
-    /// wins still decides which write survives (see README, "Conditional
-    /// and read-modify-write commands").
+    /// of the newest answer, or `None` when no replica had the key). See
+    /// [`Shared::write_with`].
     pub async fn write_after(
         &self,
         key: Bytes,
@@ -145,17 +139,36 @@ impl Shared {
         q: Quorum,
         read: Option<Version>,
     ) -> Result<WriteOutcome> {
-        if let Some(v) = read {
+        self.write_with(key, q, Some(read), |v| simple(v, value))
+            .await
+    }
+
+    /// Writes under `key`, with quorum `q.w`, what `build` makes of the
+    /// version the write is stamped with (a string, a tombstone, or a
+    /// delta of a rich value: one hash field, one set member...).
+    ///
+    /// With `read` (a read-modify-write computed from a quorum read that
+    /// found that version, `None` for nothing), the write is stamped after
+    /// it, so it orders after what it was computed from, and each replica
+    /// reports whether it held something newer (a write that came in
+    /// between). Such a conflict is counted (`ringkv_rmw_conflicts_total`)
+    /// and returned; the merge still decides what survives (see README,
+    /// "Conditional and read-modify-write commands").
+    pub async fn write_with(
+        &self,
+        key: Bytes,
+        q: Quorum,
+        read: Option<Option<Version>>,
+        build: impl FnOnce(Version) -> Entry,
+    ) -> Result<WriteOutcome> {
+        if let Some(Some(v)) = read {
             self.clock.advance_past(v.ts);
         }
-        let entry = Entry {
-            version: Version {
-                ts: self.clock.now(),
-                node: self.id,
-            },
-            value,
+        let version = Version {
+            ts: self.clock.now(),
+            node: self.id,
         };
-        let result = self.replicate(key, entry, q.w, Some(read)).await;
+        let result = self.replicate(key, build(version), q.w, read).await;
         self.count_write(&result);
         if matches!(result, Ok(WriteOutcome { conflict: true, .. })) {
             self.metrics.rmw_conflicts.fetch_add(1, Ordering::Relaxed);
@@ -189,7 +202,7 @@ impl Shared {
         let mut acked = NodeList::new();
         let mut outcome = WriteOutcome {
             was_live: false,
-            version: entry.version,
+            version: entry.version(),
             conflict: false,
         };
         let mut refusal: Option<String> = None;
@@ -462,14 +475,14 @@ impl Shared {
         sent
     }
 
-    /// The newest of the answers; replicas that answered something older
-    /// are sent the newest version (fire-and-forget read repair).
+    /// The merge of the answers; replicas that answered something else are
+    /// sent the merge (fire-and-forget read repair).
     fn resolve(&self, key: &Bytes, answers: Answers) -> Option<Entry> {
         // A replica that has not yet learned of a FLUSHALL this node knows
-        // may still answer with a version it removed: that is no answer.
+        // may still answer with what it removed: that part is no answer.
         let newest = answers.iter().fold(None, |acc, (_, e)| {
-            let alive = e.as_ref().filter(|e| !self.store.is_dead(e.version));
-            Entry::newest(acc, alive.cloned())
+            let alive = e.clone().and_then(|e| self.store.unflushed_entry(e));
+            Entry::merge_options(acc, alive.as_ref())
         })?;
         let view = self.view.load();
         for (node, entry) in &answers {
@@ -478,7 +491,8 @@ impl Shared {
             }
             self.metrics.read_repairs.fetch_add(1, Ordering::Relaxed);
             if *node == self.me {
-                if let (_, Some(rec)) = self.apply(key, newest.clone()) {
+                let applied = self.apply(key, newest.clone());
+                if let Ok((_, Some(rec))) = applied {
                     let log = self.log.clone();
                     tokio::spawn(async move {
                         if let Err(e) = log.append(rec).await {
@@ -534,7 +548,7 @@ impl Shared {
         }
         let newest = answers
             .iter()
-            .fold(None, |acc, e| Entry::newest(acc, e.clone()));
+            .fold(None, |acc, e| Entry::merge_options(acc, e.as_ref()));
         match newest {
             None => 0,
             Some(newest) => answers

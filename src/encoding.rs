@@ -18,6 +18,15 @@ use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 use crate::error::{Error, Result};
 
+/// A 64-bit hash of `bytes` that every node, on every platform and every
+/// release, computes alike (the first 8 bytes of their SHA-1): for digests
+/// that two nodes compare. Not for hash tables (too slow).
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    use sha1::{Digest, Sha1};
+    let d = Sha1::digest(bytes);
+    u64::from_be_bytes(d[..8].try_into().expect("SHA-1 is 20 bytes"))
+}
+
 /// The most bytes any single decoded message may make bincode allocate.
 pub const DECODE_LIMIT: usize = 256 * 1024 * 1024;
 

@@ -22,18 +22,19 @@
 //! connection speaks one of them. A version may append [`PeerMsg`]
 //! variants; [`PeerMsg::since`] names the version that introduced each, and
 //! a link whose peer speaks an older version hands such a message to
-//! [`compat`], the one place where it could be rebuilt in an older shape
-//! (today it is dropped and counted instead). Decoding needs no version:
-//! every variant an older peer can send is encoded as it always was.
+//! [`compat`], the one place where it could be rebuilt in an older shape.
+//! Version 7 reshaped existing variants (an entry on the wire may hold a
+//! rich value; anti-entropy summaries carry a body summary), so a
+//! connection at version 5 or 6 encodes and decodes the older shapes,
+//! [`v6::PeerMsg6`], on both sides; what an older peer cannot hold is not
+//! sent to it.
 //!
 //! Requests carry an `id` chosen by the coordinator; replies echo it. There
 //! is no request/reply pairing in the transport: a reply is just another
 //! message, routed back to the waiting request by its id.
 //!
 //! Deliberately left out: streaming of very large transfers (a transfer is
-//! cut into batches that each fit in one frame instead), and reshaping an
-//! existing variant (a version that needs it must decode by the
-//! connection's version, which neither side needs yet).
+//! cut into batches that each fit in one frame instead).
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,7 @@ use crate::membership::Heartbeat;
 use crate::store::{Entry, Version};
 
 pub mod compat;
+pub mod v6;
 
 /// The newest version of the peer protocol this build speaks. Bumped on
 /// any change to [`PeerMsg`] or to the handshake. Version 2 added the
@@ -51,8 +53,10 @@ pub mod compat;
 /// coalesced `PutAcks`, `GetReplies` and `Puts`, version 5 fixed-width
 /// integers after the handshake (see [`crate::encoding::Wire`]), version 6
 /// the version negotiation ([`HelloReply::Negotiated`]) and the
-/// [`PeerMsg`] variants appended after `Puts`.
-pub const PROTOCOL_VERSION: u32 = 6;
+/// [`PeerMsg`] variants appended after `Puts`, version 7 entries that may
+/// hold rich values (expiry, counters, hashes, sets) and anti-entropy
+/// summaries of entries' bodies ([`v6`] keeps the older shapes).
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// The oldest version of the peer protocol this build still speaks: a
 /// node of any version from this one to [`PROTOCOL_VERSION`] can join a
@@ -289,8 +293,8 @@ pub enum PeerMsg {
         ranges: Ranges,
         /// The differing leaves these summaries cover.
         leaves: Vec<u32>,
-        /// (key, version) of every initiator entry in them.
-        keys: Vec<(Bytes, Version)>,
+        /// (key, summary) of every initiator entry in them.
+        keys: Vec<(Bytes, crate::values::Summary)>,
     },
     /// Anti-entropy step 4: entries the answerer holds newer, and the keys
     /// it wants sent (as a `Transfer`).

@@ -103,15 +103,16 @@ impl Metadata {
     /// A summary that differs (with overwhelming likelihood) whenever two
     /// records do.
     pub fn digest(&self) -> u64 {
-        use std::hash::{BuildHasher, Hash, Hasher};
-        let mut h = foldhash::fast::FixedState::with_seed(0x6d65_7461).build_hasher();
-        self.entries.len().hash(&mut h);
+        let mut bytes = Vec::new();
         for (name, reg) in &self.entries {
-            name.hash(&mut h);
-            reg.version.hash(&mut h);
-            reg.value.hash(&mut h);
+            bytes.extend_from_slice(&(name.len() as u64).to_be_bytes());
+            bytes.extend_from_slice(name.as_bytes());
+            bytes.extend_from_slice(&reg.version.ts.0.to_be_bytes());
+            bytes.extend_from_slice(&reg.version.node.to_be_bytes());
+            bytes.extend_from_slice(&(reg.value.len() as u64).to_be_bytes());
+            bytes.extend_from_slice(&reg.value);
         }
-        h.finish()
+        crate::encoding::stable_hash(&bytes)
     }
 
     /// The file form: magic, CRC-32 of the body, body.

@@ -1,19 +1,10 @@
-//! The local store: versioned entries merged last-writer-wins.
+//! The local store: the entries a node holds, merged as `values` says.
 //!
-//! Every value carries a [`Version`], the pair (HLC timestamp, writer node
-//! id). Merging two entries keeps the one with the higher version; a delete
-//! is an entry whose value is `None` (a tombstone), so it takes part in the
-//! same merge and wins over every older write instead of letting a replica
-//! that missed the delete bring the value back.
-//!
-//! The merge laws, which make replication order irrelevant:
-//! - commutative: `merge(a, b) == merge(b, a)`
-//! - associative: `merge(merge(a, b), c) == merge(a, merge(b, c))`
-//! - idempotent: `merge(a, a) == a`
-//!
-//! They hold because merge picks the maximum of a total order: entries are
-//! ordered by version, then (for the impossible case of one version with two
-//! payloads) by payload. They are property-tested in `store/tests.rs`.
+//! What an entry is and how two versions of it merge (last-writer-wins for
+//! strings and tombstones, CRDT merges for the rest) is
+//! [`crate::values`]'s business; the store only holds entries, merges what
+//! arrives into what it holds through [`Entry::merge_in`], and keeps the
+//! counters and digests that go with them.
 //!
 //! The map is split into [`LEAVES`] buckets by the top bits of each key's
 //! ring position (SHA-1 of the key), each behind its own lock, so writers to
@@ -41,7 +32,8 @@
 //! [`EntryRef`] views instead, so a scan allocates nothing per entry.
 //!
 //! Deliberately left out: ordered iteration and range scans (the ring hashes
-//! keys, so key order means nothing here), per-key TTLs, and shrinking a
+//! keys, so key order means nothing here), in-place updates of large rich
+//! states (a merge into one decodes and re-encodes it), and shrinking a
 //! bucket's table after deletes (a purge frees the entries, not the slots).
 
 mod packed;
@@ -53,111 +45,13 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 use hashbrown::HashTable;
-use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::ring::Token;
+use crate::values::Body;
 use packed::Packed;
 
-/// A node's numeric id: the first 8 bytes of SHA-1(name), big-endian.
-pub type NodeId = u64;
-
-/// The version of a write: timestamp first, writer id as the tie-break.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-pub struct Version {
-    /// When the write happened, by the coordinator's hybrid logical clock.
-    pub ts: Timestamp,
-    /// Which node coordinated the write.
-    pub node: NodeId,
-}
-
-/// One versioned value, or a tombstone when `value` is `None`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    /// The write's version.
-    pub version: Version,
-    /// The value, or `None` for a delete.
-    pub value: Option<Bytes>,
-}
-
-impl Entry {
-    /// Whether this entry records a delete.
-    pub fn is_tombstone(&self) -> bool {
-        self.value.is_none()
-    }
-
-    /// Whether `self` wins over `other` in a last-writer-wins merge.
-    pub fn wins_over(&self, other: &Entry) -> bool {
-        self.view().wins_over(other.view())
-    }
-
-    /// The last-writer-wins merge of two entries.
-    pub fn merge(self, other: Entry) -> Entry {
-        if other.wins_over(&self) {
-            other
-        } else {
-            self
-        }
-    }
-
-    /// The newest of an optional pair, treating "absent" as oldest.
-    pub fn newest(a: Option<Entry>, b: Option<Entry>) -> Option<Entry> {
-        match (a, b) {
-            (Some(a), Some(b)) => Some(a.merge(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// Approximate bytes this entry occupies on the wire and in memory.
-    pub fn payload_len(&self) -> usize {
-        self.value.as_ref().map_or(0, |v| v.len()) + 16
-    }
-
-    /// This entry, borrowed.
-    pub fn view(&self) -> EntryRef<'_> {
-        EntryRef {
-            version: self.version,
-            value: self.value.as_deref(),
-        }
-    }
-}
-
-/// A borrowed [`Entry`]: what the store's iteration methods lend out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EntryRef<'a> {
-    /// The write's version.
-    pub version: Version,
-    /// The value, or `None` for a delete.
-    pub value: Option<&'a [u8]>,
-}
-
-impl EntryRef<'_> {
-    /// Whether this entry records a delete.
-    pub fn is_tombstone(&self) -> bool {
-        self.value.is_none()
-    }
-
-    /// Whether `self` wins over `other`: [`Entry::wins_over`].
-    pub fn wins_over(&self, other: EntryRef<'_>) -> bool {
-        (self.version, self.value) > (other.version, other.value)
-    }
-
-    /// An owned copy.
-    pub fn to_entry(&self) -> Entry {
-        Entry {
-            version: self.version,
-            value: self.value.map(Bytes::copy_from_slice),
-        }
-    }
-}
-
-impl<'a> From<&'a Entry> for EntryRef<'a> {
-    fn from(e: &'a Entry) -> Self {
-        e.view()
-    }
-}
+pub use crate::values::{Entry, EntryRef, NodeId, Version};
 
 /// What [`Store::apply`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,11 +90,11 @@ impl Applied {
     }
 }
 
-/// Bytes an entry is counted as in [`Store::bytes`]: key, value and a
+/// Bytes an entry is counted as in [`Store::bytes`]: key, body and a
 /// fixed allowance for the version, the length and the table slot (about
 /// what a packed entry really takes beyond its key and value).
 fn weight(key: &[u8], e: EntryRef<'_>) -> usize {
-    key.len() + e.value.map_or(0, <[u8]>::len) + 32
+    key.len() + e.body_len() + 32
 }
 
 /// Leaves of the digest tree: keys are bucketed by the top bits of their
@@ -225,11 +119,10 @@ fn mix(mut x: u64) -> u64 {
 /// [`EntryRef`]): a hash of (key, version, tombstone). Leaf digests are the
 /// XOR of their entries' hashes, so a write updates its leaf with two XORs
 /// (out with the old, in with the new).
-pub fn entry_hash<'a>(pos: &Token, e: impl Into<EntryRef<'a>>) -> u64 {
-    let e = e.into();
+pub fn entry_hash(pos: &Token, e: EntryRef<'_>) -> u64 {
     let key_part = u64::from_be_bytes(pos.0[8..16].try_into().expect("8 bytes"));
-    let tomb = u64::from(e.is_tombstone());
-    mix(key_part ^ mix(e.version.ts.0 ^ mix(e.version.node ^ mix(tomb))))
+    let body = e.digest_part();
+    mix(key_part ^ mix(e.version.ts.0 ^ mix(e.version.node ^ mix(body))))
 }
 
 #[derive(Debug, Default)]
@@ -305,11 +198,41 @@ impl Store {
         let bucket = self.bucket_at(pos, key);
         let hash = self.hash(key);
         let table = bucket.read();
-        table
-            .find(hash, |p| p.key() == key)
-            .map(|p| p.view())
-            .filter(|e| !self.is_dead(e.version))
-            .map(|e| e.to_entry())
+        let found = table.find(hash, |p| p.key() == key)?.view();
+        self.unflushed(found)
+    }
+
+    /// An owned copy of a stored entry, with what a FLUSHALL marker
+    /// removed taken out (all of it, or the older pieces of a rich state).
+    fn unflushed(&self, e: EntryRef<'_>) -> Option<Entry> {
+        if self.is_dead(e.version) {
+            return None;
+        }
+        let entry = e.to_entry();
+        match self.flush_marker() {
+            Some(marker) if matches!(e.body, Body::Rich(_)) => entry.cleared_up_to(marker),
+            _ => Some(entry),
+        }
+    }
+
+    /// `entry` (from elsewhere) with what this store's FLUSHALL marker
+    /// removed taken out; `None` if nothing is left.
+    pub fn unflushed_entry(&self, entry: Entry) -> Option<Entry> {
+        match self.flush_marker() {
+            Some(marker) => entry.cleared_up_to(marker),
+            None => Some(entry),
+        }
+    }
+
+    /// The greatest version a FLUSHALL marker removes, if there is one.
+    fn flush_marker(&self) -> Option<Version> {
+        match self.flushed.load(Ordering::Relaxed) {
+            0 => None,
+            next => Some(Version {
+                ts: Timestamp(next - 1),
+                node: NodeId::MAX,
+            }),
+        }
     }
 
     /// Whether a version is dead by the FLUSHALL marker: stamped at or
@@ -348,7 +271,7 @@ impl Store {
         swept
     }
 
-    /// Merges `entry` into the store under last-writer-wins.
+    /// Merges `entry` into the store (see [`Entry::merge_in`]).
     ///
     /// Key and value are copied into the store's own allocation, so a
     /// stored value never pins a whole network read buffer in memory.
@@ -361,18 +284,44 @@ impl Store {
     pub fn apply_at(&self, pos: &Token, key: &[u8], entry: &Entry) -> Applied {
         let bucket = self.bucket_at(pos, key);
         let hash = self.hash(key);
-        let new = entry.view();
         let mut applied = Applied {
             changed: true,
             duplicate: false,
             was_live: false,
             prior: None,
         };
-        if self.is_dead(new.version) {
+        if self.is_dead(entry.version()) {
             // Older than a flush: superseded, as by any newer write.
             applied.changed = false;
             return applied;
         }
+        // A rich state may hold pieces older than a flush under a newer
+        // one: those are dead too.
+        let unflushed;
+        let entry = match self.flush_marker() {
+            Some(marker) if entry.as_simple().is_none() => {
+                match entry.clone().cleared_up_to(marker) {
+                    Some(e) => {
+                        unflushed = e;
+                        &unflushed
+                    }
+                    None => {
+                        applied.changed = false;
+                        return applied;
+                    }
+                }
+            }
+            _ => entry,
+        };
+        let mut scratch = Vec::new();
+        let new = match entry.as_ref(&mut scratch) {
+            Ok(new) => new,
+            Err(e) => {
+                tracing::error!(error = %e, "a value could not be encoded for the store");
+                applied.changed = false;
+                return applied;
+            }
+        };
         let mut table = bucket.write();
         // Look up before inserting rather than through `HashTable::entry`,
         // which makes room for an insert first and so would grow a full
@@ -386,27 +335,59 @@ impl Store {
                 applied.was_live = old_live;
                 applied.prior = Some(old.version);
             }
-            if !new.wins_over(old) {
-                applied.changed = false;
-                applied.duplicate = old.version == new.version;
-                return applied;
-            }
+            let merged;
+            let mut merged_scratch = Vec::new();
+            let stored = match (old.body, new.body) {
+                (Body::Simple(_), Body::Simple(_)) => {
+                    if !crate::values::simple_wins(new, old) {
+                        applied.changed = false;
+                        applied.duplicate = old.version == new.version;
+                        return applied;
+                    }
+                    new
+                }
+                _ => {
+                    // A rich state on either side: merge them. A delta
+                    // already contained is still logged (its first copy
+                    // may not be on disk yet).
+                    let mut state = self.unflushed(old).unwrap_or_else(|| old.to_entry());
+                    if !state.merge_in(entry) {
+                        applied.changed = false;
+                        applied.duplicate = true;
+                        return applied;
+                    }
+                    merged = state;
+                    match merged.as_ref(&mut merged_scratch) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            tracing::error!(error = %e, "a merged value could not be encoded");
+                            applied.changed = false;
+                            return applied;
+                        }
+                    }
+                }
+            };
             bucket
                 .digest
                 .fetch_xor(entry_hash(pos, old), Ordering::Relaxed);
             self.bytes.fetch_sub(weight(key, old), Ordering::Relaxed);
-            slot.set(new.version, new.value);
-            self.count_transition(old_live, !new.is_tombstone());
+            let is_live = !stored.is_tombstone();
+            slot.set(stored.version, stored.body);
+            self.count_transition(old_live, is_live);
+            self.bytes.fetch_add(weight(key, stored), Ordering::Relaxed);
+            bucket
+                .digest
+                .fetch_xor(entry_hash(pos, stored), Ordering::Relaxed);
         } else {
             self.entries.fetch_add(1, Ordering::Relaxed);
-            let packed = Packed::new(key, new.version, new.value);
+            let packed = Packed::new(key, new.version, new.body);
             table.insert_unique(hash, packed, |p| self.hash(p.key()));
             self.count_transition(false, !new.is_tombstone());
+            self.bytes.fetch_add(weight(key, new), Ordering::Relaxed);
+            bucket
+                .digest
+                .fetch_xor(entry_hash(pos, new), Ordering::Relaxed);
         }
-        self.bytes.fetch_add(weight(key, new), Ordering::Relaxed);
-        bucket
-            .digest
-            .fetch_xor(entry_hash(pos, new), Ordering::Relaxed);
         applied
     }
 

@@ -173,7 +173,7 @@ pub async fn hand_off_strays(shared: &Shared, view: &View) -> bool {
                     .or_default()
                     .push((key.clone(), entry.clone()));
             }
-            to_drop.push((key, entry.version));
+            to_drop.push((key, entry.version()));
         });
     }
     if to_drop.is_empty() {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::{Bytes, BytesMut};
 use ringkv::encoding::FrameCodec;
-use ringkv::log::{CommitLog, LogOptions, Record};
+use ringkv::log::{CommitLog, LogOptions, Record, RecordBody};
 use ringkv::message::{Hello, HelloProof, HelloReply, PeerMsg, MAGIC, PROTOCOL_VERSION};
 use ringkv::resp::codec::encode_command;
 use tokio_util::codec::Encoder;
@@ -144,9 +144,28 @@ fn log_seeds() -> Vec<Vec<u8>> {
     rt.block_on(async {
         let (log, _) = CommitLog::open(dir.path(), LogOptions::for_test(), |_| {}).unwrap();
         for i in 0..4u64 {
+            let body = match i {
+                2 => RecordBody::Tombstone,
+                3 => {
+                    // A set with one member: a rich record.
+                    let mut rich = ringkv::values::Rich::default();
+                    rich.members.insert(
+                        Bytes::from_static(b"m"),
+                        ringkv::values::Lww {
+                            version: ringkv::values::Version {
+                                ts: ringkv::clock::Timestamp(1000 + i),
+                                node: 7,
+                            },
+                            value: true,
+                        },
+                    );
+                    RecordBody::Rich(ringkv::values::codec::encode(&rich).unwrap().into())
+                }
+                _ => RecordBody::Value(Bytes::from(format!("value{i}"))),
+            };
             let rec = Record {
                 key: Bytes::from(format!("key{i}")),
-                value: (i != 2).then(|| Bytes::from(format!("value{i}"))),
+                body,
                 ts: 1000 + i,
                 node: 7,
             };

@@ -25,7 +25,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::ring::{NodeName, Ring, Token};
-use crate::store::{entry_hash, leaf_of, Entry, Store, Version};
+use crate::store::{entry_hash, leaf_of, Entry, Store};
+use crate::values::Summary;
 
 /// Leaves per group (the middle level of the digest tree).
 pub const GROUP_LEAVES: usize = 32;
@@ -189,13 +190,13 @@ pub fn differing_leaves(store: &Store, ranges: &Ranges, theirs: &[(u32, Vec<Dige
     out
 }
 
-/// Step 3b: (key, version) of every entry in `leaves` within `ranges`.
-pub fn summaries(store: &Store, ranges: &Ranges, leaves: &[u32]) -> Vec<(Bytes, Version)> {
+/// Step 3b: (key, summary) of every entry in `leaves` within `ranges`.
+pub fn summaries(store: &Store, ranges: &Ranges, leaves: &[u32]) -> Vec<(Bytes, Summary)> {
     let mut out = Vec::new();
     for &leaf in leaves {
         store.for_each_in_leaf(leaf as usize, |k, e| {
             if ranges.contains(&Token::of(k)) {
-                out.push((Bytes::copy_from_slice(k), e.version));
+                out.push((Bytes::copy_from_slice(k), e.summary()));
             }
         });
     }
@@ -208,10 +209,11 @@ pub fn exchange(
     store: &Store,
     ranges: &Ranges,
     leaves: &[u32],
-    theirs: &[(Bytes, Version)],
+    theirs: &[(Bytes, Summary)],
 ) -> (Vec<(Bytes, Entry)>, Vec<Bytes>) {
-    let their: std::collections::HashMap<&[u8], Version> =
+    let their: std::collections::HashMap<&[u8], Summary> =
         theirs.iter().map(|(k, v)| (&k[..], *v)).collect();
+    let mut want = Vec::new();
     let mut push = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for &leaf in leaves {
@@ -220,17 +222,25 @@ pub fn exchange(
                 return;
             }
             let k = Bytes::copy_from_slice(k);
-            if their.get(&k[..]).is_none_or(|v| *v < e.version) {
+            let (send, ask) = match their.get(&k[..]) {
+                None => (true, false),
+                Some(t) => Summary::reconcile(e.summary(), *t),
+            };
+            if send {
                 push.push((k.clone(), e.to_entry()));
+            }
+            if ask {
+                want.push(k.clone());
             }
             seen.insert(k);
         });
     }
-    let want = theirs
-        .iter()
-        .filter(|(k, v)| !seen.contains(k) || store.get(k).is_none_or(|e| e.version < *v))
-        .map(|(k, _)| k.clone())
-        .collect();
+    want.extend(
+        theirs
+            .iter()
+            .filter(|(k, _)| !seen.contains(k))
+            .map(|(k, _)| k.clone()),
+    );
     (push, want)
 }
 

@@ -222,11 +222,11 @@ pub async fn sync_with(shared: &Shared, view: &View, peer: &NodeName) -> Result<
 async fn merge(shared: &Shared, items: Vec<(bytes::Bytes, crate::store::Entry)>) -> Result<()> {
     let mut records = Vec::new();
     for (key, entry) in items {
-        if let Err(e) = shared.clock.observe(entry.version.ts) {
+        if let Err(e) = shared.clock.observe(entry.version().ts) {
             tracing::warn!(error = %e, "refused an entry from anti-entropy");
             continue;
         }
-        records.extend(shared.apply(&key, entry).1);
+        records.extend(shared.apply(&key, entry)?.1);
     }
     for r in join_all(records.into_iter().map(|r| shared.log.append(r))).await {
         r?;

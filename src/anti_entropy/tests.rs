@@ -12,12 +12,13 @@ use crate::ring::{NodeName, Ring, Token};
 use crate::store::{Entry, Store, Version, LEAVES};
 
 fn entry(ts: u64, node: u64, value: Option<&[u8]>) -> Entry {
-    Entry {
-        version: Version {
-            ts: Timestamp(ts),
-            node,
-        },
-        value: value.map(Bytes::copy_from_slice),
+    let version = Version {
+        ts: Timestamp(ts),
+        node,
+    };
+    match value {
+        Some(v) => Entry::string(version, Bytes::copy_from_slice(v)),
+        None => Entry::tombstone(version),
     }
 }
 
@@ -75,7 +76,7 @@ fn round(a: &Store, b: &Store, ranges: &Ranges) -> RoundReport {
 
 fn same(a: &Store, b: &Store) -> bool {
     let mut all = true;
-    a.for_each(|k, e| all &= b.get(k).as_ref().map(Entry::view) == Some(e));
+    a.for_each(|k, e| all &= b.get(k) == Some(e.to_entry()));
     all && a.len() == b.len()
 }
 
@@ -195,7 +196,7 @@ proptest! {
                     s.apply(&key, e.clone());
                 }
             }
-            let w = winner.remove(&key).map_or(e.clone(), |old| old.merge(e));
+            let w = winner.remove(&key).map_or(e.clone(), |old| old.merge(&e));
             winner.insert(key, w);
         }
         for (x, y) in [(0, 1), (1, 2), (0, 2)] {

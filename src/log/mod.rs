@@ -57,7 +57,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 pub use compact::{Compacted, SnapshotWriter};
-pub use record::{check_parts, encode_parts_into, Record, MAX_PAYLOAD};
+pub use record::{check_parts, encode_parts_into, kind_of, Record, RecordBody, MAX_PAYLOAD};
 pub use recover::{Damage, Recovered};
 pub use stats::LogStats;
 

@@ -14,9 +14,17 @@
 //!
 //! ```text
 //! len u32 LE (4) | crc u32 LE (4) | payload (len bytes)
-//! payload = ts u64 LE | node u64 LE | kind u8 (0 tombstone, 1 value)
-//!         | key_len u32 LE | key | value (the rest of the payload)
+//! payload = ts u64 LE | node u64 LE | kind u8 (0 tombstone, 1 value, 2 rich)
+//!         | key_len u32 LE | key | body (the rest of the payload)
 //! ```
+//!
+//! A value's body is the value; a rich body is a rich state's encoding (a
+//! hash field, a counter shard, an expiry..., see `values`), which the log
+//! stores without reading. Format version 2 added kind 2; files of version
+//! 1 (which hold only kinds 0 and 1) are read as they always were, so the
+//! logs and snapshots of the previous release open unchanged. A release
+//! that knows only version 1 refuses version 2 files at start, naming the
+//! version.
 //!
 //! The CRC32 (crc32fast, IEEE polynomial) covers the four length bytes and
 //! the payload, so a flipped bit in the length is caught as surely as one in
@@ -32,14 +40,44 @@
 
 use bytes::{Bytes, BytesMut};
 
-/// One versioned write: a value or a tombstone for a key.
+/// What a record holds for its key: bytes the log keeps without reading.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordBody {
+    /// A delete.
+    Tombstone,
+    /// A plain value.
+    Value(Bytes),
+    /// A rich state's encoding.
+    Rich(Bytes),
+}
+
+impl From<Option<Bytes>> for RecordBody {
+    /// A value, or a tombstone for `None`.
+    fn from(value: Option<Bytes>) -> Self {
+        value.map_or(RecordBody::Tombstone, RecordBody::Value)
+    }
+}
+
+impl RecordBody {
+    /// The body's kind byte and bytes.
+    fn parts(&self) -> (u8, &[u8]) {
+        match self {
+            RecordBody::Tombstone => (KIND_TOMBSTONE, &[]),
+            RecordBody::Value(v) => (KIND_VALUE, v),
+            RecordBody::Rich(r) => (KIND_RICH, r),
+        }
+    }
+}
+
+/// One versioned write of a key.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     /// The key.
     pub key: Bytes,
-    /// The value, or `None` for a tombstone.
-    pub value: Option<Bytes>,
-    /// Hybrid logical clock timestamp of the write.
+    /// What it holds.
+    pub body: RecordBody,
+    /// Hybrid logical clock timestamp of the write (for a rich body, its
+    /// newest piece).
     pub ts: u64,
     /// Id of the node that wrote it (tie breaker for last-writer-wins).
     pub node: u64,
@@ -49,17 +87,16 @@ impl Record {
     /// Bytes this record takes in a log file, frame header included. Useful
     /// to estimate the live data size for the compaction threshold.
     pub fn encoded_len(&self) -> usize {
-        FRAME_HEADER_LEN
-            + PAYLOAD_FIXED_LEN
-            + self.key.len()
-            + self.value.as_ref().map_or(0, Bytes::len)
+        FRAME_HEADER_LEN + PAYLOAD_FIXED_LEN + self.key.len() + self.body.parts().1.len()
     }
 }
 
 /// Magic bytes at the start of every log file.
 pub const MAGIC: [u8; 4] = *b"RKVL";
-/// The format version this code writes and reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format version this code writes.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest format version this code reads.
+pub const MIN_FORMAT_VERSION: u16 = 1;
 /// Length of the file header.
 pub const FILE_HEADER_LEN: usize = 16;
 /// Length of a frame's `len` + `crc` prefix.
@@ -71,6 +108,7 @@ pub const MAX_PAYLOAD: usize = 64 << 20;
 
 const KIND_TOMBSTONE: u8 = 0;
 const KIND_VALUE: u8 = 1;
+const KIND_RICH: u8 = 2;
 
 /// Which kind of file a header announces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,7 +132,7 @@ pub fn file_header(kind: FileKind, seq: u64) -> [u8; FILE_HEADER_LEN] {
 /// What a file header says about the file.
 #[derive(Debug, PartialEq, Eq)]
 pub enum HeaderCheck {
-    /// A header of the expected kind in the current version.
+    /// A header of the expected kind in a version this code reads.
     Good,
     /// Magic and version are right but the sequence number disagrees with
     /// the file name (worth a warning, not a reason to distrust the frames).
@@ -111,7 +149,7 @@ pub fn check_header(data: &[u8], kind: FileKind, seq: u64) -> HeaderCheck {
         return HeaderCheck::Corrupt;
     }
     let version = u16::from_le_bytes([data[4], data[5]]);
-    if version != FORMAT_VERSION {
+    if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
         return HeaderCheck::UnknownVersion(version);
     }
     if data[6] != kind as u8 || data[7] != 0 {
@@ -138,10 +176,11 @@ pub fn check_encodable(rec: &Record) -> Result<(), String> {
 /// Append the frame for `rec` to `buf`. The caller has checked the size
 /// with [`check_encodable`]; lengths are bounded by [`MAX_PAYLOAD`].
 pub fn encode_into(rec: &Record, buf: &mut BytesMut) {
-    encode_parts_into(&rec.key, rec.value.as_deref(), rec.ts, rec.node, buf);
+    let (kind, body) = rec.body.parts();
+    encode_parts_into(&rec.key, kind, body, rec.ts, rec.node, buf);
 }
 
-/// Why a record of a key and value of these lengths cannot be logged.
+/// Why a record of a key and body of these lengths cannot be logged.
 pub fn check_parts(key_len: usize, value_len: usize) -> Result<(), String> {
     let payload = PAYLOAD_FIXED_LEN + key_len + value_len;
     if payload > MAX_PAYLOAD {
@@ -152,11 +191,29 @@ pub fn check_parts(key_len: usize, value_len: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// The kind byte of a body borrowed as `(tombstone?, rich?, bytes)`: for a
+/// caller that encodes from borrowed parts (see [`encode_parts_into`]).
+pub fn kind_of(tombstone: bool, rich: bool) -> u8 {
+    match (tombstone, rich) {
+        (true, _) => KIND_TOMBSTONE,
+        (false, false) => KIND_VALUE,
+        (false, true) => KIND_RICH,
+    }
+}
+
 /// `encode_into` from borrowed parts, for a caller that has no
-/// [`Record`] (a replica logging what it just applied). The caller has
-/// checked the size with [`check_parts`].
-pub fn encode_parts_into(key: &[u8], value: Option<&[u8]>, ts: u64, node: u64, buf: &mut BytesMut) {
-    let payload_len = PAYLOAD_FIXED_LEN + key.len() + value.map_or(0, <[u8]>::len);
+/// [`Record`] (a replica logging what it just applied): `kind` from
+/// [`kind_of`], `body` empty for a tombstone. The caller has checked the
+/// size with [`check_parts`].
+pub fn encode_parts_into(
+    key: &[u8],
+    kind: u8,
+    body: &[u8],
+    ts: u64,
+    node: u64,
+    buf: &mut BytesMut,
+) {
+    let payload_len = PAYLOAD_FIXED_LEN + key.len() + body.len();
     buf.reserve(FRAME_HEADER_LEN + payload_len);
     let start = buf.len();
     // The fixed part is assembled on the stack and appended at once: a put
@@ -166,17 +223,11 @@ pub fn encode_parts_into(key: &[u8], value: Option<&[u8]>, ts: u64, node: u64, b
     // Bytes 4..8 hold the CRC, filled in below.
     head[8..16].copy_from_slice(&ts.to_le_bytes());
     head[16..24].copy_from_slice(&node.to_le_bytes());
-    head[24] = if value.is_some() {
-        KIND_VALUE
-    } else {
-        KIND_TOMBSTONE
-    };
+    head[24] = kind;
     head[25..29].copy_from_slice(&(key.len() as u32).to_le_bytes());
     buf.extend_from_slice(&head);
     buf.extend_from_slice(key);
-    if let Some(v) = value {
-        buf.extend_from_slice(v);
-    }
+    buf.extend_from_slice(body);
     let crc = frame_crc(&buf[start..start + 4], &buf[start + FRAME_HEADER_LEN..]);
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
@@ -212,7 +263,11 @@ pub fn decode(data: &[u8]) -> Decoded {
         Ok((p, used)) => Decoded::Record(
             Record {
                 key: Bytes::copy_from_slice(p.key),
-                value: p.value.map(Bytes::copy_from_slice),
+                body: match p.kind {
+                    KIND_TOMBSTONE => RecordBody::Tombstone,
+                    KIND_VALUE => RecordBody::Value(Bytes::copy_from_slice(p.body)),
+                    _ => RecordBody::Rich(Bytes::copy_from_slice(p.body)),
+                },
                 ts: p.ts,
                 node: p.node,
             },
@@ -256,8 +311,9 @@ fn check_frame(data: &[u8]) -> Result<(&[u8], usize), &'static str> {
 struct Parsed<'a> {
     ts: u64,
     node: u64,
+    kind: u8,
     key: &'a [u8],
-    value: Option<&'a [u8]>,
+    body: &'a [u8],
 }
 
 /// Split a payload (at least [`PAYLOAD_FIXED_LEN`] long, which
@@ -269,18 +325,19 @@ fn parse_payload(p: &[u8]) -> Result<Parsed<'_>, &'static str> {
     if key_len > rest.len() {
         return Err("key length beyond the payload");
     }
-    let (key, value) = rest.split_at(key_len);
-    let value = match kind {
-        KIND_VALUE => Some(value),
-        KIND_TOMBSTONE if value.is_empty() => None,
+    let (key, body) = rest.split_at(key_len);
+    match kind {
+        KIND_VALUE | KIND_RICH => {}
+        KIND_TOMBSTONE if body.is_empty() => {}
         KIND_TOMBSTONE => return Err("tombstone with value bytes"),
         _ => return Err("unknown record kind"),
-    };
+    }
     Ok(Parsed {
         ts: read_u64(&p[0..8]),
         node: read_u64(&p[8..16]),
+        kind,
         key,
-        value,
+        body,
     })
 }
 
@@ -298,7 +355,7 @@ mod tests {
     fn rec(key: &[u8], value: Option<&[u8]>, ts: u64, node: u64) -> Record {
         Record {
             key: Bytes::copy_from_slice(key),
-            value: value.map(Bytes::copy_from_slice),
+            body: value.map(Bytes::copy_from_slice).into(),
             ts,
             node,
         }
@@ -310,6 +367,12 @@ mod tests {
             rec(b"k", Some(b"v"), 7, 1),
             rec(b"k", None, 8, 2),
             rec(b"", Some(b""), 0, 0),
+            Record {
+                key: Bytes::from_static(b"h"),
+                body: RecordBody::Rich(Bytes::from_static(b"\x01\x02rich")),
+                ts: 9,
+                node: 3,
+            },
         ] {
             let frame = encode(&r);
             assert_eq!(frame.len(), r.encoded_len());
@@ -333,11 +396,14 @@ mod tests {
             check_header(&h[..10], FileKind::Segment, 42),
             HeaderCheck::Corrupt
         );
-        let mut v2 = h;
-        v2[4] = 2;
+        let mut v1 = h;
+        v1[4] = 1;
+        assert_eq!(check_header(&v1, FileKind::Segment, 42), HeaderCheck::Good);
+        let mut v3 = h;
+        v3[4] = 3;
         assert_eq!(
-            check_header(&v2, FileKind::Segment, 42),
-            HeaderCheck::UnknownVersion(2)
+            check_header(&v3, FileKind::Segment, 42),
+            HeaderCheck::UnknownVersion(3)
         );
     }
 
@@ -345,7 +411,7 @@ mod tests {
     fn oversized_record_is_refused() {
         let big = Record {
             key: Bytes::new(),
-            value: Some(Bytes::from(vec![0u8; MAX_PAYLOAD])),
+            body: RecordBody::Value(Bytes::from(vec![0u8; MAX_PAYLOAD])),
             ts: 0,
             node: 0,
         };

@@ -364,7 +364,7 @@ mod tests {
         (0..n)
             .map(|i| Record {
                 key: Bytes::from(format!("key-{i}")),
-                value: (i % 3 != 0).then(|| Bytes::from(vec![i as u8; 20])),
+                body: (i % 3 != 0).then(|| Bytes::from(vec![i as u8; 20])).into(),
                 ts: i,
                 node: 1,
             })

@@ -16,8 +16,9 @@ use super::*;
 fn rec(i: u64) -> Record {
     Record {
         key: Bytes::from(format!("key-{i}")),
-        value: (i % 5 != 4)
-            .then(|| Bytes::from(format!("value-{i}-{}", "x".repeat((i % 7) as usize)))),
+        body: (i % 5 != 4)
+            .then(|| Bytes::from(format!("value-{i}-{}", "x".repeat((i % 7) as usize))))
+            .into(),
         ts: 1000 + i,
         node: i % 3,
     }
@@ -330,7 +331,7 @@ async fn refused_appends_say_why() {
     let dir = tempfile::tempdir().unwrap();
     let (log, _, _) = open(dir.path(), LogOptions::for_test());
     let big = Record {
-        value: Some(Bytes::from(vec![0u8; MAX_PAYLOAD])),
+        body: Some(Bytes::from(vec![0u8; MAX_PAYLOAD])).into(),
         ..rec(1)
     };
     assert!(matches!(log.append(big).await, Err(Error::InvalidInput(_))));
@@ -499,7 +500,7 @@ async fn recovery_of_a_million_records() {
                 let n = t * 10_000 + i;
                 let r = Record {
                     key: Bytes::from(format!("key{n:07}")),
-                    value: Some(Bytes::from(vec![b'v'; 64])),
+                    body: Some(Bytes::from(vec![b'v'; 64])).into(),
                     ts: n,
                     node: 1,
                 };

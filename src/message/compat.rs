@@ -60,10 +60,10 @@ mod tests {
 
     #[test]
     fn a_read_modify_write_reaches_a_version_5_replica_as_a_plain_put() {
-        let entry = crate::store::Entry {
-            version: crate::store::Version::default(),
-            value: Some(bytes::Bytes::from_static(b"v")),
-        };
+        let entry = crate::store::Entry::string(
+            crate::store::Version::default(),
+            bytes::Bytes::from_static(b"v"),
+        );
         let msg = PeerMsg::PutRmw(Box::new(super::super::RmwPut {
             id: 7,
             key: bytes::Bytes::from_static(b"k"),

@@ -25,7 +25,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -45,7 +44,7 @@ use crate::store::Store;
 use crate::transport::fault::Faults;
 use crate::transport::tcp::{TcpConfig, TcpTransport};
 use crate::transport::{PeerHandler, Versions};
-use shared::{from_record, to_record, Pending, Shared, View};
+use shared::{from_record, record_of, Pending, Shared, View};
 
 /// A running node.
 pub struct Node {
@@ -249,11 +248,27 @@ async fn sweep_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
 /// moving the clock past every timestamp it holds.
 fn open_log(cfg: &Config, store: &Store, clock: &Hlc) -> Result<CommitLog> {
     let dir = cfg.data_dir.join("log");
-    let (log, report) = CommitLog::open(&dir, cfg.log_options(), |rec| {
-        let (key, entry) = from_record(rec);
-        clock.advance_past(entry.version.ts);
-        store.apply(&key, entry);
+    let mut undecodable = 0u64;
+    let (log, report) = CommitLog::open(&dir, cfg.log_options(), |rec| match from_record(rec) {
+        Ok((key, entry)) => {
+            clock.advance_past(entry.version().ts);
+            store.apply(&key, entry);
+        }
+        Err(e) => {
+            // A record whose frame checked out but whose rich body does not
+            // decode: skipped, like a corrupt frame, and reported below.
+            undecodable += 1;
+            if undecodable == 1 {
+                warn!(error = %e, "skipped a commit log record whose value does not decode");
+            }
+        }
     })?;
+    if undecodable > 1 {
+        warn!(
+            records = undecodable,
+            "skipped commit log records whose values do not decode"
+        );
+    }
     if let Some(d) = &report.torn_tail {
         warn!(file = %d.file.display(), offset = d.offset, bytes_dropped = d.bytes, reason = %d.reason, "cut a torn commit log tail");
     }
@@ -295,8 +310,7 @@ async fn compaction_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
                 let mut result = Ok(());
                 snapshot_of.store.for_each(|key, entry| {
                     if result.is_ok() {
-                        let key = Bytes::copy_from_slice(key);
-                        result = w.push(&to_record(&key, entry.to_entry()));
+                        result = w.push(&record_of(key, entry));
                     }
                 });
                 result

@@ -21,13 +21,14 @@ use bytes::BytesMut;
 use tracing::warn;
 
 use crate::anti_entropy::digest;
-use crate::log::{check_parts, encode_parts_into};
+use crate::log::{check_parts, encode_parts_into, kind_of};
 use crate::message::{PeerMsg, PutResult, RmwPut};
 use crate::node::shared::Shared;
 use crate::resp::glob;
 use crate::ring::Token;
 use crate::store::{Applied, Entry};
 use crate::transport::{Peer, PeerHandler, Transport};
+use crate::values::{Body, Simple};
 
 /// What the replica writes of one message leave to do once logged: their
 /// log frames (encoded as they are applied), how many records those hold,
@@ -213,15 +214,21 @@ impl Shared {
     /// of the local clock (which otherwise moves past it) or a record too
     /// big for the log.
     fn accept_write(&self, key: &[u8], entry: &Entry, log: &mut Logged) -> Result<Applied, String> {
-        let value = entry.value.as_deref();
-        check_parts(key.len(), value.map_or(0, <[u8]>::len))?;
+        let mut scratch = Vec::new();
+        let stored = entry.as_ref(&mut scratch).map_err(|e| e.to_string())?;
+        check_parts(key.len(), stored.body_len())?;
         self.clock
-            .observe(entry.version.ts)
+            .observe(entry.version().ts)
             .map_err(|e| e.to_string())?;
         let applied = self.store.apply_at(&Token::of(key), key, entry);
         if applied.needs_log() {
-            let (ts, node) = (entry.version.ts.0, entry.version.node);
-            encode_parts_into(key, value, ts, node, &mut log.frames);
+            let (ts, node) = (stored.version.ts.0, stored.version.node);
+            let (kind, body) = match stored.body {
+                Body::Simple(Simple::Dead) => (kind_of(true, false), &[][..]),
+                Body::Simple(Simple::Str(v)) => (kind_of(false, false), v),
+                Body::Rich(r) => (kind_of(false, true), r),
+            };
+            encode_parts_into(key, kind, body, ts, node, &mut log.frames);
             log.records += 1;
         }
         Ok(applied)

@@ -25,15 +25,17 @@ use bytes::Bytes;
 
 use crate::clock::{Hlc, Timestamp};
 use crate::config::Config;
-use crate::log::{CommitLog, Record};
+use crate::log::{CommitLog, Record, RecordBody};
 use crate::membership::{Event, Membership};
 use crate::message::PeerMsg;
 use crate::metrics::Metrics;
 use crate::ring::{NodeName, Ring, Token};
-use crate::store::{Applied, Entry, NodeId, Store, Version};
+use crate::store::{Applied, Entry, EntryRef, NodeId, Store, Version};
 use crate::transport::fault::Faults;
 use crate::transport::tcp::NetStats;
 use crate::transport::Transport;
+use crate::values::codec::OwnedBody;
+use crate::values::{Body, Simple};
 
 pub use super::pending::Pending;
 
@@ -106,28 +108,50 @@ pub struct Shared {
 }
 
 /// The commit log record of an entry.
-pub fn to_record(key: &Bytes, entry: Entry) -> Record {
-    Record {
+pub fn to_record(key: &Bytes, entry: Entry) -> crate::error::Result<Record> {
+    let (version, body) = entry.into_owned_body()?;
+    let body = match body {
+        OwnedBody::Dead => RecordBody::Tombstone,
+        OwnedBody::Str(v) => RecordBody::Value(v),
+        OwnedBody::Rich(r) => RecordBody::Rich(r),
+    };
+    Ok(Record {
         key: key.clone(),
-        value: entry.value,
-        ts: entry.version.ts.0,
-        node: entry.version.node,
+        body,
+        ts: version.ts.0,
+        node: version.node,
+    })
+}
+
+/// The commit log record of a stored entry (a snapshot's), its body copied
+/// as stored.
+pub fn record_of(key: &[u8], e: EntryRef<'_>) -> Record {
+    let body = match e.body {
+        Body::Simple(Simple::Dead) => RecordBody::Tombstone,
+        Body::Simple(Simple::Str(v)) => RecordBody::Value(Bytes::copy_from_slice(v)),
+        Body::Rich(r) => RecordBody::Rich(Bytes::copy_from_slice(r)),
+    };
+    Record {
+        key: Bytes::copy_from_slice(key),
+        body,
+        ts: e.version.ts.0,
+        node: e.version.node,
     }
 }
 
-/// The entry a commit log record stands for.
-pub fn from_record(rec: Record) -> (Bytes, Entry) {
+/// The entry a commit log record stands for; a rich body that does not
+/// decode is [`crate::error::Error::Corrupt`].
+pub fn from_record(rec: Record) -> crate::error::Result<(Bytes, Entry)> {
     let version = Version {
         ts: Timestamp(rec.ts),
         node: rec.node,
     };
-    (
-        rec.key,
-        Entry {
-            version,
-            value: rec.value,
-        },
-    )
+    let body = match rec.body {
+        RecordBody::Tombstone => OwnedBody::Dead,
+        RecordBody::Value(v) => OwnedBody::Str(v),
+        RecordBody::Rich(r) => OwnedBody::Rich(r),
+    };
+    Ok((rec.key, Entry::from_owned_body(version, body)?))
 }
 
 impl Shared {
@@ -144,15 +168,28 @@ impl Shared {
     /// log record that must be appended (and awaited) before the write is
     /// acknowledged, if any. The store is updated first, so a compaction
     /// snapshot taken after this call already holds the entry.
-    pub fn apply(&self, key: &Bytes, entry: Entry) -> (Applied, Option<Record>) {
+    pub fn apply(
+        &self,
+        key: &Bytes,
+        entry: Entry,
+    ) -> crate::error::Result<(Applied, Option<Record>)> {
         self.apply_at(&Token::of(key), key, entry)
     }
 
     /// [`Shared::apply`] for a caller that already has the key's ring
     /// position (the coordinator), which saves hashing the key again.
-    pub fn apply_at(&self, pos: &Token, key: &Bytes, entry: Entry) -> (Applied, Option<Record>) {
+    pub fn apply_at(
+        &self,
+        pos: &Token,
+        key: &Bytes,
+        entry: Entry,
+    ) -> crate::error::Result<(Applied, Option<Record>)> {
         let applied = self.store.apply_at(pos, key, &entry);
-        (applied, applied.needs_log().then(|| to_record(key, entry)))
+        let record = match applied.needs_log() {
+            true => Some(to_record(key, entry)?),
+            false => None,
+        };
+        Ok((applied, record))
     }
 
     /// [`Shared::apply_at`], then waits until the record is in the log.
@@ -162,7 +199,7 @@ impl Shared {
         key: &Bytes,
         entry: Entry,
     ) -> crate::error::Result<Applied> {
-        let (applied, record) = self.apply_at(pos, key, entry);
+        let (applied, record) = self.apply_at(pos, key, entry)?;
         if let Some(rec) = record {
             self.log.append(rec).await?;
         }

@@ -10,13 +10,14 @@
 //! byte slice (a 16-byte table slot) laid out as
 //!
 //! ```text
-//! ts u64 LE (8) | node u64 LE (8) | varint(key_len << 1 | live) | key | value
+//! ts u64 LE (8) | node u64 LE (8) | varint(key_len << 2 | kind) | key | body
 //! ```
 //!
-//! The varint is LEB128: one byte for keys under 64 bytes. `live` is 0 for a
-//! tombstone (which then has no value bytes) and 1 for a value, so an empty
-//! value and a delete stay different things. A 14-byte key with a 64-byte
-//! value takes 95 bytes, one allocation.
+//! The varint is LEB128: one byte for keys under 32 bytes. `kind` is 0 for
+//! a tombstone (no body bytes), 1 for a plain string (the body is the
+//! value) and 2 for a rich state (the body is its encoding,
+//! `values::codec`), so an empty value and a delete stay different things.
+//! A 14-byte key with a 64-byte value takes 95 bytes, one allocation.
 //!
 //! Deliberately left out: sharing or compressing keys, and any `unsafe`
 //! (a thin pointer with the length inside the allocation would save 8 more
@@ -26,6 +27,7 @@ use std::fmt;
 
 use super::{EntryRef, Version};
 use crate::clock::Timestamp;
+use crate::values::{Body, Simple};
 
 /// Bytes before the varint: ts and node.
 const VERSION_LEN: usize = 16;
@@ -35,10 +37,10 @@ const VERSION_LEN: usize = 16;
 pub(super) struct Packed(Box<[u8]>);
 
 impl Packed {
-    /// Packs `key` with a version and a value (or a tombstone, `None`).
-    pub(super) fn new(key: &[u8], version: Version, value: Option<&[u8]>) -> Packed {
-        let tag = tag(key.len(), value.is_some());
-        let value = value.unwrap_or_default();
+    /// Packs `key` with a version and a body.
+    pub(super) fn new(key: &[u8], version: Version, body: Body<'_>) -> Packed {
+        let (kind, value) = kind_of(body);
+        let tag = tag(key.len(), kind);
         let (varint, n) = varint(tag);
         let mut buf = Vec::with_capacity(VERSION_LEN + n + key.len() + value.len());
         buf.extend_from_slice(&version.ts.0.to_le_bytes());
@@ -50,10 +52,10 @@ impl Packed {
         Packed(buf.into_boxed_slice())
     }
 
-    /// Where the key starts, its length, and whether the entry is live.
-    fn layout(&self) -> (usize, usize, bool) {
+    /// Where the key starts, its length, and the body's kind.
+    fn layout(&self) -> (usize, usize, u8) {
         let (tag, n) = read_varint(&self.0[VERSION_LEN..]);
-        (VERSION_LEN + n, (tag >> 1) as usize, tag & 1 == 1)
+        (VERSION_LEN + n, (tag >> 2) as usize, (tag & 3) as u8)
     }
 
     /// The key: what the table hashes and compares.
@@ -69,38 +71,37 @@ impl Packed {
 
     /// The key and the entry, borrowed, for one parse of the layout.
     pub(super) fn split(&self) -> (&[u8], EntryRef<'_>) {
-        let (start, len, live) = self.layout();
+        let (start, len, kind) = self.layout();
         let (key, value) = self.0[start..].split_at(len);
         let version = Version {
             ts: Timestamp(read_u64(&self.0[0..8])),
             node: read_u64(&self.0[8..16]),
         };
-        (
-            key,
-            EntryRef {
-                version,
-                value: live.then_some(value),
-            },
-        )
+        let body = match kind {
+            KIND_DEAD => Body::Simple(Simple::Dead),
+            KIND_STR => Body::Simple(Simple::Str(value)),
+            _ => Body::Rich(value),
+        };
+        (key, EntryRef { version, body })
     }
 
     /// Replaces the version and value, keeping the key. Writes in place
     /// when the new entry has the same size (an overwrite with a value of
     /// the same length, the usual case), else packs a new allocation.
-    pub(super) fn set(&mut self, version: Version, value: Option<&[u8]>) {
+    pub(super) fn set(&mut self, version: Version, body: Body<'_>) {
         let (start, len, _) = self.layout();
-        let value_len = value.map_or(0, <[u8]>::len);
-        if start + len + value_len != self.0.len() {
-            *self = Packed::new(self.key(), version, value);
+        let (kind, value) = kind_of(body);
+        if start + len + value.len() != self.0.len() {
+            *self = Packed::new(self.key(), version, body);
             return;
         }
         self.0[0..8].copy_from_slice(&version.ts.0.to_le_bytes());
         self.0[8..16].copy_from_slice(&version.node.to_le_bytes());
-        // The live bit is the varint's lowest bit, so flipping it never
+        // The kind is the varint's two lowest bits, so changing it never
         // changes the varint's length.
-        let (varint, n) = varint(tag(len, value.is_some()));
+        let (varint, n) = varint(tag(len, kind));
         self.0[VERSION_LEN..start].copy_from_slice(&varint[..n]);
-        self.0[start + len..].copy_from_slice(value.unwrap_or_default());
+        self.0[start + len..].copy_from_slice(value);
     }
 
     /// Bytes of the allocation (not counting the table slot).
@@ -116,13 +117,26 @@ impl fmt::Debug for Packed {
         f.debug_struct("Packed")
             .field("key", &self.key())
             .field("version", &v.version)
-            .field("value_len", &v.value.map(<[u8]>::len))
+            .field("body", &v.body)
             .finish()
     }
 }
 
-fn tag(key_len: usize, live: bool) -> u64 {
-    ((key_len as u64) << 1) | u64::from(live)
+const KIND_DEAD: u8 = 0;
+const KIND_STR: u8 = 1;
+const KIND_RICH: u8 = 2;
+
+/// A body's kind and bytes.
+fn kind_of(body: Body<'_>) -> (u8, &[u8]) {
+    match body {
+        Body::Simple(Simple::Dead) => (KIND_DEAD, &[]),
+        Body::Simple(Simple::Str(v)) => (KIND_STR, v),
+        Body::Rich(v) => (KIND_RICH, v),
+    }
+}
+
+fn tag(key_len: usize, kind: u8) -> u64 {
+    ((key_len as u64) << 2) | u64::from(kind)
 }
 
 fn read_u64(b: &[u8]) -> u64 {
@@ -170,40 +184,48 @@ mod tests {
         }
     }
 
+    fn body(value: Option<&[u8]>) -> Body<'_> {
+        Body::Simple(value.map_or(Simple::Dead, Simple::Str))
+    }
+
     fn check(p: &Packed, key: &[u8], v: Version, value: Option<&[u8]>) {
+        let e = EntryRef {
+            version: v,
+            body: body(value),
+        };
         assert_eq!(p.key(), key);
-        assert_eq!(p.view(), EntryRef { version: v, value });
-        assert_eq!(p.split(), (key, EntryRef { version: v, value }));
+        assert_eq!(p.view(), e);
+        assert_eq!(p.split(), (key, e));
     }
 
     #[test]
     fn a_small_entry_is_one_exact_allocation() {
-        let p = Packed::new(b"key:0000001234", version(7, 9), Some(&[b'v'; 64]));
+        let p = Packed::new(b"key:0000001234", version(7, 9), body(Some(&[b'v'; 64])));
         assert_eq!(p.allocated(), 16 + 1 + 14 + 64);
         check(&p, b"key:0000001234", version(7, 9), Some(&[b'v'; 64]));
     }
 
     #[test]
     fn an_empty_value_is_not_a_tombstone() {
-        let live = Packed::new(b"k", version(1, 1), Some(b""));
-        let tomb = Packed::new(b"k", version(1, 1), None);
-        assert_eq!(live.view().value, Some(&b""[..]));
+        let live = Packed::new(b"k", version(1, 1), body(Some(b"")));
+        let tomb = Packed::new(b"k", version(1, 1), body(None));
+        assert_eq!(live.view().body, Body::Simple(Simple::Str(b"")));
         assert!(tomb.view().is_tombstone());
         assert_eq!(live.allocated(), tomb.allocated());
     }
 
     #[test]
     fn set_rewrites_in_place_or_repacks() {
-        let mut p = Packed::new(b"k", version(1, 1), Some(b"ab"));
-        p.set(version(2, 3), Some(b"cd"));
+        let mut p = Packed::new(b"k", version(1, 1), body(Some(b"ab")));
+        p.set(version(2, 3), body(Some(b"cd")));
         check(&p, b"k", version(2, 3), Some(b"cd"));
-        p.set(version(3, 3), Some(b"longer"));
+        p.set(version(3, 3), body(Some(b"longer")));
         check(&p, b"k", version(3, 3), Some(b"longer"));
-        p.set(version(4, 3), None);
+        p.set(version(4, 3), body(None));
         check(&p, b"k", version(4, 3), None);
-        p.set(version(5, 3), Some(b""));
+        p.set(version(5, 3), body(Some(b"")));
         check(&p, b"k", version(5, 3), Some(b""));
-        p.set(version(6, 3), None);
+        p.set(version(6, 3), body(None));
         check(&p, b"k", version(6, 3), None);
     }
 
@@ -217,12 +239,12 @@ mod tests {
             node in any::<u64>(),
         ) {
             let key: Vec<u8> = (0..key_len).map(|i| i as u8).collect();
-            let mut p = Packed::new(&key, version(ts, node), value.as_deref());
+            let mut p = Packed::new(&key, version(ts, node), body(value.as_deref()));
             prop_assert_eq!(p.key(), &key[..]);
-            prop_assert_eq!(p.view(), EntryRef { version: version(ts, node), value: value.as_deref() });
-            p.set(version(node, ts), next.as_deref());
+            prop_assert_eq!(p.view(), EntryRef { version: version(ts, node), body: body(value.as_deref()) });
+            p.set(version(node, ts), body(next.as_deref()));
             prop_assert_eq!(p.key(), &key[..]);
-            prop_assert_eq!(p.view(), EntryRef { version: version(node, ts), value: next.as_deref() });
+            prop_assert_eq!(p.view(), EntryRef { version: version(node, ts), body: body(next.as_deref()) });
         }
     }
 }

@@ -1,64 +1,37 @@
-//! Tests of the store: the merge laws (property-tested), the counters, and
+//! Tests of the store: merging in any order (property-tested), the counters, and
 //! the incremental leaf digests. A module of its own to keep `store.rs`
 //! short enough to read in one go.
 
 use super::*;
 use proptest::prelude::*;
 
-fn entry(ts: u64, node: u64, value: Option<&'static [u8]>) -> Entry {
-    Entry {
-        version: Version {
-            ts: Timestamp(ts),
-            node,
-        },
-        value: value.map(Bytes::from_static),
+fn entry(ts: u64, node: u64, value: Option<&[u8]>) -> Entry {
+    let version = Version {
+        ts: Timestamp(ts),
+        node,
+    };
+    match value {
+        Some(v) => Entry::string(version, Bytes::copy_from_slice(v)),
+        None => Entry::tombstone(version),
     }
 }
 
 fn arb_entry() -> impl Strategy<Value = Entry> {
-    (0u64..8, 0u64..3, proptest::option::of(0u8..3)).prop_map(|(ts, node, v)| Entry {
-        version: Version {
-            ts: Timestamp(ts),
-            node,
-        },
-        value: v.map(|b| Bytes::from(vec![b])),
-    })
+    (0u64..8, 0u64..3, proptest::option::of(0u8..3))
+        .prop_map(|(ts, node, v)| entry(ts, node, v.map(|b| [b]).as_ref().map(|b| &b[..])))
 }
 
 proptest! {
     #[test]
-    fn merge_is_commutative(a in arb_entry(), b in arb_entry()) {
-        prop_assert_eq!(a.clone().merge(b.clone()), b.merge(a));
-    }
-
-    #[test]
-    fn merge_is_associative(a in arb_entry(), b in arb_entry(), c in arb_entry()) {
-        let left = a.clone().merge(b.clone()).merge(c.clone());
-        let right = a.merge(b.merge(c));
-        prop_assert_eq!(left, right);
-    }
-
-    #[test]
-    fn merge_is_idempotent(a in arb_entry()) {
-        prop_assert_eq!(a.clone().merge(a.clone()), a);
-    }
-
-    #[test]
-    fn tombstone_never_loses_to_an_older_write(t in arb_entry(), w in arb_entry()) {
-        let tomb = Entry { value: None, ..t };
-        prop_assume!(w.version < tomb.version);
-        prop_assert!(tomb.clone().merge(w.clone()).is_tombstone());
-        prop_assert!(w.merge(tomb).is_tombstone());
-    }
-
-    #[test]
-    fn store_holds_the_lww_winner_in_any_order(entries in proptest::collection::vec(arb_entry(), 1..12)) {
+    fn store_holds_the_merge_of_what_it_was_given_in_any_order(
+        entries in proptest::collection::vec(arb_entry(), 1..12)
+    ) {
         let key = Bytes::from_static(b"k");
         let forward = Store::new();
         let backward = Store::new();
         for e in &entries { forward.apply(&key, e.clone()); }
         for e in entries.iter().rev() { backward.apply(&key, e.clone()); }
-        let winner = entries.iter().cloned().reduce(Entry::merge).unwrap();
+        let winner = entries.iter().cloned().reduce(|a, b| a.merge(&b)).unwrap();
         prop_assert_eq!(forward.get(b"k"), Some(winner.clone()));
         prop_assert_eq!(backward.get(b"k"), Some(winner.clone()));
         prop_assert_eq!(forward.live_len(), usize::from(!winner.is_tombstone()));
@@ -106,8 +79,8 @@ fn remove_if_version_keeps_newer_writes() {
     let k = Bytes::from_static(b"k");
     s.apply(&k, entry(1, 1, Some(b"a")));
     s.apply(&k, entry(2, 1, Some(b"b")));
-    assert!(!s.remove_if_version(b"k", entry(1, 1, None).version));
-    assert!(s.remove_if_version(b"k", entry(2, 1, None).version));
+    assert!(!s.remove_if_version(b"k", entry(1, 1, None).version()));
+    assert!(s.remove_if_version(b"k", entry(2, 1, None).version()));
     assert_eq!(s.live_len(), 0);
 }
 
@@ -121,13 +94,19 @@ fn leaf_digests_track_every_change_incrementally() {
     let one = s.leaf_digest(leaf);
     assert_eq!(
         one,
-        entry_hash(&Token::of(b"key"), &entry(1, 1, Some(b"zz"))),
+        entry_hash(
+            &Token::of(b"key"),
+            entry(1, 1, Some(b"zz")).as_ref(&mut Vec::new()).unwrap()
+        ),
         "the value is not hashed, the version is"
     );
     s.apply(&k, entry(2, 1, None));
     assert_eq!(
         s.leaf_digest(leaf),
-        entry_hash(&Token::of(b"key"), &entry(2, 1, None))
+        entry_hash(
+            &Token::of(b"key"),
+            entry(2, 1, None).as_ref(&mut Vec::new()).unwrap()
+        )
     );
     s.purge_tombstones(Timestamp(10));
     assert_eq!(s.leaf_digest(leaf), 0);
@@ -177,20 +156,30 @@ enum Op {
 fn arb_op() -> impl Strategy<Value = Op> {
     let key = 0u8..24;
     let value = proptest::option::of(proptest::collection::vec(any::<u8>(), 0..40));
-    let write = (key.clone(), 0u64..50, 0u64..3, value).prop_map(|(k, ts, node, v)| {
-        Op::Apply(
-            k,
-            Entry {
-                version: Version {
-                    ts: Timestamp(ts),
-                    node,
+    let write = (key.clone(), 0u64..50, 0u64..3, value)
+        .prop_map(|(k, ts, node, v)| Op::Apply(k, entry(ts, node, v.as_deref())));
+    // Set deltas: a member added or removed, so rich states meet strings
+    // and tombstones in the store's merge path.
+    let member = (key.clone(), 0u64..50, 0u64..3, 0u8..4, any::<bool>()).prop_map(
+        |(k, ts, node, m, present)| {
+            let version = Version {
+                ts: Timestamp(ts),
+                node,
+            };
+            let mut rich = crate::values::Rich::default();
+            rich.members.insert(
+                Bytes::from(vec![m]),
+                crate::values::Lww {
+                    version,
+                    value: present,
                 },
-                value: v.map(Bytes::from),
-            },
-        )
-    });
+            );
+            Op::Apply(k, Entry::rich(rich))
+        },
+    );
     prop_oneof![
-        8 => write,
+        6 => write,
+        2 => member,
         1 => (key, 0u64..50, 0u64..3).prop_map(|(k, ts, node)| Op::RemoveIf(k, Version { ts: Timestamp(ts), node })),
         1 => (0u64..60).prop_map(Op::Purge),
     ]
@@ -215,12 +204,13 @@ proptest! {
                     let old = model.get(&key).cloned();
                     let applied = s.apply(&key, e.clone());
                     prop_assert_eq!(applied.was_live, old.as_ref().is_some_and(|o| !o.is_tombstone()));
-                    prop_assert_eq!(applied.changed, old.as_ref().is_none_or(|o| e.wins_over(o)));
-                    model.insert(key, Entry::newest(old, Some(e)).expect("some"));
+                    let merged = Entry::merge_options(old.clone(), Some(&e)).expect("some");
+                    prop_assert_eq!(applied.changed, old.as_ref() != Some(&merged));
+                    model.insert(key, merged);
                 }
                 Op::RemoveIf(k, v) => {
                     let key = key_of(k);
-                    let held = model.get(&key).is_some_and(|e| e.version == v);
+                    let held = model.get(&key).is_some_and(|e| e.version() == v);
                     prop_assert_eq!(s.remove_if_version(&key, v), held);
                     if held {
                         model.remove(&key);
@@ -228,7 +218,7 @@ proptest! {
                 }
                 Op::Purge(before) => {
                     let n = model.len();
-                    model.retain(|_, e| !(e.is_tombstone() && e.version.ts < Timestamp(before)));
+                    model.retain(|_, e| !(e.is_tombstone() && e.version().ts < Timestamp(before)));
                     prop_assert_eq!(s.purge_tombstones(Timestamp(before)), n - model.len());
                 }
             }
@@ -240,14 +230,17 @@ proptest! {
         let mut digests = vec![0u64; LEAVES];
         s.for_each(|k, e| {
             seen += 1;
-            assert_eq!(model.get(k).map(Entry::view), Some(e));
+            assert_eq!(model.get(k), Some(&e.to_entry()));
             let pos = Token::of(k);
             digests[leaf_of(&pos)] ^= entry_hash(&pos, e);
         });
         prop_assert_eq!(seen, model.len());
         prop_assert_eq!(s.len(), model.len());
         prop_assert_eq!(s.live_len(), model.values().filter(|e| !e.is_tombstone()).count());
-        let bytes: usize = model.iter().map(|(k, e)| weight(k, e.view())).sum();
+        let bytes: usize = model
+            .iter()
+            .map(|(k, e)| weight(k, e.as_ref(&mut Vec::new()).unwrap()))
+            .sum();
         prop_assert_eq!(s.bytes(), bytes);
         prop_assert!((0..LEAVES).all(|l| s.leaf_digest(l) == digests[l]));
         let mut live = s.live_keys(|_| true);

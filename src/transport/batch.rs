@@ -23,12 +23,15 @@ use tracing::{debug, warn};
 
 use super::tcp::NetStats;
 use crate::encoding::FrameCodec;
+use crate::message::v6::{self, PeerMsg6};
 use crate::message::{compat, PeerMsg, PutResult};
 use crate::store::Entry;
 
 /// One socket write being assembled by a link.
 pub(super) struct Batch {
     codec: FrameCodec<PeerMsg>,
+    /// The codec of the shapes protocols 5 and 6 used (`message::v6`).
+    legacy: FrameCodec<PeerMsg6>,
     /// The protocol version of the link's connection.
     version: u32,
     /// The bytes of the write being assembled.
@@ -45,9 +48,10 @@ pub(super) struct Batch {
 
 impl Batch {
     /// An empty batch for a connection speaking protocol `version`.
-    pub(super) fn new(codec: FrameCodec<PeerMsg>, version: u32) -> Self {
+    pub(super) fn new(max_frame: usize, version: u32) -> Self {
         Batch {
-            codec,
+            codec: FrameCodec::new(max_frame),
+            legacy: FrameCodec::new(max_frame),
             version,
             buf: BytesMut::with_capacity(64 * 1024),
             acks: Vec::new(),
@@ -134,7 +138,24 @@ impl Batch {
 
     fn encode(&mut self, msg: &PeerMsg, stats: &NetStats, peer: &str) {
         let before = self.buf.len();
-        match self.codec.encode_sized(msg, body_hint(msg), &mut self.buf) {
+        let encoded = if self.version >= v6::REPLACED_IN {
+            self.codec.encode_sized(msg, body_hint(msg), &mut self.buf)
+        } else {
+            match v6::to_v6(msg.clone()) {
+                Some(older) => self.legacy.encode_sized(&older, 0, &mut self.buf),
+                None => {
+                    stats.unsupported.fetch_add(1, Ordering::Relaxed);
+                    debug!(
+                        peer,
+                        kind = msg.kind(),
+                        version = self.version,
+                        "message not sent: it holds only values the peer's protocol version cannot"
+                    );
+                    return;
+                }
+            }
+        };
+        match encoded {
             Ok(()) => {
                 stats.by_kind.sent(msg, self.buf.len() - before);
                 self.count += 1;
@@ -149,7 +170,7 @@ impl Batch {
 /// About how many bytes `msg` encodes to, for the coalesced kinds that can
 /// be large (the others fit the codec's first small attempt).
 fn body_hint(msg: &PeerMsg) -> usize {
-    let entry = |e: &crate::store::Entry| e.value.as_ref().map_or(0, |v| v.len()) + 24;
+    let entry = |e: &crate::store::Entry| e.payload_len() + 8;
     match msg {
         PeerMsg::Puts { items } => {
             items
@@ -209,10 +230,7 @@ mod tests {
             ts: Timestamp::from_micros(1),
             node: 2,
         };
-        let entry = Entry {
-            version,
-            value: Some(b(b"v")),
-        };
+        let entry = Entry::string(version, b(b"v"));
         let info = MemberInfo {
             name: "n1".into(),
             generation: 1,
@@ -267,7 +285,7 @@ mod tests {
                 id: 6,
                 ranges,
                 leaves: vec![0],
-                keys: vec![(b(b"k"), version)],
+                keys: vec![(b(b"k"), crate::values::Summary { version, body: 0 })],
             },
             PeerMsg::AeKeysReply {
                 id: 6,
@@ -306,10 +324,10 @@ mod tests {
     /// What `msg` comes out as on a link of `version`: the messages
     /// decoded from the batch's bytes.
     fn through(msg: &PeerMsg, version: u32, stats: &NetStats) -> Vec<PeerMsg> {
-        let mut batch = Batch::new(FrameCodec::new(1 << 20), version);
+        let mut batch = Batch::new(1 << 20, version);
         batch.add(msg.clone(), stats, "peer");
         batch.flush_held(stats, "peer");
-        let mut codec = FrameCodec::<PeerMsg>::new(1 << 20);
+        let mut codec = super::super::tcp::PeerDecoder::new(version, 1 << 20);
         let mut out = Vec::new();
         while let Some(m) = codec.decode(&mut batch.buf).unwrap() {
             out.push(m);

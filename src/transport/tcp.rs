@@ -44,6 +44,7 @@ use super::{Peer, PeerHandler, Transport, Versions};
 use crate::auth::{ClusterKey, KeyedRateLimit};
 use crate::encoding::FrameCodec;
 use crate::error::{Error, Result};
+use crate::message::v6::{self, PeerMsg6};
 use crate::message::{Hello, PeerMsg};
 
 /// A connect to a peer on the cluster's network takes a round trip; one
@@ -56,6 +57,37 @@ const MIN_BACKOFF: Duration = Duration::from_millis(20);
 /// heartbeat interval (an attempt costs one refused or timed-out SYN).
 const MAX_BACKOFF: Duration = Duration::from_millis(200);
 const BATCH_BYTES: usize = 256 * 1024;
+
+/// Decodes the messages of one accepted connection, in the shapes of the
+/// protocol version its handshake settled on (`message::v6` below 7).
+pub(super) struct PeerDecoder {
+    version: u32,
+    current: FrameCodec<PeerMsg>,
+    legacy: FrameCodec<PeerMsg6>,
+}
+
+impl PeerDecoder {
+    pub(super) fn new(version: u32, max_frame: usize) -> Self {
+        PeerDecoder {
+            version,
+            current: FrameCodec::new(max_frame),
+            legacy: FrameCodec::new(max_frame),
+        }
+    }
+}
+
+impl tokio_util::codec::Decoder for PeerDecoder {
+    type Item = PeerMsg;
+    type Error = Error;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<PeerMsg>> {
+        if self.version >= v6::REPLACED_IN {
+            self.current.decode(src)
+        } else {
+            Ok(self.legacy.decode(src)?.map(v6::from_v6))
+        }
+    }
+}
 
 /// Counters of peer traffic, read by `/metrics`.
 #[derive(Debug, Default)]
@@ -333,7 +365,7 @@ impl Inner {
             }
         };
         let (read, _write) = stream.into_split();
-        let mut reader = FramedRead::new(read, FrameCodec::<PeerMsg>::new(self.cfg.max_frame));
+        let mut reader = FramedRead::new(read, PeerDecoder::new(peer.version, self.cfg.max_frame));
         reader.read_buffer_mut().extend_from_slice(&buf);
         // Silence is checked once per idle_timeout (a connection is closed
         // after between one and two periods without a message) rather than
@@ -483,7 +515,7 @@ impl Inner {
     ) -> Result<()> {
         // One batch for the link's life: its buffer and the vectors of
         // held-back messages keep their capacity from one write to the next.
-        let mut batch = Batch::new(FrameCodec::new(self.cfg.max_frame), version);
+        let mut batch = Batch::new(self.cfg.max_frame, version);
         loop {
             // Shutdown and reset are checked with two loads while messages
             // are waiting; the futures that wait for them are built only

@@ -35,15 +35,18 @@
 //!
 //! Deliberately left out: lists, sorted sets and streams.
 
+pub mod codec;
 mod rich;
 #[cfg(test)]
 mod tests;
+mod view;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 pub use rich::{Field, Lww, Rich, Shard, Shards};
+pub use view::{counted, Counted, Kind, WrongType};
 
 /// A node's numeric id: the first 8 bytes of SHA-1(name), big-endian.
 pub type NodeId = u64;
@@ -109,7 +112,122 @@ pub enum Simple<'a> {
     Str(&'a [u8]),
 }
 
+/// An entry as it is stored: a simple shape, or a rich state encoded by
+/// [`codec`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body<'a> {
+    /// A tombstone or a plain string.
+    Simple(Simple<'a>),
+    /// A rich state, encoded.
+    Rich(&'a [u8]),
+}
+
+/// An entry borrowed from where it is stored: what the store's iteration
+/// lends out without copying.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    /// The entry's version (its newest piece).
+    pub version: Version,
+    /// Its body.
+    pub body: Body<'a>,
+}
+
+impl EntryRef<'_> {
+    /// Whether it holds nothing live ([`Entry::is_tombstone`]).
+    pub fn is_tombstone(&self) -> bool {
+        match self.body {
+            Body::Simple(Simple::Dead) => true,
+            Body::Simple(Simple::Str(_)) => false,
+            Body::Rich(_) => self.to_entry().is_tombstone(),
+        }
+    }
+
+    /// The bytes it takes in the store (its body).
+    pub fn body_len(&self) -> usize {
+        match self.body {
+            Body::Simple(Simple::Dead) => 0,
+            Body::Simple(Simple::Str(v)) | Body::Rich(v) => v.len(),
+        }
+    }
+
+    /// What anti-entropy compares of it with another replica's copy.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            version: self.version,
+            body: self.digest_part(),
+        }
+    }
+
+    /// A hash of its contents for anti-entropy digests: for the simple
+    /// shapes, of version and tombstone flag (a string's bytes are named by
+    /// its version); for a rich state, of the version and its encoding.
+    pub fn digest_part(&self) -> u64 {
+        match self.body {
+            Body::Simple(Simple::Dead) => 1,
+            Body::Simple(Simple::Str(_)) => 0,
+            Body::Rich(bytes) => crate::encoding::stable_hash(bytes) | 2,
+        }
+    }
+}
+
+/// What two replicas compare of a key's entries to find out whether, and
+/// which way, to send it: the version, and a summary of the body (0 a
+/// string, 1 a tombstone, a hash of a rich state's encoding with bit 1
+/// set).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Summary {
+    /// The entry's version (its newest piece).
+    pub version: Version,
+    /// The body's summary.
+    pub body: u64,
+}
+
+impl Summary {
+    fn is_rich(self) -> bool {
+        self.body & 2 != 0
+    }
+
+    /// Whether this side should send its entry to the other, and ask for
+    /// theirs, given both summaries. Simple entries go one way, the newer
+    /// to the older; when either is rich, neither version says everything
+    /// the other lacks (a replica may have missed an older delta and hold
+    /// a newer one), so both go, and both sides merge.
+    pub fn reconcile(mine: Summary, theirs: Summary) -> (bool, bool) {
+        if mine == theirs {
+            return (false, false);
+        }
+        if mine.is_rich() || theirs.is_rich() || mine.version == theirs.version {
+            return (true, true);
+        }
+        (mine.version > theirs.version, theirs.version > mine.version)
+    }
+}
+
+/// For two simple entries (strings or tombstones), whether `new` wins over
+/// `old`: the higher version, and for one version the greater payload (a
+/// delete over a string), as [`Entry::merge_in`] decides. Lets the store
+/// merge the common case without building entries.
+pub fn simple_wins(new: EntryRef<'_>, old: EntryRef<'_>) -> bool {
+    fn rank(b: Body<'_>) -> (u8, &[u8]) {
+        match b {
+            Body::Simple(Simple::Str(v)) => (0, v),
+            Body::Simple(Simple::Dead) => (1, &[]),
+            Body::Rich(_) => (2, &[]),
+        }
+    }
+    (new.version, rank(new.body)) > (old.version, rank(old.body))
+}
+
 impl Entry {
+    /// This entry, borrowed in its stored shape (`scratch` holds a rich
+    /// state's encoding).
+    pub fn as_ref<'a>(&'a self, scratch: &'a mut Vec<u8>) -> crate::error::Result<EntryRef<'a>> {
+        Ok(EntryRef {
+            version: self.version,
+            body: self.body(scratch)?,
+        })
+    }
+
     /// A plain string written at `version`.
     pub fn string(version: Version, value: Bytes) -> Entry {
         Entry {
@@ -183,10 +301,8 @@ impl Entry {
         let State::Rich(r) = &self.state else {
             return self;
         };
-        let only_cleared = r.ttl.is_none()
-            && r.shards.is_empty()
-            && r.fields.is_empty()
-            && r.members.is_empty();
+        let only_cleared =
+            r.ttl.is_none() && r.shards.is_empty() && r.fields.is_empty() && r.members.is_empty();
         if !only_cleared {
             return self;
         }
@@ -282,15 +398,6 @@ impl Entry {
             State::Rich(r) => rich_len(r),
         }
     }
-
-    /// A hash of the whole state (version and contents), for anti-entropy
-    /// digests: equal entries hash alike.
-    pub fn content_hash(&self) -> u64 {
-        use std::hash::{BuildHasher, Hash, Hasher};
-        let mut h = foldhash::fast::FixedState::with_seed(0x7661_6c75).build_hasher();
-        self.hash(&mut h);
-        h.finish()
-    }
 }
 
 /// About how many bytes a rich state takes.
@@ -298,8 +405,7 @@ fn rich_len(r: &Rich) -> usize {
     let reg = |b: &Option<Lww<Bytes>>| b.as_ref().map_or(0, |l| l.value.len() + 16);
     48 + reg(&r.string)
         + r.shards.len() * 32
-        + r
-            .fields
+        + r.fields
             .iter()
             .map(|(k, f)| k.len() + 16 + reg(&f.value) + f.shards.len() * 32)
             .sum::<usize>()

@@ -200,7 +200,8 @@ impl Rich {
                 }
             }
         }
-        self.fields.retain(|_, f| f.is_live() || f.cleared > cleared);
+        self.fields
+            .retain(|_, f| f.is_live() || f.cleared > cleared);
         for (member, reg) in other.members.iter().filter(|(_, m)| alive(m.version)) {
             let mut mine = self.members.get(member).cloned();
             if Lww::merge(&mut mine, &Some(reg.clone())) {
@@ -233,15 +234,29 @@ impl Rich {
     /// The newest version of any piece (or `cleared`).
     pub fn newest(&self) -> Version {
         let mut v = self.cleared;
-        for reg in [self.ttl.as_ref().map(|t| t.version), self.string.as_ref().map(|s| s.version)]
-            .into_iter()
-            .flatten()
+        for reg in [
+            self.ttl.as_ref().map(|t| t.version),
+            self.string.as_ref().map(|s| s.version),
+        ]
+        .into_iter()
+        .flatten()
         {
             v = v.max(reg);
         }
-        v = self.shards.values().map(|s| s.version).fold(v, Version::max);
-        v = self.fields.values().map(Field::newest).fold(v, Version::max);
-        self.members.values().map(|m| m.version).fold(v, Version::max)
+        v = self
+            .shards
+            .values()
+            .map(|s| s.version)
+            .fold(v, Version::max);
+        v = self
+            .fields
+            .values()
+            .map(Field::newest)
+            .fold(v, Version::max);
+        self.members
+            .values()
+            .map(|m| m.version)
+            .fold(v, Version::max)
     }
 
     /// Makes every piece at or before `version` dead (a FLUSHALL marker,

@@ -48,8 +48,9 @@ pub fn exists(call: Call<'_>) -> Run {
         let reads = args[1..].iter().map(|k| shared.read(k.clone(), q));
         let mut found = 0;
         for result in join_all(reads).await {
+            let now = crate::clock::wall_millis();
             match result {
-                Ok(e) => found += i64::from(e.is_some_and(|e| e.value.is_some())),
+                Ok(e) => found += i64::from(e.is_some_and(|e| e.exists(now))),
                 Err(e) => return error_reply(&e),
             }
         }
@@ -57,15 +58,15 @@ pub fn exists(call: Call<'_>) -> Run {
     })
 }
 
-/// TYPE key: `string`, or `none` when it does not exist.
+/// TYPE key: `string`, `hash` or `set`, or `none` when it does not exist.
 pub fn type_of(call: Call<'_>) -> Run {
     let shared = call.shared.clone();
     let q = call.conn.quorum;
     let key = call.args[1].clone();
     Run::later(async move {
+        let now = crate::clock::wall_millis();
         match shared.read(key, q).await {
-            Ok(Some(e)) if e.value.is_some() => Reply::simple("string"),
-            Ok(_) => Reply::simple("none"),
+            Ok(e) => Reply::simple(e.and_then(|e| e.kind(now)).map_or("none", |k| k.name())),
             Err(e) => error_reply(&e),
         }
     })

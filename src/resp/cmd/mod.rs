@@ -110,6 +110,14 @@ pub fn wrong_args(name: &str) -> Reply {
     Reply::err(format!("wrong number of arguments for '{name}' command"))
 }
 
+/// Redis's error for a command on a key of another type.
+pub fn wrong_type() -> Reply {
+    Reply::error_code(
+        "WRONGTYPE",
+        "Operation against a key holding the wrong kind of value",
+    )
+}
+
 /// Redis's `syntax error`.
 pub fn syntax_error() -> Reply {
     Reply::err("syntax error")

@@ -119,7 +119,7 @@ async fn versions(
     let mut out = Vec::with_capacity(keys.len());
     for result in join_all(reads).await {
         match result {
-            Ok(e) => out.push(e.map(|e| e.version)),
+            Ok(e) => out.push(e.map(|e| e.version())),
             Err(e) => return Err(error_reply(&e)),
         }
     }

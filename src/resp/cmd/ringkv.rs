@@ -6,8 +6,10 @@
 //! - `RINGKV PREFLIST KEY` lists the nodes that hold KEY, owner first, as
 //!   this node's current ring places them.
 //! - `RINGKV LOCAL KEY` shows what *this node* holds for KEY, without
-//!   asking anyone: `[value-or-nil, timestamp, writer-id, "live"|"tombstone"]`,
-//!   or nil when it holds nothing. Tests use it to check placement.
+//!   asking anyone: `[string-or-nil, timestamp, writer-id, "live"|"tombstone"]`
+//!   (the string is nil for a hash or a set; the timestamp is the newest
+//!   write's), or nil when it holds nothing or the key has expired. Tests
+//!   use it to check placement.
 //! - `RINGKV NODES` lists the nodes this node sees up.
 
 use bytes::Bytes;
@@ -65,19 +67,23 @@ fn answer(
                     .collect(),
             )
         }
-        (Some("LOCAL"), 3) => match shared.store.get(&args[2]) {
-            None => Reply::NilArray,
-            Some(e) => Reply::Array(vec![
-                e.value.clone().map_or(Reply::Nil, Reply::Bulk),
-                Reply::Integer(e.version.ts.0 as i64),
-                Reply::bulk(e.version.node.to_string()),
-                Reply::simple(if e.is_tombstone() {
-                    "tombstone"
-                } else {
-                    "live"
-                }),
-            ]),
-        },
+        (Some("LOCAL"), 3) => {
+            let now = crate::clock::wall_millis();
+            match shared.store.get(&args[2]) {
+                // Expired: absent, as everywhere else.
+                Some(e) if e.is_tombstone() || e.exists(now) => Reply::Array(vec![
+                    Reply::bulk_or_nil(e.string_value(now).ok().flatten()),
+                    Reply::Integer(e.version().ts.0 as i64),
+                    Reply::bulk(e.version().node.to_string()),
+                    Reply::simple(if e.is_tombstone() {
+                        "tombstone"
+                    } else {
+                        "live"
+                    }),
+                ]),
+                _ => Reply::NilArray,
+            }
+        }
         (Some("NODES"), 2) => {
             let view = shared.view.load();
             Reply::Array(

@@ -36,11 +36,28 @@ pub fn get(call: Call<'_>) -> Run {
     let mut args = call.args;
     let key = args.swap_remove(1);
     Run::later(async move {
-        match shared.read(key, q).await {
-            Ok(e) => Reply::bulk_or_nil(e.and_then(|e| e.value)),
-            Err(e) => error_reply(&e),
+        match read_string(&shared, key, q).await {
+            Ok((value, _)) => Reply::bulk_or_nil(value),
+            Err(reply) => reply,
         }
     })
+}
+
+/// A quorum read of `key` as a string: its value (`None` when absent,
+/// expired included) and the version read, or Redis's WRONGTYPE error.
+pub(super) async fn read_string(
+    shared: &Shared,
+    key: Bytes,
+    q: Quorum,
+) -> Result<(Option<Bytes>, Option<Version>), Reply> {
+    let entry = shared.read(key, q).await.map_err(|e| error_reply(&e))?;
+    let Some(entry) = entry else {
+        return Ok((None, None));
+    };
+    let value = entry
+        .string_value(crate::clock::wall_millis())
+        .map_err(|_| super::wrong_type())?;
+    Ok((value, Some(entry.version())))
 }
 
 /// What SET's options ask for.
@@ -244,8 +261,12 @@ pub fn mget(call: Call<'_>) -> Run {
         let reads = args[1..].iter().map(|k| shared.read(k.clone(), q));
         let mut values = Vec::with_capacity(args.len() - 1);
         for result in join_all(reads).await {
+            // A key of another type reads as nil in MGET, as in Redis.
+            let now = crate::clock::wall_millis();
             match result {
-                Ok(e) => values.push(Reply::bulk_or_nil(e.and_then(|e| e.value))),
+                Ok(e) => values.push(Reply::bulk_or_nil(
+                    e.and_then(|e| e.string_value(now).ok().flatten()),
+                )),
                 Err(e) => return error_reply(&e),
             }
         }
@@ -283,10 +304,12 @@ pub fn msetnx(call: Call<'_>) -> Run {
             .collect();
         let reads = pairs.iter().map(|(k, _)| shared.read(k.clone(), q));
         let mut read = Vec::with_capacity(pairs.len());
+        let now = crate::clock::wall_millis();
         for result in join_all(reads).await {
             match result {
-                Ok(e) if e.as_ref().is_some_and(|e| e.value.is_some()) => return Reply::Integer(0),
-                Ok(e) => read.push(e.map(|e| e.version)),
+                // A key of any type that exists stops MSETNX, as in Redis.
+                Ok(Some(e)) if e.exists(now) => return Reply::Integer(0),
+                Ok(e) => read.push(e.map(|e| e.version())),
                 Err(e) => return error_reply(&e),
             }
         }
@@ -337,9 +360,9 @@ fn read_then(call: Call<'_>, f: impl FnOnce(Option<Bytes>) -> Reply + Send + 'st
     let mut args = call.args;
     let key = args.swap_remove(1);
     Run::later(async move {
-        match shared.read(key, q).await {
-            Ok(e) => f(e.and_then(|e| e.value)),
-            Err(e) => error_reply(&e),
+        match read_string(&shared, key, q).await {
+            Ok((value, _)) => f(value),
+            Err(reply) => reply,
         }
     })
 }
@@ -353,12 +376,11 @@ async fn rmw(
     q: Quorum,
     f: impl FnOnce(Option<&Bytes>) -> (Option<Bytes>, Reply),
 ) -> Reply {
-    let read = match shared.read(key.clone(), q).await {
-        Ok(e) => e,
-        Err(e) => return error_reply(&e),
+    let (current, seen) = match read_string(shared, key.clone(), q).await {
+        Ok(read) => read,
+        Err(reply) => return reply,
     };
-    let seen: Option<Version> = read.as_ref().map(|e| e.version);
-    let (write, reply) = f(read.as_ref().and_then(|e| e.value.as_ref()));
+    let (write, reply) = f(current.as_ref());
     if let Some(value) = write {
         if let Err(e) = shared.write_after(key, Some(value), q, seen).await {
             return error_reply(&e);

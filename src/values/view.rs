@@ -1,0 +1,154 @@
+//! What a key reads as: the interpretation commands need.
+//!
+//! A key is absent when it holds nothing live (deleted, never written, or
+//! only removals left) or when its expiry deadline has passed by this
+//! node's wall clock (`now_ms`, milliseconds since the epoch), as in
+//! Cassandra: an expired key reads as absent at once on every node whose
+//! clock has passed the deadline, with no sweep needed first, and nodes
+//! disagree about it only for as long as their clocks do.
+//!
+//! A key has one type, as in Redis. If writes of different types met
+//! (two sides of a partition created the key as a string and as a hash),
+//! the type of the newest live piece wins and the other pieces are not
+//! shown.
+
+use bytes::Bytes;
+
+use super::{Entry, Field, Rich, Shards, State};
+
+/// The type of a key, as TYPE names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A string (counters included).
+    String,
+    /// A hash.
+    Hash,
+    /// A set.
+    Set,
+}
+
+impl Kind {
+    /// The name TYPE answers.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::String => "string",
+            Kind::Hash => "hash",
+            Kind::Set => "set",
+        }
+    }
+}
+
+/// A command met a key of another type (Redis's `WRONGTYPE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WrongType;
+
+/// The sum of a string's integer and its counter shards, or why there is
+/// none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counted {
+    /// The counter's value.
+    Int(i64),
+    /// The string is not an integer (and increments cannot apply).
+    NotInteger,
+}
+
+impl Entry {
+    /// Whether the key's expiry has passed at `now_ms`.
+    pub fn expired(&self, now_ms: u64) -> bool {
+        self.deadline().is_some_and(|d| d <= now_ms)
+    }
+
+    /// The key's expiry deadline (ms since the epoch), if it has one.
+    pub fn deadline(&self) -> Option<u64> {
+        match &self.state {
+            State::Rich(r) => r.ttl.as_ref().and_then(|t| t.value),
+            _ => None,
+        }
+    }
+
+    /// The key's type at `now_ms`, or `None` when it is absent.
+    pub fn kind(&self, now_ms: u64) -> Option<Kind> {
+        match &self.state {
+            State::Dead => None,
+            State::Str(_) => Some(Kind::String),
+            State::Rich(r) if self.expired(now_ms) => {
+                let _ = r;
+                None
+            }
+            State::Rich(r) => kind_of(r),
+        }
+    }
+
+    /// Whether the key exists at `now_ms`.
+    pub fn exists(&self, now_ms: u64) -> bool {
+        self.kind(now_ms).is_some()
+    }
+
+    /// The string the key holds at `now_ms` (a counter's decimal text),
+    /// `None` when absent, [`WrongType`] when it is not a string.
+    pub fn string_value(&self, now_ms: u64) -> Result<Option<Bytes>, WrongType> {
+        match (&self.state, self.kind(now_ms)) {
+            (State::Str(v), _) => Ok(Some(v.clone())),
+            (_, None) => Ok(None),
+            (State::Rich(r), Some(Kind::String)) => Ok(Some(text_of(&r.string, &r.shards))),
+            _ => Err(WrongType),
+        }
+    }
+}
+
+/// A string state's value: the string, or with live shards the counter's
+/// decimal text (a string that is not an integer shows as it is; see
+/// [`counted`]).
+pub(super) fn text_of(string: &Option<super::Lww<Bytes>>, shards: &Shards) -> Bytes {
+    if shards.is_empty() {
+        return string.as_ref().map(|s| s.value.clone()).unwrap_or_default();
+    }
+    match counted(string, shards) {
+        Counted::Int(n) => Bytes::from(n.to_string()),
+        Counted::NotInteger => string.as_ref().map(|s| s.value.clone()).unwrap_or_default(),
+    }
+}
+
+/// A counter's value: the string's integer (0 without a string) plus every
+/// shard, saturating at the ends of 64 bits (increments that each fit but
+/// overflow only once merged from two sides of a partition read as the
+/// nearest end).
+pub fn counted(string: &Option<super::Lww<Bytes>>, shards: &Shards) -> Counted {
+    let base = match string {
+        None => 0,
+        Some(s) => match crate::resp::cmd::parse_int(&s.value) {
+            Some(n) => n,
+            None => return Counted::NotInteger,
+        },
+    };
+    let sum: i128 = i128::from(base) + shards.values().map(|s| i128::from(s.total)).sum::<i128>();
+    Counted::Int(sum.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
+}
+
+/// The type of a rich state: that of its newest live piece.
+fn kind_of(r: &Rich) -> Option<Kind> {
+    let string = r
+        .string
+        .as_ref()
+        .map(|s| s.version)
+        .into_iter()
+        .chain(r.shards.values().map(|s| s.version))
+        .max();
+    let hash = r
+        .fields
+        .values()
+        .filter(|f| f.is_live())
+        .map(Field::newest)
+        .max();
+    let set = r
+        .members
+        .values()
+        .filter(|m| m.value)
+        .map(|m| m.version)
+        .max();
+    [(string, Kind::String), (hash, Kind::Hash), (set, Kind::Set)]
+        .into_iter()
+        .filter_map(|(v, k)| v.map(|v| (v, k)))
+        .max_by_key(|(v, _)| *v)
+        .map(|(_, k)| k)
+}
