@@ -567,9 +567,9 @@ impl Shared {
         let view = self.view.load_full();
         let nodes = view.ring.nodes();
         let needed = nodes.len().saturating_sub(self.cfg.replication - 1).max(1);
-        let mut keys: Vec<Bytes> = self
-            .store
-            .live_keys(|k| crate::resp::glob::matches(&pattern, k));
+        let mut keys: Vec<Bytes> = self.store.live_keys(crate::clock::wall_millis(), |k| {
+            crate::resp::glob::matches(&pattern, k)
+        });
         let mut got = 1;
         for node in nodes.iter().filter(|n| **n != self.me) {
             self.send_to(

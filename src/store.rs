@@ -36,6 +36,7 @@
 //! states (a merge into one decodes and re-encodes it), and shrinking a
 //! bucket's table after deletes (a purge frees the entries, not the slots).
 
+mod expiry;
 mod packed;
 #[cfg(test)]
 mod tests;
@@ -154,6 +155,8 @@ pub struct Store {
     /// One past the FLUSHALL marker's timestamp: every version stamped
     /// before this is dead (0: no flush). See [`Store::flush_before`].
     flushed: AtomicU64,
+    /// The keys with an expiry deadline, by deadline.
+    expiry: expiry::ExpiryIndex,
 }
 
 impl Default for Store {
@@ -165,6 +168,7 @@ impl Default for Store {
             entries: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
             flushed: AtomicU64::new(0),
+            expiry: expiry::ExpiryIndex::default(),
         }
     }
 }
@@ -351,11 +355,13 @@ impl Store {
                     // already contained is still logged (its first copy
                     // may not be on disk yet).
                     let mut state = self.unflushed(old).unwrap_or_else(|| old.to_entry());
+                    let old_deadline = state.deadline();
                     if !state.merge_in(entry) {
                         applied.changed = false;
                         applied.duplicate = true;
                         return applied;
                     }
+                    self.expiry.note(key, old_deadline, state.deadline());
                     merged = state;
                     match merged.as_ref(&mut merged_scratch) {
                         Ok(m) => m,
@@ -380,6 +386,7 @@ impl Store {
                 .fetch_xor(entry_hash(pos, stored), Ordering::Relaxed);
         } else {
             self.entries.fetch_add(1, Ordering::Relaxed);
+            self.expiry.note(key, None, entry.deadline());
             let packed = Packed::new(key, new.version, new.body);
             table.insert_unique(hash, packed, |p| self.hash(p.key()));
             self.count_transition(false, !new.is_tombstone());
@@ -499,11 +506,12 @@ impl Store {
             .map_or(0, |b| b.digest.load(Ordering::Relaxed))
     }
 
-    /// Live keys matching `pred`, copied out.
-    pub fn live_keys(&self, mut pred: impl FnMut(&[u8]) -> bool) -> Vec<Bytes> {
+    /// Keys that exist at `now_ms` (ms since the epoch: expired ones are
+    /// left out) and match `pred`, copied out.
+    pub fn live_keys(&self, now_ms: u64, mut pred: impl FnMut(&[u8]) -> bool) -> Vec<Bytes> {
         let mut out = Vec::new();
         self.for_each(|k, e| {
-            if !e.is_tombstone() && pred(k) {
+            if e.exists(now_ms) && pred(k) {
                 out.push(Bytes::copy_from_slice(k));
             }
         });

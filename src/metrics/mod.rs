@@ -295,6 +295,8 @@ pub struct Metrics {
     /// Read-modify-write commands (APPEND, SETNX, SET NX...) whose write
     /// found, on some replica, a version newer than the one they read.
     pub rmw_conflicts: AtomicU64,
+    /// Expired keys reduced to tombstones by the reclaimer.
+    pub expired_reclaimed: AtomicU64,
     requests: PerCommand<[AtomicU64; Outcome::ALL.len()]>,
     latency: PerCommand<Histogram>,
     replica_acks: [AtomicU64; 2],

@@ -188,7 +188,7 @@ pub fn render(m: &Metrics, sampled: Sampled<'_>) -> String {
     let mut reg = Registry::with_prefix("ringkv");
     // The encoder ends every help text with a period of its own.
     let plain = |v: &AtomicU64| Counters(vec![(Vec::new(), v.load(Relaxed))]);
-    let simple: [(&str, &str, &AtomicU64); 16] = [
+    let simple: [(&str, &str, &AtomicU64); 17] = [
         ("commands", "Client commands executed", &m.commands),
         (
             "command_errors",
@@ -252,6 +252,11 @@ pub fn render(m: &Metrics, sampled: Sampled<'_>) -> String {
             "rmw_conflicts",
             "Read-modify-write commands whose write found, on some replica, a version newer than the one they read",
             &m.rmw_conflicts,
+        ),
+        (
+            "expired_reclaimed",
+            "Expired keys reduced to tombstones once past their deadline by more than the clock tolerance",
+            &m.expired_reclaimed,
         ),
     ];
     for (name, help, v) in simple {

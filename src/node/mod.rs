@@ -202,6 +202,7 @@ impl Node {
         tasks.spawn(sweep_loop(shared.clone(), shutdown.clone()));
         tasks.spawn(crate::sync::run(shared.clone(), shutdown.clone()));
         tasks.spawn(purge_loop(shared.clone(), shutdown.clone()));
+        tasks.spawn(reclaim_loop(shared.clone(), shutdown.clone()));
         tasks.spawn(compaction_loop(shared.clone(), shutdown.clone()));
         Ok(Node {
             shared,
@@ -385,6 +386,32 @@ async fn purge_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
         let purged = shared.store.purge_tombstones(cutoff);
         if purged > 0 {
             info!(purged, "purged tombstones past their grace period");
+        }
+    }
+}
+
+/// Reduces expired keys to tombstones (see `store::expiry`), once a
+/// second: those whose deadline is older than the clock tolerance
+/// (`max_clock_skew_ms`) by this node's wall clock.
+async fn reclaim_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
+    /// Keys reduced per turn before the task yields to the others.
+    const BATCH: usize = 4096;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let cutoff = crate::clock::wall_millis().saturating_sub(shared.cfg.max_clock_skew_ms);
+        loop {
+            let (due, reclaimed) = shared.store.reclaim_expired(cutoff, BATCH);
+            shared
+                .metrics
+                .expired_reclaimed
+                .fetch_add(reclaimed as u64, std::sync::atomic::Ordering::Relaxed);
+            if due < BATCH {
+                break;
+            }
+            tokio::task::yield_now().await;
         }
     }
 }

@@ -132,7 +132,9 @@ impl PeerHandler for Shared {
             },
             PeerMsg::Keys { id, pattern } => PeerMsg::KeysReply {
                 id,
-                keys: self.store.live_keys(|k| glob::matches(&pattern, k)),
+                keys: self
+                    .store
+                    .live_keys(crate::clock::wall_millis(), |k| glob::matches(&pattern, k)),
             },
             request @ (PeerMsg::AeGroups { .. } | PeerMsg::AeKeys { .. }) => {
                 let Some(reply) = self.answer_anti_entropy(&request) else {

@@ -70,7 +70,8 @@ impl Footprint {
 
     /// The footprint of a call of `spec` with `args`.
     pub fn of(spec: &Spec, args: &[Bytes]) -> Self {
-        let kind = if spec.has(table::RMW) {
+        let with_options = args.len() > spec.arity.unsigned_abs() as usize;
+        let kind = if spec.has(table::RMW) || (with_options && spec.has(table::RMW_WITH_OPTIONS)) {
             Kind::Rmw
         } else if spec.has(table::WRITE) {
             Kind::Write

@@ -243,7 +243,7 @@ proptest! {
             .sum();
         prop_assert_eq!(s.bytes(), bytes);
         prop_assert!((0..LEAVES).all(|l| s.leaf_digest(l) == digests[l]));
-        let mut live = s.live_keys(|_| true);
+        let mut live = s.live_keys(0, |_| true);
         live.sort();
         let mut want: Vec<Bytes> = model.iter().filter(|(_, e)| !e.is_tombstone()).map(|(k, _)| Bytes::copy_from_slice(k)).collect();
         want.sort();

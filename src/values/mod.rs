@@ -40,6 +40,7 @@ mod rich;
 #[cfg(test)]
 mod tests;
 mod view;
+mod write;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};

@@ -191,3 +191,84 @@ fn just_before_is_the_greatest_smaller_version() {
             }
     );
 }
+
+fn at(ts: u64, node: u64) -> Version {
+    Version {
+        ts: Timestamp(ts),
+        node,
+    }
+}
+
+/// The tie rules at one timestamp, as ScyllaDB documents them: dead beats
+/// live, expiring beats non-expiring, a later deadline beats an earlier.
+#[test]
+fn expiry_ties_are_broken_dead_then_expiring_then_later() {
+    let v = at(5, 1);
+    let value = || Bytes::from_static(b"v");
+    let live = Entry::set_string(v, value(), None);
+    let expiring = Entry::set_string(v, value(), Some(1_000));
+    let later = Entry::set_string(v, value(), Some(2_000));
+    let dead = Entry::tombstone(v);
+    for (a, b, winner) in [
+        (&live, &dead, &dead),
+        (&expiring, &dead, &dead),
+        (&live, &expiring, &expiring),
+        (&expiring, &later, &later),
+    ] {
+        assert_eq!(&merged(a, b), winner);
+        assert_eq!(&merged(b, a), winner);
+    }
+    // Two expiry changes of one instant: the later deadline.
+    let persist = Entry::set_expiry(at(6, 1), None);
+    let expire = Entry::set_expiry(at(6, 1), Some(3_000));
+    assert_eq!(
+        merged(&merged(&live, &persist), &expire).deadline(),
+        Some(3_000)
+    );
+    assert_eq!(
+        merged(&merged(&live, &expire), &persist).deadline(),
+        Some(3_000)
+    );
+}
+
+/// An expiry change and a write of the value made concurrently (on two
+/// sides of a partition) both survive when the write keeps the expiry;
+/// a SET (which replaces the expiry) newer than the change drops it, an
+/// older one keeps it.
+#[test]
+fn changing_only_the_expiry_never_loses_a_concurrent_value() {
+    let base = Entry::string(at(1, 1), Bytes::from_static(b"old"));
+    let expire = Entry::set_expiry(at(3, 1), Some(9_000));
+    let set_before = Entry::set_string(at(2, 2), Bytes::from_static(b"new"), None);
+    let m = merged(&merged(&base, &expire), &set_before);
+    assert_eq!(m.string_value(0), Ok(Some(Bytes::from_static(b"new"))));
+    assert_eq!(m.deadline(), Some(9_000));
+    let set_after = Entry::set_string(at(4, 2), Bytes::from_static(b"newer"), None);
+    let m = merged(&merged(&base, &expire), &set_after);
+    assert_eq!(m.string_value(0), Ok(Some(Bytes::from_static(b"newer"))));
+    assert_eq!(m.deadline(), None);
+    assert_eq!(
+        m, set_after,
+        "a SET newer than everything is a plain string"
+    );
+}
+
+/// An expired key reads as absent from its deadline on, and once reduced
+/// to a tombstone it shadows every older version of the key, including
+/// one without the expiry that a lagging replica kept.
+#[test]
+fn an_expired_key_is_absent_and_its_reclaimed_form_shadows_older_copies() {
+    let old = Entry::string(at(1, 1), Bytes::from_static(b"v"));
+    let expiring = merged(&old, &Entry::set_expiry(at(2, 1), Some(1_000)));
+    assert!(expiring.exists(999));
+    assert!(!expiring.exists(1_000));
+    assert_eq!(expiring.string_value(1_000), Ok(None));
+    assert_eq!(expiring.kind(1_000), None);
+    let gone = expiring.reclaimed();
+    assert!(gone.is_tombstone());
+    assert_eq!(merged(&gone, &old), gone);
+    assert_eq!(merged(&gone, &expiring), gone);
+    // A write after the deadline brings the key back, as in Redis.
+    let again = Entry::string(at(3, 2), Bytes::from_static(b"w"));
+    assert_eq!(merged(&gone, &again), again);
+}

@@ -96,6 +96,18 @@ impl Entry {
     }
 }
 
+impl super::EntryRef<'_> {
+    /// Whether the key exists at `now_ms` ([`Entry::exists`]), without
+    /// decoding a plain string or a tombstone.
+    pub fn exists(&self, now_ms: u64) -> bool {
+        match self.body {
+            super::Body::Simple(super::Simple::Dead) => false,
+            super::Body::Simple(super::Simple::Str(_)) => true,
+            super::Body::Rich(_) => self.to_entry().exists(now_ms),
+        }
+    }
+}
+
 /// A string state's value: the string, or with live shards the counter's
 /// decimal text (a string that is not an integer shows as it is; see
 /// [`counted`]).

@@ -27,9 +27,11 @@
 //! the family named after it; Redis's own metadata says which family a
 //! name belongs to (see `meta`).
 
+mod access;
 mod client;
 mod command;
 mod connection;
+mod expire;
 mod keys;
 pub mod meta;
 pub mod multi;

@@ -20,11 +20,13 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures::future::join_all;
 
-use super::{error_reply, not_an_integer, parse_int, syntax_error, Call, Run};
+use super::access::{read_key, write_after};
+use super::expire::StringOptions;
+use super::{error_reply, not_an_integer, parse_int, Call, Run};
 use crate::coordinator::Quorum;
 use crate::node::shared::Shared;
 use crate::resp::codec::Reply;
-use crate::store::Version;
+use crate::store::{Entry, Version};
 
 /// Redis's largest string (`proto-max-bulk-len`, 512 MB).
 const REDIS_MAX_STRING: u64 = 512 * 1024 * 1024;
@@ -60,53 +62,17 @@ pub(super) async fn read_string(
     Ok((value, Some(entry.version())))
 }
 
-/// What SET's options ask for.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct SetOptions {
-    nx: bool,
-    xx: bool,
-    get: bool,
-    /// EX, PX, EXAT, PXAT or KEEPTTL was given.
-    expiry: Option<String>,
-}
-
-/// SET's options, parsed as Redis's `parseExtendedStringArgumentsOrReply`
-/// parses them (the same combinations refused with `syntax error`).
-fn set_options(args: &[Bytes]) -> Result<SetOptions, Reply> {
-    let mut o = SetOptions::default();
-    let mut timed = false;
-    let mut j = 3;
-    while j < args.len() {
-        let opt = super::upper(&args[j]);
-        let has_next = j + 1 < args.len();
-        match opt.as_str() {
-            "NX" if !o.xx => o.nx = true,
-            "XX" if !o.nx => o.xx = true,
-            "GET" => o.get = true,
-            "KEEPTTL" if !timed => o.expiry = Some(opt),
-            "EX" | "PX" | "EXAT" | "PXAT" if !timed && o.expiry.is_none() && has_next => {
-                timed = true;
-                o.expiry = Some(opt);
-                j += 1;
-            }
-            _ => return Err(syntax_error()),
-        }
-        j += 1;
-    }
-    Ok(o)
-}
-
 /// SET key value [NX|XX] [GET] [EX s|PX ms|EXAT ts|PXAT ms-ts|KEEPTTL]
 pub fn set(call: Call<'_>) -> Run {
-    let opts = match set_options(&call.args) {
+    let opts = match StringOptions::parse(&call.args, true) {
         Ok(o) => o,
         Err(reply) => return Run::Now(reply),
     };
-    if let Some(opt) = opts.expiry {
-        return Run::Now(Reply::err(format!(
-            "SET {opt}: ringkv has no key expiry yet (it comes with the values work)"
-        )));
-    }
+    // The time is checked before the key is looked at, as in Redis.
+    let deadline = match opts.deadline("set", crate::clock::wall_millis()) {
+        Ok(d) => d,
+        Err(reply) => return Run::Now(reply),
+    };
     let shared = call.shared.clone();
     let q = call.conn.quorum;
     let mut args = call.args;
@@ -114,16 +80,22 @@ pub fn set(call: Call<'_>) -> Run {
     let value = args.swap_remove(2);
     let key = args.swap_remove(1);
     call.conn.last_write = Some(key.clone());
-    if !(opts.nx || opts.xx || opts.get) {
+    if !(opts.nx || opts.xx || opts.get || opts.keepttl) {
         return Run::later(async move {
-            match shared.write(key, Some(value), q).await {
+            let write = shared.write_with(key, q, None, |v| Entry::set_string(v, value, deadline));
+            match write.await {
                 Ok(_) => Reply::ok(),
                 Err(e) => error_reply(&e),
             }
         });
     }
+    let ttl = match (opts.keepttl, deadline) {
+        (true, _) => NewTtl::Keep,
+        (false, Some(at)) => NewTtl::At(at),
+        (false, None) => NewTtl::None,
+    };
     Run::later(async move {
-        rmw(&shared, key, q, move |current| {
+        rmw(&shared, key, q, ttl, move |current| {
             let found = current.is_some();
             let old = Reply::bulk_or_nil(current.cloned());
             if (opts.nx && found) || (opts.xx && !found) {
@@ -139,10 +111,16 @@ pub fn set(call: Call<'_>) -> Run {
 pub fn setnx(call: Call<'_>) -> Run {
     let (shared, q, key, value) = key_and_value(call);
     Run::later(async move {
-        rmw(&shared, key, q, move |current| match current {
-            Some(_) => (None, Reply::Integer(0)),
-            None => (Some(value), Reply::Integer(1)),
-        })
+        rmw(
+            &shared,
+            key,
+            q,
+            NewTtl::None,
+            move |current| match current {
+                Some(_) => (None, Reply::Integer(0)),
+                None => (Some(value), Reply::Integer(1)),
+            },
+        )
         .await
     })
 }
@@ -151,7 +129,7 @@ pub fn setnx(call: Call<'_>) -> Run {
 pub fn getset(call: Call<'_>) -> Run {
     let (shared, q, key, value) = key_and_value(call);
     Run::later(async move {
-        rmw(&shared, key, q, move |current| {
+        rmw(&shared, key, q, NewTtl::None, move |current| {
             (Some(value), Reply::bulk_or_nil(current.cloned()))
         })
         .await
@@ -163,7 +141,7 @@ pub fn append(call: Call<'_>) -> Run {
     let max = call.shared.cfg.max_value_bytes;
     let (shared, q, key, value) = key_and_value(call);
     Run::later(async move {
-        rmw(&shared, key, q, move |current| {
+        rmw(&shared, key, q, NewTtl::Keep, move |current| {
             let old = current.map_or(&[][..], |v| &v[..]);
             if let Err(reply) = check_length(old.len() as u64, value.len() as u64, max) {
                 return (None, reply);
@@ -230,7 +208,7 @@ pub fn setrange(call: Call<'_>) -> Run {
     let key = args.swap_remove(1);
     call.conn.last_write = Some(key.clone());
     Run::later(async move {
-        rmw(&shared, key, q, move |current| {
+        rmw(&shared, key, q, NewTtl::Keep, move |current| {
             let old = current.map_or(&[][..], |v| &v[..]);
             if value.is_empty() {
                 // Nothing to write: the length as it is (0 if absent).
@@ -367,23 +345,48 @@ fn read_then(call: Call<'_>, f: impl FnOnce(Option<Bytes>) -> Reply + Send + 'st
     })
 }
 
+/// The deadline a string rewrite leaves on its key.
+#[derive(Clone, Copy, Debug)]
+enum NewTtl {
+    /// None: a SET replaces the value and its expiry.
+    None,
+    /// The key's own (APPEND, SETRANGE, SET KEEPTTL).
+    Keep,
+    /// This one (SET NX EX ...).
+    At(u64),
+}
+
 /// A read-modify-write of `key`: a quorum read, then `f` decides from the
 /// live value (if any) what to write (`None`: nothing) and the reply; the
-/// write is stamped after the version read (see the module doc).
+/// write is stamped after the version read (see the module doc), and
+/// leaves the deadline `ttl` says.
 async fn rmw(
     shared: &Shared,
     key: Bytes,
     q: Quorum,
+    ttl: NewTtl,
     f: impl FnOnce(Option<&Bytes>) -> (Option<Bytes>, Reply),
 ) -> Reply {
-    let (current, seen) = match read_string(shared, key.clone(), q).await {
-        Ok(read) => read,
+    let found = match read_key(shared, key.clone(), q).await {
+        Ok(found) => found,
+        Err(reply) => return reply,
+    };
+    let current = match found.string() {
+        Ok(current) => current,
         Err(reply) => return reply,
     };
     let (write, reply) = f(current.as_ref());
     if let Some(value) = write {
-        if let Err(e) = shared.write_after(key, Some(value), q, seen).await {
-            return error_reply(&e);
+        let deadline = match ttl {
+            NewTtl::None => None,
+            NewTtl::Keep => found.deadline(),
+            NewTtl::At(at) => Some(at),
+        };
+        let written = write_after(shared, key, q, &found, |v| {
+            Entry::set_string(v, value, deadline)
+        });
+        if let Err(reply) = written.await {
+            return reply;
         }
     }
     reply
@@ -409,25 +412,6 @@ fn check_length(size: u64, append: u64, max: usize) -> Result<(), Reply> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn words(w: &[&str]) -> Vec<Bytes> {
-        w.iter().map(|s| Bytes::from(s.to_string())).collect()
-    }
-
-    #[test]
-    fn set_options_are_refused_in_the_combinations_redis_refuses() {
-        let ok = |w: &[&str]| set_options(&words(w)).is_ok();
-        assert!(ok(&["SET", "k", "v"]));
-        assert!(ok(&["SET", "k", "v", "nx", "GET"]));
-        assert!(ok(&["SET", "k", "v", "XX", "get", "get"]));
-        assert!(!ok(&["SET", "k", "v", "NX", "XX"]));
-        assert!(!ok(&["SET", "k", "v", "EX"]));
-        assert!(!ok(&["SET", "k", "v", "EX", "1", "PX", "1"]));
-        assert!(!ok(&["SET", "k", "v", "KEEPTTL", "EX", "1"]));
-        assert!(!ok(&["SET", "k", "v", "BOGUS"]));
-        let o = set_options(&words(&["SET", "k", "v", "EX", "10"])).unwrap();
-        assert_eq!(o.expiry.as_deref(), Some("EX"));
-    }
 
     #[test]
     fn getrange_follows_redis_index_rules() {

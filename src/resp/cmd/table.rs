@@ -6,7 +6,7 @@
 //! where the keys are (Redis's first, last, step), where the values are
 //! (for the size limits), flags, and the handler. A unit test checks every
 //! row's arity, keys and flags against Redis's own metadata (`meta`), so
-//! the two cannot drift apart; ringkv's own flags (`RMW`, `BARRIER`) say
+//! the two cannot drift apart; ringkv's own flags (`RMW`, `RMW_WITH_OPTIONS`, `BARRIER`) say
 //! how a command is ordered against the others of its connection (see
 //! `resp::order`).
 //!
@@ -14,7 +14,7 @@
 
 use bytes::Bytes;
 
-use super::{client, command, connection, keys, multi, ringkv, server, strings, Handler};
+use super::{client, command, connection, expire, keys, multi, ringkv, server, strings, Handler};
 
 /// May run before AUTH (Redis's `no_auth`).
 pub const NO_AUTH: u32 = 1;
@@ -32,6 +32,11 @@ pub const RMW: u32 = 1 << 4;
 /// Runs after every earlier command of its connection has finished, and
 /// before any later one starts (FLUSHALL, EXEC, WAIT, KEYS...).
 pub const BARRIER: u32 = 1 << 5;
+
+/// RMW when given any option past its required arguments (SET NX, XX,
+/// GET and KEEPTTL read before they write; for simplicity every option
+/// counts).
+pub const RMW_WITH_OPTIONS: u32 = 1 << 6;
 
 /// One command ringkv has.
 #[derive(Debug)]
@@ -163,7 +168,7 @@ const NO_VALUES: (usize, usize) = (0, 0);
 table! {
     // The hot path first: the lookup tries names in this order.
     b"get" => 2, READONLY, ONE, NO_VALUES, strings::get;
-    b"set" => -3, WRITE, ONE, (2, usize::MAX), strings::set;
+    b"set" => -3, WRITE | RMW_WITH_OPTIONS, ONE, (2, usize::MAX), strings::set;
     b"mget" => -2, READONLY, ALL, NO_VALUES, strings::mget;
     b"mset" => -3, WRITE, PAIRS, (2, 2), strings::mset;
     b"del" => -2, WRITE, ALL, NO_VALUES, keys::del;
@@ -177,6 +182,19 @@ table! {
     b"substr" => 4, READONLY, ONE, NO_VALUES, strings::getrange;
     b"setrange" => 4, WRITE | RMW, ONE, (3, 1), strings::setrange;
     b"msetnx" => -3, WRITE | RMW, PAIRS, (2, 2), strings::msetnx;
+    b"setex" => 4, WRITE, ONE, (3, 1), expire::setex;
+    b"psetex" => 4, WRITE, ONE, (3, 1), expire::psetex;
+    b"expire" => -3, WRITE | RMW, ONE, NO_VALUES, expire::expire;
+    b"pexpire" => -3, WRITE | RMW, ONE, NO_VALUES, expire::pexpire;
+    b"expireat" => -3, WRITE | RMW, ONE, NO_VALUES, expire::expireat;
+    b"pexpireat" => -3, WRITE | RMW, ONE, NO_VALUES, expire::pexpireat;
+    b"ttl" => 2, READONLY, ONE, NO_VALUES, expire::ttl;
+    b"pttl" => 2, READONLY, ONE, NO_VALUES, expire::pttl;
+    b"expiretime" => 2, READONLY, ONE, NO_VALUES, expire::expiretime;
+    b"pexpiretime" => 2, READONLY, ONE, NO_VALUES, expire::pexpiretime;
+    b"persist" => 2, WRITE | RMW, ONE, NO_VALUES, expire::persist;
+    b"getex" => -2, WRITE | RMW, ONE, NO_VALUES, expire::getex;
+    b"getdel" => 2, WRITE | RMW, ONE, NO_VALUES, expire::getdel;
     b"unlink" => -2, WRITE, ALL, NO_VALUES, keys::del;
     b"touch" => -2, READONLY, ALL, NO_VALUES, keys::exists;
     b"type" => 2, READONLY, ONE, NO_VALUES, keys::type_of;
