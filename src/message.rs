@@ -67,7 +67,7 @@ pub const MIN_PROTOCOL_VERSION: u32 = 5;
 
 /// The name of every [`PeerMsg`] type, in [`PeerMsg::kind_index`] order
 /// (logs, and the per-kind traffic metrics).
-pub const KINDS: [&str; 21] = [
+pub const KINDS: [&str; 23] = [
     "heartbeat",
     "put",
     "put_ack",
@@ -89,6 +89,8 @@ pub const KINDS: [&str; 21] = [
     "meta_push",
     "meta_ack",
     "meta_digest",
+    "incr",
+    "incr_reply",
 ];
 
 /// Marks a ringkv peer connection ("RKV1").
@@ -364,6 +366,42 @@ pub enum PeerMsg {
         /// [`crate::metadata::Metadata::digest`] of the sender's record.
         digest: u64,
     },
+    /// An increment of a counter, to the replica that owns its share of
+    /// it for this request (the first replica up, see
+    /// `coordinator::counter`): it applies the increment to its own share,
+    /// replicates the delta and answers [`PeerMsg::IncrReply`] (since
+    /// protocol 7).
+    Incr {
+        /// Request id.
+        id: u64,
+        /// The key.
+        key: Bytes,
+        /// How much to add.
+        by: i64,
+        /// Acknowledgements the owner waits for, itself included.
+        w: u32,
+    },
+    /// Answer to [`PeerMsg::Incr`].
+    IncrReply {
+        /// Request id.
+        id: u64,
+        /// The counter's value after the increment, or why there is none.
+        result: IncrResult,
+    },
+}
+
+/// What an increment's owner answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IncrResult {
+    /// Applied and replicated: the counter's value after it.
+    Value(i64),
+    /// Not applied: Redis's error applies.
+    Refused(crate::values::IncrError),
+    /// Not applied, for a reason the client is told (`ERR`).
+    Invalid(String),
+    /// Applied by the owner, but not acknowledged by enough replicas, or
+    /// its answer lost: the reason. The increment may or may not count.
+    Failed(String),
 }
 
 impl PeerMsg {
@@ -377,7 +415,8 @@ impl PeerMsg {
             | PeerMsg::AeGroupsReply { id, .. }
             | PeerMsg::AeKeysReply { id, .. }
             | PeerMsg::PutRmwAck { id, .. }
-            | PeerMsg::MetaAck { id } => Some(*id),
+            | PeerMsg::MetaAck { id }
+            | PeerMsg::IncrReply { id, .. } => Some(*id),
             _ => None,
         }
     }
@@ -414,6 +453,7 @@ impl PeerMsg {
             | PeerMsg::MetaPush { .. }
             | PeerMsg::MetaAck { .. }
             | PeerMsg::MetaDigest { .. } => 6,
+            PeerMsg::Incr { .. } | PeerMsg::IncrReply { .. } => 7,
         }
     }
 
@@ -441,6 +481,8 @@ impl PeerMsg {
             PeerMsg::MetaPush { .. } => 18,
             PeerMsg::MetaAck { .. } => 19,
             PeerMsg::MetaDigest { .. } => 20,
+            PeerMsg::Incr { .. } => 21,
+            PeerMsg::IncrReply { .. } => 22,
         }
     }
 }

@@ -287,6 +287,41 @@ impl Store {
     /// position ([`Token::of`] the key), and so spares the store a SHA-1.
     pub fn apply_at(&self, pos: &Token, key: &[u8], entry: &Entry) -> Applied {
         let bucket = self.bucket_at(pos, key);
+        let mut table = bucket.write();
+        self.apply_locked(bucket, &mut table, pos, key, entry)
+    }
+
+    /// Reads `key`'s entry (as [`Store::get_at`] would), lets `f` decide
+    /// from it what to merge in, and merges that, all under the key's
+    /// bucket lock, so no other write to the key comes in between: the
+    /// read-modify-write of a counter's owner. Returns what `f` returned
+    /// and what the merge did.
+    pub fn update_at<T, E>(
+        &self,
+        pos: &Token,
+        key: &[u8],
+        f: impl FnOnce(Option<Entry>) -> Result<(Entry, T), E>,
+    ) -> Result<(Entry, T, Applied), E> {
+        let bucket = self.bucket_at(pos, key);
+        let hash = self.hash(key);
+        let mut table = bucket.write();
+        let current = table
+            .find(hash, |p| p.key() == key)
+            .and_then(|p| self.unflushed(p.view()));
+        let (delta, out) = f(current)?;
+        let applied = self.apply_locked(bucket, &mut table, pos, key, &delta);
+        Ok((delta, out, applied))
+    }
+
+    /// [`Store::apply_at`] on the bucket's table, already locked.
+    fn apply_locked(
+        &self,
+        bucket: &Bucket,
+        table: &mut HashTable<Packed>,
+        pos: &Token,
+        key: &[u8],
+        entry: &Entry,
+    ) -> Applied {
         let hash = self.hash(key);
         let mut applied = Applied {
             changed: true,
@@ -326,7 +361,6 @@ impl Store {
                 return applied;
             }
         };
-        let mut table = bucket.write();
         // Look up before inserting rather than through `HashTable::entry`,
         // which makes room for an insert first and so would grow a full
         // table on a mere overwrite.

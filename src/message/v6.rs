@@ -249,6 +249,8 @@ pub fn to_v6(msg: PeerMsg) -> Option<PeerMsg6> {
         PeerMsg::MetaPush { id, meta } => PeerMsg6::MetaPush { id, meta },
         PeerMsg::MetaAck { id } => PeerMsg6::MetaAck { id },
         PeerMsg::MetaDigest { digest } => PeerMsg6::MetaDigest { digest },
+        // Newer than version 6: never handed here (see `PeerMsg::since`).
+        PeerMsg::Incr { .. } | PeerMsg::IncrReply { .. } => return None,
     })
 }
 

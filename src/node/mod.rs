@@ -14,6 +14,7 @@
 //! - [`meta`]: the node's copy of the cluster-wide metadata record, and
 //!   FLUSHALL.
 
+mod incarnation;
 pub mod meta;
 pub mod pending;
 pub mod replica;
@@ -91,6 +92,10 @@ impl Node {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| Error::config("data_dir", format!("{}: {e}", cfg.data_dir.display())))?;
         let generation = next_generation(&cfg.data_dir)?;
+        let incarnation = incarnation::open(
+            &cfg.data_dir,
+            matches!(cfg.fsync, crate::config::FsyncMode::Always),
+        )?;
         let client = bind("client", &cfg.client).await?;
         let peer = bind("peer", &cfg.peer).await?;
         let admin = bind("admin", &cfg.admin).await?;
@@ -164,6 +169,7 @@ impl Node {
             me: me_name,
             id,
             generation,
+            incarnation,
             store,
             log,
             clock,
@@ -222,8 +228,13 @@ impl Node {
             warn!("some tasks did not stop within 4 s; aborting them");
             self.tasks.abort_all();
         }
-        if let Err(e) = self.shared.log.shutdown().await {
-            warn!(error = %e, "commit log did not close cleanly");
+        match self.shared.log.shutdown().await {
+            Ok(()) => {
+                if let Err(e) = incarnation::mark_clean_stop(&self.shared.cfg.data_dir) {
+                    warn!(error = %e, "could not mark the stop clean");
+                }
+            }
+            Err(e) => warn!(error = %e, "commit log did not close cleanly"),
         }
         info!("node stopped");
     }

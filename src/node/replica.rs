@@ -114,6 +114,19 @@ impl PeerHandler for Shared {
                 self.on_meta_digest(from, digest);
                 return;
             }
+            PeerMsg::Incr { id, key, by, w } => {
+                let Some(shared) = self.this.upgrade() else {
+                    return;
+                };
+                let reply_to = from.reply_to.clone();
+                tokio::spawn(async move {
+                    let result = shared.increment_as_owner(key, by, w as usize).await;
+                    shared
+                        .net
+                        .send(&reply_to, PeerMsg::IncrReply { id, result });
+                });
+                return;
+            }
             PeerMsg::Transfer { id, items } => {
                 let mut log = Logged::default();
                 for (key, entry) in &items {
@@ -152,7 +165,8 @@ impl PeerHandler for Shared {
             | PeerMsg::TransferAck { .. }
             | PeerMsg::KeysReply { .. }
             | PeerMsg::AeGroupsReply { .. }
-            | PeerMsg::AeKeysReply { .. } => return,
+            | PeerMsg::AeKeysReply { .. }
+            | PeerMsg::IncrReply { .. } => return,
         };
         self.net.send(&from.reply_to, reply);
     }

@@ -75,6 +75,9 @@ pub struct Shared {
     pub id: NodeId,
     /// This node's generation.
     pub generation: u64,
+    /// The identity of this node's data: its counter shares' (see
+    /// `node::incarnation`).
+    pub incarnation: u64,
     /// Local versioned data.
     pub store: Store,
     /// Every accepted write, before it is acknowledged.

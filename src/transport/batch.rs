@@ -318,6 +318,16 @@ mod tests {
             },
             PeerMsg::MetaAck { id: 14 },
             PeerMsg::MetaDigest { digest: 15 },
+            PeerMsg::Incr {
+                id: 16,
+                key: b(b"k"),
+                by: -3,
+                w: 2,
+            },
+            PeerMsg::IncrReply {
+                id: 16,
+                result: crate::message::IncrResult::Value(7),
+            },
         ]
     }
 

@@ -48,6 +48,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Timestamp;
 pub use rich::{Field, Lww, Rich, Shard, Shards};
 pub use view::{counted, Counted, Kind, WrongType};
+pub use write::IncrError;
 
 /// A node's numeric id: the first 8 bytes of SHA-1(name), big-endian.
 pub type NodeId = u64;

@@ -272,3 +272,74 @@ fn an_expired_key_is_absent_and_its_reclaimed_form_shadows_older_copies() {
     let again = Entry::string(at(3, 2), Bytes::from_static(b"w"));
     assert_eq!(merged(&gone, &again), again);
 }
+
+/// Increments through two owners (two sides of a partition) all count
+/// once their deltas merge, in any order; a string that is an integer is
+/// the starting value; the errors are Redis's.
+#[test]
+fn increments_of_different_owners_all_count() {
+    let start = Entry::string(at(1, 1), Bytes::from_static(b"10"));
+    let mut a = start.clone();
+    let mut b = start.clone();
+    let mut deltas = Vec::new();
+    for (i, (side, id, by)) in [(0, 7, 5), (1, 9, -2), (0, 7, 1), (1, 9, 4)]
+        .iter()
+        .enumerate()
+    {
+        let copy = if *side == 0 { &mut a } else { &mut b };
+        let (delta, value) =
+            Entry::increment(Some(copy), *id, *by, at(10 + i as u64, *id), 0).unwrap();
+        copy.merge_in(&delta);
+        assert_eq!(copy.string_value(0).unwrap().unwrap(), value.to_string());
+        deltas.push(delta);
+    }
+    assert_eq!(a.string_value(0), Ok(Some(Bytes::from_static(b"16"))));
+    assert_eq!(b.string_value(0), Ok(Some(Bytes::from_static(b"12"))));
+    let healed = merged(&a, &b);
+    assert_eq!(healed.string_value(0), Ok(Some(Bytes::from_static(b"18"))));
+    let replayed = deltas.iter().rev().fold(start, |e, d| merged(&e, d));
+    assert_eq!(replayed, healed);
+
+    let text = Entry::string(at(1, 1), Bytes::from_static(b"x"));
+    assert_eq!(
+        Entry::increment(Some(&text), 1, 1, at(2, 1), 0),
+        Err(IncrError::NotInteger)
+    );
+    let max = Entry::string(at(1, 1), Bytes::from(i64::MAX.to_string()));
+    assert_eq!(
+        Entry::increment(Some(&max), 1, 1, at(2, 1), 0),
+        Err(IncrError::Overflow)
+    );
+    let mut set = Rich::default();
+    set.members.insert(
+        Bytes::from_static(b"m"),
+        Lww {
+            version: at(1, 1),
+            value: true,
+        },
+    );
+    assert_eq!(
+        Entry::increment(Some(&Entry::rich(set)), 1, 1, at(2, 1), 0),
+        Err(IncrError::WrongType)
+    );
+}
+
+/// An increment on an expired key starts from zero and clears what was
+/// left of it (the deadline included); a SET replaces the counter.
+#[test]
+fn an_expired_counter_starts_over_and_a_set_replaces_it() {
+    let expiring = merged(
+        &Entry::string(at(1, 1), Bytes::from_static(b"10")),
+        &Entry::set_expiry(at(2, 1), Some(500)),
+    );
+    let (delta, value) = Entry::increment(Some(&expiring), 3, 4, at(3, 3), 1_000).unwrap();
+    assert_eq!(value, 4);
+    let counted = merged(&expiring, &delta);
+    assert_eq!(counted.deadline(), None);
+    assert_eq!(
+        counted.string_value(1_000),
+        Ok(Some(Bytes::from_static(b"4")))
+    );
+    let set = Entry::set_string(at(4, 1), Bytes::from_static(b"1"), None);
+    assert_eq!(merged(&counted, &set), set);
+}

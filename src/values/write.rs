@@ -52,3 +52,59 @@ impl Entry {
         Entry::tombstone(self.version())
     }
 }
+
+/// Why a counter was not incremented (Redis's errors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum IncrError {
+    /// The key holds another type.
+    WrongType,
+    /// The key holds a string that is not an integer.
+    NotInteger,
+    /// The result would not fit in 64 bits.
+    Overflow,
+}
+
+impl Entry {
+    /// An increment by `by` of the share of counter identity `identity`
+    /// (see `rich.rs`), made by that share's owner on its own copy of the
+    /// key, `current`, at `now_ms` and stamped `version` (newer than
+    /// anything in `current`): the delta to merge and replicate, and the
+    /// counter's value after it as this copy has it.
+    ///
+    /// A live string that is an integer is the counter's starting value;
+    /// an absent or expired key starts at zero, and the delta clears what
+    /// was left of it (an expired value, its deadline, old shares).
+    pub fn increment(
+        current: Option<&Entry>,
+        identity: u64,
+        by: i64,
+        version: Version,
+        now_ms: u64,
+    ) -> Result<(Entry, i64), IncrError> {
+        let mut delta = Rich::default();
+        let (value, mine) = match current {
+            Some(e) if e.exists(now_ms) => {
+                if e.kind(now_ms) != Some(super::Kind::String) {
+                    return Err(IncrError::WrongType);
+                }
+                let rich = e.to_rich();
+                let value = match super::counted(&rich.string, &rich.shards) {
+                    super::Counted::Int(n) => n,
+                    super::Counted::NotInteger => return Err(IncrError::NotInteger),
+                };
+                (value, rich.shards.get(&identity).map_or(0, |s| s.total))
+            }
+            Some(e) => {
+                delta.cleared = e.version();
+                (0, 0)
+            }
+            None => (0, 0),
+        };
+        let value = value.checked_add(by).ok_or(IncrError::Overflow)?;
+        let total = mine.checked_add(by).ok_or(IncrError::Overflow)?;
+        delta
+            .shards
+            .insert(identity, super::Shard { total, version });
+        Ok((Entry::rich(delta), value))
+    }
+}

@@ -31,6 +31,7 @@ mod access;
 mod client;
 mod command;
 mod connection;
+mod counters;
 mod expire;
 mod keys;
 pub mod meta;

@@ -14,7 +14,9 @@
 
 use bytes::Bytes;
 
-use super::{client, command, connection, expire, keys, multi, ringkv, server, strings, Handler};
+use super::{
+    client, command, connection, counters, expire, keys, multi, ringkv, server, strings, Handler,
+};
 
 /// May run before AUTH (Redis's `no_auth`).
 pub const NO_AUTH: u32 = 1;
@@ -182,6 +184,10 @@ table! {
     b"substr" => 4, READONLY, ONE, NO_VALUES, strings::getrange;
     b"setrange" => 4, WRITE | RMW, ONE, (3, 1), strings::setrange;
     b"msetnx" => -3, WRITE | RMW, PAIRS, (2, 2), strings::msetnx;
+    b"incr" => 2, WRITE | RMW, ONE, NO_VALUES, counters::incr;
+    b"decr" => 2, WRITE | RMW, ONE, NO_VALUES, counters::decr;
+    b"incrby" => 3, WRITE | RMW, ONE, NO_VALUES, counters::incrby;
+    b"decrby" => 3, WRITE | RMW, ONE, NO_VALUES, counters::decrby;
     b"setex" => 4, WRITE, ONE, (3, 1), expire::setex;
     b"psetex" => 4, WRITE, ONE, (3, 1), expire::psetex;
     b"expire" => -3, WRITE | RMW, ONE, NO_VALUES, expire::expire;

@@ -1,0 +1,123 @@
+//! Counters: INCR and its family, coordinated through the share's owner.
+//!
+//! A counter is a sum of shares, one per data identity, each written only
+//! by its owner with rising versions (see `values`), so increments made
+//! through different nodes, even on two sides of a partition, are in
+//! different shares and all count. A share's total must be computed from
+//! the owner's own latest total, so an increment is applied by the node
+//! whose share it goes to, under the key's store lock: the **owner** for a
+//! request is the first node of the key's preference list that is up (the
+//! view's), so in a healthy cluster every increment of a key goes to one
+//! node and one share, and a counter has as many shares as nodes that
+//! were ever first for it.
+//!
+//! The coordinator sends the increment to the owner ([`PeerMsg::Incr`]),
+//! or applies it itself when it is the owner. The owner reads its copy,
+//! checks type, integer-ness and overflow as Redis does, merges the delta
+//! (its share's new total) into its store, logs it, and replicates it like
+//! any write, answering once `w` replicas, itself included, have it. The
+//! value answered is the counter as the owner's copy has it.
+//!
+//! An increment whose answer does not arrive (the owner died, the link
+//! broke) is **indeterminate**: it may or may not count, and retrying it
+//! may count it twice. The error says so.
+
+use bytes::Bytes;
+use std::time::Instant;
+
+use crate::message::{IncrResult, PeerMsg};
+use crate::node::shared::{to_record, Shared};
+use crate::ring::Token;
+use crate::store::{Entry, Version};
+
+impl Shared {
+    /// Adds `by` to the counter at `key` with `w` acknowledgements, through
+    /// the key's owner (see the module doc).
+    pub async fn increment(&self, key: Bytes, by: i64, w: usize) -> IncrResult {
+        let pos = Token::of(&key);
+        let view = self.view.load_full();
+        let pref = view.ring.preference_list(&pos, self.cfg.replication);
+        let Some(owner) = pref.first().cloned() else {
+            return IncrResult::Failed("no node is up".into());
+        };
+        if owner == self.me {
+            return self.increment_as_owner(key, by, w).await;
+        }
+        if let Some(addr) = view.addrs.get(&owner) {
+            if let Some(v) = self.net.peer_version(addr).filter(|v| *v < INCR_SINCE) {
+                return IncrResult::Invalid(format!(
+                    "counters need peer protocol {INCR_SINCE}, and {owner}, the key's first replica, speaks {v}: finish the upgrade first"
+                ));
+            }
+        }
+        let deadline = Instant::now() + self.cfg.request_timeout();
+        let (guard, replies) = self.pending.register();
+        let msg = PeerMsg::Incr {
+            id: guard.id,
+            key,
+            by,
+            w: w as u32,
+        };
+        if !self.send_to(&view, &owner, msg) {
+            return IncrResult::Failed(format!(
+                "the increment could not be sent to {owner}, the key's first replica"
+            ));
+        }
+        loop {
+            replies.wake_at(deadline);
+            match replies.next().await {
+                Some((_, PeerMsg::IncrReply { result, .. })) => return result,
+                Some(_) => continue,
+                None if Instant::now() >= deadline => {
+                    return IncrResult::Failed(format!(
+                        "{owner}, the key's first replica, did not answer in time: the increment may or may not have been applied"
+                    ))
+                }
+                None => continue,
+            }
+        }
+    }
+
+    /// Applies an increment as the owner of this node's share (see the
+    /// module doc): reads, checks and merges under the key's lock, logs the
+    /// delta, replicates it and waits for `w` acknowledgements in all.
+    pub async fn increment_as_owner(&self, key: Bytes, by: i64, w: usize) -> IncrResult {
+        let pos = Token::of(&key);
+        let now = crate::clock::wall_millis();
+        let updated = self.store.update_at(&pos, &key, |current| {
+            if let Some(c) = &current {
+                self.clock.advance_past(c.version().ts);
+            }
+            let version = Version {
+                ts: self.clock.now(),
+                node: self.id,
+            };
+            Entry::increment(current.as_ref(), self.incarnation, by, version, now)
+        });
+        let (delta, value, applied) = match updated {
+            Ok(done) => done,
+            Err(why) => return IncrResult::Refused(why),
+        };
+        if applied.needs_log() {
+            let logged = match to_record(&key, delta.clone()) {
+                Ok(rec) => self.log.append(rec).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = logged {
+                return IncrResult::Failed(format!(
+                    "the increment was applied but not logged: {e}"
+                ));
+            }
+        }
+        match self.replicate(key, delta, w, None, true).await {
+            Ok(_) => IncrResult::Value(value),
+            Err(e) => IncrResult::Failed(format!(
+                "{e} (the increment was applied by {}, and may count)",
+                self.me
+            )),
+        }
+    }
+}
+
+/// The peer protocol version that carries increments.
+const INCR_SINCE: u32 = 7;

@@ -1,0 +1,339 @@
+//! The coordinator: quorum reads and writes from any node.
+//!
+//! Any node accepts any request and coordinates it. A write stamps the
+//! value with the node's hybrid logical clock, sends it to the key's whole
+//! preference list at once, and succeeds after W acknowledgements. A read
+//! asks only R replicas of the preference list (itself first when it is
+//! one, since that answer is free; among the others, those whose peer link
+//! is connected first), asks the others too if the first ones have not
+//! answered within `read_speculation_ms`, and answers the newest
+//! version among the first R replies; if those replies disagree, the stale
+//! replicas are sent the newest version (read repair) without delaying the
+//! answer. If the first R answers all say "no such key" (tombstones are
+//! answers, not misses), the read asks one more replica before believing
+//! it (`confirm_misses`): right after a ring change, anti-entropy may not
+//! yet have filled the replicas asked first. Only a replica whose peer
+//! link works is asked for that: one that just died would make every miss
+//! wait out the speculation delay until the failure detector catches up.
+//! Asking R rather than N replicas saves a third of the messages of a read
+//! at N = 3, R = 2; anti-entropy, not read repair, is what brings a
+//! replica that no read asked up to date.
+//!
+//! The preference list is recomputed whenever the routing view changes while
+//! a request waits: a replica that was marked down is replaced by the node
+//! that now completes the list, and the request goes on. Quorums count over
+//! the nodes there are (min(W, |list|)), so a cluster shrunk to one node
+//! still reads and writes, as the seed design promises. A dead or slow
+//! replica never delays a request that already has enough answers, and a
+//! request that cannot gather its quorum by its deadline fails with
+//! [`Error::Unavailable`], which says how many answered and how many were
+//! needed.
+//!
+//! Deliberately left out: sloppy-quorum hints. A stand-in replica simply
+//! stores the write; when the ring changes back, hand-off moves it.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::message::{PeerMsg, PutResult, RmwPut};
+use crate::metrics::Op;
+use crate::node::shared::Shared;
+use crate::ring::{NodeList, NodeName, Token};
+use crate::store::{Entry, Version};
+
+mod counter;
+mod read;
+
+/// A string, or a tombstone for `None`, at `version`.
+fn simple(version: Version, value: Option<Bytes>) -> Entry {
+    match value {
+        Some(v) => Entry::string(version, v),
+        None => Entry::tombstone(version),
+    }
+}
+
+/// Node names compared by pointer first: the names in a request's lists
+/// are clones of the ring's, so the string comparison is rarely needed.
+fn same(a: &NodeName, b: &NodeName) -> bool {
+    // Names of one length usually differ in their last byte (n1, n2...):
+    // checked before calling memcmp.
+    std::sync::Arc::ptr_eq(a, b)
+        || (a.len() == b.len() && a.as_bytes().last() == b.as_bytes().last() && a == b)
+}
+
+/// The peer protocol version that carries rich values.
+const RICH_SINCE: u32 = 7;
+
+/// How long a read that found no such key waits for one more replica to
+/// confirm it when `read_speculation_ms` is 0 (else that setting).
+const MISS_CONFIRM_WAIT: Duration = Duration::from_millis(20);
+
+/// The replies a read gathered, inline for the usual few.
+type Answers = smallvec::SmallVec<[(NodeName, Option<Entry>); 4]>;
+
+/// Whom a read asks, beyond the replicas it already asked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// Enough to make `needed`: replicas with a working link first, the
+    /// others only if those do not make it.
+    Enough,
+    /// Every replica on the list (the speculation delay passed).
+    All,
+    /// Enough to make `needed`, from replicas with a working link only:
+    /// confirming a miss is not worth waiting on one that may be dead.
+    Reachable,
+}
+
+/// One read: what it reads, whom it asked, and what came back.
+struct Read<'k> {
+    pos: Token,
+    key: &'k Bytes,
+    /// The request id replies carry.
+    id: u64,
+    asked: NodeList,
+    answers: Answers,
+}
+
+/// Read and write quorums for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quorum {
+    /// Replies a read waits for.
+    pub r: usize,
+    /// Acknowledgements a write waits for.
+    pub w: usize,
+}
+
+/// What a successful write learned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Some acknowledging replica held a live value before the write.
+    pub was_live: bool,
+    /// The version the write was stamped with.
+    pub version: Version,
+    /// A read-modify-write only: some acknowledging replica held a version
+    /// newer than the one read (another write came in between), or
+    /// already held one newer than this write (which then lost there).
+    pub conflict: bool,
+}
+
+impl Shared {
+    /// The node's default quorums.
+    pub fn default_quorum(&self) -> Quorum {
+        Quorum {
+            r: self.cfg.read_quorum,
+            w: self.cfg.write_quorum,
+        }
+    }
+
+    /// Writes `value` (or a tombstone, for `None`) under `key` with quorum `q.w`.
+    pub async fn write(&self, key: Bytes, value: Option<Bytes>, q: Quorum) -> Result<WriteOutcome> {
+        self.write_with(key, q, None, |v| simple(v, value)).await
+    }
+
+    /// The write of a read-modify-write: `value` (or a tombstone) under
+    /// `key`, computed from what a quorum read found, `read` (the version
+    /// of the newest answer, or `None` when no replica had the key). See
+    /// [`Shared::write_with`].
+    pub async fn write_after(
+        &self,
+        key: Bytes,
+        value: Option<Bytes>,
+        q: Quorum,
+        read: Option<Version>,
+    ) -> Result<WriteOutcome> {
+        self.write_with(key, q, Some(read), |v| simple(v, value))
+            .await
+    }
+
+    /// Writes under `key`, with quorum `q.w`, what `build` makes of the
+    /// version the write is stamped with (a string, a tombstone, or a
+    /// delta of a rich value: one hash field, one set member...).
+    ///
+    /// With `read` (a read-modify-write computed from a quorum read that
+    /// found that version, `None` for nothing), the write is stamped after
+    /// it, so it orders after what it was computed from, and each replica
+    /// reports whether it held something newer (a write that came in
+    /// between). Such a conflict is counted (`ringkv_rmw_conflicts_total`)
+    /// and returned; the merge still decides what survives (see README,
+    /// "Conditional and read-modify-write commands").
+    pub async fn write_with(
+        &self,
+        key: Bytes,
+        q: Quorum,
+        read: Option<Option<Version>>,
+        build: impl FnOnce(Version) -> Entry,
+    ) -> Result<WriteOutcome> {
+        if let Some(Some(v)) = read {
+            self.clock.advance_past(v.ts);
+        }
+        let version = Version {
+            ts: self.clock.now(),
+            node: self.id,
+        };
+        let result = self.replicate(key, build(version), q.w, read, false).await;
+        self.count_write(&result);
+        if matches!(result, Ok(WriteOutcome { conflict: true, .. })) {
+            self.metrics.rmw_conflicts.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn count_write(&self, result: &Result<WriteOutcome>) {
+        let counter = if result.is_ok() {
+            &self.metrics.writes_ok
+        } else {
+            &self.metrics.writes_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sends `entry` to the key's replicas and waits for `w` of them. With
+    /// `read` (a read-modify-write), replicas are sent the version read
+    /// and report conflicts. With `applied_here`, this node already merged
+    /// and logged it (a counter's owner): it counts as one
+    /// acknowledgement if it is a replica, and is not applied again.
+    async fn replicate(
+        &self,
+        key: Bytes,
+        entry: Entry,
+        w: usize,
+        read: Option<Option<Version>>,
+        applied_here: bool,
+    ) -> Result<WriteOutcome> {
+        let pos = Token::of(&key);
+        if entry.as_simple().is_none() {
+            self.check_replicas_hold_rich(&pos)?;
+        }
+        let deadline = Instant::now() + self.cfg.request_timeout();
+        let (guard, replies) = self.pending.register();
+        let mut asked = NodeList::new();
+        let mut acked = NodeList::new();
+        let mut outcome = WriteOutcome {
+            was_live: false,
+            version: entry.version(),
+            conflict: false,
+        };
+        let mut refusal: Option<String> = None;
+        // The preference list is computed again only when the view changes.
+        let mut pref = NodeList::new();
+        let mut pref_epoch = None;
+        loop {
+            let view = self.view.load();
+            // Replicas are asked only when the list is new (the first turn,
+            // or the view changed), not on every reply.
+            let mut local = false;
+            if pref_epoch != Some(view.epoch) {
+                pref = view.ring.preference_list(&pos, self.cfg.replication);
+                pref_epoch = Some(view.epoch);
+                for node in &pref {
+                    if asked.iter().any(|a| same(a, node)) {
+                        continue;
+                    }
+                    asked.push(node.clone());
+                    if same(node, &self.me) {
+                        local = true;
+                    } else {
+                        let (id, key, entry) = (guard.id, key.clone(), entry.clone());
+                        let msg = match read {
+                            None => PeerMsg::Put { id, key, entry },
+                            Some(read) => PeerMsg::PutRmw(Box::new(RmwPut {
+                                id,
+                                key,
+                                entry,
+                                read,
+                            })),
+                        };
+                        self.send_to(&view, node, msg);
+                    }
+                }
+            }
+            let needed = w.min(pref.len()).max(1);
+            if local && applied_here {
+                local = false;
+                acked.push(self.me.clone());
+            }
+            // The local copy is written while the remote ones are in flight.
+            if local {
+                match self.apply_durably(&pos, &key, entry.clone()).await {
+                    Ok(applied) => {
+                        outcome.was_live |= applied.was_live;
+                        if let Some(read) = read {
+                            outcome.conflict |= applied.conflicts_with(read);
+                        }
+                        acked.push(self.me.clone());
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "local write failed to reach the commit log")
+                    }
+                }
+            }
+            if acked.len() >= needed {
+                return Ok(outcome);
+            }
+            if Instant::now() >= deadline {
+                self.metrics
+                    .replica_timeouts(Op::Write, asked.len().saturating_sub(acked.len()));
+                if let Some(why) = refusal {
+                    return Err(Error::invalid(why));
+                }
+                return Err(Error::Unavailable {
+                    op: "write",
+                    needed,
+                    got: acked.len(),
+                });
+            }
+            replies.wake_at(deadline);
+            // `None` is a poke (the deadline passed or the view changed):
+            // the loop looks at both again.
+            let (from, result) = match replies.next().await {
+                Some((from, PeerMsg::PutAck { result, .. })) => (from, result),
+                Some((
+                    from,
+                    PeerMsg::PutRmwAck {
+                        was_live, conflict, ..
+                    },
+                )) => {
+                    outcome.conflict |= conflict;
+                    (from, PutResult::Ok { was_live })
+                }
+                _ => continue,
+            };
+            match result {
+                PutResult::Ok { was_live } => {
+                    self.metrics.replica_ack(Op::Write);
+                    outcome.was_live |= was_live;
+                    if !acked.iter().any(|a| same(a, &from)) {
+                        acked.push(from);
+                    }
+                }
+                PutResult::Refused(why) => {
+                    tracing::warn!(replica = %from, reason = %why, "replica refused a write");
+                    refusal = Some(format!("{from} refused: {why}"));
+                }
+            }
+        }
+    }
+
+    /// Refuses, naming the node, when a replica of the key at `pos` speaks
+    /// a peer protocol older than 7 (during a rolling upgrade): it cannot
+    /// hold an expiry, a counter, a hash or a set, and the write would
+    /// silently miss it.
+    fn check_replicas_hold_rich(&self, pos: &Token) -> Result<()> {
+        let view = self.view.load();
+        for name in view.ring.preference_list(pos, self.cfg.replication).iter() {
+            let Some(addr) = view.addrs.get(name).filter(|_| !same(name, &self.me)) else {
+                continue;
+            };
+            if let Some(v) = self.net.peer_version(addr).filter(|v| *v < RICH_SINCE) {
+                return Err(Error::invalid(format!(
+                    "expiry, counters, hashes and sets need peer protocol {RICH_SINCE}, and {name}, a replica of this key, speaks {v}: finish the upgrade first"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
