@@ -19,12 +19,58 @@ use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 use crate::error::{Error, Result};
 
 /// A 64-bit hash of `bytes` that every node, on every platform and every
-/// release, computes alike (the first 8 bytes of their SHA-1): for digests
-/// that two nodes compare. Not for hash tables (too slow).
-pub fn stable_hash(bytes: &[u8]) -> u64 {
-    use sha1::{Digest, Sha1};
-    let d = Sha1::digest(bytes);
-    u64::from_be_bytes(d[..8].try_into().expect("SHA-1 is 20 bytes"))
+/// release, computes alike: for digests that two nodes compare (anti-
+/// entropy's summaries of rich values, the metadata record). Written out
+/// here rather than taken from a hashing crate, whose output no release
+/// promises to keep; it must never change. It mixes 8 bytes at a time
+/// with a multiply and a rotation, and finishes with MurmurHash3's
+/// `fmix64`: fast enough to run on every hash-field write, and not meant
+/// to resist a chosen-input attack (the worst a collision does is hide one
+/// difference from one anti-entropy round).
+pub fn stable_hash(seed: u64, bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = seed ^ (bytes.len() as u64).wrapping_mul(K);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        h = (h ^ w.wrapping_mul(K)).rotate_left(29).wrapping_mul(K);
+    }
+    let mut tail = [0u8; 8];
+    tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+    h = (h ^ u64::from_le_bytes(tail).wrapping_mul(K)).rotate_left(29);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
+}
+
+/// `x` as a LEB128 varint: the bytes (at most 10 for a u64) and how many.
+pub fn varint(mut x: u64) -> ([u8; 10], usize) {
+    let mut out = [0u8; 10];
+    let mut n = 0;
+    while x >= 0x80 {
+        out[n] = (x as u8) | 0x80;
+        x >>= 7;
+        n += 1;
+    }
+    out[n] = x as u8;
+    (out, n + 1)
+}
+
+/// The LEB128 varint at the start of `b` and its length (at most 10
+/// bytes are read; a truncated one reads as what it has).
+pub fn read_varint(b: &[u8]) -> (u64, usize) {
+    let mut x = 0u64;
+    let mut n = 0;
+    for &byte in b.iter().take(10) {
+        x |= u64::from(byte & 0x7f) << (7 * n);
+        n += 1;
+        if byte < 0x80 {
+            break;
+        }
+    }
+    (x, n)
 }
 
 /// The most bytes any single decoded message may make bincode allocate.
@@ -182,6 +228,27 @@ mod tests {
     use super::*;
     use crate::message::{Hello, PeerMsg, MAGIC, PROTOCOL_VERSION};
     use bytes::Bytes;
+
+    #[test]
+    fn the_stable_hash_never_changes() {
+        // Nodes of different releases compare these: pinned values.
+        assert_eq!(stable_hash(0, b""), 0);
+        let pinned = [
+            stable_hash(0, b"a"),
+            stable_hash(1, b"a"),
+            stable_hash(0, b"hello world, sixteen+"),
+        ];
+        assert_eq!(
+            pinned,
+            [
+                12285375323750939468,
+                3696697140467056350,
+                7620288459993804734
+            ]
+        );
+        assert_ne!(stable_hash(0, b"ab"), stable_hash(0, b"ba"));
+        assert_ne!(stable_hash(0, b"a\0"), stable_hash(0, b"a"));
+    }
 
     #[test]
     fn frames_round_trip_and_split_anywhere() {

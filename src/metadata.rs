@@ -112,7 +112,7 @@ impl Metadata {
             bytes.extend_from_slice(&(reg.value.len() as u64).to_be_bytes());
             bytes.extend_from_slice(&reg.value);
         }
-        crate::encoding::stable_hash(&bytes)
+        crate::encoding::stable_hash(0x6d65_7461, &bytes)
     }
 
     /// The file form: magic, CRC-32 of the body, body.

@@ -21,6 +21,11 @@
 //! bucket is a `hashbrown` [`HashTable`] of those, 16 bytes a slot, looked
 //! up by the packed key. With a map of separate `Bytes` keys and `Entry`
 //! values, the slots alone took 80 bytes and every entry two allocations.
+//! A key holding a rich state (an expiry, a counter, a hash, a set) is in
+//! a second table of the same bucket, as a [`Cell`], which merges one hash
+//! field or set member at a time without rewriting the rest; a key is in
+//! one table or the other, never both, and moves when its state changes
+//! shape (a SET over a hash makes it a plain string again).
 //! The tables hash keys with foldhash (`hashbrown`'s own default hasher),
 //! seeded at random once per store: a fraction of SipHash's cost on short
 //! keys. The SHA-1 ring position only picks the bucket; callers that have
@@ -31,12 +36,16 @@
 //! [`Store::get`] copies the value out of the table. Iteration lends
 //! [`EntryRef`] views instead, so a scan allocates nothing per entry.
 //!
+//! The merge itself is in `store/apply.rs`; purges, flushes and hand-off
+//! removals in `store/maintain.rs`; the expiry index in `store/expiry.rs`.
+//!
 //! Deliberately left out: ordered iteration and range scans (the ring hashes
-//! keys, so key order means nothing here), in-place updates of large rich
-//! states (a merge into one decodes and re-encodes it), and shrinking a
-//! bucket's table after deletes (a purge frees the entries, not the slots).
+//! keys, so key order means nothing here), and shrinking a bucket's table
+//! after deletes (a purge frees the entries, not the slots).
 
+mod apply;
 mod expiry;
+mod maintain;
 mod packed;
 #[cfg(test)]
 mod tests;
@@ -47,9 +56,8 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use bytes::Bytes;
 use hashbrown::HashTable;
 
-use crate::clock::Timestamp;
 use crate::ring::Token;
-use crate::values::Body;
+use crate::values::{Body, Cell, Part, Want};
 use packed::Packed;
 
 pub use crate::values::{Entry, EntryRef, NodeId, Version};
@@ -116,30 +124,46 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// The digest contribution of one entry (an [`&Entry`](Entry) or an
-/// [`EntryRef`]): a hash of (key, version, tombstone). Leaf digests are the
-/// XOR of their entries' hashes, so a write updates its leaf with two XORs
-/// (out with the old, in with the new).
+/// The digest contribution of one entry: a hash of its key, its version
+/// and its body's summary ([`EntryRef::digest_part`]). Leaf digests are
+/// the XOR of their entries' hashes, so a write updates its leaf with two
+/// XORs (out with the old, in with the new).
 pub fn entry_hash(pos: &Token, e: EntryRef<'_>) -> u64 {
     let key_part = u64::from_be_bytes(pos.0[8..16].try_into().expect("8 bytes"));
     let body = e.digest_part();
     mix(key_part ^ mix(e.version.ts.0 ^ mix(e.version.node ^ mix(body))))
 }
 
+/// A bucket's two tables: plain strings and tombstones packed, rich
+/// states in cells. A key is in one of them at most.
+#[derive(Debug, Default)]
+struct Tables {
+    simple: HashTable<Packed>,
+    rich: HashTable<Box<Cell>>,
+}
+
 #[derive(Debug, Default)]
 struct Bucket {
-    table: RwLock<HashTable<Packed>>,
+    tables: RwLock<Tables>,
     digest: AtomicU64,
 }
 
 impl Bucket {
-    fn read(&self) -> RwLockReadGuard<'_, HashTable<Packed>> {
-        // Every write leaves the table consistent, so a poisoned lock is safe to use.
-        self.table.read().unwrap_or_else(|p| p.into_inner())
+    fn read(&self) -> RwLockReadGuard<'_, Tables> {
+        // Every write leaves the tables consistent, so a poisoned lock is safe to use.
+        self.tables.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, HashTable<Packed>> {
-        self.table.write().unwrap_or_else(|p| p.into_inner())
+    fn write(&self) -> RwLockWriteGuard<'_, Tables> {
+        self.tables.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A cell's entry view.
+fn cell_ref(c: &Cell) -> EntryRef<'_> {
+    EntryRef {
+        version: c.version(),
+        body: Body::Rich(c),
     }
 }
 
@@ -147,7 +171,7 @@ impl Bucket {
 #[derive(Debug)]
 pub struct Store {
     buckets: Box<[Bucket]>,
-    /// Hashes keys inside a bucket's table (one seed for every bucket).
+    /// Hashes keys inside a bucket's tables (one seed for every bucket).
     hasher: foldhash::fast::RandomState,
     live: AtomicUsize,
     entries: AtomicUsize,
@@ -200,10 +224,44 @@ impl Store {
     /// position ([`Token::of`] the key), and so spares the store a SHA-1.
     pub fn get_at(&self, pos: &Token, key: &[u8]) -> Option<Entry> {
         let bucket = self.bucket_at(pos, key);
+        let tables = bucket.read();
+        self.get_locked(&tables, key)
+    }
+
+    /// [`Store::get_at`] on a bucket's tables, already locked.
+    fn get_locked(&self, tables: &Tables, key: &[u8]) -> Option<Entry> {
         let hash = self.hash(key);
-        let table = bucket.read();
-        let found = table.find(hash, |p| p.key() == key)?.view();
-        self.unflushed(found)
+        if let Some(p) = tables.simple.find(hash, |p| p.key() == key) {
+            return self.unflushed(p.view());
+        }
+        let cell = tables.rich.find(hash, |c| c.key() == key)?;
+        self.unflushed(cell_ref(cell))
+    }
+
+    /// The part of `key`'s entry that `want` asks for (a read of a few
+    /// hash fields or set members, or of a large state's head and counts),
+    /// without copying the rest out.
+    pub fn part_at(&self, pos: &Token, key: &[u8], want: &Want) -> Option<Part> {
+        let bucket = self.bucket_at(pos, key);
+        let tables = bucket.read();
+        let hash = self.hash(key);
+        if let Some(cell) = tables.rich.find(hash, |c| c.key() == key) {
+            let marker = self.flush_marker();
+            if marker.is_none_or(|m| cell.version() > m) {
+                let part = cell.part(want);
+                // A flush newer than some of its pieces: take them out.
+                return match marker {
+                    Some(m) if part.rich.cleared < m => {
+                        let entry = Entry::rich(cell.to_rich()).cleared_up_to(m)?;
+                        Some(entry.part(want))
+                    }
+                    _ => Some(part),
+                };
+            }
+            return None;
+        }
+        drop(tables);
+        self.get_at(pos, key).map(|e| e.part(want))
     }
 
     /// An owned copy of a stored entry, with what a FLUSHALL marker
@@ -228,210 +286,6 @@ impl Store {
         }
     }
 
-    /// The greatest version a FLUSHALL marker removes, if there is one.
-    fn flush_marker(&self) -> Option<Version> {
-        match self.flushed.load(Ordering::Relaxed) {
-            0 => None,
-            next => Some(Version {
-                ts: Timestamp(next - 1),
-                node: NodeId::MAX,
-            }),
-        }
-    }
-
-    /// Whether a version is dead by the FLUSHALL marker: stamped at or
-    /// before it. On a tie the flush wins (a delete beats a write of the
-    /// same instant), so every node judges an entry alike.
-    pub fn is_dead(&self, version: Version) -> bool {
-        version.ts.0 < self.flushed.load(Ordering::Relaxed)
-    }
-
-    /// Makes every version stamped at or before `marker` dead at once: it
-    /// reads as absent, is never merged in again, and is left out of
-    /// iteration (so out of snapshots and anti-entropy). Its memory is
-    /// reclaimed by [`Store::sweep_flushed`]. The marker only moves
-    /// forward; returns whether it moved.
-    pub fn flush_before(&self, marker: Timestamp) -> bool {
-        let next = marker.0.saturating_add(1);
-        self.flushed.fetch_max(next, Ordering::AcqRel) < next
-    }
-
-    /// Removes the entries [`Store::flush_before`] made dead, one bucket at
-    /// a time (writers to the others go on). Returns how many went.
-    pub fn sweep_flushed(&self) -> usize {
-        let mut swept = 0;
-        for bucket in self.buckets.iter() {
-            let mut table = bucket.write();
-            table.retain(|p| {
-                let (key, e) = p.split();
-                let dead = self.is_dead(e.version);
-                if dead {
-                    self.forget(bucket, &Token::of(key), key, e);
-                    swept += 1;
-                }
-                !dead
-            });
-        }
-        swept
-    }
-
-    /// Merges `entry` into the store (see [`Entry::merge_in`]).
-    ///
-    /// Key and value are copied into the store's own allocation, so a
-    /// stored value never pins a whole network read buffer in memory.
-    pub fn apply(&self, key: &[u8], entry: Entry) -> Applied {
-        self.apply_at(&Token::of(key), key, &entry)
-    }
-
-    /// [`Store::apply`] for a caller that already has `pos`, the key's ring
-    /// position ([`Token::of`] the key), and so spares the store a SHA-1.
-    pub fn apply_at(&self, pos: &Token, key: &[u8], entry: &Entry) -> Applied {
-        let bucket = self.bucket_at(pos, key);
-        let mut table = bucket.write();
-        self.apply_locked(bucket, &mut table, pos, key, entry)
-    }
-
-    /// Reads `key`'s entry (as [`Store::get_at`] would), lets `f` decide
-    /// from it what to merge in, and merges that, all under the key's
-    /// bucket lock, so no other write to the key comes in between: the
-    /// read-modify-write of a counter's owner. Returns what `f` returned
-    /// and what the merge did.
-    pub fn update_at<T, E>(
-        &self,
-        pos: &Token,
-        key: &[u8],
-        f: impl FnOnce(Option<Entry>) -> Result<(Entry, T), E>,
-    ) -> Result<(Entry, T, Applied), E> {
-        let bucket = self.bucket_at(pos, key);
-        let hash = self.hash(key);
-        let mut table = bucket.write();
-        let current = table
-            .find(hash, |p| p.key() == key)
-            .and_then(|p| self.unflushed(p.view()));
-        let (delta, out) = f(current)?;
-        let applied = self.apply_locked(bucket, &mut table, pos, key, &delta);
-        Ok((delta, out, applied))
-    }
-
-    /// [`Store::apply_at`] on the bucket's table, already locked.
-    fn apply_locked(
-        &self,
-        bucket: &Bucket,
-        table: &mut HashTable<Packed>,
-        pos: &Token,
-        key: &[u8],
-        entry: &Entry,
-    ) -> Applied {
-        let hash = self.hash(key);
-        let mut applied = Applied {
-            changed: true,
-            duplicate: false,
-            was_live: false,
-            prior: None,
-        };
-        if self.is_dead(entry.version()) {
-            // Older than a flush: superseded, as by any newer write.
-            applied.changed = false;
-            return applied;
-        }
-        // A rich state may hold pieces older than a flush under a newer
-        // one: those are dead too.
-        let unflushed;
-        let entry = match self.flush_marker() {
-            Some(marker) if entry.as_simple().is_none() => {
-                match entry.clone().cleared_up_to(marker) {
-                    Some(e) => {
-                        unflushed = e;
-                        &unflushed
-                    }
-                    None => {
-                        applied.changed = false;
-                        return applied;
-                    }
-                }
-            }
-            _ => entry,
-        };
-        let mut scratch = Vec::new();
-        let new = match entry.as_ref(&mut scratch) {
-            Ok(new) => new,
-            Err(e) => {
-                tracing::error!(error = %e, "a value could not be encoded for the store");
-                applied.changed = false;
-                return applied;
-            }
-        };
-        // Look up before inserting rather than through `HashTable::entry`,
-        // which makes room for an insert first and so would grow a full
-        // table on a mere overwrite.
-        if let Some(slot) = table.find_mut(hash, |p| p.key() == key) {
-            let old = slot.view();
-            // A flushed entry (not yet swept) is absent to the caller, but
-            // still counted until it is replaced.
-            let old_live = !old.is_tombstone();
-            if !self.is_dead(old.version) {
-                applied.was_live = old_live;
-                applied.prior = Some(old.version);
-            }
-            let merged;
-            let mut merged_scratch = Vec::new();
-            let stored = match (old.body, new.body) {
-                (Body::Simple(_), Body::Simple(_)) => {
-                    if !crate::values::simple_wins(new, old) {
-                        applied.changed = false;
-                        applied.duplicate = old.version == new.version;
-                        return applied;
-                    }
-                    new
-                }
-                _ => {
-                    // A rich state on either side: merge them. A delta
-                    // already contained is still logged (its first copy
-                    // may not be on disk yet).
-                    let mut state = self.unflushed(old).unwrap_or_else(|| old.to_entry());
-                    let old_deadline = state.deadline();
-                    if !state.merge_in(entry) {
-                        applied.changed = false;
-                        applied.duplicate = true;
-                        return applied;
-                    }
-                    self.expiry.note(key, old_deadline, state.deadline());
-                    merged = state;
-                    match merged.as_ref(&mut merged_scratch) {
-                        Ok(m) => m,
-                        Err(e) => {
-                            tracing::error!(error = %e, "a merged value could not be encoded");
-                            applied.changed = false;
-                            return applied;
-                        }
-                    }
-                }
-            };
-            bucket
-                .digest
-                .fetch_xor(entry_hash(pos, old), Ordering::Relaxed);
-            self.bytes.fetch_sub(weight(key, old), Ordering::Relaxed);
-            let is_live = !stored.is_tombstone();
-            slot.set(stored.version, stored.body);
-            self.count_transition(old_live, is_live);
-            self.bytes.fetch_add(weight(key, stored), Ordering::Relaxed);
-            bucket
-                .digest
-                .fetch_xor(entry_hash(pos, stored), Ordering::Relaxed);
-        } else {
-            self.entries.fetch_add(1, Ordering::Relaxed);
-            self.expiry.note(key, None, entry.deadline());
-            let packed = Packed::new(key, new.version, new.body);
-            table.insert_unique(hash, packed, |p| self.hash(p.key()));
-            self.count_transition(false, !new.is_tombstone());
-            self.bytes.fetch_add(weight(key, new), Ordering::Relaxed);
-            bucket
-                .digest
-                .fetch_xor(entry_hash(pos, new), Ordering::Relaxed);
-        }
-        applied
-    }
-
     fn count_transition(&self, was_live: bool, is_live: bool) {
         match (was_live, is_live) {
             (false, true) => {
@@ -444,52 +298,30 @@ impl Store {
         }
     }
 
-    /// Takes a removed entry out of the digest and the counters.
-    fn forget(&self, bucket: &Bucket, pos: &Token, key: &[u8], e: EntryRef<'_>) {
+    /// Takes an entry out of the digest and the byte count (it is being
+    /// replaced or removed).
+    fn unaccount(&self, bucket: &Bucket, pos: &Token, key: &[u8], e: EntryRef<'_>) {
         bucket
             .digest
             .fetch_xor(entry_hash(pos, e), Ordering::Relaxed);
         self.bytes.fetch_sub(weight(key, e), Ordering::Relaxed);
+    }
+
+    /// Puts an entry into the digest and the byte count.
+    fn account(&self, bucket: &Bucket, pos: &Token, key: &[u8], e: EntryRef<'_>) {
+        bucket
+            .digest
+            .fetch_xor(entry_hash(pos, e), Ordering::Relaxed);
+        self.bytes.fetch_add(weight(key, e), Ordering::Relaxed);
+    }
+
+    /// Takes a removed entry out of the digest and the counters.
+    fn forget(&self, bucket: &Bucket, pos: &Token, key: &[u8], e: EntryRef<'_>) {
+        self.unaccount(bucket, pos, key, e);
         self.entries.fetch_sub(1, Ordering::Relaxed);
         if !e.is_tombstone() {
             self.live.fetch_sub(1, Ordering::Relaxed);
         }
-    }
-
-    /// Removes `key` if it still holds exactly `version` (used after its
-    /// copy was handed to the nodes that should hold it). Returns whether it
-    /// was removed.
-    pub fn remove_if_version(&self, key: &[u8], version: Version) -> bool {
-        let pos = Token::of(key);
-        let bucket = self.bucket_at(&pos, key);
-        let hash = self.hash(key);
-        let mut table = bucket.write();
-        match table.find_entry(hash, |p| p.key() == key) {
-            Ok(slot) if slot.get().view().version == version => {
-                let (gone, _) = slot.remove();
-                self.forget(bucket, &pos, key, gone.view());
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Purges tombstones written before `before`. Returns how many went.
-    pub fn purge_tombstones(&self, before: Timestamp) -> usize {
-        let mut purged = 0;
-        for bucket in self.buckets.iter() {
-            let mut table = bucket.write();
-            table.retain(|p| {
-                let (key, e) = p.split();
-                let purge = e.is_tombstone() && e.version.ts < before;
-                if purge {
-                    self.forget(bucket, &Token::of(key), key, e);
-                    purged += 1;
-                }
-                !purge
-            });
-        }
-        purged
     }
 
     /// Approximate bytes held: keys, values and a fixed overhead per entry.
@@ -524,10 +356,16 @@ impl Store {
     /// Calls `f` for every entry in leaf `leaf` (a slice of the ring).
     pub fn for_each_in_leaf(&self, leaf: usize, mut f: impl FnMut(&[u8], EntryRef<'_>)) {
         if let Some(bucket) = self.buckets.get(leaf) {
-            for p in bucket.read().iter() {
+            let tables = bucket.read();
+            for p in tables.simple.iter() {
                 let (key, entry) = p.split();
                 if !self.is_dead(entry.version) {
                     f(key, entry);
+                }
+            }
+            for c in tables.rich.iter() {
+                if !self.is_dead(c.version()) {
+                    f(c.key(), cell_ref(c));
                 }
             }
         }

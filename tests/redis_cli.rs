@@ -132,11 +132,15 @@ fn hint(s: &Session, partial: &str) -> String {
     s.type_text(partial);
     let mut last = String::new();
     // The hint is drawn right after the text; wait for the line to settle
-    // on something longer than what was typed.
+    // on what was typed followed by something longer. (The line must show
+    // this text: right after the previous hint's Ctrl-U the screen may
+    // still show that hint.)
+    let typed = format!("> {partial}");
     assert!(
         wait_until(Duration::from_secs(10), || {
             last = s.screen().lines().last().unwrap_or_default().to_string();
-            last.len() > partial.len() + 14
+            last.find(&typed)
+                .is_some_and(|at| last.trim_end().len() > at + typed.len())
         }),
         "no hint after {partial:?}:\n{}",
         s.screen()

@@ -322,7 +322,7 @@ async fn compaction_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
                 let mut result = Ok(());
                 snapshot_of.store.for_each(|key, entry| {
                     if result.is_ok() {
-                        result = w.push(&record_of(key, entry));
+                        result = record_of(key, entry).and_then(|rec| w.push(&rec));
                     }
                 });
                 result

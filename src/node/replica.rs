@@ -28,7 +28,7 @@ use crate::resp::glob;
 use crate::ring::Token;
 use crate::store::{Applied, Entry};
 use crate::transport::{Peer, PeerHandler, Transport};
-use crate::values::{Body, Simple};
+use crate::values::codec::Encoded;
 
 /// What the replica writes of one message leave to do once logged: their
 /// log frames (encoded as they are applied), how many records those hold,
@@ -231,20 +231,20 @@ impl Shared {
     /// big for the log.
     fn accept_write(&self, key: &[u8], entry: &Entry, log: &mut Logged) -> Result<Applied, String> {
         let mut scratch = Vec::new();
-        let stored = entry.as_ref(&mut scratch).map_err(|e| e.to_string())?;
-        check_parts(key.len(), stored.body_len())?;
+        let encoded = entry.encoded(&mut scratch).map_err(|e| e.to_string())?;
+        let (kind, body) = match encoded {
+            Encoded::Dead => (kind_of(true, false), &[][..]),
+            Encoded::Str(v) => (kind_of(false, false), v),
+            Encoded::Rich(r) => (kind_of(false, true), r),
+        };
+        check_parts(key.len(), body.len())?;
         self.clock
             .observe(entry.version().ts)
             .map_err(|e| e.to_string())?;
         let applied = self.store.apply_at(&Token::of(key), key, entry);
         if applied.needs_log() {
-            let (ts, node) = (stored.version.ts.0, stored.version.node);
-            let (kind, body) = match stored.body {
-                Body::Simple(Simple::Dead) => (kind_of(true, false), &[][..]),
-                Body::Simple(Simple::Str(v)) => (kind_of(false, false), v),
-                Body::Rich(r) => (kind_of(false, true), r),
-            };
-            encode_parts_into(key, kind, body, ts, node, &mut log.frames);
+            let version = entry.version();
+            encode_parts_into(key, kind, body, version.ts.0, version.node, &mut log.frames);
             log.records += 1;
         }
         Ok(applied)

@@ -126,20 +126,20 @@ pub fn to_record(key: &Bytes, entry: Entry) -> crate::error::Result<Record> {
     })
 }
 
-/// The commit log record of a stored entry (a snapshot's), its body copied
-/// as stored.
-pub fn record_of(key: &[u8], e: EntryRef<'_>) -> Record {
+/// The commit log record of a stored entry (a snapshot's): a simple body
+/// copied as stored, a rich one encoded whole.
+pub fn record_of(key: &[u8], e: EntryRef<'_>) -> crate::error::Result<Record> {
     let body = match e.body {
         Body::Simple(Simple::Dead) => RecordBody::Tombstone,
         Body::Simple(Simple::Str(v)) => RecordBody::Value(Bytes::copy_from_slice(v)),
-        Body::Rich(r) => RecordBody::Rich(Bytes::copy_from_slice(r)),
+        Body::Rich(c) => RecordBody::Rich(crate::values::codec::encode(&c.to_rich())?.into()),
     };
-    Record {
+    Ok(Record {
         key: Bytes::copy_from_slice(key),
         body,
         ts: e.version.ts.0,
         node: e.version.node,
-    }
+    })
 }
 
 /// The entry a commit log record stands for; a rich body that does not

@@ -14,9 +14,9 @@
 //! ```
 //!
 //! The varint is LEB128: one byte for keys under 32 bytes. `kind` is 0 for
-//! a tombstone (no body bytes), 1 for a plain string (the body is the
-//! value) and 2 for a rich state (the body is its encoding,
-//! `values::codec`), so an empty value and a delete stay different things.
+//! a tombstone (no body bytes) and 1 for a plain string (the body is the
+//! value), so an empty value and a delete stay different things. (Rich
+//! states are kept apart, in cells: see `values::Cell`.)
 //! A 14-byte key with a 64-byte value takes 95 bytes, one allocation.
 //!
 //! Deliberately left out: sharing or compressing keys, and any `unsafe`
@@ -27,6 +27,7 @@ use std::fmt;
 
 use super::{EntryRef, Version};
 use crate::clock::Timestamp;
+use crate::encoding::{read_varint, varint};
 use crate::values::{Body, Simple};
 
 /// Bytes before the varint: ts and node.
@@ -38,7 +39,7 @@ pub(super) struct Packed(Box<[u8]>);
 
 impl Packed {
     /// Packs `key` with a version and a body.
-    pub(super) fn new(key: &[u8], version: Version, body: Body<'_>) -> Packed {
+    pub(super) fn new(key: &[u8], version: Version, body: Simple<'_>) -> Packed {
         let (kind, value) = kind_of(body);
         let tag = tag(key.len(), kind);
         let (varint, n) = varint(tag);
@@ -69,6 +70,15 @@ impl Packed {
         self.split().1
     }
 
+    /// The version and value in their simple shape.
+    pub(super) fn simple(&self) -> (Version, Simple<'_>) {
+        let (_, e) = self.split();
+        match e.body {
+            Body::Simple(s) => (e.version, s),
+            Body::Rich(_) => unreachable!("a packed entry is simple"),
+        }
+    }
+
     /// The key and the entry, borrowed, for one parse of the layout.
     pub(super) fn split(&self) -> (&[u8], EntryRef<'_>) {
         let (start, len, kind) = self.layout();
@@ -78,17 +88,22 @@ impl Packed {
             node: read_u64(&self.0[8..16]),
         };
         let body = match kind {
-            KIND_DEAD => Body::Simple(Simple::Dead),
-            KIND_STR => Body::Simple(Simple::Str(value)),
-            _ => Body::Rich(value),
+            KIND_DEAD => Simple::Dead,
+            _ => Simple::Str(value),
         };
-        (key, EntryRef { version, body })
+        (
+            key,
+            EntryRef {
+                version,
+                body: Body::Simple(body),
+            },
+        )
     }
 
     /// Replaces the version and value, keeping the key. Writes in place
     /// when the new entry has the same size (an overwrite with a value of
     /// the same length, the usual case), else packs a new allocation.
-    pub(super) fn set(&mut self, version: Version, body: Body<'_>) {
+    pub(super) fn set(&mut self, version: Version, body: Simple<'_>) {
         let (start, len, _) = self.layout();
         let (kind, value) = kind_of(body);
         if start + len + value.len() != self.0.len() {
@@ -124,14 +139,12 @@ impl fmt::Debug for Packed {
 
 const KIND_DEAD: u8 = 0;
 const KIND_STR: u8 = 1;
-const KIND_RICH: u8 = 2;
 
 /// A body's kind and bytes.
-fn kind_of(body: Body<'_>) -> (u8, &[u8]) {
+fn kind_of(body: Simple<'_>) -> (u8, &[u8]) {
     match body {
-        Body::Simple(Simple::Dead) => (KIND_DEAD, &[]),
-        Body::Simple(Simple::Str(v)) => (KIND_STR, v),
-        Body::Rich(v) => (KIND_RICH, v),
+        Simple::Dead => (KIND_DEAD, &[]),
+        Simple::Str(v) => (KIND_STR, v),
     }
 }
 
@@ -141,35 +154,6 @@ fn tag(key_len: usize, kind: u8) -> u64 {
 
 fn read_u64(b: &[u8]) -> u64 {
     u64::from_le_bytes(b.try_into().expect("8 bytes"))
-}
-
-/// `x` as a LEB128 varint: the bytes (at most 10 for a u64) and how many.
-fn varint(mut x: u64) -> ([u8; 10], usize) {
-    let mut out = [0u8; 10];
-    let mut n = 0;
-    while x >= 0x80 {
-        out[n] = (x as u8) | 0x80;
-        x >>= 7;
-        n += 1;
-    }
-    out[n] = x as u8;
-    (out, n + 1)
-}
-
-/// The varint at the start of `b` and its length. Only [`Packed::new`] and
-/// [`Packed::set`] write one, with [`varint`], so it is always complete;
-/// the loop is still bounded by the 10 bytes a u64 can take.
-fn read_varint(b: &[u8]) -> (u64, usize) {
-    let mut x = 0u64;
-    let mut n = 0;
-    for &byte in b.iter().take(10) {
-        x |= u64::from(byte & 0x7f) << (7 * n);
-        n += 1;
-        if byte < 0x80 {
-            break;
-        }
-    }
-    (x, n)
 }
 
 #[cfg(test)]
@@ -184,18 +168,14 @@ mod tests {
         }
     }
 
-    fn body(value: Option<&[u8]>) -> Body<'_> {
-        Body::Simple(value.map_or(Simple::Dead, Simple::Str))
+    fn body(value: Option<&[u8]>) -> Simple<'_> {
+        value.map_or(Simple::Dead, Simple::Str)
     }
 
     fn check(p: &Packed, key: &[u8], v: Version, value: Option<&[u8]>) {
-        let e = EntryRef {
-            version: v,
-            body: body(value),
-        };
         assert_eq!(p.key(), key);
-        assert_eq!(p.view(), e);
-        assert_eq!(p.split(), (key, e));
+        assert_eq!(p.simple(), (v, body(value)));
+        assert_eq!(p.split().0, key);
     }
 
     #[test]
@@ -209,7 +189,7 @@ mod tests {
     fn an_empty_value_is_not_a_tombstone() {
         let live = Packed::new(b"k", version(1, 1), body(Some(b"")));
         let tomb = Packed::new(b"k", version(1, 1), body(None));
-        assert_eq!(live.view().body, Body::Simple(Simple::Str(b"")));
+        assert_eq!(live.simple().1, Simple::Str(b""));
         assert!(tomb.view().is_tombstone());
         assert_eq!(live.allocated(), tomb.allocated());
     }
@@ -241,10 +221,10 @@ mod tests {
             let key: Vec<u8> = (0..key_len).map(|i| i as u8).collect();
             let mut p = Packed::new(&key, version(ts, node), body(value.as_deref()));
             prop_assert_eq!(p.key(), &key[..]);
-            prop_assert_eq!(p.view(), EntryRef { version: version(ts, node), body: body(value.as_deref()) });
+            prop_assert_eq!(p.simple(), (version(ts, node), body(value.as_deref())));
             p.set(version(node, ts), body(next.as_deref()));
             prop_assert_eq!(p.key(), &key[..]);
-            prop_assert_eq!(p.view(), EntryRef { version: version(node, ts), body: body(next.as_deref()) });
+            prop_assert_eq!(p.simple(), (version(node, ts), body(next.as_deref())));
         }
     }
 }

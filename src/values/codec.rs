@@ -7,7 +7,7 @@
 //! tombstone is never encoded here: the store and the log keep their own,
 //! smaller, simple forms for those.
 
-use super::{Body, Entry, EntryRef, Rich, Version};
+use super::{Entry, Rich, Simple, Version};
 use crate::error::{Error, Result};
 
 impl crate::encoding::Wire for Rich {}
@@ -54,32 +54,27 @@ impl Entry {
         })
     }
 
-    /// What to store for this entry: its simple shape, or its rich state
-    /// encoded (into `scratch`, which the returned body borrows).
-    pub fn body<'a>(&'a self, scratch: &'a mut Vec<u8>) -> Result<Body<'a>> {
-        match self.as_simple() {
-            Some(simple) => Ok(Body::Simple(simple)),
+    /// Its body as bytes, for the commit log: a rich state is encoded
+    /// into `scratch`, which the result borrows.
+    pub fn encoded<'a>(&'a self, scratch: &'a mut Vec<u8>) -> Result<Encoded<'a>> {
+        Ok(match self.as_simple() {
+            Some(Simple::Dead) => Encoded::Dead,
+            Some(Simple::Str(v)) => Encoded::Str(v),
             None => {
                 *scratch = encode(&self.to_rich())?;
-                Ok(Body::Rich(scratch))
+                Encoded::Rich(scratch)
             }
-        }
-    }
-
-    /// The entry stored as `body` at `version`.
-    pub fn from_body(version: Version, body: Body<'_>) -> Result<Entry> {
-        match body {
-            Body::Simple(simple) => Ok(Entry::simple(version, simple)),
-            Body::Rich(bytes) => Ok(Entry::rich(decode(bytes)?)),
-        }
+        })
     }
 }
 
-impl EntryRef<'_> {
-    /// An owned copy. A rich body is decoded: the store holds only what
-    /// [`Entry::body`] encoded, so it decodes.
-    pub fn to_entry(&self) -> Entry {
-        Entry::from_body(self.version, self.body)
-            .expect("the store holds rich values it encoded itself")
-    }
+/// An entry's body as bytes (see [`Entry::encoded`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoded<'a> {
+    /// A delete.
+    Dead,
+    /// A plain string.
+    Str(&'a [u8]),
+    /// A rich state's encoding.
+    Rich(&'a [u8]),
 }

@@ -35,7 +35,9 @@
 //!
 //! Deliberately left out: lists, sorted sets and streams.
 
+mod cell;
 pub mod codec;
+mod elem;
 mod rich;
 #[cfg(test)]
 mod tests;
@@ -46,6 +48,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
+pub use cell::{rich_digest, Cell, Part, Want};
 pub use rich::{Field, Lww, Rich, Shard, Shards};
 pub use view::{counted, Counted, Kind, WrongType};
 pub use write::IncrError;
@@ -114,19 +117,19 @@ pub enum Simple<'a> {
     Str(&'a [u8]),
 }
 
-/// An entry as it is stored: a simple shape, or a rich state encoded by
-/// [`codec`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// An entry as a store holds it: a simple shape, or a rich state in a
+/// [`Cell`].
+#[derive(Clone, Copy, Debug)]
 pub enum Body<'a> {
     /// A tombstone or a plain string.
     Simple(Simple<'a>),
-    /// A rich state, encoded.
-    Rich(&'a [u8]),
+    /// A rich state.
+    Rich(&'a Cell),
 }
 
 /// An entry borrowed from where it is stored: what the store's iteration
 /// lends out without copying.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub struct EntryRef<'a> {
     /// The entry's version (its newest piece).
     pub version: Version,
@@ -140,15 +143,16 @@ impl EntryRef<'_> {
         match self.body {
             Body::Simple(Simple::Dead) => true,
             Body::Simple(Simple::Str(_)) => false,
-            Body::Rich(_) => self.to_entry().is_tombstone(),
+            Body::Rich(c) => c.is_tombstone(),
         }
     }
 
-    /// The bytes it takes in the store (its body).
+    /// About the bytes it takes in the store beyond its key.
     pub fn body_len(&self) -> usize {
         match self.body {
             Body::Simple(Simple::Dead) => 0,
-            Body::Simple(Simple::Str(v)) | Body::Rich(v) => v.len(),
+            Body::Simple(Simple::Str(v)) => v.len(),
+            Body::Rich(c) => c.mem_bytes(),
         }
     }
 
@@ -161,13 +165,21 @@ impl EntryRef<'_> {
     }
 
     /// A hash of its contents for anti-entropy digests: for the simple
-    /// shapes, of version and tombstone flag (a string's bytes are named by
-    /// its version); for a rich state, of the version and its encoding.
+    /// shapes, of the tombstone flag (a string's bytes are named by its
+    /// version); for a rich state, its [`rich_digest`] with bit 1 set.
     pub fn digest_part(&self) -> u64 {
         match self.body {
             Body::Simple(Simple::Dead) => 1,
             Body::Simple(Simple::Str(_)) => 0,
-            Body::Rich(bytes) => crate::encoding::stable_hash(bytes) | 2,
+            Body::Rich(c) => c.digest() | 2,
+        }
+    }
+
+    /// An owned copy.
+    pub fn to_entry(&self) -> Entry {
+        match self.body {
+            Body::Simple(simple) => Entry::simple(self.version, simple),
+            Body::Rich(c) => Entry::rich(c.to_rich()),
         }
     }
 }
@@ -209,25 +221,34 @@ impl Summary {
 /// `old`: the higher version, and for one version the greater payload (a
 /// delete over a string), as [`Entry::merge_in`] decides. Lets the store
 /// merge the common case without building entries.
-pub fn simple_wins(new: EntryRef<'_>, old: EntryRef<'_>) -> bool {
-    fn rank(b: Body<'_>) -> (u8, &[u8]) {
-        match b {
-            Body::Simple(Simple::Str(v)) => (0, v),
-            Body::Simple(Simple::Dead) => (1, &[]),
-            Body::Rich(_) => (2, &[]),
+pub fn simple_wins(new: (Version, Simple<'_>), old: (Version, Simple<'_>)) -> bool {
+    fn rank(s: Simple<'_>) -> (u8, &[u8]) {
+        match s {
+            Simple::Str(v) => (0, v),
+            Simple::Dead => (1, &[]),
         }
     }
-    (new.version, rank(new.body)) > (old.version, rank(old.body))
+    (new.0, rank(new.1)) > (old.0, rank(old.1))
 }
 
 impl Entry {
-    /// This entry, borrowed in its stored shape (`scratch` holds a rich
-    /// state's encoding).
-    pub fn as_ref<'a>(&'a self, scratch: &'a mut Vec<u8>) -> crate::error::Result<EntryRef<'a>> {
-        Ok(EntryRef {
+    /// What anti-entropy compares of it ([`EntryRef::summary`] of the
+    /// same entry in a store).
+    pub fn summary(&self) -> Summary {
+        let body = match &self.state {
+            State::Dead => 1,
+            State::Str(_) => 0,
+            State::Rich(r) => rich_digest(r) | 2,
+        };
+        Summary {
             version: self.version,
-            body: self.body(scratch)?,
-        })
+            body,
+        }
+    }
+
+    /// The part of it `want` asks for ([`Cell::part`] of the same state).
+    pub fn part(&self, want: &Want) -> Part {
+        Cell::new(b"", &self.to_rich()).part(want)
     }
 
     /// A plain string written at `version`.
@@ -274,6 +295,15 @@ impl Entry {
             State::Dead => Some(Simple::Dead),
             State::Str(v) => Some(Simple::Str(v)),
             State::Rich(_) => None,
+        }
+    }
+
+    /// Calls `f` with the rich form of this entry, borrowed when it is
+    /// rich (built for a simple one).
+    pub fn with_rich<R>(&self, f: impl FnOnce(&Rich) -> R) -> R {
+        match &self.state {
+            State::Rich(r) => f(r),
+            _ => f(&self.to_rich()),
         }
     }
 

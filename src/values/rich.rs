@@ -107,7 +107,7 @@ pub struct Field {
 impl Field {
     /// Merges `other` in, under a key whose pieces at or before `outer`
     /// are dead. Returns whether anything changed.
-    fn merge(&mut self, other: &Field, outer: Version) -> bool {
+    pub(super) fn merge(&mut self, other: &Field, outer: Version) -> bool {
         let mut changed = false;
         // A field's clear that the key's covers means nothing.
         if other.cleared > self.cleared && other.cleared > outer {

@@ -9,8 +9,8 @@
 //!
 //! A key has one type, as in Redis. If writes of different types met
 //! (two sides of a partition created the key as a string and as a hash),
-//! the type of the newest live piece wins and the other pieces are not
-//! shown.
+//! the type of the newest piece wins (a removal counts: a hash whose last
+//! field was removed is absent) and the other pieces are not shown.
 
 use bytes::Bytes;
 
@@ -103,7 +103,7 @@ impl super::EntryRef<'_> {
         match self.body {
             super::Body::Simple(super::Simple::Dead) => false,
             super::Body::Simple(super::Simple::Str(_)) => true,
-            super::Body::Rich(_) => self.to_entry().exists(now_ms),
+            super::Body::Rich(c) => c.kind(now_ms).is_some(),
         }
     }
 }
@@ -137,30 +137,50 @@ pub fn counted(string: &Option<super::Lww<Bytes>>, shards: &Shards) -> Counted {
     Counted::Int(sum.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64)
 }
 
-/// The type of a rich state: that of its newest live piece.
-fn kind_of(r: &Rich) -> Option<Kind> {
-    let string = r
-        .string
+/// The newest version of a state's string pieces (its value and its
+/// counter shares), if it has any.
+pub(super) fn string_newest(r: &Rich) -> Option<super::Version> {
+    r.string
         .as_ref()
         .map(|s| s.version)
         .into_iter()
         .chain(r.shards.values().map(|s| s.version))
-        .max();
-    let hash = r
-        .fields
-        .values()
-        .filter(|f| f.is_live())
-        .map(Field::newest)
-        .max();
-    let set = r
-        .members
-        .values()
-        .filter(|m| m.value)
-        .map(|m| m.version)
-        .max();
-    [(string, Kind::String), (hash, Kind::Hash), (set, Kind::Set)]
+        .max()
+}
+
+/// The type of a key from the newest version of each type's pieces
+/// (removals included) and whether each type has a live piece: the type
+/// of the newest piece, if that type has a live one. A key whose last
+/// field or member was removed is absent, even if a partition left older
+/// pieces of another type under it (those stay hidden; DEL removes them).
+pub(super) fn kind_from(
+    string: Option<super::Version>,
+    hash: Option<super::Version>,
+    set: Option<super::Version>,
+    live: (bool, bool, bool),
+) -> Option<Kind> {
+    let newest = [(string, Kind::String), (hash, Kind::Hash), (set, Kind::Set)]
         .into_iter()
         .filter_map(|(v, k)| v.map(|v| (v, k)))
-        .max_by_key(|(v, _)| *v)
-        .map(|(_, k)| k)
+        .max_by_key(|(v, _)| *v)?;
+    let has_live = match newest.1 {
+        Kind::String => live.0,
+        Kind::Hash => live.1,
+        Kind::Set => live.2,
+    };
+    has_live.then_some(newest.1)
+}
+
+/// The type of a rich state (see [`kind_from`]).
+fn kind_of(r: &Rich) -> Option<Kind> {
+    kind_from(
+        string_newest(r),
+        r.fields.values().map(Field::newest).max(),
+        r.members.values().map(|m| m.version).max(),
+        (
+            r.string.is_some() || !r.shards.is_empty(),
+            r.fields.values().any(Field::is_live),
+            r.members.values().any(|m| m.value),
+        ),
+    )
 }

@@ -1,0 +1,270 @@
+//! Merging an entry into the store: the one path every write takes (a
+//! client's, a replica's, a hand-off's, anti-entropy's, the log replay's).
+//!
+//! Plain strings and tombstones meeting each other are merged packed, by
+//! comparing versions ([`crate::values::simple_wins`]): the hot path, with
+//! no entry built. Anything rich is merged by its cell
+//! ([`crate::values::Cell::merge`]); a packed entry that receives a rich
+//! delta becomes a cell, and a cell whose state is simple again (a SET
+//! over a hash) is packed again.
+
+use std::sync::atomic::Ordering;
+
+use super::{cell_ref, Applied, Bucket, Store, Tables};
+use crate::ring::Token;
+use crate::store::Entry;
+use crate::values::{simple_wins, Cell, Rich, Simple};
+
+/// What is under a key, moved out of its table to be replaced.
+enum Old {
+    Absent,
+    Simple(Entry),
+    Rich(Box<Cell>),
+}
+
+impl Store {
+    /// Merges `entry` into the store (see [`Entry::merge_in`]).
+    ///
+    /// Key and value are copied into the store's own allocation, so a
+    /// stored value never pins a whole network read buffer in memory.
+    pub fn apply(&self, key: &[u8], entry: Entry) -> Applied {
+        self.apply_at(&Token::of(key), key, &entry)
+    }
+
+    /// [`Store::apply`] for a caller that already has `pos`, the key's ring
+    /// position ([`Token::of`] the key), and so spares the store a SHA-1.
+    pub fn apply_at(&self, pos: &Token, key: &[u8], entry: &Entry) -> Applied {
+        let bucket = self.bucket_at(pos, key);
+        let mut tables = bucket.write();
+        self.apply_locked(bucket, &mut tables, pos, key, entry)
+    }
+
+    /// Reads `key`'s entry (as [`Store::get_at`] would), lets `f` decide
+    /// from it what to merge in, and merges that, all under the key's
+    /// bucket lock, so no other write to the key comes in between: the
+    /// read-modify-write of a counter's owner, or of a replica checking a
+    /// write's type. Returns what `f` made and returned, and what the
+    /// merge did.
+    pub fn update_at<T, E>(
+        &self,
+        pos: &Token,
+        key: &[u8],
+        f: impl FnOnce(Option<Entry>) -> Result<(Entry, T), E>,
+    ) -> Result<(Entry, T, Applied), E> {
+        let bucket = self.bucket_at(pos, key);
+        let mut tables = bucket.write();
+        let current = self.get_locked(&tables, key);
+        let (delta, out) = f(current)?;
+        let applied = self.apply_locked(bucket, &mut tables, pos, key, &delta);
+        Ok((delta, out, applied))
+    }
+
+    /// [`Store::apply_at`] on the bucket's tables, already locked.
+    fn apply_locked(
+        &self,
+        bucket: &Bucket,
+        tables: &mut Tables,
+        pos: &Token,
+        key: &[u8],
+        entry: &Entry,
+    ) -> Applied {
+        let mut applied = Applied {
+            changed: true,
+            duplicate: false,
+            was_live: false,
+            prior: None,
+        };
+        if self.is_dead(entry.version()) {
+            // Older than a flush: superseded, as by any newer write.
+            applied.changed = false;
+            return applied;
+        }
+        // A rich state may hold pieces older than a flush under a newer
+        // one: those are dead too.
+        let unflushed;
+        let entry = match self.flush_marker() {
+            Some(marker) if entry.as_simple().is_none() => {
+                match entry.clone().cleared_up_to(marker) {
+                    Some(e) => {
+                        unflushed = e;
+                        &unflushed
+                    }
+                    None => {
+                        applied.changed = false;
+                        return applied;
+                    }
+                }
+            }
+            _ => entry,
+        };
+        let hash = self.hash(key);
+        // The hot path: a string or tombstone over a string or tombstone.
+        if let (Some(new), Some(slot)) = (
+            entry.as_simple(),
+            tables.simple.find_mut(hash, |p| p.key() == key),
+        ) {
+            let (old_version, old) = slot.simple();
+            let old_live = old != Simple::Dead;
+            if !self.is_dead(old_version) {
+                applied.was_live = old_live;
+                applied.prior = Some(old_version);
+            }
+            if !simple_wins((entry.version(), new), (old_version, old)) {
+                applied.changed = false;
+                applied.duplicate = old_version == entry.version();
+                return applied;
+            }
+            self.unaccount(bucket, pos, key, slot.view());
+            slot.set(entry.version(), new);
+            self.account(bucket, pos, key, slot.view());
+            self.count_transition(old_live, new != Simple::Dead);
+            return applied;
+        }
+        // Anything else: take what is there out of its table, merge, and
+        // put the result where its shape belongs.
+        let old = self.take(bucket, tables, pos, key, hash);
+        let (old_live, old_deadline) = match &old {
+            Old::Absent => (false, None),
+            Old::Simple(e) => (!e.is_tombstone(), None),
+            Old::Rich(c) => (!c.is_tombstone(), c.deadline()),
+        };
+        let old_version = match &old {
+            Old::Absent => None,
+            Old::Simple(e) => Some(e.version()),
+            Old::Rich(c) => Some(c.version()),
+        };
+        if let Some(v) = old_version.filter(|v| !self.is_dead(*v)) {
+            applied.was_live = old_live;
+            applied.prior = Some(v);
+        }
+        let (merged, changed) = match old {
+            Old::Absent => (Shape::of(key, entry), true),
+            Old::Simple(e) if self.is_dead(e.version()) => (Shape::of(key, entry), true),
+            Old::Simple(mut e) => {
+                let changed = e.merge_in(entry);
+                (Shape::of(key, &e), changed)
+            }
+            Old::Rich(mut c) => {
+                if self.is_dead(c.version()) {
+                    (Shape::of(key, entry), true)
+                } else {
+                    if let Some(marker) = self.flush_marker() {
+                        c.merge(&Rich {
+                            cleared: marker,
+                            ..Rich::default()
+                        });
+                    }
+                    let changed = entry.with_rich(|r| c.merge(r));
+                    (Shape::from_cell(c), changed)
+                }
+            }
+        };
+        if !changed {
+            applied.changed = false;
+            applied.duplicate = true;
+        }
+        let (new_live, new_deadline) = match &merged {
+            Shape::Simple(_, s) => (*s != OwnedSimple::Dead, None),
+            Shape::Rich(c) => (!c.is_tombstone(), c.deadline()),
+        };
+        self.expiry.note(key, old_deadline, new_deadline);
+        self.put(bucket, tables, pos, key, hash, merged);
+        if old_version.is_none() {
+            self.entries.fetch_add(1, Ordering::Relaxed);
+        }
+        self.count_transition(old_live, new_live);
+        applied
+    }
+
+    /// Removes what `key` holds from its table (out of the digest and the
+    /// byte count; still counted as an entry and as live).
+    fn take(
+        &self,
+        bucket: &Bucket,
+        tables: &mut Tables,
+        pos: &Token,
+        key: &[u8],
+        hash: u64,
+    ) -> Old {
+        if let Ok(slot) = tables.simple.find_entry(hash, |p| p.key() == key) {
+            let (p, _) = slot.remove();
+            self.unaccount(bucket, pos, key, p.view());
+            let (version, simple) = p.simple();
+            return Old::Simple(Entry::simple(version, simple));
+        }
+        if let Ok(slot) = tables.rich.find_entry(hash, |c| c.key() == key) {
+            let (c, _) = slot.remove();
+            self.unaccount(bucket, pos, key, cell_ref(&c));
+            return Old::Rich(c);
+        }
+        Old::Absent
+    }
+
+    /// Stores `shape` under `key` in the table it belongs in, into the
+    /// digest and the byte count.
+    fn put(
+        &self,
+        bucket: &Bucket,
+        tables: &mut Tables,
+        pos: &Token,
+        key: &[u8],
+        hash: u64,
+        shape: Shape,
+    ) {
+        match shape {
+            Shape::Simple(version, s) => {
+                let p = super::Packed::new(key, version, s.as_simple());
+                self.account(bucket, pos, key, p.view());
+                tables.simple.insert_unique(hash, p, |p| self.hash(p.key()));
+            }
+            Shape::Rich(c) => {
+                self.account(bucket, pos, key, cell_ref(&c));
+                tables.rich.insert_unique(hash, c, |c| self.hash(c.key()));
+            }
+        }
+    }
+}
+
+/// A simple body, owned.
+#[derive(Debug, PartialEq, Eq)]
+enum OwnedSimple {
+    Dead,
+    Str(bytes::Bytes),
+}
+
+impl OwnedSimple {
+    fn as_simple(&self) -> Simple<'_> {
+        match self {
+            OwnedSimple::Dead => Simple::Dead,
+            OwnedSimple::Str(v) => Simple::Str(v),
+        }
+    }
+}
+
+/// A merged state in the shape it is stored in.
+enum Shape {
+    Simple(crate::store::Version, OwnedSimple),
+    Rich(Box<Cell>),
+}
+
+impl Shape {
+    fn of(key: &[u8], e: &Entry) -> Shape {
+        match e.as_simple() {
+            Some(Simple::Dead) => Shape::Simple(e.version(), OwnedSimple::Dead),
+            Some(Simple::Str(v)) => Shape::Simple(
+                e.version(),
+                OwnedSimple::Str(bytes::Bytes::copy_from_slice(v)),
+            ),
+            None => e.with_rich(|r| Shape::Rich(Box::new(Cell::new(key, r)))),
+        }
+    }
+
+    /// A cell, packed again if its state became a plain string or a
+    /// tombstone.
+    fn from_cell(c: Box<Cell>) -> Shape {
+        match c.simple() {
+            Some(e) => Shape::of(c.key(), &e),
+            None => Shape::Rich(c),
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! A rich state as the store keeps it: a [`Cell`], built for one element
+//! at a time.
+//!
+//! On the wire and in the log a rich state is a [`Rich`] (sorted maps,
+//! encoded whole). A store holding a hash of a million fields cannot decode
+//! and re-encode it for every HSET, so it keeps a cell instead: the key's
+//! small pieces (`cleared`, deadline, string, counter shares) as a head,
+//! and each field or member as one packed element (`elem.rs`) in a hash
+//! table of its own. A delta of one field costs one lookup and one
+//! element rewritten; the cell keeps its digest, its counts of live
+//! elements and the newest version of each type up to date as it goes.
+//!
+//! [`Cell::merge`] must do exactly what [`Rich::merge`] does: the property
+//! tests check that a cell built from one state and merged with another
+//! reads back as the two `Rich` merged, with the same digest.
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use hashbrown::HashTable;
+use serde::{Deserialize, Serialize};
+
+use super::{elem, Field, Kind, Lww, Rich, Version};
+
+/// Hashes element names inside a cell (one seed per process).
+fn hasher() -> &'static foldhash::fast::RandomState {
+    static H: OnceLock<foldhash::fast::RandomState> = OnceLock::new();
+    H.get_or_init(Default::default)
+}
+
+fn name_hash(name: &[u8]) -> u64 {
+    std::hash::BuildHasher::hash_one(hasher(), name)
+}
+
+/// The head of a rich state: everything but its fields and members.
+fn head_of(r: &Rich) -> Rich {
+    Rich {
+        cleared: r.cleared,
+        ttl: r.ttl.clone(),
+        string: r.string.clone(),
+        shards: r.shards.clone(),
+        ..Rich::default()
+    }
+}
+
+/// The digest contribution of a head (fixed-width bincode of it).
+fn head_hash(head: &Rich) -> u64 {
+    let bytes = crate::encoding::to_vec(head).expect("a head always encodes");
+    crate::encoding::stable_hash(0x6865_6164, &bytes)
+}
+
+/// The digest of a rich state: its head's hash and every element's,
+/// XORed, so a cell keeps it up to date with a few XORs per change.
+pub fn rich_digest(r: &Rich) -> u64 {
+    let mut d = head_hash(&head_of(r));
+    for (name, f) in &r.fields {
+        d ^= elem::field_hash(&elem::field(name, f));
+    }
+    for (name, m) in &r.members {
+        d ^= elem::member_hash(&elem::member(name, m));
+    }
+    d
+}
+
+/// What a read asks a replica for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Want {
+    /// The head only (type, deadline, string, counts).
+    Head,
+    /// The head and these hash fields.
+    Fields(Vec<Bytes>),
+    /// The head and these set members.
+    Members(Vec<Bytes>),
+}
+
+/// A part of a key's state, with what a reader needs to know of the
+/// whole: enough to answer HGET, HLEN, SISMEMBER, TYPE... without shipping
+/// the whole of a large hash or set. Two parts from replicas whose
+/// `digest` and `version` agree describe equal wholes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Part {
+    /// The whole state's newest version.
+    pub version: Version,
+    /// The whole state's digest.
+    pub digest: u64,
+    /// The head and the elements asked for (those present).
+    pub rich: Rich,
+    /// The newest version of any hash field, removed ones included.
+    pub hash_newest: Version,
+    /// The newest version of any set member, removed ones included.
+    pub set_newest: Version,
+    /// Live hash fields.
+    pub fields: u64,
+    /// Members present.
+    pub members: u64,
+}
+
+/// A key's rich state, for one element at a time (see the module doc).
+#[derive(Debug, Clone)]
+pub struct Cell {
+    key: Box<[u8]>,
+    head: Rich,
+    fields: HashTable<Box<[u8]>>,
+    members: HashTable<Box<[u8]>>,
+    version: Version,
+    hash_newest: Version,
+    set_newest: Version,
+    head_hash: u64,
+    elems_hash: u64,
+    live_fields: usize,
+    live_members: usize,
+    elem_bytes: usize,
+}
+
+impl Cell {
+    /// The cell of `key` holding `rich`.
+    pub fn new(key: &[u8], rich: &Rich) -> Cell {
+        let head = head_of(rich);
+        let mut cell = Cell {
+            key: key.into(),
+            head_hash: head_hash(&head),
+            head,
+            fields: HashTable::new(),
+            members: HashTable::new(),
+            version: rich.newest(),
+            hash_newest: Version::ZERO,
+            set_newest: Version::ZERO,
+            elems_hash: 0,
+            live_fields: 0,
+            live_members: 0,
+            elem_bytes: 0,
+        };
+        for (name, f) in &rich.fields {
+            cell.insert_field(name, elem::field(name, f));
+            cell.hash_newest = cell.hash_newest.max(f.newest());
+        }
+        for (name, m) in &rich.members {
+            cell.insert_member(elem::member(name, m));
+            cell.set_newest = cell.set_newest.max(m.version);
+        }
+        cell
+    }
+
+    /// The key.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// The newest version in it.
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// Its digest (see [`rich_digest`]).
+    pub fn digest(&self) -> u64 {
+        self.head_hash ^ self.elems_hash
+    }
+
+    /// About how many bytes it takes beyond its key.
+    pub fn mem_bytes(&self) -> usize {
+        let head =
+            self.head.string.as_ref().map_or(0, |s| s.value.len()) + 48 * self.head.shards.len();
+        let slots = 17 * (self.fields.capacity() + self.members.capacity());
+        std::mem::size_of::<Cell>() + head + slots + self.elem_bytes
+    }
+
+    /// The expiry deadline, if any.
+    pub fn deadline(&self) -> Option<u64> {
+        self.head.ttl.as_ref().and_then(|t| t.value)
+    }
+
+    /// Live hash fields.
+    pub fn live_fields(&self) -> usize {
+        self.live_fields
+    }
+
+    /// Set members present.
+    pub fn live_members(&self) -> usize {
+        self.live_members
+    }
+
+    /// Whether nothing of it is live, expiry aside ([`super::Entry::is_tombstone`]).
+    pub fn is_tombstone(&self) -> bool {
+        self.head.string.is_none()
+            && self.head.shards.is_empty()
+            && self.live_fields == 0
+            && self.live_members == 0
+    }
+
+    /// The key's type at `now_ms`, or `None` when it is absent (see
+    /// `view.rs`: the type of the newest piece, which must be live).
+    pub fn kind(&self, now_ms: u64) -> Option<Kind> {
+        if self.deadline().is_some_and(|d| d <= now_ms) {
+            return None;
+        }
+        let cleared = self.head.cleared;
+        let alive = |v: Version| (v > cleared).then_some(v);
+        super::view::kind_from(
+            super::view::string_newest(&self.head),
+            alive(self.hash_newest),
+            alive(self.set_newest),
+            (
+                self.head.string.is_some() || !self.head.shards.is_empty(),
+                self.live_fields > 0,
+                self.live_members > 0,
+            ),
+        )
+    }
+
+    /// The state as a plain string or a tombstone, if it is one of those
+    /// (see [`super::Entry::canonical`]): such a cell is packed again.
+    pub fn simple(&self) -> Option<super::Entry> {
+        let headless = self.fields.is_empty()
+            && self.members.is_empty()
+            && self.head.ttl.is_none()
+            && self.head.shards.is_empty();
+        if !headless {
+            return None;
+        }
+        let e = super::Entry::rich(self.head.clone());
+        e.as_simple().is_some().then_some(e)
+    }
+
+    /// The whole state as a [`Rich`].
+    pub fn to_rich(&self) -> Rich {
+        let mut r = self.head.clone();
+        for e in &self.fields {
+            r.fields
+                .insert(Bytes::copy_from_slice(elem::name(e)), elem::read_field(e));
+        }
+        for e in &self.members {
+            r.members
+                .insert(Bytes::copy_from_slice(elem::name(e)), elem::read_member(e));
+        }
+        r
+    }
+
+    /// The part of it `want` asks for.
+    pub fn part(&self, want: &Want) -> Part {
+        let mut rich = self.head.clone();
+        match want {
+            Want::Head => {}
+            Want::Fields(names) => {
+                for name in names {
+                    if let Some(e) = self
+                        .fields
+                        .find(name_hash(name), |e| elem::name(e) == &name[..])
+                    {
+                        rich.fields.insert(name.clone(), elem::read_field(e));
+                    }
+                }
+            }
+            Want::Members(names) => {
+                for name in names {
+                    if let Some(e) = self
+                        .members
+                        .find(name_hash(name), |e| elem::name(e) == &name[..])
+                    {
+                        rich.members.insert(name.clone(), elem::read_member(e));
+                    }
+                }
+            }
+        }
+        Part {
+            version: self.version,
+            digest: self.digest(),
+            rich,
+            hash_newest: self.hash_newest,
+            set_newest: self.set_newest,
+            fields: self.live_fields as u64,
+            members: self.live_members as u64,
+        }
+    }
+
+    /// Merges `delta` in, as [`Rich::merge`] would. Returns whether
+    /// anything changed.
+    pub fn merge(&mut self, delta: &Rich) -> bool {
+        let before = self.head.cleared;
+        let mut changed = self.head.merge(&head_of(delta));
+        if changed {
+            self.head_hash = head_hash(&self.head);
+        }
+        let cleared = self.head.cleared;
+        if cleared > before {
+            self.prune(cleared);
+        }
+        for (name, f) in &delta.fields {
+            changed |= self.merge_field(name, f, cleared);
+        }
+        for (name, m) in &delta.members {
+            changed |= self.merge_member(name, m, cleared);
+        }
+        if changed {
+            self.version = self.version.max(delta.newest());
+        }
+        changed
+    }
+
+    fn insert_field(&mut self, name: &[u8], e: Box<[u8]>) {
+        self.elems_hash ^= elem::field_hash(&e);
+        self.live_fields += usize::from(elem::field_live(&e));
+        self.elem_bytes += e.len();
+        self.fields
+            .insert_unique(name_hash(name), e, |e| name_hash(elem::name(e)));
+    }
+
+    fn forget_field(&mut self, e: &[u8]) {
+        self.elems_hash ^= elem::field_hash(e);
+        self.live_fields -= usize::from(elem::field_live(e));
+        self.elem_bytes -= e.len();
+    }
+
+    fn insert_member(&mut self, e: Box<[u8]>) {
+        self.elems_hash ^= elem::member_hash(&e);
+        self.live_members += usize::from(elem::member_present(&e));
+        self.elem_bytes += e.len();
+        let h = name_hash(elem::name(&e));
+        self.members
+            .insert_unique(h, e, |e| name_hash(elem::name(e)));
+    }
+
+    fn forget_member(&mut self, e: &[u8]) {
+        self.elems_hash ^= elem::member_hash(e);
+        self.live_members -= usize::from(elem::member_present(e));
+        self.elem_bytes -= e.len();
+    }
+
+    /// Drops every piece at or before `cleared` (a new `cleared` arrived).
+    fn prune(&mut self, cleared: Version) {
+        let fields = std::mem::take(&mut self.fields);
+        for e in fields {
+            self.forget_field(&e);
+            let mut f = elem::read_field(&e);
+            f.prune_with(cleared);
+            if f.is_live() || f.cleared > cleared {
+                self.insert_field(elem::name(&e), elem::field(elem::name(&e), &f));
+            }
+        }
+        let members = std::mem::take(&mut self.members);
+        for e in members {
+            self.forget_member(&e);
+            if elem::read_member(&e).version > cleared {
+                self.insert_member(e);
+            }
+        }
+    }
+
+    fn merge_field(&mut self, name: &Bytes, other: &Field, cleared: Version) -> bool {
+        let h = name_hash(name);
+        let found = self.fields.find_entry(h, |e| elem::name(e) == &name[..]);
+        let merged = match found {
+            Ok(slot) => {
+                let mut mine = elem::read_field(slot.get());
+                if !mine.merge(other, cleared) {
+                    return false;
+                }
+                let (old, _) = slot.remove();
+                self.forget_field(&old);
+                mine
+            }
+            Err(_) => {
+                let mut f = other.clone();
+                f.prune_with(cleared);
+                if !(f.is_live() || f.cleared > cleared) {
+                    return false;
+                }
+                f
+            }
+        };
+        if merged.is_live() || merged.cleared > cleared {
+            self.insert_field(name, elem::field(name, &merged));
+        }
+        self.hash_newest = self.hash_newest.max(other.newest());
+        true
+    }
+
+    fn merge_member(&mut self, name: &Bytes, other: &Lww<bool>, cleared: Version) -> bool {
+        if other.version <= cleared {
+            return false;
+        }
+        let h = name_hash(name);
+        if let Ok(slot) = self.members.find_entry(h, |e| elem::name(e) == &name[..]) {
+            let mine = elem::read_member(slot.get());
+            if (mine.version, mine.value) >= (other.version, other.value) {
+                return false;
+            }
+            let (old, _) = slot.remove();
+            self.forget_member(&old);
+        }
+        self.insert_member(elem::member(name, other));
+        self.set_newest = self.set_newest.max(other.version);
+        true
+    }
+}

@@ -1,0 +1,232 @@
+//! One hash field or set member as bytes: how a [`super::Cell`] keeps its
+//! elements, one allocation each.
+//!
+//! An element is `varint(name length) | name | payload`. A member's
+//! payload is its register: version (ts and node, 8 bytes each, little-
+//! endian) and 1 byte, present or removed. A field's payload is a flags
+//! byte (which pieces follow), then its `cleared` version, its value's
+//! version, its counter shards (a varint count, then id, total, version),
+//! and last its value's bytes. Every piece is written in one fixed order
+//! and only when present, so two equal elements are equal bytes: the
+//! digest of a rich state hashes these bytes (see [`field_hash`]).
+
+use bytes::Bytes;
+
+use super::{Field, Lww, Shard, Shards, Version};
+use crate::clock::Timestamp;
+use crate::encoding::{read_varint, stable_hash, varint};
+
+const HAS_CLEARED: u8 = 1;
+const HAS_VALUE: u8 = 2;
+const HAS_SHARDS: u8 = 4;
+const FIELD_SEED: u64 = 0x6669_656c_6473;
+const MEMBER_SEED: u64 = 0x6d65_6d62_6572;
+
+fn start(name: &[u8], payload: usize) -> Vec<u8> {
+    let (n, len) = varint(name.len() as u64);
+    let mut buf = Vec::with_capacity(len + name.len() + payload);
+    buf.extend_from_slice(&n[..len]);
+    buf.extend_from_slice(name);
+    buf
+}
+
+/// The element's name (field or member).
+pub fn name(elem: &[u8]) -> &[u8] {
+    let (len, n) = read_varint(elem);
+    &elem[n..n + len as usize]
+}
+
+fn payload(elem: &[u8]) -> &[u8] {
+    let (len, n) = read_varint(elem);
+    &elem[n + len as usize..]
+}
+
+fn put_version(buf: &mut Vec<u8>, v: Version) {
+    buf.extend_from_slice(&v.ts.0.to_le_bytes());
+    buf.extend_from_slice(&v.node.to_le_bytes());
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn version_at(b: &[u8], at: usize) -> Version {
+    Version {
+        ts: Timestamp(u64_at(b, at)),
+        node: u64_at(b, at + 8),
+    }
+}
+
+/// A set member's element.
+pub fn member(name: &[u8], m: &Lww<bool>) -> Box<[u8]> {
+    let mut buf = start(name, 17);
+    put_version(&mut buf, m.version);
+    buf.push(u8::from(m.value));
+    buf.into_boxed_slice()
+}
+
+/// A set member's register.
+pub fn read_member(elem: &[u8]) -> Lww<bool> {
+    let p = payload(elem);
+    Lww {
+        version: version_at(p, 0),
+        value: p[16] != 0,
+    }
+}
+
+/// Whether a member element says present.
+pub fn member_present(elem: &[u8]) -> bool {
+    elem.last() == Some(&1)
+}
+
+/// A hash field's element.
+pub fn field(name: &[u8], f: &Field) -> Box<[u8]> {
+    let value_len = f.value.as_ref().map_or(0, |v| v.value.len());
+    let mut buf = start(name, 1 + 32 + 40 * f.shards.len() + value_len);
+    let mut flags = 0;
+    if f.cleared != Version::ZERO {
+        flags |= HAS_CLEARED;
+    }
+    if f.value.is_some() {
+        flags |= HAS_VALUE;
+    }
+    if !f.shards.is_empty() {
+        flags |= HAS_SHARDS;
+    }
+    buf.push(flags);
+    if flags & HAS_CLEARED != 0 {
+        put_version(&mut buf, f.cleared);
+    }
+    if let Some(v) = &f.value {
+        put_version(&mut buf, v.version);
+    }
+    if flags & HAS_SHARDS != 0 {
+        let (n, len) = varint(f.shards.len() as u64);
+        buf.extend_from_slice(&n[..len]);
+        for (id, s) in &f.shards {
+            buf.extend_from_slice(&id.to_le_bytes());
+            buf.extend_from_slice(&s.total.to_le_bytes());
+            put_version(&mut buf, s.version);
+        }
+    }
+    if let Some(v) = &f.value {
+        buf.extend_from_slice(&v.value);
+    }
+    buf.into_boxed_slice()
+}
+
+/// A hash field from its element.
+pub fn read_field(elem: &[u8]) -> Field {
+    let p = payload(elem);
+    let flags = p[0];
+    let mut at = 1;
+    let mut f = Field::default();
+    if flags & HAS_CLEARED != 0 {
+        f.cleared = version_at(p, at);
+        at += 16;
+    }
+    let value_version = (flags & HAS_VALUE != 0).then(|| {
+        let v = version_at(p, at);
+        at += 16;
+        v
+    });
+    if flags & HAS_SHARDS != 0 {
+        let (n, len) = read_varint(&p[at..]);
+        at += len;
+        let mut shards = Shards::new();
+        for _ in 0..n {
+            let id = u64_at(p, at);
+            let total = u64_at(p, at + 8) as i64;
+            shards.insert(
+                id,
+                Shard {
+                    total,
+                    version: version_at(p, at + 16),
+                },
+            );
+            at += 32;
+        }
+        f.shards = shards;
+    }
+    f.value = value_version.map(|version| Lww {
+        version,
+        value: Bytes::copy_from_slice(&p[at..]),
+    });
+    f
+}
+
+/// Whether a field element holds anything live (a value or shares).
+pub fn field_live(elem: &[u8]) -> bool {
+    payload(elem)[0] & (HAS_VALUE | HAS_SHARDS) != 0
+}
+
+/// A field element's digest contribution.
+pub fn field_hash(elem: &[u8]) -> u64 {
+    stable_hash(FIELD_SEED, elem)
+}
+
+/// A member element's digest contribution.
+pub fn member_hash(elem: &[u8]) -> u64 {
+    stable_hash(MEMBER_SEED, elem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(ts: u64, node: u64) -> Version {
+        Version {
+            ts: Timestamp(ts),
+            node,
+        }
+    }
+
+    #[test]
+    fn elements_read_back_as_written() {
+        let m = Lww {
+            version: v(7, 3),
+            value: true,
+        };
+        let e = member(b"mem", &m);
+        assert_eq!(name(&e), b"mem");
+        assert_eq!(read_member(&e), m);
+        assert!(member_present(&e));
+        let mut shards = Shards::new();
+        shards.insert(
+            9,
+            Shard {
+                total: -4,
+                version: v(5, 1),
+            },
+        );
+        for f in [
+            Field::default(),
+            Field {
+                cleared: v(2, 2),
+                value: Some(Lww {
+                    version: v(3, 1),
+                    value: Bytes::from_static(b"value"),
+                }),
+                shards: shards.clone(),
+            },
+            Field {
+                cleared: Version::ZERO,
+                value: Some(Lww {
+                    version: v(3, 1),
+                    value: Bytes::new(),
+                }),
+                shards: Shards::new(),
+            },
+            Field {
+                cleared: v(4, 0),
+                value: None,
+                shards,
+            },
+        ] {
+            let e = field(&[0xff; 200], &f);
+            assert_eq!(name(&e), &[0xff; 200][..]);
+            assert_eq!(read_field(&e), f);
+            assert_eq!(field_live(&e), f.is_live());
+        }
+    }
+}
