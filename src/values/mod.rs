@@ -36,6 +36,7 @@
 //! Deliberately left out: lists, sorted sets and streams.
 
 pub mod codec;
+pub mod float;
 mod rich;
 #[cfg(test)]
 mod tests;
