@@ -38,6 +38,7 @@
 mod cell;
 pub mod codec;
 mod elem;
+pub mod float;
 mod rich;
 #[cfg(test)]
 mod tests;
