@@ -156,6 +156,32 @@ pub fn append(call: Call<'_>) -> Run {
     })
 }
 
+/// INCRBYFLOAT key increment: a read-modify-write, with Redis's 80-bit
+/// arithmetic and formatting (`values::float`). Two of them racing
+/// through different nodes may both read the same value, and then the
+/// later write wins: unlike INCRBY, a concurrent INCRBYFLOAT can be lost
+/// (README, "Counters").
+pub fn incrbyfloat(call: Call<'_>) -> Run {
+    let (shared, q, key, incr) = key_and_value(call);
+    Run::later(async move {
+        rmw(
+            &shared,
+            key,
+            q,
+            NewTtl::Keep,
+            move |current| match crate::values::float::incr_by_float(current.map(|v| &v[..]), &incr)
+            {
+                Ok(text) => {
+                    let value = Bytes::from(text);
+                    (Some(value.clone()), Reply::Bulk(value))
+                }
+                Err(e) => (None, Reply::err(e.message())),
+            },
+        )
+        .await
+    })
+}
+
 /// STRLEN key
 pub fn strlen(call: Call<'_>) -> Run {
     read_then(call, |value| {

@@ -188,6 +188,7 @@ table! {
     b"decr" => 2, WRITE | RMW, ONE, NO_VALUES, counters::decr;
     b"incrby" => 3, WRITE | RMW, ONE, NO_VALUES, counters::incrby;
     b"decrby" => 3, WRITE | RMW, ONE, NO_VALUES, counters::decrby;
+    b"incrbyfloat" => 3, WRITE | RMW, ONE, NO_VALUES, strings::incrbyfloat;
     b"setex" => 4, WRITE, ONE, (3, 1), expire::setex;
     b"psetex" => 4, WRITE, ONE, (3, 1), expire::psetex;
     b"expire" => -3, WRITE | RMW, ONE, NO_VALUES, expire::expire;
