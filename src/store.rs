@@ -69,7 +69,8 @@ pub struct Applied {
     pub changed: bool,
     /// The store already held exactly this version.
     pub duplicate: bool,
-    /// The key held a live (non-tombstone) value before.
+    /// The key existed before, as a client sees it by this node's wall
+    /// clock (not expired, not hidden by a newer removal).
     pub was_live: bool,
     /// The version the key held before, if any.
     pub prior: Option<Version>,

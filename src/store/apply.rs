@@ -39,21 +39,29 @@ impl Store {
         self.apply_locked(bucket, &mut tables, pos, key, entry)
     }
 
-    /// Reads `key`'s entry (as [`Store::get_at`] would), lets `f` decide
-    /// from it what to merge in, and merges that, all under the key's
-    /// bucket lock, so no other write to the key comes in between: the
-    /// read-modify-write of a counter's owner, or of a replica checking a
-    /// write's type. Returns what `f` made and returned, and what the
-    /// merge did.
+    /// Lends `key`'s entry as stored (`None` when there is none, or a
+    /// flush removed it) to `f`, which decides from it what to merge in,
+    /// and merges that, all under the key's bucket lock, so no other write
+    /// to the key comes in between: the read-modify-write of a counter's
+    /// owner, or of a replica checking a typed write. Returns what `f`
+    /// made and returned, and what the merge did.
     pub fn update_at<T, E>(
         &self,
         pos: &Token,
         key: &[u8],
-        f: impl FnOnce(Option<Entry>) -> Result<(Entry, T), E>,
+        f: impl FnOnce(Option<crate::store::EntryRef<'_>>) -> Result<(Entry, T), E>,
     ) -> Result<(Entry, T, Applied), E> {
         let bucket = self.bucket_at(pos, key);
         let mut tables = bucket.write();
-        let current = self.get_locked(&tables, key);
+        let hash = self.hash(key);
+        let current = match tables.simple.find(hash, |p| p.key() == key) {
+            Some(p) => Some(p.view()),
+            None => tables
+                .rich
+                .find(hash, |c| c.key() == key)
+                .map(|c| cell_ref(c)),
+        };
+        let current = current.filter(|e| !self.is_dead(e.version));
         let (delta, out) = f(current)?;
         let applied = self.apply_locked(bucket, &mut tables, pos, key, &delta);
         Ok((delta, out, applied))
@@ -134,7 +142,12 @@ impl Store {
             Old::Rich(c) => Some(c.version()),
         };
         if let Some(v) = old_version.filter(|v| !self.is_dead(*v)) {
-            applied.was_live = old_live;
+            // Live to a client: an expired key, or one whose newest piece
+            // is a removal, is not (DEL of it counts nothing, as in Redis).
+            applied.was_live = match &old {
+                Old::Rich(c) => c.kind(crate::clock::wall_millis()).is_some(),
+                _ => old_live,
+            };
             applied.prior = Some(v);
         }
         let (merged, changed) = match old {

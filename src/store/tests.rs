@@ -206,7 +206,7 @@ proptest! {
                     let key = key_of(k);
                     let old = model.get(&key).cloned();
                     let applied = s.apply(&key, e.clone());
-                    prop_assert_eq!(applied.was_live, old.as_ref().is_some_and(|o| !o.is_tombstone()));
+                    prop_assert_eq!(applied.was_live, old.as_ref().is_some_and(|o| o.exists(crate::clock::wall_millis())));
                     let merged = Entry::merge_options(old.clone(), Some(&e)).expect("some");
                     prop_assert_eq!(applied.changed, old.as_ref() != Some(&merged));
                     model.insert(key, merged);
