@@ -74,6 +74,10 @@ pub enum Error {
     /// valid has been kept.
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// The key holds another type than the command works on (Redis's
+    /// WRONGTYPE). Nothing changed.
+    #[error("Operation against a key holding the wrong kind of value")]
+    WrongType,
     /// The node is shutting down; the request was not started.
     #[error("node is shutting down")]
     Shutdown,

@@ -67,7 +67,7 @@ pub const MIN_PROTOCOL_VERSION: u32 = 5;
 
 /// The name of every [`PeerMsg`] type, in [`PeerMsg::kind_index`] order
 /// (logs, and the per-kind traffic metrics).
-pub const KINDS: [&str; 23] = [
+pub const KINDS: [&str; 27] = [
     "heartbeat",
     "put",
     "put_ack",
@@ -91,6 +91,10 @@ pub const KINDS: [&str; 23] = [
     "meta_digest",
     "incr",
     "incr_reply",
+    "read",
+    "read_reply",
+    "apply",
+    "apply_ack",
 ];
 
 /// Marks a ringkv peer connection ("RKV1").
@@ -376,6 +380,9 @@ pub enum PeerMsg {
         id: u64,
         /// The key.
         key: Bytes,
+        /// The hash field whose counter it is (HINCRBY), or `None` for the
+        /// key's own (INCR).
+        field: Option<Bytes>,
         /// How much to add.
         by: i64,
         /// Acknowledgements the owner waits for, itself included.
@@ -388,6 +395,64 @@ pub enum PeerMsg {
         /// The counter's value after the increment, or why there is none.
         result: IncrResult,
     },
+    /// A read of part of a key: the elements `want` names and what a
+    /// reader needs of the whole (since protocol 7).
+    Read {
+        /// Request id.
+        id: u64,
+        /// The key.
+        key: Bytes,
+        /// What to read.
+        want: crate::values::Want,
+    },
+    /// Answer to [`PeerMsg::Read`]: `None` when the replica holds nothing.
+    ReadReply {
+        /// Request id.
+        id: u64,
+        /// The part.
+        part: Option<Box<crate::values::Part>>,
+    },
+    /// A typed write (since protocol 7). Boxed, so that it does not grow
+    /// every message.
+    Apply(Box<ApplyReq>),
+    /// Answer to [`PeerMsg::Apply`].
+    ApplyAck {
+        /// Request id.
+        id: u64,
+        /// What the replica did.
+        result: ApplyResult,
+    },
+}
+
+/// A typed write (HSET, SADD, HDEL, SREM...): the replica checks the
+/// key's type and reports which elements it held before applying it (see
+/// [`crate::values::Check`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyReq {
+    /// Request id.
+    pub id: u64,
+    /// The key.
+    pub key: Bytes,
+    /// The delta.
+    pub entry: Entry,
+    /// What to check and report.
+    pub check: crate::values::Check,
+}
+
+/// What a replica answers a typed write.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApplyResult {
+    /// Applied (and logged).
+    Done {
+        /// The key was live before.
+        was_live: bool,
+        /// Which checked elements were live before.
+        present: Vec<bool>,
+    },
+    /// Not applied: the key holds another type here.
+    WrongType,
+    /// Not applied, for this reason.
+    Refused(String),
 }
 
 /// What an increment's owner answers.
@@ -416,7 +481,9 @@ impl PeerMsg {
             | PeerMsg::AeKeysReply { id, .. }
             | PeerMsg::PutRmwAck { id, .. }
             | PeerMsg::MetaAck { id }
-            | PeerMsg::IncrReply { id, .. } => Some(*id),
+            | PeerMsg::IncrReply { id, .. }
+            | PeerMsg::ReadReply { id, .. }
+            | PeerMsg::ApplyAck { id, .. } => Some(*id),
             _ => None,
         }
     }
@@ -453,7 +520,12 @@ impl PeerMsg {
             | PeerMsg::MetaPush { .. }
             | PeerMsg::MetaAck { .. }
             | PeerMsg::MetaDigest { .. } => 6,
-            PeerMsg::Incr { .. } | PeerMsg::IncrReply { .. } => 7,
+            PeerMsg::Incr { .. }
+            | PeerMsg::IncrReply { .. }
+            | PeerMsg::Read { .. }
+            | PeerMsg::ReadReply { .. }
+            | PeerMsg::Apply(_)
+            | PeerMsg::ApplyAck { .. } => 7,
         }
     }
 
@@ -483,6 +555,10 @@ impl PeerMsg {
             PeerMsg::MetaDigest { .. } => 20,
             PeerMsg::Incr { .. } => 21,
             PeerMsg::IncrReply { .. } => 22,
+            PeerMsg::Read { .. } => 23,
+            PeerMsg::ReadReply { .. } => 24,
+            PeerMsg::Apply(_) => 25,
+            PeerMsg::ApplyAck { .. } => 26,
         }
     }
 }

@@ -31,9 +31,16 @@ use crate::ring::Token;
 use crate::store::{Entry, Version};
 
 impl Shared {
-    /// Adds `by` to the counter at `key` with `w` acknowledgements, through
-    /// the key's owner (see the module doc).
-    pub async fn increment(&self, key: Bytes, by: i64, w: usize) -> IncrResult {
+    /// Adds `by` to the counter at `key` (or at its hash field `field`)
+    /// with `w` acknowledgements, through the key's owner (see the module
+    /// doc).
+    pub async fn increment(
+        &self,
+        key: Bytes,
+        field: Option<Bytes>,
+        by: i64,
+        w: usize,
+    ) -> IncrResult {
         let pos = Token::of(&key);
         let view = self.view.load_full();
         let pref = view.ring.preference_list(&pos, self.cfg.replication);
@@ -41,7 +48,7 @@ impl Shared {
             return IncrResult::Failed("no node is up".into());
         };
         if owner == self.me {
-            return self.increment_as_owner(key, by, w).await;
+            return self.increment_as_owner(key, field, by, w).await;
         }
         if let Some(addr) = view.addrs.get(&owner) {
             if let Some(v) = self.net.peer_version(addr).filter(|v| *v < INCR_SINCE) {
@@ -55,6 +62,7 @@ impl Shared {
         let msg = PeerMsg::Incr {
             id: guard.id,
             key,
+            field,
             by,
             w: w as u32,
         };
@@ -81,18 +89,24 @@ impl Shared {
     /// Applies an increment as the owner of this node's share (see the
     /// module doc): reads, checks and merges under the key's lock, logs the
     /// delta, replicates it and waits for `w` acknowledgements in all.
-    pub async fn increment_as_owner(&self, key: Bytes, by: i64, w: usize) -> IncrResult {
+    pub async fn increment_as_owner(
+        &self,
+        key: Bytes,
+        field: Option<Bytes>,
+        by: i64,
+        w: usize,
+    ) -> IncrResult {
         let pos = Token::of(&key);
         let now = crate::clock::wall_millis();
         let updated = self.store.update_at(&pos, &key, |current| {
             if let Some(c) = &current {
-                self.clock.advance_past(c.version().ts);
+                self.clock.advance_past(c.version.ts);
             }
             let version = Version {
                 ts: self.clock.now(),
                 node: self.id,
             };
-            Entry::increment(current.as_ref(), self.incarnation, by, version, now)
+            Entry::increment(current, field.as_ref(), self.incarnation, by, version, now)
         });
         let (delta, value, applied) = match updated {
             Ok(done) => done,
@@ -109,7 +123,10 @@ impl Shared {
                 ));
             }
         }
-        match self.replicate(key, delta, w, None, true).await {
+        match self
+            .replicate(key, delta, w, super::Mode::AppliedHere)
+            .await
+        {
             Ok(_) => IncrResult::Value(value),
             Err(e) => IncrResult::Failed(format!(
                 "{e} (the increment was applied by {}, and may count)",

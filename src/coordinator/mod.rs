@@ -39,9 +39,9 @@ use bytes::Bytes;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::message::{PeerMsg, PutResult, RmwPut};
+use crate::message::{ApplyReq, ApplyResult, PeerMsg, PutResult, RmwPut};
 use crate::metrics::Op;
-use crate::node::shared::Shared;
+use crate::node::shared::{Shared, View};
 use crate::ring::{NodeList, NodeName, Token};
 use crate::store::{Entry, Version};
 
@@ -108,7 +108,7 @@ pub struct Quorum {
 }
 
 /// What a successful write learned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WriteOutcome {
     /// Some acknowledging replica held a live value before the write.
     pub was_live: bool,
@@ -118,6 +118,69 @@ pub struct WriteOutcome {
     /// newer than the one read (another write came in between), or
     /// already held one newer than this write (which then lost there).
     pub conflict: bool,
+    /// A typed write only: for each checked element, whether some
+    /// acknowledging replica held it live before.
+    pub present: Vec<bool>,
+}
+
+impl WriteOutcome {
+    fn absorb(&mut self, was_live: bool, conflict: bool, present: Vec<bool>) {
+        self.was_live |= was_live;
+        self.conflict |= conflict;
+        if self.present.len() < present.len() {
+            self.present.resize(present.len(), false);
+        }
+        for (mine, theirs) in self.present.iter_mut().zip(present) {
+            *mine |= theirs;
+        }
+    }
+}
+
+/// How a write reaches its replicas.
+pub(crate) enum Mode<'a> {
+    /// A plain write ([`PeerMsg::Put`]).
+    Plain,
+    /// The write of a read-modify-write that read this version
+    /// ([`PeerMsg::PutRmw`]): replicas report conflicts.
+    Rmw(Option<Version>),
+    /// Already merged and logged by this node (a counter's owner), which
+    /// counts as one acknowledgement if it is a replica; the others get a
+    /// plain write.
+    AppliedHere,
+    /// A typed write ([`PeerMsg::Apply`]): replicas check the key's type
+    /// and report the elements they held. If some refuse for the type and
+    /// others apply it, the refusers are sent it as a plain write.
+    Checked(&'a crate::values::Check),
+}
+
+impl Mode<'_> {
+    fn message(&self, id: u64, key: Bytes, entry: Entry) -> PeerMsg {
+        match self {
+            Mode::Plain | Mode::AppliedHere => PeerMsg::Put { id, key, entry },
+            Mode::Rmw(read) => PeerMsg::PutRmw(Box::new(RmwPut {
+                id,
+                key,
+                entry,
+                read: *read,
+            })),
+            Mode::Checked(check) => PeerMsg::Apply(Box::new(ApplyReq {
+                id,
+                key,
+                entry,
+                check: (*check).clone(),
+            })),
+        }
+    }
+}
+
+/// A replica's answer to a write.
+enum Ack {
+    Done {
+        was_live: bool,
+        conflict: bool,
+        present: Vec<bool>,
+    },
+    WrongType,
 }
 
 impl Shared {
@@ -174,12 +237,56 @@ impl Shared {
             ts: self.clock.now(),
             node: self.id,
         };
-        let result = self.replicate(key, build(version), q.w, read, false).await;
+        let mode = match read {
+            Some(read) => Mode::Rmw(read),
+            None => Mode::Plain,
+        };
+        let result = self.replicate(key, build(version), q.w, mode).await;
         self.count_write(&result);
         if matches!(result, Ok(WriteOutcome { conflict: true, .. })) {
             self.metrics.rmw_conflicts.fetch_add(1, Ordering::Relaxed);
         }
         result
+    }
+
+    /// A typed write under `key` (HSET, SADD, HDEL, SREM...): what `build`
+    /// makes of the write's version, applied by each replica only if the
+    /// key holds `check.kind` or nothing, and reporting which of the
+    /// checked elements were live before ([`WriteOutcome::present`]).
+    /// [`Error::WrongType`] when the replicas refused it for the key's
+    /// type.
+    pub async fn write_checked(
+        &self,
+        key: Bytes,
+        q: Quorum,
+        check: &crate::values::Check,
+        build: impl FnOnce(Version) -> Entry,
+    ) -> Result<WriteOutcome> {
+        let version = Version {
+            ts: self.clock.now(),
+            node: self.id,
+        };
+        let result = self
+            .replicate(key, build(version), q.w, Mode::Checked(check))
+            .await;
+        self.count_write(&result);
+        result
+    }
+
+    /// [`Shared::write_checked`] for a write computed from a quorum read
+    /// that found `read` (HINCRBYFLOAT...): stamped after it.
+    pub async fn write_checked_after(
+        &self,
+        key: Bytes,
+        q: Quorum,
+        check: &crate::values::Check,
+        read: Option<Version>,
+        build: impl FnOnce(Version) -> Entry,
+    ) -> Result<WriteOutcome> {
+        if let Some(v) = read {
+            self.clock.advance_past(v.ts);
+        }
+        self.write_checked(key, q, check, build).await
     }
 
     fn count_write(&self, result: &Result<WriteOutcome>) {
@@ -191,18 +298,14 @@ impl Shared {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Sends `entry` to the key's replicas and waits for `w` of them. With
-    /// `read` (a read-modify-write), replicas are sent the version read
-    /// and report conflicts. With `applied_here`, this node already merged
-    /// and logged it (a counter's owner): it counts as one
-    /// acknowledgement if it is a replica, and is not applied again.
+    /// Sends `entry` to the key's replicas and waits for `w` of them, as
+    /// `mode` says (see [`Mode`]).
     async fn replicate(
         &self,
         key: Bytes,
         entry: Entry,
         w: usize,
-        read: Option<Option<Version>>,
-        applied_here: bool,
+        mode: Mode<'_>,
     ) -> Result<WriteOutcome> {
         let pos = Token::of(&key);
         if entry.as_simple().is_none() {
@@ -212,10 +315,14 @@ impl Shared {
         let (guard, replies) = self.pending.register();
         let mut asked = NodeList::new();
         let mut acked = NodeList::new();
+        // Replicas that refused a typed write for the key's type, and
+        // whether each was since sent it as a plain write.
+        let mut wrong: Vec<(NodeName, bool)> = Vec::new();
         let mut outcome = WriteOutcome {
             was_live: false,
             version: entry.version(),
             conflict: false,
+            present: Vec::new(),
         };
         let mut refusal: Option<String> = None;
         // The preference list is computed again only when the view changes.
@@ -237,46 +344,50 @@ impl Shared {
                     if same(node, &self.me) {
                         local = true;
                     } else {
-                        let (id, key, entry) = (guard.id, key.clone(), entry.clone());
-                        let msg = match read {
-                            None => PeerMsg::Put { id, key, entry },
-                            Some(read) => PeerMsg::PutRmw(Box::new(RmwPut {
-                                id,
-                                key,
-                                entry,
-                                read,
-                            })),
-                        };
+                        let msg = mode.message(guard.id, key.clone(), entry.clone());
                         self.send_to(&view, node, msg);
                     }
                 }
             }
             let needed = w.min(pref.len()).max(1);
-            if local && applied_here {
-                local = false;
-                acked.push(self.me.clone());
-            }
             // The local copy is written while the remote ones are in flight.
             if local {
-                match self.apply_durably(&pos, &key, entry.clone()).await {
-                    Ok(applied) => {
-                        outcome.was_live |= applied.was_live;
-                        if let Some(read) = read {
-                            outcome.conflict |= applied.conflicts_with(read);
-                        }
+                match self.apply_locally(&pos, &key, &entry, &mode).await {
+                    Ok(Ack::Done {
+                        was_live,
+                        conflict,
+                        present,
+                    }) => {
+                        outcome.absorb(was_live, conflict, present);
                         acked.push(self.me.clone());
                     }
+                    Ok(Ack::WrongType) => wrong.push((self.me.clone(), false)),
                     Err(e) => {
                         tracing::error!(error = %e, "local write failed to reach the commit log")
                     }
                 }
             }
+            // A typed write that some replicas applied and others refused
+            // for the key's type (their copies disagree on it, after a
+            // partition): it took effect, and the merge will show it, so it
+            // is made to take effect everywhere, and reported as done.
+            if !acked.is_empty() {
+                self.force(&view, &pos, &key, &entry, guard.id, &mut wrong, &mut acked)
+                    .await;
+            }
             if acked.len() >= needed {
                 return Ok(outcome);
+            }
+            let answered = acked.len() + wrong.len();
+            if acked.is_empty() && !wrong.is_empty() && answered >= asked.len() {
+                return Err(Error::WrongType);
             }
             if Instant::now() >= deadline {
                 self.metrics
                     .replica_timeouts(Op::Write, asked.len().saturating_sub(acked.len()));
+                if acked.is_empty() && !wrong.is_empty() {
+                    return Err(Error::WrongType);
+                }
                 if let Some(why) = refusal {
                     return Err(Error::invalid(why));
                 }
@@ -289,31 +400,139 @@ impl Shared {
             replies.wake_at(deadline);
             // `None` is a poke (the deadline passed or the view changed):
             // the loop looks at both again.
-            let (from, result) = match replies.next().await {
-                Some((from, PeerMsg::PutAck { result, .. })) => (from, result),
-                Some((
-                    from,
-                    PeerMsg::PutRmwAck {
-                        was_live, conflict, ..
+            let Some((from, reply)) = replies.next().await else {
+                continue;
+            };
+            let ack = match reply {
+                PeerMsg::PutAck {
+                    result: PutResult::Ok { was_live },
+                    ..
+                } => Ack::Done {
+                    was_live,
+                    conflict: false,
+                    present: Vec::new(),
+                },
+                PeerMsg::PutRmwAck {
+                    was_live, conflict, ..
+                } => Ack::Done {
+                    was_live,
+                    conflict,
+                    present: Vec::new(),
+                },
+                PeerMsg::ApplyAck { result, .. } => match result {
+                    ApplyResult::Done { was_live, present } => Ack::Done {
+                        was_live,
+                        conflict: false,
+                        present,
                     },
-                )) => {
-                    outcome.conflict |= conflict;
-                    (from, PutResult::Ok { was_live })
+                    ApplyResult::WrongType => Ack::WrongType,
+                    ApplyResult::Refused(why) => {
+                        tracing::warn!(replica = %from, reason = %why, "replica refused a write");
+                        refusal = Some(format!("{from} refused: {why}"));
+                        continue;
+                    }
+                },
+                PeerMsg::PutAck {
+                    result: PutResult::Refused(why),
+                    ..
+                } => {
+                    tracing::warn!(replica = %from, reason = %why, "replica refused a write");
+                    refusal = Some(format!("{from} refused: {why}"));
+                    continue;
                 }
                 _ => continue,
             };
-            match result {
-                PutResult::Ok { was_live } => {
+            match ack {
+                Ack::Done {
+                    was_live,
+                    conflict,
+                    present,
+                } => {
                     self.metrics.replica_ack(Op::Write);
-                    outcome.was_live |= was_live;
                     if !acked.iter().any(|a| same(a, &from)) {
+                        outcome.absorb(was_live, conflict, present);
                         acked.push(from);
                     }
                 }
-                PutResult::Refused(why) => {
-                    tracing::warn!(replica = %from, reason = %why, "replica refused a write");
-                    refusal = Some(format!("{from} refused: {why}"));
+                Ack::WrongType => {
+                    if !wrong.iter().any(|(n, _)| same(n, &from)) {
+                        wrong.push((from, false));
+                    }
                 }
+            }
+        }
+    }
+
+    /// Applies `entry` to this node's copy as `mode` says, durably.
+    async fn apply_locally(
+        &self,
+        pos: &Token,
+        key: &Bytes,
+        entry: &Entry,
+        mode: &Mode<'_>,
+    ) -> Result<Ack> {
+        match mode {
+            Mode::AppliedHere => Ok(Ack::Done {
+                was_live: false,
+                conflict: false,
+                present: Vec::new(),
+            }),
+            Mode::Checked(check) => {
+                match self.apply_checked_durably(pos, key, entry, check).await? {
+                    ApplyResult::Done { was_live, present } => Ok(Ack::Done {
+                        was_live,
+                        conflict: false,
+                        present,
+                    }),
+                    ApplyResult::WrongType => Ok(Ack::WrongType),
+                    ApplyResult::Refused(why) => Err(Error::invalid(why)),
+                }
+            }
+            Mode::Plain | Mode::Rmw(_) => {
+                let applied = self.apply_durably(pos, key, entry.clone()).await?;
+                let conflict = match mode {
+                    Mode::Rmw(read) => applied.conflicts_with(*read),
+                    _ => false,
+                };
+                Ok(Ack::Done {
+                    was_live: applied.was_live,
+                    conflict,
+                    present: Vec::new(),
+                })
+            }
+        }
+    }
+
+    /// Sends `entry` as a plain write to the replicas in `wrong` not yet
+    /// sent it (see [`Shared::replicate`]); this node's own copy is
+    /// written at once and counted.
+    #[allow(clippy::too_many_arguments)]
+    async fn force(
+        &self,
+        view: &View,
+        pos: &Token,
+        key: &Bytes,
+        entry: &Entry,
+        id: u64,
+        wrong: &mut [(NodeName, bool)],
+        acked: &mut NodeList,
+    ) {
+        for (node, forced) in wrong.iter_mut().filter(|(_, f)| !*f) {
+            *forced = true;
+            if same(node, &self.me) {
+                match self.apply_durably(pos, key, entry.clone()).await {
+                    Ok(_) => acked.push(self.me.clone()),
+                    Err(e) => {
+                        tracing::error!(error = %e, "local write failed to reach the commit log")
+                    }
+                }
+            } else {
+                let msg = PeerMsg::Put {
+                    id,
+                    key: key.clone(),
+                    entry: entry.clone(),
+                };
+                self.send_to(view, node, msg);
             }
         }
     }

@@ -14,6 +14,7 @@ use crate::metrics::Op;
 use crate::node::shared::{Shared, View};
 use crate::ring::{NodeList, NodeName, Token};
 use crate::store::Entry;
+use crate::values::{Part, Want};
 
 impl Shared {
     /// Reads `key` with quorum `q.r`: the newest version among the first
@@ -321,5 +322,91 @@ impl Shared {
         keys.sort();
         keys.dedup();
         Ok(keys)
+    }
+
+    /// Reads the part of `key` that `want` names (a few hash fields or
+    /// set members, or only the head and counts) from `q.r` replicas. When
+    /// their parts describe the same whole (equal versions and digests),
+    /// that part is the answer; when they differ, the whole key is read
+    /// (with read repair) and the part taken from the merge.
+    pub async fn read_part(&self, key: Bytes, want: Want, q: Quorum) -> Result<Option<Part>> {
+        let pos = Token::of(&key);
+        let deadline = Instant::now() + self.cfg.request_timeout();
+        let mut speculate_at = self.cfg.read_speculation().map(|d| Instant::now() + d);
+        let (guard, replies) = self.pending.register();
+        let view = self.view.load();
+        let pref = view.ring.preference_list(&pos, self.cfg.replication);
+        let needed = q.r.min(pref.len()).max(1);
+        let mut parts: Vec<Option<Box<Part>>> = Vec::new();
+        let mut asked = NodeList::new();
+        if pref.iter().any(|n| same(n, &self.me)) {
+            asked.push(self.me.clone());
+            parts.push(self.store.part_at(&pos, &key, &want).map(Box::new));
+        }
+        let ask = |all: bool, asked: &mut NodeList| {
+            let first = usize::from(pos.0[19]);
+            for i in 0..pref.len() {
+                let node = &pref[(first + i) % pref.len()];
+                if !all && asked.len() >= needed {
+                    break;
+                }
+                if asked.iter().any(|a| same(a, node)) {
+                    continue;
+                }
+                let msg = PeerMsg::Read {
+                    id: guard.id,
+                    key: key.clone(),
+                    want: want.clone(),
+                };
+                if self.send_to(&view, node, msg) {
+                    asked.push(node.clone());
+                }
+            }
+        };
+        ask(speculate_at.is_none(), &mut asked);
+        while parts.len() < needed {
+            let now = Instant::now();
+            if now >= deadline {
+                self.metrics.reads_failed.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::Unavailable {
+                    op: "read",
+                    needed,
+                    got: parts.len(),
+                });
+            }
+            if speculate_at.is_some_and(|at| now >= at) {
+                speculate_at = None;
+                ask(true, &mut asked);
+            }
+            replies.wake_at(speculate_at.map_or(deadline, |at| at.min(deadline)));
+            if let Some((_, PeerMsg::ReadReply { part, .. })) = replies.next().await {
+                self.metrics.replica_ack(Op::Read);
+                parts.push(part);
+            }
+        }
+        let agree = parts.windows(2).all(|w| match (&w[0], &w[1]) {
+            (Some(a), Some(b)) => a.version == b.version && a.digest == b.digest,
+            (None, None) => true,
+            _ => false,
+        });
+        if agree {
+            self.metrics.reads_ok.fetch_add(1, Ordering::Relaxed);
+            let part = parts.swap_remove(0).map(|p| *p);
+            // What a FLUSHALL this node knows removed is no answer (a
+            // replica may not have heard of it yet).
+            return Ok(match (part, self.store.flush_marker()) {
+                (Some(p), Some(marker)) if p.version <= marker => None,
+                (Some(mut p), Some(marker)) => {
+                    p.rich.clear_up_to(marker);
+                    Some(p)
+                }
+                (part, _) => part,
+            });
+        }
+        drop(guard);
+        self.metrics
+            .read_part_mismatches
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(self.read(key, q).await?.map(|e| e.part(&want)))
     }
 }

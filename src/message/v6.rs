@@ -250,7 +250,12 @@ pub fn to_v6(msg: PeerMsg) -> Option<PeerMsg6> {
         PeerMsg::MetaAck { id } => PeerMsg6::MetaAck { id },
         PeerMsg::MetaDigest { digest } => PeerMsg6::MetaDigest { digest },
         // Newer than version 6: never handed here (see `PeerMsg::since`).
-        PeerMsg::Incr { .. } | PeerMsg::IncrReply { .. } => return None,
+        PeerMsg::Incr { .. }
+        | PeerMsg::IncrReply { .. }
+        | PeerMsg::Read { .. }
+        | PeerMsg::ReadReply { .. }
+        | PeerMsg::Apply(_)
+        | PeerMsg::ApplyAck { .. } => return None,
     })
 }
 

@@ -297,6 +297,9 @@ pub struct Metrics {
     pub rmw_conflicts: AtomicU64,
     /// Expired keys reduced to tombstones by the reclaimer.
     pub expired_reclaimed: AtomicU64,
+    /// Reads of part of a key (a hash field, a set member) whose replicas
+    /// held different wholes, so the whole key was read.
+    pub read_part_mismatches: AtomicU64,
     requests: PerCommand<[AtomicU64; Outcome::ALL.len()]>,
     latency: PerCommand<Histogram>,
     replica_acks: [AtomicU64; 2],

@@ -188,7 +188,7 @@ pub fn render(m: &Metrics, sampled: Sampled<'_>) -> String {
     let mut reg = Registry::with_prefix("ringkv");
     // The encoder ends every help text with a period of its own.
     let plain = |v: &AtomicU64| Counters(vec![(Vec::new(), v.load(Relaxed))]);
-    let simple: [(&str, &str, &AtomicU64); 17] = [
+    let simple: [(&str, &str, &AtomicU64); 18] = [
         ("commands", "Client commands executed", &m.commands),
         (
             "command_errors",
@@ -257,6 +257,11 @@ pub fn render(m: &Metrics, sampled: Sampled<'_>) -> String {
             "expired_reclaimed",
             "Expired keys reduced to tombstones once past their deadline by more than the clock tolerance",
             &m.expired_reclaimed,
+        ),
+        (
+            "read_part_mismatches",
+            "Reads of a few hash fields or set members whose replicas held different wholes, so the whole key was read",
+            &m.read_part_mismatches,
         ),
     ];
     for (name, help, v) in simple {

@@ -22,7 +22,7 @@ use tracing::warn;
 
 use crate::anti_entropy::digest;
 use crate::log::{check_parts, encode_parts_into, kind_of};
-use crate::message::{PeerMsg, PutResult, RmwPut};
+use crate::message::{ApplyReq, ApplyResult, PeerMsg, PutResult, RmwPut};
 use crate::node::shared::Shared;
 use crate::resp::glob;
 use crate::ring::Token;
@@ -114,13 +114,40 @@ impl PeerHandler for Shared {
                 self.on_meta_digest(from, digest);
                 return;
             }
-            PeerMsg::Incr { id, key, by, w } => {
+            PeerMsg::Apply(req) => {
+                let mut log = Logged::default();
+                match self.accept_checked(&req, &mut log) {
+                    Ok(result) => log.acks.push(PeerMsg::ApplyAck { id: req.id, result }),
+                    Err(why) => {
+                        warn!(peer = %from.name, error = %why, "refused a typed write");
+                        let result = ApplyResult::Refused(why);
+                        self.net
+                            .send(&from.reply_to, PeerMsg::ApplyAck { id: req.id, result });
+                    }
+                }
+                self.ack_when_logged(from, log);
+                return;
+            }
+            PeerMsg::Read { id, key, want } => PeerMsg::ReadReply {
+                id,
+                part: self
+                    .store
+                    .part_at(&Token::of(&key), &key, &want)
+                    .map(Box::new),
+            },
+            PeerMsg::Incr {
+                id,
+                key,
+                field,
+                by,
+                w,
+            } => {
                 let Some(shared) = self.this.upgrade() else {
                     return;
                 };
                 let reply_to = from.reply_to.clone();
                 tokio::spawn(async move {
-                    let result = shared.increment_as_owner(key, by, w as usize).await;
+                    let result = shared.increment_as_owner(key, field, by, w as usize).await;
                     shared
                         .net
                         .send(&reply_to, PeerMsg::IncrReply { id, result });
@@ -166,7 +193,9 @@ impl PeerHandler for Shared {
             | PeerMsg::KeysReply { .. }
             | PeerMsg::AeGroupsReply { .. }
             | PeerMsg::AeKeysReply { .. }
-            | PeerMsg::IncrReply { .. } => return,
+            | PeerMsg::IncrReply { .. }
+            | PeerMsg::ReadReply { .. }
+            | PeerMsg::ApplyAck { .. } => return,
         };
         self.net.send(&from.reply_to, reply);
     }
@@ -248,6 +277,32 @@ impl Shared {
             log.records += 1;
         }
         Ok(applied)
+    }
+
+    /// A typed write from a coordinator ([`PeerMsg::Apply`]): refused as
+    /// [`Self::accept_write`] refuses, else checked and merged
+    /// ([`Shared::apply_checked`]), its log record encoded into `log`.
+    fn accept_checked(&self, req: &ApplyReq, log: &mut Logged) -> Result<ApplyResult, String> {
+        self.clock
+            .observe(req.entry.version().ts)
+            .map_err(|e| e.to_string())?;
+        let key = &req.key;
+        let (result, logged) = self.apply_checked(&Token::of(key), key, &req.entry, &req.check);
+        if let Some(delta) = logged {
+            let mut scratch = Vec::new();
+            let (kind, body) = match delta.encoded(&mut scratch).map_err(|e| e.to_string())? {
+                Encoded::Dead => (kind_of(true, false), &[][..]),
+                Encoded::Str(v) => (kind_of(false, false), v),
+                Encoded::Rich(r) => (kind_of(false, true), r),
+            };
+            // Checked after the merge: a delta too big for the log (which
+            // a coordinator never sends) is logged nowhere and refused.
+            check_parts(key.len(), body.len())?;
+            let version = delta.version();
+            encode_parts_into(key, kind, body, version.ts.0, version.node, &mut log.frames);
+            log.records += 1;
+        }
+        Ok(result)
     }
 
     /// Sends `acks` once every record is in the commit log (the records of

@@ -209,6 +209,49 @@ impl Shared {
         Ok(applied)
     }
 
+    /// Applies a typed write as a replica: checks the key's type and the
+    /// elements' presence and merges the delta under the key's lock (see
+    /// [`crate::values::Check::apply_to`]). Returns the answer for the
+    /// coordinator and the delta applied, when it must be logged.
+    pub fn apply_checked(
+        &self,
+        pos: &Token,
+        key: &[u8],
+        entry: &Entry,
+        check: &crate::values::Check,
+    ) -> (crate::message::ApplyResult, Option<Entry>) {
+        use crate::message::ApplyResult;
+        let now = crate::clock::wall_millis();
+        match self
+            .store
+            .update_at(pos, key, |current| check.apply_to(entry, current, now))
+        {
+            Err(crate::values::WrongType) => (ApplyResult::WrongType, None),
+            Ok((delta, present, applied)) => (
+                ApplyResult::Done {
+                    was_live: applied.was_live,
+                    present,
+                },
+                applied.needs_log().then_some(delta),
+            ),
+        }
+    }
+
+    /// [`Shared::apply_checked`], then waits until the delta is in the log.
+    pub async fn apply_checked_durably(
+        &self,
+        pos: &Token,
+        key: &Bytes,
+        entry: &Entry,
+        check: &crate::values::Check,
+    ) -> crate::error::Result<crate::message::ApplyResult> {
+        let (result, logged) = self.apply_checked(pos, key, entry, check);
+        if let Some(delta) = logged {
+            self.log.append(to_record(key, delta)?).await?;
+        }
+        Ok(result)
+    }
+
     /// The membership table, locked.
     pub fn membership(&self) -> MutexGuard<'_, Membership> {
         // Membership updates never leave the table half-changed, so a panic

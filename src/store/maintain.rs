@@ -11,7 +11,7 @@ use crate::values::Rich;
 
 impl Store {
     /// The greatest version a FLUSHALL marker removes, if there is one.
-    pub(super) fn flush_marker(&self) -> Option<Version> {
+    pub fn flush_marker(&self) -> Option<Version> {
         match self.flushed.load(Ordering::Relaxed) {
             0 => None,
             next => Some(Version {

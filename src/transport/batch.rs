@@ -321,12 +321,35 @@ mod tests {
             PeerMsg::Incr {
                 id: 16,
                 key: b(b"k"),
+                field: Some(b(b"f")),
                 by: -3,
                 w: 2,
             },
             PeerMsg::IncrReply {
                 id: 16,
                 result: crate::message::IncrResult::Value(7),
+            },
+            PeerMsg::Read {
+                id: 17,
+                key: b(b"k"),
+                want: crate::values::Want::Fields(vec![b(b"f")]),
+            },
+            PeerMsg::ReadReply { id: 17, part: None },
+            PeerMsg::Apply(Box::new(crate::message::ApplyReq {
+                id: 18,
+                key: b(b"k"),
+                entry: Entry::hash_set(version, &[(b(b"f"), b(b"v"))]),
+                check: crate::values::Check {
+                    kind: crate::values::Kind::Hash,
+                    names: vec![b(b"f")],
+                },
+            })),
+            PeerMsg::ApplyAck {
+                id: 18,
+                result: crate::message::ApplyResult::Done {
+                    was_live: true,
+                    present: vec![false],
+                },
             },
         ]
     }

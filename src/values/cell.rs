@@ -221,6 +221,27 @@ impl Cell {
         e.as_simple().is_some().then_some(e)
     }
 
+    /// Whether hash field `name` holds something live.
+    pub fn has_field(&self, name: &[u8]) -> bool {
+        self.fields
+            .find(name_hash(name), |e| elem::name(e) == name)
+            .is_some_and(|e| elem::field_live(e))
+    }
+
+    /// Hash field `name`, if the cell has it (live or removed).
+    pub fn field(&self, name: &[u8]) -> Option<Field> {
+        self.fields
+            .find(name_hash(name), |e| elem::name(e) == name)
+            .map(|e| elem::read_field(e))
+    }
+
+    /// Whether set member `name` is present.
+    pub fn has_member(&self, name: &[u8]) -> bool {
+        self.members
+            .find(name_hash(name), |e| elem::name(e) == name)
+            .is_some_and(|e| elem::member_present(e))
+    }
+
     /// The whole state as a [`Rich`].
     pub fn to_rich(&self) -> Rich {
         let mut r = self.head.clone();
@@ -390,5 +411,68 @@ impl Cell {
         self.insert_member(elem::member(name, other));
         self.set_newest = self.set_newest.max(other.version);
         true
+    }
+}
+
+impl Part {
+    /// The key's type at `now_ms`, or `None` when it is absent (as
+    /// [`Cell::kind`] says of the whole).
+    pub fn kind(&self, now_ms: u64) -> Option<Kind> {
+        let r = &self.rich;
+        if r.ttl
+            .as_ref()
+            .and_then(|t| t.value)
+            .is_some_and(|d| d <= now_ms)
+        {
+            return None;
+        }
+        let alive = |v: Version| (v > r.cleared).then_some(v);
+        super::view::kind_from(
+            super::view::string_newest(r),
+            alive(self.hash_newest),
+            alive(self.set_newest),
+            (
+                r.string.is_some() || !r.shards.is_empty(),
+                self.fields > 0,
+                self.members > 0,
+            ),
+        )
+    }
+
+    /// The value of hash field `name`, if it holds one (a counter's
+    /// decimal text).
+    pub fn field(&self, name: &[u8]) -> Option<Bytes> {
+        let f = self.rich.fields.get(name).filter(|f| f.is_live())?;
+        Some(super::view::text_of(&f.value, &f.shards))
+    }
+
+    /// Whether set member `name` is present.
+    pub fn has_member(&self, name: &[u8]) -> bool {
+        self.rich.members.get(name).is_some_and(|m| m.value)
+    }
+}
+
+impl super::Entry {
+    /// The live fields of a hash and their values, in field order.
+    pub fn hash_fields(&self) -> Vec<(Bytes, Bytes)> {
+        self.to_rich()
+            .fields
+            .into_iter()
+            .filter(|(_, f)| f.is_live())
+            .map(|(n, f)| {
+                let v = super::view::text_of(&f.value, &f.shards);
+                (n, v)
+            })
+            .collect()
+    }
+
+    /// The members of a set, in order.
+    pub fn set_members_present(&self) -> Vec<Bytes> {
+        self.to_rich()
+            .members
+            .into_iter()
+            .filter(|(_, m)| m.value)
+            .map(|(n, _)| n)
+            .collect()
     }
 }

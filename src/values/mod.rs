@@ -52,7 +52,7 @@ use crate::clock::Timestamp;
 pub use cell::{rich_digest, Cell, Part, Want};
 pub use rich::{Field, Lww, Rich, Shard, Shards};
 pub use view::{counted, Counted, Kind, WrongType};
-pub use write::IncrError;
+pub use write::{Check, IncrError};
 
 /// A node's numeric id: the first 8 bytes of SHA-1(name), big-endian.
 pub type NodeId = u64;

@@ -16,6 +16,31 @@ fn version() -> impl Strategy<Value = Version> {
     })
 }
 
+/// `Entry::increment` of INCR on an owned entry: lends it as the store
+/// would (a simple shape, or a cell).
+fn incr(
+    current: Option<&Entry>,
+    identity: u64,
+    by: i64,
+    version: Version,
+    now_ms: u64,
+) -> Result<(Entry, i64), IncrError> {
+    let cell = current.and_then(|e| {
+        e.as_simple()
+            .is_none()
+            .then(|| Cell::new(b"k", &e.to_rich()))
+    });
+    let lent = current.map(|e| EntryRef {
+        version: e.version(),
+        body: match (&cell, e.as_simple()) {
+            (Some(c), _) => Body::Rich(c),
+            (None, Some(s)) => Body::Simple(s),
+            (None, None) => unreachable!("a rich entry has a cell"),
+        },
+    });
+    Entry::increment(lent, None, identity, by, version, now_ms)
+}
+
 fn small_bytes() -> impl Strategy<Value = Bytes> {
     prop_oneof![Just("a"), Just("b"), Just("12"), Just("")]
         .prop_map(|s: &'static str| Bytes::from_static(s.as_bytes()))
@@ -323,13 +348,12 @@ fn increments_of_different_owners_all_count() {
     let mut a = start.clone();
     let mut b = start.clone();
     let mut deltas = Vec::new();
-    for (i, (side, id, by)) in [(0, 7, 5), (1, 9, -2), (0, 7, 1), (1, 9, 4)]
+    for (i, (side, id, by)) in [(0, 7, 5i64), (1, 9, -2), (0, 7, 1), (1, 9, 4)]
         .iter()
         .enumerate()
     {
         let copy = if *side == 0 { &mut a } else { &mut b };
-        let (delta, value) =
-            Entry::increment(Some(copy), *id, *by, at(10 + i as u64, *id), 0).unwrap();
+        let (delta, value) = incr(Some(copy), *id, *by, at(10 + i as u64, *id), 0).unwrap();
         copy.merge_in(&delta);
         assert_eq!(copy.string_value(0).unwrap().unwrap(), value.to_string());
         deltas.push(delta);
@@ -343,12 +367,12 @@ fn increments_of_different_owners_all_count() {
 
     let text = Entry::string(at(1, 1), Bytes::from_static(b"x"));
     assert_eq!(
-        Entry::increment(Some(&text), 1, 1, at(2, 1), 0),
+        incr(Some(&text), 1, 1, at(2, 1), 0),
         Err(IncrError::NotInteger)
     );
     let max = Entry::string(at(1, 1), Bytes::from(i64::MAX.to_string()));
     assert_eq!(
-        Entry::increment(Some(&max), 1, 1, at(2, 1), 0),
+        incr(Some(&max), 1, 1, at(2, 1), 0),
         Err(IncrError::Overflow)
     );
     let mut set = Rich::default();
@@ -360,7 +384,7 @@ fn increments_of_different_owners_all_count() {
         },
     );
     assert_eq!(
-        Entry::increment(Some(&Entry::rich(set)), 1, 1, at(2, 1), 0),
+        incr(Some(&Entry::rich(set)), 1, 1, at(2, 1), 0),
         Err(IncrError::WrongType)
     );
 }
@@ -373,7 +397,7 @@ fn an_expired_counter_starts_over_and_a_set_replaces_it() {
         &Entry::string(at(1, 1), Bytes::from_static(b"10")),
         &Entry::set_expiry(at(2, 1), Some(500)),
     );
-    let (delta, value) = Entry::increment(Some(&expiring), 3, 4, at(3, 3), 1_000).unwrap();
+    let (delta, value) = incr(Some(&expiring), 3, 4, at(3, 3), 1_000).unwrap();
     assert_eq!(value, 4);
     let counted = merged(&expiring, &delta);
     assert_eq!(counted.deadline(), None);

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use super::{Entry, Field, Rich, Shards, State};
 
 /// The type of a key, as TYPE names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     /// A string (counters included).
     String,
@@ -97,13 +97,30 @@ impl Entry {
 }
 
 impl super::EntryRef<'_> {
-    /// Whether the key exists at `now_ms` ([`Entry::exists`]), without
-    /// decoding a plain string or a tombstone.
+    /// Whether the key exists at `now_ms` ([`Entry::exists`]).
     pub fn exists(&self, now_ms: u64) -> bool {
+        self.kind(now_ms).is_some()
+    }
+
+    /// The key's type at `now_ms` ([`Entry::kind`]).
+    pub fn kind(&self, now_ms: u64) -> Option<Kind> {
         match self.body {
-            super::Body::Simple(super::Simple::Dead) => false,
-            super::Body::Simple(super::Simple::Str(_)) => true,
-            super::Body::Rich(c) => c.kind(now_ms).is_some(),
+            super::Body::Simple(super::Simple::Dead) => None,
+            super::Body::Simple(super::Simple::Str(_)) => Some(Kind::String),
+            super::Body::Rich(c) => c.kind(now_ms),
+        }
+    }
+
+    /// Whether the key, as type `kind`, holds the live element `name` (a
+    /// hash field or a set member) at `now_ms`.
+    pub fn has_element(&self, kind: Kind, name: &[u8], now_ms: u64) -> bool {
+        match self.body {
+            super::Body::Rich(c) if c.kind(now_ms) == Some(kind) => match kind {
+                Kind::Hash => c.has_field(name),
+                Kind::Set => c.has_member(name),
+                Kind::String => false,
+            },
+            _ => false,
         }
     }
 }
@@ -173,10 +190,12 @@ pub(super) fn kind_from(
 
 /// The type of a rich state (see [`kind_from`]).
 fn kind_of(r: &Rich) -> Option<Kind> {
+    // As in a cell: pieces at or below `cleared` were removed by it.
+    let alive = |v: super::Version| (v > r.cleared).then_some(v);
     kind_from(
         string_newest(r),
-        r.fields.values().map(Field::newest).max(),
-        r.members.values().map(|m| m.version).max(),
+        r.fields.values().map(Field::newest).max().and_then(alive),
+        r.members.values().map(|m| m.version).max().and_then(alive),
         (
             r.string.is_some() || !r.shards.is_empty(),
             r.fields.values().any(Field::is_live),

@@ -62,49 +62,203 @@ pub enum IncrError {
     NotInteger,
     /// The result would not fit in 64 bits.
     Overflow,
+    /// The hash field holds a value that is not an integer.
+    FieldNotInteger,
 }
 
 impl Entry {
     /// An increment by `by` of the share of counter identity `identity`
-    /// (see `rich.rs`), made by that share's owner on its own copy of the
-    /// key, `current`, at `now_ms` and stamped `version` (newer than
-    /// anything in `current`): the delta to merge and replicate, and the
-    /// counter's value after it as this copy has it.
+    /// (see `rich.rs`) in the key's own counter (`field` `None`: INCR) or
+    /// in a hash field's (HINCRBY), made by that share's owner on its own
+    /// copy of the key, `current`, at `now_ms` and stamped `version`
+    /// (newer than anything in `current`): the delta to merge and
+    /// replicate, and the counter's value after it as this copy has it.
     ///
-    /// A live string that is an integer is the counter's starting value;
-    /// an absent or expired key starts at zero, and the delta clears what
-    /// was left of it (an expired value, its deadline, old shares).
+    /// A live string (or field value) that is an integer is the counter's
+    /// starting value; an absent one starts at zero. A key that does not
+    /// exist but holds something (expired, removed) is started over: the
+    /// delta clears what was left of it, its deadline and old shares too.
     pub fn increment(
-        current: Option<&Entry>,
+        current: Option<super::EntryRef<'_>>,
+        field: Option<&Bytes>,
         identity: u64,
         by: i64,
         version: Version,
         now_ms: u64,
     ) -> Result<(Entry, i64), IncrError> {
         let mut delta = Rich::default();
-        let (value, mine) = match current {
-            Some(e) if e.exists(now_ms) => {
-                if e.kind(now_ms) != Some(super::Kind::String) {
+        let want = if field.is_some() {
+            super::Kind::Hash
+        } else {
+            super::Kind::String
+        };
+        let (string, shards) = match current {
+            Some(c) if c.exists(now_ms) => {
+                if c.kind(now_ms) != Some(want) {
                     return Err(IncrError::WrongType);
                 }
-                let rich = e.to_rich();
-                let value = match super::counted(&rich.string, &rich.shards) {
-                    super::Counted::Int(n) => n,
-                    super::Counted::NotInteger => return Err(IncrError::NotInteger),
-                };
-                (value, rich.shards.get(&identity).map_or(0, |s| s.total))
+                match (field, c.body) {
+                    (None, _) => {
+                        let rich = c.to_entry().to_rich();
+                        (rich.string, rich.shards)
+                    }
+                    (Some(name), super::Body::Rich(cell)) => match cell.field(name) {
+                        Some(f) => (f.value, f.shards),
+                        None => (None, super::Shards::new()),
+                    },
+                    (Some(_), super::Body::Simple(_)) => (None, super::Shards::new()),
+                }
             }
-            Some(e) => {
-                delta.cleared = e.version();
-                (0, 0)
+            Some(c) => {
+                delta.cleared = c.version.min(version.just_before());
+                (None, super::Shards::new())
             }
-            None => (0, 0),
+            None => (None, super::Shards::new()),
         };
+        let value = match super::counted(&string, &shards) {
+            super::Counted::Int(n) => n,
+            super::Counted::NotInteger if field.is_some() => {
+                return Err(IncrError::FieldNotInteger)
+            }
+            super::Counted::NotInteger => return Err(IncrError::NotInteger),
+        };
+        let mine = shards.get(&identity).map_or(0, |s| s.total);
         let value = value.checked_add(by).ok_or(IncrError::Overflow)?;
         let total = mine.checked_add(by).ok_or(IncrError::Overflow)?;
-        delta
-            .shards
-            .insert(identity, super::Shard { total, version });
+        let mut new = super::Shards::new();
+        new.insert(identity, super::Shard { total, version });
+        match field {
+            None => delta.shards = new,
+            Some(name) => {
+                delta.fields.insert(
+                    name.clone(),
+                    super::Field {
+                        shards: new,
+                        ..super::Field::default()
+                    },
+                );
+            }
+        }
         Ok((Entry::rich(delta), value))
+    }
+}
+
+/// What a typed write (HSET, SADD, HDEL, SREM...) asks each replica to
+/// check before applying it, and to report.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Check {
+    /// The type the key must have (or be absent).
+    pub kind: super::Kind,
+    /// Elements (hash fields or set members, as `kind` says) whose
+    /// presence before the write is reported.
+    pub names: Vec<Bytes>,
+}
+
+impl Check {
+    /// The delta a replica holding `current` applies for the typed write
+    /// `delta`, and which of the checked elements it held live, or
+    /// [`super::WrongType`] when the key holds another type (then nothing
+    /// is applied).
+    ///
+    /// A key that does not exist here, but holds something (expired,
+    /// removed, or pieces of another type hidden by a newer removal), is
+    /// cleared by the delta up to its newest version, so that the write
+    /// starts it over as Redis would, instead of reviving what is left.
+    pub fn apply_to(
+        &self,
+        delta: &Entry,
+        current: Option<super::EntryRef<'_>>,
+        now_ms: u64,
+    ) -> Result<(Entry, Vec<bool>), super::WrongType> {
+        let Some(current) = current else {
+            return Ok((delta.clone(), vec![false; self.names.len()]));
+        };
+        match current.kind(now_ms) {
+            Some(k) if k != self.kind => Err(super::WrongType),
+            Some(_) => {
+                let present = self
+                    .names
+                    .iter()
+                    .map(|n| current.has_element(self.kind, n, now_ms))
+                    .collect();
+                Ok((delta.clone(), present))
+            }
+            None => {
+                let cleared = current.version.min(delta.version().just_before());
+                let start_over = Entry::rich(Rich {
+                    cleared,
+                    ..Rich::default()
+                });
+                Ok((
+                    delta.clone().merge(&start_over),
+                    vec![false; self.names.len()],
+                ))
+            }
+        }
+    }
+}
+
+impl Entry {
+    /// HSET's delta: each field replaced by its new value (its old value
+    /// and counter shares die), stamped `version`.
+    pub fn hash_set(version: Version, pairs: &[(Bytes, Bytes)]) -> Entry {
+        let mut r = Rich::default();
+        for (name, value) in pairs {
+            r.fields.insert(
+                name.clone(),
+                super::Field {
+                    cleared: version.just_before(),
+                    value: Some(super::Lww {
+                        version,
+                        value: value.clone(),
+                    }),
+                    shards: super::Shards::new(),
+                },
+            );
+        }
+        Entry::rich(r)
+    }
+
+    /// HDEL's delta: each field removed (everything in it up to `version`).
+    pub fn hash_delete(version: Version, names: &[Bytes]) -> Entry {
+        let mut r = Rich::default();
+        for name in names {
+            r.fields.insert(
+                name.clone(),
+                super::Field {
+                    cleared: version,
+                    ..super::Field::default()
+                },
+            );
+        }
+        Entry::rich(r)
+    }
+
+    /// SADD's (`present`) or SREM's delta: each member's register set at
+    /// `version`.
+    pub fn set_members(version: Version, members: &[Bytes], present: bool) -> Entry {
+        let mut r = Rich::default();
+        for m in members {
+            r.members.insert(
+                m.clone(),
+                super::Lww {
+                    version,
+                    value: present,
+                },
+            );
+        }
+        Entry::rich(r)
+    }
+
+    /// A whole new set under the key (SINTERSTORE and the other STORE
+    /// forms): everything older dies, these members are added. An empty
+    /// set is a delete, as in Redis.
+    pub fn replace_set(version: Version, members: &[Bytes]) -> Entry {
+        if members.is_empty() {
+            return Entry::tombstone(version);
+        }
+        let mut e = Entry::set_members(version, members, true).to_rich();
+        e.cleared = version.just_before();
+        Entry::rich(e)
     }
 }

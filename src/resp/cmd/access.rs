@@ -16,6 +16,7 @@ use crate::coordinator::{Quorum, WriteOutcome};
 use crate::node::shared::Shared;
 use crate::resp::codec::Reply;
 use crate::store::{Entry, Version};
+use crate::values::{Check, Kind, Part, Want};
 
 /// What a quorum read found of a key.
 #[derive(Debug)]
@@ -73,4 +74,71 @@ pub async fn write_after(
         .write_with(key, q, Some(found.seen()), build)
         .await
         .map_err(|e| error_reply(&e))
+}
+
+/// What a quorum read of part of a key found ([`Shared::read_part`]):
+/// the part if the key exists now as `kind`, `None` if it does not exist,
+/// WRONGTYPE if it holds another type.
+pub async fn read_part_as(
+    shared: &Shared,
+    key: Bytes,
+    kind: Kind,
+    want: Want,
+    q: Quorum,
+) -> Result<Option<Part>, Reply> {
+    let part = shared
+        .read_part(key, want, q)
+        .await
+        .map_err(|e| error_reply(&e))?;
+    let now = crate::clock::wall_millis();
+    match part.as_ref().and_then(|p| p.kind(now)) {
+        None => Ok(None),
+        Some(k) if k == kind => Ok(part),
+        Some(_) => Err(wrong_type()),
+    }
+}
+
+/// A whole quorum read of `key` as `kind`: the entry if the key exists now
+/// as `kind`, `None` if it does not exist, WRONGTYPE if it holds another
+/// type; with what was found, for a write computed from it.
+pub async fn read_as(
+    shared: &Shared,
+    key: Bytes,
+    kind: Kind,
+    q: Quorum,
+) -> Result<(Option<Entry>, Found), Reply> {
+    let found = read_key(shared, key, q).await?;
+    match found.live().map(|e| e.kind(found.now)) {
+        None => Ok((None, found)),
+        Some(Some(k)) if k == kind => Ok((found.live().cloned(), found)),
+        Some(_) => Err(wrong_type()),
+    }
+}
+
+/// A typed write (HSET, SADD, HDEL, SREM...) of what `build` makes of the
+/// write's version, checked by every replica against `check` (see
+/// `Shared::write_checked`); answers which of the checked elements were
+/// present before.
+pub async fn write_checked(
+    shared: &Shared,
+    key: Bytes,
+    q: Quorum,
+    check: &Check,
+    build: impl FnOnce(Version) -> Entry,
+) -> Result<Vec<bool>, Reply> {
+    shared
+        .write_checked(key, q, check, build)
+        .await
+        .map(|o| o.present)
+        .map_err(|e| error_reply(&e))
+}
+
+/// `names` without repeats, in first-seen order (a field or member named
+/// twice in one command counts once, as in Redis).
+pub fn distinct(names: impl IntoIterator<Item = Bytes>) -> Vec<Bytes> {
+    let mut seen = std::collections::HashSet::new();
+    names
+        .into_iter()
+        .filter(|n| seen.insert(n.clone()))
+        .collect()
 }

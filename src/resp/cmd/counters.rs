@@ -44,7 +44,7 @@ fn increment(call: Call<'_>, by: i64) -> Run {
     let w = call.conn.quorum.w;
     let key = call.args[1].clone();
     call.conn.last_write = Some(key.clone());
-    Run::later(async move { incr_reply(shared.increment(key, by, w).await) })
+    Run::later(async move { incr_reply(shared.increment(key, None, by, w).await) })
 }
 
 /// The client's reply to what an increment's owner answered.
@@ -53,6 +53,9 @@ pub fn incr_reply(result: IncrResult) -> Reply {
         IncrResult::Value(n) => Reply::Integer(n),
         IncrResult::Refused(IncrError::WrongType) => wrong_type(),
         IncrResult::Refused(IncrError::NotInteger) => not_an_integer(),
+        IncrResult::Refused(IncrError::FieldNotInteger) => {
+            Reply::err("hash value is not an integer")
+        }
         IncrResult::Refused(IncrError::Overflow) => {
             Reply::err("increment or decrement would overflow")
         }

@@ -13,7 +13,7 @@
 use bytes::Bytes;
 use futures::future::join_all;
 
-use super::{error_reply, parse_int, syntax_error, Call, Run};
+use super::{error_reply, syntax_error, Call, Run};
 use crate::resp::codec::Reply;
 
 /// DEL key [key ...] / UNLINK: how many of the keys existed.
@@ -64,9 +64,8 @@ pub fn type_of(call: Call<'_>) -> Run {
     let q = call.conn.quorum;
     let key = call.args[1].clone();
     Run::later(async move {
-        let now = crate::clock::wall_millis();
-        match shared.read(key, q).await {
-            Ok(e) => Reply::simple(e.and_then(|e| e.kind(now)).map_or("none", |k| k.name())),
+        match type_name(&shared, key, q).await {
+            Ok(name) => Reply::simple(name),
             Err(e) => error_reply(&e),
         }
     })
@@ -115,53 +114,49 @@ pub fn randomkey(call: Call<'_>) -> Run {
 /// returns every key present throughout it (Redis's guarantee), though
 /// each call gathers the whole list.
 pub fn scan(call: Call<'_>) -> Run {
-    let args = call.args;
-    let Some(cursor) = std::str::from_utf8(&args[1])
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-    else {
-        return Run::Now(Reply::err("invalid cursor"));
+    let cursor = match super::scan::parse_cursor(&call.args[1]) {
+        Ok(c) => c,
+        Err(reply) => return Run::Now(reply),
     };
-    let mut pattern = Bytes::from_static(b"*");
-    let mut count = 10usize;
-    let mut type_name: Option<String> = None;
-    let mut i = 2;
-    while i < args.len() {
-        let Some(value) = args.get(i + 1) else {
-            return Run::Now(syntax_error());
-        };
-        match super::upper(&args[i]).as_str() {
-            "MATCH" => pattern = value.clone(),
-            "COUNT" => match parse_int(value) {
-                None => return Run::Now(super::not_an_integer()),
-                Some(c) if c < 1 => return Run::Now(syntax_error()),
-                Some(c) => count = usize::try_from(c).unwrap_or(usize::MAX),
-            },
-            "TYPE" => type_name = Some(String::from_utf8_lossy(value).to_ascii_lowercase()),
-            _ => return Run::Now(syntax_error()),
-        }
-        i += 2;
-    }
+    let opts = match super::scan::ScanOpts::parse(&call.args, 2, true) {
+        Ok(o) => o,
+        Err(reply) => return Run::Now(reply),
+    };
     let shared = call.shared.clone();
+    let q = call.conn.quorum;
     Run::later(async move {
+        let pattern = opts.pattern.clone().unwrap_or(Bytes::from_static(b"*"));
         let keys = match shared.keys(pattern).await {
             Ok(keys) => keys,
             Err(e) => return error_reply(&e),
         };
-        // Every key ringkv holds is a string.
-        let keys = match type_name.as_deref() {
-            None | Some("string") => keys,
-            Some(_) => Vec::new(),
-        };
-        let cursor = usize::try_from(cursor).unwrap_or(usize::MAX);
-        let end = cursor.saturating_add(count).min(keys.len());
-        let next = if end >= keys.len() { 0 } else { end };
-        let page = keys.get(cursor..end).unwrap_or_default();
-        Reply::Array(vec![
-            Reply::bulk(next.to_string()),
-            Reply::bulks(page.iter().cloned()),
-        ])
+        let (next, mut page) = super::scan::page(keys, |k| &k[..], cursor, opts.count);
+        // TYPE filters the page, as in Redis (a page may come out empty).
+        if let Some(want) = &opts.type_name {
+            let types = join_all(page.iter().map(|k| type_name(&shared, k.clone(), q))).await;
+            let mut kept = Vec::with_capacity(page.len());
+            for (key, kind) in page.into_iter().zip(types) {
+                match kind {
+                    Ok(name) if name == want => kept.push(key),
+                    Ok(_) => {}
+                    Err(e) => return error_reply(&e),
+                }
+            }
+            page = kept;
+        }
+        super::scan::reply(next, page)
     })
+}
+
+/// The name TYPE answers for `key`, read from its head only.
+async fn type_name(
+    shared: &crate::node::shared::Shared,
+    key: Bytes,
+    q: crate::coordinator::Quorum,
+) -> crate::error::Result<&'static str> {
+    let part = shared.read_part(key, crate::values::Want::Head, q).await?;
+    let now = crate::clock::wall_millis();
+    Ok(part.and_then(|p| p.kind(now)).map_or("none", |k| k.name()))
 }
 
 /// FLUSHALL [ASYNC|SYNC] / FLUSHDB [ASYNC|SYNC]

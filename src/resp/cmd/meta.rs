@@ -235,9 +235,6 @@ pub fn missing_family(name: &[u8]) -> Option<&'static str> {
         "geo" => "geo",
         "hyperloglog" => "hyperloglog",
         "bitmap" => "bitmaps",
-        // Later issues bring these two; until then they are missing.
-        "hash" => "hashes",
-        "set" => "sets",
         "cluster" => "Redis Cluster commands",
         _ => return None,
     })

@@ -17,8 +17,9 @@
 //! when a command waits for earlier ones instead).
 //!
 //! The families live in their own files: `strings` (GET, SET and the
-//! read-modify-write commands), `keys` (DEL, EXISTS, KEYS, SCAN, FLUSHALL
-//! ...), `connection` (PING, AUTH, HELLO, RESET ...), `client` (CLIENT),
+//! read-modify-write commands), `counters` (INCR...), `expire` (EXPIRE,
+//! TTL...), `hashes` (HSET...), `sets` (SADD...), `keys` (DEL, EXISTS,
+//! KEYS, SCAN, FLUSHALL...), `connection` (PING, AUTH, HELLO, RESET ...), `client` (CLIENT),
 //! `server` (INFO, CONFIG, TIME, WAIT ...), `command` (COMMAND), `multi`
 //! (MULTI, EXEC, WATCH) and `ringkv` (RINGKV).
 //!
@@ -33,11 +34,14 @@ mod command;
 mod connection;
 mod counters;
 mod expire;
+mod hashes;
 mod keys;
 pub mod meta;
 pub mod multi;
 mod ringkv;
+mod scan;
 mod server;
+mod sets;
 mod strings;
 pub mod table;
 
@@ -103,6 +107,7 @@ pub fn error_reply(e: &Error) -> Reply {
     match e {
         Error::Unavailable { .. } | Error::Partial { .. } => Reply::error_code("UNAVAILABLE", e),
         Error::Shutdown => Reply::error_code("SHUTDOWN", e),
+        Error::WrongType => wrong_type(),
         _ => Reply::err(e),
     }
 }

@@ -6,10 +6,12 @@
 //! - `RINGKV PREFLIST KEY` lists the nodes that hold KEY, owner first, as
 //!   this node's current ring places them.
 //! - `RINGKV LOCAL KEY` shows what *this node* holds for KEY, without
-//!   asking anyone: `[string-or-nil, timestamp, writer-id, "live"|"tombstone"]`
-//!   (the string is nil for a hash or a set; the timestamp is the newest
-//!   write's), or nil when it holds nothing or the key has expired. Tests
-//!   use it to check placement.
+//!   asking anyone: `[string-or-nil, timestamp, writer-id,
+//!   "live"|"tombstone", digest]` (the string is nil for a hash or a set;
+//!   the timestamp is the newest piece's; the digest, in hex, is what
+//!   anti-entropy compares of the body, equal on two replicas that hold
+//!   the same state), or nil when it holds nothing or the key does not
+//!   exist now. Tests use it to check placement and convergence.
 //! - `RINGKV NODES` lists the nodes this node sees up.
 
 use bytes::Bytes;
@@ -80,6 +82,7 @@ fn answer(
                     } else {
                         "live"
                     }),
+                    Reply::bulk(format!("{:016x}", e.summary().body)),
                 ]),
                 _ => Reply::NilArray,
             }

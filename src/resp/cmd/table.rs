@@ -15,7 +15,8 @@
 use bytes::Bytes;
 
 use super::{
-    client, command, connection, counters, expire, keys, multi, ringkv, server, strings, Handler,
+    client, command, connection, counters, expire, hashes, keys, multi, ringkv, server, sets,
+    strings, Handler,
 };
 
 /// May run before AUTH (Redis's `no_auth`).
@@ -202,6 +203,39 @@ table! {
     b"persist" => 2, WRITE | RMW, ONE, NO_VALUES, expire::persist;
     b"getex" => -2, WRITE | RMW, ONE, NO_VALUES, expire::getex;
     b"getdel" => 2, WRITE | RMW, ONE, NO_VALUES, expire::getdel;
+    b"hset" => -4, WRITE, ONE, (2, 1), hashes::hset;
+    b"hget" => 3, READONLY, ONE, NO_VALUES, hashes::hget;
+    b"hmset" => -4, WRITE, ONE, (2, 1), hashes::hmset;
+    b"hmget" => -3, READONLY, ONE, NO_VALUES, hashes::hmget;
+    b"hsetnx" => 4, WRITE | RMW, ONE, (2, 1), hashes::hsetnx;
+    b"hdel" => -3, WRITE, ONE, NO_VALUES, hashes::hdel;
+    b"hexists" => 3, READONLY, ONE, NO_VALUES, hashes::hexists;
+    b"hstrlen" => 3, READONLY, ONE, NO_VALUES, hashes::hstrlen;
+    b"hlen" => 2, READONLY, ONE, NO_VALUES, hashes::hlen;
+    b"hgetall" => 2, READONLY, ONE, NO_VALUES, hashes::hgetall;
+    b"hkeys" => 2, READONLY, ONE, NO_VALUES, hashes::hkeys;
+    b"hvals" => 2, READONLY, ONE, NO_VALUES, hashes::hvals;
+    b"hscan" => -3, READONLY, ONE, NO_VALUES, hashes::hscan;
+    b"hrandfield" => -2, READONLY, ONE, NO_VALUES, hashes::hrandfield;
+    b"hincrby" => 4, WRITE | RMW, ONE, NO_VALUES, hashes::hincrby;
+    b"hincrbyfloat" => 4, WRITE | RMW, ONE, NO_VALUES, hashes::hincrbyfloat;
+    b"sadd" => -3, WRITE, ONE, (2, 1), sets::sadd;
+    b"srem" => -3, WRITE, ONE, NO_VALUES, sets::srem;
+    b"sismember" => 3, READONLY, ONE, NO_VALUES, sets::sismember;
+    b"smismember" => -3, READONLY, ONE, NO_VALUES, sets::smismember;
+    b"scard" => 2, READONLY, ONE, NO_VALUES, sets::scard;
+    b"smembers" => 2, READONLY, ONE, NO_VALUES, sets::smembers;
+    b"sscan" => -3, READONLY, ONE, NO_VALUES, sets::sscan;
+    b"srandmember" => -2, READONLY, ONE, NO_VALUES, sets::srandmember;
+    b"spop" => -2, WRITE | RMW, ONE, NO_VALUES, sets::spop;
+    b"smove" => 4, WRITE | RMW, (1, 2, 1), (3, 1), sets::smove;
+    b"sinter" => -2, READONLY, ALL, NO_VALUES, sets::sinter;
+    b"sunion" => -2, READONLY, ALL, NO_VALUES, sets::sunion;
+    b"sdiff" => -2, READONLY, ALL, NO_VALUES, sets::sdiff;
+    b"sinterstore" => -3, WRITE | RMW, ALL, NO_VALUES, sets::sinterstore;
+    b"sunionstore" => -3, WRITE | RMW, ALL, NO_VALUES, sets::sunionstore;
+    b"sdiffstore" => -3, WRITE | RMW, ALL, NO_VALUES, sets::sdiffstore;
+    b"sintercard" => -3, READONLY, NONE, NO_VALUES, sets::sintercard;
     b"unlink" => -2, WRITE, ALL, NO_VALUES, keys::del;
     b"touch" => -2, READONLY, ALL, NO_VALUES, keys::exists;
     b"type" => 2, READONLY, ONE, NO_VALUES, keys::type_of;
