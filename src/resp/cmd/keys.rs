@@ -1,5 +1,6 @@
 //! Keyspace commands: DEL and UNLINK, EXISTS and TOUCH, TYPE, DBSIZE,
-//! KEYS, SCAN, RANDOMKEY, FLUSHALL and FLUSHDB.
+//! KEYS, SCAN, RANDOMKEY, FLUSHALL and FLUSHDB; RENAME, RENAMENX and
+//! COPY are refused, with the reason.
 //!
 //! DEL writes a tombstone per key (a quorum write), so the delete wins over
 //! every older write of the key wherever it is merged; UNLINK is the same
@@ -15,6 +16,20 @@ use futures::future::join_all;
 
 use super::{error_reply, syntax_error, Call, Run};
 use crate::resp::codec::Reply;
+
+/// RENAME, RENAMENX and COPY: refused. The two keys live on different
+/// replicas; with no leader there is no way to move a key's whole state
+/// (a hash's fields, a counter's shares) to another key atomically, and a
+/// read followed by a write and a delete would lose what other clients
+/// write in between, silently.
+pub fn refuse_move(call: Call<'_>) -> Run {
+    let name = call.spec.name.to_ascii_uppercase();
+    Run::Now(Reply::err(format!(
+        "{name} is not supported by ringkv: the two keys live on different replicas \
+         and a leaderless store cannot move or copy a key atomically; \
+         read it and write the new key instead"
+    )))
+}
 
 /// DEL key [key ...] / UNLINK: how many of the keys existed.
 pub fn del(call: Call<'_>) -> Run {

@@ -236,6 +236,9 @@ table! {
     b"sunionstore" => -3, WRITE | RMW, ALL, NO_VALUES, sets::sunionstore;
     b"sdiffstore" => -3, WRITE | RMW, ALL, NO_VALUES, sets::sdiffstore;
     b"sintercard" => -3, READONLY, NONE, NO_VALUES, sets::sintercard;
+    b"rename" => 3, WRITE, (1, 2, 1), NO_VALUES, keys::refuse_move;
+    b"renamenx" => 3, WRITE, (1, 2, 1), NO_VALUES, keys::refuse_move;
+    b"copy" => -3, WRITE, (1, 2, 1), NO_VALUES, keys::refuse_move;
     b"unlink" => -2, WRITE, ALL, NO_VALUES, keys::del;
     b"touch" => -2, READONLY, ALL, NO_VALUES, keys::exists;
     b"type" => 2, READONLY, ONE, NO_VALUES, keys::type_of;
