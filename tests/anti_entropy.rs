@@ -9,16 +9,6 @@ use common::*;
 use ringkv::membership::State;
 use ringkv::resp::codec::Reply;
 
-fn fault(c: &Cluster, i: usize, json: &str) {
-    let out = http_post(&c.nodes[i].admin, "/fault", json);
-    assert_eq!(
-        out.as_deref(),
-        Some("ok\n"),
-        "fault command on {}",
-        c.nodes[i].name
-    );
-}
-
 fn local(c: &Cluster, i: usize, key: &str) -> Reply {
     match c.client(i).cmd(&["RINGKV", "LOCAL", key]) {
         Reply::Array(items) => items[0].clone(),

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{bulk, strings, wait_until, Cluster};
+use common::{bulk, heal, key_with_replicas_on, split, strings, wait_until, Cluster};
 use ringkv::membership::State;
 use ringkv::resp::codec::Reply;
 
@@ -171,4 +171,85 @@ fn an_expired_key_is_reclaimed_and_stays_dead() {
         assert_eq!(c.client(i).cmd(&["GET", "k"]), Reply::Nil, "node {i}");
         assert_eq!(c.client(i).cmd(&["EXISTS", "k"]), Reply::Integer(0));
     }
+}
+
+/// Expiry across a 2|3 partition, a heal and a kill -9:
+///
+/// - a key set with PX 1500 on one side reads as absent on every node
+///   once 1.5 s have passed (all nodes here share one clock, so the clock
+///   tolerance is nil), during the partition, after the heal, and after a
+///   replica is killed with -9 and restarted;
+/// - a key whose expiry one side set while the other side later removed
+///   it with PERSIST lives on after the heal (the later change of the
+///   deadline wins), although it expired on the first side meanwhile;
+/// - in the other order (PERSIST first, the expiring SET later) the key
+///   expires everywhere.
+///
+/// PERSIST reads the key, so it is sent on the side holding two of the
+/// key's replicas; the expiring writes are plain SETs, exact on any side.
+#[test]
+fn expiry_holds_across_a_partition_a_heal_and_a_kill() {
+    let names = ["n1", "n2", "n3", "n4", "n5"];
+    let mut c = Cluster::start(
+        &names,
+        &["--fault-injection", "--set", "anti_entropy_interval_ms=500"],
+    );
+    let right = ["n3", "n4", "n5"];
+    let short = key_with_replicas_on(&c, "short", &names, 3);
+    let kept = key_with_replicas_on(&c, "kept", &right, 2);
+    let dies = key_with_replicas_on(&c, "dies", &right, 2);
+    let mut l = c.client(c.index("n1"));
+    let mut r = c.client(c.index("n4"));
+    for k in [&kept, &dies] {
+        assert_eq!(l.cmd(&["SET", k, "v0", "PX", "600000"]), Reply::ok());
+    }
+    split(&c, &["n1", "n2"]);
+
+    // kept: the left's expiring SET, then the right's PERSIST.
+    assert_eq!(l.cmd(&["SET", &kept, "v1", "PX", "1500"]), Reply::ok());
+    assert_eq!(r.cmd(&["PERSIST", &kept]), Reply::Integer(1));
+    // dies: the right's PERSIST, then the left's expiring SET.
+    assert_eq!(r.cmd(&["PERSIST", &dies]), Reply::Integer(1));
+    assert_eq!(l.cmd(&["SET", &dies, "v1", "PX", "1500"]), Reply::ok());
+    // short: set on the left, readable there at first.
+    assert_eq!(l.cmd(&["SET", &short, "v", "PX", "1500"]), Reply::ok());
+    assert_eq!(l.cmd(&["GET", &short]), bulk("v"));
+
+    let absent_everywhere = |c: &Cluster, key: &str| {
+        (0..c.nodes.len()).all(|i| {
+            let mut n = c.client(i);
+            n.cmd(&["GET", key]) == Reply::Nil
+                && n.cmd(&["EXISTS", key]) == Reply::Integer(0)
+                && n.cmd(&["PTTL", key]) == Reply::Integer(-2)
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || absent_everywhere(&c, &short)),
+        "during the partition"
+    );
+    // On the left, kept expired too: it has not heard of the PERSIST.
+    assert_eq!(l.cmd(&["GET", &kept]), Reply::Nil);
+
+    heal(&c);
+    let settled = |c: &Cluster| {
+        absent_everywhere(c, &short)
+            && absent_everywhere(c, &dies)
+            && (0..c.nodes.len()).all(|i| {
+                let mut n = c.client(i);
+                n.cmd(&["GET", &kept]) == bulk("v1")
+                    && n.cmd(&["PTTL", &kept]) == Reply::Integer(-1)
+            })
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || settled(&c)),
+        "after the heal: short and dies absent, kept alive without expiry"
+    );
+
+    let victim = c.index(&strings(&c.client(0).cmd(&["RINGKV", "PREFLIST", &short]))[0]);
+    c.kill(victim);
+    c.spawn(victim);
+    assert!(
+        wait_until(Duration::from_secs(10), || settled(&c)),
+        "after kill -9 and restart of a replica"
+    );
 }

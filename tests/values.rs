@@ -8,13 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use ringkv::membership::State;
 use ringkv::resp::codec::Reply;
-
-fn fault(c: &Cluster, i: usize, json: &str) {
-    let out = http_post(&c.nodes[i].admin, "/fault", json);
-    assert_eq!(out.as_deref(), Some("ok\n"), "fault on {}", c.nodes[i].name);
-}
 
 /// A sorted list of the strings in a reply.
 fn sorted(r: &Reply) -> Vec<String> {
@@ -56,15 +50,9 @@ fn converged(c: &Cluster, keys: &[&str]) -> bool {
 /// right side one replica and two stand-ins answer, so there only blind
 /// writes (INCRBY, HSET, SADD, SET, DEL) are made and their counts are
 /// not checked: a stand-in that holds nothing of the key may count an
-/// element as new (README, "Hashes and sets").
+/// element as new (docs/data-types.md).
 fn key_on_left(c: &Cluster, prefix: &str) -> String {
-    (0..1000)
-        .map(|i| format!("{prefix}{i}"))
-        .find(|k| {
-            let pref = strings(&c.client(0).cmd(&["RINGKV", "PREFLIST", k]));
-            pref.iter().any(|n| n == "n1") && pref.iter().any(|n| n == "n2")
-        })
-        .expect("some key has replicas n1 and n2")
+    key_with_replicas_on(c, prefix, &["n1", "n2"], 2)
 }
 
 /// The keys of the test.
@@ -148,12 +136,7 @@ fn updates_on_both_sides_of_a_partition_all_survive_the_heal() {
     assert_eq!(left.cmd(&["SET", session, "s"]), Reply::ok());
     assert_eq!(left.cmd(&["SADD", gone, "x"]), Reply::Integer(1));
 
-    for i in 0..5 {
-        fault(&c, i, r#"{"op":"split","name":"p","nodes":["n1","n2"]}"#);
-    }
-    assert!(wait_until(Duration::from_secs(5), || c.state_of(0, "n3")
-        == Some(State::Down)
-        && c.state_of(3, "n1") == Some(State::Down)));
+    split(&c, &["n1", "n2"]);
 
     // Left first: +5 three times; its own field and the shared one; its
     // own members, "drop" and "flip" removed; an expiry; a member added to
@@ -196,9 +179,7 @@ fn updates_on_both_sides_of_a_partition_all_survive_the_heal() {
     assert_eq!(right.cmd(&["SET", session, "s2"]), Reply::ok());
     assert!(matches!(right.cmd(&["DEL", gone]), Reply::Integer(0 | 1)));
 
-    for i in 0..5 {
-        fault(&c, i, r#"{"op":"join","name":"p"}"#);
-    }
+    heal(&c);
     let keys = [hits, user, tags, session, gone];
     assert!(
         wait_until(Duration::from_secs(10), || check_everywhere(&c, &k)),

@@ -285,6 +285,56 @@ pub fn http_post(addr: &str, path: &str, json: &str) -> Option<String> {
         .map(|_| body.to_string())
 }
 
+/// Sends a fault-injection command (JSON) to node `i` (started with
+/// `--fault-injection`).
+pub fn fault(c: &Cluster, i: usize, json: &str) {
+    let out = http_post(&c.nodes[i].admin, "/fault", json);
+    assert_eq!(out.as_deref(), Some("ok\n"), "fault on {}", c.nodes[i].name);
+}
+
+/// Cuts every node of `c` off from the others but `side` (names), and
+/// waits until the first node of each side sees the other side down.
+pub fn split(c: &Cluster, side: &[&str]) {
+    let names = side.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>();
+    let json = format!(
+        r#"{{"op":"split","name":"p","nodes":[{}]}}"#,
+        names.join(",")
+    );
+    for i in 0..c.nodes.len() {
+        fault(c, i, &json);
+    }
+    let here = c.index(side[0]);
+    let there = (0..c.nodes.len())
+        .find(|i| !side.contains(&c.nodes[*i].name.as_str()))
+        .expect("a node on the other side");
+    let (here_name, there_name) = (c.nodes[here].name.clone(), c.nodes[there].name.clone());
+    assert!(
+        wait_until(Duration::from_secs(5), || c.state_of(here, &there_name)
+            == Some(State::Down)
+            && c.state_of(there, &here_name) == Some(State::Down)),
+        "the two sides never saw each other down"
+    );
+}
+
+/// Heals the partition [`split`] made.
+pub fn heal(c: &Cluster) {
+    for i in 0..c.nodes.len() {
+        fault(c, i, r#"{"op":"join","name":"p"}"#);
+    }
+}
+
+/// A key named `prefix` plus a number with at least `n` of its replicas
+/// among `nodes` (as node 0's ring places them).
+pub fn key_with_replicas_on(c: &Cluster, prefix: &str, nodes: &[&str], n: usize) -> String {
+    (0..10_000)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|k| {
+            let pref = strings(&c.client(0).cmd(&["RINGKV", "PREFLIST", k]));
+            pref.iter().filter(|p| nodes.contains(&p.as_str())).count() >= n
+        })
+        .expect("some key has its replicas there")
+}
+
 /// A blocking RESP client.
 pub struct Client {
     stream: TcpStream,
