@@ -10,6 +10,7 @@
 //! | [`auth`] | cluster-secret proofs, rate-limited refusal logs |
 //! | [`config`] | typed settings, defaults, env overrides, validation |
 //! | [`clock`] | hybrid logical clock for write timestamps |
+//! | [`history`] | the one history checker every Jepsen-style test uses |
 //! | [`values`] | what a value is (string, tombstone, expiry, counter, hash, set) and how two versions merge |
 //! | [`store`] | the entries a node holds, by leaf; the flush marker |
 //! | [`metadata`] | the cluster-wide record every node holds (FLUSHALL marker) |
@@ -46,6 +47,7 @@ pub mod encoding;
 pub mod error;
 pub mod events;
 pub mod fuzzing;
+pub mod history;
 pub mod log;
 pub mod membership;
 pub mod message;

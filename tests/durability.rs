@@ -2,18 +2,20 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use common::*;
+use ringkv::history::{History, Observed, Op, Outcome};
 use ringkv::resp::codec::Reply;
 
 const NAMES: [&str; 3] = ["a", "b", "c"];
 
 /// Writers on several connections; SIGKILL every node mid-load; restart;
-/// every acknowledged write (or a later one of the same key) reads back.
+/// the history checker (`ringkv::history`) finds every acknowledged write
+/// (or a later one of the same key) read back.
 fn kill_all_under_load_loses_nothing(fsync: &str) {
     let flags = [
         "--set",
@@ -25,24 +27,38 @@ fn kill_all_under_load_loses_nothing(fsync: &str) {
         "compaction_min_bytes=32768",
     ];
     let mut c = Cluster::start(&NAMES, &flags);
-    let acked: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let history: Arc<Mutex<History>> = Arc::default();
+    let acked = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
     let writers: Vec<_> = (0..6)
         .map(|t| {
             let mut client = c.client(t % 3);
-            let (acked, stop) = (acked.clone(), stop.clone());
+            let (history, acked, stop) = (history.clone(), acked.clone(), stop.clone());
             std::thread::spawn(move || {
                 for n in 0u64.. {
                     if stop.load(Ordering::Relaxed) {
                         return;
                     }
                     let key = format!("w{t}-{}", n % 100);
+                    let op = Op::Set(Bytes::from(key.clone()), Bytes::from(n.to_string()));
+                    let start = t0.elapsed().as_nanos() as u64;
                     client.send(&["SET", &key, &n.to_string()]);
-                    match client.read() {
+                    let reply = client.read();
+                    let end = t0.elapsed().as_nanos() as u64;
+                    match reply {
                         Some(Reply::Simple(s)) if s == "OK" => {
-                            acked.lock().unwrap().insert(key, n);
+                            history.lock().unwrap().push(op, start, end, Outcome::Acked);
+                            acked.fetch_add(1, Ordering::Relaxed);
                         }
-                        _ => return, // the node died under us
+                        _ => {
+                            // The node died under us: it may have happened.
+                            history
+                                .lock()
+                                .unwrap()
+                                .push(op, start, end, Outcome::Unknown);
+                            return;
+                        }
                     }
                 }
             })
@@ -54,8 +70,8 @@ fn kill_all_under_load_loses_nothing(fsync: &str) {
             .any(|i| c.log(i).contains("compacted the commit log"))),
         "no compaction happened during the load"
     );
-    let writes: usize = acked.lock().unwrap().len();
-    assert!(writes >= 300, "load did not get going ({writes} keys)");
+    let writes = acked.load(Ordering::Relaxed);
+    assert!(writes >= 300, "load did not get going ({writes} writes)");
     for i in 0..NAMES.len() {
         c.kill(i);
     }
@@ -63,28 +79,31 @@ fn kill_all_under_load_loses_nothing(fsync: &str) {
     for w in writers {
         w.join().unwrap();
     }
-    let acked = acked.lock().unwrap().clone();
+    let history = history.lock().unwrap().clone();
     for i in 0..NAMES.len() {
         c.spawn(i);
     }
     assert!(wait_until(Duration::from_secs(10), || (0..3)
         .all(|i| c.up_count(i) == Some(3))));
     let mut client = c.client(1);
-    let mut lost = 0;
-    for (key, n) in &acked {
-        match client.cmd(&["GET", key]) {
-            Reply::Bulk(v) if String::from_utf8_lossy(&v).parse::<u64>().unwrap() >= *n => {}
-            other => {
-                lost += 1;
-                eprintln!("{key}: acked {n}, read {other:?}");
-            }
-        }
+    let keys = history.keys().len();
+    let violations =
+        history.check(
+            |key| match client.cmd(&["GET", &String::from_utf8_lossy(key)]) {
+                Reply::Bulk(v) => Observed::Str(v),
+                Reply::Nil => Observed::Absent,
+                other => panic!("GET answered {other:?}"),
+            },
+        );
+    for v in &violations {
+        eprintln!("{v:?}");
     }
     eprintln!(
-        "fsync={fsync}: {} acknowledged keys checked after kill -9 of every node, {lost} lost",
-        acked.len()
+        "fsync={fsync}: {} acknowledged writes of {keys} keys checked after kill -9 of every node, {} keys wrong",
+        acked.load(Ordering::Relaxed),
+        violations.len()
     );
-    assert_eq!(lost, 0);
+    assert!(violations.is_empty());
     assert!(c.log(0).contains("store rebuilt from the commit log"));
 }
 

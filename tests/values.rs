@@ -5,9 +5,15 @@
 
 mod common;
 
-use std::time::Duration;
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use common::*;
+use rand::{Rng, SeedableRng};
+use ringkv::history::{History, Observed, Op, Outcome};
 use ringkv::resp::codec::Reply;
 
 /// A sorted list of the strings in a reply.
@@ -199,5 +205,169 @@ fn updates_on_both_sides_of_a_partition_all_survive_the_heal() {
         wait_until(Duration::from_secs(10), || check_everywhere(&c, &k)
             && converged(&c, &keys)),
         "a replica restarted after kill -9 holds the merged state"
+    );
+}
+
+/// One client's random operations on keys of every type, each recorded
+/// with its interval and outcome, until `stop`.
+fn random_client(
+    mut cl: Client,
+    seed: u64,
+    t0: Instant,
+    stop: &AtomicBool,
+    history: &Mutex<History>,
+) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let b = |s: String| Bytes::from(s);
+    while !stop.load(Ordering::Relaxed) {
+        let n = rng.gen_range(0..3);
+        let e = format!("e{}", rng.gen_range(0..4));
+        let v = format!("{seed}-{}", rng.gen_range(0..1_000_000));
+        let by: i64 = rng.gen_range(-3..10);
+        let (args, op): (Vec<String>, Op) = match rng.gen_range(0..10) {
+            0 => {
+                let k = format!("k{n}");
+                (
+                    vec!["SET".into(), k.clone(), v.clone()],
+                    Op::Set(b(k), b(v)),
+                )
+            }
+            1 => {
+                let k = format!("{}{n}", ["k", "h", "s"][rng.gen_range(0..3)]);
+                (vec!["DEL".into(), k.clone()], Op::Del(b(k)))
+            }
+            2 | 3 => {
+                let k = format!("c{n}");
+                (
+                    vec!["INCRBY".into(), k.clone(), by.to_string()],
+                    Op::Incr(b(k), by),
+                )
+            }
+            4 | 5 => {
+                let k = format!("h{n}");
+                let op = Op::HSet(b(k.clone()), b(e.clone()), b(v.clone()));
+                (vec!["HSET".into(), k, e, v], op)
+            }
+            6 => {
+                let k = format!("h{n}");
+                (
+                    vec!["HDEL".into(), k.clone(), e.clone()],
+                    Op::HDel(b(k), b(e)),
+                )
+            }
+            7 | 8 => {
+                let k = format!("s{n}");
+                (
+                    vec!["SADD".into(), k.clone(), e.clone()],
+                    Op::SAdd(b(k), b(e)),
+                )
+            }
+            _ => {
+                let k = format!("s{n}");
+                (
+                    vec!["SREM".into(), k.clone(), e.clone()],
+                    Op::SRem(b(k), b(e)),
+                )
+            }
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let start = t0.elapsed().as_nanos() as u64;
+        let reply = cl.cmd(&args);
+        let end = t0.elapsed().as_nanos() as u64;
+        let outcome = match reply {
+            Reply::Error(e) if e.starts_with("UNAVAILABLE") => Outcome::Unknown,
+            Reply::Error(e) => panic!("{args:?}: {e}"),
+            _ => Outcome::Acked,
+        };
+        history.lock().unwrap().push(op, start, end, outcome);
+    }
+}
+
+/// What node `i` reads of `key`, as the history checker sees it.
+fn observe(c: &Cluster, i: usize, key: &str) -> Observed {
+    let mut n = c.client(i);
+    match key.as_bytes()[0] {
+        b'h' => {
+            let flat = strings(&n.cmd(&["HGETALL", key]));
+            if flat.is_empty() {
+                return Observed::Absent;
+            }
+            let pairs = flat
+                .chunks(2)
+                .map(|p| (Bytes::from(p[0].clone()), Bytes::from(p[1].clone())));
+            Observed::Hash(pairs.collect())
+        }
+        b's' => {
+            let members: BTreeSet<Bytes> = strings(&n.cmd(&["SMEMBERS", key]))
+                .into_iter()
+                .map(Bytes::from)
+                .collect();
+            if members.is_empty() {
+                Observed::Absent
+            } else {
+                Observed::Set(members)
+            }
+        }
+        _ => match n.cmd(&["GET", key]) {
+            Reply::Bulk(v) => Observed::Str(v),
+            Reply::Nil => Observed::Absent,
+            other => panic!("GET {key}: {other:?}"),
+        },
+    }
+}
+
+/// Jepsen-style: four clients, two on each side of a 2|3 partition, make
+/// random writes of every type before, during and after the partition.
+/// After the heal every node reads the same, and the one history checker
+/// finds nothing lost, resurrected or invented.
+#[test]
+fn random_writes_of_every_type_across_a_partition_pass_the_history_checker() {
+    let names = ["n1", "n2", "n3", "n4", "n5"];
+    let c = Cluster::start(
+        &names,
+        &["--fault-injection", "--set", "anti_entropy_interval_ms=500"],
+    );
+    let history = Mutex::new(History::new());
+    let stop = AtomicBool::new(false);
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for (t, node) in [0, 1, 2, 4].into_iter().enumerate() {
+            let cl = c.client(node);
+            let (stop, history) = (&stop, &history);
+            s.spawn(move || random_client(cl, t as u64 + 1, t0, stop, history));
+        }
+        let ran = |n: usize| {
+            wait_until(Duration::from_secs(10), || {
+                history.lock().unwrap().len() >= n
+            })
+        };
+        assert!(ran(200), "the clients did not get going");
+        split(&c, &["n1", "n2"]);
+        let before = history.lock().unwrap().len();
+        assert!(ran(before + 400), "too few writes during the partition");
+        heal(&c);
+        let before = history.lock().unwrap().len();
+        assert!(ran(before + 200), "too few writes after the heal");
+        stop.store(true, Ordering::Relaxed);
+    });
+    let history = history.into_inner().unwrap();
+    let keys: Vec<String> = history
+        .keys()
+        .iter()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(15), || keys.iter().all(|k| {
+            let first = observe(&c, 0, k);
+            (1..names.len()).all(|i| observe(&c, i, k) == first)
+        })),
+        "the nodes never agreed"
+    );
+    let violations = history.check(|k| observe(&c, 0, &String::from_utf8_lossy(k)));
+    assert!(violations.is_empty(), "{violations:#?}");
+    eprintln!(
+        "{} operations on {} keys checked",
+        history.len(),
+        keys.len()
     );
 }

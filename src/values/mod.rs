@@ -39,6 +39,8 @@ mod cell;
 pub mod codec;
 mod elem;
 pub mod float;
+#[cfg(test)]
+mod model_tests;
 mod rich;
 #[cfg(test)]
 mod tests;

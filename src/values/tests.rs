@@ -18,7 +18,7 @@ fn version() -> impl Strategy<Value = Version> {
 
 /// `Entry::increment` of INCR on an owned entry: lends it as the store
 /// would (a simple shape, or a cell).
-fn incr(
+pub(super) fn incr(
     current: Option<&Entry>,
     identity: u64,
     by: i64,
