@@ -154,11 +154,13 @@ fn hint(s: &Session, partial: &str) -> String {
     last
 }
 
-#[test]
-fn an_interactive_resp3_session_reads_as_it_does_against_redis() {
+/// Runs `lines` in a redis-cli session against Redis and one against
+/// ringkv, and asserts the two screens (and the completion hints for
+/// `hints`) read the same; returns Redis's screen.
+fn sessions_read_alike(test: &str, lines: &[&str], hints: &[&str]) -> String {
     let redis = RedisServer::start();
     let cluster = Cluster::start(&["ca", "cb", "cc"], &[]);
-    let tag = std::process::id();
+    let tag = format!("{}-{test}", std::process::id());
     let sessions = [
         (
             Session::start(&format!("ringkv-redis-{tag}"), &redis.addr),
@@ -169,6 +171,26 @@ fn an_interactive_resp3_session_reads_as_it_does_against_redis() {
             cluster.nodes[0].client.clone(),
         ),
     ];
+    let mut screens = Vec::new();
+    for (s, addr) in &sessions {
+        let hints: Vec<String> = hints.iter().map(|p| neutral(&hint(s, p), addr)).collect();
+        for (i, line) in lines.iter().enumerate() {
+            s.run(line, i + 1);
+        }
+        screens.push((hints, neutral(&s.screen(), addr)));
+    }
+    let (redis_hints, redis_screen) = &screens[0];
+    let (ringkv_hints, ringkv_screen) = &screens[1];
+    assert_eq!(ringkv_hints, redis_hints, "hints differ");
+    assert_eq!(
+        ringkv_screen, redis_screen,
+        "the sessions read differently\n--- redis ---\n{redis_screen}\n--- ringkv ---\n{ringkv_screen}"
+    );
+    redis_screen.clone()
+}
+
+#[test]
+fn an_interactive_resp3_session_reads_as_it_does_against_redis() {
     let lines = [
         "SET greeting hello",
         "GET greeting",
@@ -183,25 +205,34 @@ fn an_interactive_resp3_session_reads_as_it_does_against_redis() {
         "GET greeting",
         "DBSIZE",
     ];
-    let mut screens = Vec::new();
-    for (s, addr) in &sessions {
-        let hints: Vec<String> = ["SET ", "GET ", "GETRANGE "]
-            .iter()
-            .map(|p| neutral(&hint(s, p), addr))
-            .collect();
-        for (i, line) in lines.iter().enumerate() {
-            s.run(line, i + 1);
-        }
-        screens.push((hints, neutral(&s.screen(), addr)));
-    }
-    let (redis_hints, redis_screen) = &screens[0];
-    let (ringkv_hints, ringkv_screen) = &screens[1];
-    assert_eq!(ringkv_hints, redis_hints, "hints differ");
-    assert_eq!(
-        ringkv_screen, redis_screen,
-        "the sessions read differently\n--- redis ---\n{redis_screen}\n--- ringkv ---\n{ringkv_screen}"
-    );
+    let screen = sessions_read_alike("strings", &lines, &["SET ", "GET ", "GETRANGE "]);
     // The session really showed replies, not only prompts.
-    assert!(redis_screen.contains("\"hello\""), "{redis_screen}");
-    assert!(redis_screen.contains("(nil)"), "{redis_screen}");
+    assert!(screen.contains("\"hello\""), "{screen}");
+    assert!(screen.contains("(nil)"), "{screen}");
+}
+
+/// Hashes, sets and counters as redis-cli shows them in RESP3: a map, a
+/// set, integers, WRONGTYPE. (Fields are written in byte order, the order
+/// ringkv lists them in and Redis lists a small hash in: insertion.)
+#[test]
+fn hashes_sets_and_counters_read_in_redis_cli_as_they_do_against_redis() {
+    let lines = [
+        "HSET user lang rust name ada",
+        "HGETALL user",
+        "HGET user name",
+        "HINCRBY user visits 3",
+        "HLEN user",
+        "SADD tags rust",
+        "SMEMBERS tags",
+        "SISMEMBER tags go",
+        "INCRBY hits 41",
+        "INCR hits",
+        "TYPE user",
+        "TYPE tags",
+        "GET user",
+        "SADD user x",
+    ];
+    let screen = sessions_read_alike("types", &lines, &["HSET ", "SADD ", "HINCRBYFLOAT "]);
+    assert!(screen.contains("1# \"lang\" => \"rust\""), "{screen}");
+    assert!(screen.contains("WRONGTYPE"), "{screen}");
 }

@@ -307,16 +307,115 @@ def test_info_config_time_command_count(r):
     assert r.command_count() > 0
 
 
-# --- placeholder: what the values issue brings --------------------------------
-#
-# Not tested yet, because ringkv does not have them yet; they come with the
-# values issue (typed values with expiry), and their redis-py tests go here:
-#
-#   expiry:    set(ex=, px=, exat=, pxat=, keepttl=), expire, pexpire,
-#              expireat, ttl, pttl, persist, getex, expiretime
-#   counters:  incr, incrby, decr, decrby, incrbyfloat, and their errors on
-#              non-integers
-#   hashes:    hset, hget, hmget, hgetall, hdel, hexists, hlen, hkeys,
-#              hvals, hincrby, hsetnx, hscan
-#   sets:      sadd, srem, smembers, sismember, smismember, scard, sscan
-#   types:     type, and WRONGTYPE errors across families
+# --- values: expiry, counters, hashes, sets ----------------------------------
+
+
+def test_expiry_options_and_commands(r, every, key):
+    k, m = key + "k", key + "missing"
+    assert r.set(k, "v", ex=100) is True
+    assert 99 <= r.ttl(k) <= 100
+    assert 99_000 <= r.pttl(k) <= 100_000
+    assert r.set(k, "w", keepttl=True) is True
+    assert r.ttl(k) > 0
+    assert r.persist(k) is True
+    assert r.ttl(k) == -1
+    assert r.expire(k, 50) is True
+    assert r.expire(k, 500, gt=True) is True
+    assert r.expire(k, 5, gt=True) is False
+    assert abs(r.expiretime(k) - (time.time() + 500)) < 5
+    assert r.getex(k, px=200_000) == b"w"
+    assert r.getdel(k) == b"w"
+    assert r.ttl(k) == -2
+    assert r.expire(m, 10) is False
+    assert r.set(k, "gone", px=1) is True
+    deadline = time.time() + 5
+    while any(c.get(k) is not None for c in every):
+        assert time.time() < deadline, "the key never expired on every node"
+        time.sleep(0.01)
+
+
+def test_counters_and_their_errors(r, every, key):
+    k, s = key + "c", key + "s"
+    assert r.incr(k) == 1
+    assert r.incrby(k, 41) == 42
+    assert r.decr(k) == 41
+    assert r.decrby(k, 1) == 40
+    assert all(c.get(k) == b"40" for c in every)
+    assert r.incrbyfloat(k, 0.5) == 40.5
+    r.set(s, "text")
+    with pytest.raises(redis.ResponseError, match="not an integer"):
+        r.incr(s)
+    r.set(k, str(2**63 - 1))
+    with pytest.raises(redis.ResponseError, match="would overflow"):
+        r.incr(k)
+
+
+def test_hashes(r, every, key):
+    h = key + "h"
+    assert r.hset(h, mapping={"a": "1", "b": "2"}) == 2
+    assert r.hset(h, "a", "3") == 0
+    assert r.hget(h, "a") == b"3"
+    assert r.hmget(h, ["a", "x", "b"]) == [b"3", None, b"2"]
+    assert r.hgetall(h) == {b"a": b"3", b"b": b"2"}
+    assert all(c.hgetall(h) == {b"a": b"3", b"b": b"2"} for c in every)
+    assert sorted(r.hkeys(h)) == [b"a", b"b"]
+    assert sorted(r.hvals(h)) == [b"2", b"3"]
+    assert r.hlen(h) == 2
+    assert r.hexists(h, "b") is True
+    assert r.hsetnx(h, "a", "9") == 0
+    assert r.hsetnx(h, "c", "9") == 1
+    assert r.hincrby(h, "n", 5) == 5
+    assert r.hincrbyfloat(h, "f", 1.5) == 1.5
+    assert r.hstrlen(h, "c") == 1
+    cursor, fields = r.hscan(h)
+    assert cursor == 0 and fields[b"n"] == b"5"
+    assert r.hdel(h, "a", "b", "zz") == 2
+    assert r.hlen(h) == 3
+
+
+def test_sets(r, every, key):
+    s, t, d = key + "s", key + "t", key + "d"
+    assert r.sadd(s, "a", "b", "c", "a") == 3
+    assert r.srem(s, "a", "z") == 1
+    assert r.smembers(s) == {b"b", b"c"}
+    assert all(c.smembers(s) == {b"b", b"c"} for c in every)
+    assert bool(r.sismember(s, "b")) is True
+    assert [bool(x) for x in r.smismember(s, ["a", "b"])] == [False, True]
+    assert r.scard(s) == 2
+    assert r.sadd(t, "c", "d") == 2
+    assert r.sinter([s, t]) == {b"c"}
+    assert r.sunion([s, t]) == {b"b", b"c", b"d"}
+    assert r.sdiff([s, t]) == {b"b"}
+    assert r.sinterstore(d, [s, t]) == 1
+    assert r.smove(s, t, "b") is True
+    assert r.srandmember(t) in (b"b", b"c", b"d")
+    assert r.spop(t) in (b"b", b"c", b"d")
+    cursor, members = r.sscan(t)
+    assert cursor == 0 and len(members) == 2
+
+
+def test_types_and_wrongtype_across_families(r):
+    # No brackets in the prefix: it is a MATCH pattern below.
+    key = f"py-types-{uuid.uuid4().hex[:8]}:"
+    h, s, k = key + "h", key + "s", key + "k"
+    r.hset(h, "f", "v")
+    r.sadd(s, "m")
+    r.set(k, "v")
+    assert [r.type(x) for x in (h, s, k, key + "none")] == [b"hash", b"set", b"string", b"none"]
+    for call in (lambda: r.get(h), lambda: r.sadd(h, "x"), lambda: r.hget(s, "f"), lambda: r.hset(k, "f", "v")):
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            call()
+    assert set(r.scan_iter(match=key + "*", _type="set")) == {s.encode()}
+    assert set(r.scan_iter(match=key + "*", _type="hash")) == {h.encode()}
+
+
+def test_rename_and_copy_are_refused_with_the_reason(r, key):
+    k = key + "k"
+    r.set(k, "v")
+    if TARGET == "redis":
+        assert r.rename(k, key + "k2") is True
+        return
+    for call in (lambda: r.rename(k, key + "k2"), lambda: r.copy(k, key + "k3")):
+        with pytest.raises(redis.ResponseError, match="not supported by ringkv"):
+            call()
+    assert r.get(k) == b"v"
