@@ -98,6 +98,31 @@ pub async fn read_part_as(
     }
 }
 
+/// A read of the elements `names` (hash fields or set members, as `kind`
+/// says; none: the head only) of the key `args[1]`, answered by `f` from
+/// the part read (`None`: the key does not exist), or WRONGTYPE.
+pub fn read_elements(
+    call: super::Call<'_>,
+    kind: Kind,
+    names: Vec<Bytes>,
+    f: impl FnOnce(Option<Part>) -> Reply + Send + 'static,
+) -> super::Run {
+    let shared = call.shared.clone();
+    let q = call.conn.quorum;
+    let key = call.args[1].clone();
+    super::Run::later(async move {
+        let want = match kind {
+            _ if names.is_empty() => Want::Head,
+            Kind::Set => Want::Members(names),
+            _ => Want::Fields(names),
+        };
+        match read_part_as(&shared, key, kind, want, q).await {
+            Ok(part) => f(part),
+            Err(reply) => reply,
+        }
+    })
+}
+
 /// A whole quorum read of `key` as `kind`: the entry if the key exists now
 /// as `kind`, `None` if it does not exist, WRONGTYPE if it holds another
 /// type; with what was found, for a write computed from it.

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use super::access::{distinct, read_as, read_part_as, write_checked};
+use super::access::{distinct, read_as, read_elements, read_part_as, write_checked};
 use super::{not_an_integer, parse_int, scan, syntax_error, wrong_args, Call, Run};
 use crate::resp::codec::Proto;
 use crate::resp::codec::Reply;
@@ -123,23 +123,8 @@ fn read_fields(
     fields: Vec<Bytes>,
     f: impl FnOnce(Option<(Vec<Option<Bytes>>, u64)>) -> Reply + Send + 'static,
 ) -> Run {
-    let shared = call.shared.clone();
-    let q = call.conn.quorum;
-    let key = call.args[1].clone();
-    Run::later(async move {
-        let want = if fields.is_empty() {
-            Want::Head
-        } else {
-            Want::Fields(fields.clone())
-        };
-        match read_part_as(&shared, key, Kind::Hash, want, q).await {
-            Err(reply) => reply,
-            Ok(None) => f(None),
-            Ok(Some(part)) => {
-                let values = fields.iter().map(|n| part.field(n)).collect();
-                f(Some((values, part.fields)))
-            }
-        }
+    read_elements(call, Kind::Hash, fields.clone(), move |part| {
+        f(part.map(|p| (fields.iter().map(|n| p.field(n)).collect(), p.fields)))
     })
 }
 

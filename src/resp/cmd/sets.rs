@@ -17,7 +17,7 @@
 use bytes::Bytes;
 use futures::future::join_all;
 
-use super::access::{distinct, read_as, read_part_as, write_checked};
+use super::access::{distinct, read_as, read_elements, read_part_as, write_checked};
 use super::hashes::{pick, random_count};
 use super::{error_reply, parse_int, scan, syntax_error, Call, Run};
 use crate::resp::codec::Reply;
@@ -66,23 +66,8 @@ fn read_members(
     members: Vec<Bytes>,
     f: impl FnOnce(Option<(Vec<bool>, u64)>) -> Reply + Send + 'static,
 ) -> Run {
-    let shared = call.shared.clone();
-    let q = call.conn.quorum;
-    let key = call.args[1].clone();
-    Run::later(async move {
-        let want = if members.is_empty() {
-            Want::Head
-        } else {
-            Want::Members(members.clone())
-        };
-        match read_part_as(&shared, key, Kind::Set, want, q).await {
-            Err(reply) => reply,
-            Ok(None) => f(None),
-            Ok(Some(part)) => {
-                let held = members.iter().map(|m| part.has_member(m)).collect();
-                f(Some((held, part.members)))
-            }
-        }
+    read_elements(call, Kind::Set, members.clone(), move |part| {
+        f(part.map(|p| (members.iter().map(|m| p.has_member(m)).collect(), p.members)))
     })
 }
 
