@@ -24,8 +24,9 @@
 //!   string state (its own `cleared`, value register and shards), so
 //!   HINCRBY counts like INCR.
 //! - `members`: a set, one last-writer-wins register per member (present
-//!   or removed): the later of an add and a remove wins, and on a tie the
-//!   remove wins.
+//!   or removed): the later of an add and a remove wins (by version:
+//!   timestamp, then node id). Two writes never share a version; if one
+//!   were seen with both values, present would win (the greater value).
 //!
 //! Every merge keeps the maximum of a total order per piece, so it is
 //! commutative, associative and idempotent; after a merge, pieces at or

@@ -124,10 +124,10 @@ pub fn randomkey(call: Call<'_>) -> Run {
     })
 }
 
-/// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]: the cursor is an
-/// index into the sorted list of the cluster's keys, so a full iteration
-/// returns every key present throughout it (Redis's guarantee), though
-/// each call gathers the whole list.
+/// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]: the cursor is a
+/// place in a fixed hash order of the cluster's keys (see `scan`), so a
+/// full iteration returns every key present throughout it (Redis's
+/// guarantee), though each call gathers the whole list.
 pub fn scan(call: Call<'_>) -> Run {
     let cursor = match super::scan::parse_cursor(&call.args[1]) {
         Ok(c) => c,

@@ -94,8 +94,13 @@ pub fn set(call: Call<'_>) -> Run {
         (false, Some(at)) => NewTtl::At(at),
         (false, None) => NewTtl::None,
     };
+    let uses = if opts.get {
+        Uses::Value
+    } else {
+        Uses::Existence
+    };
     Run::later(async move {
-        rmw(&shared, key, q, ttl, move |current| {
+        rmw_as(&shared, key, q, ttl, uses, move |current| {
             let found = current.is_some();
             let old = Reply::bulk_or_nil(current.cloned());
             if (opts.nx && found) || (opts.xx && !found) {
@@ -111,11 +116,12 @@ pub fn set(call: Call<'_>) -> Run {
 pub fn setnx(call: Call<'_>) -> Run {
     let (shared, q, key, value) = key_and_value(call);
     Run::later(async move {
-        rmw(
+        rmw_as(
             &shared,
             key,
             q,
             NewTtl::None,
+            Uses::Existence,
             move |current| match current {
                 Some(_) => (None, Reply::Integer(0)),
                 None => (Some(value), Reply::Integer(1)),
@@ -393,13 +399,38 @@ async fn rmw(
     ttl: NewTtl,
     f: impl FnOnce(Option<&Bytes>) -> (Option<Bytes>, Reply),
 ) -> Reply {
+    rmw_as(shared, key, q, ttl, Uses::Value, f).await
+}
+
+/// What a read-modify-write uses of the key it read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Uses {
+    /// Its string value: a key of another type is WRONGTYPE.
+    Value,
+    /// Only whether it exists (SET NX or XX without GET, SETNX): a key of
+    /// any type counts, as in Redis, and is overwritten by the string.
+    Existence,
+}
+
+/// [`rmw`], with what the command uses of the key (see [`Uses`]); for
+/// `Uses::Existence`, `f` sees an existing key of another type as an
+/// empty string.
+async fn rmw_as(
+    shared: &Shared,
+    key: Bytes,
+    q: Quorum,
+    ttl: NewTtl,
+    uses: Uses,
+    f: impl FnOnce(Option<&Bytes>) -> (Option<Bytes>, Reply),
+) -> Reply {
     let found = match read_key(shared, key.clone(), q).await {
         Ok(found) => found,
         Err(reply) => return reply,
     };
-    let current = match found.string() {
-        Ok(current) => current,
-        Err(reply) => return reply,
+    let current = match (found.string(), uses) {
+        (Ok(current), _) => current,
+        (Err(_), Uses::Existence) => Some(Bytes::new()),
+        (Err(reply), Uses::Value) => return reply,
     };
     let (write, reply) = f(current.as_ref());
     if let Some(value) = write {
