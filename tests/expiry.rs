@@ -76,6 +76,15 @@ fn an_expired_key_is_absent_to_every_command_on_every_node() {
     // Five seconds of margin: the key must still be there when first read.
     assert_eq!(a.cmd(&["DEL", "past"]), Reply::Integer(0));
     assert_eq!(a.cmd(&["SET", "soon", "v", "PX", "5000"]), Reply::ok());
+    // INFO's keyspace counts the keys with a deadline each node holds.
+    assert!(
+        wait_until(Duration::from_secs(5), || (0..3).all(|i| {
+            let info = strings(&Reply::Array(vec![c.client(i).cmd(&["INFO", "keyspace"])]));
+            info[0].contains("db0:keys=2,expires=1,")
+        })),
+        "INFO keyspace: {:?}",
+        c.client(0).cmd(&["INFO", "keyspace"])
+    );
     for i in 0..3 {
         assert_eq!(c.client(i).cmd(&["GET", "soon"]), bulk("v"), "node {i}");
         let Reply::Integer(ttl) = c.client(i).cmd(&["PTTL", "soon"]) else {
