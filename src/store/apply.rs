@@ -189,6 +189,28 @@ impl Store {
         applied
     }
 
+    /// Drops the old markers of removed elements from the cell of `key`
+    /// (see `Cell::purge_removed`), keeping the digest, the byte count and
+    /// the table the result belongs in right.
+    pub(super) fn purge_removed_in(
+        &self,
+        bucket: &Bucket,
+        tables: &mut Tables,
+        key: &[u8],
+        before: crate::clock::Timestamp,
+    ) {
+        let pos = Token::of(key);
+        let hash = self.hash(key);
+        match self.take(bucket, tables, &pos, key, hash) {
+            Old::Rich(mut c) => {
+                c.purge_removed(before);
+                self.put(bucket, tables, &pos, key, hash, Shape::from_cell(c));
+            }
+            Old::Simple(e) => self.put(bucket, tables, &pos, key, hash, Shape::of(key, &e)),
+            Old::Absent => {}
+        }
+    }
+
     /// Removes what `key` holds from its table (out of the digest and the
     /// byte count; still counted as an entry and as live).
     fn take(

@@ -130,6 +130,16 @@ impl Store {
                 }
                 !purge
             });
+            // Live hashes and sets shed the markers of elements removed
+            // before the grace period (they may pack back to a string).
+            let stale: Vec<Box<[u8]>> = rich
+                .iter()
+                .filter(|c| c.has_removed_before(before))
+                .map(|c| c.key().into())
+                .collect();
+            for key in stale {
+                self.purge_removed_in(bucket, &mut tables, &key, before);
+            }
         }
         purged
     }

@@ -293,6 +293,35 @@ impl Cell {
         }
     }
 
+    /// Whether it holds markers of removed fields or members older than
+    /// `before` (see [`Rich::purge_removed`]).
+    pub fn has_removed_before(&self, before: crate::clock::Timestamp) -> bool {
+        let fields = self.fields.len() > self.live_fields
+            && self
+                .fields
+                .iter()
+                .any(|e| !elem::field_live(e) && elem::read_field(e).newest().ts < before);
+        let members = self.members.len() > self.live_members
+            && self
+                .members
+                .iter()
+                .any(|e| !elem::member_present(e) && elem::read_member(e).version.ts < before);
+        fields || members
+    }
+
+    /// [`Rich::purge_removed`] on the cell: rebuilt, versions included, as
+    /// a cell made from the purged state would be (so that replicas that
+    /// purged and replicas that received the purged state agree).
+    pub fn purge_removed(&mut self, before: crate::clock::Timestamp) -> bool {
+        if !self.has_removed_before(before) {
+            return false;
+        }
+        let mut rich = self.to_rich();
+        rich.purge_removed(before);
+        *self = Cell::new(&self.key, &rich);
+        true
+    }
+
     /// Merges `delta` in, as [`Rich::merge`] would. Returns whether
     /// anything changed.
     pub fn merge(&mut self, delta: &Rich) -> bool {

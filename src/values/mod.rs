@@ -287,6 +287,21 @@ impl Entry {
         .canonical()
     }
 
+    /// [`Rich::purge_removed`] on a rich state (the entry's version may
+    /// drop to its newest remaining piece). Returns whether anything was
+    /// dropped.
+    pub fn purge_removed(&mut self, before: crate::clock::Timestamp) -> bool {
+        let State::Rich(r) = &mut self.state else {
+            return false;
+        };
+        let mut rich = (**r).clone();
+        if !rich.purge_removed(before) {
+            return false;
+        }
+        *self = Entry::rich(rich);
+        true
+    }
+
     /// The newest version in this entry (see the module doc).
     pub fn version(&self) -> Version {
         self.version

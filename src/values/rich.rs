@@ -171,6 +171,19 @@ pub struct Rich {
 }
 
 impl Rich {
+    /// Drops the markers of removed hash fields and set members whose
+    /// removal is older than `before` (the tombstone grace period, as for a
+    /// whole key's tombstone: a replica away for longer could bring such
+    /// an element back). Returns whether any was dropped.
+    pub fn purge_removed(&mut self, before: crate::clock::Timestamp) -> bool {
+        let n = self.fields.len() + self.members.len();
+        self.fields
+            .retain(|_, f| f.is_live() || f.newest().ts >= before);
+        self.members
+            .retain(|_, m| m.value || m.version.ts >= before);
+        n != self.fields.len() + self.members.len()
+    }
+
     /// Merges `other` in. Returns whether anything changed.
     pub fn merge(&mut self, other: &Rich) -> bool {
         let mut changed = false;

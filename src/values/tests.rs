@@ -408,3 +408,39 @@ fn an_expired_counter_starts_over_and_a_set_replaces_it() {
     let set = Entry::set_string(at(4, 1), Bytes::from_static(b"1"), None);
     assert_eq!(merged(&counted, &set), set);
 }
+
+/// Removed elements' markers go once older than the grace period; what is
+/// present stays, and a cell purged in place equals one made from the
+/// purged state (so replicas agree on its version and digest).
+#[test]
+fn old_removal_markers_are_purged_and_nothing_present_goes() {
+    let mut r = Rich::default();
+    for (name, ts, value) in [("a", 5, true), ("b", 3, false), ("c", 7, false)] {
+        r.members.insert(
+            Bytes::from_static(name.as_bytes()),
+            Lww {
+                version: at(ts, 1),
+                value,
+            },
+        );
+    }
+    let mut e = Entry::rich(r.clone());
+    assert_eq!(e.version(), at(7, 1));
+    let mut cell = Cell::new(b"k", &r);
+    assert!(e.purge_removed(crate::clock::Timestamp(4)));
+    assert!(cell.purge_removed(crate::clock::Timestamp(4)));
+    assert_eq!(e.set_members_present(), [Bytes::from_static(b"a")]);
+    assert_eq!(e.version(), at(7, 1), "c's marker is newer: kept");
+    assert!(e.purge_removed(crate::clock::Timestamp(100)));
+    assert!(cell.purge_removed(crate::clock::Timestamp(100)));
+    assert_eq!(e.version(), at(5, 1), "the newest remaining piece");
+    let fresh = Cell::new(b"k", &e.to_rich());
+    assert_eq!(
+        (cell.version(), cell.digest()),
+        (fresh.version(), fresh.digest())
+    );
+    assert!(
+        !e.purge_removed(crate::clock::Timestamp(100)),
+        "nothing left to purge"
+    );
+}
