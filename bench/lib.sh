@@ -172,12 +172,13 @@ info_keys() {
     awk -F'[:=,]' '/^db0:/ {print $3; found=1} END {if (!found) print 0}'
 }
 
-# rb CSV_TAG redis-benchmark ARGS...: runs redis-benchmark with --csv, prints one line per test,
-# "TEST RPS P50_MS P99_MS", found by the names in the CSV header. The command goes to stderr.
+# rb redis-benchmark ARGS...: runs redis-benchmark with --csv, prints one line per test,
+# "TEST RPS P50_MS P99_MS", found by the names in the CSV header. The command goes to stderr. --csv goes first,
+# so ARGS may end with a command of its own (redis-benchmark reads no options after one).
 rb() {
   local out
-  echo "+ redis-benchmark $* --csv" >&2
-  out=$(redis-benchmark "$@" --csv 2>/dev/null) || { echo "redis-benchmark failed: $*" >&2; return 1; }
+  echo "+ redis-benchmark --csv $*" >&2
+  out=$(redis-benchmark --csv "$@" 2>/dev/null) || { echo "redis-benchmark failed: $*" >&2; return 1; }
   printf '%s\n' "$out" | tr -d '"\r' | awk -F, '
     /^test,/ { for (i = 1; i <= NF; i++) col[$i] = i; next }
     col["rps"] && NF > 2 { print $1, $col["rps"], $col["p50_latency_ms"], $col["p99_latency_ms"] }'
@@ -193,5 +194,39 @@ val = (tag * 64)[:64].encode()
 for i in range(n):
     k = b"key:%d" % i
     out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$64\r\n%s\r\n" % (len(k), k, val))
+PY
+}
+
+# gen_hsets KEYS FIELDS VALUE_BYTES TAG: KEYS x FIELDS RESP `HSET h:I f:J <value>` commands, for
+# `redis-cli --pipe`; each value VALUE_BYTES bytes made from TAG. Field-major (f:0 of every hash, then f:1...),
+# so consecutive commands name different keys, as a spread workload would; the final contents are the same.
+gen_hsets() {
+  python3 - "$1" "$2" "$3" "$4" <<'PY'
+import sys
+keys, fields, size, tag = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+out = sys.stdout.buffer
+val = (tag * size)[:size].encode()
+tail = b"$%d\r\n%s\r\n" % (size, val)
+ks = [b"$%d\r\nh:%d\r\n" % (len(b"h:%d" % i), i) for i in range(keys)]
+for j in range(fields):
+    f = b"f:%d" % j
+    head = b"*4\r\n$4\r\nHSET\r\n"
+    mid = b"$%d\r\n%s\r\n" % (len(f), f)
+    out.write(b"".join(head + k + mid + tail for k in ks))
+PY
+}
+
+# gen_sadds KEYS MEMBERS: KEYS x MEMBERS RESP `SADD s:I m:J` commands, member-major like gen_hsets.
+gen_sadds() {
+  python3 - "$1" "$2" <<'PY'
+import sys
+keys, members = int(sys.argv[1]), int(sys.argv[2])
+out = sys.stdout.buffer
+ks = [b"$%d\r\ns:%d\r\n" % (len(b"s:%d" % i), i) for i in range(keys)]
+for j in range(members):
+    m = b"m:%d" % j
+    head = b"*3\r\n$4\r\nSADD\r\n"
+    tail = b"$%d\r\n%s\r\n" % (len(m), m)
+    out.write(b"".join(head + k + tail for k in ks))
 PY
 }
