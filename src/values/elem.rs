@@ -4,7 +4,8 @@
 //! An element is `varint(name length) | name | payload`. A member's
 //! payload is its register: version (ts and node, 8 bytes each, little-
 //! endian) and 1 byte, present or removed. A field's payload is a flags
-//! byte (which pieces follow), then its `cleared` version, its value's
+//! byte (which pieces follow), then its `cleared` version (left out when
+//! it is just before the value's, as HSET writes it), its value's
 //! version, its counter shards (a varint count, then id, total, version),
 //! and last its value's bytes. Every piece is written in one fixed order
 //! and only when present, so two equal elements are equal bytes: the
@@ -19,6 +20,9 @@ use crate::encoding::{read_varint, stable_hash, varint};
 const HAS_CLEARED: u8 = 1;
 const HAS_VALUE: u8 = 2;
 const HAS_SHARDS: u8 = 4;
+/// The field's `cleared` is just before its value's version (what HSET
+/// writes), and is not written out.
+const CLEARED_JUST_BEFORE_VALUE: u8 = 8;
 const FIELD_SEED: u64 = 0x6669_656c_6473;
 const MEMBER_SEED: u64 = 0x6d65_6d62_6572;
 
@@ -79,20 +83,34 @@ pub fn member_present(elem: &[u8]) -> bool {
     elem.last() == Some(&1)
 }
 
-/// A hash field's element.
+/// A hash field's element, allocated to its exact size. A field that HSET
+/// wrote (`cleared` just before its value) does not spell `cleared` out:
+/// the flag [`CLEARED_JUST_BEFORE_VALUE`] says so, 16 bytes fewer.
 pub fn field(name: &[u8], f: &Field) -> Box<[u8]> {
-    let value_len = f.value.as_ref().map_or(0, |v| v.value.len());
-    let mut buf = start(name, 1 + 32 + 40 * f.shards.len() + value_len);
+    let implied = f
+        .value
+        .as_ref()
+        .is_some_and(|v| f.cleared != Version::ZERO && f.cleared == v.version.just_before());
     let mut flags = 0;
-    if f.cleared != Version::ZERO {
+    if implied {
+        flags |= CLEARED_JUST_BEFORE_VALUE;
+    } else if f.cleared != Version::ZERO {
         flags |= HAS_CLEARED;
     }
     if f.value.is_some() {
         flags |= HAS_VALUE;
     }
+    let (n, n_len) = varint(f.shards.len() as u64);
     if !f.shards.is_empty() {
         flags |= HAS_SHARDS;
     }
+    let value_len = f.value.as_ref().map_or(0, |v| v.value.len());
+    let payload = 1
+        + if flags & HAS_CLEARED != 0 { 16 } else { 0 }
+        + if f.value.is_some() { 16 } else { 0 }
+        + if flags & HAS_SHARDS != 0 { n_len + 32 * f.shards.len() } else { 0 }
+        + value_len;
+    let mut buf = start(name, payload);
     buf.push(flags);
     if flags & HAS_CLEARED != 0 {
         put_version(&mut buf, f.cleared);
@@ -101,8 +119,7 @@ pub fn field(name: &[u8], f: &Field) -> Box<[u8]> {
         put_version(&mut buf, v.version);
     }
     if flags & HAS_SHARDS != 0 {
-        let (n, len) = varint(f.shards.len() as u64);
-        buf.extend_from_slice(&n[..len]);
+        buf.extend_from_slice(&n[..n_len]);
         for (id, s) in &f.shards {
             buf.extend_from_slice(&id.to_le_bytes());
             buf.extend_from_slice(&s.total.to_le_bytes());
@@ -112,6 +129,7 @@ pub fn field(name: &[u8], f: &Field) -> Box<[u8]> {
     if let Some(v) = &f.value {
         buf.extend_from_slice(&v.value);
     }
+    debug_assert_eq!(buf.len(), buf.capacity(), "sized exactly");
     buf.into_boxed_slice()
 }
 
@@ -147,6 +165,9 @@ pub fn read_field(elem: &[u8]) -> Field {
             at += 32;
         }
         f.shards = shards;
+    }
+    if flags & CLEARED_JUST_BEFORE_VALUE != 0 {
+        f.cleared = value_version.expect("a value").just_before();
     }
     f.value = value_version.map(|version| Lww {
         version,
@@ -222,11 +243,38 @@ mod tests {
                 value: None,
                 shards,
             },
+            // HSET's shape: `cleared` just before the value, left implied.
+            Field {
+                cleared: v(3, 1).just_before(),
+                value: Some(Lww {
+                    version: v(3, 1),
+                    value: Bytes::from_static(b"v"),
+                }),
+                shards: Shards::new(),
+            },
+            Field {
+                cleared: v(3, 0).just_before(),
+                value: Some(Lww {
+                    version: v(3, 0),
+                    value: Bytes::from_static(b"v"),
+                }),
+                shards: Shards::new(),
+            },
         ] {
             let e = field(&[0xff; 200], &f);
             assert_eq!(name(&e), &[0xff; 200][..]);
             assert_eq!(read_field(&e), f);
             assert_eq!(field_live(&e), f.is_live());
         }
+        // HSET's field takes 1 + 16 bytes besides its name and value.
+        let hset = Field {
+            cleared: v(3, 1).just_before(),
+            value: Some(Lww {
+                version: v(3, 1),
+                value: Bytes::from_static(b"0123456789abcdef"),
+            }),
+            shards: Shards::new(),
+        };
+        assert_eq!(field(b"f:1", &hset).len(), 1 + 3 + 1 + 16 + 16);
     }
 }
