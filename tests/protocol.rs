@@ -108,6 +108,26 @@ fn a_node_speaking_the_previous_version_serves_and_is_served_by_new_ones() {
         )
     );
     assert_eq!(c.client(1).cmd(&["GET", "k0"]), bulk("v0"));
+    // Expiry, counters, hashes and sets cannot reach the old node (every
+    // key has it as a replica here): refused, naming it, before anything is
+    // written anywhere.
+    for cmd in [
+        &["HSET", "h", "f", "v"][..],
+        &["SET", "e", "v", "EX", "100"],
+        &["SADD", "s", "m"],
+    ] {
+        let Reply::Error(why) = c.client(0).cmd(cmd) else {
+            panic!("{cmd:?} was not refused");
+        };
+        assert!(
+            why.contains("need peer protocol 7, and old, a replica of this key, speaks 5: finish the upgrade first"),
+            "{cmd:?}: {why}"
+        );
+    }
+    assert_eq!(
+        c.client(1).cmd(&["EXISTS", "h", "e", "s"]),
+        Reply::Integer(0)
+    );
 
     // No version was refused and no message lacked a version to travel in.
     // (A refusal of another kind can happen at start: a connect superseded

@@ -308,9 +308,7 @@ impl Shared {
         mode: Mode<'_>,
     ) -> Result<WriteOutcome> {
         let pos = Token::of(&key);
-        if entry.as_simple().is_none() {
-            self.check_replicas_hold_rich(&pos)?;
-        }
+        let rich = entry.as_simple().is_none();
         let deadline = Instant::now() + self.cfg.request_timeout();
         let (guard, replies) = self.pending.register();
         let mut asked = NodeList::new();
@@ -335,6 +333,9 @@ impl Shared {
             let mut local = false;
             if pref_epoch != Some(view.epoch) {
                 pref = view.ring.preference_list(&pos, self.cfg.replication);
+                if rich && pref_epoch.is_none() {
+                    self.check_replicas_hold_rich(&view, &pref)?;
+                }
                 pref_epoch = Some(view.epoch);
                 for node in &pref {
                     if asked.iter().any(|a| same(a, node)) {
@@ -371,8 +372,9 @@ impl Shared {
             // for the key's type (their copies disagree on it, after a
             // partition): it took effect, and the merge will show it, so it
             // is made to take effect everywhere, and reported as done.
-            if !acked.is_empty() {
-                self.force(&view, &pos, &key, &entry, guard.id, &mut wrong, &mut acked)
+            if !acked.is_empty() && wrong.iter().any(|(_, forced)| !forced) {
+                // Boxed: a cold path, kept out of every write's future.
+                Box::pin(self.force(&view, &pos, &key, &entry, guard.id, &mut wrong, &mut acked))
                     .await;
             }
             if acked.len() >= needed {
@@ -478,7 +480,9 @@ impl Shared {
                 present: Vec::new(),
             }),
             Mode::Checked(check) => {
-                match self.apply_checked_durably(pos, key, entry, check).await? {
+                // Boxed, so that a plain write's future does not carry a
+                // typed write's state.
+                match Box::pin(self.apply_checked_durably(pos, key, entry, check)).await? {
                     ApplyResult::Done { was_live, present } => Ok(Ack::Done {
                         was_live,
                         conflict: false,
@@ -537,13 +541,13 @@ impl Shared {
         }
     }
 
-    /// Refuses, naming the node, when a replica of the key at `pos` speaks
-    /// a peer protocol older than 7 (during a rolling upgrade): it cannot
+    /// Refuses, naming the node, when a replica in `pref` (the key's
+    /// preference list, on a write's first turn) speaks a peer protocol
+    /// older than 7 (during a rolling upgrade): it cannot
     /// hold an expiry, a counter, a hash or a set, and the write would
     /// silently miss it.
-    fn check_replicas_hold_rich(&self, pos: &Token) -> Result<()> {
-        let view = self.view.load();
-        for name in view.ring.preference_list(pos, self.cfg.replication).iter() {
+    fn check_replicas_hold_rich(&self, view: &View, pref: &NodeList) -> Result<()> {
+        for name in pref.iter() {
             let Some(addr) = view.addrs.get(name).filter(|_| !same(name, &self.me)) else {
                 continue;
             };

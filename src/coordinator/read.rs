@@ -193,17 +193,41 @@ impl Shared {
     /// The merge of the answers; replicas that answered something else are
     /// sent the merge (fire-and-forget read repair).
     fn resolve(&self, key: &Bytes, answers: Answers) -> Option<Entry> {
-        // A replica that has not yet learned of a FLUSHALL this node knows
-        // may still answer with what it removed: that part is no answer.
-        let newest = answers.iter().fold(None, |acc, (_, e)| {
-            let alive = e.clone().and_then(|e| self.store.unflushed_entry(e));
-            Entry::merge_options(acc, alive.as_ref())
-        })?;
-        let view = self.view.load();
+        // The merge of the answers, copying one of them (the hot path: two
+        // equal answers cost one copy and one comparison).
+        let flushed = self.store.flush_marker().is_some();
+        let mut newest: Option<Entry> = None;
+        for (_, e) in &answers {
+            let Some(e) = e else { continue };
+            // A replica that has not yet learned of a FLUSHALL this node
+            // knows may still answer with what it removed: that part is no
+            // answer.
+            let unflushed;
+            let e = if flushed {
+                match self.store.unflushed_entry(e.clone()) {
+                    Some(u) => {
+                        unflushed = u;
+                        &unflushed
+                    }
+                    None => continue,
+                }
+            } else {
+                e
+            };
+            match &mut newest {
+                None => newest = Some(e.clone()),
+                Some(n) => {
+                    n.merge_in(e);
+                }
+            }
+        }
+        let newest = newest?;
+        let mut view = None;
         for (node, entry) in &answers {
             if entry.as_ref() == Some(&newest) {
                 continue;
             }
+            let view = view.get_or_insert_with(|| self.view.load());
             self.metrics.read_repairs.fetch_add(1, Ordering::Relaxed);
             if *node == self.me {
                 let applied = self.apply(key, newest.clone());
@@ -221,7 +245,7 @@ impl Shared {
                     key: key.clone(),
                     entry: newest.clone(),
                 };
-                self.send_to(&view, node, msg);
+                self.send_to(view, node, msg);
             }
         }
         Some(newest)

@@ -108,7 +108,11 @@ pub fn field(name: &[u8], f: &Field) -> Box<[u8]> {
     let payload = 1
         + if flags & HAS_CLEARED != 0 { 16 } else { 0 }
         + if f.value.is_some() { 16 } else { 0 }
-        + if flags & HAS_SHARDS != 0 { n_len + 32 * f.shards.len() } else { 0 }
+        + if flags & HAS_SHARDS != 0 {
+            n_len + 32 * f.shards.len()
+        } else {
+            0
+        }
         + value_len;
     let mut buf = start(name, payload);
     buf.push(flags);

@@ -84,6 +84,20 @@ impl Entry {
         self.kind(now_ms).is_some()
     }
 
+    /// [`Entry::string_value`] at the time `now_ms` gives, asked only for
+    /// a state that can expire (a plain string or a tombstone needs no
+    /// clock: the hot path of GET).
+    pub fn string_value_with(
+        &self,
+        now_ms: impl FnOnce() -> u64,
+    ) -> Result<Option<Bytes>, WrongType> {
+        match &self.state {
+            State::Str(v) => Ok(Some(v.clone())),
+            State::Dead => Ok(None),
+            State::Rich(_) => self.string_value(now_ms()),
+        }
+    }
+
     /// The string the key holds at `now_ms` (a counter's decimal text),
     /// `None` when absent, [`WrongType`] when it is not a string.
     pub fn string_value(&self, now_ms: u64) -> Result<Option<Bytes>, WrongType> {

@@ -113,11 +113,12 @@ impl StringOptions {
         Ok(o)
     }
 
-    /// The deadline the time option gives, if any (see [`deadline_of`]).
-    pub fn deadline(&self, cmd: &str, now: u64) -> Result<Option<u64>, Reply> {
+    /// The deadline the time option gives, if any (see [`deadline_of`]);
+    /// the clock (`now`) is read only when there is one.
+    pub fn deadline(&self, cmd: &str, now: impl FnOnce() -> u64) -> Result<Option<u64>, Reply> {
         self.expire
             .as_ref()
-            .map(|(how, arg)| deadline_of(arg, *how, cmd, now))
+            .map(|(how, arg)| deadline_of(arg, *how, cmd, now()))
             .transpose()
     }
 }
@@ -372,7 +373,7 @@ pub fn getex(call: Call<'_>) -> Run {
             Err(reply) => return reply,
         };
         // Validated after the lookup and the type check, as in Redis.
-        let deadline = match opts.deadline("getex", found.now) {
+        let deadline = match opts.deadline("getex", || found.now) {
             Ok(d) => d,
             Err(reply) => return reply,
         };

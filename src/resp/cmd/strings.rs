@@ -57,7 +57,7 @@ pub(super) async fn read_string(
         return Ok((None, None));
     };
     let value = entry
-        .string_value(crate::clock::wall_millis())
+        .string_value_with(crate::clock::wall_millis)
         .map_err(|_| super::wrong_type())?;
     Ok((value, Some(entry.version())))
 }
@@ -69,7 +69,7 @@ pub fn set(call: Call<'_>) -> Run {
         Err(reply) => return Run::Now(reply),
     };
     // The time is checked before the key is looked at, as in Redis.
-    let deadline = match opts.deadline("set", crate::clock::wall_millis()) {
+    let deadline = match opts.deadline("set", crate::clock::wall_millis) {
         Ok(d) => d,
         Err(reply) => return Run::Now(reply),
     };
