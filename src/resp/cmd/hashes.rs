@@ -224,23 +224,12 @@ pub fn hscan(call: Call<'_>) -> Run {
     // Redis parses the options only once it found the hash.
     let opts = scan::ScanOpts::parse(&call.args, 3, false);
     read_whole(call, move |fields| {
-        if fields.is_empty() {
-            return scan::reply(0, Vec::new());
+        match scan::collection_page(fields, |(f, _)| &f[..], cursor, opts) {
+            Ok((next, page)) => {
+                scan::reply(next, page.into_iter().flat_map(|(f, v)| [f, v]).collect())
+            }
+            Err(reply) => reply,
         }
-        let opts = match opts {
-            Ok(o) => o,
-            Err(reply) => return reply,
-        };
-        let (next, page) = if fields.len() <= scan::WHOLE {
-            (0, fields)
-        } else {
-            scan::page(fields, |(f, _)| &f[..], cursor, opts.count)
-        };
-        let flat = page
-            .into_iter()
-            .filter(|(f, _)| opts.matches(f))
-            .flat_map(|(f, v)| [f, v]);
-        scan::reply(next, flat.collect())
     })
 }
 

@@ -109,6 +109,29 @@ pub fn page<T>(
     (next, placed.into_iter().map(|(_, t)| t).collect())
 }
 
+/// The page HSCAN or SSCAN answers of a hash's or set's `items` (none:
+/// the key does not exist) and the cursor after it: the options (`opts`)
+/// count only once the key was found, as in Redis; a collection of at most
+/// [`WHOLE`] comes whole; MATCH filters the page.
+pub fn collection_page<T>(
+    items: Vec<T>,
+    name_of: impl Fn(&T) -> &[u8],
+    cursor: u64,
+    opts: Result<ScanOpts, Reply>,
+) -> Result<(u64, Vec<T>), Reply> {
+    if items.is_empty() {
+        return Ok((0, items));
+    }
+    let opts = opts?;
+    let (next, page) = if items.len() <= WHOLE {
+        (0, items)
+    } else {
+        page(items, &name_of, cursor, opts.count)
+    };
+    let page = page.into_iter().filter(|t| opts.matches(name_of(t)));
+    Ok((next, page.collect()))
+}
+
 /// A SCAN-family reply: the cursor and the names (or names and values).
 pub fn reply(cursor: u64, items: Vec<Bytes>) -> Reply {
     Reply::Array(vec![Reply::bulk(cursor.to_string()), Reply::bulks(items)])
@@ -144,6 +167,43 @@ mod tests {
         for n in stayed {
             assert!(seen.contains(n), "{n:?} never returned");
         }
+    }
+
+    /// HSCAN's and SSCAN's page: a missing key answers an empty page
+    /// whatever the options; a small collection comes whole, MATCH
+    /// filtering it; a large one comes COUNT at a time.
+    #[test]
+    fn collections_are_paged_as_redis_pages_its_encodings() {
+        let names = |n: usize| {
+            (0..n)
+                .map(|i| Bytes::from(format!("m{i}")))
+                .collect::<Vec<_>>()
+        };
+        let bad = Err(syntax_error());
+        assert_eq!(
+            collection_page(Vec::<Bytes>::new(), |b| &b[..], 0, bad),
+            Ok((0, vec![]))
+        );
+        let matching = ScanOpts {
+            pattern: Some(Bytes::from_static(b"m1*")),
+            count: 1,
+            type_name: None,
+        };
+        let (next, page) = collection_page(names(20), |b| &b[..], 0, Ok(matching)).unwrap();
+        assert_eq!(next, 0);
+        assert_eq!(page.len(), 11, "m1 and m10..m19: {page:?}");
+        let count = || {
+            Ok(ScanOpts {
+                count: 100,
+                ..ScanOpts::default()
+            })
+        };
+        let (next, page) = collection_page(names(1000), |b| &b[..], 0, count()).unwrap();
+        assert!(next != 0 && (100..110).contains(&page.len()));
+        assert_eq!(
+            collection_page(names(200), |b| &b[..], 0, Err(syntax_error())),
+            Err(syntax_error())
+        );
     }
 
     #[test]

@@ -141,19 +141,10 @@ pub fn sscan(call: Call<'_>) -> Run {
     };
     let opts = scan::ScanOpts::parse(&call.args, 3, false);
     read_whole(call, move |members| {
-        if members.is_empty() {
-            return scan::reply(0, Vec::new());
+        match scan::collection_page(members, |m| &m[..], cursor, opts) {
+            Ok((next, page)) => scan::reply(next, page),
+            Err(reply) => reply,
         }
-        let opts = match opts {
-            Ok(o) => o,
-            Err(reply) => return reply,
-        };
-        let (next, page) = if members.len() <= scan::WHOLE {
-            (0, members)
-        } else {
-            scan::page(members, |m| &m[..], cursor, opts.count)
-        };
-        scan::reply(next, page.into_iter().filter(|m| opts.matches(m)).collect())
     })
 }
 
