@@ -159,7 +159,10 @@ fn an_expired_key_is_reclaimed_and_stays_dead() {
         }),
         "the expired key was not reclaimed"
     );
-    assert!((0..2).all(|i| reclaimed(&c, i) >= 1.0));
+    // At least one node reclaimed it itself; the other may have had its
+    // tombstone from it (anti-entropy runs every 300 ms here, the reclaim
+    // loop once a second) before its own loop came to the key.
+    assert!((0..2).map(|i| reclaimed(&c, i)).sum::<f64>() >= 1.0);
 
     // yc comes back holding k without an expiry.
     c.spawn(2);

@@ -64,6 +64,7 @@ fn key_on_left(c: &Cluster, prefix: &str) -> String {
 /// The keys of the test.
 struct Keys {
     hits: String,
+    reset: String,
     user: String,
     tags: String,
     session: String,
@@ -75,6 +76,7 @@ fn check_everywhere(c: &Cluster, k: &Keys) -> bool {
     (0..c.nodes.len()).all(|i| {
         let mut n = c.client(i);
         n.cmd(&["GET", &k.hits]) == bulk("39")
+            && n.cmd(&["GET", &k.reset]) == bulk("101")
             && pairs(&n.cmd(&["HGETALL", &k.user]))
                 == [
                     "base=1",
@@ -95,7 +97,8 @@ fn check_everywhere(c: &Cluster, k: &Keys) -> bool {
 /// members set on either side are all there, a field set on both sides
 /// holds the later value, a member removed on one side and added later on
 /// the other is present, a SET on one side beats an older EXPIRE on the
-/// other, and a DEL beats an older SADD. A replica killed with -9 and
+/// other, a DEL beats an older SADD, and a SET of a counter on one side
+/// discards exactly the other side's increments made before it. A replica killed with -9 and
 /// restarted holds the same.
 #[test]
 fn updates_on_both_sides_of_a_partition_all_survive_the_heal() {
@@ -112,6 +115,7 @@ fn updates_on_both_sides_of_a_partition_all_survive_the_heal() {
     );
     let k = Keys {
         hits: key_on_left(&c, "hits"),
+        reset: key_on_left(&c, "reset"),
         user: key_on_left(&c, "user"),
         tags: key_on_left(&c, "tags"),
         session: key_on_left(&c, "session"),
@@ -127,6 +131,8 @@ fn updates_on_both_sides_of_a_partition_all_survive_the_heal() {
     let mut left = c.client(0);
     let mut right = c.client(3);
     assert_eq!(left.cmd(&["INCRBY", hits, "10"]), Reply::Integer(10));
+    let reset = &k.reset[..];
+    assert_eq!(left.cmd(&["INCRBY", reset, "10"]), Reply::Integer(10));
     assert_eq!(
         left.cmd(&["HSET", user, "base", "1", "shared", "0"]),
         Reply::Integer(2)
@@ -153,6 +159,7 @@ fn updates_on_both_sides_of_a_partition_all_survive_the_heal() {
             Reply::Integer(_)
         ));
     }
+    assert_eq!(left.cmd(&["INCRBY", reset, "5"]), Reply::Integer(15));
     assert_eq!(
         left.cmd(&["HSET", user, "left", "L", "shared", "from-left"]),
         Reply::Integer(1)
@@ -183,10 +190,14 @@ fn updates_on_both_sides_of_a_partition_all_survive_the_heal() {
     let r = right.cmd(&["SADD", tags, "right", "both", "flip"]);
     assert!(matches!(r, Reply::Integer(1..=3)), "{r:?}");
     assert_eq!(right.cmd(&["SET", session, "s2"]), Reply::ok());
+    assert_eq!(right.cmd(&["SET", reset, "100"]), Reply::ok());
+    // Left again, after the right's SET it has not seen: this increment
+    // counts on top of the SET, the one before it does not.
+    assert_eq!(left.cmd(&["INCRBY", reset, "1"]), Reply::Integer(16));
     assert!(matches!(right.cmd(&["DEL", gone]), Reply::Integer(0 | 1)));
 
     heal(&c);
-    let keys = [hits, user, tags, session, gone];
+    let keys = [hits, reset, user, tags, session, gone];
     assert!(
         wait_until(Duration::from_secs(10), || check_everywhere(&c, &k)),
         "every node answers the merge of both sides"

@@ -6,8 +6,9 @@
 //! endian) and 1 byte, present or removed. A field's payload is a flags
 //! byte (which pieces follow), then its `cleared` version (left out when
 //! it is just before the value's, as HSET writes it), its value's
-//! version, its counter shards (a varint count, then id, total, version),
-//! and last its value's bytes. Every piece is written in one fixed order
+//! version, its counter shards (a varint count, then for each: id, total,
+//! version, since, a varint count of marks and the marks, each a version
+//! and a total), and last its value's bytes. Every piece is written in one fixed order
 //! and only when present, so two equal elements are equal bytes: the
 //! digest of a rich state hashes these bytes (see [`field_hash`]).
 
@@ -109,7 +110,7 @@ pub fn field(name: &[u8], f: &Field) -> Box<[u8]> {
         + if flags & HAS_CLEARED != 0 { 16 } else { 0 }
         + if f.value.is_some() { 16 } else { 0 }
         + if flags & HAS_SHARDS != 0 {
-            n_len + 32 * f.shards.len()
+            n_len + f.shards.values().map(shard_len).sum::<usize>()
         } else {
             0
         }
@@ -128,6 +129,13 @@ pub fn field(name: &[u8], f: &Field) -> Box<[u8]> {
             buf.extend_from_slice(&id.to_le_bytes());
             buf.extend_from_slice(&s.total.to_le_bytes());
             put_version(&mut buf, s.version);
+            put_version(&mut buf, s.since);
+            let (m, m_len) = varint(s.marks.len() as u64);
+            buf.extend_from_slice(&m[..m_len]);
+            for (v, t) in &s.marks {
+                put_version(&mut buf, *v);
+                buf.extend_from_slice(&t.to_le_bytes());
+            }
         }
     }
     if let Some(v) = &f.value {
@@ -135,6 +143,12 @@ pub fn field(name: &[u8], f: &Field) -> Box<[u8]> {
     }
     debug_assert_eq!(buf.len(), buf.capacity(), "sized exactly");
     buf.into_boxed_slice()
+}
+
+/// The bytes a counter share takes in a field element: id, total,
+/// version, since, the marks' count and the marks.
+fn shard_len(s: &Shard) -> usize {
+    8 + 8 + 16 + 16 + varint(s.marks.len() as u64).1 + 24 * s.marks.len()
 }
 
 /// A hash field from its element.
@@ -159,14 +173,25 @@ pub fn read_field(elem: &[u8]) -> Field {
         for _ in 0..n {
             let id = u64_at(p, at);
             let total = u64_at(p, at + 8) as i64;
+            let version = version_at(p, at + 16);
+            let since = version_at(p, at + 32);
+            at += 48;
+            let (m, len) = read_varint(&p[at..]);
+            at += len;
+            let mut marks = Vec::with_capacity(m as usize);
+            for _ in 0..m {
+                marks.push((version_at(p, at), u64_at(p, at + 16) as i64));
+                at += 24;
+            }
             shards.insert(
                 id,
                 Shard {
                     total,
-                    version: version_at(p, at + 16),
+                    version,
+                    since,
+                    marks,
                 },
             );
-            at += 32;
         }
         f.shards = shards;
     }
@@ -217,13 +242,8 @@ mod tests {
         assert_eq!(read_member(&e), m);
         assert!(member_present(&e));
         let mut shards = Shards::new();
-        shards.insert(
-            9,
-            Shard {
-                total: -4,
-                version: v(5, 1),
-            },
-        );
+        shards.insert(9, Shard::first(-1, v(3, 1)).then(-4, v(5, 1)));
+        shards.insert(11, Shard::first(7, v(4, 2)));
         for f in [
             Field::default(),
             Field {

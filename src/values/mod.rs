@@ -52,7 +52,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 pub use cell::{rich_digest, Cell, Part, Want};
-pub use rich::{Field, Lww, Rich, Shard, Shards};
+pub use rich::{Field, Lww, Rich, Shard, Shards, MARKS, MARK_WINDOW_MICROS};
 pub use view::{counted, Counted, Kind, WrongType};
 pub use write::{Check, IncrError};
 

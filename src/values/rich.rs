@@ -65,32 +65,132 @@ impl<T: Ord + Clone> Lww<T> {
     }
 }
 
+/// How many earlier increments a share remembers (besides its latest).
+pub const MARKS: usize = 8;
+
+/// How far back, from its latest increment, a share remembers earlier ones
+/// (microseconds of the hybrid clock): a SET or DEL made concurrently with
+/// increments within this window discards exactly those made before it.
+pub const MARK_WINDOW_MICROS: u64 = 60_000_000;
+
 /// One identity's share of a counter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Only the identity's owner writes it, each increment a new state of the
+/// whole share with a newer version, so replicas keep the newest state.
+/// Besides the running total, a share remembers its first increment
+/// (`since`) and up to [`MARKS`] earlier ones with the total after each
+/// (`marks`, within [`MARK_WINDOW_MICROS`] of the latest), so that a SET or
+/// DEL the owner had not seen (made on the other side of a partition) can
+/// cut the share exactly where it was made: see [`Shard::cut`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Shard {
     /// The sum of the increments this identity applied since the counter
-    /// was last reset.
+    /// was last reset (as far as it knew).
     pub total: i64,
     /// The version of the last of them.
     pub version: Version,
+    /// The version of the first of them.
+    pub since: Version,
+    /// Earlier increments, oldest first: each one's version and the total
+    /// right after it (all older than `version`).
+    pub marks: Vec<(Version, i64)>,
+}
+
+impl Shard {
+    /// A share of one increment, `by`, at `version`.
+    pub fn first(by: i64, version: Version) -> Shard {
+        Shard {
+            total: by,
+            version,
+            since: version,
+            marks: Vec::new(),
+        }
+    }
+
+    /// This share after one more increment, to `total` at `version`.
+    pub fn then(&self, total: i64, version: Version) -> Shard {
+        let mut marks = self.marks.clone();
+        marks.push((self.version, self.total));
+        let keep_from = version.ts.micros().saturating_sub(MARK_WINDOW_MICROS);
+        marks.retain(|(v, _)| v.ts.micros() >= keep_from);
+        if marks.len() > MARKS {
+            marks.drain(..marks.len() - MARKS);
+        }
+        Shard {
+            total,
+            version,
+            since: self.since,
+            marks,
+        }
+    }
+
+    /// The share once everything at or before `cleared` is dead: `None`
+    /// when its latest increment is; itself when its first one is newer;
+    /// else only the increments after the last one it remembers at or
+    /// before `cleared`. When it remembers none that far back (`cleared`
+    /// falls before its oldest mark), the whole share is kept: an
+    /// acknowledged increment after the clear is never dropped, and older
+    /// ones may count with it.
+    pub fn cut(&self, cleared: Version) -> Option<Shard> {
+        if self.version <= cleared {
+            return None;
+        }
+        if self.since > cleared {
+            return Some(self.clone());
+        }
+        let Some(j) = self.marks.iter().rposition(|(v, _)| *v <= cleared) else {
+            return Some(self.clone());
+        };
+        let base = self.marks[j].1;
+        let rest = &self.marks[j + 1..];
+        Some(Shard {
+            total: self.total.wrapping_sub(base),
+            version: self.version,
+            since: rest.first().map_or(self.version, |(v, _)| *v),
+            marks: rest
+                .iter()
+                .map(|(v, t)| (*v, t.wrapping_sub(base)))
+                .collect(),
+        })
+    }
+
+    /// The order that picks one of two states of a share: the newer; for
+    /// one version (one state, cut by different clears), the more cut
+    /// (the later `since`), then a fixed order of the rest.
+    fn key(&self) -> (Version, Version, i64, &[(Version, i64)]) {
+        (self.version, self.since, self.total, &self.marks)
+    }
 }
 
 /// Counter shards by identity.
 pub type Shards = BTreeMap<u64, Shard>;
 
-/// Merges the shards of `b` newer than `cleared` into `a`.
+/// Merges the shards of `b`, cut by `cleared`, into `a` (already cut by
+/// it).
 fn merge_shards(a: &mut Shards, b: &Shards, cleared: Version) -> bool {
     let mut changed = false;
-    for (id, shard) in b.iter().filter(|(_, s)| s.version > cleared) {
+    for (id, shard) in b {
+        let Some(shard) = shard.cut(cleared) else {
+            continue;
+        };
         match a.get(id) {
-            Some(mine) if (mine.version, mine.total) >= (shard.version, shard.total) => {}
+            Some(mine) if mine.key() >= shard.key() => {}
             _ => {
-                a.insert(*id, *shard);
+                a.insert(*id, shard);
                 changed = true;
             }
         }
     }
     changed
+}
+
+/// Cuts every shard by `cleared` (see [`Shard::cut`]).
+fn cut_shards(shards: &mut Shards, cleared: Version) {
+    let cut: Shards = std::mem::take(shards)
+        .into_iter()
+        .filter_map(|(id, s)| s.cut(cleared).map(|s| (id, s)))
+        .collect();
+    *shards = cut;
 }
 
 /// One field of a hash: a string state of its own.
@@ -113,6 +213,7 @@ impl Field {
         // A field's clear that the key's covers means nothing.
         if other.cleared > self.cleared && other.cleared > outer {
             self.cleared = other.cleared;
+            cut_shards(&mut self.shards, self.cleared);
             changed = true;
         }
         let cleared = self.cleared.max(outer);
@@ -131,7 +232,7 @@ impl Field {
         if self.value.as_ref().is_some_and(|v| v.version <= cleared) {
             self.value = None;
         }
-        self.shards.retain(|_, s| s.version > cleared);
+        cut_shards(&mut self.shards, cleared);
         if self.cleared <= outer {
             self.cleared = Version::ZERO;
         }
@@ -237,7 +338,7 @@ impl Rich {
         if self.string.as_ref().is_some_and(|s| s.version <= cleared) {
             self.string = None;
         }
-        self.shards.retain(|_, s| s.version > cleared);
+        cut_shards(&mut self.shards, cleared);
         self.fields.retain(|_, f| {
             f.prune_with(cleared);
             f.is_live() || f.cleared > cleared

@@ -52,12 +52,30 @@ fn lww<T: std::fmt::Debug + Clone + 'static>(
     proptest::option::of((version(), value).prop_map(|(version, value)| Lww { version, value }))
 }
 
+/// The share of identity `id` after the first `k` increments of one fixed
+/// history of that identity: every state of a share that replicas can hold
+/// is a state its owner wrote (or one cut from it), so two entries holding
+/// one version of a share hold the same increments.
+fn shard_of(id: u64, k: usize) -> Shard {
+    let mut s: Option<Shard> = None;
+    let mut total = 0;
+    for (ts, by) in [(2u64, 3i64), (4, -2), (6, 5)].into_iter().take(k) {
+        let v = Version {
+            ts: Timestamp(ts + id % 2),
+            node: id,
+        };
+        total += by + id as i64;
+        s = Some(match s {
+            None => Shard::first(total, v),
+            Some(s) => s.then(total, v),
+        });
+    }
+    s.expect("one increment at least")
+}
+
 fn shards() -> impl Strategy<Value = Shards> {
-    proptest::collection::btree_map(
-        0u64..3,
-        (-5i64..5, version()).prop_map(|(total, version)| Shard { total, version }),
-        0..3,
-    )
+    proptest::collection::btree_map(0u64..3, 1usize..=3, 0..3)
+        .prop_map(|m| m.into_iter().map(|(id, k)| (id, shard_of(id, k))).collect())
 }
 
 fn field() -> impl Strategy<Value = Field> {
@@ -443,4 +461,87 @@ fn old_removal_markers_are_purged_and_nothing_present_goes() {
         !e.purge_removed(crate::clock::Timestamp(100)),
         "nothing left to purge"
     );
+}
+
+/// A SET that a counter's owner had not seen (made on the other side of a
+/// partition) discards exactly the increments made before it, though the
+/// owner went on adding to the same share after it; in any order of the
+/// deltas. Beyond what a share remembers, the increments before the SET
+/// count (never those after it are lost).
+#[test]
+fn a_set_the_owner_had_not_seen_discards_exactly_the_increments_before_it() {
+    let b = Bytes::from_static;
+    let start = Entry::string(at(1, 1), b(b"10"));
+    let mut left = start.clone();
+    let mut deltas = Vec::new();
+    for (ts, by) in [(2, 5), (4, 5), (5, 1)] {
+        let (d, _) = incr(Some(&left), 7, by, at(ts, 7), 0).unwrap();
+        left.merge_in(&d);
+        deltas.push(d);
+    }
+    assert_eq!(
+        left.string_value(0),
+        Ok(Some(b(b"21"))),
+        "the owner's own view"
+    );
+    let set = Entry::set_string(at(3, 9), b(b"0"), None);
+    let healed = merged(&left, &set);
+    assert_eq!(
+        healed.string_value(0),
+        Ok(Some(b(b"6"))),
+        "0, then +5 and +1"
+    );
+    let replayed = [&deltas[2], &set, &deltas[0], &deltas[1]]
+        .into_iter()
+        .fold(start.clone(), |e, d| merged(&e, d));
+    assert_eq!(replayed, healed);
+    // The owner, once it has seen the SET, goes on from what is left.
+    let (d, value) = incr(Some(&healed), 7, 2, at(6, 7), 0).unwrap();
+    assert_eq!(value, 8);
+    assert_eq!(merged(&healed, &d).string_value(0), Ok(Some(b(b"8"))));
+
+    // More increments before the SET than a share remembers: the oldest
+    // are folded into the share's start, and a SET older than every mark
+    // keeps the share whole.
+    let mut long = start;
+    for ts in 10..(12 + MARKS as u64) {
+        let (d, _) = incr(Some(&long), 7, 1, at(ts, 7), 0).unwrap();
+        long.merge_in(&d);
+    }
+    let early = Entry::set_string(at(10, 9), b(b"0"), None);
+    let n = (2 + MARKS) as i64;
+    assert_eq!(
+        merged(&long, &early).string_value(0),
+        Ok(Some(Bytes::from(n.to_string()))),
+        "the first increment's mark was dropped: the whole share counts"
+    );
+    let late = Entry::set_string(at(10 + MARKS as u64, 9), b(b"0"), None);
+    assert_eq!(
+        merged(&long, &late).string_value(0),
+        Ok(Some(b(b"1"))),
+        "exact"
+    );
+}
+
+/// A share remembers at most `MARKS` earlier increments, and only those
+/// within `MARK_WINDOW_MICROS` of its latest.
+#[test]
+fn a_share_forgets_increments_older_than_its_window() {
+    let v = |secs: u64| Version {
+        ts: Timestamp::from_micros(secs * 1_000_000),
+        node: 7,
+    };
+    let s = Shard::first(1, v(0)).then(2, v(30)).then(3, v(80));
+    assert_eq!(
+        s.marks,
+        vec![(v(30), 2)],
+        "the first is 80 s old: forgotten"
+    );
+    assert_eq!(s.since, v(0));
+    let mut many = Shard::first(0, v(1));
+    for i in 2..30 {
+        many = many.then(i as i64, v(i));
+    }
+    assert_eq!(many.marks.len(), MARKS);
+    assert_eq!(many.marks[0], (v(29 - MARKS as u64), 29 - MARKS as i64));
 }

@@ -122,11 +122,18 @@ impl Entry {
             }
             super::Counted::NotInteger => return Err(IncrError::NotInteger),
         };
-        let mine = shards.get(&identity).map_or(0, |s| s.total);
+        let mine = shards.get(&identity);
         let value = value.checked_add(by).ok_or(IncrError::Overflow)?;
-        let total = mine.checked_add(by).ok_or(IncrError::Overflow)?;
+        let total = mine
+            .map_or(0, |s| s.total)
+            .checked_add(by)
+            .ok_or(IncrError::Overflow)?;
+        let shard = match mine {
+            Some(s) => s.then(total, version),
+            None => super::Shard::first(total, version),
+        };
         let mut new = super::Shards::new();
-        new.insert(identity, super::Shard { total, version });
+        new.insert(identity, shard);
         match field {
             None => delta.shards = new,
             Some(name) => {
