@@ -61,6 +61,19 @@ pub async fn read_key(shared: &Shared, key: Bytes, q: Quorum) -> Result<Found, R
     })
 }
 
+/// A quorum read of `key` as a string (see [`read_key`]): what was found
+/// and the value it holds now, `None` when there is none; WRONGTYPE for
+/// another type.
+pub async fn read_string_key(
+    shared: &Shared,
+    key: Bytes,
+    q: Quorum,
+) -> Result<(Found, Option<Bytes>), Reply> {
+    let found = read_key(shared, key, q).await?;
+    let value = found.string()?;
+    Ok((found, value))
+}
+
 /// The write of a read-modify-write: what `build` makes of the write's
 /// version, stamped after what `found` read.
 pub async fn write_after(

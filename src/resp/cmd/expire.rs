@@ -14,10 +14,11 @@
 
 use bytes::Bytes;
 
-use super::access::{read_key, write_after, Found};
+use super::access::{read_key, read_string_key, write_after};
 use super::{error_reply, not_an_integer, parse_int, syntax_error, Call, Run};
 use crate::resp::codec::Reply;
 use crate::store::Entry;
+use crate::values::Want;
 
 /// How a time argument is given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -295,32 +296,36 @@ pub fn pexpiretime(call: Call<'_>) -> Run {
     ttl_generic(call, true, true)
 }
 
-/// Redis's `ttlGenericCommand`: -2 for no key, -1 for no deadline.
+/// Redis's `ttlGenericCommand`: -2 for no key, -1 for no deadline. Reads
+/// only the key's head (a hash's or set's elements stay where they are).
 fn ttl_generic(call: Call<'_>, ms: bool, absolute: bool) -> Run {
     let shared = call.shared.clone();
     let q = call.conn.quorum;
     let key = call.args[1].clone();
     Run::later(async move {
-        let found = match read_key(&shared, key, q).await {
-            Ok(f) => f,
-            Err(reply) => return reply,
+        let part = match shared.read_part(key, Want::Head, q).await {
+            Ok(p) => p,
+            Err(e) => return error_reply(&e),
         };
-        Reply::Integer(ttl_reply(&found, ms, absolute))
+        let now = crate::clock::wall_millis();
+        let deadline = match part.filter(|p| p.kind(now).is_some()) {
+            None => return Reply::Integer(-2),
+            Some(p) => p.rich.ttl.and_then(|t| t.value),
+        };
+        Reply::Integer(ttl_reply(deadline, now, ms, absolute))
     })
 }
 
-fn ttl_reply(found: &Found, ms: bool, absolute: bool) -> i64 {
-    if found.live().is_none() {
-        return -2;
-    }
-    let Some(deadline) = found.deadline() else {
+/// TTL's reply for a key that exists, with `deadline` (if any) at `now`.
+fn ttl_reply(deadline: Option<u64>, now: u64, ms: bool, absolute: bool) -> i64 {
+    let Some(deadline) = deadline else {
         return -1;
     };
     let deadline = deadline as i64;
     let ttl = if absolute {
         deadline
     } else {
-        (deadline - found.now as i64).max(0)
+        (deadline - now as i64).max(0)
     };
     if ms {
         ttl
@@ -363,13 +368,9 @@ pub fn getex(call: Call<'_>) -> Run {
         call.conn.last_write = Some(key.clone());
     }
     Run::later(async move {
-        let found = match read_key(&shared, key.clone(), q).await {
-            Ok(f) => f,
-            Err(reply) => return reply,
-        };
-        let value = match found.string() {
-            Ok(Some(v)) => v,
-            Ok(None) => return Reply::Nil,
+        let (found, value) = match read_string_key(&shared, key.clone(), q).await {
+            Ok((found, Some(value))) => (found, value),
+            Ok((_, None)) => return Reply::Nil,
             Err(reply) => return reply,
         };
         // Validated after the lookup and the type check, as in Redis.
@@ -407,13 +408,9 @@ pub fn getdel(call: Call<'_>) -> Run {
     let key = call.args[1].clone();
     call.conn.last_write = Some(key.clone());
     Run::later(async move {
-        let found = match read_key(&shared, key.clone(), q).await {
-            Ok(f) => f,
-            Err(reply) => return reply,
-        };
-        let value = match found.string() {
-            Ok(Some(v)) => v,
-            Ok(None) => return Reply::Nil,
+        let (found, value) = match read_string_key(&shared, key.clone(), q).await {
+            Ok((found, Some(value))) => (found, value),
+            Ok((_, None)) => return Reply::Nil,
             Err(reply) => return reply,
         };
         match write_after(&shared, key, q, &found, Entry::tombstone).await {
