@@ -192,7 +192,16 @@ impl Shared {
 
     /// The merge of the answers; replicas that answered something else are
     /// sent the merge (fire-and-forget read repair).
-    fn resolve(&self, key: &Bytes, answers: Answers) -> Option<Entry> {
+    fn resolve(&self, key: &Bytes, mut answers: Answers) -> Option<Entry> {
+        // A coordinator that is not a replica of the key may still hold a
+        // copy of it: a write it took as a stand-in during a partition,
+        // not yet handed back. Right after the heal that copy can be the
+        // newest: it counts as an answer (and read repair hands it on).
+        if !answers.iter().any(|(n, _)| same(n, &self.me)) {
+            if let Some(stray) = self.store.get(key) {
+                answers.push((self.me.clone(), Some(stray)));
+            }
+        }
         // The merge of the answers, copying one of them (the hot path: two
         // equal answers cost one copy and one comparison).
         let flushed = self.store.flush_marker().is_some();
