@@ -267,6 +267,12 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
                 "Routing view changes since start.",
                 view.epoch as f64,
             ),
+            (
+                "view_epoch_reconciled",
+                "The newest view epoch whose anti-entropy round completed.",
+                s.reconciled_epoch
+                    .load(std::sync::atomic::Ordering::Relaxed) as f64,
+            ),
         ],
         peer: Some(&n.by_kind),
         fsync: Some(s.log.fsync_latency()),

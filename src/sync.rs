@@ -66,6 +66,9 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             tokio::select! {
                 complete = &mut round => {
                     retry = !complete;
+                    if complete {
+                        shared.reconciled_epoch.fetch_max(view.epoch, Ordering::Relaxed);
+                    }
                     break;
                 }
                 changed = rx.changed() => {

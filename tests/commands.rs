@@ -160,6 +160,11 @@ fn a_read_modify_write_over_a_stale_read_is_counted_as_a_conflict() {
     assert!(wait_until(Duration::from_secs(5), || {
         c.client(0).cmd(&["RINGKV", "LOCAL", "k"]) != Reply::NilArray
     }));
+    // The rounds that the nodes' discovery of each other started must be
+    // over, or one still running would carry "two" to ra after the cut.
+    assert!(wait_until(Duration::from_secs(10), || (0..3).all(|i| {
+        scrape(&c, i, "ringkv_view_epoch_reconciled") == scrape(&c, i, "ringkv_view_epoch")
+    })));
     // ra is cut off while rb writes (it stays up: the failure timeout is a
     // minute, so no ring change and no anti-entropy round follows).
     let fault = |json: &str| {

@@ -183,6 +183,7 @@ impl Node {
             metrics: Metrics::default(),
             events: Default::default(),
             ae_stats: Default::default(),
+            reconciled_epoch: AtomicU64::new(0),
             started: Instant::now(),
             clients: Default::default(),
             cfg,

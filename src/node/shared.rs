@@ -104,6 +104,10 @@ pub struct Shared {
     pub events: crate::events::EventLog,
     /// Anti-entropy counters per peer.
     pub ae_stats: crate::anti_entropy::Stats,
+    /// Epoch of the newest view whose reconciliation round completed (see
+    /// `sync`): below `view.epoch` while a view change is not yet
+    /// reconciled.
+    pub reconciled_epoch: std::sync::atomic::AtomicU64,
     /// When the node started.
     pub started: Instant,
     /// The client connections (CLIENT LIST and KILL, INFO).
