@@ -99,6 +99,25 @@ pub struct Status {
     /// (`peer_protocol_max`; 0 from a node older than this field).
     #[serde(default)]
     pub protocol_max: u32,
+    /// Every peer whose clocks this node has heard, by name: the
+    /// estimated offset of its wall clock and where that stands.
+    #[serde(default)]
+    pub clocks: std::collections::BTreeMap<String, PeerClock>,
+    /// The offset fault injection put on this node's own wall clock
+    /// (0 unless injected).
+    #[serde(default)]
+    pub clock_injected_offset_ms: i64,
+}
+
+/// One peer's clock, as `/status` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PeerClock {
+    /// Estimated offset of its wall clock from this node's, peer minus
+    /// this node, in milliseconds.
+    pub offset_ms: f64,
+    /// `ok`, `skewed` (past `clock_warn_ms`) or `refused` (past
+    /// `max_clock_skew_ms`: its messages are dropped).
+    pub standing: String,
 }
 
 /// Builds the status document.
@@ -159,6 +178,18 @@ pub fn status(shared: &Shared) -> Status {
         failure_timeout_ms: shared.cfg.failure_timeout_ms,
         protocol_min: crate::message::MIN_PROTOCOL_VERSION,
         protocol_max: shared.cfg.peer_protocol_max,
+        clocks: shared
+            .clock_offsets()
+            .into_iter()
+            .map(|c| {
+                let clock = PeerClock {
+                    offset_ms: c.offset_micros as f64 / 1000.0,
+                    standing: c.standing.as_str().to_string(),
+                };
+                (c.peer.to_string(), clock)
+            })
+            .collect(),
+        clock_injected_offset_ms: crate::clock::offset_micros() / 1000,
     }
 }
 
@@ -277,6 +308,11 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
         peer: Some(&n.by_kind),
         fsync: Some(s.log.fsync_latency()),
         anti_entropy: s.ae_stats.snapshot().into_iter().collect(),
+        clock_offsets: s
+            .clock_offsets()
+            .into_iter()
+            .map(|c| (c.peer.to_string(), c.offset_micros as f64 / 1e6))
+            .collect(),
     };
     let out = crate::metrics::render(&s.metrics, sampled);
     ([("content-type", crate::metrics::CONTENT_TYPE)], out)

@@ -14,14 +14,17 @@
 //! integer comparison.
 //!
 //! This is the one module that reads the wall clock; everything else takes
-//! time as an argument.
+//! time as an argument. Fault injection can add an offset to it (see
+//! [`set_offset_micros`]): a node is one process, so the offset moves
+//! everything that node times by (write timestamps, expiry, the clock it
+//! announces to peers) together, as a wrong system clock would.
 //!
 //! Deliberately left out: clock-uncertainty intervals (Spanner/Cockroach
 //! style commit waits). Writes that happen within the skew between two nodes'
 //! clocks are ordered by the HLC, which may not match real time; LWW accepts
 //! that.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -60,12 +63,29 @@ impl std::fmt::Display for Timestamp {
     }
 }
 
-/// Microseconds since the Unix epoch by the wall clock.
+/// The offset fault injection adds to this process's wall clock.
+static OFFSET_MICROS: AtomicI64 = AtomicI64::new(0);
+
+/// Sets the offset added to every wall clock reading of this process (fault
+/// injection: a clock set wrong, without libfaketime, which cannot reach a
+/// static binary).
+pub fn set_offset_micros(offset: i64) {
+    OFFSET_MICROS.store(offset, Ordering::Relaxed);
+}
+
+/// The offset set by [`set_offset_micros`].
+pub fn offset_micros() -> i64 {
+    OFFSET_MICROS.load(Ordering::Relaxed)
+}
+
+/// Microseconds since the Unix epoch by the wall clock (plus the injected
+/// offset, if any).
 pub fn wall_micros() -> u64 {
-    SystemTime::now()
+    let real = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
+        .unwrap_or(0);
+    real.saturating_add_signed(OFFSET_MICROS.load(Ordering::Relaxed))
 }
 
 /// Milliseconds since the Unix epoch by the wall clock: what key expiry is
@@ -111,6 +131,19 @@ impl Hlc {
                 Err(seen) => last = seen,
             }
         }
+    }
+
+    /// The clock's reading without issuing a timestamp: what it would give
+    /// now, less one logical tick (what peers are told, see
+    /// [`crate::message::PeerMsg::Clock`]).
+    pub fn peek(&self) -> Timestamp {
+        self.peek_at(wall_micros())
+    }
+
+    /// [`Hlc::peek`] with the wall clock passed in (for tests).
+    pub fn peek_at(&self, wall_micros: u64) -> Timestamp {
+        let physical = Timestamp::from_micros(wall_micros).0;
+        Timestamp(physical.max(self.last.load(Ordering::Relaxed)))
     }
 
     /// Moves the clock past a timestamp received from another node, so the
@@ -199,5 +232,79 @@ mod tests {
             last = t;
         }
         assert_eq!(last.micros(), 8);
+    }
+
+    mod announced {
+        //! The rule the clocks peers announce (`PeerMsg::Clock`) give: with
+        //! one node's wall clock up to the skew limit ahead of or behind
+        //! the others, a write made more than two heartbeat intervals after
+        //! another, through any node, is stamped after it, whether or not
+        //! the second coordinator replicates the key.
+
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        const HEARTBEAT: u64 = 100_000;
+        const MAX_SKEW: u64 = 60_000_000;
+        const MAX_DELAY: u64 = 20_000;
+
+        proptest! {
+            #[test]
+            fn a_write_two_heartbeats_after_another_is_stamped_after_it(
+                skewed in -(MAX_SKEW as i64 - 1_000_000)..(MAX_SKEW as i64 - 1_000_000),
+                jitter in proptest::collection::vec(-500_000i64..500_000, 4),
+                phases in proptest::collection::vec(0..HEARTBEAT, 5),
+                delays in proptest::collection::vec(0..=MAX_DELAY, 64),
+                writes in proptest::collection::vec((0usize..5, 0..HEARTBEAT), 2..12),
+            ) {
+                // Node 0 is skewed; the others are within half a second.
+                let offsets: Vec<i64> = std::iter::once(skewed).chain(jitter).collect();
+                let nodes: Vec<Hlc> = (0..5).map(|_| Hlc::new(MAX_SKEW)).collect();
+                let start = 1_700_000_000_000_000u64;
+                let wall = |n: usize, real: u64| real.saturating_add_signed(offsets[n]);
+                let mut delay = delays.iter().cycle();
+                // Clock messages in flight: (arrival, to, timestamp).
+                let mut flight: Vec<(u64, usize, Timestamp)> = Vec::new();
+                let mut next_beat: Vec<u64> = phases.iter().map(|p| start + p).collect();
+                let mut real = start;
+                let mut last: Option<Timestamp> = None;
+                for (through, extra) in writes {
+                    let at = real + 2 * HEARTBEAT + MAX_DELAY + 1 + extra;
+                    // Every announcement sent before `at` (each node to
+                    // every other, once per heartbeat), and every one that
+                    // has arrived by then, in order.
+                    loop {
+                        let (n, t) = next_beat
+                            .iter()
+                            .enumerate()
+                            .map(|(n, t)| (n, *t))
+                            .min_by_key(|(_, t)| *t)
+                            .expect("five nodes");
+                        if t > at {
+                            break;
+                        }
+                        flight.sort_by_key(|f| f.0);
+                        for (arrival, to, ts) in flight.extract_if(.., |f| f.0 <= t) {
+                            prop_assert!(nodes[to].observe_at(ts, wall(to, arrival)).is_ok());
+                        }
+                        let ts = nodes[n].peek_at(wall(n, t));
+                        for to in (0..5).filter(|to| *to != n) {
+                            flight.push((t + delay.next().expect("cycled"), to, ts));
+                        }
+                        next_beat[n] += HEARTBEAT;
+                    }
+                    for (arrival, to, ts) in flight.extract_if(.., |f| f.0 <= at) {
+                        prop_assert!(nodes[to].observe_at(ts, wall(to, arrival)).is_ok());
+                    }
+                    let ts = nodes[through].now_at(wall(through, at));
+                    if let Some(before) = last {
+                        prop_assert!(ts > before, "{ts} through node {through} not after {before}");
+                    }
+                    last = Some(ts);
+                    real = at;
+                }
+            }
+        }
     }
 }

@@ -97,8 +97,14 @@ pub struct Config {
     pub confirm_misses: bool,
     /// How long tombstones are kept before they are purged. Default 86400 (24 h).
     pub tombstone_grace_secs: u64,
-    /// Refuse writes stamped further than this ahead of the local clock. Default 60000.
+    /// How far a peer's wall clock may be from this node's, either way,
+    /// before the peer is refused (its messages dropped, so it takes no
+    /// part until its clock is fixed); also the furthest ahead a write's
+    /// timestamp may be. Default 60000 (see docs/clocks.md for why).
     pub max_clock_skew_ms: u64,
+    /// How far a peer's wall clock may be from this node's before this
+    /// node warns (a log line, `/status`, the dashboard). Default 500.
+    pub clock_warn_ms: u64,
     /// Largest peer frame accepted or sent. Default 64 MiB.
     pub max_frame_bytes: usize,
     /// Messages queued per peer before new ones are dropped. Default 65536.
@@ -176,6 +182,7 @@ impl Default for Config {
             confirm_misses: true,
             tombstone_grace_secs: 86_400,
             max_clock_skew_ms: 60_000,
+            clock_warn_ms: 500,
             max_frame_bytes: 64 * 1024 * 1024,
             peer_queue_len: 65_536,
             peer_protocol_max: PROTOCOL_VERSION,

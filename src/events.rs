@@ -28,7 +28,8 @@ pub struct EventRecord {
     pub seq: u64,
     /// Wall-clock time, milliseconds since the Unix epoch.
     pub unix_ms: u64,
-    /// `up`, `down`, `restarted`, `learned`, `name_clash` or `handoff`.
+    /// `up`, `down`, `restarted`, `learned`, `name_clash`, `handoff` or
+    /// `clock`.
     pub kind: &'static str,
     /// The node concerned, if one.
     pub node: Option<String>,

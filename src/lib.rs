@@ -57,6 +57,7 @@ pub mod node;
 pub mod resp;
 pub mod ring;
 pub mod scenario;
+pub mod skew;
 pub mod store;
 pub mod sync;
 pub mod transport;

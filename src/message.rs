@@ -55,8 +55,14 @@ pub mod v6;
 /// the version negotiation ([`HelloReply::Negotiated`]) and the
 /// [`PeerMsg`] variants appended after `Puts`, version 7 entries that may
 /// hold rich values (expiry, counters, hashes, sets) and anti-entropy
-/// summaries of entries' bodies ([`v6`] keeps the older shapes).
-pub const PROTOCOL_VERSION: u32 = 7;
+/// summaries of entries' bodies ([`v6`] keeps the older shapes), version
+/// 8 the sender's clocks at the start of every socket write
+/// ([`PeerMsg::Clock`]).
+pub const PROTOCOL_VERSION: u32 = 8;
+
+/// The protocol version from which every socket write opens with the
+/// sender's clocks ([`PeerMsg::Clock`]).
+pub const CLOCK_SINCE: u32 = 8;
 
 /// The oldest version of the peer protocol this build still speaks: a
 /// node of any version from this one to [`PROTOCOL_VERSION`] can join a
@@ -67,7 +73,7 @@ pub const MIN_PROTOCOL_VERSION: u32 = 5;
 
 /// The name of every [`PeerMsg`] type, in [`PeerMsg::kind_index`] order
 /// (logs, and the per-kind traffic metrics).
-pub const KINDS: [&str; 27] = [
+pub const KINDS: [&str; 28] = [
     "heartbeat",
     "put",
     "put_ack",
@@ -95,6 +101,7 @@ pub const KINDS: [&str; 27] = [
     "read_reply",
     "apply",
     "apply_ack",
+    "clock",
 ];
 
 /// Marks a ringkv peer connection ("RKV1").
@@ -422,6 +429,19 @@ pub enum PeerMsg {
         /// What the replica did.
         result: ApplyResult,
     },
+    /// The sender's clocks, first in every socket write of a link at
+    /// protocol 8 or later, so every message (heartbeats, acknowledgements,
+    /// replies) comes with them. The receiver moves its hybrid clock past
+    /// `hlc`, so every node's clock follows the newest in the cluster
+    /// within a heartbeat whether or not it replicates the others' writes,
+    /// and estimates the offset between the wall clocks from `wall_micros`
+    /// (see [`crate::skew`]).
+    Clock {
+        /// The sender's wall clock, microseconds since the Unix epoch.
+        wall_micros: u64,
+        /// The sender's hybrid clock.
+        hlc: crate::clock::Timestamp,
+    },
 }
 
 /// A typed write (HSET, SADD, HDEL, SREM...): the replica checks the
@@ -526,6 +546,7 @@ impl PeerMsg {
             | PeerMsg::ReadReply { .. }
             | PeerMsg::Apply(_)
             | PeerMsg::ApplyAck { .. } => 7,
+            PeerMsg::Clock { .. } => CLOCK_SINCE,
         }
     }
 
@@ -559,6 +580,7 @@ impl PeerMsg {
             PeerMsg::ReadReply { .. } => 24,
             PeerMsg::Apply(_) => 25,
             PeerMsg::ApplyAck { .. } => 26,
+            PeerMsg::Clock { .. } => 27,
         }
     }
 }

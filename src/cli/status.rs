@@ -68,6 +68,31 @@ pub fn render(status: &Status, previous: Option<&Status>, color: bool) -> String
             (false, _) => out.push_str(&format!("{row}\n")),
         }
     }
+    for (peer, clock) in &status.clocks {
+        if clock.standing != "ok" {
+            let way = if clock.offset_ms >= 0.0 {
+                "ahead of"
+            } else {
+                "behind"
+            };
+            let line = format!(
+                "CLOCK {}: {peer}'s wall clock is {:.0} ms {way} {}'s",
+                clock.standing.to_uppercase(),
+                clock.offset_ms.abs(),
+                status.name
+            );
+            match color {
+                true => out.push_str(&format!("\x1b[33m{line}\x1b[0m\n")),
+                false => out.push_str(&format!("{line}\n")),
+            }
+        }
+    }
+    if status.clock_injected_offset_ms != 0 {
+        out.push_str(&format!(
+            "CLOCK INJECTED: this node's wall clock is set {} ms off (fault injection)\n",
+            status.clock_injected_offset_ms
+        ));
+    }
     out
 }
 

@@ -100,12 +100,17 @@ function drawTable(view) {
     tr.dataset.name = n.name;
     if (previous.size && previous.get(n.name) !== st) tr.className = "changed";
     const hb = n.last_heartbeat_ms == null ? "never" : `${n.last_heartbeat_ms} ms`;
-    const cells = [n.name, st, `${(n.share * 100).toFixed(1)}%`, String(n.keys), hb];
+    // The peer's wall clock against this node's: skewed past clock_warn_ms,
+    // refused past max_clock_skew_ms.
+    const clock = (view.status.clocks || {})[n.name];
+    const clockText = clock ? `${clock.offset_ms >= 0 ? "+" : ""}${clock.offset_ms.toFixed(0)} ms` : "";
+    const cells = [n.name, st, `${(n.share * 100).toFixed(1)}%`, String(n.keys), hb, clockText];
     cells.forEach((c, i) => {
       const td = document.createElement("td");
       td.textContent = c;
       if (i === 1) td.className = `state ${st}`;
       if (i >= 2) td.classList.add("num");
+      if (i === 5 && clock) td.classList.add("clock", clock.standing);
       tr.appendChild(td);
     });
     rows.push(tr);

@@ -255,7 +255,8 @@ pub fn to_v6(msg: PeerMsg) -> Option<PeerMsg6> {
         | PeerMsg::Read { .. }
         | PeerMsg::ReadReply { .. }
         | PeerMsg::Apply(_)
-        | PeerMsg::ApplyAck { .. } => return None,
+        | PeerMsg::ApplyAck { .. }
+        | PeerMsg::Clock { .. } => return None,
     })
 }
 

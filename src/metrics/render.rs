@@ -36,6 +36,9 @@ pub struct Sampled<'a> {
     pub fsync: Option<&'a Histogram>,
     /// Anti-entropy counters per peer.
     pub anti_entropy: Vec<(String, crate::anti_entropy::PeerStats)>,
+    /// Estimated offset of each peer's wall clock from this node's, in
+    /// seconds (peer minus this node).
+    pub clock_offsets: Vec<(String, f64)>,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -342,6 +345,17 @@ pub fn render(m: &Metrics, sampled: Sampled<'_>) -> String {
         );
     }
     register_anti_entropy(&mut reg, &sampled.anti_entropy);
+    reg.register(
+        "peer_clock_offset_seconds",
+        "Estimated offset of the peer's wall clock from this node's (peer minus this node)",
+        Gauges(
+            sampled
+                .clock_offsets
+                .iter()
+                .map(|(p, v)| (vec![("peer", p.clone())], *v))
+                .collect(),
+        ),
+    );
     for (name, help, v) in sampled.counters {
         reg.register(
             name,

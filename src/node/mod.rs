@@ -14,6 +14,7 @@
 //! - [`meta`]: the node's copy of the cluster-wide metadata record, and
 //!   FLUSHALL.
 
+mod clocks;
 mod incarnation;
 pub mod meta;
 pub mod pending;
@@ -123,6 +124,7 @@ impl Node {
         let faults = cfg
             .fault_injection
             .then(|| Arc::new(Faults::new(cfg.name.clone())));
+        let clock = Arc::new(Hlc::new(cfg.max_clock_skew_ms * 1000));
         let transport = TcpTransport::new(
             TcpConfig {
                 hello: Hello {
@@ -138,12 +140,12 @@ impl Node {
                 queue_len: cfg.peer_queue_len,
                 idle_timeout: (cfg.failure_timeout() * 3).max(Duration::from_secs(5)),
                 write_timeout: cfg.failure_timeout().max(Duration::from_secs(1)),
+                clock: Some(clock.clone()),
             },
             faults.clone(),
             shutdown.clone(),
         );
         let store = Store::new();
-        let clock = Hlc::new(cfg.max_clock_skew_ms * 1000);
         // The metadata record first: a flush it holds must hide what the
         // log replays of before it.
         let meta = Metadata::load(&cfg.data_dir.join("metadata"))?;
@@ -184,6 +186,10 @@ impl Node {
             events: Default::default(),
             ae_stats: Default::default(),
             reconciled_epoch: AtomicU64::new(0),
+            skew: Mutex::new(crate::skew::Skew::new(
+                cfg.clock_warn_ms * 1000,
+                cfg.max_clock_skew_ms * 1000,
+            )),
             started: Instant::now(),
             clients: Default::default(),
             cfg,

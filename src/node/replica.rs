@@ -41,6 +41,10 @@ struct Logged {
 }
 
 impl PeerHandler for Shared {
+    fn on_clock(&self, from: &Peer, wall_micros: u64, hlc: crate::clock::Timestamp) -> bool {
+        self.take_clocks(from, wall_micros, hlc)
+    }
+
     fn on_message(&self, from: &Peer, msg: PeerMsg) {
         if let PeerMsg::PutAcks { acks } = msg {
             for (id, was_live) in acks {
@@ -196,6 +200,8 @@ impl PeerHandler for Shared {
             | PeerMsg::IncrReply { .. }
             | PeerMsg::ReadReply { .. }
             | PeerMsg::ApplyAck { .. } => return,
+            // Handled by the transport, through `on_clock`.
+            PeerMsg::Clock { .. } => return,
         };
         self.net.send(&from.reply_to, reply);
     }

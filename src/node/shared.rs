@@ -82,8 +82,8 @@ pub struct Shared {
     pub store: Store,
     /// Every accepted write, before it is acknowledged.
     pub log: CommitLog,
-    /// Write timestamps.
-    pub clock: Hlc,
+    /// Write timestamps (shared with the transport, which announces it).
+    pub clock: std::sync::Arc<Hlc>,
     /// The routing table (locked only briefly, never across an await).
     pub membership: Mutex<Membership>,
     /// The current routing snapshot.
@@ -108,6 +108,8 @@ pub struct Shared {
     /// `sync`): below `view.epoch` while a view change is not yet
     /// reconciled.
     pub reconciled_epoch: std::sync::atomic::AtomicU64,
+    /// The offset of every peer's wall clock from this node's.
+    pub skew: Mutex<crate::skew::Skew>,
     /// When the node started.
     pub started: Instant,
     /// The client connections (CLIENT LIST and KILL, INFO).

@@ -61,6 +61,11 @@ impl Batch {
         }
     }
 
+    /// The protocol version of the link's connection.
+    pub(super) fn version(&self) -> u32 {
+        self.version
+    }
+
     /// Holds `msg` back if it is of a coalesced kind; otherwise encodes
     /// what is held back, then `msg`. A message the connection's version
     /// cannot carry goes through [`compat::downgrade`] first.
@@ -350,6 +355,10 @@ mod tests {
                     was_live: true,
                     present: vec![false],
                 },
+            },
+            PeerMsg::Clock {
+                wall_micros: 19,
+                hlc: Timestamp::from_micros(20),
             },
         ]
     }

@@ -1,4 +1,5 @@
-//! Fault injection for the scenario runner: splits, drops and delays.
+//! Fault injection for the scenario runner: splits, drops, delays and a
+//! wrong clock.
 //!
 //! A node started with fault injection on keeps a [`Faults`] table that the
 //! runner fills through the admin port. The transport consults it for every
@@ -13,6 +14,8 @@
 //!   (incoming), from this node (outgoing), or in either direction.
 //! - A **delay** rule holds each of the next COUNT outgoing messages for a
 //!   number of milliseconds.
+//! - A **clock** offset sets the node's wall clock wrong by a number of
+//!   milliseconds (see `crate::clock::set_offset_micros`).
 //!
 //! Deliberately left out: probabilistic loss and reordering without delay.
 
@@ -67,7 +70,15 @@ pub enum FaultCommand {
         /// For how long.
         ms: u64,
     },
-    /// Remove every fault.
+    /// Set this node's wall clock `offset_ms` off the true time (negative:
+    /// behind), as a misconfigured clock would be: write timestamps,
+    /// expiry and the clocks announced to peers all follow it. 0 puts it
+    /// right.
+    Clock {
+        /// Milliseconds added to the wall clock.
+        offset_ms: i64,
+    },
+    /// Remove every fault (the clock offset included).
     Clear,
 }
 
@@ -132,7 +143,13 @@ impl Faults {
                 peer,
             }),
             FaultCommand::Delay { count, ms } => s.delays.push((count, ms)),
-            FaultCommand::Clear => *s = State::default(),
+            FaultCommand::Clock { offset_ms } => {
+                crate::clock::set_offset_micros(offset_ms.saturating_mul(1000));
+            }
+            FaultCommand::Clear => {
+                *s = State::default();
+                crate::clock::set_offset_micros(0);
+            }
         }
     }
 
@@ -156,6 +173,13 @@ impl Faults {
             return Verdict::Delay(Duration::from_millis(ms));
         }
         Verdict::Pass
+    }
+
+    /// Whether a split stands between this node and `peer` (drop and delay
+    /// rules aside: for the clocks a socket write opens with, which must
+    /// not cross a split but must not use up a rule's count either).
+    pub fn split_from(&self, peer: &str) -> bool {
+        separated(&self.lock().splits, &self.me, peer)
     }
 
     /// The verdict for a message to this node from `from`.

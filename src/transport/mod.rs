@@ -53,6 +53,14 @@ pub struct Peer {
 pub trait PeerHandler: Send + Sync + 'static {
     /// One message from `from`. Must not block.
     fn on_message(&self, from: &Peer, msg: PeerMsg);
+
+    /// The clocks `from` opened a socket write with ([`PeerMsg::Clock`]).
+    /// Returns whether the messages of that connection are accepted (until
+    /// its next clocks): false refuses the peer, whose messages are then
+    /// dropped. Must not block.
+    fn on_clock(&self, _from: &Peer, _wall_micros: u64, _hlc: crate::clock::Timestamp) -> bool {
+        true
+    }
 }
 
 /// The sending side of the seam.

@@ -97,6 +97,7 @@ fn node(name: &str, versions: Versions) -> Node {
         queue_len: 64,
         idle_timeout: WAIT,
         write_timeout: WAIT,
+        clock: None,
     };
     let net = TcpTransport::new(cfg, None, stop.clone());
     Node { net, stop }

@@ -45,7 +45,7 @@ use crate::auth::{ClusterKey, KeyedRateLimit};
 use crate::encoding::FrameCodec;
 use crate::error::{Error, Result};
 use crate::message::v6::{self, PeerMsg6};
-use crate::message::{Hello, PeerMsg};
+use crate::message::{Hello, PeerMsg, CLOCK_SINCE};
 
 /// A connect to a peer on the cluster's network takes a round trip; one
 /// still pending after this was most likely dropped (a partition, a dead
@@ -104,6 +104,9 @@ pub struct NetStats {
     pub faulted: AtomicU64,
     /// Handshakes refused (either side).
     pub refused: AtomicU64,
+    /// Messages dropped because their sender's clock is too far off (see
+    /// [`PeerHandler::on_clock`]).
+    pub skew_refused: AtomicU64,
     /// Messages not sent because the link's peer speaks a protocol version
     /// older than the message and has no equivalent of it (see
     /// [`crate::message::compat`]).
@@ -131,6 +134,10 @@ pub struct TcpConfig {
     pub idle_timeout: Duration,
     /// How long one batch write may take before the link reconnects.
     pub write_timeout: Duration,
+    /// This node's hybrid clock, announced at the start of every socket
+    /// write on links of protocol 8 or later ([`PeerMsg::Clock`]); `None`
+    /// announces nothing.
+    pub clock: Option<Arc<crate::clock::Hlc>>,
 }
 
 struct Outgoing {
@@ -374,6 +381,8 @@ impl Inner {
         let idle = tokio::time::sleep(self.cfg.idle_timeout);
         tokio::pin!(idle);
         let mut heard = false;
+        // Whether the node refused the peer at its last clocks.
+        let mut refused = false;
         loop {
             let next = tokio::select! {
                 _ = &mut idle => {
@@ -390,18 +399,39 @@ impl Inner {
             };
             heard = true;
             let Some(msg) = next else { return Ok(()) };
-            self.receive(&peer, msg?, handler.as_ref());
+            self.receive(&peer, msg?, handler.as_ref(), &mut refused);
             // Whatever else is already buffered is handled without another
             // trip through the select above.
             while let Some(next) = reader.next().now_or_never() {
                 let Some(msg) = next else { return Ok(()) };
-                self.receive(&peer, msg?, handler.as_ref());
+                self.receive(&peer, msg?, handler.as_ref(), &mut refused);
             }
         }
     }
 
-    /// One message read from `peer`: through fault injection, then to the node.
-    fn receive(&self, peer: &Peer, msg: PeerMsg, handler: &dyn PeerHandler) {
+    /// One message read from `peer`: through fault injection, then to the
+    /// node. The clocks a write opens with go to [`PeerHandler::on_clock`],
+    /// whose verdict decides whether the messages after them are accepted
+    /// (`refused`); they pass splits only, and use up no drop rule.
+    fn receive(&self, peer: &Peer, msg: PeerMsg, handler: &dyn PeerHandler, refused: &mut bool) {
+        if let PeerMsg::Clock { wall_micros, hlc } = msg {
+            if self
+                .faults
+                .as_ref()
+                .is_some_and(|f| f.split_from(&peer.name))
+            {
+                self.stats.faulted.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            self.stats.received.fetch_add(1, Ordering::Relaxed);
+            self.stats.by_kind.received(&msg);
+            *refused = !handler.on_clock(peer, wall_micros, hlc);
+            return;
+        }
+        if *refused {
+            self.stats.skew_refused.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         if let Some(f) = &self.faults {
             if f.incoming(&peer.name) != Verdict::Pass {
                 self.stats.faulted.fetch_add(1, Ordering::Relaxed);
@@ -539,6 +569,7 @@ impl Inner {
             };
             let Some(first) = first else { return Ok(()) };
             batch.count = 0;
+            self.announce_clock(peer, &mut batch);
             self.frame(first, peer, &mut batch, tx);
             while batch.buf.len() < BATCH_BYTES {
                 match rx.try_recv() {
@@ -559,6 +590,22 @@ impl Inner {
                 .fetch_add(batch.buf.len() as u64, Ordering::Relaxed);
             batch.buf.clear();
         }
+    }
+
+    /// Opens a socket write with this node's clocks, on a link that speaks
+    /// protocol 8 or later (see [`PeerMsg::Clock`]). A split stops them as
+    /// it stops everything else; drop and delay rules count other messages.
+    fn announce_clock(&self, peer: &str, batch: &mut Batch) {
+        let Some(clock) = &self.cfg.clock else { return };
+        if batch.version() < CLOCK_SINCE || self.faults.as_ref().is_some_and(|f| f.split_from(peer))
+        {
+            return;
+        }
+        let msg = PeerMsg::Clock {
+            wall_micros: crate::clock::wall_micros(),
+            hlc: clock.peek(),
+        };
+        batch.add(msg, &self.stats, peer);
     }
 
     /// Appends one message to the batch (see [`Batch::add`]) unless fault

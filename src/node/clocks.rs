@@ -1,0 +1,72 @@
+//! What a node does with the clocks its peers announce.
+//!
+//! Every socket write from a peer of protocol 8 or later opens with the
+//! peer's clocks (`PeerMsg::Clock`). The hybrid clock moves past the
+//! peer's, so a write coordinated here after that orders after every
+//! write the peer had made, even when this node replicates none of them.
+//! The wall clocks go to [`crate::skew`], whose verdict refuses a peer too
+//! far off; its changes are logged here, once each.
+
+use tracing::{debug, info, warn};
+
+use super::shared::Shared;
+use crate::clock::Timestamp;
+use crate::skew::{Change, Standing};
+use crate::transport::Peer;
+
+impl Shared {
+    /// Takes `from`'s clocks; returns whether its messages are accepted.
+    pub(crate) fn take_clocks(&self, from: &Peer, wall_micros: u64, hlc: Timestamp) -> bool {
+        let ours = crate::clock::wall_micros();
+        let (accepted, change) = self.skew.lock().unwrap_or_else(|p| p.into_inner()).sample(
+            &from.name,
+            wall_micros,
+            ours,
+        );
+        if let Some(change) = change {
+            self.log_clock_change(&from.name, change);
+        }
+        if accepted {
+            if let Err(e) = self.clock.observe(hlc) {
+                debug!(peer = %from.name, error = %e, "peer's hybrid clock not followed");
+            }
+        }
+        accepted
+    }
+
+    /// Every peer's clock offset and standing, by name.
+    pub fn clock_offsets(&self) -> Vec<crate::skew::PeerOffset> {
+        self.skew.lock().unwrap_or_else(|p| p.into_inner()).peers()
+    }
+
+    /// Logs a change of `peer`'s standing, and puts it in the event feed.
+    fn log_clock_change(&self, peer: &str, change: Change) {
+        let offset_ms = change.offset_micros as f64 / 1000.0;
+        let way = if change.offset_micros >= 0 {
+            "ahead of"
+        } else {
+            "behind"
+        };
+        let size_ms = offset_ms.abs();
+        let text = match change.to {
+            Standing::Refused => format!(
+                "{peer} refused: its wall clock is {size_ms:.0} ms {way} this node's, beyond \
+                 max_clock_skew_ms ({} ms); its messages are dropped until the clocks agree",
+                self.cfg.max_clock_skew_ms
+            ),
+            Standing::Warned => format!(
+                "{peer}'s wall clock is {size_ms:.0} ms {way} this node's, beyond clock_warn_ms \
+                 ({} ms): check the time service (NTP) on both",
+                self.cfg.clock_warn_ms
+            ),
+            Standing::Ok => {
+                format!("{peer}'s wall clock agrees with this node's again ({offset_ms:.0} ms)")
+            }
+        };
+        match change.to {
+            Standing::Refused | Standing::Warned => warn!(peer, offset_ms, "{text}"),
+            Standing::Ok => info!(peer, offset_ms, "{text}"),
+        }
+        self.events.push("clock", Some(peer.to_string()), text);
+    }
+}
