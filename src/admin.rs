@@ -1,6 +1,8 @@
 //! The HTTP admin port: health, status, metrics, and fault commands.
 //!
-//! - `GET /health`: 200 "ok" while the node serves.
+//! - `GET /health`: 200 "ok" while the node serves (reads too: a node
+//!   whose commit log is fenced still answers 200; `/status` says why it
+//!   takes no writes).
 //! - `GET /status`: the routing table as this node sees it, as JSON (the
 //!   fields CONTRACT names, plus generation, share, keys and the peer
 //!   protocol version of this node's link per node, and the range of
@@ -66,6 +68,11 @@ pub struct NodeStatus {
     /// `protocol_max` (it needs no link to itself).
     #[serde(default)]
     pub protocol: Option<u32>,
+    /// Why its commit log takes no writes (a full disk, an I/O error), as
+    /// its heartbeats last said; null while it takes writes. A fenced node
+    /// still serves reads, and coordinators write around it.
+    #[serde(default)]
+    pub write_fenced: Option<String>,
 }
 
 /// The body of `/status`.
@@ -140,7 +147,13 @@ pub fn status(shared: &Shared) -> Status {
         keys: shared.store.live_len() as u64,
         suspect: false,
         protocol: Some(shared.cfg.peer_protocol_max),
+        write_fenced: shared.log.fenced(),
     }];
+    let fences = shared
+        .fences
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     let suspect_after = shared.cfg.heartbeat_interval() * 2;
     nodes.extend(m.members().map(|x| {
         NodeStatus {
@@ -164,6 +177,7 @@ pub fn status(shared: &Shared) -> Status {
                 && x.last_heard
                     .is_none_or(|t| now.saturating_duration_since(t) > suspect_after),
             protocol: shared.net.peer_version(&x.info.peer),
+            write_fenced: fences.get(x.info.name.as_str()).cloned(),
         }
     }));
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
@@ -322,6 +336,13 @@ async fn fault(State(s): State<Arc<Shared>>, Json(cmd): Json<FaultCommand>) -> i
     match &s.faults {
         Some(f) => {
             tracing::info!(?cmd, "fault injection");
+            match &cmd {
+                FaultCommand::Disk { fail, count, errno } => {
+                    s.log.inject_disk_fault(*fail, *count, *errno)
+                }
+                FaultCommand::Clear => s.log.clear_disk_faults(),
+                _ => {}
+            }
             f.apply(cmd);
             (StatusCode::OK, "ok\n".to_string())
         }

@@ -78,6 +78,10 @@ pub enum Error {
     /// WRONGTYPE). Nothing changed.
     #[error("Operation against a key holding the wrong kind of value")]
     WrongType,
+    /// The commit log cannot be written (a full disk, an I/O error): the
+    /// write was refused, and nothing acknowledged it. Redis's MISCONF.
+    #[error("commit log cannot be written: {0}")]
+    Misconf(String),
     /// The node is shutting down; the request was not started.
     #[error("node is shutting down")]
     Shutdown,
@@ -85,6 +89,11 @@ pub enum Error {
     #[error("io: {0}")]
     Io(#[from] io::Error),
 }
+
+/// Starts a replica's refusal of a write (`PutResult::Refused`) because
+/// its commit log cannot be written, so the coordinator answers the
+/// client Redis's `MISCONF`.
+pub const MISCONF_PREFIX: &str = "MISCONF ";
 
 impl Error {
     /// Shorthand for [`Error::InvalidInput`].

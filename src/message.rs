@@ -57,11 +57,12 @@ pub mod v6;
 /// hold rich values (expiry, counters, hashes, sets) and anti-entropy
 /// summaries of entries' bodies ([`v6`] keeps the older shapes), version
 /// 8 the sender's clocks at the start of every socket write
-/// ([`PeerMsg::Clock`]).
+/// ([`PeerMsg::Clock`]) and its write fence ([`PeerMsg::WriteFence`]).
 pub const PROTOCOL_VERSION: u32 = 8;
 
 /// The protocol version from which every socket write opens with the
-/// sender's clocks ([`PeerMsg::Clock`]).
+/// sender's clocks ([`PeerMsg::Clock`]), and heartbeats come with the
+/// sender's write fence ([`PeerMsg::WriteFence`]).
 pub const CLOCK_SINCE: u32 = 8;
 
 /// The oldest version of the peer protocol this build still speaks: a
@@ -73,7 +74,7 @@ pub const MIN_PROTOCOL_VERSION: u32 = 5;
 
 /// The name of every [`PeerMsg`] type, in [`PeerMsg::kind_index`] order
 /// (logs, and the per-kind traffic metrics).
-pub const KINDS: [&str; 28] = [
+pub const KINDS: [&str; 29] = [
     "heartbeat",
     "put",
     "put_ack",
@@ -102,6 +103,7 @@ pub const KINDS: [&str; 28] = [
     "apply",
     "apply_ack",
     "clock",
+    "write_fence",
 ];
 
 /// Marks a ringkv peer connection ("RKV1").
@@ -442,6 +444,14 @@ pub enum PeerMsg {
         /// The sender's hybrid clock.
         hlc: crate::clock::Timestamp,
     },
+    /// Whether the sender's commit log takes writes, sent with every
+    /// heartbeat (since protocol 8): `Some(reason)` while it does not (a
+    /// full disk, an I/O error). Coordinators then leave the sender out
+    /// of writes, as if it were down, and still read from it.
+    WriteFence {
+        /// Why the sender takes no writes, or `None` when it does.
+        reason: Option<String>,
+    },
 }
 
 /// A typed write (HSET, SADD, HDEL, SREM...): the replica checks the
@@ -546,7 +556,7 @@ impl PeerMsg {
             | PeerMsg::ReadReply { .. }
             | PeerMsg::Apply(_)
             | PeerMsg::ApplyAck { .. } => 7,
-            PeerMsg::Clock { .. } => CLOCK_SINCE,
+            PeerMsg::Clock { .. } | PeerMsg::WriteFence { .. } => CLOCK_SINCE,
         }
     }
 
@@ -581,6 +591,7 @@ impl PeerMsg {
             PeerMsg::Apply(_) => 25,
             PeerMsg::ApplyAck { .. } => 26,
             PeerMsg::Clock { .. } => 27,
+            PeerMsg::WriteFence { .. } => 28,
         }
     }
 }

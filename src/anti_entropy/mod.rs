@@ -220,6 +220,7 @@ pub async fn sync_with(shared: &Shared, view: &View, peer: &NodeName) -> Result<
 
 /// Merges entries received from a peer, durably.
 async fn merge(shared: &Shared, items: Vec<(bytes::Bytes, crate::store::Entry)>) -> Result<()> {
+    shared.writable()?;
     let mut records = Vec::new();
     for (key, entry) in items {
         if let Err(e) = shared.clock.observe(entry.version().ts) {

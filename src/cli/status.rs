@@ -68,6 +68,18 @@ pub fn render(status: &Status, previous: Option<&Status>, color: bool) -> String
             (false, _) => out.push_str(&format!("{row}\n")),
         }
     }
+    for n in &status.nodes {
+        if let Some(why) = &n.write_fenced {
+            let line = format!(
+                "WRITE-FENCED {}: takes no writes, serves reads: commit log cannot be written: {why}",
+                n.name
+            );
+            match color {
+                true => out.push_str(&format!("\x1b[33m{line}\x1b[0m\n")),
+                false => out.push_str(&format!("{line}\n")),
+            }
+        }
+    }
     for (peer, clock) in &status.clocks {
         if clock.standing != "ok" {
             let way = if clock.offset_ms >= 0.0 {

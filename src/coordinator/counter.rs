@@ -43,8 +43,12 @@ impl Shared {
     ) -> IncrResult {
         let pos = Token::of(&key);
         let view = self.view.load_full();
-        let pref = view.ring.preference_list(&pos, self.cfg.replication);
+        // The owner is the first replica that takes writes.
+        let pref = view.write_ring.preference_list(&pos, self.cfg.replication);
         let Some(owner) = pref.first().cloned() else {
+            if let Some(why) = super::fenced_everywhere(&view) {
+                return IncrResult::Invalid(crate::error::MISCONF_PREFIX.to_string() + &why);
+            }
             return IncrResult::Failed("no node is up".into());
         };
         if owner == self.me {
@@ -96,6 +100,9 @@ impl Shared {
         by: i64,
         w: usize,
     ) -> IncrResult {
+        if let Some(why) = self.log.fenced() {
+            return IncrResult::Invalid(crate::error::MISCONF_PREFIX.to_string() + &why);
+        }
         let pos = Token::of(&key);
         let now = crate::clock::wall_millis();
         let updated = self.store.update_at(&pos, &key, |current| {

@@ -323,6 +323,9 @@ impl Shared {
             present: Vec::new(),
         };
         let mut refusal: Option<String> = None;
+        // Replicas that refused the write (this node too, when its own
+        // copy could not be logged): once too many have, it fails at once.
+        let mut refused = NodeList::new();
         // The preference list is computed again only when the view changes.
         let mut pref = NodeList::new();
         let mut pref_epoch = None;
@@ -332,7 +335,14 @@ impl Shared {
             // or the view changed), not on every reply.
             let mut local = false;
             if pref_epoch != Some(view.epoch) {
-                pref = view.ring.preference_list(&pos, self.cfg.replication);
+                // Nodes whose commit log takes no writes are left out, as
+                // if they were down (see `log/fence.rs`).
+                pref = view.write_ring.preference_list(&pos, self.cfg.replication);
+                if pref.is_empty() {
+                    if let Some(why) = fenced_everywhere(&view) {
+                        return Err(Error::Misconf(why));
+                    }
+                }
                 if rich && pref_epoch.is_none() {
                     self.check_replicas_hold_rich(&view, &pref)?;
                 }
@@ -364,7 +374,12 @@ impl Shared {
                     }
                     Ok(Ack::WrongType) => wrong.push((self.me.clone(), false)),
                     Err(e) => {
-                        tracing::error!(error = %e, "local write failed to reach the commit log")
+                        tracing::debug!(error = %e, "local write refused");
+                        refusal = Some(match e {
+                            Error::Misconf(why) => crate::error::MISCONF_PREFIX.to_string() + &why,
+                            e => e.to_string(),
+                        });
+                        refused.push(self.me.clone());
                     }
                 }
             }
@@ -384,6 +399,13 @@ impl Shared {
             if acked.is_empty() && !wrong.is_empty() && answered >= asked.len() {
                 return Err(Error::WrongType);
             }
+            // Too many refusals for a quorum: the client is told at once,
+            // and why, rather than after the timeout.
+            if asked.len() - refused.len() < needed && wrong.is_empty() {
+                if let Some(why) = refusal {
+                    return Err(refusal_error(why));
+                }
+            }
             if Instant::now() >= deadline {
                 self.metrics
                     .replica_timeouts(Op::Write, asked.len().saturating_sub(acked.len()));
@@ -391,7 +413,7 @@ impl Shared {
                     return Err(Error::WrongType);
                 }
                 if let Some(why) = refusal {
-                    return Err(Error::invalid(why));
+                    return Err(refusal_error(why));
                 }
                 return Err(Error::Unavailable {
                     op: "write",
@@ -429,8 +451,11 @@ impl Shared {
                     },
                     ApplyResult::WrongType => Ack::WrongType,
                     ApplyResult::Refused(why) => {
-                        tracing::warn!(replica = %from, reason = %why, "replica refused a write");
-                        refusal = Some(format!("{from} refused: {why}"));
+                        tracing::debug!(replica = %from, reason = %why, "replica refused a write");
+                        refusal = Some(refusal_text(&from, why));
+                        if !refused.iter().any(|r| same(r, &from)) {
+                            refused.push(from);
+                        }
                         continue;
                     }
                 },
@@ -438,8 +463,11 @@ impl Shared {
                     result: PutResult::Refused(why),
                     ..
                 } => {
-                    tracing::warn!(replica = %from, reason = %why, "replica refused a write");
-                    refusal = Some(format!("{from} refused: {why}"));
+                    tracing::debug!(replica = %from, reason = %why, "replica refused a write");
+                    refusal = Some(refusal_text(&from, why));
+                    if !refused.iter().any(|r| same(r, &from)) {
+                        refused.push(from);
+                    }
                     continue;
                 }
                 _ => continue,
@@ -559,4 +587,31 @@ impl Shared {
         }
         Ok(())
     }
+}
+
+/// A replica's refusal as the coordinator words it: a full log keeps its
+/// `MISCONF` first, so the client gets Redis's error code.
+fn refusal_text(from: &NodeName, why: String) -> String {
+    match why.strip_prefix(crate::error::MISCONF_PREFIX) {
+        Some(rest) => format!("{}{rest} (on {from})", crate::error::MISCONF_PREFIX),
+        None => format!("{from} refused: {why}"),
+    }
+}
+
+/// The error a write fails with after refusals (see [`refusal_text`]).
+fn refusal_error(why: String) -> Error {
+    match why.strip_prefix(crate::error::MISCONF_PREFIX) {
+        Some(rest) => Error::Misconf(rest.to_string()),
+        None => Error::invalid(why),
+    }
+}
+
+/// When every node up has its commit log fenced, why (one node's reason,
+/// naming it): writes then fail at once with `MISCONF`.
+pub(crate) fn fenced_everywhere(view: &View) -> Option<String> {
+    if view.fenced.is_empty() || !view.write_ring.nodes().is_empty() {
+        return None;
+    }
+    let (node, why) = view.fenced.iter().next()?;
+    Some(format!("{why} (on {node}; no node up takes writes)"))
 }

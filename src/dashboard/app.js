@@ -104,11 +104,17 @@ function drawTable(view) {
     // refused past max_clock_skew_ms.
     const clock = (view.status.clocks || {})[n.name];
     const clockText = clock ? `${clock.offset_ms >= 0 ? "+" : ""}${clock.offset_ms.toFixed(0)} ms` : "";
-    const cells = [n.name, st, `${(n.share * 100).toFixed(1)}%`, String(n.keys), hb, clockText];
+    // A node whose commit log cannot be written serves reads only.
+    const shownState = n.write_fenced ? `${st}, write-fenced` : st;
+    const cells = [n.name, shownState, `${(n.share * 100).toFixed(1)}%`, String(n.keys), hb, clockText];
     cells.forEach((c, i) => {
       const td = document.createElement("td");
       td.textContent = c;
       if (i === 1) td.className = `state ${st}`;
+      if (i === 1 && n.write_fenced) {
+        td.classList.add("fenced");
+        td.title = `takes no writes: ${n.write_fenced}`;
+      }
       if (i >= 2) td.classList.add("num");
       if (i === 5 && clock) td.classList.add("clock", clock.standing);
       tr.appendChild(td);

@@ -87,8 +87,17 @@ pub fn create_segment(dir: &Path, seq: u64) -> Result<File> {
         .write(true)
         .create_new(true)
         .open(&path)?;
-    file.write_all(&file_header(FileKind::Segment, seq))?;
-    file.sync_all()?;
+    let written = file
+        .write_all(&file_header(FileKind::Segment, seq))
+        .and_then(|()| file.sync_all());
+    if let Err(e) = written {
+        // A full disk: the file holds no record yet, and must not stop
+        // the next attempt (which creates it anew).
+        if let Err(removed) = std::fs::remove_file(&path) {
+            tracing::warn!(file = %path.display(), error = %removed, "could not remove a segment left half-created");
+        }
+        return Err(e.into());
+    }
     sync_dir(dir)?;
     Ok(file)
 }

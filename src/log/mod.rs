@@ -38,6 +38,7 @@
 
 mod background;
 mod compact;
+mod fence;
 mod files;
 mod record;
 mod recover;
@@ -57,6 +58,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 pub use compact::{Compacted, SnapshotWriter};
+pub use fence::{DiskErrno, DiskOp};
 pub use record::{check_parts, encode_parts_into, kind_of, Record, RecordBody, MAX_PAYLOAD};
 pub use recover::{Damage, Recovered};
 pub use stats::LogStats;
@@ -177,7 +179,9 @@ impl CommitLog {
             .map_err(|e| Error::invalid(format!("CommitLog::open needs a Tokio runtime: {e}")))?;
         let dir = dir.as_ref().to_path_buf();
         let out = recover::recover(&dir, &mut on_record)?;
-        let file = files::create_segment(&dir, out.next_seq)?;
+        // A full disk must not stop the node: without a new segment, the
+        // writer starts with its fence up and creates it once it can.
+        let file = files::create_segment(&dir, out.next_seq).map_err(|e| e.to_string());
         let counters = Arc::new(Counters::default());
         counters
             .total_bytes
@@ -282,6 +286,28 @@ impl CommitLog {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
+    }
+
+    /// Why the log takes no writes, if it does not (see `fence.rs`): a
+    /// write or fsync failed. Cheap while writes are taken.
+    pub fn fenced(&self) -> Option<String> {
+        self.shared.counters.fence.reason()
+    }
+
+    /// Whether the fence stays up until a restart (an fsync failed).
+    pub fn fenced_until_restart(&self) -> bool {
+        self.shared.counters.fence.until_restart()
+    }
+
+    /// Fails the next `count` disk operations `op` with `errno` (fault
+    /// injection).
+    pub fn inject_disk_fault(&self, op: DiskOp, count: u64, errno: DiskErrno) {
+        self.shared.counters.disk_faults.inject(op, count, errno);
+    }
+
+    /// Clears injected disk faults.
+    pub fn clear_disk_faults(&self) {
+        self.shared.counters.disk_faults.clear();
     }
 
     /// fsync whatever was written, whatever the policy.

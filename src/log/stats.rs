@@ -63,6 +63,10 @@ pub(super) struct Counters {
     pub compactions: AtomicU64,
     pub active_segment: AtomicU64,
     pub failed: AtomicBool,
+    /// Whether (and why) the log takes no writes.
+    pub fence: super::fence::Fence,
+    /// Injected disk faults (tests, through the admin port).
+    pub disk_faults: super::fence::DiskFaults,
     /// How long each fsync of a segment took.
     pub fsync_latency: crate::metrics::Histogram,
 }
@@ -89,6 +93,7 @@ impl Counters {
     /// counts it in `fsyncs` once it is booked).
     pub fn fsync(&self, file: &std::fs::File) -> std::io::Result<()> {
         let started = std::time::Instant::now();
+        self.disk_faults.check(super::fence::DiskOp::Fsync)?;
         file.sync_data()?;
         self.fsync_latency.observe(started.elapsed());
         Ok(())

@@ -31,16 +31,20 @@
 //! they are ordered with the appends: everything queued before a seal is
 //! in the sealed segments.
 //!
-//! After any I/O error the writer stops trusting the file (a failed fsync
-//! cannot be retried safely, and a failed write may have left a partial
-//! frame) and fails every later command with `Error::Io`; reopening the log
-//! truncates whatever partial frame was left. (A failed segment creation
-//! is not such an error: the writer stays on the current segment and tries
-//! again a second later.) Deliberately left out: retrying a failed write
-//! or fsync, preallocating segment space, and O_DIRECT.
+//! After an I/O error the writer raises the fence (`fence.rs`) and fails
+//! every append at once with `Error::Misconf`, naming the cause. A failed
+//! write is recovered from by the writer itself: every
+//! [`RECOVER_EVERY`] it truncates the segment back to the end of the last
+//! good frame (a failed write may have left part of one), writes a probe
+//! of [`PROBE_BYTES`] there and truncates it again; once that works it
+//! lowers the fence and appends after the last good frame. A failed
+//! fsync is not recovered from (see `fence.rs`): the fence stays up until
+//! a restart. (A failed segment creation is not such an error: the
+//! writer stays on the current segment and tries again a second later.)
+//! Deliberately left out: preallocating segment space, and O_DIRECT.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -48,6 +52,10 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+
+mod recovery;
+
+use recovery::FileError;
 
 use super::background::{Background, Event};
 use super::files::EMPTY_SEGMENT_LEN;
@@ -103,15 +111,25 @@ pub(super) struct Sealed {
     pub since_bytes: u64,
 }
 
-/// An I/O failure in a form that can be handed to many waiters.
+/// An I/O failure in a form that can be handed to many waiters: what
+/// failed, and whether only a restart clears it (an fsync failed).
 #[derive(Debug, Clone)]
-struct Failure(io::ErrorKind, String);
+struct Failure {
+    reason: String,
+    until_restart: bool,
+}
 
 impl Failure {
     fn to_error(&self) -> Error {
-        Error::Io(io::Error::new(self.0, self.1.clone()))
+        Error::Misconf(self.reason.clone())
     }
 }
+
+/// How often a writer whose write failed tries to recover.
+pub(super) const RECOVER_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The probe a recovery writes (and takes back): room for a batch.
+const PROBE_BYTES: usize = 64 << 10;
 
 /// Settings the writer needs.
 pub(super) struct WriterConfig {
@@ -128,8 +146,9 @@ pub(super) struct WriterConfig {
 /// The task state.
 pub(super) struct Writer {
     cfg: WriterConfig,
-    /// The active segment; `None` only after a failure. Shared with the
-    /// blocking thread of an fsync under way.
+    /// The active segment; `None` only when it could not be created at
+    /// start (a full disk). Shared with the blocking thread of an fsync
+    /// under way.
     file: Option<Arc<File>>,
     seq: u64,
     seg_len: u64,
@@ -141,6 +160,8 @@ pub(super) struct Writer {
     create_after: Option<Instant>,
     last_sync: Instant,
     failed: Option<Failure>,
+    /// When a writer whose write failed next tries to recover.
+    recover_at: Option<Instant>,
     counters: Arc<Counters>,
     /// The batch buffer and its waiters, kept between batches so a batch
     /// allocates nothing.
@@ -160,15 +181,26 @@ fn reply<T>(done: oneshot::Sender<T>, value: T) {
 }
 
 impl Writer {
-    /// A writer appending to `file`, the freshly created segment `seq`.
-    pub fn new(cfg: WriterConfig, file: File, seq: u64, counters: Arc<Counters>) -> Self {
+    /// A writer appending to `file`, the freshly created segment `seq`;
+    /// without one (it could not be created), a writer that refuses
+    /// appends until it has created it.
+    pub fn new(
+        cfg: WriterConfig,
+        file: std::result::Result<File, String>,
+        seq: u64,
+        counters: Arc<Counters>,
+    ) -> Self {
         #[cfg(test)]
         let bg = Background::with_hook(cfg.before_sync.clone());
         #[cfg(not(test))]
         let bg = Background::default();
-        Writer {
+        let (file, failed) = match file {
+            Ok(f) => (Some(Arc::new(f)), None),
+            Err(e) => (None, Some(e)),
+        };
+        let mut writer = Writer {
             cfg,
-            file: Some(Arc::new(file)),
+            file,
             seq,
             seg_len: EMPTY_SEGMENT_LEN,
             dirty: false,
@@ -176,10 +208,15 @@ impl Writer {
             create_after: None,
             last_sync: Instant::now(),
             failed: None,
+            recover_at: None,
             scratch: BytesMut::new(),
             waiters: Vec::new(),
             counters,
+        };
+        if let Some(e) = failed {
+            writer.fail(format!("cannot create segment {seq}: {e}"), false);
         }
+        writer
     }
 
     /// Serve commands until shutdown or until every handle is dropped.
@@ -194,6 +231,10 @@ impl Writer {
                 }
                 () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
                     self.start_sync();
+                    continue;
+                }
+                () = tokio::time::sleep_until(self.recover_at.unwrap_or_else(Instant::now)), if self.recover_at.is_some() => {
+                    self.recover();
                     continue;
                 }
             };
@@ -271,7 +312,7 @@ impl Writer {
                 self.counters.fsyncs.fetch_add(1, Relaxed);
             }
             Event::Synced(_, Err(e)) | Event::Retired(Err(e)) => {
-                self.fail(e.kind(), e.to_string());
+                self.fail(format!("fsync failed: {e}"), true);
             }
             Event::Created(Ok(file)) => {
                 self.create_after = None;
@@ -376,8 +417,9 @@ impl Writer {
             let buf = buf.split().freeze();
             let counters = self.counters.clone();
             self.with_file(move |f| {
+                counters.disk_faults.check(super::fence::DiskOp::Write)?;
                 f.write_all(&buf)?;
-                counters.fsync(f)
+                counters.fsync(f).map_err(FileError::Sync)
             })
             .await?;
         } else {
@@ -409,7 +451,7 @@ impl Writer {
         }
         if self.dirty {
             let counters = self.counters.clone();
-            self.with_file(move |f| counters.fsync(f))
+            self.with_file(move |f| counters.fsync(f).map_err(FileError::Sync))
                 .await
                 .map_err(|f| f.to_error())?;
             self.synced();
@@ -470,40 +512,39 @@ impl Writer {
             return Err(f.clone());
         }
         let Some(file) = self.file.as_deref() else {
-            return Err(self.fail(io::ErrorKind::Other, "no active segment".into()));
+            return Err(self.fail("no active segment".into(), false));
         };
-        match (&mut &*file).write_all(buf) {
+        let written = self
+            .counters
+            .disk_faults
+            .check(super::fence::DiskOp::Write)
+            .and_then(|()| (&mut &*file).write_all(buf));
+        match written {
             Ok(()) => Ok(()),
-            Err(e) => Err(self.fail(e.kind(), e.to_string())),
+            Err(e) => Err(self.fail(e.to_string(), false)),
         }
     }
 
     /// Run `op` on the active segment on a blocking thread. Any failure
-    /// poisons the writer (see the module doc).
+    /// raises the fence (see the module doc); an fsync's
+    /// ([`FileError::Sync`]) until a restart.
     async fn with_file<Op>(&mut self, op: Op) -> Result<(), Failure>
     where
-        Op: FnOnce(&mut &File) -> io::Result<()> + Send + 'static,
+        Op: FnOnce(&mut &File) -> Result<(), FileError> + Send + 'static,
     {
         if let Some(f) = &self.failed {
             return Err(f.clone());
         }
         let Some(file) = self.file.clone() else {
-            return Err(self.fail(io::ErrorKind::Other, "no active segment".into()));
+            return Err(self.fail("no active segment".into(), false));
         };
         let joined = tokio::task::spawn_blocking(move || op(&mut &*file)).await;
         match joined {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(self.fail(e.kind(), e.to_string())),
-            Err(e) => Err(self.fail(io::ErrorKind::Other, format!("log I/O task failed: {e}"))),
+            Ok(Err(FileError::Write(e))) => Err(self.fail(e.to_string(), false)),
+            Ok(Err(FileError::Sync(e))) => Err(self.fail(format!("fsync failed: {e}"), true)),
+            Err(e) => Err(self.fail(format!("log I/O task failed: {e}"), true)),
         }
-    }
-
-    fn fail(&mut self, kind: io::ErrorKind, msg: String) -> Failure {
-        tracing::error!(error = %msg, "commit log I/O failed; refusing further appends until restart");
-        let f = Failure(kind, format!("commit log failed earlier: {msg}"));
-        self.failed = Some(f.clone());
-        self.counters.failed.store(true, Relaxed);
-        f
     }
 }
 

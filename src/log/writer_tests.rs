@@ -74,7 +74,7 @@ fn gated(dir: &Path, policy: FsyncPolicy, segment_bytes: u64) -> Gated {
     };
     let counters = Arc::new(Counters::default());
     let (tx, rx) = mpsc::channel(64);
-    let writer = tokio::spawn(Writer::new(cfg, file, 1, counters.clone()).run(rx));
+    let writer = tokio::spawn(Writer::new(cfg, Ok(file), 1, counters.clone()).run(rx));
     Gated {
         tx,
         counters,

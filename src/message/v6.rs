@@ -256,7 +256,8 @@ pub fn to_v6(msg: PeerMsg) -> Option<PeerMsg6> {
         | PeerMsg::ReadReply { .. }
         | PeerMsg::Apply(_)
         | PeerMsg::ApplyAck { .. }
-        | PeerMsg::Clock { .. } => return None,
+        | PeerMsg::Clock { .. }
+        | PeerMsg::WriteFence { .. } => return None,
     })
 }
 

@@ -50,7 +50,12 @@ pub fn open(dir: &Path, synced_writes: bool) -> Result<u64> {
         Some(id) if clean || synced_writes => Ok(id),
         old => {
             let id = rand::random::<u64>();
-            write_synced(dir, FILE, &format!("{id}\n"))?;
+            // On a full disk the new identity lives in memory only, which
+            // is safe: the next start finds the old one, not cleanly
+            // stopped, and draws yet another.
+            if let Err(e) = write_synced(dir, FILE, &format!("{id}\n")) {
+                tracing::warn!(error = %e, "cannot store the new data incarnation; keeping it in memory");
+            }
             info!(
                 previous = ?old,
                 incarnation = id,

@@ -14,7 +14,7 @@
 //! - [`meta`]: the node's copy of the cluster-wide metadata record, and
 //!   FLUSHALL.
 
-mod clocks;
+mod announced;
 mod incarnation;
 pub mod meta;
 pub mod pending;
@@ -79,9 +79,15 @@ fn next_generation(dir: &Path) -> Result<u64> {
     let now = crate::clock::wall_micros() / 1_000_000;
     let generation = (stored + 1).max(now);
     let tmp = dir.join("generation.tmp");
-    std::fs::write(&tmp, format!("{generation}\n"))?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
+    let stored = std::fs::write(&tmp, format!("{generation}\n"))
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, &path));
+    // A full disk must not keep the node from serving reads: the
+    // generation is then kept in memory (the wall clock keeps the next
+    // one above it), and the commit log starts fenced anyway.
+    if let Err(e) = stored {
+        warn!(error = %e, generation, "cannot store the generation; keeping it in memory");
+    }
     Ok(generation)
 }
 
@@ -186,6 +192,7 @@ impl Node {
             events: Default::default(),
             ae_stats: Default::default(),
             reconciled_epoch: AtomicU64::new(0),
+            fences: Default::default(),
             skew: Mutex::new(crate::skew::Skew::new(
                 cfg.clock_warn_ms * 1000,
                 cfg.max_clock_skew_ms * 1000,
@@ -372,6 +379,8 @@ async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
         shared.handle_events(events);
         let sent = targets.len() as u64;
         let digest = shared.metadata_digest();
+        let fence = shared.log.fenced();
+        shared.note_fence(&shared.me, fence.clone());
         for addr in targets {
             shared
                 .net
@@ -380,6 +389,14 @@ async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
             // has settled on a version that carries them (5 does not).
             if shared.net.peer_version(&addr).is_some_and(|v| v >= 6) {
                 shared.net.send(&addr, PeerMsg::MetaDigest { digest });
+            }
+            if shared
+                .net
+                .peer_version(&addr)
+                .is_some_and(|v| v >= crate::message::CLOCK_SINCE)
+            {
+                let reason = fence.clone();
+                shared.net.send(&addr, PeerMsg::WriteFence { reason });
             }
         }
         shared

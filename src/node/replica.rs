@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::anti_entropy::digest;
 use crate::log::{check_parts, encode_parts_into, kind_of};
@@ -118,6 +118,10 @@ impl PeerHandler for Shared {
                 self.on_meta_digest(from, digest);
                 return;
             }
+            PeerMsg::WriteFence { reason } => {
+                self.note_fence(&from.name, reason);
+                return;
+            }
             PeerMsg::Apply(req) => {
                 let mut log = Logged::default();
                 match self.accept_checked(&req, &mut log) {
@@ -159,6 +163,12 @@ impl PeerHandler for Shared {
                 return;
             }
             PeerMsg::Transfer { id, items } => {
+                // Not acknowledged while the log takes no writes: the
+                // sender keeps its copies and tries again later.
+                if let Some(why) = self.log.fenced() {
+                    debug!(peer = %from.name, reason = %why, "hand-off refused: commit log fenced");
+                    return;
+                }
                 let mut log = Logged::default();
                 for (key, entry) in &items {
                     // A hand-off carries old timestamps; only refuse the future.
@@ -265,6 +275,7 @@ impl Shared {
     /// of the local clock (which otherwise moves past it) or a record too
     /// big for the log.
     fn accept_write(&self, key: &[u8], entry: &Entry, log: &mut Logged) -> Result<Applied, String> {
+        self.writable_for_peers()?;
         let mut scratch = Vec::new();
         let encoded = entry.encoded(&mut scratch).map_err(|e| e.to_string())?;
         let (kind, body) = match encoded {
@@ -285,10 +296,19 @@ impl Shared {
         Ok(applied)
     }
 
+    /// [`Shared::writable`], as the refusal a coordinator reads.
+    fn writable_for_peers(&self) -> Result<(), String> {
+        match self.log.fenced() {
+            None => Ok(()),
+            Some(why) => Err(crate::error::MISCONF_PREFIX.to_string() + &why),
+        }
+    }
+
     /// A typed write from a coordinator ([`PeerMsg::Apply`]): refused as
     /// [`Self::accept_write`] refuses, else checked and merged
     /// ([`Shared::apply_checked`]), its log record encoded into `log`.
     fn accept_checked(&self, req: &ApplyReq, log: &mut Logged) -> Result<ApplyResult, String> {
+        self.writable_for_peers()?;
         self.clock
             .observe(req.entry.version().ts)
             .map_err(|e| e.to_string())?;
@@ -338,7 +358,35 @@ impl Shared {
                         net.send(&reply_to, ack);
                     }
                 }
-                Err(e) => warn!(error = %e, "replica write not logged; not acknowledging it"),
+                // The coordinator is told at once, so it need not wait out
+                // its timeout; the write stays unacknowledged here.
+                Err(e) => {
+                    warn!(error = %e, "replica write not logged; refusing it");
+                    let why = match e {
+                        crate::error::Error::Misconf(why) => {
+                            crate::error::MISCONF_PREFIX.to_string() + &why
+                        }
+                        e => e.to_string(),
+                    };
+                    for ack in acks {
+                        let refusal = match ack {
+                            PeerMsg::ApplyAck { id, .. } => PeerMsg::ApplyAck {
+                                id,
+                                result: ApplyResult::Refused(why.clone()),
+                            },
+                            PeerMsg::PutAck { id, .. } | PeerMsg::PutRmwAck { id, .. } => {
+                                PeerMsg::PutAck {
+                                    id,
+                                    result: PutResult::Refused(why.clone()),
+                                }
+                            }
+                            // A hand-off stays unacknowledged: its sender
+                            // keeps its copies and tries again.
+                            _ => continue,
+                        };
+                        net.send(&reply_to, refusal);
+                    }
+                }
             }),
         );
     }

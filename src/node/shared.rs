@@ -51,6 +51,12 @@ pub struct View {
     pub addrs: HashMap<NodeName, String, foldhash::fast::RandomState>,
     /// Generation of every node on the ring.
     pub generations: HashMap<NodeName, u64>,
+    /// The ring writes go to: `ring` without the nodes whose commit log
+    /// takes no writes (see `log/fence.rs`), which coordinators treat as
+    /// down for writes and still read from.
+    pub write_ring: Ring,
+    /// The nodes up whose commit log takes no writes, and why.
+    pub fenced: std::collections::BTreeMap<NodeName, String>,
 }
 
 /// Everything the tasks of one node share.
@@ -108,6 +114,9 @@ pub struct Shared {
     /// `sync`): below `view.epoch` while a view change is not yet
     /// reconciled.
     pub reconciled_epoch: std::sync::atomic::AtomicU64,
+    /// The nodes (this one included) whose commit log takes no writes, and
+    /// why, as their heartbeats last said (see [`View::write_ring`]).
+    pub fences: Mutex<HashMap<NodeName, String>>,
     /// The offset of every peer's wall clock from this node's.
     pub skew: Mutex<crate::skew::Skew>,
     /// When the node started.
@@ -208,11 +217,21 @@ impl Shared {
         key: &Bytes,
         entry: Entry,
     ) -> crate::error::Result<Applied> {
+        self.writable()?;
         let (applied, record) = self.apply_at(pos, key, entry)?;
         if let Some(rec) = record {
             self.log.append(rec).await?;
         }
         Ok(applied)
+    }
+
+    /// `Error::Misconf` while the commit log takes no writes (see
+    /// `log/fence.rs`): a write is refused before it changes anything.
+    pub fn writable(&self) -> crate::error::Result<()> {
+        match self.log.fenced() {
+            None => Ok(()),
+            Some(why) => Err(crate::error::Error::Misconf(why)),
+        }
     }
 
     /// Applies a typed write as a replica: checks the key's type and the
@@ -251,6 +270,7 @@ impl Shared {
         entry: &Entry,
         check: &crate::values::Check,
     ) -> crate::error::Result<crate::message::ApplyResult> {
+        self.writable()?;
         let (result, logged) = self.apply_checked(pos, key, entry, check);
         if let Some(delta) = logged {
             self.log.append(to_record(key, delta)?).await?;
@@ -326,9 +346,21 @@ impl Shared {
                     n
                 })
                 .collect();
+            let fences = self.fences.lock().unwrap_or_else(|p| p.into_inner());
+            let fenced: std::collections::BTreeMap<NodeName, String> = names
+                .iter()
+                .filter_map(|n| Some((n.clone(), fences.get(n)?.clone())))
+                .collect();
+            let writers: Vec<NodeName> = names
+                .iter()
+                .filter(|n| !fenced.contains_key(*n))
+                .cloned()
+                .collect();
             View {
                 epoch: self.view.load().epoch + 1,
                 ring: Ring::new(names, self.cfg.vnodes),
+                write_ring: Ring::new(writers, self.cfg.vnodes),
+                fenced,
                 addrs,
                 generations,
             }

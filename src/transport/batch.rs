@@ -360,6 +360,9 @@ mod tests {
                 wall_micros: 19,
                 hlc: Timestamp::from_micros(20),
             },
+            PeerMsg::WriteFence {
+                reason: Some("No space left on device".into()),
+            },
         ]
     }
 

@@ -14,6 +14,7 @@
 //!   (incoming), from this node (outgoing), or in either direction.
 //! - A **delay** rule holds each of the next COUNT outgoing messages for a
 //!   number of milliseconds.
+//! - A **disk** fault fails the next COUNT commit-log writes or fsyncs.
 //! - A **clock** offset sets the node's wall clock wrong by a number of
 //!   milliseconds (see `crate::clock::set_offset_micros`).
 //!
@@ -78,7 +79,18 @@ pub enum FaultCommand {
         /// Milliseconds added to the wall clock.
         offset_ms: i64,
     },
-    /// Remove every fault (the clock offset included).
+    /// Fail the node's next `count` commit-log operations `fail` (`write`
+    /// or `fsync`) with `errno` (`ENOSPC` or `EIO`), as a full or broken
+    /// disk would (handled by the admin port, which owns the log).
+    Disk {
+        /// Which operation.
+        fail: crate::log::DiskOp,
+        /// How many.
+        count: u64,
+        /// The error.
+        errno: crate::log::DiskErrno,
+    },
+    /// Remove every fault (the clock offset and disk faults included).
     Clear,
 }
 
@@ -146,6 +158,8 @@ impl Faults {
             FaultCommand::Clock { offset_ms } => {
                 crate::clock::set_offset_micros(offset_ms.saturating_mul(1000));
             }
+            // The commit log's: see `admin::fault`.
+            FaultCommand::Disk { .. } => {}
             FaultCommand::Clear => {
                 *s = State::default();
                 crate::clock::set_offset_micros(0);

@@ -59,7 +59,10 @@ pub fn incr_reply(result: IncrResult) -> Reply {
         IncrResult::Refused(IncrError::Overflow) => {
             Reply::err("increment or decrement would overflow")
         }
-        IncrResult::Invalid(why) => Reply::err(why),
+        IncrResult::Invalid(why) => match why.strip_prefix(crate::error::MISCONF_PREFIX) {
+            Some(reason) => super::error_reply(&crate::error::Error::Misconf(reason.to_string())),
+            None => Reply::err(why),
+        },
         IncrResult::Failed(why) => Reply::error_code("UNAVAILABLE", why),
     }
 }

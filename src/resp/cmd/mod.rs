@@ -107,6 +107,7 @@ pub fn error_reply(e: &Error) -> Reply {
     match e {
         Error::Unavailable { .. } | Error::Partial { .. } => Reply::error_code("UNAVAILABLE", e),
         Error::Shutdown => Reply::error_code("SHUTDOWN", e),
+        Error::Misconf(_) => Reply::error_code("MISCONF", e),
         Error::WrongType => wrong_type(),
         _ => Reply::err(e),
     }

@@ -1,4 +1,5 @@
-//! What a node does with the clocks its peers announce.
+//! What a node does with what its peers announce: their clocks, and
+//! whether their commit log takes writes.
 //!
 //! Every socket write from a peer of protocol 8 or later opens with the
 //! peer's clocks (`PeerMsg::Clock`). The hybrid clock moves past the
@@ -68,5 +69,34 @@ impl Shared {
             Standing::Ok => info!(peer, offset_ms, "{text}"),
         }
         self.events.push("clock", Some(peer.to_string()), text);
+    }
+
+    /// Records whether `node`'s commit log takes writes (this node's own,
+    /// from the heartbeat loop; a peer's, from its `WriteFence`), and
+    /// publishes a new view when that changed, so writes go around it.
+    pub(crate) fn note_fence(&self, node: &crate::ring::NodeName, reason: Option<String>) {
+        let changed = {
+            let mut fences = self.fences.lock().unwrap_or_else(|p| p.into_inner());
+            let before = fences.get(node).cloned();
+            match &reason {
+                Some(why) => fences.insert(node.clone(), why.clone()),
+                None => fences.remove(node),
+            };
+            before.is_some() != reason.is_some()
+        };
+        if changed {
+            match &reason {
+                Some(why) => {
+                    warn!(node = %node, reason = %why, "commit log fenced: writes go to other replicas")
+                }
+                None => info!(node = %node, "commit log takes writes again"),
+            }
+            let text = match &reason {
+                Some(why) => format!("{node} takes no writes: commit log cannot be written: {why}"),
+                None => format!("{node} takes writes again"),
+            };
+            self.events.push("fence", Some(node.to_string()), text);
+            self.publish_view();
+        }
     }
 }
