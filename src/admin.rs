@@ -68,8 +68,9 @@ pub struct NodeStatus {
     /// `protocol_max` (it needs no link to itself).
     #[serde(default)]
     pub protocol: Option<u32>,
-    /// Why its commit log takes no writes (a full disk, an I/O error), as
-    /// its heartbeats last said; null while it takes writes. A fenced node
+    /// Why it takes no writes (its commit log cannot be written, or it is
+    /// past `maxmemory`), as its heartbeats last said; null while it takes
+    /// writes. A fenced node
     /// still serves reads, and coordinators write around it.
     #[serde(default)]
     pub write_fenced: Option<String>,
@@ -147,7 +148,7 @@ pub fn status(shared: &Shared) -> Status {
         keys: shared.store.live_len() as u64,
         suspect: false,
         protocol: Some(shared.cfg.peer_protocol_max),
-        write_fenced: shared.log.fenced(),
+        write_fenced: shared.write_fence(),
     }];
     let fences = shared
         .fences

@@ -102,6 +102,12 @@ pub struct Config {
     /// part until its clock is fixed); also the furthest ahead a write's
     /// timestamp may be. Default 60000 (see docs/clocks.md for why).
     pub max_clock_skew_ms: u64,
+    /// Bytes of stored data (INFO's `used_memory`) past which commands
+    /// that may add data (Redis's `denyoom`: SET, HSET, SADD, INCR...) are
+    /// refused with `-OOM`, as Redis's `noeviction` policy does; deletes
+    /// and reads go on, expired keys are reclaimed first, and coordinators
+    /// write around the node. 0: no limit. Default 0.
+    pub maxmemory: u64,
     /// How far a peer's wall clock may be from this node's before this
     /// node warns (a log line, `/status`, the dashboard). Default 500.
     pub clock_warn_ms: u64,
@@ -183,6 +189,7 @@ impl Default for Config {
             tombstone_grace_secs: 86_400,
             max_clock_skew_ms: 60_000,
             clock_warn_ms: 500,
+            maxmemory: 0,
             max_frame_bytes: 64 * 1024 * 1024,
             peer_queue_len: 65_536,
             peer_protocol_max: PROTOCOL_VERSION,

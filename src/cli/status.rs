@@ -71,7 +71,7 @@ pub fn render(status: &Status, previous: Option<&Status>, color: bool) -> String
     for n in &status.nodes {
         if let Some(why) = &n.write_fenced {
             let line = format!(
-                "WRITE-FENCED {}: takes no writes, serves reads: commit log cannot be written: {why}",
+                "WRITE-FENCED {}: takes no writes, serves reads: {why}",
                 n.name
             );
             match color {

@@ -1,5 +1,5 @@
-//! What a node does with what its peers announce: their clocks, and
-//! whether their commit log takes writes.
+//! What a node announces and learns from its peers: their clocks, and
+//! whether a node takes writes (its commit log, and `maxmemory`).
 //!
 //! Every socket write from a peer of protocol 8 or later opens with the
 //! peer's clocks (`PeerMsg::Clock`). The hybrid clock moves past the
@@ -7,6 +7,8 @@
 //! write the peer had made, even when this node replicates none of them.
 //! The wall clocks go to [`crate::skew`], whose verdict refuses a peer too
 //! far off; its changes are logged here, once each.
+
+use std::sync::atomic::Ordering::Relaxed;
 
 use tracing::{debug, info, warn};
 
@@ -92,11 +94,60 @@ impl Shared {
                 None => info!(node = %node, "commit log takes writes again"),
             }
             let text = match &reason {
-                Some(why) => format!("{node} takes no writes: commit log cannot be written: {why}"),
+                Some(why) => format!("{node} takes no writes: {why}"),
                 None => format!("{node} takes writes again"),
             };
             self.events.push("fence", Some(node.to_string()), text);
             self.publish_view();
         }
+    }
+
+    /// Whether this node holds more data than `maxmemory` allows. Past
+    /// it, expired keys are reclaimed first (at most once a second), and
+    /// only then is the answer yes.
+    pub fn over_maxmemory(&self) -> bool {
+        let limit = self.cfg.maxmemory;
+        if limit == 0 || (self.store.bytes() as u64) <= limit {
+            return false;
+        }
+        self.reclaim_for_maxmemory();
+        self.store.bytes() as u64 > limit
+    }
+
+    /// Why this node takes no writes, if it does not: its commit log, or
+    /// `maxmemory` (what its heartbeats tell the others).
+    pub fn write_fence(&self) -> Option<String> {
+        let log = self.log.fenced();
+        log.map(|why| format!("commit log cannot be written: {why}"))
+            .or_else(|| {
+                self.over_maxmemory().then(|| {
+                    format!(
+                        "OOM: used memory {} > maxmemory {}",
+                        self.store.bytes(),
+                        self.cfg.maxmemory
+                    )
+                })
+            })
+    }
+
+    /// Reclaims expired keys now, as the reclaim loop would (deadlines
+    /// older than the clock tolerance), at most once a second: the first
+    /// thing a node past `maxmemory` does.
+    fn reclaim_for_maxmemory(&self) {
+        let now = crate::clock::wall_millis();
+        let last = self.maxmemory_reclaimed_at.load(Relaxed);
+        if now.saturating_sub(last) < 1000
+            || self
+                .maxmemory_reclaimed_at
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        let cutoff = now.saturating_sub(self.cfg.max_clock_skew_ms);
+        let (_, reclaimed) = self.store.reclaim_expired(cutoff, usize::MAX);
+        self.metrics
+            .expired_reclaimed
+            .fetch_add(reclaimed as u64, Relaxed);
     }
 }

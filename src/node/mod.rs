@@ -193,6 +193,7 @@ impl Node {
             ae_stats: Default::default(),
             reconciled_epoch: AtomicU64::new(0),
             fences: Default::default(),
+            maxmemory_reclaimed_at: AtomicU64::new(0),
             skew: Mutex::new(crate::skew::Skew::new(
                 cfg.clock_warn_ms * 1000,
                 cfg.max_clock_skew_ms * 1000,
@@ -379,7 +380,7 @@ async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
         shared.handle_events(events);
         let sent = targets.len() as u64;
         let digest = shared.metadata_digest();
-        let fence = shared.log.fenced();
+        let fence = shared.write_fence();
         shared.note_fence(&shared.me, fence.clone());
         for addr in targets {
             shared

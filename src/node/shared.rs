@@ -117,6 +117,9 @@ pub struct Shared {
     /// The nodes (this one included) whose commit log takes no writes, and
     /// why, as their heartbeats last said (see [`View::write_ring`]).
     pub fences: Mutex<HashMap<NodeName, String>>,
+    /// When expired keys were last reclaimed because of `maxmemory`
+    /// (milliseconds since the epoch).
+    pub maxmemory_reclaimed_at: std::sync::atomic::AtomicU64,
     /// The offset of every peer's wall clock from this node's.
     pub skew: Mutex<crate::skew::Skew>,
     /// When the node started.

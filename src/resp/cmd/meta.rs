@@ -246,6 +246,16 @@ pub fn command_info(name: &str) -> Option<&'static Reply> {
     meta().info.get(&name.to_ascii_lowercase())
 }
 
+/// Whether Redis refuses `name` past `maxmemory` (its `denyoom` flag: a
+/// write that may add data; DEL and the reads are not).
+pub fn denyoom(name: &str) -> bool {
+    let Some(Reply::Array(info)) = command_info(name) else {
+        return false;
+    };
+    matches!(info.get(2), Some(Reply::Set(flags) | Reply::Array(flags))
+        if flags.iter().any(|f| matches!(f, Reply::Simple(s) if s == "denyoom")))
+}
+
 /// COMMAND DOCS's entry (the value under the name) for `name`, if ringkv
 /// has the command.
 pub fn command_docs(name: &str) -> Option<&'static Reply> {

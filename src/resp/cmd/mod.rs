@@ -264,6 +264,11 @@ pub fn dispatch_spec(
     if let Some(reply) = check_limits(shared, spec, &args) {
         return Run::Now(refuse(conn, Some(spec), reply));
     }
+    // Past maxmemory, as Redis with `noeviction`: commands that may add
+    // data are refused (queued in MULTI or not), deletes and reads go on.
+    if shared.over_maxmemory() && meta::denyoom(spec.name) {
+        return Run::Now(refuse(conn, Some(spec), oom()));
+    }
     if let Some(multi) = conn.multi.as_mut() {
         if !spec.has(table::TRANSACTION_CONTROL) {
             multi.queued.push(args);
@@ -277,6 +282,11 @@ pub fn dispatch_spec(
         args,
         spec,
     })
+}
+
+/// Redis's reply to a command refused past `maxmemory`.
+pub fn oom() -> Reply {
+    Reply::error_code("OOM", "command not allowed when used memory > 'maxmemory'.")
 }
 
 /// A command refused before it ran: inside MULTI, the transaction is

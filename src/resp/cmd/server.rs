@@ -142,8 +142,8 @@ fn section(shared: &Shared, name: &str) -> String {
             s.push_str("# Memory\r\n");
             s += &line("used_memory", &used);
             s += &line("used_memory_human", &human(used));
-            s += &line("maxmemory", &0);
-            s += &line("maxmemory_human", &"0B");
+            s += &line("maxmemory", &cfg.maxmemory);
+            s += &line("maxmemory_human", &human(cfg.maxmemory));
             s += &line("maxmemory_policy", &"noeviction");
         }
         "persistence" => {
@@ -355,6 +355,7 @@ fn config_value(cfg: &Config, name: &str) -> Option<String> {
             .map_or("", |(h, _)| h)
             .to_string(),
         "maxclients" => cfg.max_clients.to_string(),
+        "maxmemory" => cfg.maxmemory.to_string(),
         "databases" => "1".to_string(),
         "dir" => cfg.data_dir.display().to_string(),
         "requirepass" => cfg.requirepass.clone().unwrap_or_default(),
