@@ -7,7 +7,9 @@
 #   cluster.sh kill NODE           docker kill (SIGKILL) one node
 #   cluster.sh stop NODE           docker stop (SIGTERM, clean shutdown)
 #   cluster.sh start NODE          start a killed or stopped node again, on its volume
-#   cluster.sh partition G G...    cut the network between groups, e.g. n1,n2 n3,n4,n5
+#   cluster.sh partition G G...    cut the network between groups, e.g. n1,n2 n3,n4,n5; a node in
+#                                  no group keeps its links to all (n1,n2 n4,n5: n3 is a bridge)
+#   cluster.sh pause NODE          docker pause (SIGSTOP-like freeze); unpause NODE resumes it
 #   cluster.sh heal                remove exactly the rules `partition` added
 #   cluster.sh status              every node's routing table, side by side
 #   cluster.sh logs NODE [ARGS]    docker logs of one node (ARGS e.g. -f, --tail 20)
@@ -401,6 +403,28 @@ cmd_start() {
     fi
 }
 
+cmd_pause() {
+    [[ $# -ge 1 ]] || die "pause needs a node name (${NODES[*]})"
+    need_docker
+    local n
+    for n in "$@"; do
+        check_node "$n"
+        docker pause "$(container "$n")" >/dev/null || die "could not pause $n"
+        note "paused $n"
+    done
+}
+
+cmd_unpause() {
+    [[ $# -ge 1 ]] || die "unpause needs a node name (${NODES[*]})"
+    need_docker
+    local n
+    for n in "$@"; do
+        check_node "$n"
+        docker unpause "$(container "$n")" >/dev/null || die "could not unpause $n"
+        note "unpaused $n"
+    done
+}
+
 cmd_logs() {
     [[ $# -ge 1 ]] || die "logs needs a node name (${NODES[*]})"
     need_docker
@@ -458,6 +482,8 @@ main() {
     kill) cmd_kill "$@" ;;
     stop) cmd_stop "$@" ;;
     start) cmd_start "$@" ;;
+    pause) cmd_pause "$@" ;;
+    unpause) cmd_unpause "$@" ;;
     partition) cmd_partition "$@" ;;
     heal) cmd_heal ;;
     status) cmd_status ;;

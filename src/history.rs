@@ -121,6 +121,14 @@ impl History {
         self.events.len()
     }
 
+    /// How many of its operations were acknowledged.
+    pub fn acked(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|e| e.outcome == Outcome::Acked)
+            .count()
+    }
+
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
         self.events.is_empty()

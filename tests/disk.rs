@@ -58,6 +58,7 @@ fn a_write_that_cannot_be_logged_fails_at_once_and_the_node_recovers_by_itself()
         took < Duration::from_secs(1),
         "refused after {took:?}, not at once"
     );
+    eprintln!("the first write that could not be logged was refused after {took:?}");
     // Every later write too, at once; reads and health go on.
     assert!(misconf(&client.cmd(&["INCR", "n"])));
     assert!(misconf(&client.cmd(&["HSET", "h", "f", "v"])));

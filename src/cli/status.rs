@@ -142,3 +142,68 @@ pub async fn run(admin: &str, json: bool, watch: bool) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::PeerClock;
+
+    fn node(name: &str, fenced: Option<&str>) -> NodeStatus {
+        NodeStatus {
+            name: name.into(),
+            token: "0123456789abcdef".into(),
+            peer: "127.0.0.1:7101".into(),
+            client: "127.0.0.1:7001".into(),
+            admin: "127.0.0.1:7201".into(),
+            state: MemberState::Up,
+            last_heartbeat_ms: Some(12),
+            generation: 1,
+            share: 0.5,
+            keys: 3,
+            suspect: false,
+            protocol: Some(8),
+            write_fenced: fenced.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_fenced_node_and_a_skewed_clock_get_a_line_each() {
+        let status = Status {
+            name: "n1".into(),
+            token: "0123456789abcdef".into(),
+            generation: 1,
+            keys: 3,
+            nodes: vec![
+                node("n1", None),
+                node(
+                    "n2",
+                    Some("commit log cannot be written: No space left on device"),
+                ),
+            ],
+            anti_entropy: Default::default(),
+            heartbeat_interval_ms: 200,
+            failure_timeout_ms: 1000,
+            protocol_min: 5,
+            protocol_max: 8,
+            clocks: [(
+                "n2".to_string(),
+                PeerClock {
+                    offset_ms: -1500.0,
+                    standing: "skewed".into(),
+                },
+            )]
+            .into(),
+            clock_injected_offset_ms: 0,
+        };
+        let out = render(&status, None, false);
+        assert!(out.contains(
+            "WRITE-FENCED n2: takes no writes, serves reads: commit log cannot be written: \
+             No space left on device\n"
+        ));
+        assert!(
+            out.contains("CLOCK SKEWED: n2's wall clock is 1500 ms behind n1's\n"),
+            "{out}"
+        );
+        assert!(!out.contains("WRITE-FENCED n1"));
+    }
+}

@@ -356,6 +356,32 @@ impl Client {
         }
     }
 
+    /// A client that gives up on a connection or a reply after `timeout`
+    /// (for tests whose nodes may be down, paused or cut off); `None` when
+    /// the node cannot be reached.
+    pub fn try_connect(addr: &str, timeout: Duration) -> Option<Client> {
+        let addr = addr.parse().ok()?;
+        let stream = TcpStream::connect_timeout(&addr, timeout).ok()?;
+        stream.set_read_timeout(Some(timeout)).ok()?;
+        stream.set_write_timeout(Some(timeout)).ok()?;
+        stream.set_nodelay(true).ok()?;
+        Some(Client {
+            stream,
+            buf: BytesMut::new(),
+            decoder: ReplyDecoder::default(),
+        })
+    }
+
+    /// Sends a command and reads its reply; `None` on a broken connection
+    /// or a timeout (the command may or may not have run).
+    pub fn try_cmd(&mut self, args: &[&str]) -> Option<Reply> {
+        let mut out = BytesMut::new();
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        encode_command(&args, &mut out);
+        self.stream.write_all(&out).ok()?;
+        self.read()
+    }
+
     /// Sends raw bytes.
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).unwrap();
