@@ -120,8 +120,18 @@ struct Failure {
 }
 
 impl Failure {
+    /// For writes refused by the fence: nothing of them was applied.
     fn to_error(&self) -> Error {
         Error::Misconf(self.reason.clone())
+    }
+
+    /// For the writes of the batch that met the failure, which reached
+    /// the store but not the log.
+    fn to_error_in_memory(&self) -> Error {
+        Error::Misconf(format!(
+            "{}; this write reached memory but not the log, so it may still take effect",
+            self.reason
+        ))
     }
 }
 
@@ -377,9 +387,16 @@ impl Writer {
                 Err(_) => break,
             }
         }
+        let fenced_before = self.failed.is_some();
         let result = self.write(&mut buf, count).await;
         for w in waiters.drain(..) {
-            w.finish(result.clone().map_err(|f| f.to_error()));
+            w.finish(result.clone().map_err(|f| match fenced_before {
+                true => f.to_error(),
+                // This batch met the failure: its writes are already in
+                // the store (see `Shared::apply_durably`), so they are
+                // indeterminate, and their clients are told so.
+                false => f.to_error_in_memory(),
+            }));
         }
         buf.clear();
         self.scratch = buf;
