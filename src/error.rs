@@ -82,6 +82,10 @@ pub enum Error {
     /// write was refused, and nothing acknowledged it. Redis's MISCONF.
     #[error("commit log cannot be written: {0}")]
     Misconf(String),
+    /// Past `maxmemory` (Redis's OOM under `noeviction`): the write was
+    /// refused before it changed anything.
+    #[error("command not allowed when used memory > 'maxmemory'.")]
+    Oom,
     /// The node is shutting down; the request was not started.
     #[error("node is shutting down")]
     Shutdown,
@@ -94,6 +98,10 @@ pub enum Error {
 /// its commit log cannot be written, so the coordinator answers the
 /// client Redis's `MISCONF`.
 pub const MISCONF_PREFIX: &str = "MISCONF ";
+
+/// What an increment's coordinator answers (`IncrResult::Invalid`) when
+/// every node up is past `maxmemory`: the client gets Redis's OOM.
+pub const OOM_REFUSAL: &str = "OOM";
 
 impl Error {
     /// Shorthand for [`Error::InvalidInput`].

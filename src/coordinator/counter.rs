@@ -46,8 +46,12 @@ impl Shared {
         // The owner is the first replica that takes writes.
         let pref = view.write_ring.preference_list(&pos, self.cfg.replication);
         let Some(owner) = pref.first().cloned() else {
-            if let Some(why) = super::fenced_everywhere(&view) {
-                return IncrResult::Invalid(crate::error::MISCONF_PREFIX.to_string() + &why);
+            match super::fenced_everywhere(&view, &view.write_ring) {
+                Some(crate::error::Error::Misconf(why)) => {
+                    return IncrResult::Invalid(crate::error::MISCONF_PREFIX.to_string() + &why)
+                }
+                Some(_) => return IncrResult::Invalid(crate::error::OOM_REFUSAL.into()),
+                None => {}
             }
             return IncrResult::Failed("no node is up".into());
         };

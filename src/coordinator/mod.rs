@@ -337,10 +337,16 @@ impl Shared {
             if pref_epoch != Some(view.epoch) {
                 // Nodes whose commit log takes no writes are left out, as
                 // if they were down (see `log/fence.rs`).
-                pref = view.write_ring.preference_list(&pos, self.cfg.replication);
+                // A delete (or a delta of removals only) still reaches
+                // nodes past `maxmemory`, as Redis lets DEL through.
+                let ring = match entry.is_tombstone() {
+                    true => &view.delete_ring,
+                    false => &view.write_ring,
+                };
+                pref = ring.preference_list(&pos, self.cfg.replication);
                 if pref.is_empty() {
-                    if let Some(why) = fenced_everywhere(&view) {
-                        return Err(Error::Misconf(why));
+                    if let Some(e) = fenced_everywhere(&view, ring) {
+                        return Err(e);
                     }
                 }
                 if rich && pref_epoch.is_none() {
@@ -606,12 +612,23 @@ fn refusal_error(why: String) -> Error {
     }
 }
 
-/// When every node up has its commit log fenced, why (one node's reason,
-/// naming it): writes then fail at once with `MISCONF`.
-pub(crate) fn fenced_everywhere(view: &View) -> Option<String> {
-    if view.fenced.is_empty() || !view.write_ring.nodes().is_empty() {
+/// When `ring` is empty because every node up is fenced, the error to
+/// fail with at once: `MISCONF` naming a node whose commit log cannot be
+/// written, or `OOM` when they are all past `maxmemory`.
+pub(crate) fn fenced_everywhere(view: &View, ring: &crate::ring::Ring) -> Option<Error> {
+    if view.fenced.is_empty() || !ring.nodes().is_empty() {
         return None;
     }
-    let (node, why) = view.fenced.iter().next()?;
-    Some(format!("{why} (on {node}; no node up takes writes)"))
+    let log = view
+        .fenced
+        .iter()
+        .find(|(_, why)| !why.starts_with(crate::node::shared::OOM_FENCE));
+    Some(match log {
+        Some((node, why)) => Error::Misconf(format!(
+            "{} (on {node}; no node up takes writes)",
+            why.strip_prefix("commit log cannot be written: ")
+                .unwrap_or(why)
+        )),
+        None => Error::Oom,
+    })
 }

@@ -89,9 +89,9 @@ impl Shared {
         if changed {
             match &reason {
                 Some(why) => {
-                    warn!(node = %node, reason = %why, "commit log fenced: writes go to other replicas")
+                    warn!(node = %node, reason = %why, "node takes no writes: they go to other replicas")
                 }
-                None => info!(node = %node, "commit log takes writes again"),
+                None => info!(node = %node, "node takes writes again"),
             }
             let text = match &reason {
                 Some(why) => format!("{node} takes no writes: {why}"),

@@ -55,9 +55,17 @@ pub struct View {
     /// takes no writes (see `log/fence.rs`), which coordinators treat as
     /// down for writes and still read from.
     pub write_ring: Ring,
-    /// The nodes up whose commit log takes no writes, and why.
+    /// The ring deletes go to (a tombstone, or a delta of removals only):
+    /// `ring` without the nodes whose commit log takes no writes, but with
+    /// those past `maxmemory` (Redis lets DEL through there).
+    pub delete_ring: Ring,
+    /// The nodes up that take no writes, and why.
     pub fenced: std::collections::BTreeMap<NodeName, String>,
 }
+
+/// How the reason of a fence for `maxmemory` starts (see
+/// `Shared::write_fence`); any other reason is the commit log's.
+pub const OOM_FENCE: &str = "OOM";
 
 /// Everything the tasks of one node share.
 pub struct Shared {
@@ -359,10 +367,16 @@ impl Shared {
                 .filter(|n| !fenced.contains_key(*n))
                 .cloned()
                 .collect();
+            let deleters: Vec<NodeName> = names
+                .iter()
+                .filter(|n| fenced.get(*n).is_none_or(|why| why.starts_with(OOM_FENCE)))
+                .cloned()
+                .collect();
             View {
                 epoch: self.view.load().epoch + 1,
                 ring: Ring::new(names, self.cfg.vnodes),
                 write_ring: Ring::new(writers, self.cfg.vnodes),
+                delete_ring: Ring::new(deleters, self.cfg.vnodes),
                 fenced,
                 addrs,
                 generations,

@@ -61,6 +61,7 @@ pub fn incr_reply(result: IncrResult) -> Reply {
         }
         IncrResult::Invalid(why) => match why.strip_prefix(crate::error::MISCONF_PREFIX) {
             Some(reason) => super::error_reply(&crate::error::Error::Misconf(reason.to_string())),
+            None if why == crate::error::OOM_REFUSAL => super::oom(),
             None => Reply::err(why),
         },
         IncrResult::Failed(why) => Reply::error_code("UNAVAILABLE", why),

@@ -108,6 +108,7 @@ pub fn error_reply(e: &Error) -> Reply {
         Error::Unavailable { .. } | Error::Partial { .. } => Reply::error_code("UNAVAILABLE", e),
         Error::Shutdown => Reply::error_code("SHUTDOWN", e),
         Error::Misconf(_) => Reply::error_code("MISCONF", e),
+        Error::Oom => oom(),
         Error::WrongType => wrong_type(),
         _ => Reply::err(e),
     }
