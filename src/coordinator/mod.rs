@@ -47,6 +47,10 @@ use crate::store::{Entry, Version};
 
 mod counter;
 mod read;
+mod refusal;
+
+pub(crate) use refusal::fenced_everywhere;
+use refusal::{refusal_error, refusal_text};
 
 /// A string, or a tombstone for `None`, at `version`.
 fn simple(version: Version, value: Option<Bytes>) -> Entry {
@@ -593,42 +597,4 @@ impl Shared {
         }
         Ok(())
     }
-}
-
-/// A replica's refusal as the coordinator words it: a full log keeps its
-/// `MISCONF` first, so the client gets Redis's error code.
-fn refusal_text(from: &NodeName, why: String) -> String {
-    match why.strip_prefix(crate::error::MISCONF_PREFIX) {
-        Some(rest) => format!("{}{rest} (on {from})", crate::error::MISCONF_PREFIX),
-        None => format!("{from} refused: {why}"),
-    }
-}
-
-/// The error a write fails with after refusals (see [`refusal_text`]).
-fn refusal_error(why: String) -> Error {
-    match why.strip_prefix(crate::error::MISCONF_PREFIX) {
-        Some(rest) => Error::Misconf(rest.to_string()),
-        None => Error::invalid(why),
-    }
-}
-
-/// When `ring` is empty because every node up is fenced, the error to
-/// fail with at once: `MISCONF` naming a node whose commit log cannot be
-/// written, or `OOM` when they are all past `maxmemory`.
-pub(crate) fn fenced_everywhere(view: &View, ring: &crate::ring::Ring) -> Option<Error> {
-    if view.fenced.is_empty() || !ring.nodes().is_empty() {
-        return None;
-    }
-    let log = view
-        .fenced
-        .iter()
-        .find(|(_, why)| !why.starts_with(crate::node::shared::OOM_FENCE));
-    Some(match log {
-        Some((node, why)) => Error::Misconf(format!(
-            "{} (on {node}; no node up takes writes)",
-            why.strip_prefix("commit log cannot be written: ")
-                .unwrap_or(why)
-        )),
-        None => Error::Oom,
-    })
 }

@@ -372,7 +372,7 @@ mod tests {
         let mut batch = Batch::new(1 << 20, version);
         batch.add(msg.clone(), stats, "peer");
         batch.flush_held(stats, "peer");
-        let mut codec = super::super::tcp::PeerDecoder::new(version, 1 << 20);
+        let mut codec = super::super::counters::PeerDecoder::new(version, 1 << 20);
         let mut out = Vec::new();
         while let Some(m) = codec.decode(&mut batch.buf).unwrap() {
             out.push(m);

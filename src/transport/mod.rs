@@ -23,6 +23,7 @@
 //! tested directly.
 
 mod batch;
+mod counters;
 pub mod fault;
 mod handshake;
 mod negotiate;

@@ -23,7 +23,7 @@
 //! the traffic itself is not encrypted).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,13 +38,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::batch::Batch;
+pub use super::counters::NetStats;
+use super::counters::PeerDecoder;
 use super::fault::{Faults, Verdict};
 use super::handshake::{Connected, HANDSHAKE_TIMEOUT, REFUSED};
 use super::{Peer, PeerHandler, Transport, Versions};
 use crate::auth::{ClusterKey, KeyedRateLimit};
-use crate::encoding::FrameCodec;
 use crate::error::{Error, Result};
-use crate::message::v6::{self, PeerMsg6};
 use crate::message::{Hello, PeerMsg, CLOCK_SINCE};
 
 /// A connect to a peer on the cluster's network takes a round trip; one
@@ -57,63 +57,6 @@ const MIN_BACKOFF: Duration = Duration::from_millis(20);
 /// heartbeat interval (an attempt costs one refused or timed-out SYN).
 const MAX_BACKOFF: Duration = Duration::from_millis(200);
 const BATCH_BYTES: usize = 256 * 1024;
-
-/// Decodes the messages of one accepted connection, in the shapes of the
-/// protocol version its handshake settled on (`message::v6` below 7).
-pub(super) struct PeerDecoder {
-    version: u32,
-    current: FrameCodec<PeerMsg>,
-    legacy: FrameCodec<PeerMsg6>,
-}
-
-impl PeerDecoder {
-    pub(super) fn new(version: u32, max_frame: usize) -> Self {
-        PeerDecoder {
-            version,
-            current: FrameCodec::new(max_frame),
-            legacy: FrameCodec::new(max_frame),
-        }
-    }
-}
-
-impl tokio_util::codec::Decoder for PeerDecoder {
-    type Item = PeerMsg;
-    type Error = Error;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<PeerMsg>> {
-        if self.version >= v6::REPLACED_IN {
-            self.current.decode(src)
-        } else {
-            Ok(self.legacy.decode(src)?.map(v6::from_v6))
-        }
-    }
-}
-
-/// Counters of peer traffic, read by `/metrics`.
-#[derive(Debug, Default)]
-pub struct NetStats {
-    /// Messages written to sockets.
-    pub sent: AtomicU64,
-    /// Bytes written to sockets.
-    pub bytes_sent: AtomicU64,
-    /// Messages received and accepted.
-    pub received: AtomicU64,
-    /// Messages dropped because a peer's queue was full or it was unreachable.
-    pub dropped: AtomicU64,
-    /// Messages dropped or delayed by fault injection.
-    pub faulted: AtomicU64,
-    /// Handshakes refused (either side).
-    pub refused: AtomicU64,
-    /// Messages dropped because their sender's clock is too far off (see
-    /// [`PeerHandler::on_clock`]).
-    pub skew_refused: AtomicU64,
-    /// Messages not sent because the link's peer speaks a protocol version
-    /// older than the message and has no equivalent of it (see
-    /// [`crate::message::compat`]).
-    pub unsupported: AtomicU64,
-    /// Messages and bytes by message kind.
-    pub by_kind: crate::metrics::PeerCounters,
-}
 
 /// Settings of the TCP transport.
 #[derive(Clone, Debug)]
