@@ -366,27 +366,25 @@ cmd_heal() {
     fi
 }
 
-cmd_kill() {
-    [[ $# -ge 1 ]] || die "kill needs a node name (${NODES[*]})"
+# docker_each VERB DONE NODE...: `docker VERB` on each node's container,
+# noting "DONE NODE" (kill, stop, pause and unpause differ in nothing else).
+docker_each() {
+    local verb=$1 done=$2
+    shift 2
+    [[ $# -ge 1 ]] || die "$verb needs a node name (${NODES[*]})"
     need_docker
     local n
     for n in "$@"; do
         check_node "$n"
-        docker kill "$(container "$n")" >/dev/null || die "could not kill $n (is it running?)"
-        note "killed $n"
+        docker "$verb" "$(container "$n")" >/dev/null || die "could not $verb $n"
+        note "$done $n"
     done
 }
 
-cmd_stop() {
-    [[ $# -ge 1 ]] || die "stop needs a node name (${NODES[*]})"
-    need_docker
-    local n
-    for n in "$@"; do
-        check_node "$n"
-        docker stop "$(container "$n")" >/dev/null || die "could not stop $n"
-        note "stopped $n"
-    done
-}
+cmd_kill() { docker_each kill killed "$@"; }
+cmd_stop() { docker_each stop stopped "$@"; }
+cmd_pause() { docker_each pause paused "$@"; }
+cmd_unpause() { docker_each unpause unpaused "$@"; }
 
 cmd_start() {
     [[ $# -ge 1 ]] || die "start needs a node name (${NODES[*]})"
@@ -401,28 +399,6 @@ cmd_start() {
     if [[ -s $RULES_FILE ]]; then
         note "warning: a partition is in place, but a started container comes back without rules"
     fi
-}
-
-cmd_pause() {
-    [[ $# -ge 1 ]] || die "pause needs a node name (${NODES[*]})"
-    need_docker
-    local n
-    for n in "$@"; do
-        check_node "$n"
-        docker pause "$(container "$n")" >/dev/null || die "could not pause $n"
-        note "paused $n"
-    done
-}
-
-cmd_unpause() {
-    [[ $# -ge 1 ]] || die "unpause needs a node name (${NODES[*]})"
-    need_docker
-    local n
-    for n in "$@"; do
-        check_node "$n"
-        docker unpause "$(container "$n")" >/dev/null || die "could not unpause $n"
-        note "unpaused $n"
-    done
 }
 
 cmd_logs() {

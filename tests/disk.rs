@@ -15,19 +15,6 @@ fn misconf(r: &Reply) -> bool {
     matches!(r, Reply::Error(e) if e.starts_with("MISCONF commit log cannot be written: "))
 }
 
-/// Node `i`'s view of `name`'s write fence.
-fn fence_of(c: &Cluster, i: usize, name: &str) -> Option<Option<String>> {
-    let status = c.status(i)?;
-    Some(
-        status
-            .nodes
-            .iter()
-            .find(|n| n.name == name)?
-            .write_fenced
-            .clone(),
-    )
-}
-
 fn inject(c: &Cluster, i: usize, op: &str, errno: &str) {
     fault(
         c,
@@ -80,7 +67,8 @@ fn a_write_that_cannot_be_logged_fails_at_once_and_the_node_recovers_by_itself()
         http_get(&c.nodes[0].admin, "/health").as_deref(),
         Some("ok\n")
     );
-    let fence = fence_of(&c, 0, "solo")
+    let fence = c
+        .write_fence(0, "solo")
         .flatten()
         .expect("status shows the fence");
     assert!(fence.contains("No space left on device"), "{fence}");
@@ -88,21 +76,16 @@ fn a_write_that_cannot_be_logged_fails_at_once_and_the_node_recovers_by_itself()
     fault(&c, 0, r#"{"op":"clear"}"#);
     let freed = Instant::now();
     assert!(
-        wait_until(Duration::from_secs(10), || c
-            .client(0)
-            .cmd(&["SET", "after", "3"])
-            == Reply::ok()),
+        c.ok_within(0, &["SET", "after", "3"], Duration::from_secs(10)),
         "no recovery"
     );
     eprintln!(
         "writes taken again {:?} after the fault was cleared",
         freed.elapsed()
     );
-    assert_eq!(fence_of(&c, 0, "solo"), Some(None));
+    assert_eq!(c.write_fence(0, "solo"), Some(None));
     // What was refused stays refused; what was acknowledged survives kill -9.
-    c.kill(0);
-    c.spawn(0);
-    assert!(wait_until(Duration::from_secs(10), || c.up_count(0) == Some(1)));
+    c.restart(0);
     let mut client = c.client(0);
     assert_eq!(client.cmd(&["GET", "before"]), bulk("1"));
     assert_eq!(client.cmd(&["GET", "after"]), bulk("3"));
@@ -132,9 +115,7 @@ fn a_failed_fsync_fences_the_node_until_restart() {
         std::thread::sleep(Duration::from_millis(250));
     }
     assert!(c.log(0).contains("takes no writes until restarted"));
-    c.kill(0);
-    c.spawn(0);
-    assert!(wait_until(Duration::from_secs(10), || c.up_count(0) == Some(1)));
+    c.restart(0);
     assert_eq!(c.client(0).cmd(&["SET", "k", "v"]), Reply::ok());
     assert_eq!(c.client(0).cmd(&["GET", "before"]), bulk("1"));
 }
@@ -152,7 +133,8 @@ fn a_cluster_with_one_full_disk_keeps_acknowledging_writes() {
     assert_eq!(c.client(0).cmd(&["SET", "first", "x"]), Reply::ok());
     for i in 0..3 {
         assert!(
-            wait_until(Duration::from_secs(5), || fence_of(&c, i, "d3")
+            wait_until(Duration::from_secs(5), || c
+                .write_fence(i, "d3")
                 .flatten()
                 .is_some_and(|why| why.contains("No space left on device"))),
             "{} does not see d3 fenced",
@@ -181,7 +163,7 @@ fn a_cluster_with_one_full_disk_keeps_acknowledging_writes() {
     let freed = Instant::now();
     for i in 0..3 {
         assert!(
-            wait_until(Duration::from_secs(10), || fence_of(&c, i, "d3")
+            wait_until(Duration::from_secs(10), || c.write_fence(i, "d3")
                 == Some(None)),
             "{} still sees d3 fenced",
             c.nodes[i].name
@@ -255,23 +237,22 @@ fn a_real_full_tmpfs_refuses_writes_serves_reads_and_recovers() {
         "{refusal:?}"
     );
     assert!(acked > 10, "only {acked} writes before the disk was full");
+    // Every acknowledged write reads back.
+    let holds_all = |c: &Cluster| {
+        let mut client = c.client(0);
+        for i in 0..acked {
+            assert_eq!(client.cmd(&["GET", &format!("k{i}")]), bulk(&value), "k{i}");
+        }
+    };
     // Restart on the full disk: it starts, and serves what it acknowledged.
-    c.kill(0);
-    c.spawn(0);
-    assert!(wait_until(Duration::from_secs(10), || c.up_count(0) == Some(1)));
-    let mut client = c.client(0);
-    for i in 0..acked {
-        assert_eq!(client.cmd(&["GET", &format!("k{i}")]), bulk(&value), "k{i}");
-    }
-    assert!(misconf(&client.cmd(&["SET", "more", "x"])));
+    c.restart(0);
+    holds_all(&c);
+    assert!(misconf(&c.client(0).cmd(&["SET", "more", "x"])));
     // Space freed: writes are taken again within a few seconds, no restart.
     std::fs::remove_file(mount.join("ballast")).unwrap();
     let freed = Instant::now();
     assert!(
-        wait_until(Duration::from_secs(10), || c
-            .client(0)
-            .cmd(&["SET", "more", "x"])
-            == Reply::ok()),
+        c.ok_within(0, &["SET", "more", "x"], Duration::from_secs(10)),
         "no recovery after space was freed"
     );
     eprintln!(
@@ -279,14 +260,9 @@ fn a_real_full_tmpfs_refuses_writes_serves_reads_and_recovers() {
         freed.elapsed()
     );
     // Everything acknowledged survives kill -9.
-    c.kill(0);
-    c.spawn(0);
-    assert!(wait_until(Duration::from_secs(10), || c.up_count(0) == Some(1)));
-    let mut client = c.client(0);
-    for i in 0..acked {
-        assert_eq!(client.cmd(&["GET", &format!("k{i}")]), bulk(&value), "k{i}");
-    }
-    assert_eq!(client.cmd(&["GET", "more"]), bulk("x"));
+    c.restart(0);
+    holds_all(&c);
+    assert_eq!(c.client(0).cmd(&["GET", "more"]), bulk("x"));
 }
 
 /// Unmounts the tmpfs when the test ends.

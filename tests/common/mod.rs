@@ -234,6 +234,33 @@ impl Cluster {
             .map(|n| n.state)
     }
 
+    /// Kills node `i` with SIGKILL, starts it again on its own data dir,
+    /// and waits until it sees every node of the cluster up.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i);
+        let all = self.nodes.len();
+        assert!(
+            wait_until(Duration::from_secs(10), || self.up_count(i) == Some(all)),
+            "{} did not come back",
+            self.nodes[i].name
+        );
+    }
+
+    /// Whether node `i` answers `args` with `+OK` within `limit` (asked
+    /// again until then).
+    pub fn ok_within(&self, i: usize, args: &[&str], limit: Duration) -> bool {
+        wait_until(limit, || self.client(i).cmd(args) == Reply::ok())
+    }
+
+    /// Why `name` takes no writes, as node `i`'s `/status` says (`None`
+    /// inside: it takes writes); `None` if either is unknown.
+    pub fn write_fence(&self, i: usize, name: &str) -> Option<Option<String>> {
+        let status = self.status(i)?;
+        let node = status.nodes.into_iter().find(|n| n.name == name)?;
+        Some(node.write_fenced)
+    }
+
     /// Index of the node named `name`.
     pub fn index(&self, name: &str) -> usize {
         self.nodes.iter().position(|n| n.name == name).unwrap()
