@@ -11,6 +11,13 @@ use ringkv::resp::codec::Reply;
 
 const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 
+/// Whether node `i` sees `name` fenced for being past `maxmemory`.
+fn past_limit(c: &Cluster, i: usize, name: &str) -> bool {
+    c.write_fence(i, name)
+        .flatten()
+        .is_some_and(|why| why.starts_with("OOM"))
+}
+
 /// Sets 1 KiB values under `prefix` until the node refuses; returns how
 /// many it acknowledged and the refusal.
 fn fill(client: &mut Client, prefix: &str, extra: &[&str]) -> (usize, Reply) {
@@ -44,9 +51,11 @@ fn past_maxmemory_writes_get_oom_and_reads_and_deletes_go_on() {
     ] {
         assert_eq!(client.cmd(args), Reply::Error(OOM.into()), "{args:?}");
     }
-    // Inside MULTI the refusal comes at once and EXEC aborts, as in Redis.
+    // Inside MULTI the refusal comes at once, for reads too (queuing takes
+    // memory), and EXEC aborts, as in Redis.
     assert_eq!(client.cmd(&["MULTI"]), Reply::ok());
     assert_eq!(client.cmd(&["SET", "x", "y"]), Reply::Error(OOM.into()));
+    assert_eq!(client.cmd(&["GET", "k0"]), Reply::Error(OOM.into()));
     let exec = client.cmd(&["EXEC"]);
     assert!(
         matches!(&exec, Reply::Error(e) if e.starts_with("EXECABORT")),
@@ -55,11 +64,7 @@ fn past_maxmemory_writes_get_oom_and_reads_and_deletes_go_on() {
     // Once the node's own heartbeat has noted it is past the limit, it
     // counts as write-fenced; reads and DEL (not `denyoom` in Redis) go on.
     assert!(
-        wait_until(Duration::from_secs(5), || c.status(0).is_some_and(|s| s
-            .nodes[0]
-            .write_fenced
-            .as_deref()
-            .is_some_and(|w| w.starts_with("OOM")))),
+        wait_until(Duration::from_secs(5), || past_limit(&c, 0, "m1")),
         "the node never saw itself past maxmemory"
     );
     assert_eq!(client.cmd(&["GET", "k0"]), bulk(&"v".repeat(1024)));
@@ -72,10 +77,7 @@ fn past_maxmemory_writes_get_oom_and_reads_and_deletes_go_on() {
         assert_eq!(client.cmd(&["DEL", &format!("k{n}")]), Reply::Integer(1));
     }
     assert!(
-        wait_until(Duration::from_secs(5), || c
-            .client(0)
-            .cmd(&["SET", "room", "again"])
-            == Reply::ok()),
+        c.ok_within(0, &["SET", "room", "again"], Duration::from_secs(5)),
         "no room after deleting half"
     );
 }
@@ -104,10 +106,7 @@ fn expired_keys_are_reclaimed_to_make_room() {
     assert!(acked > 100);
     // Once they are reclaimable, a write is taken: the reclaim made room.
     assert!(
-        wait_until(Duration::from_secs(10), || c
-            .client(0)
-            .cmd(&["SET", "kept", "x"])
-            == Reply::ok()),
+        c.ok_within(0, &["SET", "kept", "x"], Duration::from_secs(10)),
         "expired keys were not reclaimed to make room"
     );
 }
@@ -126,13 +125,7 @@ fn a_node_past_maxmemory_is_written_around() {
     assert_eq!(refusal, Reply::Error(OOM.into()));
     for i in 0..2 {
         assert!(
-            wait_until(Duration::from_secs(5), || c.status(i).is_some_and(|s| s
-                .nodes
-                .iter()
-                .any(|n| n.name == "a3"
-                    && n.write_fenced
-                        .as_deref()
-                        .is_some_and(|w| w.starts_with("OOM"))))),
+            wait_until(Duration::from_secs(5), || past_limit(&c, i, "a3")),
             "{} does not see a3 past maxmemory",
             c.nodes[i].name
         );

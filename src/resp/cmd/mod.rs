@@ -266,9 +266,14 @@ pub fn dispatch_spec(
         return Run::Now(refuse(conn, Some(spec), reply));
     }
     // Past maxmemory, as Redis with `noeviction`: commands that may add
-    // data are refused (queued in MULTI or not), deletes and reads go on.
-    if shared.over_maxmemory() && meta::denyoom(spec.name) {
-        return Run::Now(refuse(conn, Some(spec), oom()));
+    // data are refused, deletes and reads go on; inside MULTI every
+    // command but EXEC, DISCARD, QUIT and RESET is (queuing takes memory).
+    if shared.over_maxmemory() {
+        let queuing =
+            conn.multi.is_some() && !matches!(spec.name, "exec" | "discard" | "quit" | "reset");
+        if queuing || meta::denyoom(spec.name) {
+            return Run::Now(refuse(conn, Some(spec), oom()));
+        }
     }
     if let Some(multi) = conn.multi.as_mut() {
         if !spec.has(table::TRANSACTION_CONTROL) {
