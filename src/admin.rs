@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::membership::State as MemberState;
 use crate::metrics::Sampled;
 use crate::node::shared::Shared;
-use crate::ring::Token;
+use crate::ring::{node_tokens, Token};
 use crate::transport::fault::FaultCommand;
 
 /// One row of `/status`.
@@ -37,8 +37,17 @@ use crate::transport::fault::FaultCommand;
 pub struct NodeStatus {
     /// Node name.
     pub name: String,
-    /// 40 hex digits of its (first) token.
+    /// 40 hex digits of SHA-1 of its name (its only token when it has
+    /// one).
     pub token: String,
+    /// Every token it has on the ring, 40 hex digits each, in ring order
+    /// (empty when its placement is not known yet).
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    /// Its share of the replicas in this node's view, as a multiple of the
+    /// mean (1.0 on a perfectly balanced ring; 0 when down).
+    #[serde(default)]
+    pub balance: f64,
     /// Its peer address.
     pub peer: String,
     /// Its client address.
@@ -133,11 +142,27 @@ pub fn status(shared: &Shared) -> Status {
     let view = shared.view.load();
     let now = Instant::now();
     let token = |name: &str| Token::of(name.as_bytes()).hex();
+    let tokens = |name: &str| -> Vec<String> {
+        let Some(p) = shared.placement_of(name) else {
+            return Vec::new();
+        };
+        let mut all = node_tokens(name, p.tokens);
+        all.sort();
+        all.iter().map(Token::hex).collect()
+    };
+    let balance: std::collections::HashMap<_, _> = view
+        .ring
+        .replica_balance(shared.cfg.replication)
+        .into_iter()
+        .collect();
+    let balance_of = |name: &str| balance.get(name).copied().unwrap_or(0.0);
     let m = shared.membership();
     let me = m.me();
     let mut nodes = vec![NodeStatus {
         name: me.name.clone(),
         token: token(&me.name),
+        tokens: tokens(&me.name),
+        balance: balance_of(&me.name),
         peer: me.peer.clone(),
         client: me.client.clone(),
         admin: me.admin.clone(),
@@ -160,6 +185,8 @@ pub fn status(shared: &Shared) -> Status {
         NodeStatus {
             name: x.info.name.clone(),
             token: token(&x.info.name),
+            tokens: tokens(&x.info.name),
+            balance: balance_of(&x.info.name),
             peer: x.info.peer.clone(),
             client: x.info.client.clone(),
             admin: x.info.admin.clone(),

@@ -76,7 +76,11 @@ pub struct Config {
     pub read_quorum: usize,
     /// Acknowledgements a write waits for (W). Default 2.
     pub write_quorum: usize,
-    /// Ring tokens per node. Default 1.
+    /// Ring tokens for a new data directory: 0 picks the default, 128
+    /// (see `placement`). A data directory keeps the number it was made
+    /// with, whatever this says later; one made before ringkv recorded it
+    /// keeps 1. The scenario runner gives its nodes 1, the 2014 scripts'
+    /// placement. Default 0.
     pub vnodes: usize,
     /// Interval between heartbeats to every known node and seed. Default 200.
     pub heartbeat_interval_ms: u64,
@@ -180,7 +184,7 @@ impl Default for Config {
             replication: 3,
             read_quorum: 2,
             write_quorum: 2,
-            vnodes: 1,
+            vnodes: 0,
             heartbeat_interval_ms: 200,
             failure_timeout_ms: 1000,
             request_timeout_ms: 2000,
@@ -278,7 +282,6 @@ impl Config {
             ("replication", self.replication as u64),
             ("read_quorum", self.read_quorum as u64),
             ("write_quorum", self.write_quorum as u64),
-            ("vnodes", self.vnodes as u64),
             ("heartbeat_interval_ms", self.heartbeat_interval_ms),
             ("request_timeout_ms", self.request_timeout_ms),
             ("peer_queue_len", self.peer_queue_len as u64),
@@ -299,6 +302,12 @@ impl Config {
             if v == 0 {
                 return Err(Error::config(key, "must be at least 1"));
             }
+        }
+        if self.vnodes > crate::placement::MAX_TOKENS {
+            return Err(Error::config(
+                "vnodes",
+                format!("at most {}", crate::placement::MAX_TOKENS),
+            ));
         }
         if self.name.is_empty() || self.name.chars().any(|c| c.is_whitespace() || c == ',') {
             return Err(Error::config(
@@ -461,7 +470,7 @@ mod tests {
         assert!(c.heartbeat_interval_ms <= 250 && c.failure_timeout_ms <= 1500);
         assert_eq!(
             (c.replication, c.read_quorum, c.write_quorum, c.vnodes),
-            (3, 2, 2, 1)
+            (3, 2, 2, 0)
         );
         Config::for_test("t").validate().unwrap();
     }

@@ -54,6 +54,7 @@ pub mod message;
 pub mod metadata;
 pub mod metrics;
 pub mod node;
+pub mod placement;
 pub mod resp;
 pub mod ring;
 pub mod scenario;

@@ -59,13 +59,18 @@ pub use handshake::{Hello, HelloProof, HelloReply, MAGIC};
 /// hold rich values (expiry, counters, hashes, sets) and anti-entropy
 /// summaries of entries' bodies ([`v6`] keeps the older shapes), version
 /// 8 the sender's clocks at the start of every socket write
-/// ([`PeerMsg::Clock`]) and its write fence ([`PeerMsg::WriteFence`]).
-pub const PROTOCOL_VERSION: u32 = 8;
+/// ([`PeerMsg::Clock`]) and its write fence ([`PeerMsg::WriteFence`]),
+/// version 9 the sender's placement ([`PeerMsg::Placement`]).
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// The protocol version from which every socket write opens with the
 /// sender's clocks ([`PeerMsg::Clock`]), and heartbeats come with the
 /// sender's write fence ([`PeerMsg::WriteFence`]).
 pub const CLOCK_SINCE: u32 = 8;
+
+/// The protocol version from which heartbeats come with the sender's
+/// placement ([`PeerMsg::Placement`]).
+pub const PLACEMENT_SINCE: u32 = 9;
 
 /// The oldest version of the peer protocol this build still speaks: a
 /// node of any version from this one to [`PROTOCOL_VERSION`] can join a
@@ -76,7 +81,7 @@ pub const MIN_PROTOCOL_VERSION: u32 = 5;
 
 /// The name of every [`PeerMsg`] type, in [`PeerMsg::kind_index`] order
 /// (logs, and the per-kind traffic metrics).
-pub const KINDS: [&str; 29] = [
+pub const KINDS: [&str; 30] = [
     "heartbeat",
     "put",
     "put_ack",
@@ -106,6 +111,7 @@ pub const KINDS: [&str; 29] = [
     "apply_ack",
     "clock",
     "write_fence",
+    "placement",
 ];
 
 /// The write of a read-modify-write ([`PeerMsg::PutRmw`]).
@@ -370,6 +376,17 @@ pub enum PeerMsg {
         /// Why the sender takes no writes, or `None` when it does.
         reason: Option<String>,
     },
+    /// The sender's placement, sent before every heartbeat (since protocol
+    /// 9): its number of tokens (the tokens follow from its name, see
+    /// [`crate::ring::node_tokens`]) and the replication factor it places
+    /// keys with. A receiver whose N differs refuses the sender (see
+    /// [`crate::placement`]).
+    Placement {
+        /// Tokens on the ring.
+        tokens: u32,
+        /// Replicas per key (N).
+        replication: u32,
+    },
 }
 
 /// A typed write (HSET, SADD, HDEL, SREM...): the replica checks the
@@ -475,6 +492,7 @@ impl PeerMsg {
             | PeerMsg::Apply(_)
             | PeerMsg::ApplyAck { .. } => 7,
             PeerMsg::Clock { .. } | PeerMsg::WriteFence { .. } => CLOCK_SINCE,
+            PeerMsg::Placement { .. } => PLACEMENT_SINCE,
         }
     }
 
@@ -510,6 +528,7 @@ impl PeerMsg {
             PeerMsg::ApplyAck { .. } => 26,
             PeerMsg::Clock { .. } => 27,
             PeerMsg::WriteFence { .. } => 28,
+            PeerMsg::Placement { .. } => 29,
         }
     }
 }

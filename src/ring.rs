@@ -88,19 +88,38 @@ impl Ring {
     where
         I: IntoIterator<Item = NodeName>,
     {
-        let mut names: Vec<NodeName> = nodes.into_iter().collect();
-        names.sort();
-        names.dedup();
-        let mut points: Vec<(Token, usize)> = names
+        Ring::build(nodes.into_iter().map(|n| (n, vnodes)))
+    }
+
+    /// The ring over `nodes`, each with its own number of tokens (a name
+    /// given twice keeps its first count).
+    pub fn build<I>(nodes: I) -> Ring
+    where
+        I: IntoIterator<Item = (NodeName, usize)>,
+    {
+        let mut named: Vec<(NodeName, usize)> = nodes.into_iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named.dedup_by(|later, first| later.0 == first.0);
+        let mut points: Vec<(Token, usize)> = named
             .iter()
             .enumerate()
-            .flat_map(|(i, n)| node_tokens(n, vnodes).into_iter().map(move |t| (t, i)))
+            .flat_map(|(i, (n, count))| node_tokens(n, *count).into_iter().map(move |t| (t, i)))
             .collect();
         points.sort();
         Ring {
             points,
-            nodes: names,
+            nodes: named.into_iter().map(|(n, _)| n).collect(),
         }
+    }
+
+    /// Every token of node `name`, in ring order (empty if it is not on
+    /// the ring).
+    pub fn tokens_of(&self, name: &str) -> Vec<Token> {
+        self.points
+            .iter()
+            .filter(|(_, i)| &*self.nodes[*i] == name)
+            .map(|(t, _)| *t)
+            .collect()
     }
 
     /// The nodes on the ring, sorted by name.
@@ -169,6 +188,28 @@ impl Ring {
         out
     }
 
+    /// Each node's share of the replicas, as a fraction of the mean: the
+    /// part of the circle whose preference lists (`n` replicas) hold it,
+    /// divided by the mean of that over the nodes. 1.0 for every node of
+    /// a perfectly balanced ring.
+    pub fn replica_balance(&self, n: usize) -> Vec<(NodeName, f64)> {
+        let mut held = vec![0.0f64; self.nodes.len()];
+        for (start, end, pref) in self.arcs(n) {
+            let len = arc_len(&start, &end);
+            for node in &pref {
+                if let Ok(i) = self.nodes.binary_search(node) {
+                    held[i] += len;
+                }
+            }
+        }
+        let mean = held.iter().sum::<f64>() / held.len().max(1) as f64;
+        self.nodes
+            .iter()
+            .zip(held)
+            .map(|(name, h)| (name.clone(), if mean > 0.0 { h / mean } else { 0.0 }))
+            .collect()
+    }
+
     /// The share of the circle `name` owns (the arcs ending at its tokens).
     pub fn share(&self, name: &str) -> f64 {
         let len = self.points.len();
@@ -189,6 +230,19 @@ impl Ring {
             total += if arc <= 0.0 { arc + 1.0 } else { arc };
         }
         total
+    }
+}
+
+/// The length of the arc (start, end] as a fraction of the circle, for
+/// start < end (as [`Ring::arcs`] gives them).
+fn arc_len(start: &Token, end: &Token) -> f64 {
+    let len = end.fraction() - start.fraction();
+    // The arc (x, MAX] ends a hair short of 1.0; a whole-circle arc of one
+    // node's single token is split by `arcs` and adds up here.
+    if *end == Token::MAX {
+        1.0 - start.fraction()
+    } else {
+        len
     }
 }
 
@@ -274,6 +328,105 @@ mod tests {
         let total: f64 = r.nodes().iter().map(|n| r.share(n)).sum();
         assert!((total - 1.0).abs() < 1e-9, "{total}");
         assert_eq!(ring(&["solo"]).share("solo"), 1.0);
+    }
+
+    /// Sets of names a cluster might use, each `count` long.
+    fn name_sets(count: usize) -> Vec<Vec<NodeName>> {
+        ["n", "node-", "ringkv-", "db", "cache-", "rk", "pod-"]
+            .iter()
+            .map(|prefix| {
+                (1..=count)
+                    .map(|i| NodeName::from(format!("{prefix}{i}")))
+                    .collect()
+            })
+            .chain(std::iter::once(
+                [
+                    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
+                ]
+                .iter()
+                .cycle()
+                .take(count)
+                .enumerate()
+                .map(|(i, w)| NodeName::from(format!("{w}{}", i / 8)))
+                .collect(),
+            ))
+            .collect()
+    }
+
+    #[test]
+    fn the_default_tokens_balance_replicas_within_0_8_and_1_25_of_the_mean() {
+        let tokens = crate::placement::DEFAULT_TOKENS;
+        for count in [3, 5, 8, 16] {
+            for names in name_sets(count) {
+                let r = Ring::build(names.iter().map(|n| (n.clone(), tokens)));
+                let balance = r.replica_balance(3);
+                assert_eq!(balance.len(), count);
+                for (name, b) in balance {
+                    assert!(
+                        (0.8..=1.25).contains(&b),
+                        "{name} holds {b:.3}x the mean among {names:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn one_token_per_node_is_what_the_default_fixes() {
+        // The measurement the issue started from: n4 owns 46.6 % of a
+        // 5-node ring of one token each, n1 0.2 %.
+        let r = ring(&["n1", "n2", "n3", "n4", "n5"]);
+        assert!((r.share("n4") - 0.466).abs() < 0.001, "{}", r.share("n4"));
+        assert!(r.share("n1") < 0.003, "{}", r.share("n1"));
+        let worst = r
+            .replica_balance(3)
+            .into_iter()
+            .map(|(_, b)| b)
+            .fold(0.0, f64::max);
+        assert!(worst > 1.25, "{worst}");
+    }
+
+    #[test]
+    fn a_sixth_node_receives_at_most_1_3_times_its_ideal_share_of_copies() {
+        let tokens = crate::placement::DEFAULT_TOKENS;
+        let n = 3;
+        for names in name_sets(6) {
+            let before = Ring::build(names[..5].iter().map(|x| (x.clone(), tokens)));
+            let after = Ring::build(names.iter().map(|x| (x.clone(), tokens)));
+            // Keys are positions; sample 60,000 of them evenly by hashing.
+            let keys = 60_000u32;
+            let mut copies = 0usize;
+            for k in 0..keys {
+                let pos = Token::of(&k.to_be_bytes());
+                let old = before.preference_list(&pos, n);
+                let new = after.preference_list(&pos, n);
+                copies += new.iter().filter(|x| !old.contains(x)).count();
+            }
+            let ideal = (n * keys as usize) as f64 / 6.0;
+            let ratio = copies as f64 / ideal;
+            assert!(ratio <= 1.3, "{ratio:.3} of the ideal for {names:?}");
+        }
+    }
+
+    #[test]
+    fn replica_balance_of_a_small_ring_is_even() {
+        let r = ring(&["solo"]);
+        assert_eq!(r.replica_balance(3), vec![(NodeName::from("solo"), 1.0)]);
+        // Three nodes, N = 3: every node holds every key.
+        for (_, b) in ring(&["a", "b", "c"]).replica_balance(3) {
+            assert!((b - 1.0).abs() < 1e-9, "{b}");
+        }
+        assert!(ring(&[]).replica_balance(3).is_empty());
+    }
+
+    #[test]
+    fn tokens_of_lists_a_nodes_tokens_in_ring_order() {
+        let r = Ring::build([(NodeName::from("a"), 4), (NodeName::from("b"), 1)]);
+        let mut want = node_tokens("a", 4);
+        want.sort();
+        assert_eq!(r.tokens_of("a"), want);
+        assert_eq!(r.tokens_of("b"), vec![Token::of(b"b")]);
+        assert!(r.tokens_of("c").is_empty());
     }
 
     proptest! {

@@ -14,7 +14,10 @@ use ringkv::ring::{NodeName, Ring};
 const FIVE: [&str; 5] = ["n1", "n2", "n3", "n4", "n5"];
 
 fn ring_of(names: &[&str]) -> Ring {
-    Ring::new(names.iter().map(|n| NodeName::from(*n)), 1)
+    Ring::new(
+        names.iter().map(|n| NodeName::from(*n)),
+        ringkv::placement::DEFAULT_TOKENS,
+    )
 }
 
 fn holds(c: &Cluster, i: usize, key: &str, value: &str) -> bool {

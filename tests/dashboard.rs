@@ -62,8 +62,17 @@ fn dashboard_shows_the_ring_and_a_node_going_down() {
         }),
         "the page did not draw three nodes up: {last:?}"
     );
+    // One arc per token: each ends at a token of the node drawn on it.
+    let tokens: usize = c
+        .status(0)
+        .unwrap()
+        .nodes
+        .iter()
+        .map(|n| n.tokens.len())
+        .sum();
+    assert_eq!(tokens, 3 * ringkv::placement::DEFAULT_TOKENS);
     let arcs = b.eval("document.querySelectorAll('#ring path.arc').length");
-    assert_eq!(arcs, Value::from(3));
+    assert_eq!(arcs, Value::from(tokens));
 
     // A key typed into the box shows its preference list, owner first.
     b.eval("const k = document.getElementById('key'); k.value = 'hello'; k.dispatchEvent(new Event('input')); 1");

@@ -34,8 +34,8 @@ fn shown_state(n: &NodeStatus) -> &'static str {
 /// changed since it are marked `*` and, with `color`, shown in reverse video.
 pub fn render(status: &Status, previous: Option<&Status>, color: bool) -> String {
     let mut out = format!(
-        "routing table of {} (generation {}, {} live keys)\n{:<2}{:<7} {:<12} {:<22} {:<10} {:>6} {:>8} {:>10}\n",
-        status.name, status.generation, status.keys, "", "STATE", "NAME", "PEER", "TOKEN", "SHARE", "KEYS", "HEARTBEAT"
+        "routing table of {} (generation {}, {} live keys)\n{:<2}{:<7} {:<12} {:<22} {:<10} {:>6} {:>6} {:>8} {:>8} {:>10}\n",
+        status.name, status.generation, status.keys, "", "STATE", "NAME", "PEER", "TOKEN", "TOKENS", "SHARE", "REPLICAS", "KEYS", "HEARTBEAT"
     );
     for n in &status.nodes {
         let changed = previous.is_some_and(|p| {
@@ -48,12 +48,14 @@ pub fn render(status: &Status, previous: Option<&Status>, color: bool) -> String
             .last_heartbeat_ms
             .map_or("never".to_string(), |ms| format!("{ms} ms"));
         let row = format!(
-            "{mark}{:<7} {:<12} {:<22} {:<10} {:>5.1}% {:>8} {:>10}",
+            "{mark}{:<7} {:<12} {:<22} {:<10} {:>6} {:>5.1}% {:>7.2}x {:>8} {:>10}",
             shown_state(n),
             n.name,
             n.peer,
             &n.token[..n.token.len().min(10)],
+            n.tokens.len(),
             n.share * 100.0,
+            n.balance,
             n.keys,
             hb
         );
@@ -152,6 +154,8 @@ mod tests {
         NodeStatus {
             name: name.into(),
             token: "0123456789abcdef".into(),
+            tokens: vec!["0123456789abcdef".into(); 128],
+            balance: 1.02,
             peer: "127.0.0.1:7101".into(),
             client: "127.0.0.1:7001".into(),
             admin: "127.0.0.1:7201".into(),
@@ -205,5 +209,10 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("WRITE-FENCED n1"));
+        // Each row: its tokens and its share of the replicas.
+        assert!(
+            out.contains("n1           127.0.0.1:7101         0123456789    128  50.0%    1.02x"),
+            "{out}"
+        );
     }
 }

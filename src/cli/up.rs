@@ -43,6 +43,9 @@ pub struct LocalNode {
     pub name: String,
     /// SHA-1(name), 40 hex digits.
     pub token: String,
+    /// Every token of the node, 40 hex digits each, in ring order, as its
+    /// data directory's `placement` file says (empty until it wrote one).
+    pub tokens: Vec<String>,
     /// RESP address.
     pub client: String,
     /// Peer address.
@@ -116,12 +119,27 @@ pub fn spawn_node(plan: &UpPlan, i: usize) -> Result<(Child, LocalNode)> {
         LocalNode {
             name: name.clone(),
             token,
+            tokens: Vec::new(),
             client,
             peer,
             admin,
             pid,
         },
     ))
+}
+
+/// The tokens of node `name` whose data directory is `dir`, as hex, in
+/// ring order; empty if it has no readable `placement` file.
+fn placed_tokens(dir: &Path, name: &str) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(dir.join(crate::placement::FILE)) else {
+        return Vec::new();
+    };
+    let Ok(p) = crate::placement::Placement::from_text(&text) else {
+        return Vec::new();
+    };
+    let mut tokens = crate::ring::node_tokens(name, p.tokens);
+    tokens.sort();
+    tokens.iter().map(Token::hex).collect()
 }
 
 /// Writes DIR/cluster.json.
@@ -212,6 +230,12 @@ pub async fn run(plan: UpPlan) -> Result<()> {
         stop_all(&mut children, Duration::from_secs(5)).await;
         return Err(e);
     }
+    // Every node has written its placement by now: cluster.json gets
+    // their tokens.
+    for node in &mut nodes {
+        node.tokens = placed_tokens(&plan.data_dir.join(&node.name), &node.name);
+    }
+    write_cluster_json(&plan.data_dir, &nodes)?;
     println!(
         "ready: {} nodes up; try `redis-cli -p {}` or `ringkv status --admin {}`",
         nodes.len(),

@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::admin::{status, Status};
 use crate::events::EventRecord;
 use crate::node::shared::Shared;
-use crate::ring::{node_tokens, Token};
+use crate::ring::Token;
 
 const INDEX: &str = include_str!("index.html");
 const SCRIPT: &str = include_str!("app.js");
@@ -97,7 +97,8 @@ pub fn arcs(shared: &Shared) -> Vec<OwnedArc> {
         .nodes()
         .iter()
         .flat_map(|n| {
-            node_tokens(n, shared.cfg.vnodes)
+            view.ring
+                .tokens_of(n)
                 .into_iter()
                 .map(move |t| (t.fraction(), n.to_string()))
         })

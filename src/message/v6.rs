@@ -257,7 +257,8 @@ pub fn to_v6(msg: PeerMsg) -> Option<PeerMsg6> {
         | PeerMsg::Apply(_)
         | PeerMsg::ApplyAck { .. }
         | PeerMsg::Clock { .. }
-        | PeerMsg::WriteFence { .. } => return None,
+        | PeerMsg::WriteFence { .. }
+        | PeerMsg::Placement { .. } => return None,
     })
 }
 

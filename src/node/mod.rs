@@ -98,6 +98,13 @@ impl Node {
         cfg.validate()?;
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| Error::config("data_dir", format!("{}: {e}", cfg.data_dir.display())))?;
+        let existed = cfg.data_dir.join("generation").exists();
+        let placement = crate::placement::Placement::settle(
+            &cfg.data_dir,
+            cfg.vnodes,
+            cfg.replication,
+            existed,
+        )?;
         let generation = next_generation(&cfg.data_dir)?;
         let incarnation = incarnation::open(
             &cfg.data_dir,
@@ -166,6 +173,8 @@ impl Node {
                 .try_into()
                 .expect("8 bytes"),
         );
+        let mut meta = meta;
+        record_placement(&cfg, &mut meta, placement, &clock, id)?;
         let membership = Membership::new(me.clone(), cfg.seeds.clone(), cfg.failure_timeout());
         let (view_tx, _) = watch::channel(0);
         let shared = Arc::new_cyclic(|this| Shared {
@@ -198,6 +207,8 @@ impl Node {
                 cfg.clock_warn_ms * 1000,
                 cfg.max_clock_skew_ms * 1000,
             )),
+            placement,
+            placements: Default::default(),
             started: Instant::now(),
             clients: Default::default(),
             cfg,
@@ -382,7 +393,23 @@ async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
         let digest = shared.metadata_digest();
         let fence = shared.write_fence();
         shared.note_fence(&shared.me, fence.clone());
+        let placement = PeerMsg::Placement {
+            tokens: shared.placement.tokens as u32,
+            replication: shared.placement.replication as u32,
+        };
         for addr in targets {
+            // The placement first, so the ring a heartbeat brings the
+            // sender onto has its tokens: receivers of protocol 9 ignore
+            // heartbeats until they have it. (Before the link has settled
+            // its version the heartbeat goes alone, and the next tick's
+            // pair brings the node up.)
+            if shared
+                .net
+                .peer_version(&addr)
+                .is_some_and(|v| v >= crate::message::PLACEMENT_SINCE)
+            {
+                shared.net.send(&addr, placement.clone());
+            }
             shared
                 .net
                 .send(&addr, PeerMsg::Heartbeat(Box::new(hb.clone())));
@@ -391,11 +418,8 @@ async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
             if shared.net.peer_version(&addr).is_some_and(|v| v >= 6) {
                 shared.net.send(&addr, PeerMsg::MetaDigest { digest });
             }
-            if shared
-                .net
-                .peer_version(&addr)
-                .is_some_and(|v| v >= crate::message::CLOCK_SINCE)
-            {
+            let version = shared.net.peer_version(&addr);
+            if version.is_some_and(|v| v >= crate::message::CLOCK_SINCE) {
                 let reason = fence.clone();
                 shared.net.send(&addr, PeerMsg::WriteFence { reason });
             }
@@ -405,6 +429,33 @@ async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
             .heartbeats_sent
             .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// Keeps this node's placement in its `node/NAME` entry of the metadata
+/// record (written at once; on a full disk, kept in memory and written
+/// with the record's next change).
+fn record_placement(
+    cfg: &Config,
+    meta: &mut Metadata,
+    placement: crate::placement::Placement,
+    clock: &Hlc,
+    id: u64,
+) -> Result<()> {
+    use crate::placement::{record_name, NodeRecord};
+    let name = record_name(&cfg.name);
+    let value = NodeRecord { placement }.encode()?;
+    if meta.get(&name).is_some_and(|r| r.value == value) {
+        return Ok(());
+    }
+    let version = crate::store::Version {
+        ts: clock.now(),
+        node: id,
+    };
+    meta.set(&name, version, value);
+    if let Err(e) = meta.store(&cfg.data_dir.join("metadata")) {
+        warn!(error = %e, "cannot store this node's placement in the metadata record yet");
+    }
+    Ok(())
 }
 
 /// Purges tombstones older than the grace period, every tenth of it (at

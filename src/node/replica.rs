@@ -67,6 +67,9 @@ impl PeerHandler for Shared {
         }
         let reply = match msg {
             PeerMsg::Heartbeat(hb) => {
+                if !self.placement_accepted(from) {
+                    return;
+                }
                 let events = self.membership().on_heartbeat(&hb, Instant::now());
                 self.handle_events(events);
                 return;
@@ -120,6 +123,17 @@ impl PeerHandler for Shared {
             }
             PeerMsg::WriteFence { reason } => {
                 self.note_fence(&from.name, reason);
+                return;
+            }
+            PeerMsg::Placement {
+                tokens,
+                replication,
+            } => {
+                let announced = crate::placement::Placement {
+                    tokens: tokens as usize,
+                    replication: replication as usize,
+                };
+                self.take_placement(from, announced);
                 return;
             }
             PeerMsg::Apply(req) => {

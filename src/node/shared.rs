@@ -130,6 +130,11 @@ pub struct Shared {
     pub maxmemory_reclaimed_at: std::sync::atomic::AtomicU64,
     /// The offset of every peer's wall clock from this node's.
     pub skew: Mutex<crate::skew::Skew>,
+    /// This node's placement: its tokens and N (see [`crate::placement`]).
+    pub placement: crate::placement::Placement,
+    /// The placements peers announced (see `node::announced`), kept after
+    /// they go down.
+    pub placements: Mutex<HashMap<NodeName, crate::placement::Placement>>,
     /// When the node started.
     pub started: Instant,
     /// The client connections (CLIENT LIST and KILL, INFO).
@@ -343,6 +348,9 @@ impl Shared {
 
     /// Rebuilds the view from the membership table and publishes it.
     pub fn publish_view(&self) {
+        // Before the membership lock: the placements and the metadata
+        // record have locks of their own.
+        let counts = self.token_counts();
         let view = {
             let m = self.membership();
             let up = m.up();
@@ -372,11 +380,18 @@ impl Shared {
                 .filter(|n| fenced.get(*n).is_none_or(|why| why.starts_with(OOM_FENCE)))
                 .cloned()
                 .collect();
+            drop(fences);
+            let ring = |names: Vec<NodeName>| {
+                Ring::build(names.into_iter().map(|n| {
+                    let c = counts.get(&n).copied().unwrap_or(self.placement.tokens);
+                    (n, c)
+                }))
+            };
             View {
                 epoch: self.view.load().epoch + 1,
-                ring: Ring::new(names, self.cfg.vnodes),
-                write_ring: Ring::new(writers, self.cfg.vnodes),
-                delete_ring: Ring::new(deleters, self.cfg.vnodes),
+                ring: ring(names),
+                write_ring: ring(writers),
+                delete_ring: ring(deleters),
                 fenced,
                 addrs,
                 generations,

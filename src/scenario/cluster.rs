@@ -250,6 +250,8 @@ impl Cluster {
             .arg(format!("--set=request_timeout_ms={}", t.request_ms))
             // Scenarios run many nodes on one machine: one thread each.
             .arg("--set=worker_threads=1")
+            // One token per node: the 2014 scripts' placement.
+            .arg("--set=vnodes=1")
             .args(&self.node_flags)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

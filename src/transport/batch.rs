@@ -363,6 +363,10 @@ mod tests {
             PeerMsg::WriteFence {
                 reason: Some("No space left on device".into()),
             },
+            PeerMsg::Placement {
+                tokens: 128,
+                replication: 3,
+            },
         ]
     }
 

@@ -355,7 +355,8 @@ impl Inner {
     /// One message read from `peer`: through fault injection, then to the
     /// node. The clocks a write opens with go to [`PeerHandler::on_clock`],
     /// whose verdict decides whether the messages after them are accepted
-    /// (`refused`); they pass splits only, and use up no drop rule.
+    /// (`refused`, all but the peer's placement); they pass splits only,
+    /// and use up no drop rule.
     fn receive(&self, peer: &Peer, msg: PeerMsg, handler: &dyn PeerHandler, refused: &mut bool) {
         if let PeerMsg::Clock { wall_micros, hlc } = msg {
             if self
@@ -371,7 +372,9 @@ impl Inner {
             *refused = !handler.on_clock(peer, wall_micros, hlc);
             return;
         }
-        if *refused {
+        // A refused peer's placement still passes: it may be what
+        // refused the peer, and what takes it back.
+        if *refused && !matches!(msg, PeerMsg::Placement { .. }) {
             self.stats.skew_refused.fetch_add(1, Ordering::Relaxed);
             return;
         }

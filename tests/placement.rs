@@ -1,0 +1,133 @@
+//! Placement through real processes: the tokens a data directory keeps,
+//! what `/status` shows of them, and a peer with another N refused.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use ringkv::membership::State;
+use ringkv::placement::DEFAULT_TOKENS;
+use ringkv::ring::{node_tokens, Token};
+
+fn tokens_hex(name: &str, count: usize) -> Vec<String> {
+    let mut all = node_tokens(name, count);
+    all.sort();
+    all.iter().map(Token::hex).collect()
+}
+
+#[test]
+fn status_lists_every_token_and_a_balanced_share_of_replicas() {
+    let c = Cluster::start(&["a1", "b2", "c3", "d4", "e5"], &[]);
+    let status = c.status(0).unwrap();
+    assert_eq!(status.nodes.len(), 5);
+    for n in &status.nodes {
+        assert_eq!(n.tokens, tokens_hex(&n.name, DEFAULT_TOKENS), "{}", n.name);
+        assert_eq!(n.token, Token::of(n.name.as_bytes()).hex());
+        assert!(
+            (0.8..=1.25).contains(&n.balance),
+            "{} holds {:.3}x the mean of replicas",
+            n.name,
+            n.balance
+        );
+    }
+    // Every node places a key alike (the same tokens for every peer).
+    for k in 0..20 {
+        let key = format!("k{k}");
+        let first = strings(&c.client(0).cmd(&["RINGKV", "PREFLIST", &key]));
+        for i in 1..5 {
+            assert_eq!(
+                strings(&c.client(i).cmd(&["RINGKV", "PREFLIST", &key])),
+                first
+            );
+        }
+    }
+}
+
+#[test]
+fn a_data_directory_keeps_the_tokens_it_was_made_with() {
+    let mut c = Cluster::start(&["p1", "p2"], &["--set", "vnodes=8"]);
+    let placement = c.nodes[0].data_dir.join("placement");
+    let text = std::fs::read_to_string(&placement).unwrap();
+    assert!(text.contains("tokens = 8\nreplication = 3\n"), "{text}");
+    // Restarted with another setting: still 8 tokens.
+    c.kill(0);
+    c.nodes[0].flags = Some(vec!["--set".into(), "vnodes=32".into()]);
+    c.spawn(0);
+    assert!(wait_until(Duration::from_secs(20), || c.up_count(1) == Some(2)));
+    let me = |c: &Cluster, i: usize| {
+        let s = c.status(i).unwrap();
+        s.nodes.into_iter().find(|n| n.name == "p1").unwrap()
+    };
+    assert_eq!(me(&c, 0).tokens, tokens_hex("p1", 8));
+    assert!(wait_until(Duration::from_secs(10), || me(&c, 1).tokens
+        == tokens_hex("p1", 8)));
+    assert!(c.log(0).contains("vnodes setting ignored"));
+
+    // A data directory made before the placement file existed (it has a
+    // generation, no placement) keeps the one token it was made with.
+    c.kill(1);
+    std::fs::remove_file(c.nodes[1].data_dir.join("placement")).unwrap();
+    c.nodes[1].flags = Some(Vec::new());
+    c.spawn(1);
+    let p2 = std::fs::read_to_string(c.nodes[1].data_dir.join("placement")).unwrap();
+    assert!(p2.contains("tokens = 1\n"), "{p2}");
+    assert!(wait_until(Duration::from_secs(10), || {
+        c.status(0)
+            .and_then(|s| s.nodes.into_iter().find(|n| n.name == "p2"))
+            .is_some_and(|n| n.state == State::Up && n.tokens == tokens_hex("p2", 1))
+    }));
+}
+
+#[test]
+fn a_node_started_with_another_replication_factor_is_refused() {
+    let mut c = Cluster::start(&["r1", "r2"], &[]);
+    // Its own data directory was made for N = 3: it will not start as 2.
+    c.kill(1);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringkv"))
+        .args(["node", "--name", "r2", "--data-dir"])
+        .arg(&c.nodes[1].data_dir)
+        .args(["--set", "replication=2", "--set", "read_quorum=1"])
+        .args(["--set", "write_quorum=1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("config: replication: 2, but ") && err.contains("made for replication 3"),
+        "{err}"
+    );
+
+    // A new node made for N = 2 joins the N = 3 cluster: both sides refuse
+    // it, and say why.
+    let i = c.add(
+        "odd",
+        &[
+            "--set",
+            "replication=2",
+            "--set",
+            "read_quorum=1",
+            "--set",
+            "write_quorum=1",
+        ],
+    );
+    let refused = |c: &Cluster, at: usize| {
+        c.log(at)
+            .contains("odd refused: it places keys on 2 replicas and this node on 3")
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || refused(&c, 0)),
+        "{}",
+        c.log(0)
+    );
+    assert!(wait_until(Duration::from_secs(10), || c.log(i).contains(
+        "r1 refused: it places keys on 3 replicas and this node on 2"
+    )));
+    // Refused means never up, for as long as both keep heartbeating.
+    let deadline = std::time::Instant::now() + Duration::from_millis(1500);
+    while std::time::Instant::now() < deadline {
+        assert_ne!(c.state_of(0, "odd"), Some(State::Up));
+        assert_ne!(c.state_of(i, "r1"), Some(State::Up));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
