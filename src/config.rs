@@ -76,6 +76,12 @@ pub struct Config {
     pub read_quorum: usize,
     /// Acknowledgements a write waits for (W). Default 2.
     pub write_quorum: usize,
+    /// Count only a key's home replicas (its first N nodes on the ring of
+    /// every node known, up or down) toward R and W, never nodes standing
+    /// in for them; a request that cannot reach enough fails with
+    /// `-UNAVAILABLE`. A connection may choose with `RINGKV QUORUM R W
+    /// strict|sloppy`. Default false (sloppy quorums, as the seed design).
+    pub strict_quorums: bool,
     /// Ring tokens for a new data directory: 0 picks the default, 128
     /// (see `placement`). A data directory keeps the number it was made
     /// with, whatever this says later; one made before ringkv recorded it
@@ -184,6 +190,7 @@ impl Default for Config {
             replication: 3,
             read_quorum: 2,
             write_quorum: 2,
+            strict_quorums: false,
             vnodes: 0,
             heartbeat_interval_ms: 200,
             failure_timeout_ms: 1000,

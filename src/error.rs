@@ -26,6 +26,24 @@ pub enum Error {
         /// Replicas that answered in time.
         got: usize,
     },
+    /// Under strict quorums, too few of the key's home replicas (its first
+    /// N nodes on the ring of every node known, up or down) answered: no
+    /// other node counts. For a write, the value may have reached `got`
+    /// home replicas.
+    #[error("{op} reached only {got} of the {needed} home replicas needed; {up} of the key's {home} home replicas are up (strict quorums count no other node)")]
+    UnavailableStrict {
+        /// "read" or "write".
+        op: &'static str,
+        /// Home replicas needed (R or W).
+        needed: usize,
+        /// Home replicas that answered.
+        got: usize,
+        /// Home replicas this node sees up (and, for a write, taking
+        /// writes).
+        up: usize,
+        /// Home replicas of the key (N, or fewer nodes known).
+        home: usize,
+    },
     /// A cluster-wide change (FLUSHALL) is durable on this node and on
     /// `reached` of the `of` nodes up, but the others did not confirm it
     /// before the deadline. State changed: they apply it when it reaches

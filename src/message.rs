@@ -81,7 +81,7 @@ pub const MIN_PROTOCOL_VERSION: u32 = 5;
 
 /// The name of every [`PeerMsg`] type, in [`PeerMsg::kind_index`] order
 /// (logs, and the per-kind traffic metrics).
-pub const KINDS: [&str; 30] = [
+pub const KINDS: [&str; 31] = [
     "heartbeat",
     "put",
     "put_ack",
@@ -112,6 +112,7 @@ pub const KINDS: [&str; 30] = [
     "clock",
     "write_fence",
     "placement",
+    "incr_strict",
 ];
 
 /// The write of a read-modify-write ([`PeerMsg::PutRmw`]).
@@ -376,6 +377,21 @@ pub enum PeerMsg {
         /// Why the sender takes no writes, or `None` when it does.
         reason: Option<String>,
     },
+    /// [`PeerMsg::Incr`] under strict quorums (since protocol 9): the
+    /// owner counts only the key's home replicas (see
+    /// `coordinator/strict.rs`). Answered with [`PeerMsg::IncrReply`].
+    IncrStrict {
+        /// Request id.
+        id: u64,
+        /// The key.
+        key: Bytes,
+        /// The hash field whose counter it is, or `None` for the key's own.
+        field: Option<Bytes>,
+        /// How much to add.
+        by: i64,
+        /// Home replicas the owner waits for, itself included.
+        w: u32,
+    },
     /// The sender's placement, sent before every heartbeat (since protocol
     /// 9): its number of tokens (the tokens follow from its name, see
     /// [`crate::ring::node_tokens`]) and the replication factor it places
@@ -492,7 +508,7 @@ impl PeerMsg {
             | PeerMsg::Apply(_)
             | PeerMsg::ApplyAck { .. } => 7,
             PeerMsg::Clock { .. } | PeerMsg::WriteFence { .. } => CLOCK_SINCE,
-            PeerMsg::Placement { .. } => PLACEMENT_SINCE,
+            PeerMsg::Placement { .. } | PeerMsg::IncrStrict { .. } => PLACEMENT_SINCE,
         }
     }
 
@@ -529,6 +545,7 @@ impl PeerMsg {
             PeerMsg::Clock { .. } => 27,
             PeerMsg::WriteFence { .. } => 28,
             PeerMsg::Placement { .. } => 29,
+            PeerMsg::IncrStrict { .. } => 30,
         }
     }
 }

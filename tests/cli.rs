@@ -204,12 +204,12 @@ fn redis_cli_handshake_commands_work() {
     assert_eq!(client.cmd(&["ECHO", "hi"]), bulk("hi"));
     assert_eq!(
         client.cmd(&["RINGKV", "QUORUM"]),
-        Reply::Array(vec![Reply::Integer(2), Reply::Integer(2)])
+        Reply::Array(vec![Reply::Integer(2), Reply::Integer(2), bulk("sloppy")])
     );
     assert_eq!(client.cmd(&["RINGKV", "QUORUM", "1", "3"]), Reply::ok());
     assert_eq!(
         client.cmd(&["RINGKV", "QUORUM"]),
-        Reply::Array(vec![Reply::Integer(1), Reply::Integer(3)])
+        Reply::Array(vec![Reply::Integer(1), Reply::Integer(3), bulk("sloppy")])
     );
     assert!(matches!(
         client.cmd(&["RINGKV", "QUORUM", "0", "9"]),

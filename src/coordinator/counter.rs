@@ -32,19 +32,31 @@ use crate::store::{Entry, Version};
 
 impl Shared {
     /// Adds `by` to the counter at `key` (or at its hash field `field`)
-    /// with `w` acknowledgements, through the key's owner (see the module
-    /// doc).
+    /// with `q.w` acknowledgements, through the key's owner (see the module
+    /// doc). Under strict quorums the owner is the first home replica
+    /// that takes writes, and it counts only home replicas.
     pub async fn increment(
         &self,
         key: Bytes,
         field: Option<Bytes>,
         by: i64,
-        w: usize,
+        q: super::Quorum,
     ) -> IncrResult {
         let pos = Token::of(&key);
         let view = self.view.load_full();
         // The owner is the first replica that takes writes.
-        let pref = view.write_ring.preference_list(&pos, self.cfg.replication);
+        let replicas = super::strict::replicas(
+            &view,
+            &view.write_ring,
+            &pos,
+            self.cfg.replication,
+            q.strict,
+        );
+        let pref = replicas.list;
+        if q.strict && pref.len() < q.w.max(1) {
+            let e = super::strict::unavailable("write", true, q.w, 0, pref.len(), replicas.home);
+            return IncrResult::Failed(e.to_string());
+        }
         let Some(owner) = pref.first().cloned() else {
             match super::fenced_everywhere(&view, &view.write_ring) {
                 Some(crate::error::Error::Misconf(why)) => {
@@ -56,23 +68,43 @@ impl Shared {
             return IncrResult::Failed("no node is up".into());
         };
         if owner == self.me {
-            return self.increment_as_owner(key, field, by, w).await;
+            return self.increment_as_owner(key, field, by, q).await;
         }
         if let Some(addr) = view.addrs.get(&owner) {
-            if let Some(v) = self.net.peer_version(addr).filter(|v| *v < INCR_SINCE) {
+            let since = if q.strict {
+                STRICT_INCR_SINCE
+            } else {
+                INCR_SINCE
+            };
+            if let Some(v) = self.net.peer_version(addr).filter(|v| *v < since) {
+                let what = if q.strict {
+                    "counters under strict quorums"
+                } else {
+                    "counters"
+                };
                 return IncrResult::Invalid(format!(
-                    "counters need peer protocol {INCR_SINCE}, and {owner}, the key's first replica, speaks {v}: finish the upgrade first"
+                    "{what} need peer protocol {since}, and {owner}, the key's first replica, speaks {v}: finish the upgrade first"
                 ));
             }
         }
         let deadline = Instant::now() + self.cfg.request_timeout();
         let (guard, replies) = self.pending.register();
-        let msg = PeerMsg::Incr {
-            id: guard.id,
-            key,
-            field,
-            by,
-            w: w as u32,
+        let (id, w) = (guard.id, q.w as u32);
+        let msg = match q.strict {
+            false => PeerMsg::Incr {
+                id,
+                key,
+                field,
+                by,
+                w,
+            },
+            true => PeerMsg::IncrStrict {
+                id,
+                key,
+                field,
+                by,
+                w,
+            },
         };
         if !self.send_to(&view, &owner, msg) {
             return IncrResult::Failed(format!(
@@ -96,13 +128,13 @@ impl Shared {
 
     /// Applies an increment as the owner of this node's share (see the
     /// module doc): reads, checks and merges under the key's lock, logs the
-    /// delta, replicates it and waits for `w` acknowledgements in all.
+    /// delta, replicates it and waits for `q.w` acknowledgements in all.
     pub async fn increment_as_owner(
         &self,
         key: Bytes,
         field: Option<Bytes>,
         by: i64,
-        w: usize,
+        q: super::Quorum,
     ) -> IncrResult {
         if let Some(why) = self.log.fenced() {
             return IncrResult::Invalid(crate::error::MISCONF_PREFIX.to_string() + &why);
@@ -135,7 +167,7 @@ impl Shared {
             }
         }
         match self
-            .replicate(key, delta, w, super::Mode::AppliedHere)
+            .replicate(key, delta, q, super::Mode::AppliedHere)
             .await
         {
             Ok(_) => IncrResult::Value(value),
@@ -149,3 +181,6 @@ impl Shared {
 
 /// The peer protocol version that carries increments.
 const INCR_SINCE: u32 = 7;
+
+/// The peer protocol version that carries increments under strict quorums.
+const STRICT_INCR_SINCE: u32 = crate::message::PLACEMENT_SINCE;

@@ -48,6 +48,7 @@ use crate::store::{Entry, Version};
 mod counter;
 mod read;
 mod refusal;
+mod strict;
 
 pub(crate) use refusal::fenced_everywhere;
 use refusal::{refusal_error, refusal_text};
@@ -109,6 +110,8 @@ pub struct Quorum {
     pub r: usize,
     /// Acknowledgements a write waits for.
     pub w: usize,
+    /// Count only the key's home replicas (see `coordinator/strict.rs`).
+    pub strict: bool,
 }
 
 /// What a successful write learned.
@@ -193,6 +196,7 @@ impl Shared {
         Quorum {
             r: self.cfg.read_quorum,
             w: self.cfg.write_quorum,
+            strict: self.cfg.strict_quorums,
         }
     }
 
@@ -245,7 +249,7 @@ impl Shared {
             Some(read) => Mode::Rmw(read),
             None => Mode::Plain,
         };
-        let result = self.replicate(key, build(version), q.w, mode).await;
+        let result = self.replicate(key, build(version), q, mode).await;
         self.count_write(&result);
         if matches!(result, Ok(WriteOutcome { conflict: true, .. })) {
             self.metrics.rmw_conflicts.fetch_add(1, Ordering::Relaxed);
@@ -271,7 +275,7 @@ impl Shared {
             node: self.id,
         };
         let result = self
-            .replicate(key, build(version), q.w, Mode::Checked(check))
+            .replicate(key, build(version), q, Mode::Checked(check))
             .await;
         self.count_write(&result);
         result
@@ -302,13 +306,13 @@ impl Shared {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Sends `entry` to the key's replicas and waits for `w` of them, as
-    /// `mode` says (see [`Mode`]).
+    /// Sends `entry` to the key's replicas and waits for `q.w` of them
+    /// (home replicas only when `q.strict`), as `mode` says (see [`Mode`]).
     async fn replicate(
         &self,
         key: Bytes,
         entry: Entry,
-        w: usize,
+        q: Quorum,
         mode: Mode<'_>,
     ) -> Result<WriteOutcome> {
         let pos = Token::of(&key);
@@ -332,6 +336,7 @@ impl Shared {
         let mut refused = NodeList::new();
         // The preference list is computed again only when the view changes.
         let mut pref = NodeList::new();
+        let mut home = 0;
         let mut pref_epoch = None;
         loop {
             let view = self.view.load();
@@ -347,7 +352,8 @@ impl Shared {
                     true => &view.delete_ring,
                     false => &view.write_ring,
                 };
-                pref = ring.preference_list(&pos, self.cfg.replication);
+                let replicas = strict::replicas(&view, ring, &pos, self.cfg.replication, q.strict);
+                (pref, home) = (replicas.list, replicas.home);
                 if pref.is_empty() {
                     if let Some(e) = fenced_everywhere(&view, ring) {
                         return Err(e);
@@ -370,7 +376,7 @@ impl Shared {
                     }
                 }
             }
-            let needed = w.min(pref.len()).max(1);
+            let needed = strict::needed(q.w, pref.len(), q.strict);
             // The local copy is written while the remote ones are in flight.
             if local {
                 match self.apply_locally(&pos, &key, &entry, &mode).await {
@@ -416,7 +422,10 @@ impl Shared {
                     return Err(refusal_error(why));
                 }
             }
-            if Instant::now() >= deadline {
+            // Strict, and too few home replicas up: no other node may
+            // stand in, so the client is told at once.
+            let short = q.strict && pref.len() < needed;
+            if short || Instant::now() >= deadline {
                 self.metrics
                     .replica_timeouts(Op::Write, asked.len().saturating_sub(acked.len()));
                 if acked.is_empty() && !wrong.is_empty() {
@@ -425,11 +434,14 @@ impl Shared {
                 if let Some(why) = refusal {
                     return Err(refusal_error(why));
                 }
-                return Err(Error::Unavailable {
-                    op: "write",
+                return Err(strict::unavailable(
+                    "write",
+                    q.strict,
                     needed,
-                    got: acked.len(),
-                });
+                    acked.len(),
+                    pref.len(),
+                    home,
+                ));
             }
             replies.wake_at(deadline);
             // `None` is a poke (the deadline passed or the view changed):

@@ -20,7 +20,7 @@ impl Shared {
     /// Reads `key` with quorum `q.r`: the newest version among the first
     /// replies (tombstones included; the caller treats them as absent).
     pub async fn read(&self, key: Bytes, q: Quorum) -> Result<Option<Entry>> {
-        let result = self.gather(key, q.r).await;
+        let result = self.gather(key, q).await;
         let counter = if result.is_ok() {
             &self.metrics.reads_ok
         } else {
@@ -30,7 +30,8 @@ impl Shared {
         result
     }
 
-    async fn gather(&self, key: Bytes, r: usize) -> Result<Option<Entry>> {
+    async fn gather(&self, key: Bytes, q: Quorum) -> Result<Option<Entry>> {
+        let r = q.r;
         let pos = Token::of(&key);
         let now = Instant::now();
         let deadline = now + self.cfg.request_timeout();
@@ -45,6 +46,7 @@ impl Shared {
             answers: Answers::new(),
         };
         let mut pref = NodeList::new();
+        let mut home = 0;
         let mut pref_epoch = None;
         // Whether to (re)consider whom to ask: on the first turn, when the
         // view changed, and when speculation starts; not on every reply.
@@ -58,13 +60,36 @@ impl Shared {
         loop {
             let view = self.view.load();
             if pref_epoch != Some(view.epoch) {
-                pref = view.ring.preference_list(&pos, self.cfg.replication);
+                let replicas = super::strict::replicas(
+                    &view,
+                    &view.ring,
+                    &pos,
+                    self.cfg.replication,
+                    q.strict,
+                );
+                (pref, home) = (replicas.list, replicas.home);
                 pref_epoch = Some(view.epoch);
                 rescan = true;
             }
-            let needed = (r + usize::from(confirm_miss_by.is_some()))
-                .min(pref.len())
-                .max(1);
+            let needed = match q.strict {
+                // A confirmation asks one more home replica if there is one.
+                true if confirm_miss_by.is_some() => (r + 1).min(pref.len()).max(r),
+                strict => super::strict::needed(
+                    r + usize::from(confirm_miss_by.is_some()),
+                    pref.len(),
+                    strict,
+                ),
+            };
+            if q.strict && pref.len() < needed {
+                return Err(super::strict::unavailable(
+                    "read",
+                    true,
+                    needed,
+                    read.answers.len(),
+                    pref.len(),
+                    home,
+                ));
+            }
             if std::mem::take(&mut rescan) {
                 let ask = if speculate_at.is_some() {
                     Ask::Enough
@@ -100,11 +125,14 @@ impl Shared {
                     Op::Read,
                     read.asked.len().saturating_sub(read.answers.len()),
                 );
-                return Err(Error::Unavailable {
-                    op: "read",
+                return Err(super::strict::unavailable(
+                    "read",
+                    q.strict,
                     needed,
-                    got: read.answers.len(),
-                });
+                    read.answers.len(),
+                    pref.len(),
+                    home,
+                ));
             }
             if let Some(at) = speculate_at {
                 if now >= at {
@@ -368,8 +396,10 @@ impl Shared {
         let mut speculate_at = self.cfg.read_speculation().map(|d| Instant::now() + d);
         let (guard, replies) = self.pending.register();
         let view = self.view.load();
-        let pref = view.ring.preference_list(&pos, self.cfg.replication);
-        let needed = q.r.min(pref.len()).max(1);
+        let replicas =
+            super::strict::replicas(&view, &view.ring, &pos, self.cfg.replication, q.strict);
+        let (pref, home) = (replicas.list, replicas.home);
+        let needed = super::strict::needed(q.r, pref.len(), q.strict);
         let mut parts: Vec<Option<Box<Part>>> = Vec::new();
         let mut asked = NodeList::new();
         if pref.iter().any(|n| same(n, &self.me)) {
@@ -399,13 +429,17 @@ impl Shared {
         ask(speculate_at.is_none(), &mut asked);
         while parts.len() < needed {
             let now = Instant::now();
-            if now >= deadline {
+            if now >= deadline || (q.strict && pref.len() < needed) {
                 self.metrics.reads_failed.fetch_add(1, Ordering::Relaxed);
-                return Err(Error::Unavailable {
-                    op: "read",
+                let got = parts.len();
+                return Err(super::strict::unavailable(
+                    "read",
+                    q.strict,
                     needed,
-                    got: parts.len(),
-                });
+                    got,
+                    pref.len(),
+                    home,
+                ));
             }
             if speculate_at.is_some_and(|at| now >= at) {
                 speculate_at = None;

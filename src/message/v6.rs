@@ -258,7 +258,8 @@ pub fn to_v6(msg: PeerMsg) -> Option<PeerMsg6> {
         | PeerMsg::ApplyAck { .. }
         | PeerMsg::Clock { .. }
         | PeerMsg::WriteFence { .. }
-        | PeerMsg::Placement { .. } => return None,
+        | PeerMsg::Placement { .. }
+        | PeerMsg::IncrStrict { .. } => return None,
     })
 }
 

@@ -65,6 +65,7 @@ impl PeerHandler for Shared {
             self.pending.deliver(id, from.name.clone(), msg);
             return;
         }
+        let strict = matches!(msg, PeerMsg::IncrStrict { .. });
         let reply = match msg {
             PeerMsg::Heartbeat(hb) => {
                 if !self.placement_accepted(from) {
@@ -163,13 +164,25 @@ impl PeerHandler for Shared {
                 field,
                 by,
                 w,
+            }
+            | PeerMsg::IncrStrict {
+                id,
+                key,
+                field,
+                by,
+                w,
             } => {
                 let Some(shared) = self.this.upgrade() else {
                     return;
                 };
                 let reply_to = from.reply_to.clone();
+                let q = crate::coordinator::Quorum {
+                    r: 1,
+                    w: w as usize,
+                    strict,
+                };
                 tokio::spawn(async move {
-                    let result = shared.increment_as_owner(key, field, by, w as usize).await;
+                    let result = shared.increment_as_owner(key, field, by, q).await;
                     shared
                         .net
                         .send(&reply_to, PeerMsg::IncrReply { id, result });

@@ -61,6 +61,9 @@ pub struct View {
     pub delete_ring: Ring,
     /// The nodes up that take no writes, and why.
     pub fenced: std::collections::BTreeMap<NodeName, String>,
+    /// The ring over every node known, up or down: a key's first N nodes
+    /// on it are its home replicas, the only ones strict quorums count.
+    pub home_ring: Ring,
 }
 
 /// How the reason of a fence for `maxmemory` starts (see
@@ -354,6 +357,9 @@ impl Shared {
         let view = {
             let m = self.membership();
             let up = m.up();
+            let known: Vec<NodeName> = std::iter::once(self.me.clone())
+                .chain(m.members().map(|x| NodeName::from(x.info.name.as_str())))
+                .collect();
             let mut addrs = HashMap::with_capacity_and_hasher(up.len(), Default::default());
             let mut generations = HashMap::with_capacity(up.len());
             let names: Vec<NodeName> = up
@@ -392,6 +398,7 @@ impl Shared {
                 ring: ring(names),
                 write_ring: ring(writers),
                 delete_ring: ring(deleters),
+                home_ring: ring(known),
                 fenced,
                 addrs,
                 generations,

@@ -367,6 +367,13 @@ mod tests {
                 tokens: 128,
                 replication: 3,
             },
+            PeerMsg::IncrStrict {
+                id: 21,
+                key: b(b"c"),
+                field: None,
+                by: 2,
+                w: 2,
+            },
         ]
     }
 

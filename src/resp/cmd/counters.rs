@@ -41,10 +41,10 @@ pub fn decrby(call: Call<'_>) -> Run {
 
 fn increment(call: Call<'_>, by: i64) -> Run {
     let shared = call.shared.clone();
-    let w = call.conn.quorum.w;
+    let q = call.conn.quorum;
     let key = call.args[1].clone();
     call.conn.last_write = Some(key.clone());
-    Run::later(async move { incr_reply(shared.increment(key, None, by, w).await) })
+    Run::later(async move { incr_reply(shared.increment(key, None, by, q).await) })
 }
 
 /// The client's reply to what an increment's owner answered.

@@ -311,11 +311,11 @@ pub fn hincrby(call: Call<'_>) -> Run {
         return Run::Now(not_an_integer());
     };
     let shared = call.shared.clone();
-    let w = call.conn.quorum.w;
+    let q = call.conn.quorum;
     let (key, field) = (call.args[1].clone(), call.args[2].clone());
     call.conn.last_write = Some(key.clone());
     Run::later(async move {
-        super::counters::incr_reply(shared.increment(key, Some(field), by, w).await)
+        super::counters::incr_reply(shared.increment(key, Some(field), by, q).await)
     })
 }
 

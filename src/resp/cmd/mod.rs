@@ -105,7 +105,9 @@ pub type Handler = fn(Call<'_>) -> Run;
 /// The error reply for a failed request.
 pub fn error_reply(e: &Error) -> Reply {
     match e {
-        Error::Unavailable { .. } | Error::Partial { .. } => Reply::error_code("UNAVAILABLE", e),
+        Error::Unavailable { .. } | Error::UnavailableStrict { .. } | Error::Partial { .. } => {
+            Reply::error_code("UNAVAILABLE", e)
+        }
         Error::Shutdown => Reply::error_code("SHUTDOWN", e),
         Error::Misconf(_) => Reply::error_code("MISCONF", e),
         Error::Oom => oom(),

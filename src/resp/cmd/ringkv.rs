@@ -1,8 +1,10 @@
 //! ringkv's own client command, `RINGKV`.
 //!
-//! - `RINGKV QUORUM` shows this connection's read and write quorums;
-//!   `RINGKV QUORUM R W` sets them for this connection only (each between 1
-//!   and the replication factor).
+//! - `RINGKV QUORUM` shows this connection's read and write quorums and
+//!   whether they are `sloppy` or `strict`; `RINGKV QUORUM R W [strict |
+//!   sloppy]` sets them for this connection only (each between 1 and the
+//!   replication factor; without the third word, the node's
+//!   `strict_quorums` setting decides). See `coordinator/strict.rs`.
 //! - `RINGKV PREFLIST KEY` lists the nodes that hold KEY, owner first, as
 //!   this node's current ring places them.
 //! - `RINGKV LOCAL KEY` shows what *this node* holds for KEY, without
@@ -40,21 +42,34 @@ fn answer(
         (Some("QUORUM"), 2) => Reply::Array(vec![
             Reply::Integer(conn.quorum.r as i64),
             Reply::Integer(conn.quorum.w as i64),
+            Reply::bulk(if conn.quorum.strict {
+                "strict"
+            } else {
+                "sloppy"
+            }),
         ]),
-        (Some("QUORUM"), 4) => {
+        (Some("QUORUM"), 4 | 5) => {
             let parse = |b: &Bytes| {
                 std::str::from_utf8(b)
                     .ok()
                     .and_then(|s| s.parse::<usize>().ok())
             };
+            let strict = match args.get(4).map(|s| s.to_ascii_lowercase()) {
+                None => Some(shared.cfg.strict_quorums),
+                Some(word) if word == b"strict" => Some(true),
+                Some(word) if word == b"sloppy" => Some(false),
+                Some(_) => None,
+            };
             let n = shared.cfg.replication;
-            match (parse(&args[2]), parse(&args[3])) {
-                (Some(r), Some(w)) if (1..=n).contains(&r) && (1..=n).contains(&w) => {
-                    conn.quorum = Quorum { r, w };
+            match (parse(&args[2]), parse(&args[3]), strict) {
+                (Some(r), Some(w), Some(strict))
+                    if (1..=n).contains(&r) && (1..=n).contains(&w) =>
+                {
+                    conn.quorum = Quorum { r, w, strict };
                     Reply::ok()
                 }
                 _ => Reply::err(format!(
-                    "RINGKV QUORUM R W needs two integers between 1 and the replication factor {n}"
+                    "RINGKV QUORUM R W [strict|sloppy] needs two integers between 1 and the replication factor {n}"
                 )),
             }
         }
@@ -97,6 +112,8 @@ fn answer(
                     .collect(),
             )
         }
-        _ => Reply::err("RINGKV subcommands: QUORUM [R W] | PREFLIST key | LOCAL key | NODES"),
+        _ => Reply::err(
+            "RINGKV subcommands: QUORUM [R W [strict|sloppy]] | PREFLIST key | LOCAL key | NODES",
+        ),
     }
 }
