@@ -76,6 +76,15 @@ pub struct Config {
     pub read_quorum: usize,
     /// Acknowledgements a write waits for (W). Default 2.
     pub write_quorum: usize,
+    /// How long a node may be down before the others rebuild its replicas.
+    /// Until then it keeps its place in the ranges replicas hold: nothing
+    /// is copied to stand in for it, writes made meanwhile reach the
+    /// nodes standing in for it (sloppy quorums) and are handed back when
+    /// it returns, so an outage costs what was written during it. After
+    /// it, the next nodes clockwise take over its ranges and are filled by
+    /// anti-entropy. Elasticsearch's delayed allocation waits as long by
+    /// default. Default 60000.
+    pub rebuild_delay_ms: u64,
     /// Count only a key's home replicas (its first N nodes on the ring of
     /// every node known, up or down) toward R and W, never nodes standing
     /// in for them; a request that cannot reach enough fails with
@@ -190,6 +199,7 @@ impl Default for Config {
             replication: 3,
             read_quorum: 2,
             write_quorum: 2,
+            rebuild_delay_ms: 60_000,
             strict_quorums: false,
             vnodes: 0,
             heartbeat_interval_ms: 200,

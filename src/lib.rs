@@ -47,6 +47,7 @@ pub mod encoding;
 pub mod error;
 pub mod events;
 pub mod fuzzing;
+pub mod handoff;
 pub mod history;
 pub mod log;
 pub mod membership;

@@ -81,7 +81,7 @@ pub const MIN_PROTOCOL_VERSION: u32 = 5;
 
 /// The name of every [`PeerMsg`] type, in [`PeerMsg::kind_index`] order
 /// (logs, and the per-kind traffic metrics).
-pub const KINDS: [&str; 31] = [
+pub const KINDS: [&str; 33] = [
     "heartbeat",
     "put",
     "put_ack",
@@ -113,6 +113,8 @@ pub const KINDS: [&str; 31] = [
     "write_fence",
     "placement",
     "incr_strict",
+    "offer",
+    "offer_reply",
 ];
 
 /// The write of a read-modify-write ([`PeerMsg::PutRmw`]).
@@ -392,6 +394,24 @@ pub enum PeerMsg {
         /// Home replicas the owner waits for, itself included.
         w: u32,
     },
+    /// Hand-off's question before a `Transfer` (since protocol 9): which
+    /// of these entries, by key and summary, does the receiver lack (or
+    /// hold older)? Answered with [`PeerMsg::OfferReply`], so a stray is
+    /// sent only to the replicas that need it.
+    Offer {
+        /// Request id.
+        id: u64,
+        /// (key, summary) of each entry offered.
+        keys: Vec<(Bytes, crate::values::Summary)>,
+    },
+    /// Answer to [`PeerMsg::Offer`]: the positions, in the offer, of the
+    /// entries the receiver wants.
+    OfferReply {
+        /// Request id.
+        id: u64,
+        /// Indexes into the offer's `keys`.
+        want: Vec<u32>,
+    },
     /// The sender's placement, sent before every heartbeat (since protocol
     /// 9): its number of tokens (the tokens follow from its name, see
     /// [`crate::ring::node_tokens`]) and the replication factor it places
@@ -464,7 +484,8 @@ impl PeerMsg {
             | PeerMsg::MetaAck { id }
             | PeerMsg::IncrReply { id, .. }
             | PeerMsg::ReadReply { id, .. }
-            | PeerMsg::ApplyAck { id, .. } => Some(*id),
+            | PeerMsg::ApplyAck { id, .. }
+            | PeerMsg::OfferReply { id, .. } => Some(*id),
             _ => None,
         }
     }
@@ -508,7 +529,10 @@ impl PeerMsg {
             | PeerMsg::Apply(_)
             | PeerMsg::ApplyAck { .. } => 7,
             PeerMsg::Clock { .. } | PeerMsg::WriteFence { .. } => CLOCK_SINCE,
-            PeerMsg::Placement { .. } | PeerMsg::IncrStrict { .. } => PLACEMENT_SINCE,
+            PeerMsg::Placement { .. }
+            | PeerMsg::IncrStrict { .. }
+            | PeerMsg::Offer { .. }
+            | PeerMsg::OfferReply { .. } => PLACEMENT_SINCE,
         }
     }
 
@@ -546,6 +570,8 @@ impl PeerMsg {
             PeerMsg::WriteFence { .. } => 28,
             PeerMsg::Placement { .. } => 29,
             PeerMsg::IncrStrict { .. } => 30,
+            PeerMsg::Offer { .. } => 31,
+            PeerMsg::OfferReply { .. } => 32,
         }
     }
 }

@@ -14,28 +14,29 @@
 //! running round only if a node left or restarted (it may never answer);
 //! nodes that merely joined get a new round as soon as this one ends.
 //!
-//! After each round it hands off **strays**: entries this node holds for
-//! ranges it no longer replicates (the ring changed back, or it stood in
-//! for a node that returned). Each goes to the key's preference list, and
-//! the local copy is dropped once every transfer was acknowledged and only
-//! if it did not change meanwhile.
+//! Beside each round it hands off **strays** (see [`crate::handoff`]):
+//! entries this node holds for ranges it does not replicate.
+//!
+//! Which ranges each node replicates is read off the view's replica ring
+//! (`View::replica_ring`): a node down for less than `rebuild_delay_ms`
+//! keeps its ranges, so no other node is filled in its place and a short
+//! outage moves only the writes made during it (handed back by the nodes
+//! that stood in, and found by the digests when it returns). Once the
+//! delay passes, the heartbeat loop publishes a view without it, and the
+//! rounds that view starts fill the nodes that take over its ranges.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::future::join_all;
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
-use crate::anti_entropy::{self, digest};
-use crate::message::PeerMsg;
+use crate::anti_entropy;
 use crate::node::shared::{Shared, View};
-use crate::ring::{NodeName, Token};
-use crate::store::{Entry, Version, LEAVES};
+use crate::ring::NodeName;
 
 const DEBOUNCE: Duration = Duration::from_millis(10);
 const RETRY: Duration = Duration::from_millis(500);
@@ -110,7 +111,7 @@ fn lost_a_node(old: &View, new: &View) -> bool {
 async fn round(shared: &Shared, view: &View, periodic: bool) -> bool {
     let (peers_ok, strays_ok) = tokio::join!(
         reconcile_with_peers(shared, view, periodic),
-        hand_off_strays(shared, view)
+        crate::handoff::hand_off_strays(shared, view)
     );
     peers_ok && strays_ok
 }
@@ -150,93 +151,4 @@ async fn reconcile_with_peers(shared: &Shared, view: &View, periodic: bool) -> b
         }
     }
     complete
-}
-
-/// Sends entries of ranges this node does not replicate to the nodes that
-/// do, and drops them once all acknowledged. Returns whether all did.
-pub async fn hand_off_strays(shared: &Shared, view: &View) -> bool {
-    let n = shared.cfg.replication;
-    let mine = digest::ranges_of(&view.ring, &shared.me, n);
-    let mut inside = vec![false; LEAVES];
-    for (leaf, whole) in mine.leaves() {
-        inside[leaf] = whole;
-    }
-    let mut outgoing: HashMap<NodeName, Vec<(Bytes, Entry)>> = HashMap::new();
-    let mut to_drop: Vec<(Bytes, Version)> = Vec::new();
-    for (leaf, _) in inside.iter().enumerate().filter(|(_, whole)| !**whole) {
-        shared.store.for_each_in_leaf(leaf, |key, entry| {
-            let pos = Token::of(key);
-            if mine.contains(&pos) {
-                return;
-            }
-            let (key, entry) = (Bytes::copy_from_slice(key), entry.to_entry());
-            for node in view.ring.preference_list(&pos, n) {
-                outgoing
-                    .entry(node)
-                    .or_default()
-                    .push((key.clone(), entry.clone()));
-            }
-            to_drop.push((key, entry.version()));
-        });
-    }
-    if to_drop.is_empty() {
-        return true;
-    }
-    let mut targets: Vec<NodeName> = outgoing.keys().cloned().collect();
-    targets.sort();
-    let sends = outgoing
-        .into_iter()
-        .map(|(node, items)| transfer(shared, view, node, items));
-    let all_acked = join_all(sends).await.into_iter().all(|ok| ok);
-    let mut dropped = 0;
-    if all_acked {
-        for (key, version) in &to_drop {
-            dropped += usize::from(shared.store.remove_if_version(key, *version));
-        }
-    }
-    shared
-        .metrics
-        .handoff_entries
-        .fetch_add(to_drop.len() as u64, Ordering::Relaxed);
-    shared
-        .metrics
-        .handoff_dropped
-        .fetch_add(dropped as u64, Ordering::Relaxed);
-    info!(
-        strays = to_drop.len(),
-        dropped,
-        complete = all_acked,
-        epoch = view.epoch,
-        to = ?targets,
-        "handed off strays"
-    );
-    shared.record_handoff(&targets, to_drop.len(), dropped, all_acked);
-    all_acked
-}
-
-/// Sends `items` to `node` in batches, each awaiting its acknowledgement.
-async fn transfer(
-    shared: &Shared,
-    view: &View,
-    node: NodeName,
-    items: Vec<(Bytes, Entry)>,
-) -> bool {
-    for batch in items.chunks(shared.cfg.transfer_batch) {
-        let items = batch.to_vec();
-        match shared
-            .ask(view, &node, |id| PeerMsg::Transfer { id, items })
-            .await
-        {
-            Ok(PeerMsg::TransferAck { .. }) => {}
-            Ok(other) => {
-                warn!(node = %node, reply = other.kind(), "hand-off batch answered oddly");
-                return false;
-            }
-            Err(e) => {
-                warn!(node = %node, error = %e, "hand-off batch not acknowledged");
-                return false;
-            }
-        }
-    }
-    true
 }

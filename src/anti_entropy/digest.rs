@@ -244,6 +244,21 @@ pub fn exchange(
     (push, want)
 }
 
+/// Of the entries `offered` (key, summary), the positions of those this
+/// store should be sent: absent here, or differing so that the offer
+/// holds something this copy lacks (see [`Summary::reconcile`]).
+pub fn wanted(store: &Store, offered: &[(Bytes, Summary)]) -> Vec<u32> {
+    offered
+        .iter()
+        .enumerate()
+        .filter(|(_, (key, theirs))| match store.get(key) {
+            None => true,
+            Some(mine) => Summary::reconcile(mine.summary(), *theirs).1,
+        })
+        .map(|(i, _)| i as u32)
+        .collect()
+}
+
 /// The entries held for `keys` (those still held).
 pub fn entries(store: &Store, keys: &[Bytes]) -> Vec<(Bytes, Entry)> {
     keys.iter()

@@ -155,7 +155,10 @@ async fn request(
 /// either held when the round looked.
 pub async fn sync_with(shared: &Shared, view: &View, peer: &NodeName) -> Result<RoundReport> {
     let store = &shared.store;
-    let ranges = digest::shared_ranges(&view.ring, &shared.me, peer, shared.cfg.replication);
+    // Over the replica ring: a node briefly down keeps its ranges, so no
+    // stand-in is filled with them (see `sync`).
+    let ranges =
+        digest::shared_ranges(&view.replica_ring, &shared.me, peer, shared.cfg.replication);
     let mut report = RoundReport::default();
     if ranges.is_empty() {
         return Ok(report);

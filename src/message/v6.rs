@@ -259,7 +259,9 @@ pub fn to_v6(msg: PeerMsg) -> Option<PeerMsg6> {
         | PeerMsg::Clock { .. }
         | PeerMsg::WriteFence { .. }
         | PeerMsg::Placement { .. }
-        | PeerMsg::IncrStrict { .. } => return None,
+        | PeerMsg::IncrStrict { .. }
+        | PeerMsg::Offer { .. }
+        | PeerMsg::OfferReply { .. } => return None,
     })
 }
 

@@ -208,11 +208,22 @@ impl Histogram {
 pub use crate::message::KINDS as PEER_KINDS;
 
 /// Peer traffic by message kind (kept by the transport).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct PeerCounters {
     sent: [AtomicU64; PEER_KINDS.len()],
     sent_bytes: [AtomicU64; PEER_KINDS.len()],
     received: [AtomicU64; PEER_KINDS.len()],
+}
+
+impl Default for PeerCounters {
+    // Arrays longer than 32 have no derived `Default`.
+    fn default() -> Self {
+        PeerCounters {
+            sent: std::array::from_fn(|_| AtomicU64::new(0)),
+            sent_bytes: std::array::from_fn(|_| AtomicU64::new(0)),
+            received: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
 }
 
 impl PeerCounters {
@@ -286,6 +297,11 @@ pub struct Metrics {
     pub handoff_entries: AtomicU64,
     /// Local copies dropped after hand-off.
     pub handoff_dropped: AtomicU64,
+    /// Entries sent by hand-off (those the replicas offered them wanted).
+    pub handoff_sent: AtomicU64,
+    /// Strays held for a replica that is down (within its rebuild delay),
+    /// as the last hand-off pass counted them.
+    pub handoff_backlog: AtomicU64,
     /// Heartbeat messages sent.
     pub heartbeats_sent: AtomicU64,
     /// Heartbeats missed (see the module doc).

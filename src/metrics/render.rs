@@ -191,7 +191,7 @@ pub fn render(m: &Metrics, sampled: Sampled<'_>) -> String {
     let mut reg = Registry::with_prefix("ringkv");
     // The encoder ends every help text with a period of its own.
     let plain = |v: &AtomicU64| Counters(vec![(Vec::new(), v.load(Relaxed))]);
-    let simple: [(&str, &str, &AtomicU64); 18] = [
+    let simple: [(&str, &str, &AtomicU64); 19] = [
         ("commands", "Client commands executed", &m.commands),
         (
             "command_errors",
@@ -235,6 +235,11 @@ pub fn render(m: &Metrics, sampled: Sampled<'_>) -> String {
             "handoff_dropped",
             "Local copies dropped after hand-off",
             &m.handoff_dropped,
+        ),
+        (
+            "handoff_sent",
+            "Entries sent by hand-off, those the replicas offered them wanted",
+            &m.handoff_sent,
         ),
         (
             "heartbeats_sent",
@@ -363,6 +368,11 @@ pub fn render(m: &Metrics, sampled: Sampled<'_>) -> String {
             Counters(vec![(Vec::new(), v)]),
         );
     }
+    reg.register(
+        "handoff_backlog",
+        "Strays held for a replica that is down, within its rebuild delay",
+        ConstGauge::new(m.handoff_backlog.load(Relaxed) as i64),
+    );
     for (name, help, v) in sampled.gauges {
         reg.register(name, help.trim_end_matches('.'), ConstGauge::new(v));
     }

@@ -209,6 +209,7 @@ impl Node {
             )),
             placement,
             placements: Default::default(),
+            handoff_turn: Default::default(),
             started: Instant::now(),
             clients: Default::default(),
             cfg,
@@ -233,6 +234,10 @@ impl Node {
         tasks.spawn(heartbeat_loop(shared.clone(), shutdown.clone()));
         tasks.spawn(sweep_loop(shared.clone(), shutdown.clone()));
         tasks.spawn(crate::sync::run(shared.clone(), shutdown.clone()));
+        tasks.spawn(crate::handoff::backlog_loop(
+            shared.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(purge_loop(shared.clone(), shutdown.clone()));
         tasks.spawn(reclaim_loop(shared.clone(), shutdown.clone()));
         tasks.spawn(compaction_loop(shared.clone(), shutdown.clone()));
@@ -389,6 +394,10 @@ async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
             (m.heartbeat(keys), m.targets(), events)
         };
         shared.handle_events(events);
+        if shared.replica_ring_is_stale() {
+            info!("a node's rebuild delay passed: its replicas are rebuilt on the others");
+            shared.publish_view();
+        }
         let sent = targets.len() as u64;
         let digest = shared.metadata_digest();
         let fence = shared.write_fence();

@@ -207,6 +207,10 @@ impl PeerHandler for Shared {
                 self.ack_when_logged(from, log);
                 return;
             }
+            PeerMsg::Offer { id, keys } => PeerMsg::OfferReply {
+                id,
+                want: crate::anti_entropy::digest::wanted(&self.store, &keys),
+            },
             PeerMsg::Get { id, key } => PeerMsg::GetReply {
                 id,
                 entry: self.store.get(&key),
@@ -236,7 +240,8 @@ impl PeerHandler for Shared {
             | PeerMsg::AeKeysReply { .. }
             | PeerMsg::IncrReply { .. }
             | PeerMsg::ReadReply { .. }
-            | PeerMsg::ApplyAck { .. } => return,
+            | PeerMsg::ApplyAck { .. }
+            | PeerMsg::OfferReply { .. } => return,
             // Handled by the transport, through `on_clock`.
             PeerMsg::Clock { .. } => return,
         };

@@ -64,6 +64,11 @@ pub struct View {
     /// The ring over every node known, up or down: a key's first N nodes
     /// on it are its home replicas, the only ones strict quorums count.
     pub home_ring: Ring,
+    /// The ring whose preference lists say what each node holds: the
+    /// nodes up and those down for less than `rebuild_delay_ms`. Anti-
+    /// entropy and hand-off use it, so a short outage copies no range to
+    /// stand-ins (see `sync`); coordinators use `ring`.
+    pub replica_ring: Ring,
 }
 
 /// How the reason of a fence for `maxmemory` starts (see
@@ -135,6 +140,8 @@ pub struct Shared {
     pub skew: Mutex<crate::skew::Skew>,
     /// This node's placement: its tokens and N (see [`crate::placement`]).
     pub placement: crate::placement::Placement,
+    /// Hand-off passes take turns (see `handoff`).
+    pub handoff_turn: tokio::sync::Mutex<()>,
     /// The placements peers announced (see `node::announced`), kept after
     /// they go down.
     pub placements: Mutex<HashMap<NodeName, crate::placement::Placement>>,
@@ -349,6 +356,35 @@ impl Shared {
         }
     }
 
+    /// The nodes whose replicas stay where they are: this one, those up,
+    /// and those down (after being heard) for less than
+    /// `rebuild_delay_ms`.
+    fn held_names(&self, m: &crate::membership::Membership) -> Vec<NodeName> {
+        let delay = std::time::Duration::from_millis(self.cfg.rebuild_delay_ms);
+        let now = Instant::now();
+        std::iter::once(self.me.clone())
+            .chain(
+                m.members()
+                    .filter(|x| {
+                        x.state == crate::membership::State::Up
+                            || (x.last_heard.is_some()
+                                && now.saturating_duration_since(x.since) < delay)
+                    })
+                    .map(|x| NodeName::from(x.info.name.as_str())),
+            )
+            .collect()
+    }
+
+    /// Whether the view's replica ring holds other nodes than it should
+    /// now: a down node's rebuild delay passed. The heartbeat loop then
+    /// publishes a new view, whose reconciliation rebuilds its replicas.
+    pub fn replica_ring_is_stale(&self) -> bool {
+        let mut held = self.held_names(&self.membership());
+        held.sort();
+        let view = self.view.load();
+        view.replica_ring.nodes() != held.as_slice()
+    }
+
     /// Rebuilds the view from the membership table and publishes it.
     pub fn publish_view(&self) {
         // Before the membership lock: the placements and the metadata
@@ -360,6 +396,7 @@ impl Shared {
             let known: Vec<NodeName> = std::iter::once(self.me.clone())
                 .chain(m.members().map(|x| NodeName::from(x.info.name.as_str())))
                 .collect();
+            let held: Vec<NodeName> = self.held_names(&m);
             let mut addrs = HashMap::with_capacity_and_hasher(up.len(), Default::default());
             let mut generations = HashMap::with_capacity(up.len());
             let names: Vec<NodeName> = up
@@ -399,6 +436,7 @@ impl Shared {
                 write_ring: ring(writers),
                 delete_ring: ring(deleters),
                 home_ring: ring(known),
+                replica_ring: ring(held),
                 fenced,
                 addrs,
                 generations,

@@ -374,6 +374,14 @@ mod tests {
                 by: 2,
                 w: 2,
             },
+            PeerMsg::Offer {
+                id: 22,
+                keys: vec![(b(b"k"), Entry::string(version, b(b"v")).summary())],
+            },
+            PeerMsg::OfferReply {
+                id: 23,
+                want: vec![0],
+            },
         ]
     }
 

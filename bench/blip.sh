@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Issue 17, part 3: what a short outage moves. A 5-node local cluster (`ringkv up`, default
+# failure_timeout_ms 1000 and rebuild_delay_ms 60000) is loaded with KEYS keys (100-byte values,
+# through redis-cli --pipe) and left to settle (every key on its three replicas); then one node is
+# SIGSTOPped for PAUSE seconds under a light write load (RATE new keys a second, 100-byte values,
+# through another node), SIGCONTed, and the cluster is left to converge again (every key on exactly
+# three nodes, no hand-off backlog). Bytes moved = the reconciliation kinds of every node's
+# ringkv_peer_bytes_sent_by_kind_total (anti-entropy digests and entries, offers, transfers), from
+# just before the stop to convergence, against the bytes written during the outage (key + value of
+# each acknowledged SET). With REBUILD=0 the node's ranges are rebuilt at once, as before issue 17.
+#
+#   bench/blip.sh                         # 1,000,000 keys, 5 s pause, 100 writes/s
+#   KEYS=100000 PAUSE=3 bench/blip.sh     # smaller
+#   REBUILD=0 KEYS=260000 PAUSE=3 RATE=0 bench/blip.sh   # the issue's "today" case, rebuilt at once
+source "$(dirname "$0")/lib.sh"
+need redis-cli redis-tools
+need python3 python3
+build_release
+
+WORK=${WORK:-/tmp/ringkv-bench-blip}
+KEYS=${KEYS:-1000000}
+PAUSE=${PAUSE:-5}
+RATE=${RATE:-100}
+REBUILD=${REBUILD:-60000}
+BASE=${RINGKV_BASE:-19500}
+machine_long
+echo "cluster: $RINGKV up --nodes 5 --base-port $BASE -- --set rebuild_delay_ms=$REBUILD"
+start_ringkv "$BASE" "$WORK" 5 --set "rebuild_delay_ms=$REBUILD"
+python3 - "$WORK" "$BASE" "$KEYS" "$PAUSE" "$RATE" <<'PY'
+import json, os, signal, socket, subprocess, sys, time, urllib.request
+work, base, keys, pause, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+nodes = json.load(open(work + "/cluster.json"))["nodes"]
+KINDS = ["ae_groups", "ae_groups_reply", "ae_keys", "ae_keys_reply", "transfer", "transfer_ack", "offer", "offer_reply"]
+
+def get(admin, path):
+    return urllib.request.urlopen(f"http://{admin}{path}", timeout=5).read().decode()
+
+def status(n): return json.loads(get(n["admin"], "/status"))
+
+def kind_bytes(n):
+    out = {}
+    for line in get(n["admin"], "/metrics").splitlines():
+        if line.startswith("ringkv_peer_bytes_sent_by_kind_total{"):
+            kind = line.split('kind="')[1].split('"')[0]
+            out[kind] = float(line.rsplit(" ", 1)[1])
+    return out
+
+def moved(skip=None):
+    total = {k: 0.0 for k in KINDS}
+    for n in nodes:
+        if n is skip: continue
+        b = kind_bytes(n)
+        for k in KINDS: total[k] += b.get(k, 0.0)
+    return total
+
+def backlog(n):
+    for line in get(n["admin"], "/metrics").splitlines():
+        if line.startswith("ringkv_handoff_backlog "): return float(line.split()[1])
+    return 0.0
+
+def copies(): return sum(status(n)["keys"] for n in nodes)
+
+def wait(cond, limit, what):
+    t = time.time()
+    while time.time() - t < limit:
+        if cond(): return time.time() - t
+        time.sleep(0.2)
+    sys.exit(f"timed out waiting for {what}")
+
+port = lambda n: n["client"].rsplit(":", 1)[1]
+value = "v" * 100
+t = time.time()
+cmds = "".join(f"*3\r\n$3\r\nSET\r\n${len(k)}\r\n{k}\r\n$100\r\n{value}\r\n" for k in (f"key:{i:07d}" for i in range(keys)))
+subprocess.run(["redis-cli", "-p", port(nodes[0]), "--pipe"], input=cmds.encode(), check=True, capture_output=True)
+print(f"loaded {keys} keys in {time.time()-t:.1f} s")
+waited = wait(lambda: copies() == 3 * keys, 600, "three copies of every key")
+print(f"settled: {3*keys} copies ({waited:.1f} s)")
+
+victim = nodes[2]
+others = [n for n in nodes if n is not victim]
+before = moved()
+os.kill(victim["pid"], signal.SIGSTOP)
+print(f"SIGSTOP {victim['name']} for {pause} s, writing {rate}/s through {nodes[0]['name']}")
+s = socket.create_connection(("127.0.0.1", int(port(nodes[0]))))
+written = acked = 0
+start = time.time(); i = 0
+while time.time() - start < pause:
+    if rate:
+        k = f"blip:{i:07d}"; i += 1
+        s.sendall(f"*3\r\n$3\r\nSET\r\n${len(k)}\r\n{k}\r\n$100\r\n{value}\r\n".encode())
+        reply = b""
+        while not reply.endswith(b"\r\n"): reply += s.recv(64)
+        if reply == b"+OK\r\n":
+            acked += 1; written += len(k) + 100
+        time.sleep(max(0.0, start + i / rate - time.time()))
+    else:
+        time.sleep(0.05)
+away = moved(victim)
+before_others = {k: before[k] for k in KINDS}
+os.kill(victim["pid"], signal.SIGCONT)
+t = time.time()
+wait(lambda: copies() == 3 * (keys + acked) and all(backlog(n) == 0 for n in nodes), 600, "convergence")
+took = time.time() - t
+# Counters settle with the last messages; read them once more a moment later.
+time.sleep(1)
+after = moved()
+def total(d0, d1, kinds=KINDS): return sum(d1[k] - d0[k] for k in kinds)
+entries = ["ae_keys_reply", "transfer"]
+digests = [k for k in KINDS if k not in entries]
+allb = total(before, after)
+print(f"writes during the outage: {acked} acknowledged, {written} bytes (key + value)")
+print(f"moved while {victim['name']} was away (the other four): {sum(away[k] - before[k] for k in KINDS):.0f} bytes")
+print(f"converged {took:.1f} s after SIGCONT")
+print(f"moved from SIGSTOP to convergence: {allb:.0f} bytes = entries {total(before, after, entries):.0f} + digests and offers {total(before, after, digests):.0f}")
+for k in KINDS:
+    d = after[k] - before[k]
+    if d: print(f"  {k:16} {d:12.0f}")
+if written:
+    print(f"ratio: all bytes moved / bytes written = {allb / written:.2f}; entry bytes / bytes written = {total(before, after, entries) / written:.2f}")
+PY
