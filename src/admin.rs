@@ -124,6 +124,13 @@ pub struct Status {
     /// (0 unless injected).
     #[serde(default)]
     pub clock_injected_offset_ms: i64,
+    /// What `ringkv leave` is doing on this node, if it was asked to.
+    #[serde(default)]
+    pub leaving: Option<crate::node::departure::Progress>,
+    /// Strays this node holds for a replica that is down (the hand-off
+    /// backlog).
+    #[serde(default)]
+    pub handoff_backlog: u64,
 }
 
 /// One peer's clock, as `/status` shows it.
@@ -156,6 +163,15 @@ pub fn status(shared: &Shared) -> Status {
         .into_iter()
         .collect();
     let balance_of = |name: &str| balance.get(name).copied().unwrap_or(0.0);
+    let leaving = shared.leaving_nodes();
+    let departed = shared.departures_shown();
+    let shown = |name: &str, state: MemberState| {
+        if leaving.iter().any(|n| &**n == name) {
+            MemberState::Leaving
+        } else {
+            state
+        }
+    };
     let m = shared.membership();
     let me = m.me();
     let mut nodes = vec![NodeStatus {
@@ -166,7 +182,7 @@ pub fn status(shared: &Shared) -> Status {
         peer: me.peer.clone(),
         client: me.client.clone(),
         admin: me.admin.clone(),
-        state: MemberState::Up,
+        state: shown(&me.name, MemberState::Up),
         last_heartbeat_ms: Some(0),
         generation: me.generation,
         share: view.ring.share(&me.name),
@@ -190,7 +206,7 @@ pub fn status(shared: &Shared) -> Status {
             peer: x.info.peer.clone(),
             client: x.info.client.clone(),
             admin: x.info.admin.clone(),
-            state: x.state,
+            state: shown(&x.info.name, x.state),
             last_heartbeat_ms: x
                 .last_heard
                 .map(|t| now.saturating_duration_since(t).as_millis() as u64),
@@ -208,6 +224,31 @@ pub fn status(shared: &Shared) -> Status {
             write_fenced: fences.get(x.info.name.as_str()).cloned(),
         }
     }));
+    drop(m);
+    // Nodes that left or were forgotten, for a while after (see
+    // `node::departure`).
+    for (name, departure, _) in departed {
+        if !departure.is_gone() || nodes.iter().any(|n| n.name == name) {
+            continue;
+        }
+        nodes.push(NodeStatus {
+            token: token(&name),
+            tokens: Vec::new(),
+            balance: 0.0,
+            peer: String::new(),
+            client: String::new(),
+            admin: String::new(),
+            state: MemberState::Left,
+            last_heartbeat_ms: None,
+            generation: 0,
+            share: 0.0,
+            keys: 0,
+            suspect: false,
+            protocol: None,
+            write_fenced: Some(format!("{} the cluster", departure.word())),
+            name,
+        });
+    }
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
     Status {
         name: shared.me.to_string(),
@@ -231,6 +272,12 @@ pub fn status(shared: &Shared) -> Status {
                 (c.peer.to_string(), clock)
             })
             .collect(),
+        leaving: shared
+            .leaving
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone(),
+        handoff_backlog: shared.metrics.handoff_backlog.load(Ordering::Relaxed),
         clock_injected_offset_ms: crate::clock::offset_micros() / 1000,
     }
 }
@@ -249,6 +296,8 @@ pub async fn serve(
         )
         .route("/metrics", get(metrics))
         .route("/fault", post(fault))
+        .route("/leave", post(leave))
+        .route("/forget", post(forget))
         .merge(crate::dashboard::routes())
         .with_state(shared);
     axum::serve(listener, app)
@@ -358,6 +407,53 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     };
     let out = crate::metrics::render(&s.metrics, sampled);
     ([("content-type", crate::metrics::CONTENT_TYPE)], out)
+}
+
+/// `POST /leave`: starts `ringkv leave` on this node and answers at once
+/// (202); `/status`'s `leaving` shows its progress. When it has handed
+/// everything over, the node stops.
+async fn leave(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    if s.leaving
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .is_some_and(|p| !p.phase.starts_with("failed"))
+    {
+        return (
+            StatusCode::CONFLICT,
+            "this node is already leaving\n".to_string(),
+        );
+    }
+    let shared = s.clone();
+    tokio::spawn(async move {
+        match shared.leave().await {
+            Ok(report) => {
+                tracing::info!(?report, "left: stopping");
+                shared.stop_requested.cancel();
+            }
+            Err(e) => tracing::warn!(error = %e, "leave failed"),
+        }
+    });
+    (StatusCode::ACCEPTED, "leaving\n".to_string())
+}
+
+/// The body of `POST /forget`.
+#[derive(Debug, Deserialize)]
+struct ForgetBody {
+    name: String,
+}
+
+/// `POST /forget {"name": NAME}`: forgets a node that is down for good,
+/// through this node (see `node::departure`). Answers the report as JSON,
+/// or 409 with the reason.
+async fn forget(State(s): State<Arc<Shared>>, Json(body): Json<ForgetBody>) -> impl IntoResponse {
+    match s.forget(&body.name).await {
+        Ok(report) => (
+            StatusCode::OK,
+            serde_json::to_string(&report).unwrap_or_default() + "\n",
+        ),
+        Err(e) => (StatusCode::CONFLICT, format!("{e}\n")),
+    }
 }
 
 async fn fault(State(s): State<Arc<Shared>>, Json(cmd): Json<FaultCommand>) -> impl IntoResponse {

@@ -76,6 +76,12 @@ pub struct Config {
     pub read_quorum: usize,
     /// Acknowledgements a write waits for (W). Default 2.
     pub write_quorum: usize,
+    /// Bytes a second that bulk streams (anti-entropy, hand-off, `ringkv
+    /// leave`) may send from this node, all of them together, so that
+    /// moving a node's data does not starve client traffic (Cassandra's
+    /// stream throughput defaults to as much). 0: no limit. Default
+    /// 25000000.
+    pub stream_bytes_per_sec: u64,
     /// How long a node may be down before the others rebuild its replicas.
     /// Until then it keeps its place in the ranges replicas hold: nothing
     /// is copied to stand in for it, writes made meanwhile reach the
@@ -199,6 +205,7 @@ impl Default for Config {
             replication: 3,
             read_quorum: 2,
             write_quorum: 2,
+            stream_bytes_per_sec: 25_000_000,
             rebuild_delay_ms: 60_000,
             strict_quorums: false,
             vnodes: 0,

@@ -166,7 +166,7 @@ pub const BACKLOG_EVERY: std::time::Duration = std::time::Duration::from_secs(2)
 
 /// Offers `items` to `node` and sends it those it wants, in batches.
 /// Returns how many it was sent, or `None` if it did not answer.
-async fn offer_and_send(
+pub(crate) async fn offer_and_send(
     shared: &Shared,
     view: &View,
     node: NodeName,
@@ -208,6 +208,11 @@ async fn offer_and_send(
             continue;
         }
         sent += wanted.len();
+        let bytes = wanted
+            .iter()
+            .map(|(k, e)| (k.len() + e.payload_len()) as u64)
+            .sum();
+        shared.stream.take(bytes).await;
         let items = wanted;
         match shared
             .ask(view, &node, |id| PeerMsg::Transfer { id, items })

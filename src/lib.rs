@@ -62,5 +62,6 @@ pub mod scenario;
 pub mod skew;
 pub mod store;
 pub mod sync;
+pub mod throttle;
 pub mod transport;
 pub mod values;

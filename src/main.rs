@@ -84,6 +84,8 @@ fn main() -> ExitCode {
                 .await
             }
             Cmd::Status(args) => ringkv::cli::status::run(&args.admin, args.json, args.watch).await,
+            Cmd::Leave(args) => ringkv::cli::ops::leave(&args.admin).await,
+            Cmd::Forget(args) => ringkv::cli::ops::forget(&args.admin, &args.name).await,
             Cmd::Scenario(_) => unreachable!("handled above"),
         }
     });
@@ -108,9 +110,11 @@ async fn run_node(cfg: ringkv::config::Config) -> ringkv::error::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let node = Node::start(cfg).await?;
+    let left = node.shared.stop_requested.clone();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
         _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = left.cancelled() => tracing::info!("left the cluster: stopping"),
     }
     node.shutdown().await;
     Ok(())

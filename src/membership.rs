@@ -22,9 +22,15 @@
 //! This is a sans-IO state machine: time comes in as an argument, events
 //! come out as values, and the node decides what to send and log.
 //!
-//! Deliberately left out: indirect probing and suspicion (SWIM), and
-//! forgetting nodes that never come back (they are heartbeated forever,
-//! which costs one small message per interval each).
+//! A node that left, or was forgotten (`ringkv leave`, `ringkv forget`),
+//! is removed with [`Membership::forget`]: no longer heartbeated, and not
+//! learned again from stale member lists; only a heartbeat from it
+//! directly brings it back, once the node has decided to take it (a
+//! replacement with an empty data directory).
+//!
+//! Deliberately left out: indirect probing and suspicion (SWIM). A node
+//! that dies and is never forgotten is heartbeated forever, which costs
+//! one small message per interval.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -65,6 +71,11 @@ pub enum State {
     Up,
     /// No heartbeat within the failure timeout, or never heard directly.
     Down,
+    /// In `/status` only (the routing table holds up and down): `ringkv
+    /// leave` runs on it.
+    Leaving,
+    /// In `/status` only: it left, or was forgotten (shown for a while).
+    Left,
 }
 
 /// One row of the routing table.
@@ -146,6 +157,10 @@ pub struct Membership {
     seeds: Vec<String>,
     failure_timeout: Duration,
     last_tick: Option<Instant>,
+    /// Nodes removed for good (left or forgotten), by name, with the peer
+    /// address they had: not learned again from other nodes' lists, not
+    /// heartbeated (seeds included), until heard from directly again.
+    forgotten: BTreeMap<String, String>,
 }
 
 impl Membership {
@@ -157,7 +172,26 @@ impl Membership {
             seeds,
             failure_timeout,
             last_tick: None,
+            forgotten: BTreeMap::new(),
         }
+    }
+
+    /// Removes `name` for good (it left, or was forgotten): it is no longer
+    /// a member, not heartbeated, and not learned again from other nodes'
+    /// lists. A heartbeat from it directly makes it a member again (the
+    /// node decides first whether to take it: a replacement, or the same
+    /// data coming back). Returns whether it was a member.
+    pub fn forget(&mut self, name: &str) -> bool {
+        let Some(m) = self.members.remove(name) else {
+            return false;
+        };
+        self.forgotten.insert(name.to_string(), m.info.peer);
+        true
+    }
+
+    /// Whether `name` was removed for good and not heard from since.
+    pub fn is_forgotten(&self, name: &str) -> bool {
+        self.forgotten.contains_key(name)
     }
 
     /// This node's own description.
@@ -188,6 +222,7 @@ impl Membership {
             }
             return events;
         }
+        self.forgotten.remove(&from.name);
         self.heard_from(hb, now, &mut events);
         if let Some(m) = self.members.get_mut(&from.name) {
             if m.info.generation == from.generation {
@@ -195,7 +230,10 @@ impl Membership {
             }
         }
         for info in &hb.members {
-            if info.name != self.me.name && !self.members.contains_key(&info.name) {
+            if info.name != self.me.name
+                && !self.members.contains_key(&info.name)
+                && !self.forgotten.contains_key(&info.name)
+            {
                 self.members.insert(
                     info.name.clone(),
                     Member {
@@ -266,7 +304,7 @@ impl Membership {
                 old: old_gen,
                 new: from.generation,
             }),
-            State::Up => {}
+            State::Up | State::Leaving | State::Left => {}
         }
         m.last_heard = Some(now);
     }
@@ -330,7 +368,7 @@ impl Membership {
             .values()
             .map(|m| m.info.peer.clone())
             .chain(self.seeds.iter().cloned())
-            .filter(|a| *a != self.me.peer)
+            .filter(|a| *a != self.me.peer && !self.forgotten.values().any(|f| f == a))
             .collect();
         out.sort();
         out.dedup();
@@ -477,5 +515,31 @@ mod tests {
             .on_heartbeat(&hb("me", 1, &[]), t0)
             .iter()
             .all(|e| !matches!(e, Event::Up { .. })));
+    }
+
+    #[test]
+    fn a_forgotten_node_is_not_heartbeated_nor_learned_again_until_it_speaks() {
+        let (mut m, t0) = table();
+        m.on_heartbeat(&hb("seed", 1, &[info("gone", 1)]), t0);
+        m.on_heartbeat(&hb("gone", 1, &[]), t0);
+        assert!(m.forget("gone"));
+        assert!(!m.forget("gone"));
+        assert!(m.is_forgotten("gone"));
+        assert!(m.get("gone").is_none());
+        assert_eq!(m.targets(), vec!["seed:1".to_string()]);
+        // A stale list from another node does not bring it back.
+        let ev = m.on_heartbeat(&hb("seed", 1, &[info("gone", 1)]), t0);
+        assert!(ev.is_empty(), "{ev:?}");
+        assert!(m.get("gone").is_none());
+        // Forgotten as a seed too: its address is not heartbeated.
+        let mut s = Membership::new(info("me", 1), vec!["gone:1".into()], Duration::from_secs(1));
+        s.on_heartbeat(&hb("gone", 1, &[]), t0);
+        assert!(s.forget("gone"));
+        assert!(s.targets().is_empty());
+        // It speaks again (the node decided to take it): a member again.
+        let ev = s.on_heartbeat(&hb("gone", 2, &[]), t0);
+        assert!(matches!(&ev[..], [Event::Up { .. }]), "{ev:?}");
+        assert!(!s.is_forgotten("gone"));
+        assert_eq!(s.targets(), vec!["gone:1".to_string()]);
     }
 }

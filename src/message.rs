@@ -422,6 +422,10 @@ pub enum PeerMsg {
         tokens: u32,
         /// Replicas per key (N).
         replication: u32,
+        /// The identity of the sender's data directory, drawn when it was
+        /// made: a node that left or was forgotten is refused under it (see
+        /// `node::departure`).
+        data_id: u64,
     },
 }
 

@@ -50,19 +50,20 @@ pub struct Placement {
 }
 
 impl Placement {
-    /// The file's text.
-    pub fn to_text(&self) -> String {
+    /// The file's text, with the data directory's identity `id`.
+    pub fn to_text(&self, id: u64) -> String {
         format!(
             "# Written when this data directory was first used; ringkv reads it on\n\
              # every start. Changing it moves this node's data on the ring.\n\
-             tokens = {}\nreplication = {}\n",
+             tokens = {}\nreplication = {}\nid = {id}\n",
             self.tokens, self.replication
         )
     }
 
-    /// Reads the file's text.
-    pub fn from_text(text: &str) -> std::result::Result<Placement, String> {
-        let (mut tokens, mut replication) = (None, None);
+    /// Reads the file's text: the placement and the data directory's
+    /// identity.
+    pub fn from_text(text: &str) -> std::result::Result<(Placement, u64), String> {
+        let (mut tokens, mut replication, mut id) = (None, None, None);
         for line in text.lines().map(str::trim) {
             if line.is_empty() || line.starts_with('#') {
                 continue;
@@ -70,28 +71,33 @@ impl Placement {
             let (key, value) = line
                 .split_once('=')
                 .ok_or_else(|| format!("`{line}` is not `key = value`"))?;
-            let value: usize = value
+            let value: u64 = value
                 .trim()
                 .parse()
                 .map_err(|_| format!("{}: `{}` is not a number", key.trim(), value.trim()))?;
             match key.trim() {
-                "tokens" => tokens = Some(value),
-                "replication" => replication = Some(value),
+                "tokens" => tokens = Some(value as usize),
+                "replication" => replication = Some(value as usize),
+                "id" => id = Some(value),
                 other => return Err(format!("unknown key `{other}`")),
             }
         }
         let tokens = tokens.ok_or("no `tokens` line")?;
         let replication = replication.ok_or("no `replication` line")?;
+        let id = id.ok_or("no `id` line")?;
         if tokens == 0 || tokens > MAX_TOKENS {
             return Err(format!("tokens: {tokens} is not within 1..={MAX_TOKENS}"));
         }
         if replication == 0 {
             return Err("replication: 0 is not a replication factor".into());
         }
-        Ok(Placement {
-            tokens,
-            replication,
-        })
+        Ok((
+            Placement {
+                tokens,
+                replication,
+            },
+            id,
+        ))
     }
 
     /// The placement of the node whose data directory is `dir`, writing
@@ -103,11 +109,17 @@ impl Placement {
     /// A configured N that differs from the one the directory was made for
     /// is refused, naming both and the file: the node would place keys
     /// differently from the rest of its cluster.
-    pub fn settle(dir: &Path, vnodes: usize, n: usize, existed: bool) -> Result<Placement> {
+    ///
+    /// Also returns the data directory's identity: a random number drawn
+    /// when the file is written, which stays with the directory (unlike
+    /// the counters' incarnation, redrawn after an unclean stop), so a
+    /// node that left or was forgotten is known again if its data comes
+    /// back, and a new, empty directory under its name is not it.
+    pub fn settle(dir: &Path, vnodes: usize, n: usize, existed: bool) -> Result<(Placement, u64)> {
         let path = dir.join(FILE);
         match std::fs::read_to_string(&path) {
             Ok(text) => {
-                let p = Placement::from_text(&text)
+                let (p, id) = Placement::from_text(&text)
                     .map_err(|why| Error::Corrupt(format!("{}: {why}", path.display())))?;
                 if p.replication != n {
                     return Err(Error::config(
@@ -127,7 +139,7 @@ impl Placement {
                         "vnodes setting ignored: this data directory keeps the tokens it was made with"
                     );
                 }
-                Ok(p)
+                Ok((p, id))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let tokens = match (vnodes, existed) {
@@ -139,8 +151,9 @@ impl Placement {
                     tokens,
                     replication: n,
                 };
-                write_atomically(&path, p.to_text().as_bytes())?;
-                Ok(p)
+                let id = rand::random::<u64>();
+                write_atomically(&path, p.to_text(id).as_bytes())?;
+                Ok((p, id))
             }
             Err(e) => Err(e.into()),
         }
@@ -173,6 +186,92 @@ pub fn record_name(name: &str) -> String {
 pub struct NodeRecord {
     /// Its placement.
     pub placement: Placement,
+    /// The identity of its data directory (see `node::data_id`).
+    pub data_id: u64,
+}
+
+/// How the metadata record's departure entries are named:
+/// `gone/NAME/DATA_ID`, one per data directory that left or was
+/// forgotten, so a replacement (a new data directory under the name) is
+/// told apart from the old data coming back.
+pub const GONE_PREFIX: &str = "gone/";
+
+/// The departure entry of node `name` whose data directory is
+/// `data_id`.
+pub fn gone_name(name: &str, data_id: u64) -> String {
+    format!("{GONE_PREFIX}{name}/{data_id:016x}")
+}
+
+/// Where a departing node stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Departure {
+    /// `ringkv leave` runs: it takes no writes and hands what it holds to
+    /// the nodes that take over its ranges.
+    Leaving,
+    /// It handed everything over and stopped.
+    Left,
+    /// `ringkv forget` removed it while it was down.
+    Forgotten,
+}
+
+impl Departure {
+    /// Whether the node is gone (not merely leaving).
+    pub fn is_gone(self) -> bool {
+        !matches!(self, Departure::Leaving)
+    }
+
+    /// The word `/status` shows.
+    pub fn word(self) -> &'static str {
+        match self {
+            Departure::Leaving => "leaving",
+            Departure::Left => "left",
+            Departure::Forgotten => "forgotten",
+        }
+    }
+}
+
+/// A departure entry's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GoneRecord {
+    /// Where it stands.
+    pub departure: Departure,
+    /// The data directory it concerns.
+    pub data_id: u64,
+}
+
+impl crate::encoding::Wire for GoneRecord {}
+
+impl GoneRecord {
+    /// The entry's value.
+    pub fn encode(&self) -> Result<bytes::Bytes> {
+        Ok(crate::encoding::to_vec(self)?.into())
+    }
+}
+
+/// Every departure in `meta`: (node name, record, when it was written).
+pub fn departures(
+    meta: &crate::metadata::Metadata,
+) -> Vec<(String, GoneRecord, crate::store::Version)> {
+    meta.entries()
+        .filter_map(|(entry, reg)| {
+            let rest = entry.strip_prefix(GONE_PREFIX)?;
+            let (name, _) = rest.rsplit_once('/')?;
+            let record: GoneRecord = crate::encoding::from_slice(&reg.value).ok()?;
+            Some((name.to_string(), record, reg.version))
+        })
+        .collect()
+}
+
+/// The departure of node `name` with data directory `data_id`, if
+/// any.
+pub fn departure_of(
+    meta: &crate::metadata::Metadata,
+    name: &str,
+    data_id: u64,
+) -> Option<Departure> {
+    let reg = meta.get(&gone_name(name, data_id))?;
+    let record: GoneRecord = crate::encoding::from_slice(&reg.value).ok()?;
+    Some(record.departure)
 }
 
 impl crate::encoding::Wire for NodeRecord {}
@@ -201,18 +300,21 @@ mod tests {
     #[test]
     fn a_new_directory_gets_the_default_and_keeps_it() {
         let d = dir();
-        let p = Placement::settle(d.path(), 0, 3, false).unwrap();
+        let (p, id) = Placement::settle(d.path(), 0, 3, false).unwrap();
         assert_eq!((p.tokens, p.replication), (DEFAULT_TOKENS, 3));
         // A later start with another setting keeps what the directory has.
-        assert_eq!(Placement::settle(d.path(), 16, 3, true).unwrap(), p);
+        assert_eq!(Placement::settle(d.path(), 16, 3, true).unwrap(), (p, id));
+        // Another directory is another identity.
+        let other = dir();
+        assert_ne!(Placement::settle(other.path(), 0, 3, false).unwrap().1, id);
     }
 
     #[test]
     fn an_existing_directory_without_the_file_keeps_one_token() {
         let d = dir();
-        assert_eq!(Placement::settle(d.path(), 0, 3, true).unwrap().tokens, 1);
+        assert_eq!(Placement::settle(d.path(), 0, 3, true).unwrap().0.tokens, 1);
         let d = dir();
-        assert_eq!(Placement::settle(d.path(), 8, 3, true).unwrap().tokens, 8);
+        assert_eq!(Placement::settle(d.path(), 8, 3, true).unwrap().0.tokens, 8);
     }
 
     #[test]
@@ -232,8 +334,20 @@ mod tests {
                 tokens: 128,
                 replication: 3,
             },
+            data_id: 7,
         };
-        assert_eq!(NodeRecord::decode(&r.encode().unwrap()), Some(r));
+        assert_eq!(NodeRecord::decode(&r.encode().unwrap()), Some(r.clone()));
+        let mut meta = crate::metadata::Metadata::default();
+        let gone = GoneRecord {
+            departure: Departure::Forgotten,
+            data_id: 7,
+        };
+        let v = crate::store::Version::default();
+        meta.set(&gone_name("n/x", 7), v, gone.encode().unwrap());
+        meta.set(&record_name("n/x"), v, r.encode().unwrap());
+        assert_eq!(departures(&meta), vec![("n/x".to_string(), gone, v)]);
+        assert_eq!(departure_of(&meta, "n/x", 7), Some(Departure::Forgotten));
+        assert_eq!(departure_of(&meta, "n/x", 8), None);
         assert_eq!(NodeRecord::decode(b"\xff"), None);
     }
 
@@ -243,9 +357,9 @@ mod tests {
             tokens: 64,
             replication: 2,
         };
-        assert_eq!(Placement::from_text(&p.to_text()), Ok(p));
+        assert_eq!(Placement::from_text(&p.to_text(42)), Ok((p, 42)));
         assert_eq!(
-            Placement::from_text("tokens = 0\nreplication = 3"),
+            Placement::from_text("tokens = 0\nreplication = 3\nid = 1"),
             Err("tokens: 0 is not within 1..=4096".into())
         );
         assert_eq!(

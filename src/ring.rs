@@ -75,7 +75,7 @@ pub type NodeName = Arc<str>;
 pub type NodeList = smallvec::SmallVec<[NodeName; 4]>;
 
 /// An immutable ring over a set of nodes.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ring {
     /// (token, index into `nodes`), sorted by token.
     points: Vec<(Token, usize)>,

@@ -1,11 +1,13 @@
 //! When replicas reconcile, and what happens to copies a node should not hold.
 //!
 //! This task runs [`anti_entropy::sync_with`] rounds:
-//! - at once whenever the routing view changes (a node appears, reappears
-//!   after a crash or a healed partition, restarts, or goes down), with every
-//!   peer in the new view, over the ranges the two share in it, so a node
-//!   newly responsible for a range is filled from the others, and the two
-//!   sides of a healed partition exchange what each missed;
+//! - at once whenever the routing view changes, over the ranges the two
+//!   share in it: with every peer when the replica ring changed (a node
+//!   joined, left, or stayed down past its rebuild delay), so a node newly
+//!   responsible for a range is filled from the others; with only the
+//!   nodes that came back or restarted when it did not (a healed
+//!   partition, a node back from a short outage), which are the only
+//!   ones that can differ from the rest;
 //! - periodically (every `anti_entropy_interval_ms`, jittered by +-20 %)
 //!   with every peer whose name sorts after this node's (each pair once),
 //!   which repairs any replica message that was lost.
@@ -50,6 +52,8 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     let mut rx = shared.view_tx.subscribe();
     let period = Duration::from_millis(shared.cfg.anti_entropy_interval_ms);
     let mut retry = false;
+    // The newest view whose round completed.
+    let mut reconciled: Option<Arc<View>> = None;
     loop {
         let pause = if retry { RETRY } else { jittered(period) };
         let periodic = tokio::select! {
@@ -60,7 +64,11 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         tokio::time::sleep(DEBOUNCE).await;
         rx.mark_unchanged();
         let view = shared.view.load_full();
-        let round = round(&shared, &view, periodic);
+        let only = match (&reconciled, periodic || retry) {
+            (Some(before), false) => returned(before, &view),
+            _ => None,
+        };
+        let round = round(&shared, &view, periodic, only.as_deref());
         tokio::pin!(round);
         let mut again = false;
         loop {
@@ -69,6 +77,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
                     retry = !complete;
                     if complete {
                         shared.reconciled_epoch.fetch_max(view.epoch, Ordering::Relaxed);
+                        reconciled = Some(view.clone());
                     }
                     break;
                 }
@@ -104,26 +113,51 @@ fn lost_a_node(old: &View, new: &View) -> bool {
         .any(|(name, generation)| new.generations.get(name) != Some(generation))
 }
 
+/// When `now` differs from `before` (a reconciled view) only by nodes that
+/// came up or restarted, with the same replica ring: those nodes. Only
+/// they can hold what the others lack or lack what the others hold (the
+/// others were reconciled, and took the same writes since), so a node
+/// back from a short outage costs rounds with it alone. `None`: the
+/// ranges changed, and every peer needs a round.
+fn returned(before: &View, now: &View) -> Option<Vec<NodeName>> {
+    if before.replica_ring != now.replica_ring {
+        return None;
+    }
+    Some(
+        now.generations
+            .iter()
+            .filter(|(name, generation)| before.generations.get(*name) != Some(generation))
+            .map(|(name, _)| name.clone())
+            .collect(),
+    )
+}
+
 /// One reconciliation round over `view`: anti-entropy with the peers and
 /// the hand-off of strays, side by side (they touch disjoint keys: shared
 /// ranges versus ranges this node does not replicate). Returns whether both
 /// completed.
-async fn round(shared: &Shared, view: &View, periodic: bool) -> bool {
+async fn round(shared: &Shared, view: &View, periodic: bool, only: Option<&[NodeName]>) -> bool {
     let (peers_ok, strays_ok) = tokio::join!(
-        reconcile_with_peers(shared, view, periodic),
+        reconcile_with_peers(shared, view, periodic, only),
         crate::handoff::hand_off_strays(shared, view)
     );
     peers_ok && strays_ok
 }
 
 /// Anti-entropy rounds with every peer in `view` (periodic rounds: only
-/// those whose names sort after this node's), concurrently.
-async fn reconcile_with_peers(shared: &Shared, view: &View, periodic: bool) -> bool {
+/// those whose names sort after this node's; with `only`, those), at once.
+async fn reconcile_with_peers(
+    shared: &Shared,
+    view: &View,
+    periodic: bool,
+    only: Option<&[NodeName]>,
+) -> bool {
     let peers: Vec<&NodeName> = view
         .ring
         .nodes()
         .iter()
         .filter(|n| **n != shared.me && (!periodic || **n > shared.me))
+        .filter(|n| only.is_none_or(|o| o.contains(n)))
         .collect();
     let rounds = peers
         .iter()

@@ -1,4 +1,4 @@
-//! The command line: `ringkv node | up | status | scenario`.
+//! The command line: `ringkv node | up | status | scenario | leave | forget`.
 //!
 //! Parsing is clap's; each subcommand's work lives in its own module. Node
 //! flags become config overrides, applied after the file and the
@@ -6,6 +6,7 @@
 //! are one and the same setting with one parser and one error message.
 
 pub mod http;
+pub mod ops;
 pub mod scenario;
 pub mod status;
 pub mod up;
@@ -37,6 +38,30 @@ pub enum Cmd {
     Status(StatusArgs),
     /// Run a scenario script against a fresh local cluster (docs/scenarios.md).
     Scenario(ScenarioArgs),
+    /// Make a live node leave the cluster: it hands what it holds to the
+    /// nodes that take over its ranges, then stops; the others forget it.
+    Leave(AdminArgs),
+    /// Forget a node that is down for good: the survivors re-replicate its
+    /// ranges and stop heartbeating it.
+    Forget(ForgetArgs),
+}
+
+/// Flags of `ringkv leave`.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Admin address of the node that leaves.
+    #[arg(long, default_value = "127.0.0.1:7201")]
+    pub admin: String,
+}
+
+/// Flags of `ringkv forget`.
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// The node to forget (it must be down).
+    pub name: String,
+    /// Admin address of any live node of the cluster.
+    #[arg(long, default_value = "127.0.0.1:7201")]
+    pub admin: String,
 }
 
 /// Flags of `ringkv node`. Every setting can also come from `--config` or a

@@ -21,12 +21,14 @@ pub async fn fetch(admin: &str) -> Result<(Status, String)> {
 }
 
 /// The state shown for a row: UP, SUSPECT (up but silent for more than two
-/// heartbeat intervals) or DOWN.
+/// heartbeat intervals), DOWN, LEAVING or LEFT.
 fn shown_state(n: &NodeStatus) -> &'static str {
     match (n.state, n.suspect) {
         (MemberState::Down, _) => "DOWN",
         (MemberState::Up, true) => "SUSPECT",
         (MemberState::Up, false) => "UP",
+        (MemberState::Leaving, _) => "LEAVING",
+        (MemberState::Left, _) => "LEFT",
     }
 }
 
@@ -198,6 +200,8 @@ mod tests {
             )]
             .into(),
             clock_injected_offset_ms: 0,
+            leaving: None,
+            handoff_backlog: 0,
         };
         let out = render(&status, None, false);
         assert!(out.contains(

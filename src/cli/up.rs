@@ -134,7 +134,7 @@ fn placed_tokens(dir: &Path, name: &str) -> Vec<String> {
     let Ok(text) = std::fs::read_to_string(dir.join(crate::placement::FILE)) else {
         return Vec::new();
     };
-    let Ok(p) = crate::placement::Placement::from_text(&text) else {
+    let Ok((p, _)) = crate::placement::Placement::from_text(&text) else {
         return Vec::new();
     };
     let mut tokens = crate::ring::node_tokens(name, p.tokens);

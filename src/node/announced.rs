@@ -9,25 +9,15 @@
 //! The wall clocks go to [`crate::skew`], whose verdict refuses a peer too
 //! far off; its changes are logged here, once each.
 //!
-//! Heartbeats of protocol 9 or later come after the sender's placement
-//! (`PeerMsg::Placement`): its number of tokens, which the view builds
-//! the ring with, and its N. A peer whose N differs from this node's is
-//! refused like a peer whose clock is too far off: its messages are
-//! dropped (all but its placement, which may be fixed by a restart).
-//! Placements are also kept in the metadata record (`node/NAME`), so a
-//! node knows those of nodes that are down.
+//! Placements, which heartbeats of protocol 9 come after, are taken in
+//! `node/placed.rs`; a peer refused there is refused here too.
 
 use std::sync::atomic::Ordering::Relaxed;
 
 use tracing::{debug, info, warn};
 
-use std::collections::HashMap;
-
 use super::shared::Shared;
 use crate::clock::Timestamp;
-use crate::message::PeerMsg;
-use crate::placement::Placement;
-use crate::ring::NodeName;
 use crate::skew::{Change, Standing};
 use crate::transport::Peer;
 
@@ -43,7 +33,7 @@ impl Shared {
         if let Some(change) = change {
             self.log_clock_change(&from.name, change);
         }
-        if accepted && self.misplaced(&from.name) {
+        if accepted && self.refused_placement(&from.name) {
             return false;
         }
         if accepted {
@@ -52,102 +42,6 @@ impl Shared {
             }
         }
         accepted
-    }
-
-    /// Takes the placement `from` announced. A change of its tokens
-    /// rebuilds the view; an N other than this node's refuses it.
-    pub(crate) fn take_placement(&self, peer: &Peer, announced: Placement) {
-        let from = &peer.name;
-        if announced.replication != self.placement.replication {
-            // Answered with this node's, so the refused node learns why
-            // (it may never have heard of this one).
-            let ours = PeerMsg::Placement {
-                tokens: self.placement.tokens as u32,
-                replication: self.placement.replication as u32,
-            };
-            self.net.send(&peer.reply_to, ours);
-        }
-        let before = {
-            let mut all = self.placements.lock().unwrap_or_else(|p| p.into_inner());
-            all.insert(from.clone(), announced)
-        };
-        if before == Some(announced) {
-            return;
-        }
-        let ours = self.placement.replication;
-        if announced.replication != ours {
-            let text = format!(
-                "{from} refused: it places keys on {} replicas and this node on {ours}; every \
-                 node of a cluster needs the same replication factor",
-                announced.replication
-            );
-            warn!(peer = %from, "{text}");
-            self.events.push("placement", Some(from.to_string()), text);
-        } else if before.is_some_and(|b| b.replication != ours) {
-            let text = format!("{from} places keys on {ours} replicas again: accepted");
-            info!(peer = %from, "{text}");
-            self.events.push("placement", Some(from.to_string()), text);
-        }
-        if before.map(|b| b.tokens) != Some(announced.tokens) {
-            info!(peer = %from, tokens = announced.tokens, "learned a node's placement");
-        }
-        self.publish_view();
-    }
-
-    /// Whether `from`'s heartbeats may bring it onto the ring: a peer of
-    /// protocol 9 or later must have announced its placement (it comes
-    /// first in the same socket write), with this node's N.
-    pub(crate) fn placement_accepted(&self, from: &Peer) -> bool {
-        if from.version < crate::message::PLACEMENT_SINCE {
-            return true;
-        }
-        let all = self.placements.lock().unwrap_or_else(|p| p.into_inner());
-        all.get(&from.name)
-            .is_some_and(|p| p.replication == self.placement.replication)
-    }
-
-    /// Whether `name` announced a replication factor other than this
-    /// node's (and is refused).
-    pub(crate) fn misplaced(&self, name: &str) -> bool {
-        let all = self.placements.lock().unwrap_or_else(|p| p.into_inner());
-        all.get(name)
-            .is_some_and(|p| p.replication != self.placement.replication)
-    }
-
-    /// Every known node's number of tokens: as it announced, or else as
-    /// the metadata record keeps it; this node's own.
-    pub fn token_counts(&self) -> HashMap<NodeName, usize> {
-        let mut out: HashMap<NodeName, usize> = self
-            .metadata()
-            .entries()
-            .filter_map(|(name, reg)| {
-                let node = name.strip_prefix(crate::placement::RECORD_PREFIX)?;
-                let record = crate::placement::NodeRecord::decode(&reg.value)?;
-                Some((NodeName::from(node), record.placement.tokens))
-            })
-            .collect();
-        let announced = self.placements.lock().unwrap_or_else(|p| p.into_inner());
-        out.extend(announced.iter().map(|(n, p)| (n.clone(), p.tokens)));
-        out.insert(self.me.clone(), self.placement.tokens);
-        out
-    }
-
-    /// Every known node's placement, as [`Shared::token_counts`] finds it.
-    pub fn placement_of(&self, name: &str) -> Option<Placement> {
-        if name == &*self.me {
-            return Some(self.placement);
-        }
-        if let Some(p) = self
-            .placements
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-        {
-            return Some(*p);
-        }
-        let meta = self.meta.lock().unwrap_or_else(|p| p.into_inner());
-        let reg = meta.get(&crate::placement::record_name(name))?;
-        Some(crate::placement::NodeRecord::decode(&reg.value)?.placement)
     }
 
     /// Every peer's clock offset and standing, by name.

@@ -68,6 +68,9 @@ impl Shared {
         if let Some(marker) = flush.filter(|_| changed) {
             self.apply_flush(marker);
         }
+        if changed {
+            self.apply_departures();
+        }
         changed
     }
 
@@ -169,13 +172,39 @@ impl Shared {
             ts: self.clock.now(),
             node: self.id,
         };
+        let (reached, of) = self.spread(FLUSHALL, marker, Bytes::new()).await?;
+        info!(marker = %marker.ts, confirmed = reached, up = of, "FLUSHALL");
+        if reached < of {
+            return Err(Error::Partial {
+                op: "flushall",
+                reached,
+                of,
+            });
+        }
+        Ok(())
+    }
+
+    /// Sets the record's entry `name` to `value` at `version`, applies it,
+    /// makes it durable here, then pushes the record to every node up and
+    /// waits, up to the request timeout, until each has merged it and
+    /// written it to disk. Returns (nodes that have it, this one
+    /// included; nodes up).
+    pub async fn spread(
+        &self,
+        name: &str,
+        version: Version,
+        value: Bytes,
+    ) -> Result<(usize, usize)> {
         let meta = {
             let mut meta = self.meta.lock().unwrap_or_else(|p| p.into_inner());
-            meta.set(FLUSHALL, marker, Bytes::new());
+            meta.set(name, version, value);
             self.meta_digest.store(meta.digest(), Ordering::Relaxed);
             meta.clone()
         };
-        self.apply_flush(marker);
+        if name == FLUSHALL {
+            self.apply_flush(version);
+        }
+        self.apply_departures();
         self.persist_metadata().await?;
         let deadline = Instant::now() + self.cfg.request_timeout();
         let (guard, replies) = self.pending.register();
@@ -206,15 +235,7 @@ impl Shared {
                 None => {}
             }
         }
-        info!(marker = %marker.ts, confirmed = acked.len() + 1, up = others.len() + 1, "FLUSHALL");
-        if acked.len() < others.len() {
-            return Err(Error::Partial {
-                op: "flushall",
-                reached: acked.len() + 1,
-                of: others.len() + 1,
-            });
-        }
-        Ok(())
+        Ok((acked.len() + 1, others.len() + 1))
     }
 }
 

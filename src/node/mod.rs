@@ -15,9 +15,11 @@
 //!   FLUSHALL.
 
 mod announced;
+pub mod departure;
 mod incarnation;
 pub mod meta;
 pub mod pending;
+mod placed;
 pub mod replica;
 pub mod shared;
 
@@ -99,7 +101,7 @@ impl Node {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| Error::config("data_dir", format!("{}: {e}", cfg.data_dir.display())))?;
         let existed = cfg.data_dir.join("generation").exists();
-        let placement = crate::placement::Placement::settle(
+        let (placement, data_id) = crate::placement::Placement::settle(
             &cfg.data_dir,
             cfg.vnodes,
             cfg.replication,
@@ -174,7 +176,7 @@ impl Node {
                 .expect("8 bytes"),
         );
         let mut meta = meta;
-        record_placement(&cfg, &mut meta, placement, &clock, id)?;
+        record_placement(&cfg, &mut meta, placement, data_id, &clock, id)?;
         let membership = Membership::new(me.clone(), cfg.seeds.clone(), cfg.failure_timeout());
         let (view_tx, _) = watch::channel(0);
         let shared = Arc::new_cyclic(|this| Shared {
@@ -208,8 +210,14 @@ impl Node {
                 cfg.max_clock_skew_ms * 1000,
             )),
             placement,
+            data_id,
             placements: Default::default(),
             handoff_turn: Default::default(),
+            refused: Default::default(),
+            refusals_logged: Default::default(),
+            stream: crate::throttle::Throttle::new(cfg.stream_bytes_per_sec),
+            leaving: Default::default(),
+            stop_requested: Default::default(),
             started: Instant::now(),
             clients: Default::default(),
             cfg,
@@ -402,10 +410,7 @@ async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
         let digest = shared.metadata_digest();
         let fence = shared.write_fence();
         shared.note_fence(&shared.me, fence.clone());
-        let placement = PeerMsg::Placement {
-            tokens: shared.placement.tokens as u32,
-            replication: shared.placement.replication as u32,
-        };
+        let placement = shared.placement_message();
         for addr in targets {
             // The placement first, so the ring a heartbeat brings the
             // sender onto has its tokens: receivers of protocol 9 ignore
@@ -447,12 +452,13 @@ fn record_placement(
     cfg: &Config,
     meta: &mut Metadata,
     placement: crate::placement::Placement,
+    data_id: u64,
     clock: &Hlc,
     id: u64,
 ) -> Result<()> {
     use crate::placement::{record_name, NodeRecord};
     let name = record_name(&cfg.name);
-    let value = NodeRecord { placement }.encode()?;
+    let value = NodeRecord { placement, data_id }.encode()?;
     if meta.get(&name).is_some_and(|r| r.value == value) {
         return Ok(());
     }

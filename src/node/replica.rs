@@ -129,10 +129,14 @@ impl PeerHandler for Shared {
             PeerMsg::Placement {
                 tokens,
                 replication,
+                data_id,
             } => {
-                let announced = crate::placement::Placement {
-                    tokens: tokens as usize,
-                    replication: replication as usize,
+                let announced = crate::placement::NodeRecord {
+                    placement: crate::placement::Placement {
+                        tokens: tokens as usize,
+                        replication: replication as usize,
+                    },
+                    data_id,
                 };
                 self.take_placement(from, announced);
                 return;

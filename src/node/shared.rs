@@ -140,11 +140,24 @@ pub struct Shared {
     pub skew: Mutex<crate::skew::Skew>,
     /// This node's placement: its tokens and N (see [`crate::placement`]).
     pub placement: crate::placement::Placement,
+    /// The identity of this node's data directory, drawn when it was made
+    /// (see [`crate::placement::Placement::settle`]).
+    pub data_id: u64,
+    /// The pace of bulk streams (see `throttle`).
+    pub stream: crate::throttle::Throttle,
+    /// Cancelled when the node should stop by itself (it has left).
+    pub stop_requested: tokio_util::sync::CancellationToken,
+    /// What `ringkv leave` is doing on this node, if it runs.
+    pub leaving: Mutex<Option<crate::node::departure::Progress>>,
+    /// The generation of each refused peer whose refusal was logged.
+    pub refusals_logged: Mutex<HashMap<NodeName, u64>>,
+    /// The peers whose placement is refused (see `node/placed.rs`).
+    pub refused: Mutex<std::collections::HashSet<NodeName>>,
     /// Hand-off passes take turns (see `handoff`).
     pub handoff_turn: tokio::sync::Mutex<()>,
     /// The placements peers announced (see `node::announced`), kept after
     /// they go down.
-    pub placements: Mutex<HashMap<NodeName, crate::placement::Placement>>,
+    pub placements: Mutex<HashMap<NodeName, crate::placement::NodeRecord>>,
     /// When the node started.
     pub started: Instant,
     /// The client connections (CLIENT LIST and KILL, INFO).
@@ -390,6 +403,7 @@ impl Shared {
         // Before the membership lock: the placements and the metadata
         // record have locks of their own.
         let counts = self.token_counts();
+        let leaving = self.leaving_nodes();
         let view = {
             let m = self.membership();
             let up = m.up();
@@ -409,9 +423,16 @@ impl Shared {
                 })
                 .collect();
             let fences = self.fences.lock().unwrap_or_else(|p| p.into_inner());
+            // A node leaving takes no writes either (see `node::departure`).
             let fenced: std::collections::BTreeMap<NodeName, String> = names
                 .iter()
-                .filter_map(|n| Some((n.clone(), fences.get(n)?.clone())))
+                .filter_map(|n| {
+                    let why = match leaving.contains(n) {
+                        true => "leaving the cluster".to_string(),
+                        false => fences.get(n)?.clone(),
+                    };
+                    Some((n.clone(), why))
+                })
                 .collect();
             let writers: Vec<NodeName> = names
                 .iter()

@@ -252,6 +252,9 @@ impl Cluster {
             .arg("--set=worker_threads=1")
             // One token per node: the 2014 scripts' placement.
             .arg("--set=vnodes=1")
+            // And their design's re-replication as soon as a node is down
+            // (no delay: see `rebuild_delay_ms`).
+            .arg("--set=rebuild_delay_ms=0")
             .args(&self.node_flags)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

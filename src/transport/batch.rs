@@ -366,6 +366,7 @@ mod tests {
             PeerMsg::Placement {
                 tokens: 128,
                 replication: 3,
+                data_id: 9,
             },
             PeerMsg::IncrStrict {
                 id: 21,
