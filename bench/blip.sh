@@ -12,6 +12,7 @@
 #   bench/blip.sh                         # 1,000,000 keys, 5 s pause, 100 writes/s
 #   KEYS=100000 PAUSE=3 bench/blip.sh     # smaller
 #   REBUILD=0 KEYS=260000 PAUSE=3 RATE=0 bench/blip.sh   # the issue's "today" case, rebuilt at once
+#   REBUILD=none BENCH_RINGKV=/path/to/older/ringkv bench/blip.sh   # a build without the setting
 source "$(dirname "$0")/lib.sh"
 need redis-cli redis-tools
 need python3 python3
@@ -24,8 +25,10 @@ RATE=${RATE:-100}
 REBUILD=${REBUILD:-60000}
 BASE=${RINGKV_BASE:-19500}
 machine_long
-echo "cluster: $RINGKV up --nodes 5 --base-port $BASE -- --set rebuild_delay_ms=$REBUILD"
-start_ringkv "$BASE" "$WORK" 5 --set "rebuild_delay_ms=$REBUILD"
+FLAGS=()
+[ "$REBUILD" != none ] && FLAGS=(--set "rebuild_delay_ms=$REBUILD")
+echo "cluster: $RINGKV up --nodes 5 --base-port $BASE -- ${FLAGS[*]:-}"
+start_ringkv "$BASE" "$WORK" 5 "${FLAGS[@]}"
 python3 - "$WORK" "$BASE" "$KEYS" "$PAUSE" "$RATE" <<'PY'
 import json, os, signal, socket, subprocess, sys, time, urllib.request
 work, base, keys, pause, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
@@ -71,7 +74,9 @@ port = lambda n: n["client"].rsplit(":", 1)[1]
 value = "v" * 100
 t = time.time()
 cmds = "".join(f"*3\r\n$3\r\nSET\r\n${len(k)}\r\n{k}\r\n$100\r\n{value}\r\n" for k in (f"key:{i:07d}" for i in range(keys)))
-subprocess.run(["redis-cli", "-p", port(nodes[0]), "--pipe"], input=cmds.encode(), check=True, capture_output=True)
+out = subprocess.run(["redis-cli", "-p", port(nodes[0]), "--pipe"], input=cmds.encode(), capture_output=True)
+if out.returncode != 0:
+    sys.exit(f"redis-cli --pipe failed: {out.stdout.decode()[-2000:]} {out.stderr.decode()[-2000:]}")
 print(f"loaded {keys} keys in {time.time()-t:.1f} s")
 waited = wait(lambda: copies() == 3 * keys, 600, "three copies of every key")
 print(f"settled: {3*keys} copies ({waited:.1f} s)")
@@ -79,6 +84,7 @@ print(f"settled: {3*keys} copies ({waited:.1f} s)")
 victim = nodes[2]
 others = [n for n in nodes if n is not victim]
 before = moved()
+before_others = moved(victim)
 os.kill(victim["pid"], signal.SIGSTOP)
 print(f"SIGSTOP {victim['name']} for {pause} s, writing {rate}/s through {nodes[0]['name']}")
 s = socket.create_connection(("127.0.0.1", int(port(nodes[0]))))
@@ -96,7 +102,6 @@ while time.time() - start < pause:
     else:
         time.sleep(0.05)
 away = moved(victim)
-before_others = {k: before[k] for k in KINDS}
 os.kill(victim["pid"], signal.SIGCONT)
 t = time.time()
 wait(lambda: copies() == 3 * (keys + acked) and all(backlog(n) == 0 for n in nodes), 600, "convergence")
@@ -109,7 +114,7 @@ entries = ["ae_keys_reply", "transfer"]
 digests = [k for k in KINDS if k not in entries]
 allb = total(before, after)
 print(f"writes during the outage: {acked} acknowledged, {written} bytes (key + value)")
-print(f"moved while {victim['name']} was away (the other four): {sum(away[k] - before[k] for k in KINDS):.0f} bytes")
+print(f"moved while {victim['name']} was away (the other four): {sum(away[k] - before_others[k] for k in KINDS):.0f} bytes")
 print(f"converged {took:.1f} s after SIGCONT")
 print(f"moved from SIGSTOP to convergence: {allb:.0f} bytes = entries {total(before, after, entries):.0f} + digests and offers {total(before, after, digests):.0f}")
 for k in KINDS:

@@ -245,7 +245,7 @@ pub fn status(shared: &Shared) -> Status {
             keys: 0,
             suspect: false,
             protocol: None,
-            write_fenced: Some(format!("{} the cluster", departure.word())),
+            write_fenced: None,
             name,
         });
     }

@@ -14,8 +14,9 @@
 //! travel. The other live replicas of a write made during an outage got it
 //! from the coordinator, so usually only the returning node wants it. A
 //! replica of protocol 8 or older is sent everything, as before. A replica
-//! that is down (but within its rebuild delay) is skipped: its strays wait
-//! here for its return, counted as the hand-off backlog
+//! that is down (but within its rebuild delay) holds its strays back
+//! whole, offered to no replica until it returns, counted as the hand-off
+//! backlog
 //! (`ringkv_handoff_backlog`, counted by a pass every two seconds while a
 //! node is down). A stray is dropped only once every replica
 //! of its key has acknowledged it (or said it did not need it), and only
@@ -72,19 +73,22 @@ pub async fn hand_off_strays(shared: &Shared, view: &View) -> bool {
             if mine.contains(&pos) {
                 return;
             }
-            let (key, entry) = (Bytes::copy_from_slice(key), entry.to_entry());
-            let mut waits = false;
-            for node in view.replica_ring.preference_list(&pos, n) {
-                if !view.ring.contains(&node) {
-                    waits = true;
-                    continue;
+            let pref = view.replica_ring.preference_list(&pos, n);
+            // A stray that waits for a replica that is down is kept whole
+            // and offered to none until it returns (offering it to the
+            // others every pass would repeat what they already have).
+            let waits = pref.iter().any(|node| !view.ring.contains(node));
+            let (key, version) = (Bytes::copy_from_slice(key), entry.version);
+            if !waits {
+                let entry = entry.to_entry();
+                for node in pref {
+                    outgoing
+                        .entry(node)
+                        .or_default()
+                        .push((key.clone(), entry.clone()));
                 }
-                outgoing
-                    .entry(node)
-                    .or_default()
-                    .push((key.clone(), entry.clone()));
             }
-            strays.push((key, entry.version(), waits));
+            strays.push((key, version, waits));
         });
     }
     let waiting = strays.iter().filter(|(_, _, w)| *w).count();
