@@ -149,21 +149,34 @@ pub async fn hand_off_strays(shared: &Shared, view: &View) -> bool {
 }
 
 /// While the view holds a node that is down (within its rebuild delay),
-/// a hand-off pass every [`BACKLOG_EVERY`], so the backlog is counted as
-/// writes for it arrive, and anything a pass could not hand off is tried
-/// again. (The reconciliation rounds pass on every view change.)
+/// and for ten seconds after any view change, a hand-off pass every
+/// [`BACKLOG_EVERY`], so the backlog is counted as writes for it arrive,
+/// and strays that arrive after a round's pass (or that it could not hand
+/// off) do not wait for the next view change. (The reconciliation rounds
+/// pass on every view change.)
 pub async fn backlog_loop(shared: std::sync::Arc<Shared>, shutdown: CancellationToken) {
+    let mut last_epoch = 0;
+    let mut changed_at = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(BACKLOG_EVERY) => {}
         }
         let view = shared.view.load_full();
-        if view.replica_ring.nodes().len() > view.ring.nodes().len() {
+        if view.epoch != last_epoch {
+            (last_epoch, changed_at) = (view.epoch, std::time::Instant::now());
+        }
+        // Also for a while after a view change: entries a reconciliation
+        // round still running delivered after that view's pass looked.
+        let settling = changed_at.elapsed() < AFTER_CHANGE;
+        if settling || view.replica_ring.nodes().len() > view.ring.nodes().len() {
             hand_off_strays(&shared, &view).await;
         }
     }
 }
+
+/// How long after a view change [`backlog_loop`] keeps passing.
+const AFTER_CHANGE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How often [`backlog_loop`] passes while a node is down.
 pub const BACKLOG_EVERY: std::time::Duration = std::time::Duration::from_secs(2);

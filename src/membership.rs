@@ -189,6 +189,16 @@ impl Membership {
         true
     }
 
+    /// Whether a seed address has not been heard from yet (no member
+    /// advertises it).
+    pub fn seeds_unheard(&self) -> bool {
+        self.seeds.iter().any(|seed| {
+            *seed != self.me.peer
+                && !self.forgotten.values().any(|f| f == seed)
+                && !self.members.values().any(|m| m.info.peer == *seed)
+        })
+    }
+
     /// Whether `name` was removed for good and not heard from since.
     pub fn is_forgotten(&self, name: &str) -> bool {
         self.forgotten.contains_key(name)

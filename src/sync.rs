@@ -42,6 +42,7 @@ use crate::ring::NodeName;
 
 const DEBOUNCE: Duration = Duration::from_millis(10);
 const RETRY: Duration = Duration::from_millis(500);
+const SETTLE_POLL: Duration = Duration::from_millis(50);
 
 fn jittered(base: Duration) -> Duration {
     base.mul_f64(rand::thread_rng().gen_range(0.8..1.2))
@@ -63,6 +64,14 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         };
         tokio::time::sleep(DEBOUNCE).await;
         rx.mark_unchanged();
+        if shared.view_settling() {
+            // Nodes this one has heard of but not yet from (it just
+            // started, or joined): a round now would fill it with ranges
+            // it holds only until they are heard, so it waits for them.
+            tokio::time::sleep(SETTLE_POLL).await;
+            rx.mark_changed();
+            continue;
+        }
         let view = shared.view.load_full();
         let only = match (&reconciled, periodic || retry) {
             (Some(before), false) => returned(before, &view),

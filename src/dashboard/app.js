@@ -29,8 +29,14 @@ function el(tag, attrs, text) {
   return e;
 }
 
+// Where a node's dot sits: its first token (SHA-1 of its name when it has
+// one token, of NAME#0 when it has more).
+function dotToken(n) {
+  return n.tokens && n.tokens.length ? n.tokens[0] : n.token;
+}
+
 function stateOf(n) {
-  if (n.state === "down") return "down";
+  if (n.state === "down" || n.state === "leaving" || n.state === "left") return n.state;
   return n.suspect ? "suspect" : "up";
 }
 
@@ -67,13 +73,13 @@ function drawRing(view) {
     for (const name of keyInfo.nodes) {
       const n = nodes.find((m) => m.name === name);
       if (!n) continue;
-      const [nx, ny] = point(fraction(n.token), R);
+      const [nx, ny] = point(fraction(dotToken(n)), R);
       svg.appendChild(el("line", { class: "keyline", x1: kx, y1: ky, x2: nx, y2: ny }));
     }
     svg.appendChild(el("circle", { class: "keypos", cx: kx, cy: ky, r: 5 }));
   }
   for (const n of nodes) {
-    const f = fraction(n.token);
+    const f = fraction(dotToken(n));
     const st = stateOf(n);
     const self = n.name === view.status.name ? " self" : "";
     const g = el("g", { class: `node ${st}${self}`, "data-name": n.name, "data-state": st });
@@ -106,7 +112,9 @@ function drawTable(view) {
     const clockText = clock ? `${clock.offset_ms >= 0 ? "+" : ""}${clock.offset_ms.toFixed(0)} ms` : "";
     // A node whose commit log cannot be written serves reads only.
     const shownState = n.write_fenced ? `${st}, write-fenced` : st;
-    const cells = [n.name, shownState, `${(n.share * 100).toFixed(1)}%`, String(n.keys), hb, clockText];
+    // Its share of the replicas over the mean (1.00x: balanced).
+    const balance = n.state === "up" ? `${(n.balance || 0).toFixed(2)}x` : "";
+    const cells = [n.name, shownState, `${(n.share * 100).toFixed(1)}%`, balance, String(n.keys), hb, clockText];
     cells.forEach((c, i) => {
       const td = document.createElement("td");
       td.textContent = c;
@@ -116,7 +124,7 @@ function drawTable(view) {
         td.title = `takes no writes: ${n.write_fenced}`;
       }
       if (i >= 2) td.classList.add("num");
-      if (i === 5 && clock) td.classList.add("clock", clock.standing);
+      if (i === 6 && clock) td.classList.add("clock", clock.standing);
       tr.appendChild(td);
     });
     rows.push(tr);
@@ -173,8 +181,14 @@ async function poll() {
     const r = await fetch(`/api/cluster?since=${since}`, { cache: "no-store" });
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
     const view = await r.json();
+    // Operations in progress here: a leave, strays held for a node down.
+    const ops = [];
+    const lv = view.status.leaving;
+    if (lv) ops.push(`leaving: ${lv.phase}${lv.phase === "streaming" ? ` (pass ${lv.pass}, ${Math.round(lv.leaves_done / 655.36)}%, ${lv.bytes_sent} bytes sent)` : ""}`);
+    if (view.status.handoff_backlog) ops.push(`${view.status.handoff_backlog} writes held for a node that is down`);
     document.getElementById("me").textContent =
-      `as seen by ${view.status.name} · generation ${view.status.generation} · ${view.status.keys} keys here`;
+      `as seen by ${view.status.name} · generation ${view.status.generation} · ${view.status.keys} keys here` +
+      ops.map((o) => ` · ${o}`).join("");
     if (document.getElementById("key").value) await lookupKey();
     drawRing(view);
     drawTable(view);

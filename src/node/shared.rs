@@ -388,6 +388,20 @@ impl Shared {
             .collect()
     }
 
+    /// Whether the view is still forming: a node learned of (from another
+    /// node's member list) has not been heard from directly, or (in the
+    /// first failure timeout after start) a seed has not; either for less
+    /// than the failure timeout. Reconciliation waits (see `sync`).
+    pub fn view_settling(&self) -> bool {
+        let timeout = self.cfg.failure_timeout();
+        let now = Instant::now();
+        let m = self.membership();
+        let starting = now.saturating_duration_since(self.started) < timeout;
+        (starting && m.seeds_unheard())
+            || m.members()
+                .any(|x| x.last_heard.is_none() && now.saturating_duration_since(x.since) < timeout)
+    }
+
     /// Whether the view's replica ring holds other nodes than it should
     /// now: a down node's rebuild delay passed. The heartbeat loop then
     /// publishes a new view, whose reconciliation rebuilds its replicas.
