@@ -149,37 +149,31 @@ assert_reads() {
     done
 }
 
-# --- placement (CONTRACT "Placement", N = 3, one token per node) -----------
+# --- placement (CONTRACT "Placement", N = 3) --------------------------------
 
-sha1() {
-    printf '%s' "$1" | sha1sum | cut -c1-40
-}
-
-# Prints "NODE COUNT" for how many of the expected keys each node should hold.
+# Prints "NODE COUNT" for how many of the expected keys each node should
+# hold, computed here from every node's tokens as n1's /status lists them
+# (owner = first token >= SHA-1(key), then the next distinct nodes).
 expected_holdings() {
-    local n key pos i owner
-    local -a tokens=() names=()
-    while read -r tok n; do
-        tokens+=("$tok")
-        names+=("$n")
-    done < <(for n in "${NODES[@]}"; do echo "$(sha1 "$n") $n"; done | sort)
-    local -A count=()
-    while read -r key _; do
-        pos=$(sha1 "$key")
-        owner=0
-        for i in "${!tokens[@]}"; do
-            if [[ ! ${tokens[$i]} < $pos ]]; then
-                owner=$i
-                break
-            fi
-        done
-        # No token >= position: wraps to the smallest, index 0.
-        for i in 0 1 2; do
-            n=${names[$(((owner + i) % ${#names[@]}))]}
-            count[$n]=$((${count[$n]:-0} + 1))
-        done
-    done <"$EXPECTED"
-    for n in "${NODES[@]}"; do echo "$n ${count[$n]:-0}"; done
+    status_json n1 | python3 -c '
+import bisect, hashlib, json, sys
+nodes = json.load(sys.stdin)["nodes"]
+points = sorted((t, n["name"]) for n in nodes for t in n["tokens"])
+tokens = [t for t, _ in points]
+count = {n["name"]: 0 for n in nodes}
+for line in open(sys.argv[1]):
+    key = line.split(" ", 1)[0]
+    i = bisect.bisect_left(tokens, hashlib.sha1(key.encode()).hexdigest()) % len(points)
+    pref = []
+    while len(pref) < min(3, len(count)):
+        if points[i][1] not in pref:
+            pref.append(points[i][1])
+        i = (i + 1) % len(points)
+    for n in pref:
+        count[n] += 1
+for n in sys.argv[2:]:
+    print(n, count.get(n, 0))
+' "$EXPECTED" "${NODES[@]}"
 }
 
 # Waits until each NODE given (default: all) reports holding exactly its
