@@ -15,6 +15,9 @@
 #   cluster.sh logs NODE [ARGS]    docker logs of one node (ARGS e.g. -f, --tail 20)
 #   cluster.sh wait [SECONDS]      wait until every running node sees every running node up
 #   cluster.sh image               build the static binary and the image only
+#   cluster.sh add n6              start the sixth node (compose profile "extra"); it joins
+#   cluster.sh leave NODE          `ringkv leave` on NODE: it hands its data over and stops
+#   cluster.sh forget NODE         `ringkv forget NODE` through a running node (NODE must be down)
 #
 # Partitions are iptables DROP rules inside the containers' network
 # namespaces, added from the host with nsenter, so the image needs no
@@ -29,6 +32,11 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
 PROJECT=ringkv
 NODES=(n1 n2 n3 n4 n5)
+# The sixth node counts once its container exists (`add n6`).
+if command -v docker >/dev/null 2>&1 &&
+    docker inspect ringkv-n6 >/dev/null 2>&1; then
+    NODES+=(n6)
+fi
 IMAGE=${RINGKV_IMAGE:-ringkv:local}
 export RINGKV_IMAGE=$IMAGE
 TARGET=x86_64-unknown-linux-gnu
@@ -207,7 +215,9 @@ node_view() {
 node_keys() {
     local json
     json=$(status_json "$1") || return 1
-    tr '{' '\n' <<<"$json" | head -2 | tail -1 | sed -E 's/.*"keys":([0-9]+).*/\1/'
+    # sed reads all its input: with `head`, tr could die of SIGPIPE on a
+    # long document, and the pipeline fail.
+    tr '{' '\n' <<<"$json" | sed -nE '2s/.*"keys":([0-9]+).*/\1/p'
 }
 
 # True when VIEWER sees TARGET in STATE (up or down).
@@ -260,7 +270,7 @@ cmd_status() {
 
 status_table() {
     local v t views=() keys=() line
-    [[ -n $(docker ps -aq --filter "name=^$PROJECT-n[1-5]\$") ]] ||
+    [[ -n $(docker ps -aq --filter "name=^$PROJECT-n[1-6]\$") ]] ||
         die "no cluster: no container $PROJECT-n1..n5 exists (start one with '$0 up')"
     echo "routing tables: one column per node asked, one row per node it lists"
     printf '%-10s' "asked ->"
@@ -401,6 +411,36 @@ cmd_start() {
     fi
 }
 
+cmd_add() {
+    [[ ${1:-} == n6 ]] || die "add takes n6, the compose file's sixth node"
+    need_compose
+    compose --profile extra up -d --no-build n6 || die "could not start n6"
+    [[ " ${NODES[*]} " == *" n6 "* ]] || NODES+=(n6)
+    note "started n6"
+    wait_up "$UP_TIMEOUT"
+}
+
+# The ringkv binary on the host, for the admin commands.
+host_ringkv() {
+    [[ -x $STATIC_BIN ]] || build_binary
+    "$STATIC_BIN" "$@"
+}
+
+cmd_leave() {
+    [[ $# -eq 1 ]] || die "leave needs one node name (${NODES[*]})"
+    check_node "$1"
+    host_ringkv leave --admin "$(admin_addr "$1")"
+}
+
+cmd_forget() {
+    [[ $# -eq 1 ]] || die "forget needs one node name (${NODES[*]})"
+    check_node "$1"
+    local via
+    via=$(running_nodes | grep -vx "$1" | head -1)
+    [[ -n $via ]] || die "no running node to ask"
+    host_ringkv forget "$1" --admin "$(admin_addr "$via")"
+}
+
 cmd_logs() {
     [[ $# -ge 1 ]] || die "logs needs a node name (${NODES[*]})"
     need_docker
@@ -439,7 +479,7 @@ cmd_up() {
 cmd_down() {
     need_compose
     cmd_heal || note "heal failed; the rules go away with the containers anyway"
-    compose down -v --remove-orphans --timeout 5 || die "compose down failed"
+    compose --profile extra down -v --remove-orphans --timeout 5 || die "compose down failed"
     rm -f "$RULES_FILE"
     note "removed containers, network and volumes"
 }
@@ -465,6 +505,9 @@ main() {
     status) cmd_status ;;
     logs) cmd_logs "$@" ;;
     wait) need_docker && wait_up "${1:-$UP_TIMEOUT}" ;;
+    add) cmd_add "$@" ;;
+    leave) cmd_leave "$@" ;;
+    forget) cmd_forget "$@" ;;
     help | -h | --help) usage ;;
     '') usage >&2 && exit 2 ;;
     *) die "unknown command '$cmd' (try: $(basename "$0") help)" ;;

@@ -409,9 +409,11 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     ([("content-type", crate::metrics::CONTENT_TYPE)], out)
 }
 
-/// `POST /leave`: starts `ringkv leave` on this node and answers at once
-/// (202); `/status`'s `leaving` shows its progress. When it has handed
-/// everything over, the node stops.
+/// `POST /leave`: `ringkv leave` on this node. Answers when it is done:
+/// the report as JSON, after which the node stops (the admin server
+/// finishes this answer first), or 409 with why it could not leave (it
+/// stays, taking no writes). `/status`'s `leaving` shows its progress
+/// meanwhile.
 async fn leave(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     if s.leaving
         .lock()
@@ -424,17 +426,17 @@ async fn leave(State(s): State<Arc<Shared>>) -> impl IntoResponse {
             "this node is already leaving\n".to_string(),
         );
     }
-    let shared = s.clone();
-    tokio::spawn(async move {
-        match shared.leave().await {
-            Ok(report) => {
-                tracing::info!(?report, "left: stopping");
-                shared.stop_requested.cancel();
-            }
-            Err(e) => tracing::warn!(error = %e, "leave failed"),
+    match s.leave().await {
+        Ok(report) => {
+            tracing::info!(?report, "left: stopping");
+            s.stop_requested.cancel();
+            (
+                StatusCode::OK,
+                serde_json::to_string(&report).unwrap_or_default() + "\n",
+            )
         }
-    });
-    (StatusCode::ACCEPTED, "leaving\n".to_string())
+        Err(e) => (StatusCode::CONFLICT, format!("{e}\n")),
+    }
 }
 
 /// The body of `POST /forget`.

@@ -5,55 +5,64 @@ use std::time::Duration;
 
 use crate::cli::http;
 use crate::error::{Error, Result};
-use crate::node::departure::{ForgetReport, Progress};
+use crate::node::departure::{ForgetReport, LeaveReport, Progress};
 
 /// `ringkv leave --admin HOST:PORT`: asks that node to leave, prints its
-/// progress, and returns once it has stopped. Fails if it reports that
-/// the leave failed.
+/// progress while it streams, and its report once it has left (it then
+/// stops). Fails, with the node's reason, if it could not leave.
 pub async fn leave(admin: &str) -> Result<()> {
     let (status, _) = crate::cli::status::fetch(admin).await?;
     let name = status.name;
-    let (code, body) = http::request(admin, "POST", "/leave", None, Duration::from_secs(5)).await?;
-    if code != 202 {
-        return Err(Error::invalid(format!(
-            "{name} did not start leaving: {}",
-            body.trim()
-        )));
-    }
     println!("{name} is leaving: every node writes around it while it hands over what it holds");
+    let addr = admin.to_string();
+    // A leave takes as long as its data takes to stream.
+    let call = tokio::spawn(async move {
+        http::request(
+            &addr,
+            "POST",
+            "/leave",
+            None,
+            Duration::from_secs(24 * 3600),
+        )
+        .await
+    });
     let mut last: Option<Progress> = None;
-    loop {
+    while !call.is_finished() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let Ok((status, _)) = crate::cli::status::fetch(admin).await else {
-            // The node stopped: it left.
-            let p = last.unwrap_or_default();
-            println!(
-                "{name} left: {} entries ({} bytes) handed over, {} already held by their new replicas; it has stopped",
-                p.entries_sent, p.bytes_sent, p.entries_offered
-            );
-            return Ok(());
+            continue;
         };
         let Some(p) = status.leaving else { continue };
-        if let Some(why) = p.phase.strip_prefix("failed: ") {
-            return Err(Error::invalid(format!(
-                "{name} could not leave: {why} (it stays, taking no writes; run leave again)"
-            )));
-        }
-        if last
-            .as_ref()
-            .is_none_or(|l| l.phase != p.phase || l.pass != p.pass)
-        {
-            match p.phase.as_str() {
-                "streaming" => println!(
-                    "pass {}: streaming what it holds to its ranges' new replicas",
-                    p.pass
-                ),
-                "done" => println!("handed over; telling every node it left"),
-                _ => {}
-            }
+        if p.phase == "streaming" && last.as_ref().is_none_or(|l| l.pass != p.pass) {
+            println!(
+                "pass {}: streaming what it holds to its ranges' new replicas",
+                p.pass
+            );
         }
         last = Some(p);
     }
+    let (code, body) = call
+        .await
+        .map_err(|e| Error::Protocol(format!("leave: {e}")))??;
+    if code != 200 {
+        return Err(Error::invalid(format!(
+            "{name} could not leave: {} (it stays, taking no writes; run leave again)",
+            body.trim()
+        )));
+    }
+    let report: LeaveReport = serde_json::from_str(&body)
+        .map_err(|e| Error::Protocol(format!("{admin}/leave: {e}: {body}")))?;
+    let p = &report.progress;
+    println!(
+        "{name} left: {} entries ({} bytes) handed to [{}], {} offered were already held; {} of {} nodes confirmed; it has stopped",
+        p.entries_sent,
+        p.bytes_sent,
+        report.to.join(", "),
+        p.entries_offered,
+        report.confirmed.0,
+        report.confirmed.1
+    );
+    Ok(())
 }
 
 /// `ringkv forget NAME --admin HOST:PORT`: asks the cluster, through that
