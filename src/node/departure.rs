@@ -358,6 +358,7 @@ impl Shared {
                 "{name}'s data directory is not known here (it never announced it: it ran a release before 9): it cannot be forgotten by this node"
             )));
         };
+        info!(node = %name, data_id = format!("{:016x}", record.data_id), "forgetting a node");
         let gone = GoneRecord {
             departure: Departure::Forgotten,
             data_id: record.data_id,
