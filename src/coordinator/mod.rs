@@ -39,16 +39,19 @@ use bytes::Bytes;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::message::{ApplyReq, ApplyResult, PeerMsg, PutResult, RmwPut};
+use crate::message::{ApplyResult, PeerMsg, PutResult};
 use crate::metrics::Op;
 use crate::node::shared::{Shared, View};
 use crate::ring::{NodeList, NodeName, Token};
 use crate::store::{Entry, Version};
 
 mod counter;
+mod mode;
 mod read;
 mod refusal;
 mod strict;
+
+pub(crate) use mode::Mode;
 
 pub(crate) use refusal::fenced_everywhere;
 use refusal::{refusal_error, refusal_text};
@@ -139,43 +142,6 @@ impl WriteOutcome {
         }
         for (mine, theirs) in self.present.iter_mut().zip(present) {
             *mine |= theirs;
-        }
-    }
-}
-
-/// How a write reaches its replicas.
-pub(crate) enum Mode<'a> {
-    /// A plain write ([`PeerMsg::Put`]).
-    Plain,
-    /// The write of a read-modify-write that read this version
-    /// ([`PeerMsg::PutRmw`]): replicas report conflicts.
-    Rmw(Option<Version>),
-    /// Already merged and logged by this node (a counter's owner), which
-    /// counts as one acknowledgement if it is a replica; the others get a
-    /// plain write.
-    AppliedHere,
-    /// A typed write ([`PeerMsg::Apply`]): replicas check the key's type
-    /// and report the elements they held. If some refuse for the type and
-    /// others apply it, the refusers are sent it as a plain write.
-    Checked(&'a crate::values::Check),
-}
-
-impl Mode<'_> {
-    fn message(&self, id: u64, key: Bytes, entry: Entry) -> PeerMsg {
-        match self {
-            Mode::Plain | Mode::AppliedHere => PeerMsg::Put { id, key, entry },
-            Mode::Rmw(read) => PeerMsg::PutRmw(Box::new(RmwPut {
-                id,
-                key,
-                entry,
-                read: *read,
-            })),
-            Mode::Checked(check) => PeerMsg::Apply(Box::new(ApplyReq {
-                id,
-                key,
-                entry,
-                check: (*check).clone(),
-            })),
         }
     }
 }
