@@ -192,7 +192,21 @@ fn a_sixth_node_receives_about_its_share_of_copies() {
     let received = moved(&c) - before;
     let ideal = 3 * keys / 6;
     let held = c.status(f).unwrap().keys;
-    eprintln!("a sixth node: holds {held}, {received} copies moved, ideal {ideal}");
+    let handoff: u64 = (0..6)
+        .map(|i| {
+            let text = http_get(&c.nodes[i].admin, "/metrics").unwrap();
+            text.lines()
+                .find_map(|l| {
+                    l.strip_prefix("ringkv_handoff_sent_total ")?
+                        .parse::<f64>()
+                        .ok()
+                })
+                .unwrap() as u64
+        })
+        .sum();
+    eprintln!(
+        "a sixth node: holds {held}, {received} copies moved (hand-off {handoff}), ideal {ideal}"
+    );
     // Placement: f takes about its share (the ring's tests bound it at
     // 1.3x for several name sets; these names give about 1.0x).
     assert!(
