@@ -105,7 +105,8 @@ fn up_writes_cluster_json_prints_ready_and_stops_its_nodes() {
     assert_eq!(client.cmd(&["SET", "k", "v"]), Reply::ok());
     // SAFETY: signalling the `up` process we spawned.
     unsafe { libc::kill(up.id() as i32, libc::SIGINT) };
-    assert!(up.wait().unwrap().success());
+    let status = up.wait().unwrap();
+    assert!(status.success(), "{status:?}");
     for pid in pids {
         // SAFETY: signal 0 only checks whether the process exists.
         assert!(

@@ -236,17 +236,20 @@ pub async fn run(plan: UpPlan) -> Result<()> {
         node.tokens = placed_tokens(&plan.data_dir.join(&node.name), &node.name);
     }
     write_cluster_json(&plan.data_dir, &nodes)?;
+    // Signals are caught from before `ready`, so a SIGINT sent as soon as
+    // it is read stops the nodes instead of killing this process.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     println!(
         "ready: {} nodes up; try `redis-cli -p {}` or `ringkv status --admin {}`",
         nodes.len(),
         nodes[0].client.rsplit(':').next().unwrap_or("7001"),
         nodes[0].admin
     );
-    let mut term = signal(SignalKind::terminate())?;
     let mut exited = vec![false; children.len()];
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
+            _ = int.recv() => break,
             _ = term.recv() => break,
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
