@@ -311,6 +311,7 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
     let log = s.log.stats();
     let view = s.view.load();
     let (live, all) = (s.store.live_len() as f64, s.store.len() as f64);
+    let leave = s.leaving.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let sampled = Sampled {
         counters: vec![
             (
@@ -390,6 +391,21 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
                 view.epoch as f64,
             ),
             (
+                "leaving",
+                "1 while `ringkv leave` runs on this node (see leave_leaves_done).",
+                f64::from(u8::from(leave.is_some())),
+            ),
+            (
+                "leave_leaves_done",
+                "Leaves of 65,536 that this node's leave has streamed in its current pass.",
+                leave.as_ref().map_or(0.0, |p| f64::from(p.leaves_done)),
+            ),
+            (
+                "leave_bytes_sent",
+                "Bytes this node's leave has handed to the new replicas.",
+                leave.as_ref().map_or(0.0, |p| p.bytes_sent as f64),
+            ),
+            (
                 "view_epoch_reconciled",
                 "The newest view epoch whose anti-entropy round completed.",
                 s.reconciled_epoch
@@ -403,6 +419,12 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
             .clock_offsets()
             .into_iter()
             .map(|c| (c.peer.to_string(), c.offset_micros as f64 / 1e6))
+            .collect(),
+        balance: view
+            .ring
+            .replica_balance(s.cfg.replication)
+            .into_iter()
+            .map(|(n, b)| (n.to_string(), b))
             .collect(),
     };
     let out = crate::metrics::render(&s.metrics, sampled);

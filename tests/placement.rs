@@ -31,6 +31,24 @@ fn status_lists_every_token_and_a_balanced_share_of_replicas() {
             n.balance
         );
     }
+    // /metrics has the same balance, one gauge a node.
+    let metrics = http_get(&c.nodes[0].admin, "/metrics").unwrap();
+    for n in &status.nodes {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("ringkv_ring_balance{{node=\"{}\"}} ", n.name)))
+            .unwrap_or_else(|| panic!("no ring_balance of {} in /metrics", n.name));
+        let value: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(
+            (value - n.balance).abs() < 1e-9,
+            "{line} against {}",
+            n.balance
+        );
+    }
+    let leaving = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ringkv_leaving ")?.parse::<f64>().ok());
+    assert_eq!(leaving, Some(0.0), "{metrics}");
     // Every node places a key alike (the same tokens for every peer).
     for k in 0..20 {
         let key = format!("k{k}");

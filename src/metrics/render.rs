@@ -39,6 +39,9 @@ pub struct Sampled<'a> {
     /// Estimated offset of each peer's wall clock from this node's, in
     /// seconds (peer minus this node).
     pub clock_offsets: Vec<(String, f64)>,
+    /// Each node's share of the replicas over the mean, in this node's
+    /// view (1.0: balanced).
+    pub balance: Vec<(String, f64)>,
 }
 
 type Labels = Vec<(&'static str, String)>;
@@ -358,6 +361,17 @@ pub fn render(m: &Metrics, sampled: Sampled<'_>) -> String {
                 .clock_offsets
                 .iter()
                 .map(|(p, v)| (vec![("peer", p.clone())], *v))
+                .collect(),
+        ),
+    );
+    reg.register(
+        "ring_balance",
+        "Each node's share of the replicas over the mean, in this node's view (1 is balanced)",
+        Gauges(
+            sampled
+                .balance
+                .iter()
+                .map(|(n, v)| (vec![("node", n.clone())], *v))
                 .collect(),
         ),
     );
