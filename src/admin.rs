@@ -401,6 +401,11 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
                 leave.as_ref().map_or(0.0, |p| f64::from(p.leaves_done)),
             ),
             (
+                "leave_bytes_left",
+                "About how many bytes the current pass of this node's leave has still to look at.",
+                leave.as_ref().map_or(0.0, |p| p.bytes_left as f64),
+            ),
+            (
                 "leave_bytes_sent",
                 "Bytes this node's leave has handed to the new replicas.",
                 leave.as_ref().map_or(0.0, |p| p.bytes_sent as f64),

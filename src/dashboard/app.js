@@ -184,7 +184,7 @@ async function poll() {
     // Operations in progress here: a leave, strays held for a node down.
     const ops = [];
     const lv = view.status.leaving;
-    if (lv) ops.push(`leaving: ${lv.phase}${lv.phase === "streaming" ? ` (pass ${lv.pass}, ${Math.round(lv.leaves_done / 655.36)}%, ${lv.bytes_sent} bytes sent)` : ""}`);
+    if (lv) ops.push(`leaving: ${lv.phase}${lv.phase === "streaming" ? ` (pass ${lv.pass}, ${Math.round(lv.leaves_done / 655.36)}%, ${lv.bytes_sent} bytes sent, about ${lv.bytes_left || 0} left to look at)` : ""}`);
     if (view.status.handoff_backlog) ops.push(`${view.status.handoff_backlog} writes held for a node that is down`);
     document.getElementById("me").textContent =
       `as seen by ${view.status.name} · generation ${view.status.generation} · ${view.status.keys} keys here` +

@@ -69,6 +69,10 @@ pub struct Progress {
     pub entries_offered: u64,
     /// Bytes sent (keys and values).
     pub bytes_sent: u64,
+    /// About how many bytes this pass has still to look at: what the node
+    /// holds, times the share of leaves not yet streamed (most of them are
+    /// offered and found already held, not sent).
+    pub bytes_left: u64,
 }
 
 /// The answer of a finished leave.
@@ -232,10 +236,12 @@ impl Shared {
         }
         let mut to = HashSet::new();
         for pass in 1..=2 {
+            let held = self.store.bytes() as u64;
             self.set_progress(|p| {
                 p.phase = "streaming".into();
                 p.pass = pass;
                 p.leaves_done = 0;
+                p.bytes_left = held;
             });
             self.stream_pass(&mut to).await?;
         }
@@ -326,7 +332,11 @@ impl Shared {
                 });
             }
             let done = (first + LEAVES_PER_STEP).min(LEAVES) as u32;
-            self.set_progress(|p| p.leaves_done = done);
+            let held = self.store.bytes() as u64;
+            self.set_progress(|p| {
+                p.leaves_done = done;
+                p.bytes_left = held * u64::from(LEAVES as u32 - done) / LEAVES as u64;
+            });
             // Heartbeats and client requests run between steps (one
             // runtime thread may serve them all).
             tokio::task::yield_now().await;
