@@ -201,22 +201,17 @@ pub(crate) async fn offer_and_send(
                 .iter()
                 .map(|(k, e)| (k.clone(), e.summary()))
                 .collect();
-            match shared
-                .ask(view, &node, |id| PeerMsg::Offer { id, keys })
-                .await
+            match ask(shared, view, &node, "offer", |id| PeerMsg::Offer {
+                id,
+                keys,
+            })
+            .await?
             {
-                Ok(PeerMsg::OfferReply { want, .. }) => want
+                PeerMsg::OfferReply { want, .. } => want
                     .into_iter()
                     .filter_map(|i| batch.get(i as usize).cloned())
                     .collect(),
-                Ok(other) => {
-                    warn!(node = %node, reply = other.kind(), "hand-off offer answered oddly");
-                    return None;
-                }
-                Err(e) => {
-                    warn!(node = %node, error = %e, "hand-off offer not answered");
-                    return None;
-                }
+                other => return odd(&node, "offer", &other),
             }
         } else {
             batch.to_vec()
@@ -225,26 +220,41 @@ pub(crate) async fn offer_and_send(
             continue;
         }
         sent += wanted.len();
-        let bytes = wanted
-            .iter()
-            .map(|(k, e)| (k.len() + e.payload_len()) as u64)
-            .sum();
-        shared.stream.take(bytes).await;
+        shared.stream.take(crate::throttle::bytes_of(&wanted)).await;
         let items = wanted;
-        match shared
-            .ask(view, &node, |id| PeerMsg::Transfer { id, items })
-            .await
+        match ask(shared, view, &node, "batch", |id| PeerMsg::Transfer {
+            id,
+            items,
+        })
+        .await?
         {
-            Ok(PeerMsg::TransferAck { .. }) => {}
-            Ok(other) => {
-                warn!(node = %node, reply = other.kind(), "hand-off batch answered oddly");
-                return None;
-            }
-            Err(e) => {
-                warn!(node = %node, error = %e, "hand-off batch not acknowledged");
-                return None;
-            }
+            PeerMsg::TransferAck { .. } => {}
+            other => return odd(&node, "batch", &other),
         }
     }
     Some(sent)
+}
+
+/// [`Shared::ask`] for hand-off's `what` (an offer, a batch); `None`,
+/// logged, when `node` did not answer.
+async fn ask(
+    shared: &Shared,
+    view: &View,
+    node: &NodeName,
+    what: &str,
+    make: impl FnOnce(u64) -> PeerMsg,
+) -> Option<PeerMsg> {
+    match shared.ask(view, node, make).await {
+        Ok(reply) => Some(reply),
+        Err(e) => {
+            warn!(node = %node, error = %e, "hand-off {what} not answered");
+            None
+        }
+    }
+}
+
+/// Logs a reply of the wrong kind to hand-off's `what`; `None`.
+fn odd<T>(node: &NodeName, what: &str, reply: &PeerMsg) -> Option<T> {
+    warn!(node = %node, reply = reply.kind(), "hand-off {what} answered oddly");
+    None
 }

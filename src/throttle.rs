@@ -19,6 +19,14 @@ pub fn schedule(next: Instant, now: Instant, bytes: u64, rate: u64) -> (Duration
     (start - now, start + cost)
 }
 
+/// The bytes a batch of entries books: keys and payloads.
+pub fn bytes_of(items: &[(bytes::Bytes, crate::store::Entry)]) -> u64 {
+    items
+        .iter()
+        .map(|(k, e)| (k.len() + e.payload_len()) as u64)
+        .sum()
+}
+
 /// The pace of one node's bulk streams, shared by all of them.
 #[derive(Debug)]
 pub struct Throttle {

@@ -201,15 +201,13 @@ pub async fn sync_with(shared: &Shared, view: &View, peer: &NodeName) -> Result<
         };
         report.keys_received += push.len() as u64;
         // Paced like every bulk stream (see `throttle`).
-        let pushed: usize = push.iter().map(|(k, e)| k.len() + e.payload_len()).sum();
-        shared.stream.take(pushed as u64).await;
+        shared.stream.take(crate::throttle::bytes_of(&push)).await;
         merge(shared, push).await?;
         let items = digest::entries(store, &want);
         if !items.is_empty() {
             report.keys_sent += items.len() as u64;
             for batch in items.chunks(shared.cfg.transfer_batch) {
-                let bytes: usize = batch.iter().map(|(k, e)| k.len() + e.payload_len()).sum();
-                shared.stream.take(bytes as u64).await;
+                shared.stream.take(crate::throttle::bytes_of(batch)).await;
                 let items = batch.to_vec();
                 let (ack, sent) =
                     request(shared, view, peer, |id| PeerMsg::Transfer { id, items }).await?;

@@ -313,10 +313,7 @@ impl Shared {
                     continue;
                 }
                 let offered = items.len() as u64;
-                let bytes: u64 = items
-                    .iter()
-                    .map(|(k, e)| (k.len() + e.payload_len()) as u64)
-                    .sum();
+                let bytes = crate::throttle::bytes_of(&items);
                 let sent = crate::handoff::offer_and_send(self, &view, node.clone(), items)
                     .await
                     .ok_or_else(|| {

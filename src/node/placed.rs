@@ -138,11 +138,13 @@ impl Shared {
         if from.version < crate::message::PLACEMENT_SINCE {
             return true;
         }
-        let record = {
+        let known = {
             let all = self.placements.lock().unwrap_or_else(|p| p.into_inner());
-            all.get(&from.name).cloned()
+            all.contains_key(&from.name)
         };
-        record.is_some_and(|r| self.refusal(&from.name, &r).is_none())
+        // The refusals were worked out when the placement (or a departure)
+        // changed: no copy of the record, no lookup of the metadata here.
+        known && !self.refused_placement(&from.name)
     }
 
     /// Whether `name` announced a placement this node refuses (asked on
