@@ -45,9 +45,11 @@ use crate::store::{Entry, Version};
 
 pub mod compat;
 mod handshake;
+mod kinds;
 pub mod v6;
 
 pub use handshake::{Hello, HelloProof, HelloReply, MAGIC};
+pub use kinds::KINDS;
 
 /// The newest version of the peer protocol this build speaks. Bumped on
 /// any change to [`PeerMsg`] or to the handshake. Version 2 added the
@@ -60,8 +62,10 @@ pub use handshake::{Hello, HelloProof, HelloReply, MAGIC};
 /// summaries of entries' bodies ([`v6`] keeps the older shapes), version
 /// 8 the sender's clocks at the start of every socket write
 /// ([`PeerMsg::Clock`]) and its write fence ([`PeerMsg::WriteFence`]),
-/// version 9 the sender's placement ([`PeerMsg::Placement`]).
-pub const PROTOCOL_VERSION: u32 = 9;
+/// version 9 the sender's placement ([`PeerMsg::Placement`]) and
+/// hand-off's offers, version 10 anti-entropy's first step by one root
+/// digest ([`PeerMsg::AeRoot`]).
+pub const PROTOCOL_VERSION: u32 = 10;
 
 /// The protocol version from which every socket write opens with the
 /// sender's clocks ([`PeerMsg::Clock`]), and heartbeats come with the
@@ -72,50 +76,16 @@ pub const CLOCK_SINCE: u32 = 8;
 /// placement ([`PeerMsg::Placement`]).
 pub const PLACEMENT_SINCE: u32 = 9;
 
+/// The protocol version from which an anti-entropy round opens with one
+/// root digest ([`PeerMsg::AeRoot`]).
+pub const AE_ROOT_SINCE: u32 = 10;
+
 /// The oldest version of the peer protocol this build still speaks: a
 /// node of any version from this one to [`PROTOCOL_VERSION`] can join a
 /// cluster of this build's nodes (a rolling upgrade). Version 5 is the last
 /// one released before the negotiation, so it is served with the
 /// handshake it knows.
 pub const MIN_PROTOCOL_VERSION: u32 = 5;
-
-/// The name of every [`PeerMsg`] type, in [`PeerMsg::kind_index`] order
-/// (logs, and the per-kind traffic metrics).
-pub const KINDS: [&str; 33] = [
-    "heartbeat",
-    "put",
-    "put_ack",
-    "get",
-    "get_reply",
-    "transfer",
-    "transfer_ack",
-    "keys",
-    "keys_reply",
-    "ae_groups",
-    "ae_groups_reply",
-    "ae_keys",
-    "ae_keys_reply",
-    "put_acks",
-    "get_replies",
-    "puts",
-    "put_rmw",
-    "put_rmw_ack",
-    "meta_push",
-    "meta_ack",
-    "meta_digest",
-    "incr",
-    "incr_reply",
-    "read",
-    "read_reply",
-    "apply",
-    "apply_ack",
-    "clock",
-    "write_fence",
-    "placement",
-    "incr_strict",
-    "offer",
-    "offer_reply",
-];
 
 /// The write of a read-modify-write ([`PeerMsg::PutRmw`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,6 +179,29 @@ pub enum PeerMsg {
         id: u64,
         /// Matching live keys.
         keys: Vec<Bytes>,
+    },
+    /// Anti-entropy's first step (since protocol 10): one digest of
+    /// everything the initiator holds in the ranges it shares with the
+    /// answerer, and a fingerprint of those ranges
+    /// ([`Ranges::fingerprint`]). The answerer works the ranges out from
+    /// its own view; if they match and so does the digest, the round is
+    /// over after this one exchange. Otherwise the round goes on as before,
+    /// with [`PeerMsg::AeGroups`].
+    AeRoot {
+        /// Request id.
+        id: u64,
+        /// The fingerprint of the ranges both sides replicate.
+        ranges: Digest,
+        /// The digest of the initiator's entries in them.
+        root: Digest,
+    },
+    /// Answer to [`PeerMsg::AeRoot`]: whether the answerer works out the
+    /// same ranges and holds the same in them.
+    AeRootReply {
+        /// Request id.
+        id: u64,
+        /// Same ranges, same digest.
+        agree: bool,
     },
     /// Anti-entropy step 1: the initiator's group digests over `ranges`.
     AeGroups {
@@ -489,7 +482,8 @@ impl PeerMsg {
             | PeerMsg::IncrReply { id, .. }
             | PeerMsg::ReadReply { id, .. }
             | PeerMsg::ApplyAck { id, .. }
-            | PeerMsg::OfferReply { id, .. } => Some(*id),
+            | PeerMsg::OfferReply { id, .. }
+            | PeerMsg::AeRootReply { id, .. } => Some(*id),
             _ => None,
         }
     }
@@ -497,86 +491,6 @@ impl PeerMsg {
     /// A short name for the message type (logs and metrics).
     pub fn kind(&self) -> &'static str {
         KINDS[self.kind_index()]
-    }
-
-    /// The protocol version that introduced this message type: a link
-    /// whose peer speaks an older version does not send it (see
-    /// [`compat`]). Every variant names its version here, without a
-    /// catch-all, so a new variant cannot be added without saying.
-    pub fn since(&self) -> u32 {
-        match self {
-            PeerMsg::Heartbeat(_)
-            | PeerMsg::Put { .. }
-            | PeerMsg::PutAck { .. }
-            | PeerMsg::Get { .. }
-            | PeerMsg::GetReply { .. }
-            | PeerMsg::Transfer { .. }
-            | PeerMsg::TransferAck { .. }
-            | PeerMsg::Keys { .. }
-            | PeerMsg::KeysReply { .. }
-            | PeerMsg::AeGroups { .. }
-            | PeerMsg::AeGroupsReply { .. }
-            | PeerMsg::AeKeys { .. }
-            | PeerMsg::AeKeysReply { .. }
-            | PeerMsg::PutAcks { .. }
-            | PeerMsg::GetReplies { .. }
-            | PeerMsg::Puts { .. } => 5,
-            PeerMsg::PutRmw(_)
-            | PeerMsg::PutRmwAck { .. }
-            | PeerMsg::MetaPush { .. }
-            | PeerMsg::MetaAck { .. }
-            | PeerMsg::MetaDigest { .. } => 6,
-            PeerMsg::Incr { .. }
-            | PeerMsg::IncrReply { .. }
-            | PeerMsg::Read { .. }
-            | PeerMsg::ReadReply { .. }
-            | PeerMsg::Apply(_)
-            | PeerMsg::ApplyAck { .. } => 7,
-            PeerMsg::Clock { .. } | PeerMsg::WriteFence { .. } => CLOCK_SINCE,
-            PeerMsg::Placement { .. }
-            | PeerMsg::IncrStrict { .. }
-            | PeerMsg::Offer { .. }
-            | PeerMsg::OfferReply { .. } => PLACEMENT_SINCE,
-        }
-    }
-
-    /// The index of the message's type in [`KINDS`].
-    pub fn kind_index(&self) -> usize {
-        match self {
-            PeerMsg::Heartbeat(_) => 0,
-            PeerMsg::Put { .. } => 1,
-            PeerMsg::PutAck { .. } => 2,
-            PeerMsg::Get { .. } => 3,
-            PeerMsg::GetReply { .. } => 4,
-            PeerMsg::Transfer { .. } => 5,
-            PeerMsg::TransferAck { .. } => 6,
-            PeerMsg::Keys { .. } => 7,
-            PeerMsg::KeysReply { .. } => 8,
-            PeerMsg::AeGroups { .. } => 9,
-            PeerMsg::AeGroupsReply { .. } => 10,
-            PeerMsg::AeKeys { .. } => 11,
-            PeerMsg::AeKeysReply { .. } => 12,
-            PeerMsg::PutAcks { .. } => 13,
-            PeerMsg::GetReplies { .. } => 14,
-            PeerMsg::Puts { .. } => 15,
-            PeerMsg::PutRmw(_) => 16,
-            PeerMsg::PutRmwAck { .. } => 17,
-            PeerMsg::MetaPush { .. } => 18,
-            PeerMsg::MetaAck { .. } => 19,
-            PeerMsg::MetaDigest { .. } => 20,
-            PeerMsg::Incr { .. } => 21,
-            PeerMsg::IncrReply { .. } => 22,
-            PeerMsg::Read { .. } => 23,
-            PeerMsg::ReadReply { .. } => 24,
-            PeerMsg::Apply(_) => 25,
-            PeerMsg::ApplyAck { .. } => 26,
-            PeerMsg::Clock { .. } => 27,
-            PeerMsg::WriteFence { .. } => 28,
-            PeerMsg::Placement { .. } => 29,
-            PeerMsg::IncrStrict { .. } => 30,
-            PeerMsg::Offer { .. } => 31,
-            PeerMsg::OfferReply { .. } => 32,
-        }
     }
 }
 

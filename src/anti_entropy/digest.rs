@@ -8,6 +8,9 @@
 //! (at most two per range) is digested by scanning its few entries. Leaves
 //! are grouped [`GROUP_LEAVES`] to a group, so the comparison goes top-down:
 //!
+//! 0. the initiator sends one digest of it all ([`root_digest`]) and a
+//!    fingerprint of the ranges; if the other side works out the same
+//!    ranges and digest, the round is over (protocol 10 and later);
 //! 1. the initiator sends one digest per group ([`group_digests`]);
 //! 2. the other side answers with its leaf digests for the groups that
 //!    differ ([`leaves_of_differing_groups`]);
@@ -41,6 +44,20 @@ impl Ranges {
     pub fn contains(&self, t: &Token) -> bool {
         let i = self.0.partition_point(|(_, end)| end < t);
         self.0.get(i).is_some_and(|(start, _)| start < t)
+    }
+
+    /// A fingerprint of the intervals (the first 8 bytes of their SHA-1),
+    /// by which two sides that worked them out apart check they agree.
+    pub fn fingerprint(&self) -> Digest {
+        use sha1::{Digest as _, Sha1};
+        let mut h = Sha1::new();
+        for (start, end) in &self.0 {
+            h.update(start.0);
+            h.update(end.0);
+        }
+        let mut out = [0; 8];
+        out.copy_from_slice(&h.finalize()[..8]);
+        out
     }
 
     /// Whether the set is empty.
@@ -148,6 +165,16 @@ pub fn group_digests(store: &Store, ranges: &Ranges) -> Vec<Digest> {
             )
         })
         .collect()
+}
+
+/// Step 0: one digest of everything in `ranges` (the XOR of the group
+/// digests, as they are of the entries' hashes).
+pub fn root_digest(store: &Store, ranges: &Ranges) -> Digest {
+    wire(
+        group_digests(store, ranges)
+            .iter()
+            .fold(0, |acc, d| acc ^ u64::from_be_bytes(*d)),
+    )
 }
 
 /// Step 2: for every group whose digest differs from `theirs`, this side's

@@ -104,17 +104,23 @@ impl Stats {
         self.with(peer, |s| s.failed_rounds += 1);
     }
 
-    /// Records the answering side's share of a round `peer` started: the
-    /// bytes of a request and its reply, the entries pushed in the reply,
-    /// and (on the round's first message) the round itself.
-    pub fn record_answer(&self, peer: &str, request: &PeerMsg, reply: &PeerMsg) {
+    /// Records the answering side's share of a round `peer` (speaking
+    /// protocol `version`) started: the bytes of a request and its reply,
+    /// the entries pushed in the reply, and (on the round's first message:
+    /// `AeRoot`, or `AeGroups` before protocol 10) the round itself.
+    pub fn record_answer(&self, peer: &str, version: u32, request: &PeerMsg, reply: &PeerMsg) {
+        let opens = match request {
+            PeerMsg::AeRoot { .. } => true,
+            PeerMsg::AeGroups { .. } => version < crate::message::AE_ROOT_SINCE,
+            _ => false,
+        };
         let pushed = match reply {
             PeerMsg::AeKeysReply { push, .. } => push.len() as u64,
             _ => 0,
         };
         let (bytes_in, bytes_out) = (wire_size(request), wire_size(reply));
         self.with(peer, |s| {
-            s.rounds += u64::from(matches!(request, PeerMsg::AeGroups { .. }));
+            s.rounds += u64::from(opens);
             s.bytes_received += bytes_in;
             s.bytes_sent += bytes_out;
             s.keys_sent += pushed;
@@ -162,6 +168,32 @@ pub async fn sync_with(shared: &Shared, view: &View, peer: &NodeName) -> Result<
     let mut report = RoundReport::default();
     if ranges.is_empty() {
         return Ok(report);
+    }
+    let roots = view
+        .addrs
+        .get(peer)
+        .and_then(|addr| shared.net.peer_version(addr))
+        .is_some_and(|v| v >= crate::message::AE_ROOT_SINCE);
+    if roots {
+        let (ranges, root) = (ranges.fingerprint(), digest::root_digest(store, &ranges));
+        let (reply, sent) = request(shared, view, peer, |id| PeerMsg::AeRoot {
+            id,
+            ranges,
+            root,
+        })
+        .await?;
+        report.bytes_sent += sent;
+        report.bytes_received += wire_size(&reply);
+        match reply {
+            PeerMsg::AeRootReply { agree: true, .. } => return Ok(report),
+            PeerMsg::AeRootReply { agree: false, .. } => {}
+            other => {
+                return Err(Error::Protocol(format!(
+                    "{peer} answered AeRoot with {}",
+                    other.kind()
+                )))
+            }
+        }
     }
     let groups = digest::group_digests(store, &ranges);
     let r = ranges.clone();

@@ -30,6 +30,17 @@ fn everything() -> Ranges {
 /// driver runs it, with every message's encoded size counted.
 fn round(a: &Store, b: &Store, ranges: &Ranges) -> RoundReport {
     let mut r = RoundReport::default();
+    let root = root_digest(a, ranges);
+    r.bytes_sent += wire_size(&PeerMsg::AeRoot {
+        id: 1,
+        ranges: ranges.fingerprint(),
+        root,
+    });
+    let agree = root_digest(b, ranges) == root;
+    r.bytes_received += wire_size(&PeerMsg::AeRootReply { id: 1, agree });
+    if agree {
+        return r;
+    }
     let groups = group_digests(a, ranges);
     r.bytes_sent += wire_size(&PeerMsg::AeGroups {
         id: 1,
@@ -121,10 +132,38 @@ fn a_sync_of_100k_keys_with_100_changed_moves_those_100() {
     let bytes = r.bytes_sent + r.bytes_received;
     eprintln!("100 of 100k keys differ: {} leaves, {bytes} bytes vs {full_transfer} for a full transfer ({:.3} %)", r.differing_leaves, 100.0 * bytes as f64 / full_transfer as f64);
     assert!(bytes * 100 < full_transfer, "under 1 % of a full transfer");
-    // A second round finds nothing and costs only the top level.
+    // A second round finds nothing and costs only the root digests.
     let again = round(&a, &b, &everything());
     assert_eq!(again.differing_leaves, 0);
-    assert!(again.bytes_sent + again.bytes_received < 20_000);
+    assert!(again.bytes_sent + again.bytes_received < 100);
+}
+
+#[test]
+fn the_root_digest_tells_one_changed_entry_apart() {
+    let (a, b) = (Store::new(), Store::new());
+    for i in 0..10_000u32 {
+        let k = Bytes::from(format!("key:{i}"));
+        a.apply(&k, entry(1, 1, Some(b"v")));
+        b.apply(&k, entry(1, 1, Some(b"v")));
+    }
+    let all = everything();
+    assert_eq!(root_digest(&a, &all), root_digest(&b, &all));
+    // A newer version, a tombstone, or one more key: each differs.
+    for change in [entry(2, 1, Some(b"v")), entry(2, 1, None)] {
+        let c = Store::new();
+        a.for_each(|k, e| {
+            c.apply(k, e.to_entry());
+        });
+        c.apply(&Bytes::from_static(b"key:77"), change);
+        assert_ne!(root_digest(&a, &all), root_digest(&c, &all));
+    }
+    b.apply(&Bytes::from_static(b"extra"), entry(1, 1, Some(b"v")));
+    assert_ne!(root_digest(&a, &all), root_digest(&b, &all));
+    // Two sides that work out different ranges never agree.
+    let half = Ranges(vec![(Token::MIN, Token([0x80; 20]))]);
+    assert_ne!(all.fingerprint(), half.fingerprint());
+    assert_eq!(half.fingerprint(), half.clone().fingerprint());
+    assert_ne!(all.fingerprint(), Ranges(Vec::new()).fingerprint());
 }
 
 #[test]
@@ -202,6 +241,9 @@ proptest! {
         for (x, y) in [(0, 1), (1, 2), (0, 2)] {
             round(&stores[x], &stores[y], &everything());
         }
+        // Agreement now shows at the root, in one exchange.
+        prop_assert_eq!(round(&stores[0], &stores[1], &everything()).differing_leaves, 0);
+        prop_assert_eq!(root_digest(&stores[0], &everything()), root_digest(&stores[2], &everything()));
         for s in &stores {
             prop_assert_eq!(s.len(), winner.len());
             for (k, e) in &winner {

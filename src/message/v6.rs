@@ -261,7 +261,9 @@ pub fn to_v6(msg: PeerMsg) -> Option<PeerMsg6> {
         | PeerMsg::Placement { .. }
         | PeerMsg::IncrStrict { .. }
         | PeerMsg::Offer { .. }
-        | PeerMsg::OfferReply { .. } => return None,
+        | PeerMsg::OfferReply { .. }
+        | PeerMsg::AeRoot { .. }
+        | PeerMsg::AeRootReply { .. } => return None,
     })
 }
 

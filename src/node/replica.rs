@@ -225,11 +225,14 @@ impl PeerHandler for Shared {
                     .store
                     .live_keys(crate::clock::wall_millis(), |k| glob::matches(&pattern, k)),
             },
-            request @ (PeerMsg::AeGroups { .. } | PeerMsg::AeKeys { .. }) => {
-                let Some(reply) = self.answer_anti_entropy(&request) else {
+            request @ (PeerMsg::AeRoot { .. }
+            | PeerMsg::AeGroups { .. }
+            | PeerMsg::AeKeys { .. }) => {
+                let Some(reply) = self.answer_anti_entropy(&from.name, &request) else {
                     return;
                 };
-                self.ae_stats.record_answer(&from.name, &request, &reply);
+                self.ae_stats
+                    .record_answer(&from.name, from.version, &request, &reply);
                 reply
             }
             PeerMsg::PutAck { .. }
@@ -242,6 +245,7 @@ impl PeerHandler for Shared {
             | PeerMsg::KeysReply { .. }
             | PeerMsg::AeGroupsReply { .. }
             | PeerMsg::AeKeysReply { .. }
+            | PeerMsg::AeRootReply { .. }
             | PeerMsg::IncrReply { .. }
             | PeerMsg::ReadReply { .. }
             | PeerMsg::ApplyAck { .. }
@@ -254,10 +258,20 @@ impl PeerHandler for Shared {
 }
 
 impl Shared {
-    /// The answer to an anti-entropy request (steps 2 and 4 of a round);
-    /// `None` for any other message.
-    fn answer_anti_entropy(&self, request: &PeerMsg) -> Option<PeerMsg> {
+    /// The answer to an anti-entropy request from `peer` (steps 0, 2 and
+    /// 4 of a round); `None` for any other message.
+    fn answer_anti_entropy(&self, peer: &str, request: &PeerMsg) -> Option<PeerMsg> {
         match request {
+            PeerMsg::AeRoot { id, ranges, root } => {
+                // The ranges as this node's view has them: a view that
+                // differs says "no", and the round goes on step by step.
+                let view = self.view.load();
+                let mine =
+                    digest::shared_ranges(&view.replica_ring, &self.me, peer, self.cfg.replication);
+                let agree = mine.fingerprint() == *ranges
+                    && digest::root_digest(&self.store, &mine) == *root;
+                Some(PeerMsg::AeRootReply { id: *id, agree })
+            }
             PeerMsg::AeGroups { id, ranges, groups } => Some(PeerMsg::AeGroupsReply {
                 id: *id,
                 leaves: digest::leaves_of_differing_groups(&self.store, ranges, groups),

@@ -383,6 +383,15 @@ mod tests {
                 id: 23,
                 want: vec![0],
             },
+            PeerMsg::AeRoot {
+                id: 24,
+                ranges: [3; 8],
+                root: [4; 8],
+            },
+            PeerMsg::AeRootReply {
+                id: 24,
+                agree: true,
+            },
         ]
     }
 
