@@ -4,7 +4,8 @@
 # through redis-cli --pipe) and left to settle (every key on its three replicas); then one node is
 # SIGSTOPped for PAUSE seconds under a light write load (RATE new keys a second, 100-byte values,
 # through another node), SIGCONTed, and the cluster is left to converge again (every key on exactly
-# three nodes, no hand-off backlog). Bytes moved = the reconciliation kinds of every node's
+# three nodes, no hand-off backlog, and every other node has completed an anti-entropy round with
+# the returned one). Bytes moved = the reconciliation kinds of every node's
 # ringkv_peer_bytes_sent_by_kind_total (anti-entropy digests and entries, offers, transfers), from
 # just before the stop to convergence, against the bytes written during the outage (key + value of
 # each acknowledged SET). With REBUILD=0 the node's ranges are rebuilt at once, as before issue 17.
@@ -33,7 +34,7 @@ python3 - "$WORK" "$BASE" "$KEYS" "$PAUSE" "$RATE" <<'PY'
 import json, os, signal, socket, subprocess, sys, time, urllib.request
 work, base, keys, pause, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
 nodes = json.load(open(work + "/cluster.json"))["nodes"]
-KINDS = ["ae_groups", "ae_groups_reply", "ae_keys", "ae_keys_reply", "transfer", "transfer_ack", "offer", "offer_reply"]
+KINDS = ["ae_root", "ae_root_reply", "ae_groups", "ae_groups_reply", "ae_keys", "ae_keys_reply", "transfer", "transfer_ack", "offer", "offer_reply"]
 
 def get(admin, path):
     return urllib.request.urlopen(f"http://{admin}{path}", timeout=5).read().decode()
@@ -106,6 +107,12 @@ os.kill(victim["pid"], signal.SIGCONT)
 t = time.time()
 wait(lambda: copies() == 3 * (keys + acked) and all(backlog(n) == 0 for n in nodes), 600, "convergence")
 took = time.time() - t
+# Anti-entropy with the returned node runs a moment after the hand-offs (sync::HANDOFF_FIRST):
+# its bytes count too, so wait until every other node has completed a round with it.
+def ae_done(n):
+    peer = status(n).get("anti_entropy", {}).get(victim["name"], {})
+    return (peer.get("last_agreement_unix_ms") or 0) >= t * 1000
+wait(lambda: all(ae_done(n) for n in others), 120, "anti-entropy rounds with the returned node")
 # Counters settle with the last messages; read them once more a moment later.
 time.sleep(1)
 after = moved()

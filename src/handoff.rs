@@ -126,10 +126,6 @@ pub async fn hand_off_strays(shared: &Shared, view: &View) -> bool {
         .fetch_add(pass.strays as u64, Ordering::Relaxed);
     shared
         .metrics
-        .handoff_sent
-        .fetch_add(pass.sent as u64, Ordering::Relaxed);
-    shared
-        .metrics
         .handoff_dropped
         .fetch_add(dropped as u64, Ordering::Relaxed);
     if pass.sent + pass.dropped > 0 || !complete {
@@ -220,6 +216,12 @@ pub(crate) async fn offer_and_send(
             continue;
         }
         sent += wanted.len();
+        // Counted as they go: a pass cut short by a later batch still
+        // sent these.
+        shared
+            .metrics
+            .handoff_sent
+            .fetch_add(wanted.len() as u64, Ordering::Relaxed);
         shared.stream.take(crate::throttle::bytes_of(&wanted)).await;
         let items = wanted;
         match ask(shared, view, &node, "batch", |id| PeerMsg::Transfer {

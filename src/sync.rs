@@ -77,7 +77,11 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             (Some(before), false) => returned(before, &view),
             _ => None,
         };
-        let round = round(&shared, &view, periodic, only.as_deref());
+        let fresh = match periodic {
+            true => Vec::new(),
+            false => appeared(reconciled.as_deref(), &view),
+        };
+        let round = round(&shared, &view, periodic, only.as_deref(), &fresh);
         tokio::pin!(round);
         let mut again = false;
         loop {
@@ -141,33 +145,80 @@ fn returned(before: &View, now: &View) -> Option<Vec<NodeName>> {
     )
 }
 
-/// One reconciliation round over `view`: anti-entropy with the peers and
-/// the hand-off of strays, side by side (they touch disjoint keys: shared
-/// ranges versus ranges this node does not replicate). Returns whether both
-/// completed.
-async fn round(shared: &Shared, view: &View, periodic: bool, only: Option<&[NodeName]>) -> bool {
-    let (peers_ok, strays_ok) = tokio::join!(
-        reconcile_with_peers(shared, view, periodic, only),
-        crate::handoff::hand_off_strays(shared, view)
-    );
-    peers_ok && strays_ok
+/// The nodes of `now` that are not in `before` (a reconciled view) under
+/// the same generation: they joined, came back or restarted. Every node
+/// when nothing was reconciled yet.
+fn appeared(before: Option<&View>, now: &View) -> Vec<NodeName> {
+    now.generations
+        .iter()
+        .filter(|(name, generation)| {
+            before.is_none_or(|b| b.generations.get(*name) != Some(*generation))
+        })
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
-/// Anti-entropy rounds with every peer in `view` (periodic rounds: only
-/// those whose names sort after this node's; with `only`, those), at once.
-async fn reconcile_with_peers(
+/// How long anti-entropy with a node that just appeared waits, so that
+/// the hand-offs to it (from every node holding strays for it) land first.
+/// A node back from a short outage is owed the writes made meanwhile,
+/// and a joining node the ranges it takes over; hand-off delivers each of
+/// them once, from the node holding it, where anti-entropy would first
+/// have to find them by digests and then send them again from every
+/// replica that races the hand-off. What hand-off does not cover (a write
+/// in flight as the node went away) is still found, a moment later.
+pub const HANDOFF_FIRST: Duration = Duration::from_secs(1);
+
+/// One reconciliation round over `view`: anti-entropy with the peers and
+/// the hand-off of strays, side by side (they touch disjoint keys: shared
+/// ranges versus ranges this node does not replicate); anti-entropy with
+/// the `fresh` peers (see [`appeared`]) starts [`HANDOFF_FIRST`] later.
+/// Returns whether all of it completed.
+async fn round(
     shared: &Shared,
     view: &View,
     periodic: bool,
     only: Option<&[NodeName]>,
+    fresh: &[NodeName],
 ) -> bool {
-    let peers: Vec<&NodeName> = view
-        .ring
+    let is_fresh = |n: &NodeName| fresh.contains(n);
+    let later = async {
+        let peers = peers_of(shared, view, periodic, only, is_fresh);
+        if peers.is_empty() {
+            return true;
+        }
+        tokio::time::sleep(HANDOFF_FIRST).await;
+        reconcile_with_peers(shared, view, peers).await
+    };
+    let now = peers_of(shared, view, periodic, only, |n| !is_fresh(n));
+    let (now_ok, later_ok, strays_ok) = tokio::join!(
+        reconcile_with_peers(shared, view, now),
+        later,
+        crate::handoff::hand_off_strays(shared, view)
+    );
+    now_ok && later_ok && strays_ok
+}
+
+/// The peers in `view` a round reconciles with (periodic rounds: only
+/// those whose names sort after this node's; with `only`, those), of
+/// those that `pick` keeps.
+fn peers_of<'v>(
+    shared: &Shared,
+    view: &'v View,
+    periodic: bool,
+    only: Option<&[NodeName]>,
+    pick: impl Fn(&NodeName) -> bool,
+) -> Vec<&'v NodeName> {
+    view.ring
         .nodes()
         .iter()
         .filter(|n| **n != shared.me && (!periodic || **n > shared.me))
         .filter(|n| only.is_none_or(|o| o.contains(n)))
-        .collect();
+        .filter(|n| pick(n))
+        .collect()
+}
+
+/// Anti-entropy rounds with `peers`, at once.
+async fn reconcile_with_peers(shared: &Shared, view: &View, peers: Vec<&NodeName>) -> bool {
     let rounds = peers
         .iter()
         .map(|p| async move { (*p, anti_entropy::sync_with(shared, view, p).await) });

@@ -207,6 +207,19 @@ fn a_sixth_node_receives_about_its_share_of_copies() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+    // Anti-entropy with f starts a moment after the hand-offs
+    // (`sync::HANDOFF_FIRST`); what it sends counts too, so every round
+    // between f and the others must have ended.
+    let names = ["a", "b", "c", "d", "e", "f"];
+    let agreed = |i: usize, peer: &str| {
+        c.status(i).is_some_and(|s| {
+            s.anti_entropy
+                .get(peer)
+                .is_some_and(|p| p.last_agreement_unix_ms.is_some())
+        })
+    };
+    assert!(wait_until(Duration::from_secs(20), || (0..5)
+        .all(|i| agreed(i, "f") && agreed(f, names[i]))));
     let received = moved(&c) - before;
     let ideal = 3 * keys / 6;
     let held = c.status(f).unwrap().keys;
@@ -231,14 +244,13 @@ fn a_sixth_node_receives_about_its_share_of_copies() {
         held as f64 <= 1.3 * ideal as f64,
         "f holds {held}, ideal {ideal}"
     );
-    // Delivery: two surviving replicas of a range reconcile with f at
-    // once, and the replica it replaces hands its copies off, so some
-    // entries reach f two or three times (BENCHMARKS.md: 1.15x to 1.8x
-    // of the ideal in ten runs, where the issue asks 1.3x); never the
-    // whole data (6x here), as a node filled with the wrong ranges, or
-    // pulling everything while its view forms, would cost.
+    // Delivery: the replica f replaces hands its copies off, and the two
+    // replicas that keep a range reconcile with f only after that, so
+    // each entry reaches f about once: the issue asks at most 1.3x the
+    // ideal. (Before the wait, they raced the hand-off and sent the same
+    // entries again: 1.15x to 1.8x in ten runs.)
     assert!(
-        (received as f64) <= 3.0 * ideal as f64,
+        (received as f64) <= 1.3 * ideal as f64,
         "{received} copies moved, ideal {ideal}"
     );
 }

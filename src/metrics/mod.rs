@@ -297,7 +297,8 @@ pub struct Metrics {
     pub handoff_entries: AtomicU64,
     /// Local copies dropped after hand-off.
     pub handoff_dropped: AtomicU64,
-    /// Entries sent by hand-off (those the replicas offered them wanted).
+    /// Entries sent by hand-off and by a leave's streams (those the
+    /// replicas offered them wanted), counted batch by batch.
     pub handoff_sent: AtomicU64,
     /// Strays held for a replica that is down (within its rebuild delay),
     /// as the last hand-off pass counted them.

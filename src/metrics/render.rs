@@ -241,7 +241,7 @@ pub fn render(m: &Metrics, sampled: Sampled<'_>) -> String {
         ),
         (
             "handoff_sent",
-            "Entries sent by hand-off, those the replicas offered them wanted",
+            "Entries sent by hand-off and by leave streams, those the replicas offered them wanted",
             &m.handoff_sent,
         ),
         (
