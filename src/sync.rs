@@ -8,6 +8,9 @@
 //!   nodes that came back or restarted when it did not (a healed
 //!   partition, a node back from a short outage), which are the only
 //!   ones that can differ from the rest;
+//!   with a node that just appeared (joined, came back, restarted) a
+//!   second later ([`HANDOFF_FIRST`]), so the hand-offs to it land first
+//!   and the round finds agreement at its root digest;
 //! - periodically (every `anti_entropy_interval_ms`, jittered by +-20 %)
 //!   with every peer whose name sorts after this node's (each pair once),
 //!   which repairs any replica message that was lost.

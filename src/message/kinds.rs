@@ -47,7 +47,7 @@ pub const KINDS: [&str; 35] = [
 impl PeerMsg {
     /// The protocol version that introduced this message type: a link
     /// whose peer speaks an older version does not send it (see
-    /// [`compat`]). Every variant names its version here, without a
+    /// [`super::compat`]). Every variant names its version here, without a
     /// catch-all, so a new variant cannot be added without saying.
     pub fn since(&self) -> u32 {
         match self {
