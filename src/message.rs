@@ -202,6 +202,11 @@ pub enum PeerMsg {
         id: u64,
         /// Same ranges, same digest.
         agree: bool,
+        /// The answerer took a hand-off within the last
+        /// [`crate::sync::HANDOFF_FIRST`]: it is being filled, and the
+        /// initiator asks again a moment later rather than send what is
+        /// on its way.
+        filling: bool,
     },
     /// Anti-entropy step 1: the initiator's group digests over `ranges`.
     AeGroups {

@@ -8,9 +8,10 @@
 //!   nodes that came back or restarted when it did not (a healed
 //!   partition, a node back from a short outage), which are the only
 //!   ones that can differ from the rest;
-//!   with a node that just appeared (joined, came back, restarted) a
-//!   second later ([`HANDOFF_FIRST`]), so the hand-offs to it land first
-//!   and the round finds agreement at its root digest;
+//!   with a node that hand-off is about to fill (it joined, or came back
+//!   from a short outage) a second later ([`HANDOFF_FIRST`]), so the
+//!   hand-offs to it land first and the round finds agreement at its
+//!   root digest;
 //! - periodically (every `anti_entropy_interval_ms`, jittered by +-20 %)
 //!   with every peer whose name sorts after this node's (each pair once),
 //!   which repairs any replica message that was lost.
@@ -148,14 +149,27 @@ fn returned(before: &View, now: &View) -> Option<Vec<NodeName>> {
     )
 }
 
-/// The nodes of `now` that are not in `before` (a reconciled view) under
-/// the same generation: they joined, came back or restarted. Every node
-/// when nothing was reconciled yet.
+/// The nodes of `now` that hand-off is about to fill, so anti-entropy
+/// with them waits ([`HANDOFF_FIRST`]): those new to `before` (a
+/// reconciled view; they joined), and, when the replica ring did not
+/// change, those that came back or restarted (back from a short outage:
+/// the writes they missed are strays on the nodes that stood in). None
+/// when nothing was reconciled yet: this node just started, and its
+/// first round is what fills it if it is new (its peers wait for the
+/// hand-offs to it, and hand-off offers before it sends). A node
+/// that comes back after its ranges were rebuilt elsewhere (past
+/// `rebuild_delay_ms`, or a partition that long) is not waited for: both
+/// sides took writes as replicas, which only anti-entropy reconciles.
 fn appeared(before: Option<&View>, now: &View) -> Vec<NodeName> {
+    let same_ring = before.is_some_and(|b| b.replica_ring == now.replica_ring);
     now.generations
         .iter()
-        .filter(|(name, generation)| {
-            before.is_none_or(|b| b.generations.get(*name) != Some(*generation))
+        .filter(|(name, generation)| match before {
+            None => false,
+            Some(b) => {
+                !b.home_ring.contains(name)
+                    || (same_ring && b.generations.get(*name) != Some(*generation))
+            }
         })
         .map(|(name, _)| name.clone())
         .collect()
@@ -168,8 +182,15 @@ fn appeared(before: Option<&View>, now: &View) -> Vec<NodeName> {
 /// them once, from the node holding it, where anti-entropy would first
 /// have to find them by digests and then send them again from every
 /// replica that races the hand-off. What hand-off does not cover (a write
-/// in flight as the node went away) is still found, a moment later.
+/// in flight as the node went away) is still found, a moment later. A
+/// node still being filled when the moment comes is waited for again
+/// ([`FILLING_WAIT`]).
 pub const HANDOFF_FIRST: Duration = Duration::from_secs(1);
+
+/// How long a round with a node that is being filled by hand-off (one
+/// arrived within [`HANDOFF_FIRST`]) waits, asking again every
+/// [`HANDOFF_FIRST`], before it compares anyway.
+pub const FILLING_WAIT: Duration = Duration::from_secs(30);
 
 /// One reconciliation round over `view`: anti-entropy with the peers and
 /// the hand-off of strays, side by side (they touch disjoint keys: shared
@@ -190,11 +211,17 @@ async fn round(
             return true;
         }
         tokio::time::sleep(HANDOFF_FIRST).await;
-        reconcile_with_peers(shared, view, peers).await
+        // This node itself still being filled (it joined, or returned):
+        // what its peers would send is on its way.
+        let patience = std::time::Instant::now() + FILLING_WAIT;
+        while shared.taking_handoff() && std::time::Instant::now() < patience {
+            tokio::time::sleep(HANDOFF_FIRST).await;
+        }
+        reconcile_with_peers(shared, view, peers, true).await
     };
     let now = peers_of(shared, view, periodic, only, |n| !is_fresh(n));
     let (now_ok, later_ok, strays_ok) = tokio::join!(
-        reconcile_with_peers(shared, view, now),
+        reconcile_with_peers(shared, view, now, false),
         later,
         crate::handoff::hand_off_strays(shared, view)
     );
@@ -220,11 +247,17 @@ fn peers_of<'v>(
         .collect()
 }
 
-/// Anti-entropy rounds with `peers`, at once.
-async fn reconcile_with_peers(shared: &Shared, view: &View, peers: Vec<&NodeName>) -> bool {
+/// Anti-entropy rounds with `peers`, at once (`patient`: peers hand-off
+/// is filling, waited for while they say so).
+async fn reconcile_with_peers(
+    shared: &Shared,
+    view: &View,
+    peers: Vec<&NodeName>,
+    patient: bool,
+) -> bool {
     let rounds = peers
         .iter()
-        .map(|p| async move { (*p, anti_entropy::sync_with(shared, view, p).await) });
+        .map(|p| async move { (*p, anti_entropy::sync_with(shared, view, p, patient).await) });
     let mut complete = true;
     for (peer, result) in join_all(rounds).await {
         match result {

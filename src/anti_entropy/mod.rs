@@ -159,7 +159,15 @@ async fn request(
 /// One anti-entropy round with `peer` over the ranges the two share in
 /// `view`. On success both hold, for those ranges, the LWW winner of what
 /// either held when the round looked.
-pub async fn sync_with(shared: &Shared, view: &View, peer: &NodeName) -> Result<RoundReport> {
+///
+/// With `patient` (a peer that hand-off is filling, see `sync`), a peer
+/// that says it is still being filled is asked again a moment later.
+pub async fn sync_with(
+    shared: &Shared,
+    view: &View,
+    peer: &NodeName,
+    patient: bool,
+) -> Result<RoundReport> {
     let store = &shared.store;
     // Over the replica ring: a node briefly down keeps its ranges, so no
     // stand-in is filled with them (see `sync`).
@@ -174,24 +182,34 @@ pub async fn sync_with(shared: &Shared, view: &View, peer: &NodeName) -> Result<
         .get(peer)
         .and_then(|addr| shared.net.peer_version(addr))
         .is_some_and(|v| v >= crate::message::AE_ROOT_SINCE);
+    // A peer being filled by hand-off is asked again a moment later (for
+    // at most `sync::FILLING_WAIT`), rather than sent what is on its way.
+    let patience = std::time::Instant::now() + crate::sync::FILLING_WAIT;
     if roots {
-        let (ranges, root) = (ranges.fingerprint(), digest::root_digest(store, &ranges));
-        let (reply, sent) = request(shared, view, peer, |id| PeerMsg::AeRoot {
-            id,
-            ranges,
-            root,
-        })
-        .await?;
-        report.bytes_sent += sent;
-        report.bytes_received += wire_size(&reply);
-        match reply {
-            PeerMsg::AeRootReply { agree: true, .. } => return Ok(report),
-            PeerMsg::AeRootReply { agree: false, .. } => {}
-            other => {
-                return Err(Error::Protocol(format!(
-                    "{peer} answered AeRoot with {}",
-                    other.kind()
-                )))
+        loop {
+            let (ranges, root) = (ranges.fingerprint(), digest::root_digest(store, &ranges));
+            let (reply, sent) = request(shared, view, peer, |id| PeerMsg::AeRoot {
+                id,
+                ranges,
+                root,
+            })
+            .await?;
+            report.bytes_sent += sent;
+            report.bytes_received += wire_size(&reply);
+            match reply {
+                PeerMsg::AeRootReply { agree: true, .. } => return Ok(report),
+                PeerMsg::AeRootReply { filling: true, .. }
+                    if patient && std::time::Instant::now() < patience =>
+                {
+                    tokio::time::sleep(crate::sync::HANDOFF_FIRST).await;
+                }
+                PeerMsg::AeRootReply { .. } => break,
+                other => {
+                    return Err(Error::Protocol(format!(
+                        "{peer} answered AeRoot with {}",
+                        other.kind()
+                    )))
+                }
             }
         }
     }

@@ -37,7 +37,11 @@ fn round(a: &Store, b: &Store, ranges: &Ranges) -> RoundReport {
         root,
     });
     let agree = root_digest(b, ranges) == root;
-    r.bytes_received += wire_size(&PeerMsg::AeRootReply { id: 1, agree });
+    r.bytes_received += wire_size(&PeerMsg::AeRootReply {
+        id: 1,
+        agree,
+        filling: false,
+    });
     if agree {
         return r;
     }

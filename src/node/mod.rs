@@ -219,6 +219,7 @@ impl Node {
             leaving: Default::default(),
             stop_requested: Default::default(),
             started: Instant::now(),
+            handoff_in: Default::default(),
             clients: Default::default(),
             cfg,
         });

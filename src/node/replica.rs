@@ -194,6 +194,7 @@ impl PeerHandler for Shared {
                 return;
             }
             PeerMsg::Transfer { id, items } => {
+                self.note_handoff_in();
                 // Not acknowledged while the log takes no writes: the
                 // sender keeps its copies and tries again later.
                 if let Some(why) = self.log.fenced() {
@@ -211,10 +212,13 @@ impl PeerHandler for Shared {
                 self.ack_when_logged(from, log);
                 return;
             }
-            PeerMsg::Offer { id, keys } => PeerMsg::OfferReply {
-                id,
-                want: crate::anti_entropy::digest::wanted(&self.store, &keys),
-            },
+            PeerMsg::Offer { id, keys } => {
+                self.note_handoff_in();
+                PeerMsg::OfferReply {
+                    id,
+                    want: crate::anti_entropy::digest::wanted(&self.store, &keys),
+                }
+            }
             PeerMsg::Get { id, key } => PeerMsg::GetReply {
                 id,
                 entry: self.store.get(&key),
@@ -270,7 +274,11 @@ impl Shared {
                     digest::shared_ranges(&view.replica_ring, &self.me, peer, self.cfg.replication);
                 let agree = mine.fingerprint() == *ranges
                     && digest::root_digest(&self.store, &mine) == *root;
-                Some(PeerMsg::AeRootReply { id: *id, agree })
+                Some(PeerMsg::AeRootReply {
+                    id: *id,
+                    agree,
+                    filling: self.taking_handoff(),
+                })
             }
             PeerMsg::AeGroups { id, ranges, groups } => Some(PeerMsg::AeGroupsReply {
                 id: *id,

@@ -391,6 +391,7 @@ mod tests {
             PeerMsg::AeRootReply {
                 id: 24,
                 agree: true,
+                filling: false,
             },
         ]
     }
