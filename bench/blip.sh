@@ -30,56 +30,20 @@ FLAGS=()
 [ "$REBUILD" != none ] && FLAGS=(--set "rebuild_delay_ms=$REBUILD")
 echo "cluster: $RINGKV up --nodes 5 --base-port $BASE -- ${FLAGS[*]:-}"
 start_ringkv "$BASE" "$WORK" 5 "${FLAGS[@]}"
-python3 - "$WORK" "$BASE" "$KEYS" "$PAUSE" "$RATE" <<'PY'
-import json, os, signal, socket, subprocess, sys, time, urllib.request
+PYTHONPATH="$(dirname "$0")" python3 - "$WORK" "$BASE" "$KEYS" "$PAUSE" "$RATE" <<'PY'
+import os, signal, socket, sys, time
+from ringkv_cluster import (KINDS, ENTRY_KINDS, agreed_since, bytes_moved, client_port, cluster_nodes, copies, load,
+                            metric, quiet, wait)
 work, base, keys, pause, rate = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
-nodes = json.load(open(work + "/cluster.json"))["nodes"]
-KINDS = ["ae_root", "ae_root_reply", "ae_groups", "ae_groups_reply", "ae_keys", "ae_keys_reply", "transfer", "transfer_ack", "offer", "offer_reply"]
+nodes = cluster_nodes(work)
 
-def get(admin, path):
-    return urllib.request.urlopen(f"http://{admin}{path}", timeout=5).read().decode()
+def moved(skip=None): return bytes_moved([n for n in nodes if n is not skip])
 
-def status(n): return json.loads(get(n["admin"], "/status"))
+def backlog(n): return metric(n, "ringkv_handoff_backlog")
 
-def kind_bytes(n):
-    out = {}
-    for line in get(n["admin"], "/metrics").splitlines():
-        if line.startswith("ringkv_peer_bytes_sent_by_kind_total{"):
-            kind = line.split('kind="')[1].split('"')[0]
-            out[kind] = float(line.rsplit(" ", 1)[1])
-    return out
-
-def moved(skip=None):
-    total = {k: 0.0 for k in KINDS}
-    for n in nodes:
-        if n is skip: continue
-        b = kind_bytes(n)
-        for k in KINDS: total[k] += b.get(k, 0.0)
-    return total
-
-def backlog(n):
-    for line in get(n["admin"], "/metrics").splitlines():
-        if line.startswith("ringkv_handoff_backlog "): return float(line.split()[1])
-    return 0.0
-
-def copies(): return sum(status(n)["keys"] for n in nodes)
-
-def wait(cond, limit, what):
-    t = time.time()
-    while time.time() - t < limit:
-        if cond(): return time.time() - t
-        time.sleep(0.2)
-    sys.exit(f"timed out waiting for {what}")
-
-port = lambda n: n["client"].rsplit(":", 1)[1]
 value = "v" * 100
-t = time.time()
-cmds = "".join(f"*3\r\n$3\r\nSET\r\n${len(k)}\r\n{k}\r\n$100\r\n{value}\r\n" for k in (f"key:{i:07d}" for i in range(keys)))
-out = subprocess.run(["redis-cli", "-p", port(nodes[0]), "--pipe"], input=cmds.encode(), capture_output=True)
-if out.returncode != 0:
-    sys.exit(f"redis-cli --pipe failed: {out.stdout.decode()[-2000:]} {out.stderr.decode()[-2000:]}")
-print(f"loaded {keys} keys in {time.time()-t:.1f} s")
-waited = wait(lambda: copies() == 3 * keys, 600, "three copies of every key")
+load(nodes[0], keys, value)
+waited = wait(lambda: copies(nodes) == 3 * keys, 600, "three copies of every key")
 print(f"settled: {3*keys} copies ({waited:.1f} s)")
 
 victim = nodes[2]
@@ -88,7 +52,7 @@ before = moved()
 before_others = moved(victim)
 os.kill(victim["pid"], signal.SIGSTOP)
 print(f"SIGSTOP {victim['name']} for {pause} s, writing {rate}/s through {nodes[0]['name']}")
-s = socket.create_connection(("127.0.0.1", int(port(nodes[0]))))
+s = socket.create_connection(("127.0.0.1", int(client_port(nodes[0]))))
 written = acked = 0
 start = time.time(); i = 0
 while time.time() - start < pause:
@@ -105,19 +69,15 @@ while time.time() - start < pause:
 away = moved(victim)
 os.kill(victim["pid"], signal.SIGCONT)
 t = time.time()
-wait(lambda: copies() == 3 * (keys + acked) and all(backlog(n) == 0 for n in nodes), 600, "convergence")
+wait(lambda: copies(nodes) == 3 * (keys + acked) and all(backlog(n) == 0 for n in nodes), 600, "convergence")
 took = time.time() - t
 # Anti-entropy with the returned node runs a moment after the hand-offs (sync::HANDOFF_FIRST):
 # its bytes count too, so wait until every other node has completed a round with it.
-def ae_done(n):
-    peer = status(n).get("anti_entropy", {}).get(victim["name"], {})
-    return (peer.get("last_agreement_unix_ms") or 0) >= t * 1000
-wait(lambda: all(ae_done(n) for n in others), 120, "anti-entropy rounds with the returned node")
-# Counters settle with the last messages; read them once more a moment later.
-time.sleep(1)
-after = moved()
+wait(lambda: all(agreed_since(n, victim["name"], t) for n in others), 120, "anti-entropy rounds with the returned node")
+# The counters of the last messages.
+after = quiet(moved)
 def total(d0, d1, kinds=KINDS): return sum(d1[k] - d0[k] for k in kinds)
-entries = ["ae_keys_reply", "transfer"]
+entries = ENTRY_KINDS
 digests = [k for k in KINDS if k not in entries]
 allb = total(before, after)
 print(f"writes during the outage: {acked} acknowledged, {written} bytes (key + value)")

@@ -81,9 +81,9 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             (Some(before), false) => returned(before, &view),
             _ => None,
         };
-        let fresh = match periodic {
-            true => Vec::new(),
-            false => appeared(reconciled.as_deref(), &view),
+        let fresh = match (&reconciled, periodic) {
+            (Some(before), false) => appeared(before, &view),
+            _ => Vec::new(),
         };
         let round = round(&shared, &view, periodic, only.as_deref(), &fresh);
         tokio::pin!(round);
@@ -153,23 +153,20 @@ fn returned(before: &View, now: &View) -> Option<Vec<NodeName>> {
 /// with them waits ([`HANDOFF_FIRST`]): those new to `before` (a
 /// reconciled view; they joined), and, when the replica ring did not
 /// change, those that came back or restarted (back from a short outage:
-/// the writes they missed are strays on the nodes that stood in). None
-/// when nothing was reconciled yet: this node just started, and its
-/// first round is what fills it if it is new (its peers wait for the
-/// hand-offs to it, and hand-off offers before it sends). A node
+/// the writes they missed are strays on the nodes that stood in). (A
+/// node's first round after it starts waits for none: if it is new, that
+/// round is what fills it, its peers wait for the hand-offs to it, and
+/// hand-off offers before it sends.) A node
 /// that comes back after its ranges were rebuilt elsewhere (past
 /// `rebuild_delay_ms`, or a partition that long) is not waited for: both
 /// sides took writes as replicas, which only anti-entropy reconciles.
-fn appeared(before: Option<&View>, now: &View) -> Vec<NodeName> {
-    let same_ring = before.is_some_and(|b| b.replica_ring == now.replica_ring);
+fn appeared(before: &View, now: &View) -> Vec<NodeName> {
+    let same_ring = before.replica_ring == now.replica_ring;
     now.generations
         .iter()
-        .filter(|(name, generation)| match before {
-            None => false,
-            Some(b) => {
-                !b.home_ring.contains(name)
-                    || (same_ring && b.generations.get(*name) != Some(*generation))
-            }
+        .filter(|(name, generation)| {
+            !before.home_ring.contains(name)
+                || (same_ring && before.generations.get(*name) != Some(*generation))
         })
         .map(|(name, _)| name.clone())
         .collect()
@@ -192,8 +189,9 @@ pub const HANDOFF_FIRST: Duration = Duration::from_secs(1);
 /// [`HANDOFF_FIRST`], before it compares anyway.
 pub const FILLING_WAIT: Duration = Duration::from_secs(30);
 
-/// One reconciliation round over `view`: anti-entropy with the peers and
-/// the hand-off of strays, side by side (they touch disjoint keys: shared
+/// One reconciliation round over `view`: anti-entropy with the peers
+/// (periodic rounds: only those whose names sort after this node's; with
+/// `only`, those) and the hand-off of strays, side by side (they touch disjoint keys: shared
 /// ranges versus ranges this node does not replicate); anti-entropy with
 /// the `fresh` peers (see [`appeared`]) starts [`HANDOFF_FIRST`] later.
 /// Returns whether all of it completed.
@@ -204,10 +202,15 @@ async fn round(
     only: Option<&[NodeName]>,
     fresh: &[NodeName],
 ) -> bool {
-    let is_fresh = |n: &NodeName| fresh.contains(n);
+    let (later, now): (Vec<&NodeName>, Vec<&NodeName>) = view
+        .ring
+        .nodes()
+        .iter()
+        .filter(|n| **n != shared.me && (!periodic || **n > shared.me))
+        .filter(|n| only.is_none_or(|o| o.contains(n)))
+        .partition(|n| fresh.contains(n));
     let later = async {
-        let peers = peers_of(shared, view, periodic, only, is_fresh);
-        if peers.is_empty() {
+        if later.is_empty() {
             return true;
         }
         tokio::time::sleep(HANDOFF_FIRST).await;
@@ -217,34 +220,14 @@ async fn round(
         while shared.taking_handoff() && std::time::Instant::now() < patience {
             tokio::time::sleep(HANDOFF_FIRST).await;
         }
-        reconcile_with_peers(shared, view, peers, true).await
+        reconcile_with_peers(shared, view, later, true).await
     };
-    let now = peers_of(shared, view, periodic, only, |n| !is_fresh(n));
     let (now_ok, later_ok, strays_ok) = tokio::join!(
         reconcile_with_peers(shared, view, now, false),
         later,
         crate::handoff::hand_off_strays(shared, view)
     );
     now_ok && later_ok && strays_ok
-}
-
-/// The peers in `view` a round reconciles with (periodic rounds: only
-/// those whose names sort after this node's; with `only`, those), of
-/// those that `pick` keeps.
-fn peers_of<'v>(
-    shared: &Shared,
-    view: &'v View,
-    periodic: bool,
-    only: Option<&[NodeName]>,
-    pick: impl Fn(&NodeName) -> bool,
-) -> Vec<&'v NodeName> {
-    view.ring
-        .nodes()
-        .iter()
-        .filter(|n| **n != shared.me && (!periodic || **n > shared.me))
-        .filter(|n| only.is_none_or(|o| o.contains(n)))
-        .filter(|n| pick(n))
-        .collect()
 }
 
 /// Anti-entropy rounds with `peers`, at once (`patient`: peers hand-off

@@ -41,17 +41,12 @@ pub async fn leave(admin: &str) -> Result<()> {
         }
         last = Some(p);
     }
-    let (code, body) = call
+    let answer = call
         .await
         .map_err(|e| Error::Protocol(format!("leave: {e}")))??;
-    if code != 200 {
-        return Err(Error::invalid(format!(
-            "{name} could not leave: {} (it stays, taking no writes; run leave again)",
-            body.trim()
-        )));
-    }
-    let report: LeaveReport = serde_json::from_str(&body)
-        .map_err(|e| Error::Protocol(format!("{admin}/leave: {e}: {body}")))?;
+    let report: LeaveReport = report(admin, "/leave", answer, |why| {
+        format!("{name} could not leave: {why} (it stays, taking no writes; run leave again)")
+    })?;
     let p = &report.progress;
     println!(
         "{name} left: {} entries ({} bytes) handed to [{}], {} offered were already held; {} of {} nodes confirmed; it has stopped",
@@ -69,7 +64,7 @@ pub async fn leave(admin: &str) -> Result<()> {
 /// node, to forget NAME, which must be down.
 pub async fn forget(admin: &str, name: &str) -> Result<()> {
     let body = serde_json::json!({ "name": name }).to_string();
-    let (code, text) = http::request(
+    let answer = http::request(
         admin,
         "POST",
         "/forget",
@@ -77,17 +72,26 @@ pub async fn forget(admin: &str, name: &str) -> Result<()> {
         Duration::from_secs(10),
     )
     .await?;
-    if code != 200 {
-        return Err(Error::invalid(format!(
-            "{name} not forgotten: {}",
-            text.trim()
-        )));
-    }
-    let report: ForgetReport = serde_json::from_str(&text)
-        .map_err(|e| Error::Protocol(format!("{admin}/forget: {e}: {text}")))?;
+    let report: ForgetReport = report(admin, "/forget", answer, |why| {
+        format!("{name} not forgotten: {why}")
+    })?;
     println!(
         "forgot {} (data directory {}): {} of {} nodes up confirmed; its ranges are re-replicated from the others",
         report.node, report.data_id, report.confirmed.0, report.confirmed.1
     );
     Ok(())
+}
+
+/// The JSON report a node answered a `POST` to `path` with, or, when it
+/// refused (any status but 200), an error `refused` words from its reason.
+fn report<T: serde::de::DeserializeOwned>(
+    admin: &str,
+    path: &str,
+    (code, body): (u16, String),
+    refused: impl FnOnce(&str) -> String,
+) -> Result<T> {
+    if code != 200 {
+        return Err(Error::invalid(refused(body.trim())));
+    }
+    serde_json::from_str(&body).map_err(|e| Error::Protocol(format!("{admin}{path}: {e}: {body}")))
 }

@@ -160,9 +160,10 @@ pub struct Shared {
     pub placements: Mutex<HashMap<NodeName, crate::placement::NodeRecord>>,
     /// When the node started.
     pub started: Instant,
-    /// When this node last took a hand-off (an `Offer` or a `Transfer`),
-    /// in milliseconds since `started`; 0 if never. Anti-entropy with a
-    /// node still being filled this way waits (see `sync::HANDOFF_FIRST`).
+    /// When this node last took an `Offer` or a `Transfer` (hand-off's,
+    /// a leave's streams, or anti-entropy's sends: whatever fills it), in
+    /// milliseconds since `started`; 0 if never. Anti-entropy with a node
+    /// still being filled this way waits (see `sync::HANDOFF_FIRST`).
     pub handoff_in: std::sync::atomic::AtomicU64,
     /// The client connections (CLIENT LIST and KILL, INFO).
     pub clients: Arc<crate::resp::conn::Clients>,
@@ -406,13 +407,13 @@ impl Shared {
                 .any(|x| x.last_heard.is_none() && now.saturating_duration_since(x.since) < timeout)
     }
 
-    /// Notes that a hand-off (an `Offer` or a `Transfer`) arrived.
+    /// Notes that an `Offer` or a `Transfer` arrived.
     pub fn note_handoff_in(&self) {
         let now = self.started.elapsed().as_millis() as u64;
         self.handoff_in.store(now.max(1), Ordering::Relaxed);
     }
 
-    /// Whether a hand-off arrived within [`crate::sync::HANDOFF_FIRST`]:
+    /// Whether one arrived within [`crate::sync::HANDOFF_FIRST`]:
     /// this node is being filled, and anti-entropy with it would find
     /// (and send again) what is on its way.
     pub fn taking_handoff(&self) -> bool {
