@@ -62,6 +62,11 @@ pub struct NodeStatus {
     /// Its generation.
     #[serde(default)]
     pub generation: u64,
+    /// The identity of its data directory (16 hex digits; null while its
+    /// placement is unknown): a restore compares these to tell clusters
+    /// apart.
+    #[serde(default)]
+    pub data_id: Option<String>,
     /// Share of the ring it owns in this node's view (0 when down).
     #[serde(default)]
     pub share: f64,
@@ -162,6 +167,11 @@ pub fn status(shared: &Shared) -> Status {
         .replica_balance(shared.cfg.replication)
         .into_iter()
         .collect();
+    let data_id = |name: &str| {
+        shared
+            .record_of_node(name)
+            .map(|r| format!("{:016x}", r.data_id))
+    };
     let balance_of = |name: &str| balance.get(name).copied().unwrap_or(0.0);
     let leaving = shared.leaving_nodes();
     let departed = shared.departures_shown();
@@ -185,6 +195,7 @@ pub fn status(shared: &Shared) -> Status {
         state: shown(&me.name, MemberState::Up),
         last_heartbeat_ms: Some(0),
         generation: me.generation,
+        data_id: data_id(&me.name),
         share: view.ring.share(&me.name),
         keys: shared.store.live_len() as u64,
         suspect: false,
@@ -211,6 +222,7 @@ pub fn status(shared: &Shared) -> Status {
                 .last_heard
                 .map(|t| now.saturating_duration_since(t).as_millis() as u64),
             generation: x.info.generation,
+            data_id: data_id(&x.info.name),
             share: if x.state == MemberState::Up {
                 view.ring.share(&x.info.name)
             } else {
@@ -241,6 +253,7 @@ pub fn status(shared: &Shared) -> Status {
             state: MemberState::Left,
             last_heartbeat_ms: None,
             generation: 0,
+            data_id: None,
             share: 0.0,
             keys: 0,
             suspect: false,
@@ -298,11 +311,23 @@ pub async fn serve(
         .route("/fault", post(fault))
         .route("/leave", post(leave))
         .route("/forget", post(forget))
+        .route("/backup", post(backup))
         .merge(crate::dashboard::routes())
         .with_state(shared);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+/// Streams a backup of this node (see [`crate::backup`]).
+async fn backup(State(s): State<Arc<Shared>>) -> impl IntoResponse {
+    let rx = s.backup_stream();
+    let chunks =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        axum::body::Body::from_stream(chunks),
+    )
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {

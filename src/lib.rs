@@ -38,6 +38,7 @@ pub mod admin;
 pub mod alloc;
 pub mod anti_entropy;
 pub mod auth;
+pub mod backup;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -86,6 +86,15 @@ fn main() -> ExitCode {
             Cmd::Status(args) => ringkv::cli::status::run(&args.admin, args.json, args.watch).await,
             Cmd::Leave(args) => ringkv::cli::ops::leave(&args.admin).await,
             Cmd::Forget(args) => ringkv::cli::ops::forget(&args.admin, &args.name).await,
+            Cmd::Backup(args) => ringkv::cli::backup::backup(&args.admin, &args.dir).await,
+            Cmd::Restore(args) => {
+                use ringkv::cli::backup::{restore, Target};
+                let target = match &args.admin {
+                    Some(admin) => Target::Running(admin),
+                    None => Target::WholeCluster,
+                };
+                restore(&args.dir, &args.data_dir, target).await
+            }
             Cmd::Scenario(_) => unreachable!("handled above"),
         }
     });

@@ -44,6 +44,63 @@ pub async fn get(addr: &str, path: &str, timeout: Duration) -> Result<(u16, Stri
     request(addr, "GET", path, None, timeout).await
 }
 
+/// POSTs to `path` and copies a 200 answer's body into `sink`, as it
+/// arrives; returns the bytes copied. Any other status is an error with
+/// the body's text. `idle` bounds each wait for more bytes, not the whole
+/// transfer, which takes as long as the body is large.
+pub async fn download(
+    addr: &str,
+    path: &str,
+    sink: &mut (impl tokio::io::AsyncWrite + Unpin),
+    idle: Duration,
+) -> Result<u64> {
+    let timed = |what: &str| Error::Timeout(format!("POST http://{addr}{path}: {what}"));
+    let mut stream = tokio::time::timeout(idle, TcpStream::connect(addr))
+        .await
+        .map_err(|_| timed("connect"))??;
+    let head = format!("POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n");
+    stream.write_all(head.as_bytes()).await?;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut raw = Vec::new();
+    let end = loop {
+        let n = tokio::time::timeout(idle, stream.read(&mut buf))
+            .await
+            .map_err(|_| timed("waiting for the answer"))??;
+        if n == 0 {
+            return Err(Error::Protocol(format!(
+                "POST http://{addr}{path}: connection closed before an answer"
+            )));
+        }
+        raw.extend_from_slice(&buf[..n]);
+        if let Some(at) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+    };
+    let (code, _) = parse(&raw[..end])?;
+    if code != 200 {
+        let mut rest = raw[end..].to_vec();
+        (&mut stream).take(MAX_BODY).read_to_end(&mut rest).await?;
+        return Err(Error::Protocol(format!(
+            "POST http://{addr}{path}: {code} {}",
+            String::from_utf8_lossy(&rest).trim()
+        )));
+    }
+    sink.write_all(&raw[end..]).await?;
+    let mut total = (raw.len() - end) as u64;
+    loop {
+        let n = tokio::time::timeout(idle, stream.read(&mut buf))
+            .await
+            .map_err(|_| timed("the body stalled"))??;
+        if n == 0 {
+            break;
+        }
+        sink.write_all(&buf[..n]).await?;
+        total += n as u64;
+    }
+    sink.flush().await?;
+    Ok(total)
+}
+
 fn parse(raw: &[u8]) -> Result<(u16, String)> {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text

@@ -1,10 +1,12 @@
-//! The command line: `ringkv node | up | status | scenario | leave | forget`.
+//! The command line: `ringkv node | up | status | scenario | leave | forget |
+//! backup | restore`.
 //!
 //! Parsing is clap's; each subcommand's work lives in its own module. Node
 //! flags become config overrides, applied after the file and the
 //! environment, so a flag and the matching `RINGKV_*` variable and TOML key
 //! are one and the same setting with one parser and one error message.
 
+pub mod backup;
 pub mod http;
 pub mod ops;
 pub mod scenario;
@@ -44,6 +46,40 @@ pub enum Cmd {
     /// Forget a node that is down for good: the survivors re-replicate its
     /// ranges and stop heartbeating it.
     Forget(ForgetArgs),
+    /// Stream a consistent backup of one live node into a new directory
+    /// (README, "Backing up").
+    Backup(BackupArgs),
+    /// Prepare a node's empty data directory from a backup.
+    Restore(RestoreArgs),
+}
+
+/// Flags of `ringkv backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Admin address of the node to back up.
+    #[arg(long, default_value = "127.0.0.1:7201")]
+    pub admin: String,
+    /// The directory to write (new, or empty).
+    pub dir: PathBuf,
+}
+
+/// Flags of `ringkv restore`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["admin", "whole_cluster"])))]
+pub struct RestoreArgs {
+    /// The backup directory (`ringkv backup`'s DIR).
+    pub dir: PathBuf,
+    /// The data directory to prepare (new, or empty).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Admin address of a live node of the cluster the node rejoins: the
+    /// backup must be of that cluster, the node must be down there, and the
+    /// backup younger than its tombstone grace period.
+    #[arg(long)]
+    pub admin: Option<String>,
+    /// Every node of the cluster is being restored from backups (none runs).
+    #[arg(long)]
+    pub whole_cluster: bool,
 }
 
 /// Flags of `ringkv leave`.

@@ -164,6 +164,7 @@ mod tests {
             state: MemberState::Up,
             last_heartbeat_ms: Some(12),
             generation: 1,
+            data_id: None,
             share: 0.5,
             keys: 3,
             suspect: false,

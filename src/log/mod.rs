@@ -59,12 +59,27 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 pub use compact::{Compacted, SnapshotWriter};
 pub use fence::{DiskErrno, DiskOp};
-pub use record::{check_parts, encode_parts_into, kind_of, Record, RecordBody, MAX_PAYLOAD};
+pub use files::snapshot_path;
+pub use record::{check_parts, encode_parts_into, kind_of, Record, RecordBody, MAX_PAYLOAD, FORMAT_VERSION, MIN_FORMAT_VERSION};
 pub use recover::{Damage, Recovered};
 pub use stats::LogStats;
 
 use crate::error::{Error, Result};
 use stats::Counters;
+
+/// The header of a snapshot file numbered `seq`: what a compaction's
+/// [`SnapshotWriter`] starts with. A backup streams the same file, so
+/// restoring one is placing it in a data dir's `log/`.
+pub fn snapshot_header(seq: u64) -> [u8; record::FILE_HEADER_LEN] {
+    record::file_header(record::FileKind::Snapshot, seq)
+}
+
+/// Appends `rec` to `out` as one frame of a segment or snapshot file.
+pub fn encode_frame(rec: &Record, out: &mut bytes::BytesMut) -> Result<()> {
+    record::check_encodable(rec).map_err(Error::InvalidInput)?;
+    record::encode_into(rec, out);
+    Ok(())
+}
 use writer::{Cmd, Done, Writer, WriterConfig};
 
 /// When the log fsyncs what it wrote.

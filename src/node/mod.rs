@@ -15,6 +15,7 @@
 //!   FLUSHALL.
 
 mod announced;
+mod backup;
 pub mod departure;
 mod incarnation;
 pub mod meta;
