@@ -86,7 +86,9 @@ fn clusters_are_told_apart_by_data_identities_not_names() {
 fn a_backup_older_than_the_tombstone_grace_is_refused_for_a_running_cluster() {
     let m = manifest();
     assert!(check_age(&m, m.started_ms + 60_000).is_ok());
-    let err = check_age(&m, m.started_ms + 61_000).unwrap_err().to_string();
+    let err = check_age(&m, m.started_ms + 61_000)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("61 s old"), "{err}");
     assert!(err.contains("tombstone_grace_secs (60 s)"), "{err}");
 }

@@ -80,7 +80,8 @@ async fn fetch_into(admin: &str, part: &Path, done: &Path) -> Result<crate::back
     let mut file = out.into_inner();
     // The trailer: the last 16 bytes give the manifest's length.
     let tail_len = 16.min(total);
-    file.seek(std::io::SeekFrom::Start(total - tail_len)).await?;
+    file.seek(std::io::SeekFrom::Start(total - tail_len))
+        .await?;
     let mut tail = vec![0u8; tail_len as usize];
     file.read_exact(&mut tail).await?;
     let json_len = if tail_len == 16 && tail[8..] == crate::backup::TRAILER_MAGIC[..] {
@@ -161,7 +162,10 @@ pub async fn restore(dir: &Path, data_dir: &Path, into: Target<'_>) -> Result<()
 }
 
 fn describe(cluster: &BTreeMap<String, String>) -> String {
-    let parts: Vec<String> = cluster.iter().map(|(n, id)| format!("{n} ({id})")).collect();
+    let parts: Vec<String> = cluster
+        .iter()
+        .map(|(n, id)| format!("{n} ({id})"))
+        .collect();
     if parts.is_empty() {
         "no node".into()
     } else {

@@ -60,7 +60,10 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 pub use compact::{Compacted, SnapshotWriter};
 pub use fence::{DiskErrno, DiskOp};
 pub use files::snapshot_path;
-pub use record::{check_parts, encode_parts_into, kind_of, Record, RecordBody, MAX_PAYLOAD, FORMAT_VERSION, MIN_FORMAT_VERSION};
+pub use record::{
+    check_parts, encode_parts_into, kind_of, Record, RecordBody, FORMAT_VERSION, MAX_PAYLOAD,
+    MIN_FORMAT_VERSION,
+};
 pub use recover::{Damage, Recovered};
 pub use stats::LogStats;
 
