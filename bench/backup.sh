@@ -45,6 +45,10 @@ def backup(dir, busy):
                                   "-c", "50", "-d", "100", "-r", "1000000", "-q", "--csv"],
                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         time.sleep(1)  # let the writers start (a load, not a condition)
+        w0, t0 = metric(nodes[1], "ringkv_writes_ok_total"), time.time()
+        time.sleep(3)  # the same load with no backup, to compare with
+        base_rate = (metric(nodes[1], "ringkv_writes_ok_total") - w0) / (time.time() - t0)
+        print(f"  writes through n2 with no backup running: {base_rate:.0f}/s")
     before = metric(nodes[1], "ringkv_writes_ok_total") if busy else 0
     t = time.time()
     out = subprocess.run([ringkv, "backup", "--admin", n1["admin"], dir], capture_output=True, text=True)

@@ -317,6 +317,24 @@ fn one_node_restored_from_an_older_backup_overwrites_nothing_newer() {
         &c.nodes[0].admin,
     ]);
     assert!(ok, "restore: {out}");
+    // Started under another name, it refuses.
+    let (ok, out) = ringkv(&[
+        "node",
+        "--name",
+        "d",
+        "--data-dir",
+        path(&target),
+        "--client",
+        "127.0.0.1:0",
+        "--peer",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    assert!(
+        !ok && out.contains("was restored from a backup of node b: start it with --name b"),
+        "{out}"
+    );
     c.spawn(1);
     assert!(wait_until(Duration::from_secs(20), || c.up_count(1) == Some(3)));
 

@@ -11,7 +11,10 @@
 //! the node replays it at start and appends after it), `placement` (the
 //! node's tokens, N and data identity), `generation` and `metadata`. It
 //! gets no `incarnation`, so the node draws a new one (see the module doc
-//! of [`crate::backup`]).
+//! of [`crate::backup`]). It also gets `restored-from`, naming the node
+//! the backup was taken from: a node started on the data dir under another
+//! name refuses to start ([`check_restored_name`]), since it would put one
+//! node's data and identity on another's ranges.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -117,8 +120,45 @@ pub fn restore(dir: &Path, m: &Manifest, data_dir: &Path) -> Result<()> {
         format!("{}\n", m.generation).as_bytes(),
     )?;
     meta.store(&data_dir.join("metadata"))?;
+    write_synced(
+        &data_dir.join(RESTORED_FILE),
+        format!(
+            "# ringkv restore wrote this data directory from a backup.\nnode = {}\nrelease = {}\nbackup_started_ms = {}\n",
+            m.node, m.release, m.started_ms
+        )
+        .as_bytes(),
+    )?;
     for d in [&log_dir, data_dir] {
         fs::File::open(d)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The file naming the node a restored data dir belongs to.
+pub const RESTORED_FILE: &str = "restored-from";
+
+/// Refuses to start node `name` on a data dir restored from another
+/// node's backup.
+pub fn check_restored_name(data_dir: &Path, name: &str) -> Result<()> {
+    let path = data_dir.join(RESTORED_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let owner = text
+        .lines()
+        .find_map(|l| l.strip_prefix("node = "))
+        .map(str::trim)
+        .ok_or_else(|| Error::Corrupt(format!("{}: no `node = ` line", path.display())))?;
+    if owner != name {
+        return Err(Error::config(
+            "name",
+            format!(
+                "{name}, but {} was restored from a backup of node {owner}: start it with --name {owner}",
+                data_dir.display()
+            ),
+        ));
     }
     Ok(())
 }

@@ -101,6 +101,7 @@ impl Node {
         cfg.validate()?;
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| Error::config("data_dir", format!("{}: {e}", cfg.data_dir.display())))?;
+        crate::backup::restore::check_restored_name(&cfg.data_dir, &cfg.name)?;
         let existed = cfg.data_dir.join("generation").exists();
         let (placement, data_id) = crate::placement::Placement::settle(
             &cfg.data_dir,
