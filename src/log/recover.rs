@@ -47,7 +47,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::files::{self, list, segment_path, snapshot_path};
-use super::record::{self, check_header, Decoded, FileKind, HeaderCheck, Record, FILE_HEADER_LEN};
+use super::record::{
+    self, check_header, Decoded, FileKind, HeaderCheck, Record, FILE_HEADER_LEN, FORMAT_VERSION,
+    MIN_FORMAT_VERSION,
+};
 use crate::error::{Error, Result};
 
 /// What recovery found.
@@ -250,9 +253,12 @@ fn replay_file<F: FnMut(Record)>(
             tracing::warn!(file = %path.display(), found, "file header names another sequence number");
         }
         HeaderCheck::UnknownVersion(v) => {
-            return Err(Error::Corrupt(format!(
-                "{}: unknown log format version {v} (written by a newer ringkv?); refusing to touch it",
-                path.display()
+            // Not damage: a newer release's data. Downgrading across a log
+            // format change stops here, naming both sides.
+            return Err(Error::InvalidInput(format!(
+                "{}: commit-log format {v} was written by a newer ringkv; ringkv {} reads formats {MIN_FORMAT_VERSION} to {FORMAT_VERSION}. Refusing to touch it: run the release that wrote it, or a newer one",
+                path.display(),
+                env!("CARGO_PKG_VERSION")
             )));
         }
         HeaderCheck::Corrupt if data.len() < FILE_HEADER_LEN => {

@@ -533,3 +533,25 @@ async fn recovery_of_a_million_records() {
     log.shutdown().await.unwrap();
     assert!(elapsed < Duration::from_secs(2));
 }
+
+/// A segment of a newer format (what a downgrade finds) is refused at
+/// open, untouched, with both versions named.
+#[tokio::test]
+async fn a_newer_format_is_refused_naming_both_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut header = record::file_header(record::FileKind::Segment, 1);
+    header[4..6].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    let path = segment_path(dir.path(), 1);
+    std::fs::write(&path, header).unwrap();
+    let err = match CommitLog::open(dir.path(), LogOptions::for_test(), |_| {}) {
+        Ok(_) => panic!("a newer format opened"),
+        Err(e) => e.to_string(),
+    };
+    let want = format!(
+        "commit-log format {} was written by a newer ringkv; ringkv {} reads formats {MIN_FORMAT_VERSION} to {FORMAT_VERSION}",
+        FORMAT_VERSION + 1,
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(err.contains(&want), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), header, "the file was touched");
+}
