@@ -95,6 +95,10 @@ pub struct NodeStatus {
 pub struct Status {
     /// This node's name.
     pub name: String,
+    /// The release this node runs (`ringkv --version`; empty from a node
+    /// of 0.2.0 or older): what a rolling upgrade watches.
+    #[serde(default)]
+    pub release: String,
     /// This node's token.
     pub token: String,
     /// This node's generation.
@@ -265,6 +269,7 @@ pub fn status(shared: &Shared) -> Status {
     nodes.sort_by(|a, b| a.name.cmp(&b.name));
     Status {
         name: shared.me.to_string(),
+        release: env!("CARGO_PKG_VERSION").to_string(),
         token: token(&shared.me),
         generation: shared.generation,
         keys: shared.store.live_len() as u64,

@@ -177,6 +177,7 @@ mod tests {
     fn a_fenced_node_and_a_skewed_clock_get_a_line_each() {
         let status = Status {
             name: "n1".into(),
+            release: "0.3.0".into(),
             token: "0123456789abcdef".into(),
             generation: 1,
             keys: 3,
