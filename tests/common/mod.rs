@@ -1,4 +1,5 @@
-//! Test harness: real `ringkv node` processes on free loopback ports, a
+//! Test harness: real `ringkv node` processes on free loopback ports (the
+//! current build, or for upgrade tests a previous release's binary), a
 //! blocking RESP client, and polling with deadlines (never bare sleeps).
 
 #![allow(dead_code)]
@@ -7,8 +8,8 @@ pub mod redis_server;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -68,6 +69,10 @@ pub struct TestNode {
     pub child: Option<Child>,
     /// Flags used instead of the cluster's `extra` (see [`Cluster::add`]).
     pub flags: Option<Vec<String>>,
+    /// The `ringkv` binary it runs; `None`: the current build. A rolling
+    /// upgrade test sets it to a previous release's binary, and changes it
+    /// between a [`Cluster::stop`] and the next [`Cluster::spawn`].
+    pub binary: Option<PathBuf>,
 }
 
 /// A cluster of node processes that dies with the test.
@@ -81,6 +86,12 @@ impl Cluster {
     /// Starts `names` as a cluster, each seeded with all others, with
     /// `extra` flags, and waits until every node sees all up.
     pub fn start(names: &[&str], extra: &[&str]) -> Cluster {
+        Cluster::start_binary(names, extra, None)
+    }
+
+    /// [`Cluster::start`], every node running `binary` (`None`: the
+    /// current build).
+    pub fn start_binary(names: &[&str], extra: &[&str], binary: Option<&Path>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let nodes = names
             .iter()
@@ -92,6 +103,7 @@ impl Cluster {
                 data_dir: dir.path().join(n),
                 child: None,
                 flags: None,
+                binary: binary.map(Path::to_path_buf),
             })
             .collect();
         let mut c = Cluster {
@@ -128,7 +140,8 @@ impl Cluster {
             .append(true)
             .open(self.dir.path().join(format!("{}.log", n.name)))
             .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringkv"));
+        let current = Path::new(env!("CARGO_BIN_EXE_ringkv"));
+        let mut cmd = Command::new(n.binary.as_deref().unwrap_or(current));
         cmd.args([
             "node", "--name", &n.name, "--client", &n.client, "--peer", &n.peer, "--admin",
             &n.admin,
@@ -170,6 +183,7 @@ impl Cluster {
             data_dir: self.dir.path().join(name),
             child: None,
             flags: Some(flags.iter().map(|s| s.to_string()).collect()),
+            binary: None,
         });
         let i = self.nodes.len() - 1;
         self.spawn(i);
@@ -195,6 +209,33 @@ impl Cluster {
             child.kill().unwrap();
             child.wait().unwrap();
         }
+    }
+
+    /// Stops node `i` gracefully: SIGTERM, then waits for it to exit (a
+    /// node flushes its commit log and marks the stop clean). If it has
+    /// not exited within `limit`, it is SIGKILLed and the test fails.
+    /// Returns how it exited; `None` if it was not running.
+    pub fn stop(&mut self, i: usize, limit: Duration) -> Option<ExitStatus> {
+        let mut child = self.nodes[i].child.take()?;
+        // SAFETY: kill(2) on the pid of a child this harness spawned and
+        // has not reaped (so the pid cannot have been reused).
+        let sent = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(sent, 0, "SIGTERM to {}", self.nodes[i].name);
+        let mut status = None;
+        let exited = wait_until(limit, || {
+            status = child.try_wait().expect("wait for a node");
+            status.is_some()
+        });
+        if !exited {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!(
+                "{} did not exit within {limit:?} of SIGTERM; log:\n{}",
+                self.nodes[i].name,
+                self.log(i)
+            );
+        }
+        status
     }
 
     /// Node `i`'s log so far.
