@@ -8,11 +8,15 @@
 //!
 //! **Draining.** Before a node is stopped it is marked draining: clients
 //! finish the request they have in flight on it, then send nothing more
-//! there and drop their connection to it; [`Load::drain`] returns once no
-//! request is in flight on it. Each client bumps a node's in-flight count
-//! *before* checking the draining mark and the drainer sets the mark
-//! *before* reading the count (both sequentially consistent), so no
-//! request slips through between the two.
+//! there; [`Load::drain`] returns once no request is in flight on it. Each
+//! client bumps a node's in-flight count *before* checking the draining
+//! mark and the drainer sets the mark *before* reading the count (both
+//! sequentially consistent), so no request slips through between the two.
+//! [`Load::undrain`], once the node runs again, moves it to a new epoch
+//! before it clears the mark: a client reconnects to a node whose epoch
+//! is newer than its connection's, so no connection to the stopped
+//! process (even one a client opened while its last request there was in
+//! flight during the drain) is used again.
 //!
 //! Included by `tests/upgrade.rs` with `#[path]` (with `rolling.rs`),
 //! not by `common/mod.rs`: the other test crates do not compile it.
@@ -102,14 +106,15 @@ pub struct Load {
     addrs: Vec<String>,
     draining: Vec<AtomicBool>,
     in_flight: Vec<AtomicUsize>,
-    /// Bumped when a node starts draining: a client whose connection is
-    /// from an older epoch drops it (the process behind it is gone).
+    /// Bumped when a node is undrained (a new process): a client whose
+    /// connection is from an older epoch drops it.
     epoch: Vec<AtomicU64>,
     stop: AtomicBool,
     mix: Mix,
     t0: Instant,
-    /// Requests completed (answered or not), for progress checks.
-    done: AtomicU64,
+    /// Requests completed (answered or not) through each node, for
+    /// progress checks.
+    done: Vec<AtomicU64>,
     history: Mutex<History>,
     failures: Mutex<Vec<String>>,
 }
@@ -139,7 +144,7 @@ impl Load {
             stop: AtomicBool::new(false),
             mix,
             t0: Instant::now(),
-            done: AtomicU64::new(0),
+            done: (0..n).map(|_| AtomicU64::new(0)).collect(),
             history: Mutex::new(History::new()),
             failures: Mutex::new(Vec::new()),
         });
@@ -152,9 +157,14 @@ impl Load {
         Running { load, threads }
     }
 
-    /// Requests completed so far.
+    /// Requests completed so far, through all nodes.
     pub fn done(&self) -> u64 {
-        self.done.load(SeqCst)
+        self.done.iter().map(|d| d.load(SeqCst)).sum()
+    }
+
+    /// Requests completed so far through node `i`.
+    pub fn done_through(&self, i: usize) -> u64 {
+        self.done[i].load(SeqCst)
     }
 
     /// Failed requests so far.
@@ -165,7 +175,6 @@ impl Load {
     /// Marks node `i` draining and waits until no request is in flight on
     /// it (see the module doc).
     pub fn drain(&self, i: usize) {
-        self.epoch[i].fetch_add(1, SeqCst);
         self.draining[i].store(true, SeqCst);
         assert!(
             wait_until(CLIENT_TIMEOUT + Duration::from_secs(1), || self.in_flight
@@ -176,8 +185,9 @@ impl Load {
         );
     }
 
-    /// Lets clients use node `i` again.
+    /// Lets clients use node `i` again, through new connections.
     pub fn undrain(&self, i: usize) {
+        self.epoch[i].fetch_add(1, SeqCst);
         self.draining[i].store(false, SeqCst);
     }
 
@@ -391,7 +401,7 @@ fn client(load: &Load, id: usize) -> Tally {
             let outcome = if ok { Outcome::Acked } else { Outcome::Unknown };
             load.history.lock().unwrap().push(op, start, end, outcome);
         }
-        load.done.fetch_add(1, SeqCst);
+        load.done[node].fetch_add(1, SeqCst);
     }
     tally
 }

@@ -44,6 +44,10 @@ pub const FLAGS: [&str; 4] = [
 /// Client threads of the load.
 const CLIENTS: usize = 4;
 
+/// Requests the load completes after each replacement before the next
+/// step (a quarter of them through the replaced node).
+const MIXED_REQUESTS: u64 = 400;
+
 /// A release a node can run.
 #[derive(Clone, Debug)]
 pub struct Release {
@@ -234,6 +238,15 @@ impl Rollout {
         self.load.load.undrain(i);
         let during = self.load.load.done() - done_before;
         assert!(during > 0, "the load stalled while {name} was replaced");
+        // The versions run side by side under the load for a while, and
+        // the new process serves its share of it, before the next step.
+        let (all, mine) = (self.load.load.done(), self.load.load.done_through(i));
+        assert!(
+            wait_until(Duration::from_secs(30), || self.load.load.done()
+                >= all + MIXED_REQUESTS
+                && self.load.load.done_through(i) >= mine + MIXED_REQUESTS / 4),
+            "the load made too little progress after {name} came back"
+        );
         self.say(&format!(
             "{name}: {from} -> {} ({during} requests meanwhile, {} failed so far); running {}",
             to.version,
