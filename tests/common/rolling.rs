@@ -212,10 +212,17 @@ impl Rollout {
         self.compactions_at_start[i] = compactions(&self.c, i);
         self.running[i] = to.clone();
         self.c.spawn(i);
-        let generation = wait_for(Duration::from_secs(20), || {
-            Some(self.c.status(i)?.generation)
+        let (generation, release) = wait_for(Duration::from_secs(20), || {
+            let s = self.c.status(i)?;
+            Some((s.generation, s.release))
         })
         .unwrap_or_else(|| panic!("{name} ({}) has no /status", to.version));
+        // `/status` names the release from 0.3.0 on (empty before).
+        assert!(
+            release == to.version || (release.is_empty() && to.binary.is_some()),
+            "{name}'s /status names release {release:?}, not {}",
+            to.version
+        );
         let sees_it = |j: usize| {
             let s = self.c.status(j)?;
             let up = s
