@@ -180,34 +180,6 @@ pub enum PeerMsg {
         /// Matching live keys.
         keys: Vec<Bytes>,
     },
-    /// Anti-entropy's first step (since protocol 10): one digest of
-    /// everything the initiator holds in the ranges it shares with the
-    /// answerer, and a fingerprint of those ranges
-    /// ([`Ranges::fingerprint`]). The answerer works the ranges out from
-    /// its own view; if they match and so does the digest, the round is
-    /// over after this one exchange. Otherwise the round goes on as before,
-    /// with [`PeerMsg::AeGroups`].
-    AeRoot {
-        /// Request id.
-        id: u64,
-        /// The fingerprint of the ranges both sides replicate.
-        ranges: Digest,
-        /// The digest of the initiator's entries in them.
-        root: Digest,
-    },
-    /// Answer to [`PeerMsg::AeRoot`]: whether the answerer works out the
-    /// same ranges and holds the same in them.
-    AeRootReply {
-        /// Request id.
-        id: u64,
-        /// Same ranges, same digest.
-        agree: bool,
-        /// The answerer took a hand-off within the last
-        /// [`crate::sync::HANDOFF_FIRST`]: it is being filled, and the
-        /// initiator asks again a moment later rather than send what is
-        /// on its way.
-        filling: bool,
-    },
     /// Anti-entropy step 1: the initiator's group digests over `ranges`.
     AeGroups {
         /// Request id.
@@ -424,6 +396,36 @@ pub enum PeerMsg {
         /// made: a node that left or was forgotten is refused under it (see
         /// `node::departure`).
         data_id: u64,
+    }, // Variants are numbered on the wire by their place in this enum:
+    // a new one goes last, or every peer of an older version misreads
+    // every message after it (tests/protocol.rs pins the numbers).
+    /// Anti-entropy's first step (since protocol 10): one digest of
+    /// everything the initiator holds in the ranges it shares with the
+    /// answerer, and a fingerprint of those ranges
+    /// ([`Ranges::fingerprint`]). The answerer works the ranges out from
+    /// its own view; if they match and so does the digest, the round is
+    /// over after this one exchange. Otherwise the round goes on as before,
+    /// with [`PeerMsg::AeGroups`].
+    AeRoot {
+        /// Request id.
+        id: u64,
+        /// The fingerprint of the ranges both sides replicate.
+        ranges: Digest,
+        /// The digest of the initiator's entries in them.
+        root: Digest,
+    },
+    /// Answer to [`PeerMsg::AeRoot`]: whether the answerer works out the
+    /// same ranges and holds the same in them.
+    AeRootReply {
+        /// Request id.
+        id: u64,
+        /// Same ranges, same digest.
+        agree: bool,
+        /// The answerer took a hand-off within the last
+        /// [`crate::sync::HANDOFF_FIRST`]: it is being filled, and the
+        /// initiator asks again a moment later rather than send what is
+        /// on its way.
+        filling: bool,
     },
 }
 
@@ -507,5 +509,40 @@ mod tests {
     #[test]
     fn a_message_stays_small() {
         assert!(std::mem::size_of::<super::PeerMsg>() <= 96);
+    }
+    /// A variant's number on the wire is its place in the enum, and peers
+    /// of older versions read those numbers: a variant added anywhere but
+    /// last renumbers the ones after it (0.3.0's first build did, and its
+    /// nodes could not talk to 0.2.0's). These numbers never change.
+    #[test]
+    fn wire_numbers_never_change() {
+        use super::PeerMsg;
+        let number = |m: &PeerMsg| {
+            let bytes = crate::encoding::to_vec(m).unwrap();
+            u32::from_le_bytes(bytes[..4].try_into().unwrap())
+        };
+        let clock = PeerMsg::Clock {
+            wall_micros: 1,
+            hlc: crate::clock::Timestamp(1),
+        };
+        let placement = PeerMsg::Placement {
+            tokens: 1,
+            replication: 3,
+            data_id: 1,
+        };
+        let root = PeerMsg::AeRoot {
+            id: 1,
+            ranges: [0; 8],
+            root: [0; 8],
+        };
+        let reply = PeerMsg::AeRootReply {
+            id: 1,
+            agree: true,
+            filling: false,
+        };
+        assert_eq!(
+            [&clock, &placement, &root, &reply].map(number),
+            [27, 32, 33, 34]
+        );
     }
 }

@@ -553,5 +553,9 @@ async fn a_newer_format_is_refused_naming_both_versions() {
         env!("CARGO_PKG_VERSION")
     );
     assert!(err.contains(&want), "{err}");
-    assert_eq!(std::fs::read(&path).unwrap(), header, "the file was touched");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        header,
+        "the file was touched"
+    );
 }
