@@ -396,9 +396,10 @@ pub enum PeerMsg {
         /// made: a node that left or was forgotten is refused under it (see
         /// `node::departure`).
         data_id: u64,
-    }, // Variants are numbered on the wire by their place in this enum:
-    // a new one goes last, or every peer of an older version misreads
-    // every message after it (tests/protocol.rs pins the numbers).
+    },
+    // Variants are numbered on the wire by their place in this enum: a
+    // new one goes last, or a peer of an older version misreads every
+    // message after it (`tests::wire_numbers_never_change` pins them).
     /// Anti-entropy's first step (since protocol 10): one digest of
     /// everything the initiator holds in the ranges it shares with the
     /// answerer, and a fingerprint of those ranges

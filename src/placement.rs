@@ -162,7 +162,7 @@ impl Placement {
 
 /// Writes `bytes` beside `path`, fsyncs, renames it over `path` and fsyncs
 /// the directory.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes)?;
     std::fs::File::open(&tmp)?.sync_all()?;

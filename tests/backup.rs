@@ -42,6 +42,17 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
+/// Runs `ringkv restore BACKUP --data-dir DATA` into the running cluster
+/// of `admin`, or as part of a whole cluster when `None`.
+fn restore(backup: &Path, data: &Path, admin: Option<&str>) -> (bool, String) {
+    let mut args = vec!["restore", path(backup), "--data-dir", path(data)];
+    match admin {
+        Some(a) => args.extend(["--admin", a]),
+        None => args.push("--whole-cluster"),
+    }
+    ringkv(&args)
+}
+
 /// Backs node `i` up into `dir`, asserting that it worked.
 fn backup(c: &Cluster, i: usize, dir: &Path) {
     let (ok, out) = ringkv(&["backup", "--admin", &c.nodes[i].admin, path(dir)]);
@@ -183,13 +194,11 @@ fn a_whole_cluster_backed_up_under_load_comes_back_from_its_backups() {
         std::fs::remove_dir_all(&c.nodes[i].data_dir).unwrap();
     }
     for i in 0..3 {
-        let (ok, out) = ringkv(&[
-            "restore",
-            path(&backups.path().join(&c.nodes[i].name)),
-            "--data-dir",
-            path(&c.nodes[i].data_dir),
-            "--whole-cluster",
-        ]);
+        let (ok, out) = restore(
+            &backups.path().join(&c.nodes[i].name),
+            &c.nodes[i].data_dir,
+            None,
+        );
         assert!(ok, "restore: {out}");
     }
     for i in 0..3 {
@@ -252,14 +261,7 @@ fn one_node_restored_from_an_older_backup_overwrites_nothing_newer() {
     // Refusals first: b is still up; a damaged copy; another cluster.
     let target = c.nodes[1].data_dir.clone();
     let moved = dir.path().join("b-old");
-    let (ok, out) = ringkv(&[
-        "restore",
-        path(&b_backup),
-        "--data-dir",
-        path(&moved),
-        "--admin",
-        &c.nodes[0].admin,
-    ]);
+    let (ok, out) = restore(&b_backup, &moved, Some(&c.nodes[0].admin));
     assert!(!ok && out.contains("b is up in that cluster"), "{out}");
     let damaged = dir.path().join("damaged");
     std::fs::create_dir(&damaged).unwrap();
@@ -270,23 +272,10 @@ fn one_node_restored_from_an_older_backup_overwrites_nothing_newer() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(damaged.join("data.snap"), bytes).unwrap();
-    let (ok, out) = ringkv(&[
-        "restore",
-        path(&damaged),
-        "--data-dir",
-        path(&moved),
-        "--whole-cluster",
-    ]);
+    let (ok, out) = restore(&damaged, &moved, None);
     assert!(!ok && out.contains("is damaged or incomplete"), "{out}");
     let other = Cluster::start(&["b"], &[]);
-    let (ok, out) = ringkv(&[
-        "restore",
-        path(&b_backup),
-        "--data-dir",
-        path(&moved),
-        "--admin",
-        &other.nodes[0].admin,
-    ]);
+    let (ok, out) = restore(&b_backup, &moved, Some(&other.nodes[0].admin));
     assert!(
         !ok && out.contains("this backup is of another cluster"),
         "{out}"
@@ -296,23 +285,9 @@ fn one_node_restored_from_an_older_backup_overwrites_nothing_newer() {
     c.kill(1);
     assert!(wait_until(Duration::from_secs(10), || c.up_count(0) == Some(2)));
     std::fs::rename(&target, &moved).unwrap();
-    let (ok, out) = ringkv(&[
-        "restore",
-        path(&b_backup),
-        "--data-dir",
-        path(&moved),
-        "--admin",
-        &c.nodes[0].admin,
-    ]);
+    let (ok, out) = restore(&b_backup, &moved, Some(&c.nodes[0].admin));
     assert!(!ok && out.contains("is not empty"), "{out}");
-    let (ok, out) = ringkv(&[
-        "restore",
-        path(&b_backup),
-        "--data-dir",
-        path(&target),
-        "--admin",
-        &c.nodes[0].admin,
-    ]);
+    let (ok, out) = restore(&b_backup, &target, Some(&c.nodes[0].admin));
     assert!(ok, "restore: {out}");
     // Started under another name, it refuses.
     let (ok, out) = ringkv(&[

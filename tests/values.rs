@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -296,35 +295,8 @@ fn random_client(
 
 /// What node `i` reads of `key`, as the history checker sees it.
 fn observe(c: &Cluster, i: usize, key: &str) -> Observed {
-    let mut n = c.client(i);
-    match key.as_bytes()[0] {
-        b'h' => {
-            let flat = strings(&n.cmd(&["HGETALL", key]));
-            if flat.is_empty() {
-                return Observed::Absent;
-            }
-            let pairs = flat
-                .chunks(2)
-                .map(|p| (Bytes::from(p[0].clone()), Bytes::from(p[1].clone())));
-            Observed::Hash(pairs.collect())
-        }
-        b's' => {
-            let members: BTreeSet<Bytes> = strings(&n.cmd(&["SMEMBERS", key]))
-                .into_iter()
-                .map(Bytes::from)
-                .collect();
-            if members.is_empty() {
-                Observed::Absent
-            } else {
-                Observed::Set(members)
-            }
-        }
-        _ => match n.cmd(&["GET", key]) {
-            Reply::Bulk(v) => Observed::Str(v),
-            Reply::Nil => Observed::Absent,
-            other => panic!("GET {key}: {other:?}"),
-        },
-    }
+    common::observe(&c.nodes[i].client, key)
+        .unwrap_or_else(|| panic!("{} did not answer a read of {key}", c.nodes[i].name))
 }
 
 /// Jepsen-style: four clients, two on each side of a 2|3 partition, make

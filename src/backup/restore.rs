@@ -17,7 +17,7 @@
 //! node's data and identity on another's ranges.
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use super::{Manifest, DATA_FILE, MANIFEST_FILE};
 use crate::error::{Error, Result};
 use crate::metadata::Metadata;
-use crate::placement::Placement;
+use crate::placement::{write_atomically, Placement};
 
 /// Reads the manifest of the backup in `dir` and checks that this release
 /// reads it and that its snapshot is whole.
@@ -111,16 +111,16 @@ pub fn restore(dir: &Path, m: &Manifest, data_dir: &Path) -> Result<()> {
         tokens: m.tokens,
         replication: m.replication,
     };
-    write_synced(
+    write_atomically(
         &data_dir.join(crate::placement::FILE),
         placement.to_text(data_id).as_bytes(),
     )?;
-    write_synced(
+    write_atomically(
         &data_dir.join("generation"),
         format!("{}\n", m.generation).as_bytes(),
     )?;
     meta.store(&data_dir.join("metadata"))?;
-    write_synced(
+    write_atomically(
         &data_dir.join(RESTORED_FILE),
         format!(
             "# ringkv restore wrote this data directory from a backup.\nnode = {}\nrelease = {}\nbackup_started_ms = {}\n",
@@ -128,9 +128,8 @@ pub fn restore(dir: &Path, m: &Manifest, data_dir: &Path) -> Result<()> {
         )
         .as_bytes(),
     )?;
-    for d in [&log_dir, data_dir] {
-        fs::File::open(d)?.sync_all()?;
-    }
+    // The files above synced the data dir; the snapshot's entry is in log/.
+    fs::File::open(&log_dir)?.sync_all()?;
     Ok(())
 }
 
@@ -160,12 +159,5 @@ pub fn check_restored_name(data_dir: &Path, name: &str) -> Result<()> {
             ),
         ));
     }
-    Ok(())
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = fs::File::create(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
     Ok(())
 }

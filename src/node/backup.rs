@@ -85,18 +85,42 @@ impl Shared {
         }
     }
 
-    /// Reads the store into `tx` (on a blocking thread), then the trailer.
-    fn stream_live_set(&self, mut manifest: Manifest, tx: mpsc::Sender<Chunk>) {
+    /// Reads the store into `tx` (on a blocking thread), then the trailer,
+    /// and logs how it ended.
+    fn stream_live_set(&self, manifest: Manifest, tx: mpsc::Sender<Chunk>) {
         let began = Instant::now();
+        match self.send_live_set(manifest, &tx) {
+            Ok(m) => info!(
+                records = m.records,
+                bytes = m.bytes,
+                elapsed_ms = began.elapsed().as_millis() as u64,
+                "streamed a backup"
+            ),
+            Err(Stop::Gone) => warn!("backup stopped: the client went away"),
+            Err(Stop::Failed(e)) => {
+                warn!(error = %e, "backup stopped");
+                // Ends the stream without its trailer. If this send fails
+                // too, the client is gone and there is no one to tell.
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        }
+    }
+
+    /// The stream itself; returns the manifest it ended with.
+    fn send_live_set(
+        &self,
+        mut manifest: Manifest,
+        tx: &mpsc::Sender<Chunk>,
+    ) -> Result<Manifest, Stop> {
         let mut hasher = Sha256::new();
         let mut buf = BytesMut::with_capacity(2 * CHUNK);
         buf.extend_from_slice(&crate::log::snapshot_header(1));
         let (mut records, mut bytes) = (0u64, 0u64);
-        let mut send = |buf: &mut BytesMut, bytes: &mut u64| -> bool {
+        let mut send = |buf: &mut BytesMut| {
             let chunk = buf.split().freeze();
             hasher.update(&chunk);
-            *bytes += chunk.len() as u64;
-            tx.blocking_send(Ok(chunk)).is_ok()
+            bytes += chunk.len() as u64;
+            tx.blocking_send(Ok(chunk)).map_err(|_| Stop::Gone)
         };
         for leaf in 0..crate::store::LEAVES {
             let mut failed = None;
@@ -111,38 +135,30 @@ impl Shared {
                 }
             });
             if let Some(e) = failed {
-                warn!(error = %e, "backup stopped: an entry could not be encoded");
-                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-                return;
+                return Err(Stop::Failed(e));
             }
-            if buf.len() >= CHUNK && !send(&mut buf, &mut bytes) {
-                warn!("backup stopped: the client went away");
-                return;
+            if buf.len() >= CHUNK {
+                send(&mut buf)?;
             }
         }
-        if !buf.is_empty() && !send(&mut buf, &mut bytes) {
-            warn!("backup stopped: the client went away");
-            return;
+        if !buf.is_empty() {
+            send(&mut buf)?;
         }
         manifest.finished_ms = crate::clock::wall_micros() / 1000;
         manifest.records = records;
         manifest.bytes = bytes;
         manifest.sha256 = hex::encode(hasher.finalize());
-        match manifest.trailer() {
-            Ok(t) => {
-                if tx.blocking_send(Ok(Bytes::from(t))).is_ok() {
-                    info!(
-                        records,
-                        bytes,
-                        elapsed_ms = began.elapsed().as_millis() as u64,
-                        "streamed a backup"
-                    );
-                }
-            }
-            Err(e) => {
-                warn!(error = %e, "backup stopped: cannot encode its manifest");
-                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-            }
-        }
+        let trailer = manifest.trailer().map_err(Stop::Failed)?;
+        tx.blocking_send(Ok(Bytes::from(trailer)))
+            .map_err(|_| Stop::Gone)?;
+        Ok(manifest)
     }
+}
+
+/// Why a backup stream ended early.
+enum Stop {
+    /// The client closed the connection.
+    Gone,
+    /// An entry or the manifest could not be encoded.
+    Failed(crate::error::Error),
 }

@@ -21,7 +21,7 @@
 //! Included by `tests/upgrade.rs` with `#[path]` (with `rolling.rs`),
 //! not by `common/mod.rs`: the other test crates do not compile it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -33,7 +33,7 @@ use rand::{Rng, SeedableRng};
 use ringkv::history::{History, Observed, Op, Outcome};
 use ringkv::resp::codec::Reply;
 
-use crate::common::{strings, wait_until, Client};
+use crate::common::{observe, wait_until, Client};
 
 /// How long a client waits for a reply: well past the nodes' request
 /// timeout (2 s), so a request the cluster cannot serve comes back as an
@@ -59,7 +59,7 @@ pub enum Mix {
 
 impl Mix {
     /// The key prefixes the load writes: `k` strings, `x` strings with
-    /// expiry, `c` counters, `h` hashes, `s` sets ([`observe`] reads each
+    /// expiry, `c` counters, `h` hashes, `s` sets ([`observe`](crate::common::observe) reads each
     /// by its first letter).
     pub fn prefixes(self) -> &'static [&'static str] {
         match self {
@@ -404,47 +404,6 @@ fn client(load: &Load, id: usize) -> Tally {
         load.done[node].fetch_add(1, SeqCst);
     }
     tally
-}
-
-/// What a node reads of `key`, as the history checker sees it (by the
-/// key's first letter: `h` a hash, `s` a set, anything else a string or
-/// counter); `None` if the node does not answer normally.
-pub fn observe(addr: &str, key: &str) -> Option<Observed> {
-    let mut c = Client::try_connect(addr, CLIENT_TIMEOUT)?;
-    let read = |c: &mut Client, cmd: &str| match c.try_cmd(&[cmd, key])? {
-        r @ Reply::Array(_) => Some(strings(&r)),
-        _ => None,
-    };
-    Some(match key.as_bytes()[0] {
-        b'h' => {
-            let flat = read(&mut c, "HGETALL")?;
-            let pairs: BTreeMap<Bytes, Bytes> = flat
-                .chunks(2)
-                .map(|p| (Bytes::from(p[0].clone()), Bytes::from(p[1].clone())))
-                .collect();
-            if pairs.is_empty() {
-                Observed::Absent
-            } else {
-                Observed::Hash(pairs)
-            }
-        }
-        b's' => {
-            let members: BTreeSet<Bytes> = read(&mut c, "SMEMBERS")?
-                .into_iter()
-                .map(Bytes::from)
-                .collect();
-            if members.is_empty() {
-                Observed::Absent
-            } else {
-                Observed::Set(members)
-            }
-        }
-        _ => match c.try_cmd(&["GET", key])? {
-            Reply::Bulk(v) => Observed::Str(v),
-            Reply::Nil => Observed::Absent,
-            _ => return None,
-        },
-    })
 }
 
 /// What every node in `addrs` reads of every key of `keys`, once they

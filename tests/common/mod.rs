@@ -503,3 +503,45 @@ pub fn strings(r: &Reply) -> Vec<String> {
         other => panic!("expected an array, got {other:?}"),
     }
 }
+
+/// What a node reads of `key`, as the history checker sees it (by the
+/// key's first letter: `h` a hash, `s` a set, anything else a string or
+/// counter), the one reader of every Jepsen-style test here; `None` if
+/// the node does not answer normally.
+pub fn observe(addr: &str, key: &str) -> Option<ringkv::history::Observed> {
+    let mut c = Client::try_connect(addr, Duration::from_secs(10))?;
+    let read = |c: &mut Client, cmd: &str| match c.try_cmd(&[cmd, key])? {
+        r @ Reply::Array(_) => Some(strings(&r)),
+        _ => None,
+    };
+    Some(match key.as_bytes()[0] {
+        b'h' => {
+            let flat = read(&mut c, "HGETALL")?;
+            let pairs: std::collections::BTreeMap<Bytes, Bytes> = flat
+                .chunks(2)
+                .map(|p| (Bytes::from(p[0].clone()), Bytes::from(p[1].clone())))
+                .collect();
+            if pairs.is_empty() {
+                ringkv::history::Observed::Absent
+            } else {
+                ringkv::history::Observed::Hash(pairs)
+            }
+        }
+        b's' => {
+            let members: std::collections::BTreeSet<Bytes> = read(&mut c, "SMEMBERS")?
+                .into_iter()
+                .map(Bytes::from)
+                .collect();
+            if members.is_empty() {
+                ringkv::history::Observed::Absent
+            } else {
+                ringkv::history::Observed::Set(members)
+            }
+        }
+        _ => match c.try_cmd(&["GET", key])? {
+            Reply::Bulk(v) => ringkv::history::Observed::Str(v),
+            Reply::Nil => ringkv::history::Observed::Absent,
+            _ => return None,
+        },
+    })
+}
