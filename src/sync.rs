@@ -66,13 +66,24 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             changed = rx.changed() => { if changed.is_err() { return } false }
             _ = tokio::time::sleep(pause) => !retry,
         };
-        tokio::time::sleep(DEBOUNCE).await;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(DEBOUNCE) => {}
+        }
         rx.mark_unchanged();
+        if shared.draining() {
+            // A stopping node's own fence changed the view: nothing to
+            // reconcile on its way out (see `node/drain.rs`).
+            continue;
+        }
         if shared.view_settling() {
             // Nodes this one has heard of but not yet from (it just
             // started, or joined): a round now would fill it with ranges
             // it holds only until they are heard, so it waits for them.
-            tokio::time::sleep(SETTLE_POLL).await;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(SETTLE_POLL) => {}
+            }
             rx.mark_changed();
             continue;
         }
@@ -90,6 +101,7 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
         let mut again = false;
         loop {
             tokio::select! {
+                _ = shutdown.cancelled() => return,
                 complete = &mut round => {
                     retry = !complete;
                     if complete {

@@ -25,15 +25,17 @@ pub(super) fn refusal_error(why: String) -> Error {
 
 /// When `ring` is empty because every node up is fenced, the error to
 /// fail with at once: `MISCONF` naming a node whose commit log cannot be
-/// written, or `OOM` when they are all past `maxmemory`.
+/// written, or `OOM` when they are all past `maxmemory`; `None` when the
+/// only fences are of nodes that are stopping (see `node/drain.rs`).
 pub(crate) fn fenced_everywhere(view: &View, ring: &crate::ring::Ring) -> Option<Error> {
-    if view.fenced.is_empty() || !ring.nodes().is_empty() {
+    // Nodes that are stopping are simply not there for writes.
+    let mut fenced = (view.fenced.iter())
+        .filter(|(_, why)| !why.starts_with(crate::node::drain::STOPPING))
+        .peekable();
+    if fenced.peek().is_none() || !ring.nodes().is_empty() {
         return None;
     }
-    let log = view
-        .fenced
-        .iter()
-        .find(|(_, why)| !why.starts_with(crate::node::shared::OOM_FENCE));
+    let log = fenced.find(|(_, why)| !why.starts_with(crate::node::shared::OOM_FENCE));
     Some(match log {
         Some((node, why)) => Error::Misconf(format!(
             "{} (on {node}; no node up takes writes)",
@@ -42,4 +44,37 @@ pub(crate) fn fenced_everywhere(view: &View, ring: &crate::ring::Ring) -> Option
         )),
         None => Error::Oom,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(fences: &[(&str, &str)]) -> View {
+        View {
+            fenced: (fences.iter())
+                .map(|(n, why)| (NodeName::from(*n), why.to_string()))
+                .collect(),
+            ..View::default()
+        }
+    }
+
+    #[test]
+    fn nodes_that_are_stopping_make_no_misconf_and_no_oom() {
+        let empty = crate::ring::Ring::default();
+        let stopping = "stopping: the node is shutting down";
+        assert!(fenced_everywhere(&view(&[("n1", stopping)]), &empty).is_none());
+        let full = "commit log cannot be written: No space left on device";
+        let got = fenced_everywhere(&view(&[("n1", stopping), ("n2", full)]), &empty);
+        assert_eq!(
+            got.map(|e| e.to_string()),
+            Some(
+                Error::Misconf("No space left on device (on n2; no node up takes writes)".into())
+                    .to_string()
+            )
+        );
+        let oom = "OOM: used memory 2 > maxmemory 1";
+        let got = fenced_everywhere(&view(&[("n1", stopping), ("n2", oom)]), &empty);
+        assert!(matches!(got, Some(Error::Oom)));
+    }
 }

@@ -124,6 +124,12 @@ impl Shared {
     /// Why this node takes no writes, if it does not: its commit log, or
     /// `maxmemory` (what its heartbeats tell the others).
     pub fn write_fence(&self) -> Option<String> {
+        if self.draining() {
+            return Some(format!(
+                "{}: the node is shutting down",
+                super::drain::STOPPING
+            ));
+        }
         let log = self.log.fenced();
         log.map(|why| format!("commit log cannot be written: {why}"))
             .or_else(|| {

@@ -17,6 +17,7 @@
 mod announced;
 mod backup;
 pub mod departure;
+pub mod drain;
 mod incarnation;
 pub mod meta;
 pub mod pending;
@@ -220,6 +221,8 @@ impl Node {
             stream: crate::throttle::Throttle::new(cfg.stream_bytes_per_sec),
             leaving: Default::default(),
             stop_requested: Default::default(),
+            draining: Default::default(),
+            peer_work: Default::default(),
             started: Instant::now(),
             handoff_in: Default::default(),
             clients: Default::default(),
@@ -259,8 +262,10 @@ impl Node {
         })
     }
 
-    /// Stops every task; waits at most 4 s for them.
+    /// Drains (see `drain`: peers stop sending it writes, what is in
+    /// flight finishes), then stops every task; waits at most 4 s for them.
     pub async fn shutdown(mut self) {
+        self.shared.drain().await;
         self.shutdown.cancel();
         let all = async { while self.tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(Duration::from_secs(4), all)

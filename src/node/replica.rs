@@ -185,7 +185,8 @@ impl PeerHandler for Shared {
                     w: w as usize,
                     strict,
                 };
-                tokio::spawn(async move {
+                let work = shared.peer_work.clone();
+                work.spawn(async move {
                     let result = shared.increment_as_owner(key, field, by, q).await;
                     shared
                         .net

@@ -147,6 +147,11 @@ pub struct Shared {
     pub stream: crate::throttle::Throttle,
     /// Cancelled when the node should stop by itself (it has left).
     pub stop_requested: tokio_util::sync::CancellationToken,
+    /// Set when the node starts to stop (see `node/drain.rs`).
+    pub draining: std::sync::atomic::AtomicBool,
+    /// The increments this node applies as their share's owner for a
+    /// peer, which a stopping node finishes before it closes.
+    pub peer_work: tokio_util::task::TaskTracker,
     /// What `ringkv leave` is doing on this node, if it runs.
     pub leaving: Mutex<Option<crate::node::departure::Progress>>,
     /// The generation of each refused peer whose refusal was logged.
@@ -355,12 +360,14 @@ impl Shared {
                 }
                 Event::Down { name, reason } => {
                     info!(node = %name, %reason, "node down");
+                    self.forget_fence(name, false);
                     if let Some(addr) = self.membership().peer_addr(name) {
                         self.net.reset(addr);
                     }
                 }
                 Event::Restarted { name, old, new } => {
-                    info!(node = %name, old_generation = old, new_generation = new, "node restarted")
+                    info!(node = %name, old_generation = old, new_generation = new, "node restarted");
+                    self.forget_fence(name, true);
                 }
                 Event::Learned { name, via } => info!(node = %name, %via, "learned of node"),
                 Event::NameClash { generation, peer } => warn!(
@@ -371,6 +378,20 @@ impl Shared {
         }
         if ring_changed {
             self.publish_view();
+        }
+    }
+
+    /// Forgets `name`'s write fence: any fence when it restarted (its new
+    /// process announces its own, if it has one), only a stopping one
+    /// when it went down (see `node/drain.rs`). The caller publishes the
+    /// new view.
+    fn forget_fence(&self, name: &str, any: bool) {
+        let mut fences = self.fences.lock().unwrap_or_else(|p| p.into_inner());
+        if fences
+            .get(name)
+            .is_some_and(|why| any || why.starts_with(super::drain::STOPPING))
+        {
+            fences.remove(name);
         }
     }
 
