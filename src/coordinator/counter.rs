@@ -121,6 +121,13 @@ impl Shared {
                         "{owner}, the key's first replica, did not answer in time: the increment may or may not have been applied"
                     ))
                 }
+                // A poke: the view changed. An owner marked down will not
+                // answer, so the client hears so now, not at the deadline.
+                None if !self.view.load().ring.contains(&owner) => {
+                    return IncrResult::Failed(format!(
+                        "{owner}, the key's first replica, went down before it answered: the increment may or may not have been applied"
+                    ))
+                }
                 None => continue,
             }
         }
