@@ -5,8 +5,9 @@
 //! whose on-disk formats 0.3.0 did not change) downgraded and upgraded
 //! again. Each replacement drains the node, stops it with SIGTERM and
 //! starts the other binary on its data directory; the load must see no
-//! failed request, and at the end every node must read the same, which
-//! the history checker must accept.
+//! failed request (but for 0.2.0's unannounced stops: see the 0.2.0
+//! test), and at the end every node must read the same, which the history
+//! checker must accept.
 //!
 //! Not ignored: `cargo test` runs it. The first run builds the old
 //! releases (a minute or two each, into `target/releases/`); later runs
@@ -30,15 +31,14 @@ use rolling::{Release, Rollout};
 /// strings (with and without expiry), counters, hashes and sets, with
 /// cross-version checks while the versions run side by side.
 ///
-/// Ignored until a known bug is fixed: a node stopped with SIGTERM tells
-/// its peers nothing, so for up to `failure_timeout_ms` they still forward
-/// INCRs to it as the key's first replica, and those fail after the 2 s
-/// request timeout with `-UNAVAILABLE ... may or may not have been
-/// applied` (6 to 10 per run, all INCRBY; every other type has none).
-/// Everything else this test checks passes: run it with
-/// `cargo test --test upgrade -- --ignored`.
+/// No request may fail while a node of the current build stops: it tells
+/// its peers first (`node/drain.rs`). A 0.2.0 node does not, so while one
+/// is replaced its peers go on forwarding it the increments of keys it is
+/// first replica of until they see it down, and those fail as
+/// indeterminate (`-UNAVAILABLE ... may or may not have been applied`).
+/// That is 0.2.0's bug, fixed in 0.3.0: only those failures, only then,
+/// are excused (see `Rollout::finish`), and the count is printed.
 #[test]
-#[ignore = "a stopping node does not announce its stop; INCRs forwarded to it fail (see the doc comment)"]
 fn rolling_upgrade_and_downgrade_from_0_2_0_under_load_of_every_type() {
     let old = Release::previous("0.2.0");
     let new = Release::current();

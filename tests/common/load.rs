@@ -116,7 +116,24 @@ pub struct Load {
     /// progress checks.
     done: Vec<AtomicU64>,
     history: Mutex<History>,
-    failures: Mutex<Vec<String>>,
+    failures: Mutex<Vec<Failure>>,
+}
+
+/// A request that got no normal answer.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    /// When it was sent, in seconds since the load started.
+    pub sent: f64,
+    /// When its answer (or the lack of one) came back, likewise.
+    pub answered: f64,
+    /// The request, the node and what came back.
+    pub what: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:7.2} s  {}", self.sent, self.what)
+    }
 }
 
 /// A running load: its state and its client threads.
@@ -128,7 +145,7 @@ pub struct Running {
 /// What a load did, once stopped.
 pub struct Done {
     pub history: History,
-    pub failures: Vec<String>,
+    pub failures: Vec<Failure>,
     pub tally: Tally,
 }
 
@@ -204,16 +221,26 @@ impl Load {
         }
     }
 
-    fn fail(&self, what: String) {
-        let at = self.t0.elapsed().as_secs_f64();
-        self.failures
-            .lock()
-            .unwrap()
-            .push(format!("{at:7.2} s  {what}"));
+    /// Records a failed request sent at `sent` and answered at
+    /// `answered` (see [`Load::now`]).
+    fn fail(&self, sent: u64, answered: u64, what: String) {
+        let (sent, answered) = (sent as f64 / 1e9, answered as f64 / 1e9);
+        let failure = Failure {
+            sent,
+            answered,
+            what,
+        };
+        self.failures.lock().unwrap().push(failure);
     }
 
+    /// Nanoseconds since the load started.
     fn now(&self) -> u64 {
         self.t0.elapsed().as_nanos() as u64
+    }
+
+    /// Seconds since the load started (the clock of [`Failure::sent`]).
+    pub fn elapsed(&self) -> f64 {
+        self.t0.elapsed().as_secs_f64()
     }
 }
 
@@ -390,7 +417,7 @@ fn client(load: &Load, id: usize) -> Tally {
                 None if conns[node].is_none() => "could not connect".to_string(),
                 None => "no reply (timeout or closed connection)".to_string(),
             };
-            load.fail(format!("{args:?} through node {node}: {what}"));
+            load.fail(start, end, format!("{args:?} through node {node}: {what}"));
         }
         if reply.is_none() {
             conns[node] = None;

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use ringkv::resp::codec::Reply;
 
 use crate::common::{bulk, strings, wait_until, Client, Cluster};
-use crate::load::{agreed, Done, Load, Mix, Running, TTL_MS};
+use crate::load::{agreed, Done, Failure, Load, Mix, Running, TTL_MS};
 
 /// The node names of a rollout.
 pub const NAMES: [&str; 3] = ["n1", "n2", "n3"];
@@ -57,6 +57,9 @@ pub struct Release {
     pub binary: Option<PathBuf>,
     /// The newest peer protocol version it speaks.
     pub protocol_max: u32,
+    /// Whether its nodes tell their peers when they stop (0.3.0 is the
+    /// first release that does: see `node/drain.rs`).
+    pub announces_stop: bool,
 }
 
 impl Release {
@@ -66,6 +69,7 @@ impl Release {
             version: env!("CARGO_PKG_VERSION").to_string(),
             binary: None,
             protocol_max: ringkv::message::PROTOCOL_VERSION,
+            announces_stop: true,
         }
     }
 
@@ -108,6 +112,8 @@ impl Release {
             version: version.to_string(),
             binary: Some(PathBuf::from(path)),
             protocol_max,
+            // Every release before 0.3.0.
+            announces_stop: false,
         }
     }
 }
@@ -122,6 +128,9 @@ pub struct Rollout {
     compactions_at_start: Vec<usize>,
     /// Tokens per node, as the first node that reports them said.
     tokens: Option<usize>,
+    /// When (load time, from the drain to the undrain) a node of a release
+    /// that does not announce its stop was replaced, and which.
+    unannounced: Vec<(f64, f64, String)>,
     t0: Instant,
 }
 
@@ -139,6 +148,7 @@ impl Rollout {
             running: vec![release.clone(); NAMES.len()],
             compactions_at_start: vec![0; NAMES.len()],
             tokens: None,
+            unannounced: Vec::new(),
             load: Load::start(addrs, mix, CLIENTS),
             mix,
             c,
@@ -184,6 +194,7 @@ impl Rollout {
     /// generation, undrain it. The load must make progress meanwhile.
     pub fn replace(&mut self, i: usize, to: &Release) {
         let (name, from) = (NAMES[i], self.running[i].version.clone());
+        let announced = self.running[i].announces_stop;
         let at_start = self.compactions_at_start[i];
         assert!(
             wait_until(Duration::from_secs(60), || compactions(&self.c, i)
@@ -199,6 +210,7 @@ impl Rollout {
             .count();
         assert!(snapshots > 0, "{name} ({from}) left no snapshot");
         let done_before = self.load.load.done();
+        let drained_at = self.load.load.elapsed();
         self.load.load.drain(i);
         let status = self
             .c
@@ -242,6 +254,14 @@ impl Rollout {
             self.views()
         );
         self.check_placement();
+        if !announced {
+            let window = (
+                drained_at,
+                self.load.load.elapsed(),
+                format!("{name} ({from})"),
+            );
+            self.unannounced.push(window);
+        }
         self.load.load.undrain(i);
         let during = self.load.load.done() - done_before;
         assert!(during > 0, "the load stalled while {name} was replaced");
@@ -465,23 +485,42 @@ impl Rollout {
         for (kind, cmds) in by_type {
             eprintln!("upgrade:   {kind:9} {}", cmds.join(", "));
         }
+        // A release before 0.3.0 stops without telling its peers, which
+        // go on forwarding it the increments of the keys it is first
+        // replica of until they see it down; those fail as indeterminate.
+        // That is the old release's bug, excused only for a request in
+        // flight while such a node was replaced, only for INCRBY, and only
+        // with that error.
+        let (excused, failed): (Vec<&Failure>, Vec<&Failure>) =
+            done.failures.iter().partition(|f| {
+                f.what.contains("\"INCRBY\"")
+                    && f.what.contains("may or may not have been applied")
+                    && self
+                        .unannounced
+                        .iter()
+                        .any(|(from, to, _)| f.answered >= *from && f.sent <= *to)
+            });
         eprintln!(
             "upgrade: every node agreed on {} keys {} ms after the load stopped; {} key copies with an expiry; \
-             {} history violations; {} failed requests",
+             {} history violations; {} failed requests ({} excused: an older release's stop)",
             keys.len(),
             agreed_in.as_millis(),
             expiring,
             violations.len(),
-            done.failures.len()
+            done.failures.len(),
+            excused.len()
         );
-        for f in done.failures.iter().take(20) {
+        for f in excused.iter().take(10) {
+            eprintln!("upgrade: failed (an older release's unannounced stop): {f}");
+        }
+        for f in failed.iter().take(20) {
             eprintln!("upgrade: failed: {f}");
         }
         assert!(violations.is_empty(), "{violations:#?}");
         assert!(
-            done.failures.is_empty(),
+            failed.is_empty(),
             "{} failed requests (first ones above)",
-            done.failures.len()
+            failed.len()
         );
         done
     }
