@@ -6,8 +6,10 @@
 # with no upgrade. Phase 2: PHASE seconds of the same load, during which every node in turn (at 1/4, 2/4
 # and 3/4 of the phase) is drained (clients finish their request on it and go elsewhere), stopped with
 # SIGTERM, started on the current build (cargo build --release) on the same data directory, and undrained
-# once every node sees all three up with its new generation. For each phase: requests, errors (error
-# replies, timeouts, dropped connections), and latency p50, p99, p99.9, max.
+# once every node sees all three up with its new generation. Phase 3: the same again, each node now
+# restarted on the current build (a rolling restart: what stopping a node of this release costs, since
+# 0.2.0 nodes stop without telling their peers and 0.3.0 nodes drain first). For each phase: requests,
+# errors (error replies, timeouts, dropped connections), and latency p50, p99, p99.9, max.
 # The nodes run with the default settings (heartbeat 200 ms, failure timeout 1 s) and one runtime thread
 # each per two cores, as `ringkv up` gives them.
 #
@@ -28,7 +30,7 @@ MIX=${MIX:-every}
 BASE=${RINGKV_BASE:-19700}
 machine_long
 echo "old: ringkv $OLD, $OLD_RINGKV"
-echo "load: $CLIENTS closed-loop clients, mix $MIX; phase 1 $PHASE s steady, phase 2 $PHASE s with the rolling upgrade"
+echo "load: $CLIENTS closed-loop clients, mix $MIX; phase 1 $PHASE s steady, phase 2 $PHASE s with the rolling upgrade, phase 3 $PHASE s with a rolling restart on the current build"
 ringkv_ports_free "$BASE" 3
 rm -rf "$WORK"; mkdir -p "$WORK"
 PYTHONPATH="$(dirname "$0")" python3 - "$WORK" "$BASE" "$OLD_RINGKV" "$RINGKV" "$PHASE" "$CLIENTS" "$MIX" <<'PY'
@@ -101,8 +103,8 @@ cv = threading.Condition()
 draining, in_flight, epoch = set(), [0] * N, [0] * N
 stop = threading.Event()
 phase = ["1"]
-samples = {"1": [], "2": []}   # latencies in microseconds, per phase
-errors = {"1": [], "2": []}
+samples = {"1": [], "2": [], "3": []}   # latencies in microseconds, per phase
+errors = {"1": [], "2": [], "3": []}
 KEYS = 10_000
 
 def request(rng, seq, cid):
@@ -172,7 +174,7 @@ def report(ph, secs):
     for e in errs[:10]:
         print(f"  error: {e}")
 
-def upgrade(t2):
+def upgrade(t2, binary):
     for i in range(N):
         # Replacements spread over the phase, so that it lasts as long as phase 1 (timed on purpose).
         time.sleep(max(0.0, t2 + (i + 1) * phase_s / (N + 1) - time.time()))
@@ -184,7 +186,7 @@ def upgrade(t2):
             code = procs[i].wait(30)
         except subprocess.TimeoutExpired:
             sys.exit(f"{names[i]} did not exit within 30 s of SIGTERM")
-        start(i, new_bin)
+        start(i, binary)
         gen = {}
         wait(lambda: gen.setdefault(names[i], status(nodes[i])["generation"]) is not None, 30, f"{names[i]}'s /status")
         wait(lambda: all(sees_all(j, gen) for j in range(N)), 30,
@@ -208,11 +210,16 @@ try:
     t2 = time.time()
     report("1", t2 - t1)
     try:
-        upgrade(t2)
+        upgrade(t2, new_bin)
+        with cv:
+            phase[0] = "3"
+        t3 = time.time()
+        report("2", t3 - t2)
+        upgrade(t3, new_bin)
     finally:
         stop.set()
         for w in workers: w.join()
-        report("2", time.time() - t2)
+        report(phase[0], time.time() - (t3 if phase[0] == "3" else t2))
 finally:
     stop.set()
     stop_all()
