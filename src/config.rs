@@ -68,6 +68,21 @@ pub struct Config {
     pub cluster_secret: Option<String>,
     /// Password clients must AUTH with. Default: none.
     pub requirepass: Option<String>,
+    /// Serve TLS, not plaintext, on the client port (see `tls`). Default
+    /// false.
+    pub tls_client: bool,
+    /// The node's certificate chain, PEM. Default: none.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of `tls_cert_file`, PEM. Default: none.
+    pub tls_key_file: Option<PathBuf>,
+    /// The CA certificates client certificates must chain to, PEM.
+    /// Default: none.
+    pub tls_ca_cert_file: Option<PathBuf>,
+    /// Whether TLS clients must present a certificate: `yes` (Redis's
+    /// default), `optional` or `no`. Default "yes".
+    pub tls_auth_clients: String,
+    /// The oldest TLS version accepted: "1.2" or "1.3". Default "1.2".
+    pub tls_min_version: String,
     /// Accept the scenario runner's fault commands. Default false.
     pub fault_injection: bool,
     /// Replicas per key (N). Default 3.
@@ -201,6 +216,12 @@ impl Default for Config {
             data_dir: PathBuf::from("./ringkv-data/n1"),
             cluster_secret: None,
             requirepass: None,
+            tls_client: false,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_ca_cert_file: None,
+            tls_auth_clients: "yes".into(),
+            tls_min_version: "1.2".into(),
             fault_injection: false,
             replication: 3,
             read_quorum: 2,
@@ -327,6 +348,7 @@ impl Config {
                 return Err(Error::config(key, "must be at least 1"));
             }
         }
+        crate::tls::validate(self)?;
         if self.vnodes > crate::placement::MAX_TOKENS {
             return Err(Error::config(
                 "vnodes",
@@ -457,7 +479,14 @@ impl Config {
 
 /// Settings whose default is "unset", so they are absent from a
 /// serialized default config.
-const OPTIONAL_KEYS: [&str; 3] = ["advertise", "cluster_secret", "requirepass"];
+const OPTIONAL_KEYS: [&str; 6] = [
+    "advertise",
+    "cluster_secret",
+    "requirepass",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_ca_cert_file",
+];
 
 fn parse_override(key: &str, raw: &str, current: Option<&toml::Value>) -> Result<toml::Value> {
     use toml::Value;

@@ -64,5 +64,6 @@ pub mod skew;
 pub mod store;
 pub mod sync;
 pub mod throttle;
+pub mod tls;
 pub mod transport;
 pub mod values;

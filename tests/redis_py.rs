@@ -14,6 +14,8 @@
 //! variable here is named `RINGKV_*`: nodes read those as settings.)
 
 mod common;
+#[path = "common/tls.rs"]
+mod tls;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -85,6 +87,42 @@ fn redis_py_at_its_defaults_works_against_every_node() {
         "redis-py tests failed against {target}:\n{}",
         failed.join("\n")
     );
+}
+
+/// redis-py with `ssl=True` at its defaults (the server's certificate and
+/// host name checked against the CA it is given) against a node serving
+/// TLS on its client port: writes, reads, counts.
+#[test]
+fn redis_py_with_ssl_true_talks_to_a_tls_node() {
+    let venv = Venv::ready();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = tls::Ca::new("ringkv test CA");
+    let files = tls::Files::write(dir.path(), &ca);
+    let set = |k: &str, p: &Path| format!("{k}={}", p.display());
+    let flags = [
+        "tls_client=true".to_string(),
+        set("tls_cert_file", &files.cert),
+        set("tls_key_file", &files.key),
+        "tls_auth_clients=no".to_string(),
+    ];
+    let flags: Vec<&str> = flags.iter().flat_map(|f| ["--set", f.as_str()]).collect();
+    let c = Cluster::start(&["n1"], &flags);
+    let (host, port) = c.nodes[0].client.rsplit_once(':').unwrap();
+    let script = r#"
+import sys, redis
+r = redis.Redis(host=sys.argv[1], port=int(sys.argv[2]), ssl=True, ssl_ca_certs=sys.argv[3])
+assert r.set("k", "v") is True
+assert r.get("k") == b"v", r.get("k")
+assert r.incr("n") == 1
+assert r.ping() is True
+print("redis-py", redis.__version__, "over TLS: ok")
+"#;
+    let mut cmd = Command::new(&venv.python);
+    cmd.args(["-c", script, host, port]).arg(&files.ca);
+    let (status, out) = run(&mut cmd, PYTEST_DEADLINE);
+    println!("{out}");
+    assert!(status.is_some_and(|s| s.success()), "{out}");
+    assert!(out.contains("over TLS: ok"), "{out}");
 }
 
 /// The virtual environment, and the versions it holds.

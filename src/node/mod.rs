@@ -115,6 +115,8 @@ impl Node {
             &cfg.data_dir,
             matches!(cfg.fsync, crate::config::FsyncMode::Always),
         )?;
+        // Bad TLS files stop the node here, before it binds a port.
+        let client_tls = crate::tls::ServerTls::from_config(&cfg)?;
         let client = bind("client", &cfg.client).await?;
         let peer = bind("peer", &cfg.peer).await?;
         let admin = bind("admin", &cfg.admin).await?;
@@ -234,9 +236,13 @@ impl Node {
         let mut tasks = JoinSet::new();
         let handler: Arc<dyn PeerHandler> = shared.clone();
         tasks.spawn(transport.serve(peer, handler));
+        if let Some(tls) = &client_tls {
+            tasks.spawn(crate::tls::reload_loop(tls.clone(), shutdown.clone()));
+        }
         tasks.spawn(crate::resp::server::serve(
             client,
             shared.clone(),
+            client_tls,
             shutdown.clone(),
         ));
         let (s, t) = (shared.clone(), shutdown.clone());

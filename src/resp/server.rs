@@ -63,8 +63,14 @@ static REFUSALS: RateLimit = RateLimit::new(5, Duration::from_secs(10));
 /// The error a client over `max_clients` gets before it is closed.
 pub const MAX_CLIENTS_REPLY: &[u8] = b"-ERR max number of clients reached\r\n";
 
-/// Serves RESP clients on `listener` until shutdown.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+/// Serves RESP clients on `listener` until shutdown, over TLS when `tls`
+/// is given (see `tls`).
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<Arc<crate::tls::ServerTls>>,
+    shutdown: CancellationToken,
+) {
     // Nothing is served from a metadata record that may miss a FLUSHALL
     // (see `node::meta`); connections wait in the listen queue meanwhile.
     tokio::select! {
@@ -108,10 +114,25 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancell
                 };
                 let shared2 = shared.clone();
                 let node_inflight = node_inflight.clone();
+                let tls = tls.clone();
                 let task = conns.spawn(async move {
                     // Dropped however the task ends, CLIENT KILL's abort included.
                     let _registered = deregister;
-                    if let Err(e) = connection(stream, shared2, info, node_inflight).await {
+                    let ended = match (tls, stream.set_nodelay(true)) {
+                        (_, Err(e)) => Err(e),
+                        (None, Ok(())) => {
+                            let (read, write) = stream.into_split();
+                            connection(read, write, shared2, info, node_inflight).await
+                        }
+                        (Some(tls), Ok(())) => match tls.accept(stream).await {
+                            Some(tls) => {
+                                let (read, write) = tokio::io::split(tls);
+                                connection(read, write, shared2, info, node_inflight).await
+                            }
+                            None => Ok(()),
+                        },
+                    };
+                    if let Err(e) = ended {
                         debug!(%addr, error = %e, "client connection ended");
                     }
                     drop(slot);
@@ -157,15 +178,19 @@ fn describe(
     )))
 }
 
-async fn connection(
-    stream: TcpStream,
+/// Serves one client, plaintext or TLS, until it closes.
+async fn connection<R, W>(
+    read: R,
+    mut write: W,
     shared: Arc<Shared>,
     info: Arc<ClientInfo>,
     node_inflight: Arc<Semaphore>,
-) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
     let peer = info.addr;
-    let (read, mut write) = stream.into_split();
     let cfg = &shared.cfg;
     let limits = Limits {
         max_array_len: cfg.max_array_len,

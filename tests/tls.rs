@@ -1,0 +1,224 @@
+//! TLS on the client port, through real processes: redis-cli with
+//! `--tls --cacert`, client certificates required by default (as Redis
+//! does) and checked against the CA, a plaintext client closed unread,
+//! certificates reloaded on SIGHUP and on the symlink swap Kubernetes does
+//! to a mounted Secret without dropping open connections, and settings
+//! that cannot work refused at start. Certificates are made in the tests
+//! (rcgen). redis-py with `ssl=True` is in `tests/redis_py.rs`.
+
+mod common;
+#[path = "common/tls.rs"]
+mod tls;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{wait_until, Cluster};
+use tls::{Ca, Files, TlsClient};
+
+/// The flags of a node serving TLS with `files` (`auth`: its
+/// `tls_auth_clients`, or Redis's default).
+fn flags(files: &Files, auth: Option<&str>) -> Vec<String> {
+    let mut f = vec![
+        "--set".to_string(),
+        "tls_client=true".into(),
+        "--set".into(),
+        format!("tls_cert_file={}", files.cert.display()),
+        "--set".into(),
+        format!("tls_key_file={}", files.key.display()),
+        "--set".into(),
+        format!("tls_ca_cert_file={}", files.ca.display()),
+    ];
+    if let Some(auth) = auth {
+        f.extend(["--set".to_string(), format!("tls_auth_clients={auth}")]);
+    }
+    f
+}
+
+fn start(flags: &[String]) -> Cluster {
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Cluster::start(&["n1"], &flags)
+}
+
+/// redis-cli's output for `args` against `addr` over TLS trusting `ca`.
+fn redis_cli(addr: &str, ca: &Path, args: &[&str]) -> String {
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let out = Command::new("redis-cli")
+        .args(["--tls", "--cacert"])
+        .arg(ca)
+        .args(["-h", host, "-p", port])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("redis-cli (apt-get install redis-tools)");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[test]
+fn redis_cli_over_tls_writes_and_reads_and_a_plaintext_client_is_closed_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("ringkv test CA");
+    let files = Files::write(dir.path(), &ca);
+    let c = start(&flags(&files, Some("no")));
+    let addr = &c.nodes[0].client;
+    assert_eq!(redis_cli(addr, &files.ca, &["SET", "k", "v"]), "OK\n");
+    assert_eq!(redis_cli(addr, &files.ca, &["GET", "k"]), "v\n");
+    assert_eq!(redis_cli(addr, &files.ca, &["INCR", "n"]), "1\n");
+
+    // A plaintext client gets no reply: the connection is closed.
+    let mut plain = TcpStream::connect(addr).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    plain.write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
+    let mut buf = [0u8; 64];
+    match plain.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!(
+            "a plaintext client got {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Err(e) => assert_ne!(e.kind(), std::io::ErrorKind::WouldBlock, "no close: {e}"),
+    }
+    assert!(wait_until(Duration::from_secs(5), || c.log(0).contains(
+        "a plaintext client on the TLS port; closed without reading it"
+    )));
+}
+
+#[test]
+fn client_certificates_are_required_by_default_and_must_chain_to_the_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("ringkv test CA");
+    let files = Files::write(dir.path(), &ca);
+    let c = start(&flags(&files, None));
+    let addr = &c.nodes[0].client;
+    let anonymous = TlsClient::connect(addr, &ca.pem(), None);
+    assert!(anonymous.is_err(), "a client without a certificate got in");
+    let mut ours = TlsClient::connect(addr, &ca.pem(), Some(&ca.issue("client")))
+        .expect("a client certificate from the CA");
+    assert_eq!(ours.cmd(&["SET", "k", "v"]), Ok("+OK\r\n".into()));
+    let foreign = Ca::new("another CA");
+    let theirs = TlsClient::connect(addr, &ca.pem(), Some(&foreign.issue("intruder")));
+    assert!(theirs.is_err(), "a certificate from another CA got in");
+}
+
+#[test]
+fn certificates_reload_on_a_symlink_swap_and_on_sighup_without_dropping_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca1, ca2) = (Ca::new("first CA"), Ca::new("second CA"));
+    Files::write(&dir.path().join("v1"), &ca1);
+    Files::write(&dir.path().join("v2"), &ca2);
+    // What a mounted Kubernetes Secret looks like: files reached through
+    // a symlink that an update swaps in one rename.
+    let live = dir.path().join("live");
+    std::os::unix::fs::symlink("v1", &live).unwrap();
+    let through_link = Files {
+        ca: live.join("ca.crt"),
+        cert: live.join("node.crt"),
+        key: live.join("node.key"),
+    };
+    let c = start(&flags(&through_link, Some("no")));
+    let addr = &c.nodes[0].client;
+    let mut open = TlsClient::connect(addr, &ca1.pem(), None).expect("the first certificate");
+
+    let next = dir.path().join("live.next");
+    std::os::unix::fs::symlink("v2", &next).unwrap();
+    std::fs::rename(&next, &live).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || TlsClient::connect(
+            addr,
+            &ca2.pem(),
+            None
+        )
+        .is_ok()),
+        "the swapped certificate was not served; log:\n{}",
+        c.log(0)
+    );
+    assert!(TlsClient::connect(addr, &ca1.pem(), None).is_err());
+    assert_eq!(
+        open.cmd(&["PING"]),
+        Ok("+PONG\r\n".into()),
+        "an open connection was dropped"
+    );
+    assert!(c.log(0).contains("TLS certificates reloaded"));
+
+    // A bad rotation (a key that is not a key) keeps the certificate in use.
+    std::fs::write(dir.path().join("v2/node.key"), "not a key").unwrap();
+    assert!(wait_until(Duration::from_secs(10), || c.log(0).contains(
+        "TLS certificates not reloaded; the previous ones stay in use"
+    )));
+    assert!(TlsClient::connect(addr, &ca2.pem(), None).is_ok());
+
+    // SIGHUP reloads too.
+    Files::write(&dir.path().join("v2"), &ca2);
+    let reloads = |c: &Cluster| c.log(0).matches("reason=\"SIGHUP\"").count();
+    let before = reloads(&c);
+    let pid = c.nodes[0].child.as_ref().unwrap().id();
+    // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
+    assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) }, 0);
+    assert!(
+        wait_until(Duration::from_secs(10), || reloads(&c) > before),
+        "{}",
+        c.log(0)
+    );
+    assert!(TlsClient::connect(addr, &ca2.pem(), None).is_ok());
+    assert_eq!(open.cmd(&["PING"]), Ok("+PONG\r\n".into()));
+}
+
+#[test]
+fn tls_settings_that_cannot_work_stop_the_node_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |sets: &[String]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringkv"));
+        cmd.args(["node", "--name", "n1", "--client", "127.0.0.1:0"])
+            .args([
+                "--peer",
+                "127.0.0.1:0",
+                "--admin",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(dir.path().join("data"));
+        for s in sets {
+            cmd.args(["--set", s]);
+        }
+        let out = cmd.stdin(Stdio::null()).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["tls_client=true".into()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("tls_cert_file: must be set when tls_client is true"),
+        "{err}"
+    );
+    let (code, err) = run(&["tls_auth_clients=maybe".into()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("tls_auth_clients: `maybe` is not yes, optional or no"),
+        "{err}"
+    );
+    let ca = Ca::new("ringkv test CA");
+    let files = Files::write(&dir.path().join("tls"), &ca);
+    std::fs::write(&files.key, "not a key").unwrap();
+    let mut sets: Vec<String> = flags(&files, Some("no"))
+        .into_iter()
+        .filter(|f| f != "--set")
+        .collect();
+    let (code, err) = run(&sets);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains(&files.key.display().to_string()), "{err}");
+    sets.retain(|s| !s.starts_with("tls_ca_cert_file"));
+    sets.retain(|s| !s.starts_with("tls_auth_clients"));
+    let (code, err) = run(&sets);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("tls_ca_cert_file: must be set to check client certificates"),
+        "{err}"
+    );
+}
