@@ -71,6 +71,9 @@ pub struct Config {
     /// Serve TLS, not plaintext, on the client port (see `tls`). Default
     /// false.
     pub tls_client: bool,
+    /// Mutual TLS on the peer port: every peer must present a certificate
+    /// from `tls_ca_cert_file`'s CA (see `tls/peer.rs`). Default false.
+    pub tls_peers: bool,
     /// The node's certificate chain, PEM. Default: none.
     pub tls_cert_file: Option<PathBuf>,
     /// The private key of `tls_cert_file`, PEM. Default: none.
@@ -217,6 +220,7 @@ impl Default for Config {
             cluster_secret: None,
             requirepass: None,
             tls_client: false,
+            tls_peers: false,
             tls_cert_file: None,
             tls_key_file: None,
             tls_ca_cert_file: None,

@@ -1,5 +1,5 @@
 //! TLS on the client port (`tls_client = true`), with rustls: no OpenSSL
-//! to build or to patch.
+//! to build or to patch; between nodes (`tls_peers = true`) in `peer.rs`.
 //!
 //! The settings take Redis's names: `tls_cert_file` and `tls_key_file`
 //! (the node's certificate chain and key, PEM), `tls_ca_cert_file` (the CA
@@ -39,6 +39,17 @@ use tracing::{info, warn};
 use crate::auth::RateLimit;
 use crate::config::Config;
 use crate::error::{Error, Result};
+
+pub mod peer;
+
+/// Something reloaded from its files (see [`reload_loop`]).
+pub trait Reload: Send + Sync {
+    /// Whether a file now leads elsewhere than at the last (re)load.
+    fn changed(&self) -> bool;
+    /// Remakes the config from the files, keeping the one in use if that
+    /// fails; logs either way.
+    fn reload(&self, why: &str);
+}
 
 /// How often the files are looked at for a change.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
@@ -81,7 +92,8 @@ impl Settings {
 
 /// Checks the TLS settings of `cfg`; the error names the key.
 pub fn validate(cfg: &Config) -> Result<()> {
-    settings(cfg).map(|_| ())
+    settings(cfg)?;
+    peer::validate(cfg)
 }
 
 fn settings(cfg: &Config) -> Result<Option<Settings>> {
@@ -131,7 +143,7 @@ fn settings(cfg: &Config) -> Result<Option<Settings>> {
 }
 
 /// The identity of the file a path leads to now (symlinks followed).
-type Stamp = Vec<Option<(u64, u64, u64, std::time::SystemTime)>>;
+pub(crate) type Stamp = Vec<Option<(u64, u64, u64, std::time::SystemTime)>>;
 
 fn stamp(files: &[&Path]) -> Stamp {
     use std::os::unix::fs::MetadataExt;
@@ -165,10 +177,10 @@ impl ServerTls {
             seen: Mutex::new(seen),
         })))
     }
+}
 
-    /// Remakes the config from the files; keeps the one in use if that
-    /// fails. Logs either way.
-    pub fn reload(&self, why: &str) {
+impl Reload for ServerTls {
+    fn reload(&self, why: &str) {
         *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = stamp(&self.settings.files());
         match build(&self.settings) {
             Ok(config) => {
@@ -181,12 +193,13 @@ impl ServerTls {
         }
     }
 
-    /// Whether a file now leads elsewhere than at the last (re)load.
     fn changed(&self) -> bool {
         let now = stamp(&self.settings.files());
         *self.seen.lock().unwrap_or_else(|p| p.into_inner()) != now
     }
+}
 
+impl ServerTls {
     /// The TLS session of a client that just connected, or `None` (logged)
     /// when it speaks plaintext, fails the handshake or takes too long.
     pub async fn accept(&self, stream: TcpStream) -> Option<TlsStream<TcpStream>> {
@@ -221,8 +234,9 @@ impl ServerTls {
     }
 }
 
-/// Reloads `tls` on SIGHUP and when its files change, until shutdown.
-pub async fn reload_loop(tls: Arc<ServerTls>, shutdown: CancellationToken) {
+/// Reloads every one of `all` on SIGHUP and when its files change, until
+/// shutdown.
+pub async fn reload_loop(all: Vec<Arc<dyn Reload>>, shutdown: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(hup) => Some(hup),
@@ -242,46 +256,75 @@ pub async fn reload_loop(tls: Arc<ServerTls>, shutdown: CancellationToken) {
         };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = hup_recv => tls.reload("SIGHUP"),
+            _ = hup_recv => all.iter().for_each(|t| t.reload("SIGHUP")),
             _ = tick.tick() => {
-                if tls.changed() {
-                    tls.reload("a certificate or key file changed");
+                for t in all.iter().filter(|t| t.changed()) {
+                    t.reload("a certificate or key file changed");
                 }
             }
         }
     }
 }
 
-fn build(s: &Settings) -> Result<ServerConfig> {
-    let file_err = |path: &Path, e: &dyn std::fmt::Display| {
-        Error::invalid(format!("TLS file {}: {e}", path.display()))
-    };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&s.cert)
-        .map_err(|e| file_err(&s.cert, &e))?
+/// The certificate chain in the PEM file `path`.
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| file_err(path, &e))?
         .collect::<std::result::Result<_, _>>()
-        .map_err(|e| file_err(&s.cert, &e))?;
+        .map_err(|e| file_err(path, &e))?;
     if certs.is_empty() {
-        return Err(file_err(&s.cert, &"no certificate in it"));
+        return Err(file_err(path, &"no certificate in it"));
     }
-    let key = PrivateKeyDer::from_pem_file(&s.key).map_err(|e| file_err(&s.key, &e))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let versions: &[&rustls::SupportedProtocolVersion] = if s.tls13_only {
-        &[&rustls::version::TLS13]
+    Ok(certs)
+}
+
+/// The private key in the PEM file `path`.
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| file_err(path, &e))
+}
+
+/// The CA certificates in the PEM file `path`.
+fn load_roots(path: &Path) -> Result<Arc<RootCertStore>> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| file_err(path, &e))? {
+        let cert = cert.map_err(|e| file_err(path, &e))?;
+        roots.add(cert).map_err(|e| file_err(path, &e))?;
+    }
+    Ok(Arc::new(roots))
+}
+
+fn file_err(path: &Path, e: &dyn std::fmt::Display) -> Error {
+    Error::invalid(format!("TLS file {}: {e}", path.display()))
+}
+
+/// The crypto provider: ring's.
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+static TLS13_ONLY: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+static TLS12_UP: [&rustls::SupportedProtocolVersion; 2] =
+    [&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// The TLS versions accepted.
+fn versions(tls13_only: bool) -> &'static [&'static rustls::SupportedProtocolVersion] {
+    if tls13_only {
+        &TLS13_ONLY
     } else {
-        &[&rustls::version::TLS13, &rustls::version::TLS12]
-    };
+        &TLS12_UP
+    }
+}
+
+fn build(s: &Settings) -> Result<ServerConfig> {
+    let certs = load_certs(&s.cert)?;
+    let key = load_key(&s.key)?;
+    let provider = provider();
     let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(versions)
+        .with_protocol_versions(versions(s.tls13_only))
         .map_err(|e| Error::invalid(format!("TLS versions: {e}")))?;
     let builder = match (&s.ca, s.auth) {
         (Some(ca), ClientAuth::Required | ClientAuth::Optional) => {
-            let mut roots = RootCertStore::empty();
-            for cert in CertificateDer::pem_file_iter(ca).map_err(|e| file_err(ca, &e))? {
-                let cert = cert.map_err(|e| file_err(ca, &e))?;
-                roots.add(cert).map_err(|e| file_err(ca, &e))?;
-            }
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+            let verifier = WebPkiClientVerifier::builder_with_provider(load_roots(ca)?, provider);
             let verifier = match s.auth {
                 ClientAuth::Optional => verifier.allow_unauthenticated(),
                 _ => verifier,

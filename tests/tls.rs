@@ -19,23 +19,28 @@ use std::time::Duration;
 use common::{wait_until, Cluster};
 use tls::{Ca, Files, TlsClient};
 
-/// The flags of a node serving TLS with `files` (`auth`: its
-/// `tls_auth_clients`, or Redis's default).
-fn flags(files: &Files, auth: Option<&str>) -> Vec<String> {
-    let mut f = vec![
-        "--set".to_string(),
-        "tls_client=true".into(),
-        "--set".into(),
+/// The settings of a node serving TLS with `files` (`auth`: its
+/// `tls_auth_clients`, or Redis's default), without `tls_client`.
+fn settings(files: &Files, auth: Option<&str>) -> Vec<String> {
+    let mut s = vec![
         format!("tls_cert_file={}", files.cert.display()),
-        "--set".into(),
         format!("tls_key_file={}", files.key.display()),
-        "--set".into(),
         format!("tls_ca_cert_file={}", files.ca.display()),
     ];
-    if let Some(auth) = auth {
-        f.extend(["--set".to_string(), format!("tls_auth_clients={auth}")]);
-    }
-    f
+    s.extend(auth.map(|a| format!("tls_auth_clients={a}")));
+    s
+}
+
+/// `--set` flags for each of `settings`.
+fn set(settings: impl IntoIterator<Item = String>) -> Vec<String> {
+    (settings.into_iter())
+        .flat_map(|s| ["--set".to_string(), s])
+        .collect()
+}
+
+/// The flags of a node serving TLS on its client port with `files`.
+fn flags(files: &Files, auth: Option<&str>) -> Vec<String> {
+    set(std::iter::once("tls_client=true".to_string()).chain(settings(files, auth)))
 }
 
 fn start(flags: &[String]) -> Cluster {
@@ -206,9 +211,8 @@ fn tls_settings_that_cannot_work_stop_the_node_with_the_reason() {
     let ca = Ca::new("ringkv test CA");
     let files = Files::write(&dir.path().join("tls"), &ca);
     std::fs::write(&files.key, "not a key").unwrap();
-    let mut sets: Vec<String> = flags(&files, Some("no"))
-        .into_iter()
-        .filter(|f| f != "--set")
+    let mut sets: Vec<String> = std::iter::once("tls_client=true".to_string())
+        .chain(settings(&files, Some("no")))
         .collect();
     let (code, err) = run(&sets);
     assert_eq!(code, Some(1), "{err}");
@@ -221,4 +225,40 @@ fn tls_settings_that_cannot_work_stop_the_node_with_the_reason() {
         err.contains("tls_ca_cert_file: must be set to check client certificates"),
         "{err}"
     );
+}
+
+/// `tls_peers`: nodes whose certificates the cluster's CA signed form a
+/// cluster over mutual TLS and serve; a node with another CA's
+/// certificate is refused at the TLS handshake, logged, and never comes
+/// up on either side.
+#[test]
+fn nodes_talk_over_mutual_tls_and_a_node_from_another_ca_never_comes_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("cluster CA");
+    let files = Files::write(&dir.path().join("cluster"), &ca);
+    let peer_flags =
+        set(std::iter::once("tls_peers=true".to_string()).chain(settings(&files, None)));
+    let as_str: Vec<&str> = peer_flags.iter().map(String::as_str).collect();
+    let mut c = Cluster::start(&["n1", "n2", "n3"], &as_str);
+    assert!(c.ok_within(0, &["SET", "k", "v"], Duration::from_secs(5)));
+    assert_eq!(c.client(2).cmd(&["GET", "k"]), common::bulk("v"));
+
+    let other = Ca::new("another CA");
+    let theirs = Files::write(&dir.path().join("other"), &other);
+    let their_flags =
+        set(std::iter::once("tls_peers=true".to_string()).chain(settings(&theirs, None)));
+    let as_str: Vec<&str> = their_flags.iter().map(String::as_str).collect();
+    let intruder = c.add("n4", &as_str);
+    assert!(
+        wait_until(Duration::from_secs(10), || (0..3).any(|i| {
+            let log = c.log(i);
+            log.contains("refused a peer handshake") && log.contains("TLS:")
+        })),
+        "no node logged refusing n4's TLS handshake"
+    );
+    for i in 0..3 {
+        assert_ne!(c.state_of(i, "n4"), Some(ringkv::membership::State::Up));
+        assert_eq!(c.up_count(i), Some(3));
+    }
+    assert_eq!(c.up_count(intruder), Some(1), "n4 sees others up");
 }

@@ -117,6 +117,7 @@ impl Node {
         )?;
         // Bad TLS files stop the node here, before it binds a port.
         let client_tls = crate::tls::ServerTls::from_config(&cfg)?;
+        let peer_tls = crate::tls::peer::PeerTls::from_config(&cfg)?;
         let client = bind("client", &cfg.client).await?;
         let peer = bind("peer", &cfg.peer).await?;
         let admin = bind("admin", &cfg.admin).await?;
@@ -161,6 +162,7 @@ impl Node {
                 idle_timeout: (cfg.failure_timeout() * 3).max(Duration::from_secs(5)),
                 write_timeout: cfg.failure_timeout().max(Duration::from_secs(1)),
                 clock: Some(clock.clone()),
+                tls: peer_tls.clone(),
             },
             faults.clone(),
             shutdown.clone(),
@@ -236,8 +238,15 @@ impl Node {
         let mut tasks = JoinSet::new();
         let handler: Arc<dyn PeerHandler> = shared.clone();
         tasks.spawn(transport.serve(peer, handler));
+        let mut reloaded: Vec<Arc<dyn crate::tls::Reload>> = Vec::new();
         if let Some(tls) = &client_tls {
-            tasks.spawn(crate::tls::reload_loop(tls.clone(), shutdown.clone()));
+            reloaded.push(tls.clone());
+        }
+        if let Some(tls) = &peer_tls {
+            reloaded.push(tls.clone());
+        }
+        if !reloaded.is_empty() {
+            tasks.spawn(crate::tls::reload_loop(reloaded, shutdown.clone()));
         }
         tasks.spawn(crate::resp::server::serve(
             client,

@@ -34,9 +34,9 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::stream::PeerStream;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_util::codec::{Decoder, Encoder};
 use tracing::{debug, warn};
 
@@ -62,7 +62,7 @@ impl Inner {
     /// sent and logged when this returns `Err`.
     pub(super) async fn accept_handshake(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut PeerStream,
         buf: &mut BytesMut,
         addr: SocketAddr,
     ) -> Result<Option<Peer>> {
@@ -119,7 +119,7 @@ impl Inner {
     /// Tells the peer why it is refused, logs it, and returns the error.
     async fn reject(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut PeerStream,
         addr: SocketAddr,
         name: &str,
         reason: String,
@@ -158,7 +158,7 @@ impl Inner {
     /// node that refused the offer (see [`negotiate::retry_with`]).
     pub(super) async fn connect_handshake(
         &self,
-        stream: &mut TcpStream,
+        stream: &mut PeerStream,
         addr: &str,
         offer: u32,
     ) -> Result<Connected> {
@@ -261,7 +261,7 @@ fn unexpected(addr: &str, reply: &HelloReply) -> Error {
 
 /// Writes one handshake frame.
 pub(super) async fn send_frame<T: serde::Serialize + crate::encoding::Wire>(
-    stream: &mut TcpStream,
+    stream: &mut (impl tokio::io::AsyncWrite + Unpin),
     msg: &T,
 ) -> Result<()> {
     let mut out = BytesMut::new();
@@ -273,7 +273,7 @@ pub(super) async fn send_frame<T: serde::Serialize + crate::encoding::Wire>(
 /// Reads one handshake frame (at most [`HANDSHAKE_FRAME`] bytes), keeping
 /// whatever arrives after it in `buf`. `None` on a clean close before it.
 pub(super) async fn recv_frame<T: serde::de::DeserializeOwned + crate::encoding::Wire>(
-    stream: &mut TcpStream,
+    stream: &mut (impl tokio::io::AsyncRead + Unpin),
     buf: &mut BytesMut,
 ) -> Result<Option<T>> {
     let mut codec = FrameCodec::<T>::new(HANDSHAKE_FRAME);

@@ -29,6 +29,7 @@ mod handshake;
 mod negotiate;
 #[cfg(test)]
 mod negotiation_tests;
+mod stream;
 pub mod tcp;
 
 pub use negotiate::Versions;

@@ -98,6 +98,7 @@ fn node(name: &str, versions: Versions) -> Node {
         idle_timeout: WAIT,
         write_timeout: WAIT,
         clock: None,
+        tls: None,
     };
     let net = TcpTransport::new(cfg, None, stop.clone());
     Node { net, stop }

@@ -42,6 +42,7 @@ pub use super::counters::NetStats;
 use super::counters::PeerDecoder;
 use super::fault::{Faults, Verdict};
 use super::handshake::{Connected, HANDSHAKE_TIMEOUT, REFUSED};
+use super::stream::PeerStream;
 use super::{Peer, PeerHandler, Transport, Versions};
 use crate::auth::{ClusterKey, KeyedRateLimit};
 use crate::error::{Error, Result};
@@ -81,6 +82,8 @@ pub struct TcpConfig {
     /// write on links of protocol 8 or later ([`PeerMsg::Clock`]); `None`
     /// announces nothing.
     pub clock: Option<Arc<crate::clock::Hlc>>,
+    /// Mutual TLS on every peer connection (`tls_peers`), if on.
+    pub tls: Option<Arc<crate::tls::peer::PeerTls>>,
 }
 
 struct Outgoing {
@@ -161,7 +164,7 @@ impl TcpTransport {
     /// One connection and handshake to `addr`, as a link makes them, for
     /// tests that look at the outcome rather than at messages.
     #[cfg(test)]
-    pub(super) async fn connect_once(&self, addr: &str) -> Result<(TcpStream, String, u32)> {
+    pub(super) async fn connect_once(&self, addr: &str) -> Result<(PeerStream, String, u32)> {
         self.inner.connect(addr).await
     }
 
@@ -290,11 +293,27 @@ struct Signals {
 impl Inner {
     async fn read_connection(
         &self,
-        mut stream: TcpStream,
+        stream: TcpStream,
         addr: SocketAddr,
         handler: Arc<dyn PeerHandler>,
     ) -> Result<()> {
         stream.set_nodelay(true)?;
+        let mut stream = match &self.cfg.tls {
+            None => PeerStream::Plain(stream),
+            Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                Ok(Ok(tls)) => PeerStream::Tls(Box::new(tls)),
+                Ok(Err(e)) => {
+                    let reason = format!("TLS: {e}");
+                    self.refused(addr, "?", &reason);
+                    return Err(Error::Protocol(reason));
+                }
+                Err(_) => {
+                    let reason = format!("no TLS handshake within {HANDSHAKE_TIMEOUT:?}");
+                    self.refused(addr, "?", &reason);
+                    return Err(Error::Protocol(reason));
+                }
+            },
+        };
         let mut buf = BytesMut::new();
         let handshake = self.accept_handshake(&mut stream, &mut buf, addr);
         let peer = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
@@ -458,13 +477,21 @@ impl Inner {
     /// name and the protocol version settled on. An older peer that
     /// refuses our newest version is connected to once more, offering the
     /// version it named.
-    async fn connect(&self, addr: &str) -> Result<(TcpStream, String, u32)> {
+    async fn connect(&self, addr: &str) -> Result<(PeerStream, String, u32)> {
         let mut offer = self.cfg.versions.max;
         loop {
-            let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+            let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
                 .await
                 .map_err(|_| Error::Timeout(format!("connect to {addr}")))??;
-            stream.set_nodelay(true)?;
+            tcp.set_nodelay(true)?;
+            let mut stream = match &self.cfg.tls {
+                None => PeerStream::Plain(tcp),
+                Some(tls) => tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.connect(tcp))
+                    .await
+                    .map_err(|_| Error::Timeout(format!("TLS handshake with {addr}")))?
+                    .map(|s| PeerStream::Tls(Box::new(s)))
+                    .map_err(|e| Error::Protocol(format!("TLS with {addr}: {e}")))?,
+            };
             let handshake = self.connect_handshake(&mut stream, addr, offer);
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
                 .await
@@ -482,7 +509,7 @@ impl Inner {
     /// `version`, until an error, a reset or shutdown.
     async fn pump(
         &self,
-        mut stream: TcpStream,
+        mut stream: PeerStream,
         peer: &str,
         version: u32,
         rx: &mut mpsc::Receiver<Outgoing>,
