@@ -56,7 +56,7 @@ fn redis_py_at_its_defaults_works_against_every_node() {
         let label = protocol.map_or("redis-py's defaults".to_string(), |p| {
             format!("protocol={p}")
         });
-        let (commands, python_said) = handshake(&venv, &addrs[0], protocol);
+        let (commands, python_said) = handshake(venv, &addrs[0], protocol);
         let first = commands.first().cloned().unwrap_or_default();
         let wire = if first.starts_with(&["HELLO".to_string(), "3".to_string()]) {
             3
@@ -71,7 +71,7 @@ fn redis_py_at_its_defaults_works_against_every_node() {
             !commands.is_empty(),
             "redis-py sent nothing with {label}: {python_said}"
         );
-        let (ok, output) = pytest(&venv, &addrs, protocol, wire, target);
+        let (ok, output) = pytest(venv, &addrs, protocol, wire, target);
         let report = format!("==== pytest with {label} against {target} ====\n{output}");
         if ok {
             println!("{report}");
@@ -134,8 +134,15 @@ struct Venv {
 }
 
 impl Venv {
+    /// The environment, made (or found) once per test process: the tests
+    /// here run side by side, and two making it at once collide.
+    fn ready() -> &'static Venv {
+        static VENV: std::sync::OnceLock<Venv> = std::sync::OnceLock::new();
+        VENV.get_or_init(Venv::make)
+    }
+
     /// The cached environment if it imports, else a fresh one.
-    fn ready() -> Venv {
+    fn make() -> Venv {
         let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .parent()
             .expect("CARGO_TARGET_TMPDIR is inside the target dir");
