@@ -9,7 +9,9 @@
 # plaintext port and a TLS port (tls-auth-clients no), and two single-node ringkv clusters with `ringkv up`
 # (one plaintext, one with tls_client = true and tls_auth_clients = no), and drives each with redis-benchmark
 # -c 50 -d 64 -r 100000 -t set,get -P P [--tls --cacert CA] for P in $PIPELINES (default "16 1").
-# Medians of REPS repetitions, then TLS/plaintext for each.
+# Then the same through node 1 of two 3-node clusters (N = 3, W = R = 2): one plaintext, one with TLS on the
+# client port and between nodes (tls_peers, every node presenting the same CA's certificate), which is what
+# mutual TLS between nodes costs a replicated request. Medians of REPS repetitions, then TLS/plaintext.
 source "$(dirname "$0")/lib.sh"
 need redis-server redis-server
 need redis-cli redis-tools
@@ -24,6 +26,8 @@ REDIS_PORT=${REDIS_PORT:-16489}
 REDIS_TLS_PORT=${REDIS_TLS_PORT:-16490}
 PLAIN_BASE=${PLAIN_BASE:-18400}
 TLS_BASE=${TLS_BASE:-18800}
+CLUSTER_PLAIN_BASE=${CLUSTER_PLAIN_BASE:-19100}
+CLUSTER_TLS_BASE=${CLUSTER_TLS_BASE:-19400}
 PIPELINES=${PIPELINES:-"16 1"}
 COMMON=(-c 50 -d 64 -r 100000)
 rm -rf "$WORK"; mkdir -p "$WORK/certs"
@@ -50,6 +54,12 @@ ringkv_ports_free "$TLS_BASE" 1
 start_ringkv "$PLAIN_BASE" "$WORK/ringkv-plain" 1
 start_ringkv "$TLS_BASE" "$WORK/ringkv-tls" 1 --set tls_client=true --set "tls_cert_file=$C/node.crt" \
   --set "tls_key_file=$C/node.key" --set tls_auth_clients=no
+ringkv_ports_free "$CLUSTER_PLAIN_BASE" 3
+ringkv_ports_free "$CLUSTER_TLS_BASE" 3
+start_ringkv "$CLUSTER_PLAIN_BASE" "$WORK/ringkv3-plain" 3
+start_ringkv "$CLUSTER_TLS_BASE" "$WORK/ringkv3-tls" 3 --set tls_client=true --set tls_peers=true \
+  --set "tls_cert_file=$C/node.crt" --set "tls_key_file=$C/node.key" --set "tls_ca_cert_file=$C/ca.crt" \
+  --set tls_auth_clients=no
 
 # target SYSTEM MODE: the port and flags redis-benchmark needs.
 target() {
@@ -58,13 +68,15 @@ target() {
     "redis tls") echo "-p $REDIS_TLS_PORT --tls --cacert $C/ca.crt" ;;
     "ringkv plain") echo "-p $((PLAIN_BASE + 1))" ;;
     "ringkv tls") echo "-p $((TLS_BASE + 1)) --tls --cacert $C/ca.crt" ;;
+    "ringkv3 plain") echo "-p $((CLUSTER_PLAIN_BASE + 1))" ;;
+    "ringkv3 tls") echo "-p $((CLUSTER_TLS_BASE + 1)) --tls --cacert $C/ca.crt" ;;
   esac
 }
 
 # Calibration (also a warm-up): -n for runs of at least SECS seconds per test.
 declare -A N
 for p in $PIPELINES; do
-  for sys in redis ringkv; do
+  for sys in redis ringkv ringkv3; do
     for mode in plain tls; do
       cal=$(( p == 1 ? 10000 : 100000 ))
       # shellcheck disable=SC2046
@@ -77,7 +89,7 @@ done
 
 for rep in $(seq "$REPS"); do
   for p in $PIPELINES; do
-    for sys in redis ringkv; do
+    for sys in redis ringkv ringkv3; do
       for mode in plain tls; do
         # shellcheck disable=SC2046
         rb $(target "$sys" "$mode") "${COMMON[@]}" -t set,get -P "$p" -n "${N[$sys,$mode,$p]}" |
@@ -112,5 +124,13 @@ for p in sorted({r[2] for r in rows}, key=int, reverse=True):
         print(f"| {t} | {p} | {cell(k('redis','plain'))} | {cell(k('redis','tls'))} | {cell(k('ringkv','plain'))} | "
               f"{cell(k('ringkv','tls'))} | {ratio(k('ringkv','tls'), k('ringkv','plain'))} | "
               f"{ratio(k('redis','tls'), k('redis','plain'))} | {ratio(k('ringkv','tls'), k('redis','tls'))} |")
+print()
+print("3-node cluster, through node 1: plaintext, and TLS on the client port and between nodes")
+print("| test | -P | plaintext | TLS client + peers | TLS/plaintext |")
+print("|---|---|---|---|---|")
+for p in sorted({r[2] for r in rows}, key=int, reverse=True):
+    for t in ("SET", "GET"):
+        k = lambda m: ('ringkv3', p, m, t)
+        print(f"| {t} | {p} | {cell(k('plain'))} | {cell(k('tls'))} | {ratio(k('tls'), k('plain'))} |")
 PY
 echo "raw results: $RESULTS"
