@@ -83,9 +83,9 @@ struct Settings {
 }
 
 impl Settings {
-    fn files(&self) -> Vec<&Path> {
-        let mut files = vec![self.cert.as_path(), self.key.as_path()];
-        files.extend(self.ca.as_deref());
+    fn files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.cert.clone(), self.key.clone()];
+        files.extend(self.ca.clone());
         files
     }
 }
@@ -143,9 +143,9 @@ fn settings(cfg: &Config) -> Result<Option<Settings>> {
 }
 
 /// The identity of the file a path leads to now (symlinks followed).
-pub(crate) type Stamp = Vec<Option<(u64, u64, u64, std::time::SystemTime)>>;
+type Stamp = Vec<Option<(u64, u64, u64, std::time::SystemTime)>>;
 
-fn stamp(files: &[&Path]) -> Stamp {
+fn stamp(files: &[PathBuf]) -> Stamp {
     use std::os::unix::fs::MetadataExt;
     (files.iter())
         .map(|f| {
@@ -155,11 +155,36 @@ fn stamp(files: &[&Path]) -> Stamp {
         .collect()
 }
 
+/// The files a config is built from, and what they were at its last
+/// (re)load: a file that leads elsewhere now means a reload.
+#[derive(Debug)]
+struct Watched {
+    files: Vec<PathBuf>,
+    seen: Mutex<Stamp>,
+}
+
+impl Watched {
+    fn new(files: Vec<PathBuf>) -> Watched {
+        let seen = Mutex::new(stamp(&files));
+        Watched { files, seen }
+    }
+
+    /// Whether a file now leads elsewhere than at the last [`Watched::mark`].
+    fn changed(&self) -> bool {
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) != stamp(&self.files)
+    }
+
+    /// Records what the files are now (before a reload reads them).
+    fn mark(&self) {
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = stamp(&self.files);
+    }
+}
+
 /// TLS for the client port: the server config in use, and how to remake it.
 pub struct ServerTls {
     settings: Settings,
     current: ArcSwap<ServerConfig>,
-    seen: Mutex<Stamp>,
+    watched: Watched,
 }
 
 impl ServerTls {
@@ -169,37 +194,15 @@ impl ServerTls {
         let Some(settings) = settings(cfg)? else {
             return Ok(None);
         };
-        let seen = stamp(&settings.files());
+        let watched = Watched::new(settings.files());
         let config = build(&settings)?;
         Ok(Some(Arc::new(ServerTls {
             settings,
             current: ArcSwap::from_pointee(config),
-            seen: Mutex::new(seen),
+            watched,
         })))
     }
-}
 
-impl Reload for ServerTls {
-    fn reload(&self, why: &str) {
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = stamp(&self.settings.files());
-        match build(&self.settings) {
-            Ok(config) => {
-                self.current.store(Arc::new(config));
-                info!(reason = why, "TLS certificates reloaded");
-            }
-            Err(e) => {
-                warn!(reason = why, error = %e, "TLS certificates not reloaded; the previous ones stay in use")
-            }
-        }
-    }
-
-    fn changed(&self) -> bool {
-        let now = stamp(&self.settings.files());
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) != now
-    }
-}
-
-impl ServerTls {
     /// The TLS session of a client that just connected, or `None` (logged)
     /// when it speaks plaintext, fails the handshake or takes too long.
     pub async fn accept(&self, stream: TcpStream) -> Option<TlsStream<TcpStream>> {
@@ -231,6 +234,25 @@ impl ServerTls {
             warn!(addr = ?addr, held_back, "refused a client connection: {why}");
         }
         None
+    }
+}
+
+impl Reload for ServerTls {
+    fn reload(&self, why: &str) {
+        self.watched.mark();
+        match build(&self.settings) {
+            Ok(config) => {
+                self.current.store(Arc::new(config));
+                info!(reason = why, "TLS certificates reloaded");
+            }
+            Err(e) => {
+                warn!(reason = why, error = %e, "TLS certificates not reloaded; the previous ones stay in use")
+            }
+        }
+    }
+
+    fn changed(&self) -> bool {
+        self.watched.changed()
     }
 }
 

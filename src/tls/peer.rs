@@ -15,7 +15,7 @@
 //! file changes (see [`super::reload_loop`]); links already up keep their
 //! session.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -29,7 +29,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsStream;
 use tracing::{info, warn};
 
-use super::{file_err, load_certs, load_key, load_roots, provider, stamp, versions, Reload, Stamp};
+use super::{file_err, load_certs, load_key, load_roots, provider, versions, Reload, Watched};
 use crate::config::Config;
 use crate::error::{Error, Result};
 
@@ -71,7 +71,7 @@ pub struct PeerTls {
     settings: Settings,
     server: ArcSwap<ServerConfig>,
     client: ArcSwap<ClientConfig>,
-    seen: Mutex<Stamp>,
+    watched: Watched,
 }
 
 impl PeerTls {
@@ -81,13 +81,17 @@ impl PeerTls {
         let Some(settings) = settings(cfg)? else {
             return Ok(None);
         };
-        let seen = stamp(&files(&settings));
+        let watched = Watched::new(vec![
+            settings.cert.clone(),
+            settings.key.clone(),
+            settings.ca.clone(),
+        ]);
         let (server, client) = build(&settings)?;
         Ok(Some(Arc::new(PeerTls {
             settings,
             server: ArcSwap::from_pointee(server),
             client: ArcSwap::from_pointee(client),
-            seen: Mutex::new(seen),
+            watched,
         })))
     }
 
@@ -108,11 +112,11 @@ impl PeerTls {
 
 impl Reload for PeerTls {
     fn changed(&self) -> bool {
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) != stamp(&files(&self.settings))
+        self.watched.changed()
     }
 
     fn reload(&self, why: &str) {
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = stamp(&files(&self.settings));
+        self.watched.mark();
         match build(&self.settings) {
             Ok((server, client)) => {
                 self.server.store(Arc::new(server));
@@ -123,10 +127,6 @@ impl Reload for PeerTls {
                 "peer TLS certificates not reloaded; the previous ones stay in use"),
         }
     }
-}
-
-fn files(s: &Settings) -> Vec<&std::path::Path> {
-    vec![s.cert.as_path(), s.key.as_path(), s.ca.as_path()]
 }
 
 fn build(s: &Settings) -> Result<(ServerConfig, ClientConfig)> {

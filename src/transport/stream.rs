@@ -12,6 +12,10 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsStream;
 
+use super::handshake::HANDSHAKE_TIMEOUT;
+use crate::error::{Error, Result};
+use crate::tls::peer::PeerTls;
+
 /// A peer connection.
 #[derive(Debug)]
 pub enum PeerStream {
@@ -37,6 +41,38 @@ pub enum PeerWrite {
 }
 
 impl PeerStream {
+    /// The accepting side of a new connection: `tcp` itself, or its TLS
+    /// session when `tls` is on. `Err` with the reason to log as a refused
+    /// handshake.
+    pub async fn accepted(
+        tcp: TcpStream,
+        tls: Option<&PeerTls>,
+    ) -> std::result::Result<Self, String> {
+        tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+        let Some(tls) = tls else {
+            return Ok(PeerStream::Plain(tcp));
+        };
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(tcp)).await {
+            Ok(Ok(s)) => Ok(PeerStream::Tls(Box::new(s))),
+            Ok(Err(e)) => Err(format!("TLS: {e}")),
+            Err(_) => Err(format!("no TLS handshake within {HANDSHAKE_TIMEOUT:?}")),
+        }
+    }
+
+    /// The connecting side of a new connection to `addr`: `tcp` itself, or
+    /// its TLS session when `tls` is on.
+    pub async fn connected(tcp: TcpStream, tls: Option<&PeerTls>, addr: &str) -> Result<Self> {
+        tcp.set_nodelay(true)?;
+        let Some(tls) = tls else {
+            return Ok(PeerStream::Plain(tcp));
+        };
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.connect(tcp))
+            .await
+            .map_err(|_| Error::Timeout(format!("TLS handshake with {addr}")))?
+            .map(|s| PeerStream::Tls(Box::new(s)))
+            .map_err(|e| Error::Protocol(format!("TLS with {addr}: {e}")))
+    }
+
     /// The two halves.
     pub fn into_split(self) -> (PeerRead, PeerWrite) {
         match self {

@@ -297,22 +297,12 @@ impl Inner {
         addr: SocketAddr,
         handler: Arc<dyn PeerHandler>,
     ) -> Result<()> {
-        stream.set_nodelay(true)?;
-        let mut stream = match &self.cfg.tls {
-            None => PeerStream::Plain(stream),
-            Some(tls) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-                Ok(Ok(tls)) => PeerStream::Tls(Box::new(tls)),
-                Ok(Err(e)) => {
-                    let reason = format!("TLS: {e}");
-                    self.refused(addr, "?", &reason);
-                    return Err(Error::Protocol(reason));
-                }
-                Err(_) => {
-                    let reason = format!("no TLS handshake within {HANDSHAKE_TIMEOUT:?}");
-                    self.refused(addr, "?", &reason);
-                    return Err(Error::Protocol(reason));
-                }
-            },
+        let mut stream = match PeerStream::accepted(stream, self.cfg.tls.as_deref()).await {
+            Ok(stream) => stream,
+            Err(reason) => {
+                self.refused(addr, "?", &reason);
+                return Err(Error::Protocol(reason));
+            }
         };
         let mut buf = BytesMut::new();
         let handshake = self.accept_handshake(&mut stream, &mut buf, addr);
@@ -483,15 +473,7 @@ impl Inner {
             let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
                 .await
                 .map_err(|_| Error::Timeout(format!("connect to {addr}")))??;
-            tcp.set_nodelay(true)?;
-            let mut stream = match &self.cfg.tls {
-                None => PeerStream::Plain(tcp),
-                Some(tls) => tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.connect(tcp))
-                    .await
-                    .map_err(|_| Error::Timeout(format!("TLS handshake with {addr}")))?
-                    .map(|s| PeerStream::Tls(Box::new(s)))
-                    .map_err(|e| Error::Protocol(format!("TLS with {addr}: {e}")))?,
-            };
+            let mut stream = PeerStream::connected(tcp, self.cfg.tls.as_deref(), addr).await?;
             let handshake = self.connect_handshake(&mut stream, addr, offer);
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
                 .await
