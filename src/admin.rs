@@ -12,13 +12,20 @@
 //!   behind it (see [`crate::dashboard`]).
 //! - `POST /fault`: a [`FaultCommand`] as JSON, for the scenario runner;
 //!   refused with 403 unless the node runs with fault injection on.
+//! - `POST /leave`, `POST /forget`, `POST /backup`: see the CLI commands.
+//!
+//! With `tls_admin = true` the port speaks HTTPS (`tls/admin.rs`), and
+//! the four POST routes, which act on the cluster or copy its data, answer
+//! 403 to a client without a certificate from the cluster's CA unless
+//! `tls_auth_clients = no`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -30,6 +37,7 @@ use crate::membership::State as MemberState;
 use crate::metrics::Sampled;
 use crate::node::shared::Shared;
 use crate::ring::{node_tokens, Token};
+use crate::tls::admin::{AdminPeer, HttpsListener};
 use crate::transport::fault::FaultCommand;
 
 /// One row of `/status`.
@@ -300,12 +308,42 @@ pub fn status(shared: &Shared) -> Status {
     }
 }
 
-/// Serves the admin HTTP API on `listener` until shutdown.
+/// How the admin port is served: plain HTTP, or HTTPS (`tls_admin`) with
+/// or without a client certificate required for the routes that act.
+pub struct AdminTls {
+    /// The server's TLS config.
+    pub tls: Arc<crate::tls::ServerTls>,
+    /// `tls_auth_clients = yes`: leave, forget, backup and fault need a
+    /// certificate from the cluster's CA.
+    pub certificate_to_act: bool,
+}
+
+/// Serves the admin HTTP API on `listener` until shutdown (HTTPS if `tls`).
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<AdminTls>,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let certificate_to_act = tls.as_ref().is_some_and(|t| t.certificate_to_act);
+    let acts = Router::new()
+        .route("/fault", post(fault))
+        .route("/leave", post(leave))
+        .route("/forget", post(forget))
+        .route("/backup", post(backup))
+        .route_layer(axum::middleware::from_fn(
+            move |ConnectInfo(peer): ConnectInfo<AdminPeer>, req, next: Next| async move {
+                if certificate_to_act && !peer.certified {
+                    return (
+                        StatusCode::FORBIDDEN,
+                        "this route needs a client certificate from the cluster's CA \
+                         (tls_auth_clients = yes)\n",
+                    )
+                        .into_response();
+                }
+                next.run(req).await
+            },
+        ));
     let app = Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route(
@@ -313,15 +351,26 @@ pub async fn serve(
             get(|State(s): State<Arc<Shared>>| async move { Json(status(&s)) }),
         )
         .route("/metrics", get(metrics))
-        .route("/fault", post(fault))
-        .route("/leave", post(leave))
-        .route("/forget", post(forget))
-        .route("/backup", post(backup))
+        .merge(acts)
         .merge(crate::dashboard::routes())
         .with_state(shared);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let stop = shutdown.clone();
+    let stopped = async move { stop.cancelled().await };
+    match tls {
+        None => {
+            let app = app.into_make_service_with_connect_info::<AdminPeer>();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+        Some(t) => {
+            let listener = HttpsListener::new(listener, t.tls, shutdown)?;
+            let app = app.into_make_service_with_connect_info::<AdminPeer>();
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }
+    }
 }
 
 /// Streams a backup of this node (see [`crate::backup`]).

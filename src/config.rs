@@ -74,6 +74,11 @@ pub struct Config {
     /// Mutual TLS on the peer port: every peer must present a certificate
     /// from `tls_ca_cert_file`'s CA (see `tls/peer.rs`). Default false.
     pub tls_peers: bool,
+    /// HTTPS on the admin port, with `tls_cert_file` and `tls_key_file`;
+    /// its routes that act (leave, forget, backup) need a client
+    /// certificate unless `tls_auth_clients = no` (see `tls/admin.rs`).
+    /// Default false.
+    pub tls_admin: bool,
     /// The node's certificate chain, PEM. Default: none.
     pub tls_cert_file: Option<PathBuf>,
     /// The private key of `tls_cert_file`, PEM. Default: none.
@@ -221,6 +226,7 @@ impl Default for Config {
             requirepass: None,
             tls_client: false,
             tls_peers: false,
+            tls_admin: false,
             tls_cert_file: None,
             tls_key_file: None,
             tls_ca_cert_file: None,

@@ -45,6 +45,9 @@ fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = cli.install_tls() {
+        return exit_with(Err(e));
+    }
     // A node's config decides the size of its runtime, so it is read first.
     let node_cfg = match &cli.cmd {
         Cmd::Node(args) => match args.config() {

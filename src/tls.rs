@@ -40,6 +40,8 @@ use crate::auth::RateLimit;
 use crate::config::Config;
 use crate::error::{Error, Result};
 
+pub mod admin;
+pub mod client;
 pub mod peer;
 
 /// Something reloaded from its files (see [`reload_loop`]).
@@ -92,11 +94,19 @@ impl Settings {
 
 /// Checks the TLS settings of `cfg`; the error names the key.
 pub fn validate(cfg: &Config) -> Result<()> {
-    settings(cfg)?;
+    settings(cfg, Port::Client)?;
+    settings(cfg, Port::Admin)?;
     peer::validate(cfg)
 }
 
-fn settings(cfg: &Config) -> Result<Option<Settings>> {
+/// Which listener a server config is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Port {
+    Client,
+    Admin,
+}
+
+fn settings(cfg: &Config, port: Port) -> Result<Option<Settings>> {
     let auth = match cfg.tls_auth_clients.as_str() {
         "yes" => ClientAuth::Required,
         "optional" => ClientAuth::Optional,
@@ -118,12 +128,16 @@ fn settings(cfg: &Config) -> Result<Option<Settings>> {
             ))
         }
     };
-    if !cfg.tls_client {
+    let (on, setting) = match port {
+        Port::Client => (cfg.tls_client, "tls_client"),
+        Port::Admin => (cfg.tls_admin, "tls_admin"),
+    };
+    if !on {
         return Ok(None);
     }
     let need = |key: &str, v: &Option<PathBuf>| {
         v.clone()
-            .ok_or_else(|| Error::config(key, "must be set when tls_client is true"))
+            .ok_or_else(|| Error::config(key, format!("must be set when {setting} is true")))
     };
     let cert = need("tls_cert_file", &cfg.tls_cert_file)?;
     let key = need("tls_key_file", &cfg.tls_key_file)?;
@@ -133,6 +147,13 @@ fn settings(cfg: &Config) -> Result<Option<Settings>> {
             "must be set to check client certificates (or set tls_auth_clients = no)",
         ));
     }
+    // The admin port asks for a certificate but takes a connection
+    // without one: its read-only pages (and Kubernetes' probes) need none;
+    // whether a route that acts needs one is `admin.rs`'s check.
+    let auth = match (port, auth) {
+        (Port::Admin, ClientAuth::Required) => ClientAuth::Optional,
+        (_, auth) => auth,
+    };
     Ok(Some(Settings {
         cert,
         key,
@@ -182,6 +203,7 @@ impl Watched {
 
 /// TLS for the client port: the server config in use, and how to remake it.
 pub struct ServerTls {
+    port: Port,
     settings: Settings,
     current: ArcSwap<ServerConfig>,
     watched: Watched,
@@ -191,12 +213,23 @@ impl ServerTls {
     /// TLS for the client port as `cfg` says (`None`: `tls_client` is
     /// off). Fails, naming the file, when the files do not make a config.
     pub fn from_config(cfg: &Config) -> Result<Option<Arc<ServerTls>>> {
-        let Some(settings) = settings(cfg)? else {
+        Self::for_port(cfg, Port::Client)
+    }
+
+    /// HTTPS for the admin port as `cfg` says (`None`: `tls_admin` is off).
+    /// A client certificate is asked for and checked, never required here.
+    pub fn admin_from_config(cfg: &Config) -> Result<Option<Arc<ServerTls>>> {
+        Self::for_port(cfg, Port::Admin)
+    }
+
+    fn for_port(cfg: &Config, port: Port) -> Result<Option<Arc<ServerTls>>> {
+        let Some(settings) = settings(cfg, port)? else {
             return Ok(None);
         };
         let watched = Watched::new(settings.files());
         let config = build(&settings)?;
         Ok(Some(Arc::new(ServerTls {
+            port,
             settings,
             current: ArcSwap::from_pointee(config),
             watched,
@@ -231,9 +264,19 @@ impl ServerTls {
             Err(_) => format!("no TLS handshake within {HANDSHAKE_LIMIT:?}"),
         };
         if let Some(held_back) = REFUSALS.check(Instant::now()) {
-            warn!(addr = ?addr, held_back, "refused a client connection: {why}");
+            let port = self.port_name();
+            warn!(addr = ?addr, held_back, "refused a connection to the {port} port: {why}");
         }
         None
+    }
+}
+
+impl ServerTls {
+    fn port_name(&self) -> &'static str {
+        match self.port {
+            Port::Client => "client",
+            Port::Admin => "admin",
+        }
     }
 }
 
@@ -243,10 +286,14 @@ impl Reload for ServerTls {
         match build(&self.settings) {
             Ok(config) => {
                 self.current.store(Arc::new(config));
-                info!(reason = why, "TLS certificates reloaded");
+                info!(
+                    reason = why,
+                    port = self.port_name(),
+                    "TLS certificates reloaded"
+                );
             }
             Err(e) => {
-                warn!(reason = why, error = %e, "TLS certificates not reloaded; the previous ones stay in use")
+                warn!(reason = why, port = self.port_name(), error = %e, "TLS certificates not reloaded; the previous ones stay in use")
             }
         }
     }

@@ -262,3 +262,162 @@ fn nodes_talk_over_mutual_tls_and_a_node_from_another_ca_never_comes_up() {
     }
     assert_eq!(c.up_count(intruder), Some(1), "n4 sees others up");
 }
+
+/// A base port whose client, peer and admin ports for `nodes` nodes (as
+/// `up` and `scenario` lay them out) are all free.
+fn free_base(nodes: u16) -> u16 {
+    (0..200)
+        .map(|_| 10_000 + (common::free_port() % 20_000))
+        .find(|b| {
+            (1..=nodes)
+                .flat_map(|i| [i, 100 + i, 200 + i])
+                .all(|o| std::net::TcpListener::bind(("127.0.0.1", b + o)).is_ok())
+        })
+        .expect("a free port range")
+}
+
+/// `ringkv ARGS`: exit code, stdout, stderr.
+fn ringkv(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringkv"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The node settings of a cluster with TLS on every port.
+fn everywhere(files: &Files) -> Vec<String> {
+    let on = ["tls_client=true", "tls_peers=true", "tls_admin=true"];
+    let fast = ["heartbeat_interval_ms=50", "failure_timeout_ms=300"];
+    set((on.iter().chain(&fast).map(|s| s.to_string())).chain(settings(files, None)))
+}
+
+/// `up` starts a cluster with TLS on its client, peer and admin ports and
+/// prints the flags that reach it; `status` reads it over HTTPS; the admin
+/// routes that act need a client certificate from the CA (`tls_auth_clients
+/// = yes`), the read-only ones do not, and plain HTTP gets nothing.
+#[test]
+fn up_status_and_backup_work_against_a_cluster_with_tls_on_every_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("cluster CA");
+    let files = Files::write(&dir.path().join("tls"), &ca);
+    let base = free_base(3);
+    let mut up = Command::new(env!("CARGO_BIN_EXE_ringkv"))
+        .args(["up", "--nodes", "3", "--base-port", &base.to_string()])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--")
+        .args(everywhere(&files))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(up.stdout.take().unwrap()));
+    let ready = lines.next().expect("a line").unwrap();
+    let (ca_path, cert, key) = (
+        files.ca.display().to_string(),
+        files.cert.display().to_string(),
+        files.key.display().to_string(),
+    );
+    assert!(
+        ready.starts_with("ready: 3 nodes up")
+            && ready.contains(&format!(
+                "redis-cli --tls --cacert {ca_path} --cert {cert} --key {key} -p {}",
+                base + 1
+            ))
+            && ready.contains(&format!("ringkv status --tls --cacert {ca_path} --admin")),
+        "{ready}"
+    );
+    let admin = format!("127.0.0.1:{}", base + 201);
+
+    let (code, out, err) = ringkv(&[
+        "status", "--json", "--tls", "--cacert", &ca_path, "--admin", &admin,
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let nodes = status["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{out}");
+    assert!(nodes.iter().all(|n| n["state"] == "up"), "{out}");
+
+    // Plain HTTP to the HTTPS port: closed, no answer.
+    let (code, _, err) = ringkv(&["status", "--admin", &admin]);
+    assert_ne!(code, Some(0), "plain HTTP got a status: {err}");
+
+    // A route that copies the data needs a client certificate...
+    let backup = dir.path().join("backup");
+    let backup_s = backup.display().to_string();
+    let tls = ["--tls", "--cacert", &ca_path, "--admin", &admin];
+    let (code, _, err) = ringkv(&[&["backup", &backup_s][..], &tls].concat());
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("403") && err.contains("needs a client certificate from the cluster's CA"),
+        "{err}"
+    );
+    // ...and works with one.
+    let client = ca.issue("operator");
+    std::fs::write(dir.path().join("op.crt"), &client.cert).unwrap();
+    std::fs::write(dir.path().join("op.key"), &client.key).unwrap();
+    let (op_crt, op_key) = (
+        dir.path().join("op.crt").display().to_string(),
+        dir.path().join("op.key").display().to_string(),
+    );
+    let with_cert = ["--cert", op_crt.as_str(), "--key", op_key.as_str()];
+    let (code, out, err) = ringkv(&[&["backup", &backup_s][..], &tls, &with_cert].concat());
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        backup.read_dir().unwrap().next().is_some(),
+        "an empty backup"
+    );
+
+    // The client port over TLS, with the certificate redis-cli is told of.
+    let out = Command::new("redis-cli")
+        .args([
+            "--tls", "--cacert", &ca_path, "--cert", &cert, "--key", &key,
+        ])
+        .args(["-p", &(base + 2).to_string(), "SET", "k", "v"])
+        .output()
+        .expect("redis-cli");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "OK\n");
+
+    // SAFETY: signalling the `up` process we spawned.
+    unsafe { libc::kill(up.id() as i32, libc::SIGINT) };
+    assert!(up.wait().unwrap().success());
+}
+
+/// `scenario` starts its nodes with TLS on every port (the flags after
+/// `--`) and drives them over TLS: the kill-and-restart script gives the
+/// same answers as over plaintext.
+#[test]
+fn a_scenario_runs_against_nodes_with_tls_on_every_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("cluster CA");
+    let files = Files::write(&dir.path().join("tls"), &ca);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/scenarios/kill_restart.chi"
+    );
+    let base = free_base(3).to_string();
+    let data = dir.path().join("run").display().to_string();
+    let mut args = vec!["scenario", script, "--seed", "7", "--base-port", &base];
+    args.extend(["--data-dir", &data, "--json", "--"]);
+    let flags = everywhere(&files);
+    args.extend(flags.iter().map(String::as_str));
+    let (code, out, err) = ringkv(&args);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let values: Vec<String> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["op"] == "get")
+        .map(|v| v["value"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        values,
+        ["blue", "round", "green", "round", "green", "round"],
+        "{out}"
+    );
+}

@@ -2,14 +2,15 @@
 //!
 //! The admin API is tiny and local, so one request per connection with
 //! `Connection: close` semantics is all the CLI needs; this avoids pulling a
-//! full HTTP client into the binary.
+//! full HTTP client into the binary. Over HTTPS when the CLI was told the
+//! nodes serve it (`tls::client`).
 
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::error::{Error, Result};
+use crate::tls::client::{admin_scheme, connect_admin};
 
 const MAX_BODY: u64 = 64 * 1024 * 1024;
 
@@ -22,7 +23,7 @@ pub async fn request(
     timeout: Duration,
 ) -> Result<(u16, String)> {
     let work = async {
-        let mut stream = TcpStream::connect(addr).await?;
+        let mut stream = connect_admin(addr).await?;
         let body = body.unwrap_or("");
         let head = format!(
             "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
@@ -36,7 +37,7 @@ pub async fn request(
     };
     tokio::time::timeout(timeout, work)
         .await
-        .map_err(|_| Error::Timeout(format!("{method} http://{addr}{path}")))?
+        .map_err(|_| Error::Timeout(format!("{method} {}://{addr}{path}", admin_scheme())))?
 }
 
 /// GET `path` from `addr`.
@@ -54,8 +55,9 @@ pub async fn download(
     sink: &mut (impl tokio::io::AsyncWrite + Unpin),
     idle: Duration,
 ) -> Result<u64> {
-    let timed = |what: &str| Error::Timeout(format!("POST http://{addr}{path}: {what}"));
-    let mut stream = tokio::time::timeout(idle, TcpStream::connect(addr))
+    let scheme = admin_scheme();
+    let timed = |what: &str| Error::Timeout(format!("POST {scheme}://{addr}{path}: {what}"));
+    let mut stream = tokio::time::timeout(idle, connect_admin(addr))
         .await
         .map_err(|_| timed("connect"))??;
     let head = format!("POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n\r\n");
@@ -68,7 +70,7 @@ pub async fn download(
             .map_err(|_| timed("waiting for the answer"))??;
         if n == 0 {
             return Err(Error::Protocol(format!(
-                "POST http://{addr}{path}: connection closed before an answer"
+                "POST {scheme}://{addr}{path}: connection closed before an answer"
             )));
         }
         raw.extend_from_slice(&buf[..n]);
@@ -81,7 +83,7 @@ pub async fn download(
         let mut rest = raw[end..].to_vec();
         (&mut stream).take(MAX_BODY).read_to_end(&mut rest).await?;
         return Err(Error::Protocol(format!(
-            "POST http://{addr}{path}: {code} {}",
+            "POST {scheme}://{addr}{path}: {code} {}",
             String::from_utf8_lossy(&rest).trim()
         )));
     }

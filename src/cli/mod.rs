@@ -19,6 +19,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::tls::client::CliTls;
 
 /// ringkv: a leaderless replicated key-value cluster that speaks RESP.
 #[derive(Debug, Parser)]
@@ -61,6 +62,9 @@ pub struct BackupArgs {
     pub admin: String,
     /// The directory to write (new, or empty).
     pub dir: PathBuf,
+    /// TLS to the admin port.
+    #[command(flatten)]
+    pub tls: AdminTlsArgs,
 }
 
 /// Flags of `ringkv restore`.
@@ -80,6 +84,9 @@ pub struct RestoreArgs {
     /// Every node of the cluster is being restored from backups (none runs).
     #[arg(long)]
     pub whole_cluster: bool,
+    /// TLS to the admin port.
+    #[command(flatten)]
+    pub tls: AdminTlsArgs,
 }
 
 /// Flags of `ringkv leave`.
@@ -88,6 +95,9 @@ pub struct AdminArgs {
     /// Admin address of the node that leaves.
     #[arg(long, default_value = "127.0.0.1:7201")]
     pub admin: String,
+    /// TLS to the admin port.
+    #[command(flatten)]
+    pub tls: AdminTlsArgs,
 }
 
 /// Flags of `ringkv forget`.
@@ -98,6 +108,72 @@ pub struct ForgetArgs {
     /// Admin address of any live node of the cluster.
     #[arg(long, default_value = "127.0.0.1:7201")]
     pub admin: String,
+    /// TLS to the admin port.
+    #[command(flatten)]
+    pub tls: AdminTlsArgs,
+}
+
+/// How the CLI reaches an admin port that speaks HTTPS (`tls_admin`):
+/// redis-cli's flags.
+#[derive(Debug, Args)]
+pub struct AdminTlsArgs {
+    /// Speak HTTPS to the admin port.
+    #[arg(long)]
+    pub tls: bool,
+    /// The CA that signed the node's certificate (PEM).
+    #[arg(long, requires = "tls")]
+    pub cacert: Option<PathBuf>,
+    /// A client certificate to present (PEM; needed for leave, forget and
+    /// backup when the node runs with `tls_auth_clients = yes`).
+    #[arg(long, requires_all = ["tls", "key"])]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, requires_all = ["tls", "cert"])]
+    pub key: Option<PathBuf>,
+}
+
+impl AdminTlsArgs {
+    fn cli_tls(&self) -> Result<CliTls> {
+        CliTls::admin_from_flags(
+            self.tls,
+            self.cacert.as_deref(),
+            self.cert.as_deref(),
+            self.key.as_deref(),
+        )
+    }
+}
+
+/// The settings in `flags`, `ringkv node`'s flags (as `up` and `scenario`
+/// pass after `--`), over `RINGKV_*` and the defaults.
+pub fn node_flags_config(flags: &[String]) -> Result<Config> {
+    #[derive(Debug, Parser)]
+    #[command(no_binary_name = true)]
+    struct Flags {
+        #[command(flatten)]
+        node: NodeArgs,
+    }
+    let flags = Flags::try_parse_from(flags)
+        .map_err(|e| Error::invalid(format!("node flags: {}", e.to_string().trim())))?;
+    flags.node.config()
+}
+
+impl Cli {
+    /// Chooses, once for this process, how the command reaches nodes'
+    /// admin and client ports: plain, or TLS (see `tls::client`).
+    pub fn install_tls(&self) -> Result<()> {
+        let tls = match &self.cmd {
+            Cmd::Node(_) => return Ok(()),
+            Cmd::Up(a) => CliTls::from_node_config(&node_flags_config(&a.node_flags)?)?,
+            Cmd::Scenario(a) => CliTls::from_node_config(&node_flags_config(&a.node_flags)?)?,
+            Cmd::Status(a) => a.tls.cli_tls()?,
+            Cmd::Leave(a) => a.tls.cli_tls()?,
+            Cmd::Forget(a) => a.tls.cli_tls()?,
+            Cmd::Backup(a) => a.tls.cli_tls()?,
+            Cmd::Restore(a) => a.tls.cli_tls()?,
+        };
+        crate::tls::client::install(tls);
+        Ok(())
+    }
 }
 
 /// Flags of `ringkv node`. Every setting can also come from `--config` or a
@@ -217,6 +293,9 @@ pub struct StatusArgs {
     /// Redraw every half second, marking rows whose state changed.
     #[arg(long)]
     pub watch: bool,
+    /// TLS to the admin port.
+    #[command(flatten)]
+    pub tls: AdminTlsArgs,
 }
 
 /// Flags of `ringkv scenario`.

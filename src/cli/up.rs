@@ -128,6 +128,32 @@ pub fn spawn_node(plan: &UpPlan, i: usize) -> Result<(Child, LocalNode)> {
     ))
 }
 
+/// The flags redis-cli and `ringkv status` need to reach nodes started
+/// with `node_flags` (empty when they speak plaintext).
+fn tls_hints(node_flags: &[String]) -> Result<(String, String)> {
+    let cfg = super::node_flags_config(node_flags)?;
+    let ca = cfg
+        .tls_ca_cert_file
+        .as_ref()
+        .map(|p| p.display().to_string());
+    let pair = match (&cfg.tls_cert_file, &cfg.tls_key_file) {
+        (Some(c), Some(k)) => format!(" --cert {} --key {}", c.display(), k.display()),
+        _ => String::new(),
+    };
+    let with = |on: bool, client_cert: bool| match (&ca, on) {
+        (Some(ca), true) => {
+            let cert = if client_cert { pair.as_str() } else { "" };
+            format!(" --tls --cacert {ca}{cert}")
+        }
+        _ => String::new(),
+    };
+    let client_cert = cfg.tls_auth_clients != "no";
+    Ok((
+        with(cfg.tls_client, client_cert),
+        with(cfg.tls_admin, false),
+    ))
+}
+
 /// The tokens of node `name` whose data directory is `dir`, as hex, in
 /// ring order; empty if it has no readable `placement` file.
 fn placed_tokens(dir: &Path, name: &str) -> Vec<String> {
@@ -240,8 +266,9 @@ pub async fn run(plan: UpPlan) -> Result<()> {
     // it is read stops the nodes instead of killing this process.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let (cli_tls, status_tls) = tls_hints(&plan.node_flags)?;
     println!(
-        "ready: {} nodes up; try `redis-cli -p {}` or `ringkv status --admin {}`",
+        "ready: {} nodes up; try `redis-cli{cli_tls} -p {}` or `ringkv status{status_tls} --admin {}`",
         nodes.len(),
         nodes[0].client.rsplit(':').next().unwrap_or("7001"),
         nodes[0].admin

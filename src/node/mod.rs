@@ -118,6 +118,8 @@ impl Node {
         // Bad TLS files stop the node here, before it binds a port.
         let client_tls = crate::tls::ServerTls::from_config(&cfg)?;
         let peer_tls = crate::tls::peer::PeerTls::from_config(&cfg)?;
+        let admin_tls = crate::tls::ServerTls::admin_from_config(&cfg)?;
+        let certificate_to_act = cfg.tls_auth_clients == "yes";
         let client = bind("client", &cfg.client).await?;
         let peer = bind("peer", &cfg.peer).await?;
         let admin = bind("admin", &cfg.admin).await?;
@@ -245,6 +247,9 @@ impl Node {
         if let Some(tls) = &peer_tls {
             reloaded.push(tls.clone());
         }
+        if let Some(tls) = &admin_tls {
+            reloaded.push(tls.clone());
+        }
         if !reloaded.is_empty() {
             tasks.spawn(crate::tls::reload_loop(reloaded, shutdown.clone()));
         }
@@ -255,8 +260,12 @@ impl Node {
             shutdown.clone(),
         ));
         let (s, t) = (shared.clone(), shutdown.clone());
+        let admin_tls = admin_tls.map(|tls| crate::admin::AdminTls {
+            tls,
+            certificate_to_act,
+        });
         tasks.spawn(async move {
-            if let Err(e) = crate::admin::serve(admin, s, t).await {
+            if let Err(e) = crate::admin::serve(admin, admin_tls, s, t).await {
                 warn!(error = %e, "admin server stopped");
             }
         });

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 use crate::resp::codec::{Reply, ReplyDecoder};
@@ -20,7 +19,7 @@ use crate::resp::codec::{Reply, ReplyDecoder};
 /// sentence saying why there is none (refused, closed, past `deadline`).
 pub async fn request(addr: &str, args: &[&str], deadline: Duration) -> Result<Reply, String> {
     let work = async {
-        let stream = TcpStream::connect(addr)
+        let stream = crate::tls::client::connect_client(addr)
             .await
             .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
         let mut framed = Framed::new(stream, ReplyDecoder::default());
