@@ -186,10 +186,17 @@ def check_consistency(docs, keys, variant):
         value = env.get(f"RINGKV_{key}", {}).get("value", "")
         if not value.endswith(f":{ports.get(port)}"):
             problems.append(f"RINGKV_{key}={value} does not listen on the {port} port {ports.get(port)}")
+    https = env.get("RINGKV_TLS_ADMIN", {}).get("value") == "true"
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         get = c.get(probe, {}).get("httpGet", {})
         if (get.get("path"), get.get("port")) != ("/health", "admin"):
             problems.append(f"{probe} must GET /health on the admin port")
+        if get.get("scheme", "HTTP") != ("HTTPS" if https else "HTTP"):
+            problems.append(f"{probe}: scheme {get.get('scheme', 'HTTP')} with tls_admin {https}")
+    for name in ("RINGKV_TLS_CERT_FILE", "RINGKV_TLS_KEY_FILE", "RINGKV_TLS_CA_CERT_FILE"):
+        path = env.get(name, {}).get("value")
+        if path and os.path.dirname(path) not in mounts.values():
+            problems.append(f"{name}={path} is in no mounted directory")
     # Names: advertise and seeds are the headless Service's DNS names.
     headless = find(docs, "Service", sts["spec"]["serviceName"])
     if headless["spec"].get("clusterIP") != "None" or not headless["spec"].get("publishNotReadyAddresses"):
