@@ -15,8 +15,13 @@
 #              DNS address, its old data directory and a new generation,
 #              with their links to it connected (to the new IP); it holds
 #              its keys, serves them, and receives new writes;
-#   scale      ringkv-3 joins through the seeds; `ringkv leave` in it (as
-#              `kubectl exec` would run it) hands its data over; it stops,
+#   scale up   ringkv-3 joins through the seeds and gets its share;
+#   rolling    every pod, ringkv-3 down to ringkv-0 as the StatefulSet's
+#   restart    rolling update goes, stopped with SIGTERM, removed and
+#              started again: it comes back with its keys, and no entry is
+#              sent by hand-off or anti-entropy meanwhile (no data moves);
+#   scale down `ringkv leave` in ringkv-3 (as `kubectl exec` would run it)
+#              hands its data over; it stops, its volume is removed, and
 #              the others show it left and hold every key again.
 #
 # Every step is asserted, with a deadline; times are printed. Containers,
@@ -210,6 +215,43 @@ stopped() {
     ! running "$1"
 }
 
+# Entries POD has sent to other nodes since it started: by hand-off
+# (ring changes, writes handed back, leave streams) and by anti-entropy.
+# Its /metrics is read on its published admin port.
+entries_sent() {
+    python3 - "$(docker port "$1" 7201/tcp | head -1)" <<'PY'
+import sys, urllib.request
+text = urllib.request.urlopen(f"http://{sys.argv[1]}/metrics", timeout=5).read().decode()
+names = ("ringkv_handoff_sent_total", "ringkv_anti_entropy_keys_sent_total")
+print(sum(int(float(l.split()[-1])) for l in text.splitlines() if l.startswith(names)))
+PY
+}
+
+# "NODE COUNT" lines: how many of the expected keys each node up in
+# ringkv-0's view should hold, from every node's tokens as /status lists
+# them (owner: the first token >= SHA-1(key), then the next distinct nodes).
+shares() {
+    status_json ringkv-0 | python3 -c '
+import bisect, hashlib, json, sys
+nodes = [n for n in json.load(sys.stdin)["nodes"] if n["state"] == "up"]
+points = sorted((t, n["name"]) for n in nodes for t in n["tokens"])
+tokens = [t for t, _ in points]
+count = {n["name"]: 0 for n in nodes}
+for line in open(sys.argv[1]):
+    key = line.split(" ", 1)[0]
+    i = bisect.bisect_left(tokens, hashlib.sha1(key.encode()).hexdigest()) % len(points)
+    pref = []
+    while len(pref) < min(3, len(count)):
+        if points[i][1] not in pref:
+            pref.append(points[i][1])
+        i = (i + 1) % len(points)
+    for n in pref:
+        count[n] += 1
+for n in sorted(count):
+    print(n, count[n])
+' "$WORK/expected"
+}
+
 # --- clients ---------------------------------------------------------------
 
 client_port() {
@@ -373,8 +415,59 @@ if ! ms=$(wait_for all_see "$ALL4" "$ALL4" up linked); then
     fail "ringkv-3 not up everywhere within ${WAIT_S}s"
 fi
 pass "ringkv-3, seeded with ringkv-0..2 only, is up on all four $(secs "$ms") after its start"
+SHARE3=$(shares | awk '$1 == "ringkv-3" {print $2}')
+[[ -n $SHARE3 && $SHARE3 -gt 0 ]] || fail "ringkv-3 has no share of the ring in ringkv-0's view"
+if ! ms=$(wait_for holds ringkv-3 "$SHARE3"); then
+    show_views ringkv-3
+    fail "ringkv-3 does not hold its share, $SHARE3 of the $KEYS keys"
+fi
+pass "ringkv-3 holds its share, $SHARE3 of the $KEYS keys, $(secs $(($(now_ms) - t0))) after its start"
 
-step "scale back to three: ringkv leave in ringkv-3, then remove it and its volume"
+step "rolling restart, ringkv-3 down to ringkv-0: no data moves"
+# Every counter of entries sent, at the start and just before each pod
+# stops (a restarted pod counts from 0 again): what was sent meanwhile.
+declare -A SENT_AT
+for pod in ${ALL4//,/ }; do
+    SENT_AT[$pod]=$(entries_sent "$pod") || fail "no /metrics from $pod"
+done
+# The same counters saw ringkv-3 being filled when it joined: they do
+# count moved data.
+joined=0
+for pod in ${ALL4//,/ }; do
+    joined=$((joined + SENT_AT[$pod]))
+done
+((joined >= SHARE3)) || fail "the counters saw $joined entries sent when ringkv-3 joined, under its share $SHARE3"
+echo "(when ringkv-3 joined, the same counters saw $joined entries sent)"
+moved=0
+t_roll=$(now_ms)
+for pod in ringkv-3 ringkv-2 ringkv-1 ringkv-0; do
+    held=$(own_keys "$pod")
+    moved=$((moved + $(entries_sent "$pod") - SENT_AT[$pod]))
+    t0=$(now_ms)
+    # What the kubelet does once preStop has passed: SIGTERM, and SIGKILL
+    # only after the grace period (terminationGracePeriodSeconds).
+    docker stop -t 30 "$pod" >/dev/null
+    t_stop=$(($(now_ms) - t0))
+    [[ $(docker inspect -f '{{.State.ExitCode}}' "$pod") == 0 ]] ||
+        fail "$pod exited with status $(docker inspect -f '{{.State.ExitCode}}' "$pod") on SIGTERM"
+    docker rm "$pod" >/dev/null
+    kcompose --profile scale up -d --no-deps "$pod" >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log" >&2; fail "compose up $pod failed"; }
+    SENT_AT[$pod]=0
+    if ! ms=$(wait_for all_see "$ALL4" "$ALL4" up linked); then
+        show_views ringkv-0 ringkv-3
+        fail "$pod not up everywhere within ${WAIT_S}s of its restart"
+    fi
+    holds "$pod" "$held" || fail "$pod holds $(own_keys "$pod") keys after its restart, not its $held"
+    echo "$pod: stopped by SIGTERM in $(secs "$t_stop") (exit 0), up everywhere $(secs $(($(now_ms) - t0))) after, holding its $held keys"
+done
+for pod in ${ALL4//,/ }; do
+    moved=$((moved + $(entries_sent "$pod") - SENT_AT[$pod]))
+done
+[[ $moved -eq 0 ]] || fail "$moved entries were sent by hand-off or anti-entropy during the rolling restart"
+pass "all four restarted one at a time in $(secs $(($(now_ms) - t_roll))); each came back with its keys, and 0 entries moved"
+assert_reads ringkv-0
+
+step "scale down to three: ringkv leave in ringkv-3, then remove it and its volume"
 t0=$(now_ms)
 docker exec ringkv-3 /ringkv leave --admin 127.0.0.1:7201 >"$WORK/leave.log" 2>&1 ||
     { cat "$WORK/leave.log" >&2; fail "ringkv leave failed"; }
