@@ -209,8 +209,22 @@ def check_consistency(docs, keys, variant):
     seeds = env.get("RINGKV_SEEDS", {}).get("value", "").split(",")
     if seeds != [f"{sts['metadata']['name']}-{i}{suffix}" for i in range(len(seeds))] or len(seeds) > sts["spec"]["replicas"]:
         problems.append(f"RINGKV_SEEDS must be the first pods' names, as ringkv-0{suffix}")
-    if len(sts["spec"]["selector"]["matchLabels"]) == 0:
-        problems.append("the StatefulSet selects no labels")
+    # Every selector finds the pods; the label that scaling down takes off
+    # a pod to keep clients away is not one the StatefulSet selects by.
+    labels = sts["spec"]["template"]["metadata"]["labels"]
+    selectors = {f"StatefulSet {sts['metadata']['name']}": sts["spec"]["selector"]["matchLabels"]}
+    for d in docs:
+        if d["kind"] == "Service":
+            selectors[f"Service {d['metadata']['name']}"] = d["spec"]["selector"]
+        elif d["kind"] in ("PodDisruptionBudget", "NetworkPolicy"):
+            sel = d["spec"]["selector" if d["kind"] == "PodDisruptionBudget" else "podSelector"]
+            selectors[f"{d['kind']} {d['metadata']['name']}"] = sel["matchLabels"]
+    for who, sel in selectors.items():
+        if not sel or any(labels.get(k) != v for k, v in sel.items()):
+            problems.append(f"{who} selects {sel}, which the pods' labels {labels} do not match")
+    client = find(docs, "Service", "ringkv")["spec"]["selector"]
+    if "ringkv-clients" not in client or "ringkv-clients" in selectors[f"StatefulSet {sts['metadata']['name']}"]:
+        problems.append("the client Service must select ringkv-clients, and the StatefulSet must not")
     return [f"{variant}: {p}" for p in problems]
 
 
