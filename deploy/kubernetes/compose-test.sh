@@ -478,6 +478,21 @@ for pod in ringkv-0 ringkv-1 ringkv-2; do
     [[ $state == left ]] || fail "$pod shows ringkv-3 as '${state:-absent}', not left"
 done
 pass "ringkv-3 left and stopped in $(secs $(($(now_ms) - t0))); the others show it left"
+# The kubelet starts a container that exited again, until the StatefulSet
+# is scaled down. The node that left must not come back into the cluster:
+# once it answers, its heartbeats go out every 200 ms; for ten heartbeat
+# intervals (twice the failure timeout) no other pod may list it up.
+docker start ringkv-3 >/dev/null
+wait_for status_json ringkv-3 >/dev/null || fail "ringkv-3, started again after leaving, does not answer"
+t0=$(now_ms)
+while (($(now_ms) - t0 < 2000)); do
+    for pod in ringkv-0 ringkv-1 ringkv-2; do
+        state=$(row "$pod" ringkv-3 | awk '{print $2}')
+        [[ $state != up ]] || fail "$pod lists ringkv-3 up again after it left and was restarted"
+    done
+done
+docker stop -t 30 ringkv-3 >/dev/null
+pass "ringkv-3 started again on its old volume (as the kubelet would) is kept out: no pod lists it up"
 kcompose --profile scale rm -f -v ringkv-3 >/dev/null 2>&1 || fail "could not remove ringkv-3"
 docker volume rm "$(docker volume ls -q --filter "name=${PROJECT}_data-ringkv-3" | head -1)" >/dev/null ||
     fail "could not remove ringkv-3's volume (its claim)"
