@@ -34,6 +34,7 @@
 
 #![warn(missing_docs)]
 
+pub mod acl;
 pub mod admin;
 pub mod alloc;
 pub mod anti_entropy;

@@ -103,7 +103,7 @@ fn a_node_speaking_the_previous_version_serves_and_is_served_by_new_ones() {
     assert_eq!(
         c.client(0).cmd(&["FLUSHALL"]),
         Reply::err(
-            "FLUSHALL needs every node up to speak peer protocol 6 or later, and old speaks 5: \
+            "FLUSHALL and ACL changes need every node up to speak peer protocol 6 or later, and old speaks 5: \
              finish the upgrade first"
         )
     );

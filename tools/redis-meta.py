@@ -68,6 +68,8 @@ SUBCOMMANDS = {
                "setinfo", "no-evict", "no-touch"],
     "config": ["help", "get", "set", "resetstat", "rewrite"],
     "command": ["help", "count", "info", "docs", "list"],
+    "acl": ["cat", "deluser", "dryrun", "genpass", "getuser", "help", "list",
+            "load", "log", "save", "setuser", "users", "whoami"],
 }
 
 # Parameters whose value on the generator's server comes from its command

@@ -70,8 +70,21 @@ impl Shared {
         }
         if changed {
             self.apply_departures();
+            self.apply_users();
         }
         changed
+    }
+
+    /// Rebuilds the ACL users from the record, and closes the connections
+    /// of users it no longer has.
+    pub fn apply_users(&self) {
+        let gone = self
+            .acl
+            .rebuild(&self.meta.lock().unwrap_or_else(|p| p.into_inner()));
+        for name in gone {
+            let closed = self.clients.kill(None, |c| c.details().user == name);
+            info!(user = %String::from_utf8_lossy(&name), closed, "ACL user deleted; its connections closed");
+        }
     }
 
     /// Makes every version at or before `marker` dead now, and reclaims
@@ -205,6 +218,7 @@ impl Shared {
             self.apply_flush(version);
         }
         self.apply_departures();
+        self.apply_users();
         self.persist_metadata().await?;
         let deadline = Instant::now() + self.cfg.request_timeout();
         let (guard, replies) = self.pending.register();
@@ -243,12 +257,12 @@ impl Shared {
     /// Refuses, naming the node, when a node up speaks a peer protocol
     /// older than the metadata record's (5, during a rolling upgrade): it
     /// could never learn a FLUSHALL, and would serve what was flushed.
-    fn check_all_speak_metadata(&self) -> Result<()> {
+    pub(crate) fn check_all_speak_metadata(&self) -> Result<()> {
         let view = self.view.load();
         for (name, addr) in view.addrs.iter().filter(|(n, _)| **n != self.me) {
             if let Some(version) = self.net.peer_version(addr).filter(|v| *v < META_SINCE) {
                 return Err(Error::invalid(format!(
-                    "FLUSHALL needs every node up to speak peer protocol {META_SINCE} or later, and {name} speaks {version}: finish the upgrade first"
+                    "FLUSHALL and ACL changes need every node up to speak peer protocol {META_SINCE} or later, and {name} speaks {version}: finish the upgrade first"
                 )));
             }
         }

@@ -191,6 +191,7 @@ impl Node {
         let shared = Arc::new_cyclic(|this| Shared {
             this: this.clone(),
             meta_digest: AtomicU64::new(meta.digest()),
+            acl: crate::acl::Acl::new(&meta, cfg.requirepass.clone()),
             meta: Mutex::new(meta),
             meta_persist: Default::default(),
             meta_synced: watch::channel(false).0,

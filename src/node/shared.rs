@@ -82,6 +82,8 @@ pub struct Shared {
     pub this: std::sync::Weak<Shared>,
     /// The cluster-wide metadata record (see `node::meta`).
     pub meta: Mutex<crate::metadata::Metadata>,
+    /// ACL users (from `meta`) and the ACL LOG.
+    pub acl: crate::acl::Acl,
     /// The digest of `meta`, as heartbeats carry it.
     pub meta_digest: std::sync::atomic::AtomicU64,
     /// Writes of `meta` to disk take turns.

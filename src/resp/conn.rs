@@ -69,13 +69,19 @@ pub struct ConnState {
     pub last_write: Option<Bytes>,
     /// What other connections may see of this one.
     pub info: Arc<ClientInfo>,
+    /// What its user may do, as compiled at ACL generation `perms_gen`.
+    pub perms: Arc<crate::acl::Perms>,
+    /// The ACL generation `perms` was read at.
+    pub perms_gen: u64,
 }
 
 impl ConnState {
     /// The state of a new connection described by `info`.
-    pub fn new(info: Arc<ClientInfo>, authed: bool, quorum: Quorum) -> Self {
+    pub fn new(info: Arc<ClientInfo>, acl: &crate::acl::Acl, quorum: Quorum) -> Self {
         ConnState {
-            authed,
+            authed: acl.default_needs_no_auth(),
+            perms: acl.perms_of(b"default"),
+            perms_gen: acl.generation(),
             proto: Proto::Resp2,
             quorum,
             closing: false,
@@ -84,6 +90,25 @@ impl ConnState {
             last_write: None,
             info,
         }
+    }
+
+    /// Runs as user `name` from now on.
+    pub fn set_user(&mut self, acl: &crate::acl::Acl, name: Bytes) {
+        self.perms_gen = acl.generation();
+        self.perms = acl.perms_of(&name);
+        self.info.details().user = name;
+    }
+
+    /// The permissions of the connection's user, re-read if the users
+    /// changed since they were last read.
+    pub fn current_perms(&mut self, acl: &crate::acl::Acl) -> &crate::acl::Perms {
+        let now = acl.generation();
+        if now != self.perms_gen {
+            let name = self.info.details().user.clone();
+            self.perms = acl.perms_of(&name);
+            self.perms_gen = now;
+        }
+        &self.perms
     }
 
     /// The connection's id (CLIENT ID).
@@ -109,6 +134,8 @@ pub struct Details {
     pub resp: u8,
     /// Commands queued in a transaction, or -1 outside one.
     pub multi: i64,
+    /// The ACL user the connection runs as.
+    pub user: Bytes,
 }
 
 /// What other connections may see of one connection.
@@ -145,6 +172,7 @@ impl ClientInfo {
             details: Mutex::new(Details {
                 resp: 2,
                 multi: -1,
+                user: Bytes::from_static(b"default"),
                 ..Details::default()
             }),
         }

@@ -200,7 +200,7 @@ where
     let incomplete_timeout = Duration::from_millis(cfg.incomplete_request_timeout_ms);
     let metered = Metered::new(read, cfg.max_request_bytes, incomplete_timeout);
     let mut reader = FramedRead::new(metered, RespDecoder::new(limits));
-    let mut conn = ConnState::new(info, cfg.requirepass.is_none(), shared.default_quorum());
+    let mut conn = ConnState::new(info, &shared.acl, shared.default_quorum());
     let max_inflight = cfg.max_inflight_per_conn;
     // Each started command's reply, with what the connection remembers of
     // it until the reply is written (see `Started`); the node-wide permit

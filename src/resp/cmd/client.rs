@@ -291,13 +291,14 @@ pub fn describe(c: &ClientInfo, now: Instant) -> String {
         .and_then(|i| super::TABLE.get(i))
         .map_or("NULL", |s| s.name);
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={age} idle={idle} flags={flags} db=0 sub=0 psub=0 ssub=0 multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={cmd} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+        "id={} addr={} laddr={} fd={} name={} age={age} idle={idle} flags={flags} db=0 sub=0 psub=0 ssub=0 multi={} qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={cmd} user={} redir=-1 resp={} lib-name={} lib-ver={}",
         c.id,
         c.addr,
         c.laddr,
         c.fd,
         text(&d.name),
         d.multi,
+        String::from_utf8_lossy(&d.user),
         d.resp,
         text(&d.lib_name),
         text(&d.lib_ver),

@@ -11,6 +11,8 @@
 use bytes::Bytes;
 
 use super::{parse_int, wrong_args, Call, Run};
+use crate::acl::log::{Event, Reason};
+use crate::node::shared::Shared;
 use crate::resp::codec::{Proto, Reply};
 use crate::resp::conn::ConnState;
 
@@ -60,54 +62,60 @@ pub fn auth(call: Call<'_>) -> Run {
     let Call {
         shared, conn, args, ..
     } = call;
-    if args.len() > 3 {
-        return Run::Now(super::syntax_error());
-    }
-    let Some(expected) = &shared.cfg.requirepass else {
-        if args.len() == 2 {
-            return Run::Now(Reply::err("AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"));
-        }
-        // Redis's default user without a password accepts any password
-        // given with its name; any other user does not exist.
-        return Run::Now(if &args[1][..] == b"default" {
-            conn.authed = true;
-            Reply::ok()
-        } else {
-            wrong_pass(conn)
-        });
-    };
     let (user, given) = match &args[..] {
-        [_, pass] => (&b"default"[..], pass),
-        [_, user, pass] => (&user[..], pass),
-        _ => return Run::Now(wrong_args("auth")),
+        [_, pass] => (Bytes::from_static(b"default"), pass),
+        [_, user, pass] => (user.clone(), pass),
+        _ => return Run::Now(super::syntax_error()),
     };
-    Run::Now(if authenticate(expected, user, given) {
-        conn.authed = true;
-        Reply::ok()
-    } else {
-        wrong_pass(conn)
+    if args.len() == 2 && shared.acl.default_needs_no_auth() {
+        return Run::Now(Reply::err("AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"));
+    }
+    Run::Now(match authenticate(shared, conn, &args[0], user, given) {
+        Ok(()) => Reply::ok(),
+        Err(reply) => reply,
     })
 }
 
-fn authenticate(expected: &str, user: &[u8], given: &[u8]) -> bool {
-    user == b"default" && crate::auth::password_matches(given, expected.as_bytes())
-}
-
-/// Logs a failed AUTH (a few lines per window: a password-guessing client
-/// must not be able to flood the log) and answers Redis's refusal.
-fn wrong_pass(conn: &ConnState) -> Reply {
+/// Logs `conn` in as `user` if `given` is one of its passwords (or it
+/// needs none) and it is on; otherwise records the failure (ACL LOG, and
+/// a rate-limited log line without the password) and answers Redis's
+/// WRONGPASS. `typed` is the command as the client typed it.
+fn authenticate(
+    shared: &Shared,
+    conn: &mut ConnState,
+    typed: &Bytes,
+    user: Bytes,
+    given: &[u8],
+) -> Result<(), Reply> {
+    let ok = (shared.acl.users().get(&user)).is_some_and(|e| e.user.password_ok(given));
+    if ok {
+        conn.authed = true;
+        conn.set_user(&shared.acl, user);
+        return Ok(());
+    }
     let now = std::time::Instant::now();
     if let Some(held_back) = crate::auth::CLIENT_AUTH_FAILURES.check(now) {
         tracing::warn!(
             conn = conn.id(),
+            user = %String::from_utf8_lossy(&user),
             held_back,
-            "client AUTH failed: wrong password"
+            "client AUTH failed: wrong user name or password, or the user is off"
         );
     }
-    Reply::error_code(
+    shared.acl.log.add(
+        Event {
+            reason: Reason::Auth,
+            multi: conn.multi.is_some(),
+            object: typed.clone(),
+            username: user,
+            client_info: super::client::describe(&conn.info, now),
+        },
+        now,
+    );
+    Err(Reply::error_code(
         "WRONGPASS",
         "invalid username-password pair or user is disabled.",
-    )
+    ))
 }
 
 /// HELLO [protover [AUTH username password] [SETNAME clientname]]
@@ -135,15 +143,10 @@ pub fn hello(call: Call<'_>) -> Run {
         let more = args.len() - 1 - j;
         let opt = super::upper(&args[j]);
         if opt == "AUTH" && more >= 2 {
-            let (user, pass) = (&args[j + 1], &args[j + 2]);
-            let ok = match &shared.cfg.requirepass {
-                Some(expected) => authenticate(expected, user, pass),
-                None => &user[..] == b"default",
-            };
-            if !ok {
-                return Run::Now(wrong_pass(conn));
+            let (user, pass) = (args[j + 1].clone(), &args[j + 2]);
+            if let Err(reply) = authenticate(shared, conn, &args[0], user, pass) {
+                return Run::Now(reply);
             }
-            conn.authed = true;
             j += 3;
         } else if opt == "SETNAME" && more >= 1 {
             if let Err(reply) = set_name(conn, &args[j + 1]) {
@@ -194,7 +197,8 @@ pub fn set_name(conn: &ConnState, name: &Bytes) -> Result<(), Reply> {
 pub fn reset(call: Call<'_>) -> Run {
     let Call { shared, conn, .. } = call;
     conn.proto = Proto::Resp2;
-    conn.authed = shared.cfg.requirepass.is_none();
+    conn.authed = shared.acl.default_needs_no_auth();
+    conn.set_user(&shared.acl, Bytes::from_static(b"default"));
     conn.quorum = shared.default_quorum();
     conn.multi = None;
     conn.last_write = None;

@@ -240,6 +240,12 @@ pub fn missing_family(name: &[u8]) -> Option<&'static str> {
     })
 }
 
+/// Whether Redis 7.0 has a command `name` (lower-case, top level), whether
+/// or not ringkv does: ACL rules may name it.
+pub fn is_redis_command(name: &str) -> bool {
+    meta().groups.contains_key(name) || meta().info.contains_key(name)
+}
+
 /// COMMAND INFO's entry for `name` (any case; `client|id` for a
 /// subcommand), if ringkv has the command.
 pub fn command_info(name: &str) -> Option<&'static Reply> {

@@ -29,6 +29,7 @@
 //! name belongs to (see `meta`).
 
 mod access;
+mod acl;
 mod client;
 mod command;
 mod connection;
@@ -264,6 +265,10 @@ pub fn dispatch_spec(
         let noauth = Reply::error_code("NOAUTH", "Authentication required.");
         return Run::Now(refuse(conn, Some(spec), noauth));
     }
+    if let Err(denied) = conn.current_perms(&shared.acl).check(spec, &args) {
+        let reply = noperm(shared, conn, denied);
+        return Run::Now(refuse(conn, Some(spec), reply));
+    }
     if let Some(reply) = check_limits(shared, spec, &args) {
         return Run::Now(refuse(conn, Some(spec), reply));
     }
@@ -290,6 +295,35 @@ pub fn dispatch_spec(
         args,
         spec,
     })
+}
+
+/// Records a refusal in ACL LOG and answers Redis 7.0's NOPERM.
+fn noperm(shared: &Shared, conn: &ConnState, denied: crate::acl::Denied) -> Reply {
+    use crate::acl::log::{Event, Reason};
+    let now = std::time::Instant::now();
+    let (reason, object, text) = match denied {
+        crate::acl::Denied::Command(name) => {
+            let text = format!("this user has no permissions to run the '{name}' command");
+            (Reason::Command, Bytes::from(name), text)
+        }
+        crate::acl::Denied::Key(key) => {
+            let text = "this user has no permissions to access one of the keys used as arguments";
+            (Reason::Key, key, text.to_string())
+        }
+    };
+    // Not in the literal below: its lock would be held through `describe`.
+    let username = conn.info.details().user.clone();
+    shared.acl.log.add(
+        Event {
+            reason,
+            multi: conn.multi.is_some(),
+            object,
+            username,
+            client_info: client::describe(&conn.info, now),
+        },
+        now,
+    );
+    Reply::error_code("NOPERM", text)
 }
 
 /// Redis's reply to a command refused past `maxmemory`.

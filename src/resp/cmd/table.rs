@@ -15,7 +15,7 @@
 use bytes::Bytes;
 
 use super::{
-    client, command, connection, counters, expire, hashes, keys, multi, ringkv, server, sets,
+    acl, client, command, connection, counters, expire, hashes, keys, multi, ringkv, server, sets,
     strings, Handler,
 };
 
@@ -260,6 +260,7 @@ table! {
     b"info" => -1, 0, NONE, NO_VALUES, server::info;
     b"config" => -2, 0, NONE, NO_VALUES, server::config;
     b"command" => -1, 0, NONE, NO_VALUES, command::command;
+    b"acl" => -2, BARRIER, NONE, NO_VALUES, acl::acl;
     b"time" => 1, 0, NONE, NO_VALUES, server::time;
     b"lolwut" => -1, READONLY, NONE, NO_VALUES, server::lolwut;
     b"wait" => 3, BARRIER, NONE, NO_VALUES, server::wait;

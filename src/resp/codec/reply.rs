@@ -82,6 +82,15 @@ pub enum Reply {
 }
 
 impl Reply {
+    /// The text of a status line or a UTF-8 bulk string.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Reply::Simple(s) => Some(s),
+            Reply::Bulk(b) => std::str::from_utf8(b).ok(),
+            _ => None,
+        }
+    }
+
     /// `+OK`.
     pub fn ok() -> Reply {
         Reply::Simple(Cow::Borrowed("OK"))
