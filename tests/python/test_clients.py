@@ -419,3 +419,29 @@ def test_rename_and_copy_are_refused_with_the_reason(r, key):
         with pytest.raises(redis.ResponseError, match="not supported by ringkv"):
             call()
     assert r.get(k) == b"v"
+
+
+def test_an_acl_user_logs_in_with_username_and_password_on_every_node(every, key):
+    """redis-py's `username=`/`password=`: HELLO 3 AUTH (or AUTH user pass
+    with protocol 2) as a user made through one node, refused what its
+    rules exclude on every node."""
+    user = "py-" + uuid.uuid4().hex[:8]
+    admin = every[0]
+    assert admin.acl_setuser(
+        user, enabled=True, passwords=["+py-secret"], keys=[key + "*"],
+        commands=["+@read", "+@write", "-@dangerous"],
+    ) is True
+    for node in NODES:
+        host, port = node
+        options = {"protocol": int(PROTOCOL)} if PROTOCOL else {}
+        c = redis.Redis(host, port, username=user, password="py-secret", **options)
+        assert c.set(key + "a", "1") is True
+        assert c.get(key + "a") == b"1"
+        with pytest.raises(redis.exceptions.NoPermissionError, match="no permissions to run the 'flushall' command"):
+            c.flushall()
+        with pytest.raises(redis.exceptions.NoPermissionError, match="no permissions to access one of the keys"):
+            c.get("elsewhere")
+        c.close()
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        redis.Redis(*NODES[-1], username=user, password="wrong").ping()
+    assert admin.acl_deluser(user) == 1
