@@ -295,3 +295,75 @@ fn users_and_their_rules_read_back_as_redis_shows_them() {
     assert_eq!(r.cmd(&["ACL", "WHOAMI"]), noperm_command("acl|whoami"));
     assert_eq!(a.cmd(&["ACL", "WHOAMI"]), bulk("default"));
 }
+
+/// Users changed on both sides of a partition: each side applies its own
+/// changes at once; after the heal every node holds, per user, the later
+/// change (last writer wins), and a deletion made later than a change on
+/// the other side stays a deletion.
+#[test]
+fn users_changed_on_both_sides_of_a_partition_merge_last_writer_wins() {
+    let flags = [
+        "--fault-injection",
+        "--set",
+        "heartbeat_interval_ms=50",
+        "--set",
+        "failure_timeout_ms=300",
+    ];
+    let c = Cluster::start(&["n1", "n2", "n3", "n4"], &flags);
+    for user in ["both", "gone"] {
+        assert_eq!(
+            c.client(0)
+                .cmd(&["ACL", "SETUSER", user, "on", ">start", "~*", "+@all"]),
+            Reply::ok()
+        );
+    }
+    common::split(&c, &["n1", "n2"]);
+    // Each side: its own change holds on its side at once (SETUSER spreads
+    // to the nodes it sees up).
+    assert_eq!(
+        c.client(2)
+            .cmd(&["ACL", "SETUSER", "both", "resetpass", ">right-first"]),
+        Reply::ok()
+    );
+    assert_eq!(
+        c.client(2)
+            .cmd(&["ACL", "SETUSER", "gone", "resetpass", ">kept"]),
+        Reply::ok()
+    );
+    assert_eq!(
+        c.client(3).cmd(&["AUTH", "both", "right-first"]),
+        Reply::ok()
+    );
+    assert_eq!(
+        c.client(0)
+            .cmd(&["ACL", "SETUSER", "both", "resetpass", ">left-later"]),
+        Reply::ok()
+    );
+    assert_eq!(
+        c.client(1).cmd(&["ACL", "DELUSER", "gone"]),
+        Reply::Integer(1)
+    );
+    assert_eq!(
+        c.client(1).cmd(&["AUTH", "both", "left-later"]),
+        Reply::ok()
+    );
+    assert_eq!(
+        c.client(3).cmd(&["AUTH", "both", "left-later"]),
+        wrongpass()
+    );
+    common::heal(&c);
+    for i in 0..4 {
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                c.client(i).try_cmd(&["AUTH", "both", "left-later"]) == Some(Reply::ok())
+                    && c.client(i).try_cmd(&["ACL", "GETUSER", "gone"]) == Some(Reply::Nil)
+            }),
+            "node {i} did not converge on the later changes"
+        );
+        assert_eq!(
+            c.client(i).cmd(&["AUTH", "both", "right-first"]),
+            wrongpass()
+        );
+        assert_eq!(c.client(i).cmd(&["AUTH", "gone", "kept"]), wrongpass());
+    }
+}
