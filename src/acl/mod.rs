@@ -164,3 +164,6 @@ impl Acl {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
