@@ -293,6 +293,11 @@ def generate(binary, table):
             commands[name] = {"info": info, "docs": docs}
         every, _ = ask(r3, "COMMAND", "DOCS")
         groups = {n: every[n]["group"][1:] for n in sorted(every)}
+        # Every subcommand Redis has, so ACL rules may name those ringkv
+        # lacks (`-memory|doctor`) as Redis accepts them.
+        redis_subcommands = {
+            n: sorted(every[n]["subcommands"]) for n in sorted(every) if "subcommands" in every[n]
+        }
         config, _ = ask(r3, "CONFIG", "GET", "*")
         config = {k: config[k][1:] for k in sorted(config)}
         for k, v in NORMALIZED_CONFIG.items():
@@ -312,6 +317,7 @@ def generate(binary, table):
         "absent": sorted(absent),
         "commands": commands,
         "groups": groups,
+        "redis_subcommands": redis_subcommands,
         "config_normalized": sorted(NORMALIZED_CONFIG),
         "config": config,
     }

@@ -83,7 +83,7 @@ impl AclLog {
                 && e.event.multi == event.multi
                 && e.event.object == event.object
                 && e.event.username == event.username
-                && now.saturating_duration_since(e.created) < GROUP_WITHIN
+                && now.saturating_duration_since(e.created) <= GROUP_WITHIN
         };
         if let Some(i) = entries.iter().take(GROUP_WITH).position(same) {
             let mut e = entries.remove(i).expect("found above");

@@ -133,9 +133,9 @@ impl Universe {
         self.index.contains_key(name) || meta::is_redis_command(name)
     }
 
-    /// Whether `name` has subcommands ringkv knows.
+    /// Whether `name` has subcommands, in ringkv or in Redis.
     pub fn is_container(&self, name: &str) -> bool {
-        self.containers.contains_key(name)
+        self.containers.contains_key(name) || meta::is_redis_container(name)
     }
 
     /// The commands of `category` (`ACL CAT category`), subcommands as

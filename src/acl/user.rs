@@ -192,6 +192,9 @@ impl User {
             b'!' => self.remove_password(&checked_hash(rest)?)?,
             b'~' => self.add_key_pattern(rest, READ | WRITE)?,
             b'%' => {
+                if self.all_keys {
+                    return Err(AFTER_ALLKEYS);
+                }
                 let tilde = rest.iter().position(|&b| b == b'~');
                 let (flags, pattern) = match tilde {
                     Some(at) => (&rest[..at], &rest[at + 1..]),
@@ -219,7 +222,7 @@ impl User {
                 if self.all_channels {
                     return Err(AFTER_ALLCHANNELS);
                 }
-                if rest.iter().any(|b| b.is_ascii_whitespace() || *b == 0) {
+                if rest.iter().any(|b| is_space(*b) || *b == 0) {
                     return Err(SYNTAX);
                 }
                 if !self.channels.iter().any(|c| c[..] == *rest) {
@@ -255,7 +258,7 @@ impl User {
         if self.all_keys {
             return Err(AFTER_ALLKEYS);
         }
-        if pattern.iter().any(|b| b.is_ascii_whitespace() || *b == 0) {
+        if pattern.iter().any(|b| is_space(*b) || *b == 0) {
             return Err(SYNTAX);
         }
         match self.keys.iter_mut().find(|(p, _)| p[..] == *pattern) {
@@ -272,9 +275,17 @@ impl User {
         if let Some(cat) = what.strip_prefix('@') {
             u.category(cat).ok_or(UNKNOWN)?;
         } else if let Some((cmd, arg)) = what.rsplit_once('|') {
+            if arg.is_empty() {
+                return Err(SYNTAX);
+            }
             if cmd.contains('|') {
-                // `+config|get|x`: Redis splits at the last `|`.
-                return Err(if u.knows(cmd) { SUB_FIRST_ARG } else { UNKNOWN });
+                // `+config|get|x`: Redis splits at the last `|`; only
+                // `+` may name a first argument.
+                return Err(if sign == "+" && u.knows(cmd) {
+                    SUB_FIRST_ARG
+                } else {
+                    UNKNOWN
+                });
             }
             if u.is_container(cmd) {
                 if !u.knows(what) {
@@ -283,8 +294,6 @@ impl User {
             } else if !u.knows(cmd) || sign == "-" {
                 // A first-arg may only be allowed, never taken away.
                 return Err(UNKNOWN);
-            } else if arg.is_empty() {
-                return Err(SYNTAX);
             }
         } else if !u.knows(what) {
             return Err(UNKNOWN);
@@ -389,10 +398,8 @@ impl User {
         if words.next() != Some(&b"user"[..]) {
             return Err("an ACL line must start with `user`".into());
         }
-        let name = words
-            .next()
-            .filter(|n| !n.is_empty())
-            .ok_or("no user name")?;
+        // Redis accepts an empty name: its line is `user  on ...`.
+        let name = words.next().ok_or("no user name")?;
         let rules: Vec<Bytes> = words.map(Bytes::copy_from_slice).collect();
         User::new(Bytes::copy_from_slice(name)).with_rules(&rules)
     }
@@ -420,5 +427,11 @@ fn checked_hash(hash: &[u8]) -> Result<String, &'static str> {
 
 /// Whether `name` may name a user: no whitespace or NUL.
 pub fn valid_name(name: &[u8]) -> bool {
-    !name.iter().any(|b| b.is_ascii_whitespace() || *b == 0)
+    !name.iter().any(|b| is_space(*b) || *b == 0)
+}
+
+/// C's `isspace`, as Redis tests names and patterns with it (Rust's
+/// `is_ascii_whitespace` leaves out the vertical tab).
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | 0x09..=0x0d)
 }

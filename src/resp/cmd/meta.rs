@@ -54,6 +54,7 @@ struct Generated {
     absent: Vec<String>,
     commands: BTreeMap<String, Entry>,
     groups: BTreeMap<String, String>,
+    redis_subcommands: BTreeMap<String, Vec<String>>,
     config_normalized: Vec<String>,
     config: BTreeMap<String, String>,
 }
@@ -80,6 +81,10 @@ struct Meta {
     docs: HashMap<String, Reply>,
     /// The group of every command Redis has.
     groups: HashMap<String, String>,
+    /// The full names of every subcommand Redis has (`memory|doctor`).
+    redis_subcommands: std::collections::HashSet<String>,
+    /// The commands Redis has subcommands of.
+    redis_containers: std::collections::HashSet<String>,
     config: Vec<(String, String)>,
     config_normalized: Vec<String>,
 }
@@ -130,6 +135,12 @@ fn load() -> Result<Meta, String> {
         info,
         docs,
         groups: generated.groups.into_iter().collect(),
+        redis_containers: generated.redis_subcommands.keys().cloned().collect(),
+        redis_subcommands: generated
+            .redis_subcommands
+            .into_values()
+            .flatten()
+            .collect(),
         config: generated.config.into_iter().collect(),
         config_normalized: generated.config_normalized,
     })
@@ -243,7 +254,13 @@ pub fn missing_family(name: &[u8]) -> Option<&'static str> {
 /// Whether Redis 7.0 has a command `name` (lower-case, top level), whether
 /// or not ringkv does: ACL rules may name it.
 pub fn is_redis_command(name: &str) -> bool {
-    meta().groups.contains_key(name) || meta().info.contains_key(name)
+    let m = meta();
+    m.groups.contains_key(name) || m.info.contains_key(name) || m.redis_subcommands.contains(name)
+}
+
+/// Whether Redis 7.0 has subcommands of `name` (lower-case).
+pub fn is_redis_container(name: &str) -> bool {
+    meta().redis_containers.contains(name)
 }
 
 /// COMMAND INFO's entry for `name` (any case; `client|id` for a
