@@ -168,6 +168,29 @@ fn leave_then_forget_then_replace_under_load() {
         all_read_back(&c, i, &acked);
     }
     assert!(c.log(leaver).contains("left the cluster"));
+    // Started again on the data directory that left (as a supervisor
+    // would restart it), it refuses to run rather than serve alone.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_ringkv"))
+        .args([
+            "node",
+            "--name",
+            "n5",
+            "--client",
+            "127.0.0.1:0",
+            "--peer",
+            "127.0.0.1:0",
+        ])
+        .args(["--admin", "127.0.0.1:0", "--data-dir"])
+        .arg(&c.nodes[leaver].data_dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(again.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("this data directory left the cluster; to bring n5 back, start it with an empty data directory"),
+        "{err}"
+    );
 
     // n4 dies for good and is forgotten, under load.
     let dead = c.index("n4");

@@ -173,6 +173,23 @@ impl Node {
         // The metadata record first: a flush it holds must hide what the
         // log replays of before it.
         let meta = Metadata::load(&cfg.data_dir.join("metadata"))?;
+        // A data directory that left the cluster (its own record says so:
+        // `leave` writes it before the node stops) must not serve again:
+        // the others write around it and would never read what it took.
+        // A supervisor that restarts it (the kubelet, systemd) gets this.
+        if let Some(d) = crate::placement::departure_of(&meta, &cfg.name, data_id) {
+            if d.is_gone() {
+                return Err(Error::config(
+                    "data_dir",
+                    format!(
+                        "{}: this data directory {} the cluster; to bring {} back, start it with an empty data directory (it is refilled)",
+                        cfg.data_dir.display(),
+                        if d == crate::placement::Departure::Left { "left" } else { "was forgotten by" },
+                        cfg.name
+                    ),
+                ));
+            }
+        }
         if let Some(marker) = meta.flush_marker() {
             clock.advance_past(marker.ts);
             store.flush_before(marker.ts);
