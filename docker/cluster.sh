@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Drive the five-node ringkv cluster of docker/compose.yml.
 #
-#   cluster.sh up                  build the static binary and image, start n1..n5,
-#                                  wait until every node sees five up
+#   cluster.sh up [--tls]          build the static binary and image, start n1..n5,
+#                                  wait until every node sees five up; --tls (or
+#                                  RINGKV_TLS=1): TLS on every port, certificates made here
 #   cluster.sh down                remove containers, network, volumes, partition rules
 #   cluster.sh kill NODE           docker kill (SIGKILL) one node
 #   cluster.sh stop NODE           docker stop (SIGTERM, clean shutdown)
@@ -18,6 +19,15 @@
 #   cluster.sh add n6              start the sixth node (compose profile "extra"); it joins
 #   cluster.sh leave NODE          `ringkv leave` on NODE: it hands its data over and stops
 #   cluster.sh forget NODE         `ringkv forget NODE` through a running node (NODE must be down)
+#   cluster.sh cli NODE [ARGS]     redis-cli to NODE's client port (with the TLS flags under TLS)
+#   cluster.sh certs               make the TLS certificates only (`up --tls` makes them)
+#
+# TLS (docs/docker.md, "TLS"): `up --tls` makes a CA, a certificate for each
+# of n1..n6 and one for the operator with the host's openssl (into
+# target/docker/tls, or $RINGKV_TLS_DIR), and adds docker/compose.tls.yml:
+# TLS on client ports, mutual TLS between nodes, HTTPS on admin ports. The
+# other commands see from the containers that the cluster runs TLS and speak
+# it (RINGKV_TLS=1 or 0 overrides that).
 #
 # Partitions are iptables DROP rules inside the containers' network
 # namespaces, added from the host with nsenter, so the image needs no
@@ -45,6 +55,8 @@ STATIC_BIN=$STATIC_TARGET_DIR/$TARGET/release/ringkv
 STATE_DIR=${RINGKV_DOCKER_STATE:-$ROOT/target/docker}
 RULES_FILE=$STATE_DIR/partition.rules
 UP_TIMEOUT=${RINGKV_UP_TIMEOUT:-90}
+TLS_DIR=${RINGKV_TLS_DIR:-$STATE_DIR/tls}
+[[ $TLS_DIR == /* ]] || TLS_DIR=$PWD/$TLS_DIR
 
 die() {
     echo "cluster.sh: $*" >&2
@@ -86,7 +98,12 @@ need_compose() {
 
 compose() {
     need_compose
-    "${COMPOSE[@]}" -p "$PROJECT" -f "$HERE/compose.yml" "$@"
+    if tls_on; then
+        RINGKV_TLS_DIR=$TLS_DIR "${COMPOSE[@]}" -p "$PROJECT" -f "$HERE/compose.yml" \
+            -f "$HERE/compose.tls.yml" "$@"
+    else
+        "${COMPOSE[@]}" -p "$PROJECT" -f "$HERE/compose.yml" "$@"
+    fi
 }
 
 # Root for nsenter and iptables: ourselves, or sudo.
@@ -153,6 +170,140 @@ running_nodes() {
     return 0
 }
 
+# --- TLS -------------------------------------------------------------------
+
+# TLS_MODE is 1 when the cluster speaks TLS: as RINGKV_TLS says (or `up
+# --tls`), else as its containers were started (their RINGKV_TLS_ADMIN).
+# Decided once, when this file is read, not in the subshells that poll.
+tls_detect() {
+    local n env
+    case ${RINGKV_TLS:-} in
+    1 | true | yes) tls_mode 1 ;;
+    0 | false | no) tls_mode 0 ;;
+    '')
+        tls_mode 0
+        command -v docker >/dev/null 2>&1 || return 0
+        for n in n1 n2 n3 n4 n5 n6; do
+            env=$(docker inspect -f '{{range .Config.Env}}{{println .}}{{end}}' \
+                "$(container "$n")" 2>/dev/null) || continue
+            if grep -qx 'RINGKV_TLS_ADMIN=true' <<<"$env"; then
+                tls_mode 1
+            fi
+            return 0
+        done
+        ;;
+    *) die "RINGKV_TLS is '$RINGKV_TLS': set it to 1 (TLS) or 0 (plaintext)" ;;
+    esac
+}
+
+# tls_mode 0|1 sets TLS_MODE and the flags that go with it: ringkv
+# status's (TLS_STATUS_FLAGS: the cluster's CA) and redis-cli's and the
+# acting admin commands' (TLS_CLIENT_FLAGS: the operator's certificate too,
+# as the nodes run with tls_auth_clients = yes).
+TLS_STATUS_FLAGS=()
+TLS_CLIENT_FLAGS=()
+tls_mode() {
+    TLS_MODE=$1
+    TLS_STATUS_FLAGS=()
+    TLS_CLIENT_FLAGS=()
+    if tls_on; then
+        TLS_STATUS_FLAGS=(--tls --cacert "$TLS_DIR/ca.crt")
+        TLS_CLIENT_FLAGS=(--tls --cacert "$TLS_DIR/ca.crt"
+            --cert "$TLS_DIR/client.crt" --key "$TLS_DIR/client.key")
+    fi
+}
+
+tls_on() {
+    [[ $TLS_MODE == 1 ]]
+}
+
+tls_detect
+
+# True when every certificate is there, signed by the CA there, and good
+# for at least another day.
+certs_fresh() {
+    local f
+    for f in ca client n1/tls n2/tls n3/tls n4/tls n5/tls n6/tls; do
+        [[ -s $TLS_DIR/$f.crt && -s $TLS_DIR/$f.key ]] || return 1
+        openssl x509 -checkend 86400 -noout -in "$TLS_DIR/$f.crt" >/dev/null 2>&1 || return 1
+        openssl verify -CAfile "$TLS_DIR/ca.crt" "$TLS_DIR/$f.crt" >/dev/null 2>&1 || return 1
+    done
+}
+
+# leaf_cert NAME CN USAGES [SANS]: a P-256 key and a certificate the CA
+# signs, as NAME.key and NAME.crt under $TLS_DIR.
+leaf_cert() {
+    local name=$1 cn=$2 usages=$3 sans=${4:-} d=$TLS_DIR
+    {
+        echo "basicConstraints = critical, CA:FALSE"
+        echo "keyUsage = critical, digitalSignature"
+        echo "authorityKeyIdentifier = keyid"
+        echo "extendedKeyUsage = $usages"
+        [[ -z $sans ]] || echo "subjectAltName = $sans"
+    } >"$d/$name.ext"
+    if ! {
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/$name.key" 2>/dev/null &&
+            openssl req -new -key "$d/$name.key" -subj "/CN=$cn" -out "$d/$name.csr" &&
+            openssl x509 -req -in "$d/$name.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
+                -set_serial "0x$(openssl rand -hex 16)" -days 825 -sha256 \
+                -extfile "$d/$name.ext" -out "$d/$name.crt" 2>/dev/null
+    }; then
+        die "openssl could not make the certificate of $cn"
+    fi
+    rm -f "$d/$name.csr" "$d/$name.ext"
+}
+
+# The cluster's own CA, a certificate for each node (n1..n6: its service
+# and container names, localhost and 127.0.0.1; server and client use, for
+# the ports it serves and the peers it dials) and one for the operator
+# (client use), unless the ones in $TLS_DIR will still do. Made on the host:
+# the image has nothing but ringkv.
+make_certs() {
+    command -v openssl >/dev/null 2>&1 ||
+        die "openssl is missing (package openssl): the TLS certificates are made on the host"
+    if certs_fresh; then
+        return 0
+    fi
+    note "making a CA and certificates for n1..n6 and the operator in $TLS_DIR"
+    mkdir -p "$TLS_DIR"
+    # Only the operator reaches the keys on the host. Each node's directory
+    # is bind-mounted alone, so the node (uid 10001) reads its files
+    # without passing through this one.
+    chmod 700 "$TLS_DIR"
+    local d=$TLS_DIR n
+    printf '%s\n' '[req]' 'distinguished_name = dn' 'x509_extensions = ca' '[dn]' '[ca]' \
+        'basicConstraints = critical, CA:TRUE' 'keyUsage = critical, keyCertSign, cRLSign' \
+        'subjectKeyIdentifier = hash' >"$d/ca.cnf"
+    if ! {
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/ca.key" 2>/dev/null &&
+            openssl req -x509 -new -key "$d/ca.key" -config "$d/ca.cnf" -subj "/CN=ringkv docker CA" \
+                -days 3650 -sha256 -out "$d/ca.crt"
+    }; then
+        die "openssl could not make the CA"
+    fi
+    rm -f "$d/ca.cnf"
+    for n in n1 n2 n3 n4 n5 n6; do
+        mkdir -p "$d/$n"
+        leaf_cert "$n/tls" "$n" serverAuth,clientAuth \
+            "DNS:$n,DNS:$PROJECT-$n,DNS:localhost,IP:127.0.0.1"
+        cp "$d/ca.crt" "$d/$n/ca.crt"
+        chmod 755 "$d/$n"
+        chmod 644 "$d/$n/tls.crt" "$d/$n/tls.key" "$d/$n/ca.crt"
+    done
+    leaf_cert client operator clientAuth
+    chmod 600 "$d/ca.key" "$d/client.key"
+    chmod 644 "$d/ca.crt" "$d/client.crt"
+}
+
+# How to reach a TLS cluster from the host, printed after `up`.
+tls_hints() {
+    local d=$TLS_DIR
+    note "TLS on every port; the CA and the operator's certificate are in $d"
+    note "  redis-cli --tls --cacert $d/ca.crt --cert $d/client.crt --key $d/client.key -p 7001"
+    note "  ringkv status --admin 127.0.0.1:7201 --tls --cacert $d/ca.crt"
+    note "  $HERE/cluster.sh cli n1 [ARGS]   (redis-cli with those flags)"
+}
+
 # --- building --------------------------------------------------------------
 
 build_binary() {
@@ -194,9 +345,13 @@ status_json() {
     local addr
     addr=$(admin_addr "$1")
     if command -v curl >/dev/null 2>&1; then
-        curl -fsS --max-time 2 "http://$addr/status" 2>/dev/null
+        if tls_on; then
+            curl -fsS --max-time 2 --cacert "$TLS_DIR/ca.crt" "https://$addr/status" 2>/dev/null
+        else
+            curl -fsS --max-time 2 "http://$addr/status" 2>/dev/null
+        fi
     elif [[ -x $STATIC_BIN ]]; then
-        "$STATIC_BIN" status --json --admin "$addr" 2>/dev/null
+        "$STATIC_BIN" status --json --admin "$addr" "${TLS_STATUS_FLAGS[@]}" 2>/dev/null
     else
         die "need curl, or the binary at $STATIC_BIN, to read /status"
     fi
@@ -429,7 +584,7 @@ host_ringkv() {
 cmd_leave() {
     [[ $# -eq 1 ]] || die "leave needs one node name (${NODES[*]})"
     check_node "$1"
-    host_ringkv leave --admin "$(admin_addr "$1")"
+    host_ringkv leave --admin "$(admin_addr "$1")" "${TLS_CLIENT_FLAGS[@]}"
 }
 
 cmd_forget() {
@@ -438,7 +593,21 @@ cmd_forget() {
     local via
     via=$(running_nodes | grep -vx "$1" | head -1)
     [[ -n $via ]] || die "no running node to ask"
-    host_ringkv forget "$1" --admin "$(admin_addr "$via")"
+    host_ringkv forget "$1" --admin "$(admin_addr "$via")" "${TLS_CLIENT_FLAGS[@]}"
+}
+
+# redis-cli to NODE's client port, with the TLS flags when the cluster runs TLS.
+redis_cli() {
+    local n=$1
+    shift
+    redis-cli -h 127.0.0.1 -p "$(client_port "$n")" "${TLS_CLIENT_FLAGS[@]}" "$@"
+}
+
+cmd_cli() {
+    [[ $# -ge 1 ]] || die "cli needs a node name (${NODES[*]})"
+    check_node "$1"
+    command -v redis-cli >/dev/null 2>&1 || die "redis-cli is missing (package redis-tools)"
+    redis_cli "$@"
 }
 
 cmd_logs() {
@@ -469,11 +638,19 @@ check_ports() {
 }
 
 cmd_up() {
+    case ${1:-} in
+    --tls) tls_mode 1 ;;
+    '') ;;
+    *) die "up takes only --tls" ;;
+    esac
     need_compose
     check_ports
+    tls_on && make_certs
     build_image
     compose up -d --no-build || die "compose up failed"
     wait_up "$UP_TIMEOUT"
+    tls_on && tls_hints
+    return 0
 }
 
 cmd_down() {
@@ -492,7 +669,7 @@ main() {
     local cmd=${1:-}
     [[ $# -gt 0 ]] && shift
     case $cmd in
-    up) cmd_up ;;
+    up) cmd_up "$@" ;;
     down) cmd_down ;;
     image) build_image ;;
     kill) cmd_kill "$@" ;;
@@ -508,6 +685,8 @@ main() {
     add) cmd_add "$@" ;;
     leave) cmd_leave "$@" ;;
     forget) cmd_forget "$@" ;;
+    cli) cmd_cli "$@" ;;
+    certs) make_certs && note "certificates in $TLS_DIR" ;;
     help | -h | --help) usage ;;
     '') usage >&2 && exit 2 ;;
     *) die "unknown command '$cmd' (try: $(basename "$0") help)" ;;
