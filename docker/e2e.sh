@@ -14,6 +14,7 @@
 # when a step fails (set E2E_KEEP=1 to leave a failed cluster for a look).
 # Needs Docker, root (for the partition), cargo, and redis-cli (installed
 # with apt-get when missing). Exit status 0 only when every step passed.
+# RINGKV_TLS=1 runs it all against a TLS cluster (cluster.sh up --tls).
 
 set -euo pipefail
 export LC_ALL=C
@@ -101,7 +102,7 @@ need_redis_cli() {
 
 # Sends the commands of FILE (one a line) to NODE; prints the replies, one a line.
 rcli() {
-    redis-cli -h 127.0.0.1 -p "$(client_port "$1")" <"$2" 2>&1 || true
+    redis_cli "$1" <"$2" 2>&1 || true
 }
 
 # SETs "KEY VALUE" lines of FILE through NODE; fails unless every one is OK.
