@@ -3,7 +3,7 @@
 #
 #   cluster.sh up [--tls]          build the static binary and image, start n1..n5,
 #                                  wait until every node sees five up; --tls (or
-#                                  RINGKV_TLS=1): TLS on every port, certificates made here
+#                                  CLUSTER_TLS=1): TLS on every port, certificates made here
 #   cluster.sh down                remove containers, network, volumes, partition rules
 #   cluster.sh kill NODE           docker kill (SIGKILL) one node
 #   cluster.sh stop NODE           docker stop (SIGTERM, clean shutdown)
@@ -24,10 +24,10 @@
 #
 # TLS (docs/docker.md, "TLS"): `up --tls` makes a CA, a certificate for each
 # of n1..n6 and one for the operator with the host's openssl (into
-# target/docker/tls, or $RINGKV_TLS_DIR), and adds docker/compose.tls.yml:
+# target/docker/tls, or $CLUSTER_TLS_DIR), and adds docker/compose.tls.yml:
 # TLS on client ports, mutual TLS between nodes, HTTPS on admin ports. The
 # other commands see from the containers that the cluster runs TLS and speak
-# it (RINGKV_TLS=1 or 0 overrides that).
+# it (CLUSTER_TLS=1 or 0 overrides that).
 #
 # Partitions are iptables DROP rules inside the containers' network
 # namespaces, added from the host with nsenter, so the image needs no
@@ -55,7 +55,7 @@ STATIC_BIN=$STATIC_TARGET_DIR/$TARGET/release/ringkv
 STATE_DIR=${RINGKV_DOCKER_STATE:-$ROOT/target/docker}
 RULES_FILE=$STATE_DIR/partition.rules
 UP_TIMEOUT=${RINGKV_UP_TIMEOUT:-90}
-TLS_DIR=${RINGKV_TLS_DIR:-$STATE_DIR/tls}
+TLS_DIR=${CLUSTER_TLS_DIR:-$STATE_DIR/tls}
 [[ $TLS_DIR == /* ]] || TLS_DIR=$PWD/$TLS_DIR
 
 die() {
@@ -99,7 +99,7 @@ need_compose() {
 compose() {
     need_compose
     if tls_on; then
-        RINGKV_TLS_DIR=$TLS_DIR "${COMPOSE[@]}" -p "$PROJECT" -f "$HERE/compose.yml" \
+        CLUSTER_TLS_DIR=$TLS_DIR "${COMPOSE[@]}" -p "$PROJECT" -f "$HERE/compose.yml" \
             -f "$HERE/compose.tls.yml" "$@"
     else
         "${COMPOSE[@]}" -p "$PROJECT" -f "$HERE/compose.yml" "$@"
@@ -172,12 +172,12 @@ running_nodes() {
 
 # --- TLS -------------------------------------------------------------------
 
-# TLS_MODE is 1 when the cluster speaks TLS: as RINGKV_TLS says (or `up
+# TLS_MODE is 1 when the cluster speaks TLS: as CLUSTER_TLS says (or `up
 # --tls`), else as its containers were started (their RINGKV_TLS_ADMIN).
 # Decided once, when this file is read, not in the subshells that poll.
 tls_detect() {
     local n env
-    case ${RINGKV_TLS:-} in
+    case ${CLUSTER_TLS:-} in
     1 | true | yes) tls_mode 1 ;;
     0 | false | no) tls_mode 0 ;;
     '')
@@ -192,7 +192,7 @@ tls_detect() {
             return 0
         done
         ;;
-    *) die "RINGKV_TLS is '$RINGKV_TLS': set it to 1 (TLS) or 0 (plaintext)" ;;
+    *) die "CLUSTER_TLS is '$CLUSTER_TLS': set it to 1 (TLS) or 0 (plaintext)" ;;
     esac
 }
 

@@ -14,7 +14,7 @@
 # when a step fails (set E2E_KEEP=1 to leave a failed cluster for a look).
 # Needs Docker, root (for the partition), cargo, and redis-cli (installed
 # with apt-get when missing). Exit status 0 only when every step passed.
-# RINGKV_TLS=1 runs it all against a TLS cluster (cluster.sh up --tls).
+# CLUSTER_TLS=1 runs it all against a TLS cluster (cluster.sh up --tls).
 
 set -euo pipefail
 export LC_ALL=C

@@ -20,7 +20,7 @@ set -euo pipefail
 export LC_ALL=C
 
 CHECK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-export RINGKV_TLS=1
+export CLUSTER_TLS=1
 # shellcheck source=docker/cluster.sh
 source "$CHECK_DIR/cluster.sh"
 
@@ -94,10 +94,10 @@ all_healthy() {
     done
 }
 
-# `cluster.sh status` as an operator runs it: a new process, RINGKV_TLS
+# `cluster.sh status` as an operator runs it: a new process, CLUSTER_TLS
 # unset, so it must find TLS from the containers.
 status_cmd() {
-    env -u RINGKV_TLS "$CHECK_DIR/cluster.sh" status
+    env -u CLUSTER_TLS "$CHECK_DIR/cluster.sh" status
 }
 
 # The UP cells of the status table's node rows.

@@ -90,6 +90,14 @@ fn report<T: serde::de::DeserializeOwned>(
     (code, body): (u16, String),
     refused: impl FnOnce(&str) -> String,
 ) -> Result<T> {
+    if code == 403 {
+        // Refused before it started (a client certificate missing, fault
+        // injection off): nothing happened on the node.
+        return Err(Error::invalid(format!(
+            "{admin}{path} refused the request, nothing was done: {}",
+            body.trim()
+        )));
+    }
     if code != 200 {
         return Err(Error::invalid(refused(body.trim())));
     }
