@@ -367,3 +367,34 @@ fn users_changed_on_both_sides_of_a_partition_merge_last_writer_wins() {
         assert_eq!(c.client(i).cmd(&["AUTH", "gone", "kept"]), wrongpass());
     }
 }
+
+/// A command queued in MULTI and refused at EXEC because the user's rules
+/// changed meanwhile: that element of EXEC's reply is Redis's "ACLs rules
+/// changed" NOPERM, and the other commands run.
+#[test]
+fn a_queued_command_whose_permission_was_taken_away_is_refused_at_exec() {
+    let c = Cluster::start(&["n1", "n2"], &[]);
+    assert_eq!(
+        c.client(0)
+            .cmd(&["ACL", "SETUSER", "tx", "on", ">pw", "~*", "+@all"]),
+        Reply::ok()
+    );
+    let mut tx = login(&c, 1, "tx", "pw");
+    assert_eq!(tx.cmd(&["MULTI"]), Reply::ok());
+    assert_eq!(tx.cmd(&["SET", "tx:a", "1"]), Reply::simple("QUEUED"));
+    assert_eq!(tx.cmd(&["GET", "tx:a"]), Reply::simple("QUEUED"));
+    assert_eq!(
+        c.client(0).cmd(&["ACL", "SETUSER", "tx", "-set"]),
+        Reply::ok()
+    );
+    assert_eq!(
+        tx.cmd(&["EXEC"]),
+        Reply::Array(vec![
+            Reply::error_code(
+                "NOPERM",
+                "ACLs rules changed between the moment the transaction was accumulated and the EXEC call. This command is no longer allowed for the following reason: no permission to execute the command or subcommand"
+            ),
+            Reply::Nil,
+        ])
+    );
+}

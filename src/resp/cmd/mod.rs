@@ -266,7 +266,7 @@ pub fn dispatch_spec(
         return Run::Now(refuse(conn, Some(spec), noauth));
     }
     if let Err(denied) = conn.current_perms(&shared.acl).check(spec, &args) {
-        let reply = noperm(shared, conn, denied);
+        let reply = noperm(shared, conn, denied, false);
         return Run::Now(refuse(conn, Some(spec), reply));
     }
     if let Some(reply) = check_limits(shared, spec, &args) {
@@ -297,8 +297,15 @@ pub fn dispatch_spec(
     })
 }
 
-/// Records a refusal in ACL LOG and answers Redis 7.0's NOPERM.
-fn noperm(shared: &Shared, conn: &ConnState, denied: crate::acl::Denied) -> Reply {
+/// Records a refusal in ACL LOG and answers Redis 7.0's NOPERM; `at_exec`:
+/// a queued command refused when EXEC runs it (the user's rules changed
+/// since it was queued), worded as Redis words that.
+pub fn noperm(
+    shared: &Shared,
+    conn: &ConnState,
+    denied: crate::acl::Denied,
+    at_exec: bool,
+) -> Reply {
     use crate::acl::log::{Event, Reason};
     let now = std::time::Instant::now();
     let (reason, object, text) = match denied {
@@ -311,12 +318,19 @@ fn noperm(shared: &Shared, conn: &ConnState, denied: crate::acl::Denied) -> Repl
             (Reason::Key, key, text.to_string())
         }
     };
+    let text = match (at_exec, reason) {
+        (false, _) => text,
+        (true, r) => format!(
+            "ACLs rules changed between the moment the transaction was accumulated and the EXEC call. This command is no longer allowed for the following reason: {}",
+            if r == Reason::Key { "no permission to touch the specified keys" } else { "no permission to execute the command or subcommand" }
+        ),
+    };
     // Not in the literal below: its lock would be held through `describe`.
     let username = conn.info.details().user.clone();
     shared.acl.log.add(
         Event {
             reason,
-            multi: conn.multi.is_some(),
+            multi: conn.multi.is_some() || at_exec,
             object,
             username,
             client_info: client::describe(&conn.info, now),

@@ -148,11 +148,19 @@ pub fn exec(call: Call<'_>) -> Run {
     // until the batch below polls them.
     let mut batch: Vec<(Footprint, Run)> = Vec::with_capacity(multi.queued.len());
     for args in multi.queued {
-        let footprint = match args.first().and_then(|name| lookup(name)) {
+        let spec = args.first().and_then(|name| lookup(name));
+        let footprint = match spec {
             Some(spec) => Footprint::of(spec, &args),
             None => Footprint::none(),
         };
-        batch.push((footprint, dispatch(shared, conn, args)));
+        // Checked again as it runs: the user's rules may have changed
+        // since it was queued (Redis words that refusal apart).
+        let denied = spec.and_then(|s| conn.current_perms(&shared.acl).check(s, &args).err());
+        let run = match denied {
+            Some(d) => Run::Now(super::noperm(shared, conn, d, true)),
+            None => dispatch(shared, conn, args),
+        };
+        batch.push((footprint, run));
     }
     let shared = shared.clone();
     let q = conn.quorum;
