@@ -398,3 +398,28 @@ fn a_queued_command_whose_permission_was_taken_away_is_refused_at_exec() {
         ])
     );
 }
+
+/// CLIENT KILL USER closes the connections of that user only.
+#[test]
+fn client_kill_user_closes_that_users_connections_only() {
+    let c = Cluster::start(&["n1"], &[]);
+    let mut admin = c.client(0);
+    assert_eq!(
+        admin.cmd(&["ACL", "SETUSER", "k", "on", ">pw", "~*", "+@all"]),
+        Reply::ok()
+    );
+    let mut ks = [login(&c, 0, "k", "pw"), login(&c, 0, "k", "pw")];
+    let mut other = c.client(0);
+    assert_eq!(
+        admin.cmd(&["CLIENT", "KILL", "USER", "k"]),
+        Reply::Integer(2)
+    );
+    for k in &mut ks {
+        assert_eq!(k.try_cmd(&["PING"]), None, "a connection of k survived");
+    }
+    assert_eq!(other.cmd(&["PING"]), Reply::simple("PONG"));
+    assert_eq!(
+        admin.cmd(&["CLIENT", "KILL", "USER", "nobody"]),
+        Reply::err("No such user 'nobody'")
+    );
+}

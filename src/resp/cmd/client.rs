@@ -181,6 +181,7 @@ struct KillFilter {
     addr: Option<String>,
     laddr: Option<String>,
     id: Option<u64>,
+    user: Option<Bytes>,
     /// A type that no ringkv client has (master, replica, pubsub).
     no_match: bool,
     skipme: bool,
@@ -195,7 +196,7 @@ fn kill(shared: &crate::node::shared::Shared, conn: &mut ConnState, args: &[Byte
             ..KillFilter::default()
         }
     } else {
-        match kill_filter(args) {
+        match kill_filter(shared, args) {
             Ok(f) => f,
             Err(reply) => return reply,
         }
@@ -212,6 +213,7 @@ fn kill(shared: &crate::node::shared::Shared, conn: &mut ConnState, args: &[Byte
                 .as_ref()
                 .is_none_or(|a| *a == c.laddr.to_string())
             && filter.id.is_none_or(|id| id == c.id)
+            && filter.user.as_ref().is_none_or(|u| *u == c.details().user)
     };
     // This connection is never aborted from here: it is closed after
     // this reply instead, as Redis does.
@@ -227,7 +229,7 @@ fn kill(shared: &crate::node::shared::Shared, conn: &mut ConnState, args: &[Byte
     }
 }
 
-fn kill_filter(args: &[Bytes]) -> Result<KillFilter, Reply> {
+fn kill_filter(shared: &crate::node::shared::Shared, args: &[Bytes]) -> Result<KillFilter, Reply> {
     let mut f = KillFilter {
         skipme: true,
         ..KillFilter::default()
@@ -250,7 +252,7 @@ fn kill_filter(args: &[Bytes]) -> Result<KillFilter, Reply> {
             },
             "ADDR" => f.addr = Some(text),
             "LADDR" => f.laddr = Some(text),
-            "USER" if text == "default" => {}
+            "USER" if shared.acl.users().get(value).is_some() => f.user = Some(value.clone()),
             "USER" => return Err(Reply::err(format!("No such user '{text}'"))),
             "SKIPME" => match text.to_ascii_uppercase().as_str() {
                 "YES" => f.skipme = true,
