@@ -9,6 +9,11 @@
 # settings and quorums), and drives each with redis-benchmark -c 50 -d 64 -r 100000 -t set,get, with -P 1
 # and -P 16 (--cluster for Redis Cluster). Also drives the three ringkv nodes at once, one redis-benchmark
 # per node (run per test, so the three SET phases and the three GET phases overlap), and sums their ops/s.
+# Issue 19's single-node rows: (d) one redis-server with `--appendonly yes --appendfsync everysec` on 16380
+# (the peer for ringkv's SET, which logs every write and fsyncs every second), and (e) one ringkv node alone
+# (`ringkv up --nodes 1 --base-port 18500 -- --set worker_threads=1`: no replicas, one worker thread), so the
+# request path alone is compared with one Redis on one core. SYSTEMS limits the run (e.g. SYSTEMS="redis
+# redis_aof ringkv1" for the single-node rows only).
 # Each (system, -P) pair is first measured once on a short run to choose -n for runs of at least SECS seconds;
 # then every repetition runs every pair in turn, and the table gives medians. Every server is stopped by pid.
 source "$(dirname "$0")/lib.sh"
@@ -21,6 +26,9 @@ WORK=${WORK:-/tmp/ringkv-bench-compare}
 REPS=${REPS:-3}
 SECS=${SECS:-4}
 REDIS_PORT=${REDIS_PORT:-16379}
+REDIS_AOF_PORT=${REDIS_AOF_PORT:-16380}
+RINGKV1_BASE=${RINGKV1_BASE:-18500}
+SYSTEMS=${SYSTEMS:-"redis redis_aof cluster ringkv ringkv3 ringkv1"}
 CLUSTER_PORT=${CLUSTER_PORT:-6401}   # cluster bus ports +10000: 16401-16406
 RINGKV_BASE=${RINGKV_BASE:-18000}
 COMMON=(-c 50 -d 64 -r 100000)
@@ -34,21 +42,34 @@ servers:
   redis:   redis-server --port $REDIS_PORT --save '' --appendonly no
   cluster: 6 x redis-server --port $CLUSTER_PORT..$((CLUSTER_PORT + 5)) --cluster-enabled yes --save '' --appendonly no,
            redis-cli --cluster create 127.0.0.1:$CLUSTER_PORT ... 127.0.0.1:$((CLUSTER_PORT + 5)) --cluster-replicas 1 --cluster-yes
+  redis_aof: redis-server --port $REDIS_AOF_PORT --save '' --appendonly yes --appendfsync everysec
   ringkv:  $RINGKV up --nodes 3 --base-port $RINGKV_BASE --data-dir $WORK/ringkv   (defaults: N=3, R=2, W=2)
+  ringkv1: $RINGKV up --nodes 1 --base-port $RINGKV1_BASE --data-dir $WORK/ringkv1 -- --set worker_threads=1
+systems measured: $SYSTEMS
 load: redis-benchmark ${COMMON[*]} -t set,get -P {1,16} -n N --csv, with -p $REDIS_PORT | --cluster -p $CLUSTER_PORT |
       -p $((RINGKV_BASE + 1)); ringkv x3: one redis-benchmark ${COMMON[*]} -t {set|get} per node $((RINGKV_BASE + 1))-$((RINGKV_BASE + 3)) at once
 repetitions: $REPS; target run length: ${SECS} s per test
 EOF
 
-start_redis "$REDIS_PORT" "$WORK/redis"
-start_redis_cluster "$CLUSTER_PORT" "$WORK/cluster"
-ringkv_ports_free "$RINGKV_BASE" 3
-start_ringkv "$RINGKV_BASE" "$WORK/ringkv" 3
-echo "all servers up: redis pid ${PIDS[0]}, cluster pids ${PIDS[*]:1:6}, ringkv up pid ${PIDS[7]} (nodes $(ringkv_pids "$WORK/ringkv"))"
+has() { [[ " $SYSTEMS " == *" $1 "* ]]; }
+has redis && start_redis "$REDIS_PORT" "$WORK/redis"
+has redis_aof && start_redis "$REDIS_AOF_PORT" "$WORK/redis_aof" --appendonly yes --appendfsync everysec
+has cluster && start_redis_cluster "$CLUSTER_PORT" "$WORK/cluster"
+if has ringkv || has ringkv3; then
+  ringkv_ports_free "$RINGKV_BASE" 3
+  start_ringkv "$RINGKV_BASE" "$WORK/ringkv" 3
+fi
+if has ringkv1; then
+  ringkv_ports_free "$RINGKV1_BASE" 1
+  start_ringkv "$RINGKV1_BASE" "$WORK/ringkv1" 1 --set worker_threads=1
+fi
+echo "all servers up: pids ${PIDS[*]}"
 
 target_args() {
   case $1 in
     redis) echo "-p $REDIS_PORT" ;;
+    redis_aof) echo "-p $REDIS_AOF_PORT" ;;
+    ringkv1) echo "-p $((RINGKV1_BASE + 1))" ;;
     cluster) echo "--cluster -p $CLUSTER_PORT" ;;
     ringkv) echo "-p $((RINGKV_BASE + 1))" ;;
   esac
@@ -82,7 +103,7 @@ run() { if [ "$1" = ringkv3 ]; then all3 "$2" "$3"; else one "$1" "$2" "$3"; fi;
 # (sized on the faster of SET and GET).
 declare -A N
 for p in 1 16; do
-  for sys in redis cluster ringkv ringkv3; do
+  for sys in $SYSTEMS; do
     cal=$(( p == 1 ? 10000 : 100000 ))
     rps=$(run "$sys" "$p" "$cal" | awk '$2 > m {m = $2} END {print m}')
     [ "$sys" = ringkv3 ] && rps=$(awk -v r="$rps" 'BEGIN {print r / 3}')
@@ -93,7 +114,7 @@ done
 
 for rep in $(seq "$REPS"); do
   for p in 1 16; do
-    for sys in redis cluster ringkv ringkv3; do
+    for sys in $SYSTEMS; do
       run "$sys" "$p" "${N[$sys,$p]}" | while read -r t rps p50 p99; do
         echo "$rep $sys $p $t $rps $p50 $p99" | tee -a "$RESULTS"
       done
@@ -124,5 +145,14 @@ for p in ("1", "16"):
         print(f"| {t} | {p} | {cell(k('redis'))} | {cell(k('cluster'))} | {cell(k('ringkv'))} | "
               f"{ratio(k('ringkv'), k('redis'))} | {ratio(k('ringkv'), k('cluster'))} | {cell(k('ringkv3'))} | "
               f"{ratio(k('ringkv3'), k('redis'))} | {ratio(k('ringkv3'), k('cluster'))} |")
+print()
+print("one node, no replicas (ringkv1: one worker thread); SET against Redis with appendfsync everysec, GET against Redis:")
+print("| test | -P | Redis | Redis AOF everysec | ringkv, 1 node | ringkv1/Redis | ringkv1/Redis AOF |")
+print("|---|---|---|---|---|---|---|")
+for p in ("16", "1"):
+    for t in ("SET", "GET"):
+        k = lambda s: (s, p, t)
+        print(f"| {t} | {p} | {cell(k('redis'))} | {cell(k('redis_aof'))} | {cell(k('ringkv1'))} | "
+              f"{ratio(k('ringkv1'), k('redis'))} | {ratio(k('ringkv1'), k('redis_aof'))} |")
 PY
 echo "raw results: $RESULTS"
