@@ -36,25 +36,9 @@ CURRENT_STEP=setup
 
 # --- reporting -------------------------------------------------------------
 
-step() {
-    CURRENT_STEP=$*
-    printf '\n== %s\n' "$*"
-}
+# shellcheck source=docker/report.sh
+source "$E2E_DIR/report.sh"
 
-pass() {
-    echo "PASS: $*"
-    SUMMARY+=("PASS  $*")
-}
-
-fail() {
-    echo "FAIL: $*" >&2
-    SUMMARY+=("FAIL  $CURRENT_STEP: $*")
-    exit 1
-}
-
-secs() {
-    awk -v ms="$1" 'BEGIN { printf "%.2f s", ms / 1000 }'
-}
 
 # Records a measured time for the summary: timing "what" MILLISECONDS.
 timing() {

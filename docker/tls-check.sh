@@ -30,25 +30,9 @@ SUMMARY=()
 CURRENT_STEP=setup
 STARTED=0
 
-step() {
-    CURRENT_STEP=$*
-    printf '\n== %s\n' "$*"
-}
+# shellcheck source=docker/report.sh
+source "$CHECK_DIR/report.sh"
 
-pass() {
-    echo "PASS: $*"
-    SUMMARY+=("PASS  $*")
-}
-
-fail() {
-    echo "FAIL: $*" >&2
-    SUMMARY+=("FAIL  $CURRENT_STEP: $*")
-    exit 1
-}
-
-secs() {
-    awk -v ms="$1" 'BEGIN { printf "%.2f s", ms / 1000 }'
-}
 
 cleanup() {
     local rc=$?

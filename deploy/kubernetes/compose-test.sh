@@ -58,25 +58,9 @@ now_ms() {
     date +%s%3N
 }
 
-secs() {
-    awk -v ms="$1" 'BEGIN { printf "%.2f s", ms / 1000 }'
-}
 
-step() {
-    CURRENT_STEP=$*
-    printf '\n== %s\n' "$*"
-}
-
-pass() {
-    echo "PASS: $*"
-    SUMMARY+=("PASS  $*")
-}
-
-fail() {
-    echo "FAIL: $*" >&2
-    SUMMARY+=("FAIL  $CURRENT_STEP: $*")
-    exit 1
-}
+# shellcheck source=docker/report.sh
+source "$ROOT/docker/report.sh"
 
 note() {
     echo "compose-test.sh: $*" >&2

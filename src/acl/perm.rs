@@ -373,12 +373,12 @@ impl Perms {
         if self.all_keys {
             return Ok(());
         }
-        for (i, mut needs) in keys_of(&u.specs[bit], args) {
-            // SET's key spec has variable flags: without GET it only
-            // writes (Redis's `setGetKeys`).
-            if spec.name == "set" && !args[3..].iter().any(|a| a.eq_ignore_ascii_case(b"GET")) {
-                needs = WRITE;
-            }
+        // SET's key spec has variable flags: without GET it only writes
+        // (Redis's `setGetKeys`).
+        let write_only =
+            spec.name == "set" && !args[3..].iter().any(|a| a.eq_ignore_ascii_case(b"GET"));
+        for (i, needs) in keys_of(&u.specs[bit], args) {
+            let needs = if write_only { WRITE } else { needs };
             let key = &args[i];
             let ok = self
                 .keys

@@ -46,7 +46,7 @@ use super::shared::Shared;
 use crate::error::{Error, Result};
 use crate::placement::{gone_name, Departure, GoneRecord};
 use crate::ring::{NodeName, Ring, Token};
-use crate::store::{Entry, Version, LEAVES};
+use crate::store::{Entry, LEAVES};
 
 /// How long `/status` lists a node after it left or was forgotten.
 pub const SHOWN_FOR: Duration = Duration::from_secs(300);
@@ -182,10 +182,7 @@ impl Shared {
             departure,
             data_id: self.data_id,
         };
-        let version = Version {
-            ts: self.clock.now(),
-            node: self.id,
-        };
+        let version = self.stamp();
         self.spread(
             &gone_name(&self.me, self.data_id),
             version,
@@ -370,10 +367,7 @@ impl Shared {
             departure: Departure::Forgotten,
             data_id: record.data_id,
         };
-        let version = Version {
-            ts: self.clock.now(),
-            node: self.id,
-        };
+        let version = self.stamp();
         let confirmed = self
             .spread(&gone_name(name, record.data_id), version, gone.encode()?)
             .await?;

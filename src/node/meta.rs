@@ -33,6 +33,15 @@ use crate::store::Version;
 use crate::transport::Peer;
 
 impl Shared {
+    /// A version stamped now by this node: what a write to the record
+    /// (FLUSHALL, a departure, an ACL user) carries.
+    pub fn stamp(&self) -> Version {
+        Version {
+            ts: self.clock.now(),
+            node: self.id,
+        }
+    }
+
     /// A copy of this node's record.
     pub fn metadata(&self) -> Metadata {
         self.meta.lock().unwrap_or_else(|p| p.into_inner()).clone()
@@ -181,10 +190,7 @@ impl Shared {
     /// FLUSHALL / FLUSHDB: see the module doc.
     pub async fn flush_all(&self) -> Result<()> {
         self.check_all_speak_metadata()?;
-        let marker = Version {
-            ts: self.clock.now(),
-            node: self.id,
-        };
+        let marker = self.stamp();
         let (reached, of) = self.spread(FLUSHALL, marker, Bytes::new()).await?;
         info!(marker = %marker.ts, confirmed = reached, up = of, "FLUSHALL");
         if reached < of {

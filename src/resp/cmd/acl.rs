@@ -17,7 +17,6 @@ use super::{help, parse_int, subcommand, Call, Run};
 use crate::acl::perm::{universe, CATEGORIES};
 use crate::acl::{entry_name, user::valid_name, Denied, User};
 use crate::resp::codec::Reply;
-use crate::store::Version;
 
 /// ACL's subcommands with Redis's arities.
 const SUBS: &[(&str, i32)] = &[
@@ -219,10 +218,7 @@ fn setuser(call: Call<'_>) -> Run {
         return Run::Now(super::error_reply(&e));
     }
     Run::later(async move {
-        let version = Version {
-            ts: shared.clock.now(),
-            node: shared.id,
-        };
+        let version = shared.stamp();
         match shared
             .spread(&entry_name(&name), version, Bytes::from(user.line()))
             .await
@@ -260,10 +256,7 @@ fn deluser(call: Call<'_>) -> Run {
     Run::later(async move {
         let count = doomed.len() as i64;
         for name in doomed {
-            let version = Version {
-                ts: shared.clock.now(),
-                node: shared.id,
-            };
+            let version = shared.stamp();
             if let Err(e) = shared
                 .spread(&entry_name(&name), version, Bytes::new())
                 .await
