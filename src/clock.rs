@@ -13,8 +13,13 @@
 //! counter), so it is cheap to store with every value and compares with one
 //! integer comparison.
 //!
-//! This is the one module that reads the wall clock; everything else takes
-//! time as an argument. Fault injection can add an offset to it (see
+//! This is the one module that reads the clocks; everything else takes
+//! time as an argument or asks here. The wall clock is [`wall_micros`];
+//! the monotonic clock that request deadlines, speculation, heartbeats,
+//! the failure sweep and hand-off patience are measured on is
+//! [`instant`], which reads tokio's clock, so a test on a runtime with
+//! paused time (`tokio::time::pause`) controls every deadline of a node
+//! (outside such a test it is `std::time::Instant::now()`). Fault injection can add an offset to it (see
 //! [`set_offset_micros`]): a node is one process, so the offset moves
 //! everything that node times by (write timestamps, expiry, the clock it
 //! announces to peers) together, as a wrong system clock would.
@@ -61,6 +66,14 @@ impl std::fmt::Display for Timestamp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}.{}", self.micros(), self.logical())
     }
+}
+
+/// Now, by the monotonic clock a node times its requests, heartbeats and
+/// patience with: tokio's, which a runtime with paused time controls (see
+/// the module doc).
+#[inline]
+pub fn instant() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// The offset fault injection adds to this process's wall clock.
@@ -178,6 +191,15 @@ impl Hlc {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_monotonic_clock_is_the_one_a_paused_runtime_drives() {
+        let before = instant();
+        tokio::time::advance(std::time::Duration::from_secs(3600)).await;
+        let after = instant();
+        assert!(after - before >= std::time::Duration::from_secs(3600));
+        assert!(after - before < std::time::Duration::from_secs(3601));
+    }
 
     #[test]
     fn never_goes_backwards_when_the_wall_clock_does() {

@@ -152,7 +152,7 @@ pub async fn hand_off_strays(shared: &Shared, view: &View) -> bool {
 /// pass on every view change.)
 pub async fn backlog_loop(shared: std::sync::Arc<Shared>, shutdown: CancellationToken) {
     let mut last_epoch = 0;
-    let mut changed_at = std::time::Instant::now();
+    let mut changed_at = crate::clock::instant();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -160,7 +160,7 @@ pub async fn backlog_loop(shared: std::sync::Arc<Shared>, shutdown: Cancellation
         }
         let view = shared.view.load_full();
         if view.epoch != last_epoch {
-            (last_epoch, changed_at) = (view.epoch, std::time::Instant::now());
+            (last_epoch, changed_at) = (view.epoch, crate::clock::instant());
         }
         // Also for a while after a view change: entries a reconciliation
         // round still running delivered after that view's pass looked.

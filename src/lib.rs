@@ -58,6 +58,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod node;
 pub mod placement;
+pub mod quorum;
 pub mod resp;
 pub mod ring;
 pub mod scenario;

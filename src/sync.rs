@@ -228,8 +228,8 @@ async fn round(
         tokio::time::sleep(HANDOFF_FIRST).await;
         // This node itself still being filled (it joined, or returned):
         // what its peers would send is on its way.
-        let patience = std::time::Instant::now() + FILLING_WAIT;
-        while shared.taking_handoff() && std::time::Instant::now() < patience {
+        let patience = crate::clock::instant() + FILLING_WAIT;
+        while shared.taking_handoff() && crate::clock::instant() < patience {
             tokio::time::sleep(HANDOFF_FIRST).await;
         }
         reconcile_with_peers(shared, view, later, true).await

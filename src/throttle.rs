@@ -39,7 +39,7 @@ impl Throttle {
     pub fn new(rate: u64) -> Throttle {
         Throttle {
             rate,
-            next: Mutex::new(Instant::now()),
+            next: Mutex::new(crate::clock::instant()),
         }
     }
 
@@ -50,7 +50,7 @@ impl Throttle {
         }
         let wait = {
             let mut next = self.next.lock().unwrap_or_else(|p| p.into_inner());
-            let (wait, booked) = schedule(*next, Instant::now(), bytes, self.rate);
+            let (wait, booked) = schedule(*next, crate::clock::instant(), bytes, self.rate);
             *next = booked;
             wait
         };

@@ -23,10 +23,10 @@
 //! may count it twice. The error says so.
 
 use bytes::Bytes;
-use std::time::Instant;
 
 use crate::message::{IncrResult, PeerMsg};
 use crate::node::shared::{to_record, Shared};
+use crate::quorum::replicas;
 use crate::ring::Token;
 use crate::store::{Entry, Version};
 
@@ -45,7 +45,7 @@ impl Shared {
         let pos = Token::of(&key);
         let view = self.view.load_full();
         // The owner is the first replica that takes writes.
-        let replicas = super::strict::replicas(
+        let replicas = replicas::replicas(
             &view,
             &view.write_ring,
             &pos,
@@ -54,7 +54,7 @@ impl Shared {
         );
         let pref = replicas.list;
         if q.strict && pref.len() < q.w.max(1) {
-            let e = super::strict::unavailable("write", true, q.w, 0, pref.len(), replicas.home);
+            let e = replicas::unavailable("write", true, q.w, 0, pref.len(), replicas.home);
             return IncrResult::Failed(e.to_string());
         }
         let Some(owner) = pref.first().cloned() else {
@@ -87,7 +87,7 @@ impl Shared {
                 ));
             }
         }
-        let deadline = Instant::now() + self.cfg.request_timeout();
+        let deadline = crate::clock::instant() + self.cfg.request_timeout();
         let (guard, replies) = self.pending.register();
         let (id, w) = (guard.id, q.w as u32);
         let msg = match q.strict {
@@ -116,7 +116,7 @@ impl Shared {
             match replies.next().await {
                 Some((_, PeerMsg::IncrReply { result, .. })) => return result,
                 Some(_) => continue,
-                None if Instant::now() >= deadline => {
+                None if crate::clock::instant() >= deadline => {
                     return IncrResult::Failed(format!(
                         "{owner}, the key's first replica, did not answer in time: the increment may or may not have been applied"
                     ))

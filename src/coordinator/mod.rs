@@ -36,12 +36,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::message::{ApplyResult, PeerMsg, PutResult};
 use crate::metrics::Op;
 use crate::node::shared::{Shared, View};
+use crate::quorum::{replicas, same, Ack, Targets, WriteQuorum, WriteStep};
 use crate::ring::{NodeList, NodeName, Token};
 use crate::store::{Entry, Version};
 
@@ -49,12 +49,12 @@ mod counter;
 mod mode;
 mod read;
 mod refusal;
-mod strict;
 
+pub use crate::quorum::{Quorum, WriteOutcome};
 pub(crate) use mode::Mode;
 
 pub(crate) use refusal::fenced_everywhere;
-use refusal::{refusal_error, refusal_text};
+use refusal::refusal_text;
 
 /// A string, or a tombstone for `None`, at `version`.
 fn simple(version: Version, value: Option<Bytes>) -> Entry {
@@ -64,97 +64,12 @@ fn simple(version: Version, value: Option<Bytes>) -> Entry {
     }
 }
 
-/// Node names compared by pointer first: the names in a request's lists
-/// are clones of the ring's, so the string comparison is rarely needed.
-fn same(a: &NodeName, b: &NodeName) -> bool {
-    // Names of one length usually differ in their last byte (n1, n2...):
-    // checked before calling memcmp.
-    std::sync::Arc::ptr_eq(a, b)
-        || (a.len() == b.len() && a.as_bytes().last() == b.as_bytes().last() && a == b)
-}
-
 /// The peer protocol version that carries rich values.
 const RICH_SINCE: u32 = 7;
 
 /// How long a read that found no such key waits for one more replica to
 /// confirm it when `read_speculation_ms` is 0 (else that setting).
 const MISS_CONFIRM_WAIT: Duration = Duration::from_millis(20);
-
-/// The replies a read gathered, inline for the usual few.
-type Answers = smallvec::SmallVec<[(NodeName, Option<Entry>); 4]>;
-
-/// Whom a read asks, beyond the replicas it already asked.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Ask {
-    /// Enough to make `needed`: replicas with a working link first, the
-    /// others only if those do not make it.
-    Enough,
-    /// Every replica on the list (the speculation delay passed).
-    All,
-    /// Enough to make `needed`, from replicas with a working link only:
-    /// confirming a miss is not worth waiting on one that may be dead.
-    Reachable,
-}
-
-/// One read: what it reads, whom it asked, and what came back.
-struct Read<'k> {
-    pos: Token,
-    key: &'k Bytes,
-    /// The request id replies carry.
-    id: u64,
-    asked: NodeList,
-    answers: Answers,
-}
-
-/// Read and write quorums for one request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Quorum {
-    /// Replies a read waits for.
-    pub r: usize,
-    /// Acknowledgements a write waits for.
-    pub w: usize,
-    /// Count only the key's home replicas (see `coordinator/strict.rs`).
-    pub strict: bool,
-}
-
-/// What a successful write learned.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct WriteOutcome {
-    /// Some acknowledging replica held a live value before the write.
-    pub was_live: bool,
-    /// The version the write was stamped with.
-    pub version: Version,
-    /// A read-modify-write only: some acknowledging replica held a version
-    /// newer than the one read (another write came in between), or
-    /// already held one newer than this write (which then lost there).
-    pub conflict: bool,
-    /// A typed write only: for each checked element, whether some
-    /// acknowledging replica held it live before.
-    pub present: Vec<bool>,
-}
-
-impl WriteOutcome {
-    fn absorb(&mut self, was_live: bool, conflict: bool, present: Vec<bool>) {
-        self.was_live |= was_live;
-        self.conflict |= conflict;
-        if self.present.len() < present.len() {
-            self.present.resize(present.len(), false);
-        }
-        for (mine, theirs) in self.present.iter_mut().zip(present) {
-            *mine |= theirs;
-        }
-    }
-}
-
-/// A replica's answer to a write.
-enum Ack {
-    Done {
-        was_live: bool,
-        conflict: bool,
-        present: Vec<bool>,
-    },
-    WrongType,
-}
 
 impl Shared {
     /// The node's default quorums.
@@ -274,6 +189,7 @@ impl Shared {
 
     /// Sends `entry` to the key's replicas and waits for `q.w` of them
     /// (home replicas only when `q.strict`), as `mode` says (see [`Mode`]).
+    /// The decisions are [`WriteQuorum`]'s; this is its driver.
     async fn replicate(
         &self,
         key: Bytes,
@@ -283,33 +199,17 @@ impl Shared {
     ) -> Result<WriteOutcome> {
         let pos = Token::of(&key);
         let rich = entry.as_simple().is_none();
-        let deadline = Instant::now() + self.cfg.request_timeout();
+        // Read again only after a wait: the deadline is checked late by
+        // at most the local write, which costs no clock read per write.
+        let mut now = crate::clock::instant();
+        let deadline = now + self.cfg.request_timeout();
         let (guard, replies) = self.pending.register();
-        let mut asked = NodeList::new();
-        let mut acked = NodeList::new();
-        // Replicas that refused a typed write for the key's type, and
-        // whether each was since sent it as a plain write.
-        let mut wrong: Vec<(NodeName, bool)> = Vec::new();
-        let mut outcome = WriteOutcome {
-            was_live: false,
-            version: entry.version(),
-            conflict: false,
-            present: Vec::new(),
-        };
-        let mut refusal: Option<String> = None;
-        // Replicas that refused the write (this node too, when its own
-        // copy could not be logged): once too many have, it fails at once.
-        let mut refused = NodeList::new();
-        // The preference list is computed again only when the view changes.
-        let mut pref = NodeList::new();
-        let mut home = 0;
-        let mut pref_epoch = None;
+        let mut write = WriteQuorum::new(self.me.clone(), q, entry.version(), deadline);
         loop {
             let view = self.view.load();
-            // Replicas are asked only when the list is new (the first turn,
-            // or the view changed), not on every reply.
-            let mut local = false;
-            if pref_epoch != Some(view.epoch) {
+            // Replicas are computed and asked only when the view is new
+            // (the first turn, or it changed), not on every reply.
+            if write.is_new_view(view.epoch) {
                 // Nodes whose commit log takes no writes are left out, as
                 // if they were down (see `log/fence.rs`).
                 // A delete (or a delta of removals only) still reaches
@@ -318,187 +218,68 @@ impl Shared {
                     true => &view.delete_ring,
                     false => &view.write_ring,
                 };
-                let replicas = strict::replicas(&view, ring, &pos, self.cfg.replication, q.strict);
-                (pref, home) = (replicas.list, replicas.home);
-                if pref.is_empty() {
+                let replicas =
+                    replicas::replicas(&view, ring, &pos, self.cfg.replication, q.strict);
+                if replicas.list.is_empty() {
                     if let Some(e) = fenced_everywhere(&view, ring) {
                         return Err(e);
                     }
                 }
-                if rich && pref_epoch.is_none() {
-                    self.check_replicas_hold_rich(&view, &pref)?;
+                if rich && write.is_first_view() {
+                    self.check_replicas_hold_rich(&view, &replicas.list)?;
                 }
-                pref_epoch = Some(view.epoch);
-                for node in &pref {
-                    if asked.iter().any(|a| same(a, node)) {
+                let targets = write.on_view(view.epoch, replicas);
+                for node in &targets.remote {
+                    let msg = mode.message(guard.id, key.clone(), entry.clone());
+                    self.send_to(&view, node, msg);
+                }
+                // The local copy is written while the remote ones are in flight.
+                if targets.local {
+                    let ack = self.apply_locally(&pos, &key, &entry, &mode).await;
+                    write.on_ack(self.me.clone(), ack);
+                }
+            }
+            match write.next(now) {
+                WriteStep::Done(result) => return result,
+                WriteStep::TimedOut { error, unanswered } => {
+                    self.metrics.replica_timeouts(Op::Write, unanswered);
+                    return Err(error);
+                }
+                WriteStep::Force(targets) => {
+                    // Boxed: a cold path, kept out of every write's future.
+                    Box::pin(self.force(&view, &pos, &key, &entry, guard.id, targets, &mut write))
+                        .await;
+                }
+                WriteStep::Wait(until) => {
+                    replies.wake_at(until);
+                    // `None` is a poke (the deadline passed or the view
+                    // changed): the loop looks at both again.
+                    let reply = replies.next().await;
+                    now = crate::clock::instant();
+                    let Some((from, reply)) = reply else {
                         continue;
-                    }
-                    asked.push(node.clone());
-                    if same(node, &self.me) {
-                        local = true;
-                    } else {
-                        let msg = mode.message(guard.id, key.clone(), entry.clone());
-                        self.send_to(&view, node, msg);
-                    }
-                }
-            }
-            let needed = strict::needed(q.w, pref.len(), q.strict);
-            // The local copy is written while the remote ones are in flight.
-            if local {
-                match self.apply_locally(&pos, &key, &entry, &mode).await {
-                    Ok(Ack::Done {
-                        was_live,
-                        conflict,
-                        present,
-                    }) => {
-                        outcome.absorb(was_live, conflict, present);
-                        acked.push(self.me.clone());
-                    }
-                    Ok(Ack::WrongType) => wrong.push((self.me.clone(), false)),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "local write refused");
-                        refusal = Some(match e {
-                            Error::Misconf(why) => crate::error::MISCONF_PREFIX.to_string() + &why,
-                            e => e.to_string(),
-                        });
-                        refused.push(self.me.clone());
-                    }
-                }
-            }
-            // A typed write that some replicas applied and others refused
-            // for the key's type (their copies disagree on it, after a
-            // partition): it took effect, and the merge will show it, so it
-            // is made to take effect everywhere, and reported as done.
-            if !acked.is_empty() && wrong.iter().any(|(_, forced)| !forced) {
-                // Boxed: a cold path, kept out of every write's future.
-                Box::pin(self.force(&view, &pos, &key, &entry, guard.id, &mut wrong, &mut acked))
-                    .await;
-            }
-            if acked.len() >= needed {
-                return Ok(outcome);
-            }
-            let answered = acked.len() + wrong.len();
-            if acked.is_empty() && !wrong.is_empty() && answered >= asked.len() {
-                return Err(Error::WrongType);
-            }
-            // Too many refusals for a quorum: the client is told at once,
-            // and why, rather than after the timeout.
-            if asked.len() - refused.len() < needed && wrong.is_empty() {
-                if let Some(why) = refusal {
-                    return Err(refusal_error(why));
-                }
-            }
-            // Strict, and too few home replicas up: no other node may
-            // stand in, so the client is told at once.
-            let short = q.strict && pref.len() < needed;
-            if short || Instant::now() >= deadline {
-                self.metrics
-                    .replica_timeouts(Op::Write, asked.len().saturating_sub(acked.len()));
-                if acked.is_empty() && !wrong.is_empty() {
-                    return Err(Error::WrongType);
-                }
-                if let Some(why) = refusal {
-                    return Err(refusal_error(why));
-                }
-                return Err(strict::unavailable(
-                    "write",
-                    q.strict,
-                    needed,
-                    acked.len(),
-                    pref.len(),
-                    home,
-                ));
-            }
-            replies.wake_at(deadline);
-            // `None` is a poke (the deadline passed or the view changed):
-            // the loop looks at both again.
-            let Some((from, reply)) = replies.next().await else {
-                continue;
-            };
-            let ack = match reply {
-                PeerMsg::PutAck {
-                    result: PutResult::Ok { was_live },
-                    ..
-                } => Ack::Done {
-                    was_live,
-                    conflict: false,
-                    present: Vec::new(),
-                },
-                PeerMsg::PutRmwAck {
-                    was_live, conflict, ..
-                } => Ack::Done {
-                    was_live,
-                    conflict,
-                    present: Vec::new(),
-                },
-                PeerMsg::ApplyAck { result, .. } => match result {
-                    ApplyResult::Done { was_live, present } => Ack::Done {
-                        was_live,
-                        conflict: false,
-                        present,
-                    },
-                    ApplyResult::WrongType => Ack::WrongType,
-                    ApplyResult::Refused(why) => {
-                        tracing::debug!(replica = %from, reason = %why, "replica refused a write");
-                        refusal = Some(refusal_text(&from, why));
-                        if !refused.iter().any(|r| same(r, &from)) {
-                            refused.push(from);
+                    };
+                    if let Some(ack) = write_ack(&from, reply) {
+                        if matches!(ack, Ack::Done { .. }) {
+                            self.metrics.replica_ack(Op::Write);
                         }
-                        continue;
-                    }
-                },
-                PeerMsg::PutAck {
-                    result: PutResult::Refused(why),
-                    ..
-                } => {
-                    tracing::debug!(replica = %from, reason = %why, "replica refused a write");
-                    refusal = Some(refusal_text(&from, why));
-                    if !refused.iter().any(|r| same(r, &from)) {
-                        refused.push(from);
-                    }
-                    continue;
-                }
-                _ => continue,
-            };
-            match ack {
-                Ack::Done {
-                    was_live,
-                    conflict,
-                    present,
-                } => {
-                    self.metrics.replica_ack(Op::Write);
-                    if !acked.iter().any(|a| same(a, &from)) {
-                        outcome.absorb(was_live, conflict, present);
-                        acked.push(from);
-                    }
-                }
-                Ack::WrongType => {
-                    if !wrong.iter().any(|(n, _)| same(n, &from)) {
-                        wrong.push((from, false));
+                        write.on_ack(from, ack);
                     }
                 }
             }
         }
     }
 
-    /// Applies `entry` to this node's copy as `mode` says, durably.
-    async fn apply_locally(
-        &self,
-        pos: &Token,
-        key: &Bytes,
-        entry: &Entry,
-        mode: &Mode<'_>,
-    ) -> Result<Ack> {
-        match mode {
-            Mode::AppliedHere => Ok(Ack::Done {
-                was_live: false,
-                conflict: false,
-                present: Vec::new(),
-            }),
-            Mode::Checked(check) => {
-                // Boxed, so that a plain write's future does not carry a
-                // typed write's state.
-                match Box::pin(self.apply_checked_durably(pos, key, entry, check)).await? {
+    /// Applies `entry` to this node's copy as `mode` says, durably: this
+    /// node's answer to its own write.
+    async fn apply_locally(&self, pos: &Token, key: &Bytes, entry: &Entry, mode: &Mode<'_>) -> Ack {
+        let result = match mode {
+            Mode::AppliedHere => return Ack::done(false),
+            // Boxed, so that a plain write's future does not carry a typed
+            // write's state.
+            Mode::Checked(check) => Box::pin(self.apply_checked_durably(pos, key, entry, check))
+                .await
+                .and_then(|applied| match applied {
                     ApplyResult::Done { was_live, present } => Ok(Ack::Done {
                         was_live,
                         conflict: false,
@@ -506,25 +287,29 @@ impl Shared {
                     }),
                     ApplyResult::WrongType => Ok(Ack::WrongType),
                     ApplyResult::Refused(why) => Err(Error::invalid(why)),
-                }
-            }
+                }),
             Mode::Plain | Mode::Rmw(_) => {
-                let applied = self.apply_durably(pos, key, entry.clone()).await?;
-                let conflict = match mode {
-                    Mode::Rmw(read) => applied.conflicts_with(*read),
-                    _ => false,
-                };
-                Ok(Ack::Done {
+                (self.apply_durably(pos, key, entry.clone()).await).map(|applied| Ack::Done {
                     was_live: applied.was_live,
-                    conflict,
+                    conflict: match mode {
+                        Mode::Rmw(read) => applied.conflicts_with(*read),
+                        _ => false,
+                    },
                     present: Vec::new(),
                 })
             }
-        }
+        };
+        result.unwrap_or_else(|e| {
+            tracing::debug!(error = %e, "local write refused");
+            Ack::Refused(match e {
+                Error::Misconf(why) => crate::error::MISCONF_PREFIX.to_string() + &why,
+                e => e.to_string(),
+            })
+        })
     }
 
-    /// Sends `entry` as a plain write to the replicas in `wrong` not yet
-    /// sent it (see [`Shared::replicate`]); this node's own copy is
+    /// Sends `entry` as a plain write to the replicas that refused it for
+    /// the key's type (see [`WriteStep::Force`]); this node's own copy is
     /// written at once and counted.
     #[allow(clippy::too_many_arguments)]
     async fn force(
@@ -534,25 +319,25 @@ impl Shared {
         key: &Bytes,
         entry: &Entry,
         id: u64,
-        wrong: &mut [(NodeName, bool)],
-        acked: &mut NodeList,
+        targets: Targets,
+        write: &mut WriteQuorum,
     ) {
-        for (node, forced) in wrong.iter_mut().filter(|(_, f)| !*f) {
-            *forced = true;
-            if same(node, &self.me) {
-                match self.apply_durably(pos, key, entry.clone()).await {
-                    Ok(_) => acked.push(self.me.clone()),
-                    Err(e) => {
-                        tracing::error!(error = %e, "local write failed to reach the commit log")
-                    }
+        for node in &targets.remote {
+            let msg = PeerMsg::Put {
+                id,
+                key: key.clone(),
+                entry: entry.clone(),
+            };
+            self.send_to(view, node, msg);
+        }
+        if targets.local {
+            match self.apply_durably(pos, key, entry.clone()).await {
+                Ok(_) => {
+                    write.on_ack(self.me.clone(), Ack::done(false));
                 }
-            } else {
-                let msg = PeerMsg::Put {
-                    id,
-                    key: key.clone(),
-                    entry: entry.clone(),
-                };
-                self.send_to(view, node, msg);
+                Err(e) => {
+                    tracing::error!(error = %e, "local write failed to reach the commit log")
+                }
             }
         }
     }
@@ -575,4 +360,36 @@ impl Shared {
         }
         Ok(())
     }
+}
+
+/// A replica's answer to a write, as [`WriteQuorum`] takes it (`None`:
+/// not an answer to a write).
+fn write_ack(from: &NodeName, reply: PeerMsg) -> Option<Ack> {
+    let refused = |why: String| {
+        tracing::debug!(replica = %from, reason = %why, "replica refused a write");
+        Ack::Refused(refusal_text(from, why))
+    };
+    Some(match reply {
+        PeerMsg::PutAck { result, .. } => match result {
+            PutResult::Ok { was_live } => Ack::done(was_live),
+            PutResult::Refused(why) => refused(why),
+        },
+        PeerMsg::PutRmwAck {
+            was_live, conflict, ..
+        } => Ack::Done {
+            was_live,
+            conflict,
+            present: Vec::new(),
+        },
+        PeerMsg::ApplyAck { result, .. } => match result {
+            ApplyResult::Done { was_live, present } => Ack::Done {
+                was_live,
+                conflict: false,
+                present,
+            },
+            ApplyResult::WrongType => Ack::WrongType,
+            ApplyResult::Refused(why) => refused(why),
+        },
+        _ => return None,
+    })
 }

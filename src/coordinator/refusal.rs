@@ -15,14 +15,6 @@ pub(super) fn refusal_text(from: &NodeName, why: String) -> String {
     }
 }
 
-/// The error a write fails with after refusals (see [`refusal_text`]).
-pub(super) fn refusal_error(why: String) -> Error {
-    match why.strip_prefix(crate::error::MISCONF_PREFIX) {
-        Some(rest) => Error::Misconf(rest.to_string()),
-        None => Error::invalid(why),
-    }
-}
-
 /// When `ring` is empty because every node up is fenced, the error to
 /// fail with at once: `MISCONF` naming a node whose commit log cannot be
 /// written, or `OOM` when they are all past `maxmemory`; `None` when the

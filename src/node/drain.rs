@@ -32,7 +32,7 @@
 //! whatever release it is.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tracing::info;
@@ -55,7 +55,7 @@ impl Shared {
 
     /// Steps 1 to 3 of the module doc; returns when the node may close.
     pub async fn drain(&self) {
-        let started = Instant::now();
+        let started = crate::clock::instant();
         self.draining.store(true, Ordering::Relaxed);
         let fence = self.write_fence();
         self.note_fence(&self.me, fence.clone());
@@ -79,9 +79,9 @@ impl Shared {
         });
         let answers = futures::future::join_all(asks).await;
         let told = answers.iter().filter(|a| a.is_ok()).count();
-        let until = Instant::now() + self.cfg.request_timeout();
+        let until = crate::clock::instant() + self.cfg.request_timeout();
         let mut settled = false;
-        while Instant::now() < until {
+        while crate::clock::instant() < until {
             if self.peer_work.is_empty() && self.pending.is_empty() {
                 settled = true;
                 break;

@@ -20,7 +20,6 @@
 //! the background.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use bytes::Bytes;
 use tracing::{info, warn};
@@ -106,7 +105,7 @@ impl Shared {
         info!(marker = %marker.ts, by = marker.node, "applied a FLUSHALL marker");
         let shared = self.arc();
         tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
+            let started = crate::clock::instant();
             let swept = shared.store.sweep_flushed();
             info!(
                 swept,
@@ -226,7 +225,7 @@ impl Shared {
         self.apply_departures();
         self.apply_users();
         self.persist_metadata().await?;
-        let deadline = Instant::now() + self.cfg.request_timeout();
+        let deadline = crate::clock::instant() + self.cfg.request_timeout();
         let (guard, replies) = self.pending.register();
         let view = self.view.load_full();
         let others: Vec<_> = view
@@ -251,7 +250,7 @@ impl Shared {
                     acked.push(from);
                 }
                 Some(_) => {}
-                None if Instant::now() >= deadline => break,
+                None if crate::clock::instant() >= deadline => break,
                 None => {}
             }
         }

@@ -28,7 +28,7 @@ pub mod shared;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
@@ -247,7 +247,7 @@ impl Node {
             stop_requested: Default::default(),
             draining: Default::default(),
             peer_work: Default::default(),
-            started: Instant::now(),
+            started: crate::clock::instant(),
             handoff_in: Default::default(),
             clients: Default::default(),
             cfg,
@@ -341,7 +341,7 @@ async fn sweep_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(pending::SWEEP_EVERY) => {}
         }
-        shared.pending.sweep(Instant::now());
+        shared.pending.sweep(crate::clock::instant());
     }
 }
 
@@ -442,9 +442,9 @@ async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
         let keys = shared.store.live_len() as u64;
         let (hb, targets, events) = {
             let mut m = shared.membership();
-            let events = m.tick(Instant::now());
+            let events = m.tick(crate::clock::instant());
             let interval = shared.cfg.heartbeat_interval();
-            let missed = crate::metrics::missed_heartbeats(&m, Instant::now(), interval);
+            let missed = crate::metrics::missed_heartbeats(&m, crate::clock::instant(), interval);
             shared
                 .metrics
                 .heartbeats_missed

@@ -58,7 +58,7 @@ impl Default for Pending {
         Pending {
             next: AtomicU64::new(0),
             waiting: DashMap::default(),
-            origin: Instant::now(),
+            origin: crate::clock::instant(),
             count: AtomicUsize::new(0),
             busy: Notify::new(),
         }

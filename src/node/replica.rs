@@ -15,7 +15,6 @@
 //! future is refused and the coordinator is told why.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::BytesMut;
 use tracing::{debug, warn};
@@ -71,7 +70,7 @@ impl PeerHandler for Shared {
                 if !self.placement_accepted(from) {
                     return;
                 }
-                let events = self.membership().on_heartbeat(&hb, Instant::now());
+                let events = self.membership().on_heartbeat(&hb, crate::clock::instant());
                 self.handle_events(events);
                 return;
             }

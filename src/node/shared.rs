@@ -402,7 +402,7 @@ impl Shared {
     /// `rebuild_delay_ms`.
     fn held_names(&self, m: &crate::membership::Membership) -> Vec<NodeName> {
         let delay = std::time::Duration::from_millis(self.cfg.rebuild_delay_ms);
-        let now = Instant::now();
+        let now = crate::clock::instant();
         std::iter::once(self.me.clone())
             .chain(
                 m.members()
@@ -422,7 +422,7 @@ impl Shared {
     /// than the failure timeout. Reconciliation waits (see `sync`).
     pub fn view_settling(&self) -> bool {
         let timeout = self.cfg.failure_timeout();
-        let now = Instant::now();
+        let now = crate::clock::instant();
         let m = self.membership();
         let starting = now.saturating_duration_since(self.started) < timeout;
         (starting && m.seeds_unheard())

@@ -166,7 +166,7 @@ impl ClientInfo {
             addr,
             laddr,
             fd,
-            created: Instant::now(),
+            created: crate::clock::instant(),
             last_at_ms: AtomicU64::new(0),
             last_cmd: AtomicUsize::new(0),
             details: Mutex::new(Details {

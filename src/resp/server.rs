@@ -149,7 +149,7 @@ pub async fn serve(
 
 /// Tells a client over `max_clients` so, and closes it.
 async fn refuse(mut stream: TcpStream, addr: std::net::SocketAddr, max: usize) {
-    if let Some(held_back) = REFUSALS.check(Instant::now()) {
+    if let Some(held_back) = REFUSALS.check(crate::clock::instant()) {
         warn!(%addr, max_clients = max, held_back, "refused a client: max number of clients reached");
     }
     let write = async {
@@ -239,12 +239,12 @@ where
                         }
                         Some(Err(e)) => {
                             if is_stall(&e) {
-                                if let Some(held_back) = REFUSALS.check(Instant::now()) {
+                                if let Some(held_back) = REFUSALS.check(crate::clock::instant()) {
                                     let ms = cfg.incomplete_request_timeout_ms;
                                     warn!(%peer, conn = conn.id(), timeout_ms = ms, held_back, "closed a client whose command stayed incomplete");
                                 }
                             }
-                            let started = Started { cmd: Cmd::OTHER, at: Instant::now(), proto: conn.proto, _permit: None };
+                            let started = Started { cmd: Cmd::OTHER, at: crate::clock::instant(), proto: conn.proto, _permit: None };
                             inflight.push_done(started, protocol_error(&e));
                             reading = false;
                         }
@@ -322,7 +322,7 @@ fn start(
     inflight: &mut Sequencer<Started>,
 ) {
     shared.metrics.commands.fetch_add(1, Ordering::Relaxed);
-    let at = Instant::now();
+    let at = crate::clock::instant();
     let spec = args.first().and_then(|name| lookup(name));
     let cmd = spec.map_or(Cmd::OTHER, |s| Cmd(s.index));
     if let Some(spec) = spec {

@@ -88,7 +88,7 @@ pub fn client(call: Call<'_>) -> Run {
         "HELP" => help(HELP),
         "ID" => Reply::Integer(conn.id() as i64),
         "INFO" => {
-            let mut text = describe(&conn.info, Instant::now());
+            let mut text = describe(&conn.info, crate::clock::instant());
             text.push('\n');
             Reply::Verbatim(Bytes::from(text))
         }
@@ -142,7 +142,7 @@ fn set_info(conn: &ConnState, attr: &Bytes, value: &Bytes) -> Reply {
 
 /// CLIENT LIST [TYPE type | ID id ...]
 fn list(clients: &[std::sync::Arc<ClientInfo>], args: &[Bytes]) -> Reply {
-    let now = Instant::now();
+    let now = crate::clock::instant();
     let mut out = String::new();
     let mut add = |c: &ClientInfo| {
         out.push_str(&describe(c, now));

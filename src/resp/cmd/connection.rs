@@ -93,7 +93,7 @@ fn authenticate(
         conn.set_user(&shared.acl, user);
         return Ok(());
     }
-    let now = std::time::Instant::now();
+    let now = crate::clock::instant();
     if let Some(held_back) = crate::auth::CLIENT_AUTH_FAILURES.check(now) {
         tracing::warn!(
             conn = conn.id(),

@@ -307,7 +307,7 @@ pub fn noperm(
     at_exec: bool,
 ) -> Reply {
     use crate::acl::log::{Event, Reason};
-    let now = std::time::Instant::now();
+    let now = crate::clock::instant();
     let (reason, object, text) = match denied {
         crate::acl::Denied::Command(name) => {
             let text = format!("this user has no permissions to run the '{name}' command");

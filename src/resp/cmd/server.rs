@@ -10,7 +10,7 @@
 //! it, since ringkv reads its settings at start. WAIT counts the replicas
 //! that hold the connection's last write (see [`wait`]).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -413,10 +413,11 @@ pub fn wait(call: Call<'_>) -> Run {
     };
     let shared = call.shared.clone();
     Run::later(async move {
-        let deadline = (timeout > 0).then(|| Instant::now() + Duration::from_millis(timeout));
+        let deadline =
+            (timeout > 0).then(|| crate::clock::instant() + Duration::from_millis(timeout));
         loop {
             let held = shared.replicas_holding_newest(&key).await;
-            let out_of_time = deadline.is_some_and(|d| Instant::now() >= d);
+            let out_of_time = deadline.is_some_and(|d| crate::clock::instant() >= d);
             if held as i64 >= wanted || out_of_time {
                 return Reply::Integer(held as i64);
             }

@@ -22,7 +22,8 @@ use crate::node::shared::View;
 use crate::ring::{NodeList, Ring, Token};
 
 /// The replicas a request asks, and how many it may count at most.
-pub(crate) struct Replicas {
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Replicas {
     /// The nodes to ask, in preference order.
     pub list: NodeList,
     /// Home replicas of the key (strict), or `list.len()` (sloppy).

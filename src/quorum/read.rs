@@ -1,0 +1,350 @@
+//! A quorum read: asks R replicas, more when they are slow, one more to
+//! confirm a miss, and is done with R answers.
+//!
+//! The machine is fed the replicas of each new view
+//! ([`ReadQuorum::on_view`]) and each answer ([`ReadQuorum::on_answer`],
+//! this node's own included), and is asked what now ([`ReadQuorum::next`],
+//! with the time and whether a replica's link works). Its rules:
+//!
+//! - **Whom it asks.** This node first when it is a replica (that answer is
+//!   free), then only as many others as make R: those whose peer link
+//!   works first, the rest only if those do not make R. Which replicas
+//!   come first rotates with the key, so the reads a coordinator forwards
+//!   spread over all the replicas. A new view asks the replicas it adds,
+//!   as many as are still needed.
+//! - **Speculation.** If R answers have not come by the speculation
+//!   instant, it asks every replica left.
+//! - **Confirming a miss.** When the first R answers all say "no such key"
+//!   (a tombstone is an answer, not a miss), it asks one more replica
+//!   whose link works, and waits for it until the confirmation instant at
+//!   most: right after a ring change, anti-entropy may not yet have filled
+//!   the replicas asked first. A replica whose link broke is not asked for
+//!   this, so a node just killed does not slow every miss until the
+//!   failure detector catches up.
+//! - **Failing.** Strict, and fewer home replicas up than R: at once. R
+//!   answers not in by the deadline: `UNAVAILABLE`, naming how many came.
+//!
+//! [`resolve`] merges the answers of a whole-key read through `values`
+//! and says which replicas answered something else (read repair).
+
+use std::time::{Duration, Instant};
+
+use super::replicas::{needed, unavailable, Replicas};
+use super::{listed, same, Quorum, Targets};
+use crate::error::Error;
+use crate::ring::{NodeList, NodeName};
+use crate::store::Entry;
+use crate::values::Part;
+
+/// What a replica answers a read: a whole entry, or a part of one.
+pub trait Answer {
+    /// Whether it is "no such key" (a tombstone is not a miss).
+    fn is_miss(&self) -> bool;
+}
+
+impl Answer for Option<Entry> {
+    fn is_miss(&self) -> bool {
+        self.is_none()
+    }
+}
+
+impl Answer for Option<Box<Part>> {
+    fn is_miss(&self) -> bool {
+        self.is_none()
+    }
+}
+
+/// The answers a read gathered, inline for the usual few.
+pub type Answers<A> = smallvec::SmallVec<[(NodeName, A); 4]>;
+
+/// Why a read asks more replicas.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    /// Its first view.
+    First,
+    /// The view changed: replicas it adds.
+    ViewChanged,
+    /// The speculation instant passed: every replica left.
+    Speculate,
+    /// The first R answers were misses: one more reachable replica.
+    ConfirmMiss,
+}
+
+/// What a read does next.
+#[derive(Debug)]
+pub enum ReadStep<A> {
+    /// Send the read to `targets.remote`; read this node's copy when
+    /// `targets.local` and report it before anything else; ask again.
+    Ask(Why, Targets),
+    /// Wait for an answer, a view change, or this instant.
+    Wait(Instant),
+    /// Done with these answers.
+    Done(Answers<A>),
+    /// Failed at once (strict, too few home replicas up).
+    Failed(Error),
+    /// The deadline passed: fail with `error`; `unanswered` replicas
+    /// asked never answered.
+    TimedOut {
+        /// The client's error.
+        error: Error,
+        /// Replicas asked that did not answer.
+        unanswered: usize,
+    },
+}
+
+/// How much of the list a pass of asking takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    /// Enough to make the quorum: reachable replicas first.
+    Enough,
+    /// Every replica on the list.
+    All,
+    /// Enough to make the quorum, from reachable replicas only.
+    Reachable,
+}
+
+/// When a read asks more, and for how long it waits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// It fails at this instant.
+    pub deadline: Instant,
+    /// It asks every replica at this instant (`None`: at once).
+    pub speculate_at: Option<Instant>,
+    /// How long it waits for a replica confirming a miss (`None`: it does
+    /// not confirm misses).
+    pub confirm_wait: Option<Duration>,
+}
+
+/// One quorum read, whose answers are `A`.
+#[derive(Debug)]
+pub struct ReadQuorum<A> {
+    me: NodeName,
+    q: Quorum,
+    /// Where the rotation of the replica list starts (from the key).
+    first: usize,
+    timing: Timing,
+    confirm_by: Option<Instant>,
+    epoch: Option<u64>,
+    replicas: Replicas,
+    /// Why the list is looked at again on the next step, if it is.
+    rescan: Option<Why>,
+    asked: NodeList,
+    answers: Answers<A>,
+}
+
+impl<A: Answer> ReadQuorum<A> {
+    /// A read coordinated by `me`; `first` picks which replicas it asks
+    /// first (any byte of the key's hash).
+    pub fn new(me: NodeName, q: Quorum, first: u8, timing: Timing) -> ReadQuorum<A> {
+        ReadQuorum {
+            me,
+            q,
+            first: usize::from(first),
+            timing,
+            confirm_by: None,
+            epoch: None,
+            replicas: Replicas::default(),
+            rescan: None,
+            asked: NodeList::new(),
+            answers: Answers::new(),
+        }
+    }
+
+    /// Whether it counts home replicas only.
+    pub fn strict(&self) -> bool {
+        self.q.strict
+    }
+
+    /// Whether the view of `epoch` is one the read has not seen yet.
+    pub fn is_new_view(&self, epoch: u64) -> bool {
+        self.epoch != Some(epoch)
+    }
+
+    /// The replicas of the view of `epoch`; the next step asks whom the
+    /// read still needs among them.
+    pub fn on_view(&mut self, epoch: u64, replicas: Replicas) {
+        self.rescan = Some(match self.epoch {
+            None => Why::First,
+            Some(_) => Why::ViewChanged,
+        });
+        self.epoch = Some(epoch);
+        self.replicas = replicas;
+    }
+
+    /// The answer of replica `from` (this node's own included). Returns
+    /// whether it was the first from that replica (a second is ignored).
+    pub fn on_answer(&mut self, from: NodeName, answer: A) -> bool {
+        if self.answers.iter().any(|(n, _)| same(n, &from)) {
+            return false;
+        }
+        self.answers.push((from, answer));
+        true
+    }
+
+    /// Answers this read waits for now.
+    fn needed(&self) -> usize {
+        let (r, listed) = (self.q.r, self.replicas.list.len());
+        let confirming = self.confirm_by.is_some();
+        match self.q.strict {
+            // A confirmation asks one more home replica if there is one.
+            true if confirming => (r + 1).min(listed).max(r),
+            strict => needed(r + usize::from(confirming), listed, strict),
+        }
+    }
+
+    /// What to do now, at `now`; `reachable` says whether the link to a
+    /// replica works (see the module doc).
+    pub fn next(&mut self, now: Instant, reachable: impl Fn(&NodeName) -> bool) -> ReadStep<A> {
+        loop {
+            let needed = self.needed();
+            let listed = self.replicas.list.len();
+            if self.q.strict && listed < needed {
+                let got = self.answers.len();
+                let home = self.replicas.home;
+                return ReadStep::Failed(unavailable("read", true, needed, got, listed, home));
+            }
+            if let Some(why) = self.rescan.take() {
+                let ask = match self.timing.speculate_at {
+                    Some(_) => Ask::Enough,
+                    None => Ask::All,
+                };
+                let targets = self.ask(needed, ask, &reachable);
+                if targets.local || !targets.remote.is_empty() {
+                    return ReadStep::Ask(why, targets);
+                }
+            }
+            if self.answers.len() >= needed {
+                let miss = self.answers.iter().all(|(_, a)| a.is_miss());
+                if let Some(wait) = self.timing.confirm_wait {
+                    if miss && self.confirm_by.is_none() {
+                        let targets = self.ask(needed + 1, Ask::Reachable, &reachable);
+                        if !targets.remote.is_empty() {
+                            self.confirm_by = Some(now + wait);
+                            return ReadStep::Ask(Why::ConfirmMiss, targets);
+                        }
+                    }
+                }
+                return ReadStep::Done(std::mem::take(&mut self.answers));
+            }
+            if self.confirm_by.is_some_and(|at| now >= at) {
+                // The extra replica did not answer in time: the R answers
+                // stand.
+                return ReadStep::Done(std::mem::take(&mut self.answers));
+            }
+            if now >= self.timing.deadline {
+                let got = self.answers.len();
+                let error = unavailable(
+                    "read",
+                    self.q.strict,
+                    needed,
+                    got,
+                    listed,
+                    self.replicas.home,
+                );
+                let unanswered = self.asked.len().saturating_sub(got);
+                return ReadStep::TimedOut { error, unanswered };
+            }
+            match self.timing.speculate_at {
+                Some(at) if now >= at => {
+                    // The replicas asked are slow (or dead and not yet
+                    // marked down): ask the rest.
+                    self.timing.speculate_at = None;
+                    self.rescan = Some(Why::Speculate);
+                }
+                speculate_at => {
+                    let deadline = self.timing.deadline;
+                    let wake = speculate_at.map_or(deadline, |at| at.min(deadline));
+                    return ReadStep::Wait(self.confirm_by.map_or(wake, |at| at.min(wake)));
+                }
+            }
+        }
+    }
+
+    /// Marks as asked, and returns, the replicas the read still needs to
+    /// make `needed` answers: this node first, then others as `ask` says.
+    fn ask(&mut self, needed: usize, ask: Ask, reachable: &impl Fn(&NodeName) -> bool) -> Targets {
+        let limited = ask != Ask::All;
+        let pref = &self.replicas.list;
+        let (asked, answers) = (&mut self.asked, &self.answers);
+        let mut targets = Targets::default();
+        if listed(pref, &self.me) && !listed(asked, &self.me) {
+            asked.push(self.me.clone());
+            targets.local = true;
+        }
+        // Replicas asked that are still on the list and have not answered.
+        let mut waiting = (asked.iter())
+            .filter(|n| listed(pref, n) && !answers.iter().any(|(a, _)| same(a, n)))
+            .count();
+        let passes = if ask == Ask::Reachable { 1 } else { 2 };
+        for pass in 0..passes {
+            let rotated = (0..pref.len()).map(|i| &pref[(self.first + i) % pref.len()]);
+            for node in rotated {
+                if limited && answers.len() + waiting >= needed {
+                    break;
+                }
+                if same(node, &self.me) || listed(asked, node) {
+                    continue;
+                }
+                // First pass: reachable replicas only.
+                if pass == 0 && limited && !reachable(node) {
+                    continue;
+                }
+                asked.push(node.clone());
+                waiting += 1;
+                targets.remote.push(node.clone());
+            }
+        }
+        targets
+    }
+}
+
+/// The merge of a whole-key read's answers, and who needs repair.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// The merge (`None`: every answer was a miss).
+    pub merged: Option<Entry>,
+    /// Replicas whose answer differs from the merge: read repair sends
+    /// them the merge.
+    pub stale: NodeList,
+}
+
+/// Merges `answers` through `values` (for plain strings: the newest by
+/// (timestamp, node)). `unflushed`, when a FLUSHALL is known, gives what
+/// of an answer that FLUSHALL did not remove (`None`: nothing), so a
+/// replica that has not heard of it yet answers no removed data.
+pub fn resolve(
+    answers: &[(NodeName, Option<Entry>)],
+    unflushed: Option<&dyn Fn(Entry) -> Option<Entry>>,
+) -> Resolved {
+    // The merge, copying one of the answers (the hot path: two equal
+    // answers cost one copy and one comparison).
+    let mut merged: Option<Entry> = None;
+    for (_, e) in answers {
+        let Some(e) = e else { continue };
+        let kept;
+        let e = match unflushed {
+            Some(unflushed) => match unflushed(e.clone()) {
+                Some(u) => {
+                    kept = u;
+                    &kept
+                }
+                None => continue,
+            },
+            None => e,
+        };
+        match &mut merged {
+            None => merged = Some(e.clone()),
+            Some(m) => {
+                m.merge_in(e);
+            }
+        }
+    }
+    let stale = match &merged {
+        None => NodeList::new(),
+        Some(m) => (answers.iter())
+            .filter(|(_, e)| e.as_ref() != Some(m))
+            .map(|(n, _)| n.clone())
+            .collect(),
+    };
+    Resolved { merged, stale }
+}
