@@ -3,13 +3,16 @@
 #
 #   bench/cpu.sh                      # SET and GET, -P 1 and -P 16, 3 repetitions (about 3 minutes)
 #   REPS=1 N1=50000 N16=200000 bench/cpu.sh
+#   SYSTEMS="redis_repl ringkv" bench/cpu.sh   # only the primary-plus-replicas row and ringkv
 #
 # On a 2-core machine the benchmark client and the servers share the cores, so throughput is set by the
 # CPU time one request costs in total (client + servers) as much as by round trips. For each system and
 # test this prints, per request, the user and system CPU microseconds of every server process and of
 # redis-benchmark itself (from /proc/PID/stat and `time`), and the machine's idle time (from /proc/stat).
-# Servers: one redis-server without persistence on 16379; `ringkv up --nodes 3 --base-port 18000`
-# (defaults: N=3, R=2, W=2). Load: redis-benchmark -c 50 -d 64 -r 100000 -t TEST -P {1,16} -n N against
+# Servers (SYSTEMS, all by default): `redis`, one redis-server without persistence on 16379; `redis_repl`,
+# a Redis primary with appendfsync everysec and two replicas of it (replicaof) on 16380..16382, which, like
+# ringkv, keeps three copies (asynchronously) and writes an AOF; `ringkv`, `ringkv up --nodes 3
+# --base-port 18000` (defaults: N=3, R=2, W=2). Load: redis-benchmark -c 50 -d 64 -r 100000 -t TEST -P {1,16} -n N against
 # the redis-server and ringkv node 1, after a warm-up of 300,000 SETs at -P 16 (so GETs mostly hit).
 # Medians of REPS runs. Every server is stopped by pid.
 source "$(dirname "$0")/lib.sh"
@@ -23,6 +26,8 @@ REPS=${REPS:-3}
 N1=${N1:-200000}
 N16=${N16:-1000000}
 REDIS_PORT=${REDIS_PORT:-16379}
+REPL_PORT=${REPL_PORT:-16380}   # the primary; its replicas on the next two ports
+SYSTEMS=${SYSTEMS:-"redis redis_repl ringkv"}
 RINGKV_BASE=${RINGKV_BASE:-18000}
 COMMON=(-c 50 -d 64 -r 100000)
 TICK=$(getconf CLK_TCK)
@@ -58,34 +63,62 @@ measure() {
 
 warm() { redis-benchmark -p "$1" "${COMMON[@]}" -t set -P 16 -n 300000 -q >/dev/null 2>&1; }
 
-for rep in $(seq "$REPS"); do
-  start_redis "$REDIS_PORT" "$WORK/redis"
-  rpid=${PIDS[-1]}
-  warm "$REDIS_PORT"
-  for p in 1 16; do
-    n=$([ "$p" = 1 ] && echo "$N1" || echo "$N16")
-    for t in set get; do measure redis "$REDIS_PORT" "$t" "$p" "$n" "$rpid"; done
-  done
-  stop_last
-  ringkv_ports_free "$RINGKV_BASE" 3
-  start_ringkv "$RINGKV_BASE" "$WORK/ringkv" 3
-  # shellcheck disable=SC2046
-  set -- $(ringkv_pids "$WORK/ringkv")
-  warm $((RINGKV_BASE + 1))
-  for p in 1 16; do
-    n=$([ "$p" = 1 ] && echo "$N1" || echo "$N16")
-    for t in set get; do measure ringkv $((RINGKV_BASE + 1)) "$t" "$p" "$n" "$@"; done
-  done
-  stop_last
-done
+has() { [[ " $SYSTEMS " == *" $1 "* ]]; }
 
+# run_tests SYSTEM PORT PID...: warm up, then every test and pipeline depth against PORT.
+run_tests() {
+  local sys=$1 port=$2; shift 2
+  warm "$port"
+  for p in 1 16; do
+    n=$([ "$p" = 1 ] && echo "$N1" || echo "$N16")
+    for t in set get; do measure "$sys" "$port" "$t" "$p" "$n" "$@"; done
+  done
+}
+
+# wait_replicas PORT COUNT: until the primary on PORT has COUNT replicas online.
+wait_replicas() {
+  for _ in $(seq 100); do
+    [ "$(redis-cli -p "$1" info replication | tr -d '\r' | awk -F: '/^connected_slaves/ {print $2}')" = "$2" ] && return 0
+    sleep 0.1
+  done
+  echo "the replicas of $1 did not connect" >&2
+  return 1
+}
+
+for rep in $(seq "$REPS"); do
+  if has redis; then
+    start_redis "$REDIS_PORT" "$WORK/redis"
+    run_tests redis "$REDIS_PORT" "${PIDS[-1]}"
+    stop_last
+  fi
+  if has redis_repl; then
+    start_redis "$REPL_PORT" "$WORK/repl/primary" --appendonly yes --appendfsync everysec
+    repl=("${PIDS[-1]}")
+    for i in 1 2; do
+      start_redis $((REPL_PORT + i)) "$WORK/repl/replica$i" --replicaof 127.0.0.1 "$REPL_PORT"
+      repl+=("${PIDS[-1]}")
+    done
+    wait_replicas "$REPL_PORT" 2
+    run_tests redis_repl "$REPL_PORT" "${repl[@]}"
+    stop_last; stop_last; stop_last
+  fi
+  if has ringkv; then
+    ringkv_ports_free "$RINGKV_BASE" 3
+    start_ringkv "$RINGKV_BASE" "$WORK/ringkv" 3
+    # shellcheck disable=SC2046
+    run_tests ringkv $((RINGKV_BASE + 1)) $(ringkv_pids "$WORK/ringkv")
+    stop_last
+  fi
+done
 echo
-echo "CPU microseconds per request (user + system), medians of $REPS runs; s1 = redis-server or ringkv n1"
-echo "(the coordinator), s2 s3 = ringkv n2 n3; idle = CPU time the machine left unused, per request"
+echo "CPU microseconds per request (user + system), medians of $REPS runs; s1 = redis-server, the Redis primary"
+echo "or ringkv n1 (the coordinator), s2 s3 = the Redis replicas or ringkv n2 n3; idle = CPU time the machine"
+echo "left unused, per request"
 python3 - "$RESULTS" <<'PY'
 import sys, statistics as st
 rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
-keys = sorted({(r[0], r[1], r[2]) for r in rows}, key=lambda k: (k[2] != "1", k[1] != "set", k[0] != "redis"))
+order = {"redis": 0, "redis_repl": 1, "ringkv": 2}
+keys = sorted({(r[0], r[1], r[2]) for r in rows}, key=lambda k: (k[2] != "1", k[1] != "set", order.get(k[0], 3)))
 print("| system | test | -P | ops/s | server(s) | redis-benchmark | idle | total |")
 print("|---|---|---|---|---|---|---|---|")
 for k in keys:
@@ -99,5 +132,15 @@ for k in keys:
     total = sum(u + s for u, s in servers) + sum(bench) + idle
     srv = ", ".join(f"{n} {u:.1f}+{s:.1f}" for n, (u, s) in zip(names, servers))
     print(f"| {k[0]} | {k[1].upper()} | {k[2]} | {rps:,.0f} | {srv} | {bench[0]:.1f}+{bench[1]:.1f} | {idle:.1f} | {total:.1f} |")
+# Issue 19's target: the servers' CPU per SET, 3 ringkv nodes against a Redis primary and 2 replicas.
+def servers(k):
+    sel = [r for r in rows if tuple(r[:3]) == k]
+    names = {r[4] for r in sel if r[4].startswith("s")}
+    return sum(st.median(float(r[5]) + float(r[6]) for r in sel if r[4] == n) for n in names)
+for p in ("1", "16"):
+    a, b = ("ringkv", "set", p), ("redis_repl", "set", p)
+    if a in keys and b in keys:
+        print(f"SET -P {p}: all server processes {servers(a):.1f} us (ringkv, 3 nodes) vs {servers(b):.1f} us "
+              f"(Redis primary + 2 replicas, AOF everysec): {servers(a) / servers(b):.2f}x")
 PY
 echo "raw results: $RESULTS"

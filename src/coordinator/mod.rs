@@ -228,13 +228,13 @@ impl Shared {
                 if rich && write.is_first_view() {
                     self.check_replicas_hold_rich(&view, &replicas.list)?;
                 }
-                let targets = write.on_view(view.epoch, replicas);
-                for node in &targets.remote {
+                let asking = write.on_view(view.epoch, replicas);
+                for node in asking.remote {
                     let msg = mode.message(guard.id, key.clone(), entry.clone());
                     self.send_to(&view, node, msg);
                 }
                 // The local copy is written while the remote ones are in flight.
-                if targets.local {
+                if asking.local {
                     let ack = self.apply_locally(&pos, &key, &entry, &mode).await;
                     write.on_ack(self.me.clone(), ack);
                 }

@@ -14,7 +14,7 @@ use crate::metrics::Op;
 use crate::node::pending::Inbox;
 use crate::node::shared::{Shared, View};
 use crate::quorum::{
-    replicas, resolve, same, Answer, Answers, ReadQuorum, ReadStep, Resolved, Targets, Timing, Why,
+    replicas, resolve, same, Answer, Answers, ReadQuorum, ReadStep, Resolved, Timing, Why,
 };
 use crate::ring::{NodeName, Token};
 use crate::store::Entry;
@@ -60,24 +60,29 @@ impl Shared {
     async fn gather(&self, key: Bytes, q: Quorum) -> Result<Option<Entry>> {
         let pos = Token::of(&key);
         let (guard, replies) = self.pending.register();
-        let confirm = self.cfg.confirm_misses;
         let now = crate::clock::instant();
-        let mut read = self.read_quorum(&pos, q, now, confirm);
-        let answers = self
-            .drive(&mut read, &pos, now, &replies, |view, targets, read| {
-                if targets.local {
-                    read.on_answer(self.me.clone(), self.store.get_at(&pos, &key));
-                }
-                for node in &targets.remote {
-                    let msg = PeerMsg::Get {
-                        id: guard.id,
-                        key: key.clone(),
-                    };
-                    self.send_to(view, node, msg);
-                }
-            })
+        let mut read = self.read_quorum(&pos, q, now, self.cfg.confirm_misses);
+        let send = |view: &View, node: &NodeName, if_reachable: bool| {
+            let msg = PeerMsg::Get {
+                id: guard.id,
+                key: key.clone(),
+            };
+            self.send_maybe(view, node, msg, if_reachable)
+        };
+        let local = || self.store.get_at(&pos, &key);
+        self.drive(&mut read, &pos, now, &replies, send, local)
             .await?;
-        Ok(self.resolve(&key, answers))
+        Ok(self.resolve(&key, read.answers()))
+    }
+
+    /// Sends `msg` to `node`; `if_reachable`, only if its link works.
+    /// Returns false when it was not sent for that.
+    fn send_maybe(&self, view: &View, node: &NodeName, msg: PeerMsg, if_reachable: bool) -> bool {
+        if if_reachable {
+            return self.send_if_reachable(view, node, msg).is_some();
+        }
+        self.send_to(view, node, msg);
+        true
     }
 
     /// A read of the key at `pos` with quorum `q`, starting `now`, with
@@ -100,18 +105,21 @@ impl Shared {
         ReadQuorum::new(self.me.clone(), q, pos.0[19], timing)
     }
 
-    /// Drives `read` to its answers: the replicas of each new view, the
-    /// asks (`ask` reads the local copy into the read and sends the
-    /// rest), the waits and the answers (`Get` replies for whole entries,
-    /// `Read` replies for parts). The decisions are [`ReadQuorum`]'s.
+    /// Drives `read` until it has its answers: the replicas of each new
+    /// view, the asks (`send` sends the read to a replica, when told to
+    /// only if its link works, and says whether it did; `local_answer`
+    /// reads this node's copy), the waits and the answers (`Get` replies for
+    /// whole entries, `Read` replies for parts). The decisions are
+    /// [`ReadQuorum`]'s.
     async fn drive<A: Answer + FromReply>(
         &self,
         read: &mut ReadQuorum<A>,
         pos: &Token,
         mut now: Instant,
         replies: &Inbox,
-        mut ask: impl FnMut(&View, &Targets, &mut ReadQuorum<A>),
-    ) -> Result<Answers<A>> {
+        send: impl Fn(&View, &NodeName, bool) -> bool,
+        local_answer: impl Fn() -> A,
+    ) -> Result<()> {
         // `now` is read again only after a wait.
         loop {
             let view = self.view.load();
@@ -120,47 +128,63 @@ impl Shared {
                     replicas::replicas(&view, &view.ring, pos, self.cfg.replication, read.strict());
                 read.on_view(view.epoch, replicas);
             }
-            let reachable = |node: &NodeName| {
-                (view.addrs.get(node)).is_none_or(|addr| self.net.reachable(addr))
-            };
-            match read.next(now, reachable) {
-                ReadStep::Ask(why, targets) => {
-                    match why {
-                        Why::Speculate => &self.metrics.read_speculations,
-                        Why::ConfirmMiss => &self.metrics.read_miss_confirmations,
-                        Why::First | Why::ViewChanged => {
-                            ask(&view, &targets, read);
-                            continue;
+            // Steps that need no waiting run on the same view.
+            let until = loop {
+                match read.next(now) {
+                    ReadStep::Ask(why) => {
+                        let asking = read.asking();
+                        // Replicas whose link turned out broken (rare: no
+                        // allocation unless there are more than two).
+                        let mut broken = smallvec::SmallVec::<[NodeName; 2]>::new();
+                        for node in asking.remote {
+                            if !send(&view, node, asking.if_reachable) {
+                                broken.push(node.clone());
+                            }
+                        }
+                        // Counted when something was sent for them.
+                        let counter = match why {
+                            Why::Speculate => Some(&self.metrics.read_speculations),
+                            Why::ConfirmMiss => Some(&self.metrics.read_miss_confirmations),
+                            Why::First | Why::ViewChanged => None,
+                        };
+                        if let Some(counter) =
+                            counter.filter(|_| asking.remote.len() > broken.len())
+                        {
+                            counter.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let local = asking.local;
+                        for node in &broken {
+                            read.on_unreachable(node);
+                        }
+                        if local {
+                            read.on_answer(self.me.clone(), local_answer());
                         }
                     }
-                    .fetch_add(1, Ordering::Relaxed);
-                    ask(&view, &targets, read);
-                }
-                ReadStep::Done(answers) => return Ok(answers),
-                ReadStep::Failed(e) => return Err(e),
-                ReadStep::TimedOut { error, unanswered } => {
-                    self.metrics.replica_timeouts(Op::Read, unanswered);
-                    return Err(error);
-                }
-                ReadStep::Wait(until) => {
-                    replies.wake_at(until);
-                    // `None` is a poke: a deadline passed or the view changed.
-                    let reply = replies.next().await;
-                    now = crate::clock::instant();
-                    if let Some((from, answer)) = reply
-                        .and_then(|(from, msg)| A::from_reply(msg).map(|answer| (from, answer)))
-                    {
-                        self.metrics.replica_ack(Op::Read);
-                        read.on_answer(from, answer);
+                    ReadStep::Done => return Ok(()),
+                    ReadStep::Failed(e) => return Err(e),
+                    ReadStep::TimedOut { error, unanswered } => {
+                        self.metrics.replica_timeouts(Op::Read, unanswered);
+                        return Err(error);
                     }
+                    ReadStep::Wait(until) => break until,
                 }
+            };
+            replies.wake_at(until);
+            // `None` is a poke: a deadline passed or the view changed.
+            let reply = replies.next().await;
+            now = crate::clock::instant();
+            if let Some((from, answer)) =
+                reply.and_then(|(from, msg)| A::from_reply(msg).map(|answer| (from, answer)))
+            {
+                self.metrics.replica_ack(Op::Read);
+                read.on_answer(from, answer);
             }
         }
     }
 
     /// The merge of the answers; replicas that answered something else are
     /// sent the merge (fire-and-forget read repair).
-    fn resolve(&self, key: &Bytes, mut answers: Answers<Option<Entry>>) -> Option<Entry> {
+    fn resolve(&self, key: &Bytes, answers: &mut Answers<Option<Entry>>) -> Option<Entry> {
         // A coordinator that is not a replica of the key may still hold a
         // copy of it: a write it took as a stand-in during a partition,
         // not yet handed back. Right after the heal that copy can be the
@@ -176,7 +200,7 @@ impl Shared {
         let unflushed = |e: Entry| self.store.unflushed_entry(e);
         let flushed = self.store.flush_marker().is_some();
         let Resolved { merged, stale } = resolve(
-            &answers,
+            answers,
             flushed.then_some(&unflushed as &dyn Fn(Entry) -> Option<Entry>),
         );
         let merged = merged?;
@@ -316,29 +340,24 @@ impl Shared {
         // Parts do not confirm misses: a miss read whole would.
         let now = crate::clock::instant();
         let mut read = self.read_quorum(&pos, q, now, false);
-        let result = self
-            .drive(&mut read, &pos, now, &replies, |view, targets, read| {
-                if targets.local {
-                    let part = self.store.part_at(&pos, &key, &want).map(Box::new);
-                    read.on_answer(self.me.clone(), part);
-                }
-                for node in &targets.remote {
-                    let msg = PeerMsg::Read {
-                        id: guard.id,
-                        key: key.clone(),
-                        want: want.clone(),
-                    };
-                    self.send_to(view, node, msg);
-                }
-            })
-            .await;
-        let mut parts: Vec<Option<Box<Part>>> = match result {
-            Ok(answers) => answers.into_iter().map(|(_, part)| part).collect(),
-            Err(e) => {
-                self.metrics.reads_failed.fetch_add(1, Ordering::Relaxed);
-                return Err(e);
-            }
+        let send = |view: &View, node: &NodeName, if_reachable: bool| {
+            let msg = PeerMsg::Read {
+                id: guard.id,
+                key: key.clone(),
+                want: want.clone(),
+            };
+            self.send_maybe(view, node, msg, if_reachable)
         };
+        let local = || self.store.part_at(&pos, &key, &want).map(Box::new);
+        let result = self
+            .drive(&mut read, &pos, now, &replies, send, local)
+            .await;
+        if let Err(e) = result {
+            self.metrics.reads_failed.fetch_add(1, Ordering::Relaxed);
+            return Err(e);
+        }
+        let mut parts: Vec<Option<Box<Part>>> =
+            read.answers().drain(..).map(|(_, part)| part).collect();
         let agree = parts.windows(2).all(|w| match (&w[0], &w[1]) {
             (Some(a), Some(b)) => a.version == b.version && a.digest == b.digest,
             (None, None) => true,

@@ -44,7 +44,7 @@ pub struct Quorum {
     pub strict: bool,
 }
 
-/// Whom to send a request to: this node's own copy (`local`, applied or
+/// Whom to send a request to (owned; see [`Asking`]): this node's own copy (`local`, applied or
 /// read by the driver at once, its answer fed back before anything else)
 /// and the other replicas.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -53,6 +53,30 @@ pub struct Targets {
     pub local: bool,
     /// The other replicas, in the order to send to.
     pub remote: NodeList,
+}
+
+/// Whom a step asks, borrowed from the machine (no copies of the names):
+/// this node's own copy (`local`, applied or read by the driver at once)
+/// and the other replicas (`remote`, in the order to send to).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Asking<'a> {
+    /// This node is one of them.
+    pub local: bool,
+    /// The other replicas.
+    pub remote: &'a [NodeName],
+    /// Send to `remote` only where the link works, and report the others
+    /// (a read's [`ReadQuorum::on_unreachable`]).
+    pub if_reachable: bool,
+}
+
+impl Asking<'_> {
+    /// The same, owned.
+    pub fn to_targets(self) -> Targets {
+        Targets {
+            local: self.local,
+            remote: self.remote.iter().cloned().collect(),
+        }
+    }
 }
 
 /// Node names compared by pointer first: the names in a request's lists

@@ -2,13 +2,16 @@
 //! confirm a miss, and is done with R answers.
 //!
 //! The machine is fed the replicas of each new view
-//! ([`ReadQuorum::on_view`]) and each answer ([`ReadQuorum::on_answer`],
-//! this node's own included), and is asked what now ([`ReadQuorum::next`],
-//! with the time and whether a replica's link works). Its rules:
+//! ([`ReadQuorum::on_view`]), each answer ([`ReadQuorum::on_answer`],
+//! this node's own included) and each replica it said to ask only if its
+//! link works whose link did not ([`ReadQuorum::on_unreachable`]), and is
+//! asked what now ([`ReadQuorum::next`], with the time). Its rules:
 //!
 //! - **Whom it asks.** This node first when it is a replica (that answer is
 //!   free), then only as many others as make R: those whose peer link
-//!   works first, the rest only if those do not make R. Which replicas
+//!   works first (the driver sends to them only if it does, and reports
+//!   those whose link is broken, in one lookup per replica), the rest only
+//!   if those do not make R. Which replicas
 //!   come first rotates with the key, so the reads a coordinator forwards
 //!   spread over all the replicas. A new view asks the replicas it adds,
 //!   as many as are still needed.
@@ -30,7 +33,7 @@
 use std::time::{Duration, Instant};
 
 use super::replicas::{needed, unavailable, Replicas};
-use super::{listed, same, Quorum, Targets};
+use super::{listed, same, Asking, Quorum};
 use crate::error::Error;
 use crate::ring::{NodeList, NodeName};
 use crate::store::Entry;
@@ -72,14 +75,14 @@ pub enum Why {
 
 /// What a read does next.
 #[derive(Debug)]
-pub enum ReadStep<A> {
-    /// Send the read to `targets.remote`; read this node's copy when
-    /// `targets.local` and report it before anything else; ask again.
-    Ask(Why, Targets),
+pub enum ReadStep {
+    /// Send the read to [`ReadQuorum::asking`]'s remote replicas, read
+    /// this node's copy if it says so and report it, and ask again.
+    Ask(Why),
     /// Wait for an answer, a view change, or this instant.
     Wait(Instant),
-    /// Done with these answers.
-    Done(Answers<A>),
+    /// Done: the answers are [`ReadQuorum::answers`].
+    Done,
     /// Failed at once (strict, too few home replicas up).
     Failed(Error),
     /// The deadline passed: fail with `error`; `unanswered` replicas
@@ -95,11 +98,13 @@ pub enum ReadStep<A> {
 /// How much of the list a pass of asking takes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Ask {
-    /// Enough to make the quorum: reachable replicas first.
+    /// Enough to make the quorum: replicas not known to be unreachable
+    /// first.
     Enough,
     /// Every replica on the list.
     All,
-    /// Enough to make the quorum, from reachable replicas only.
+    /// Enough to make the quorum, from replicas not known to be
+    /// unreachable, sent to only if they are not.
     Reachable,
 }
 
@@ -128,7 +133,20 @@ pub struct ReadQuorum<A> {
     replicas: Replicas,
     /// Why the list is looked at again on the next step, if it is.
     rescan: Option<Why>,
+    /// Why the last ask asked (asked again after a broken link).
+    last: Why,
+    /// Replicas found unreachable (asked again only if the others do not
+    /// make the quorum).
+    unreachable: NodeList,
+    /// Whether this read tried confirming a miss (once at most).
+    confirm_tried: bool,
     asked: NodeList,
+    /// Where in `asked` the last ask began, and whether it included this
+    /// node (first, then).
+    asking: (usize, bool),
+    /// Whether the last ask's remote replicas are to be sent to only if
+    /// their link works.
+    if_reachable: bool,
     answers: Answers<A>,
 }
 
@@ -145,9 +163,43 @@ impl<A: Answer> ReadQuorum<A> {
             epoch: None,
             replicas: Replicas::default(),
             rescan: None,
+            last: Why::First,
+            unreachable: NodeList::new(),
+            confirm_tried: false,
             asked: NodeList::new(),
+            asking: (0, false),
+            if_reachable: false,
             answers: Answers::new(),
         }
+    }
+
+    /// Whom the last [`ReadStep::Ask`] asks.
+    pub fn asking(&self) -> Asking<'_> {
+        let (from, local) = self.asking;
+        Asking {
+            local,
+            remote: &self.asked[from + usize::from(local)..],
+            if_reachable: self.if_reachable,
+        }
+    }
+
+    /// Replica `node`, which the last ask said to send to only if its
+    /// link works, was not sent the read: its link is broken. The next
+    /// step asks another in its place (or it after all, if no other
+    /// makes the quorum; never to confirm a miss).
+    pub fn on_unreachable(&mut self, node: &NodeName) {
+        if let Some(i) = self.asked.iter().position(|n| same(n, node)) {
+            let node = self.asked.remove(i);
+            if !listed(&self.unreachable, &node) {
+                self.unreachable.push(node);
+            }
+        }
+        self.rescan = Some(self.last);
+    }
+
+    /// The answers gathered (all of them once [`ReadStep::Done`]).
+    pub fn answers(&mut self) -> &mut Answers<A> {
+        &mut self.answers
     }
 
     /// Whether it counts home replicas only.
@@ -192,9 +244,8 @@ impl<A: Answer> ReadQuorum<A> {
         }
     }
 
-    /// What to do now, at `now`; `reachable` says whether the link to a
-    /// replica works (see the module doc).
-    pub fn next(&mut self, now: Instant, reachable: impl Fn(&NodeName) -> bool) -> ReadStep<A> {
+    /// What to do now, at `now` (see the module doc).
+    pub fn next(&mut self, now: Instant) -> ReadStep {
         loop {
             let needed = self.needed();
             let listed = self.replicas.list.len();
@@ -204,32 +255,37 @@ impl<A: Answer> ReadQuorum<A> {
                 return ReadStep::Failed(unavailable("read", true, needed, got, listed, home));
             }
             if let Some(why) = self.rescan.take() {
-                let ask = match self.timing.speculate_at {
-                    Some(_) => Ask::Enough,
-                    None => Ask::All,
+                let ask = match why {
+                    Why::ConfirmMiss => Ask::Reachable,
+                    _ if self.timing.speculate_at.is_none() => Ask::All,
+                    _ => Ask::Enough,
                 };
-                let targets = self.ask(needed, ask, &reachable);
-                if targets.local || !targets.remote.is_empty() {
-                    return ReadStep::Ask(why, targets);
+                self.last = why;
+                if self.ask(needed, ask) {
+                    return ReadStep::Ask(why);
+                }
+                if why == Why::ConfirmMiss {
+                    // No other replica with a working link to confirm with.
+                    self.confirm_by = None;
+                    continue;
                 }
             }
             if self.answers.len() >= needed {
                 let miss = self.answers.iter().all(|(_, a)| a.is_miss());
                 if let Some(wait) = self.timing.confirm_wait {
-                    if miss && self.confirm_by.is_none() {
-                        let targets = self.ask(needed + 1, Ask::Reachable, &reachable);
-                        if !targets.remote.is_empty() {
-                            self.confirm_by = Some(now + wait);
-                            return ReadStep::Ask(Why::ConfirmMiss, targets);
-                        }
+                    if miss && !self.confirm_tried {
+                        self.confirm_tried = true;
+                        self.confirm_by = Some(now + wait);
+                        self.rescan = Some(Why::ConfirmMiss);
+                        continue;
                     }
                 }
-                return ReadStep::Done(std::mem::take(&mut self.answers));
+                return ReadStep::Done;
             }
             if self.confirm_by.is_some_and(|at| now >= at) {
                 // The extra replica did not answer in time: the R answers
                 // stand.
-                return ReadStep::Done(std::mem::take(&mut self.answers));
+                return ReadStep::Done;
             }
             if now >= self.timing.deadline {
                 let got = self.answers.len();
@@ -260,41 +316,55 @@ impl<A: Answer> ReadQuorum<A> {
         }
     }
 
-    /// Marks as asked, and returns, the replicas the read still needs to
-    /// make `needed` answers: this node first, then others as `ask` says.
-    fn ask(&mut self, needed: usize, ask: Ask, reachable: &impl Fn(&NodeName) -> bool) -> Targets {
-        let limited = ask != Ask::All;
+    /// Marks as asked the replicas the read still needs to make `needed`
+    /// answers: this node first, then others as `ask` says (see
+    /// [`ReadQuorum::asking`]). Returns whether it asked any.
+    fn ask(&mut self, needed: usize, ask: Ask) -> bool {
         let pref = &self.replicas.list;
         let (asked, answers) = (&mut self.asked, &self.answers);
-        let mut targets = Targets::default();
-        if listed(pref, &self.me) && !listed(asked, &self.me) {
+        let from = asked.len();
+        let local = listed(pref, &self.me) && !listed(asked, &self.me);
+        if local {
             asked.push(self.me.clone());
-            targets.local = true;
         }
         // Replicas asked that are still on the list and have not answered.
         let mut waiting = (asked.iter())
             .filter(|n| listed(pref, n) && !answers.iter().any(|(a, _)| same(a, n)))
             .count();
-        let passes = if ask == Ask::Reachable { 1 } else { 2 };
-        for pass in 0..passes {
-            let rotated = (0..pref.len()).map(|i| &pref[(self.first + i) % pref.len()]);
-            for node in rotated {
-                if limited && answers.len() + waiting >= needed {
-                    break;
-                }
-                if same(node, &self.me) || listed(asked, node) {
-                    continue;
-                }
-                // First pass: reachable replicas only.
-                if pass == 0 && limited && !reachable(node) {
-                    continue;
-                }
+        let rotated = || (0..pref.len()).map(|i| &pref[(self.first + i) % pref.len()]);
+        let me = &self.me;
+        let unasked = |asked: &NodeList, node: &NodeName| !same(node, me) && !listed(asked, node);
+        // Replicas not known to be unreachable, to be sent to only if they
+        // are not (every replica left, for `All`).
+        for node in rotated() {
+            if ask != Ask::All && answers.len() + waiting >= needed {
+                break;
+            }
+            if unasked(asked, node) && (ask == Ask::All || !listed(&self.unreachable, node)) {
                 asked.push(node.clone());
                 waiting += 1;
-                targets.remote.push(node.clone());
             }
         }
-        targets
+        // None of those, and still short: the unreachable ones after all
+        // (never to confirm a miss).
+        let mut if_reachable = ask != Ask::All;
+        if ask == Ask::Enough && asked.len() == from + usize::from(local) {
+            if_reachable = false;
+            for node in rotated() {
+                if answers.len() + waiting >= needed {
+                    break;
+                }
+                if unasked(asked, node) {
+                    asked.push(node.clone());
+                    waiting += 1;
+                }
+            }
+        }
+        self.asking = (from, local);
+        self.if_reachable = if_reachable;
+        // A confirmation needs another replica (this node, listed, was
+        // asked on the view's first ask).
+        asked.len() > from + usize::from(local && ask == Ask::Reachable)
     }
 }
 

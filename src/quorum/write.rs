@@ -24,7 +24,7 @@
 use std::time::Instant;
 
 use super::replicas::{needed, unavailable, Replicas};
-use super::{listed, same, Quorum, Targets};
+use super::{listed, same, Asking, Quorum, Targets};
 use crate::error::{Error, Result};
 use crate::ring::{NodeList, NodeName};
 use crate::store::Version;
@@ -166,22 +166,31 @@ impl WriteQuorum {
     /// The replicas of the view of `epoch`. Returns those not yet sent the
     /// write, which the driver sends it to (and, when `local`, applies
     /// this node's copy at once and reports it with [`WriteQuorum::on_ack`]).
-    pub fn on_view(&mut self, epoch: u64, replicas: Replicas) -> Targets {
+    pub fn on_view(&mut self, epoch: u64, replicas: Replicas) -> Asking<'_> {
         self.epoch = Some(epoch);
-        let mut targets = Targets::default();
+        let from = self.asked.len();
+        let mut local = false;
         for node in &replicas.list {
             if listed(&self.asked, node) {
                 continue;
             }
-            self.asked.push(node.clone());
             if same(node, &self.me) {
-                targets.local = true;
+                local = true;
             } else {
-                targets.remote.push(node.clone());
+                self.asked.push(node.clone());
             }
         }
+        // This node goes last, after the ones to send to.
+        if local {
+            self.asked.push(self.me.clone());
+        }
         self.replicas = replicas;
-        targets
+        let end = self.asked.len() - usize::from(local);
+        Asking {
+            local,
+            remote: &self.asked[from..end],
+            if_reachable: false,
+        }
     }
 
     /// The answer of replica `from` (this node's own included). Returns

@@ -39,27 +39,25 @@ fn tombstone(ts: u64) -> Option<Entry> {
     }))
 }
 
-fn all(_: &NodeName) -> bool {
-    true
-}
-
-fn asks(step: ReadStep<Option<Entry>>) -> (Why, Targets) {
-    match step {
-        ReadStep::Ask(why, targets) => (why, targets),
+/// The next step, which must be an ask: why, and whom.
+fn asks(r: &mut Read, now: Instant) -> (Why, Targets) {
+    match r.next(now) {
+        ReadStep::Ask(why) => (why, r.asking().to_targets()),
         other => panic!("expected an ask, got {other:?}"),
     }
 }
 
-fn waits(step: ReadStep<Option<Entry>>) -> Instant {
+fn waits(step: ReadStep) -> Instant {
     match step {
         ReadStep::Wait(until) => until,
         other => panic!("expected a wait, got {other:?}"),
     }
 }
 
-fn answers(step: ReadStep<Option<Entry>>) -> Answers<Option<Entry>> {
-    match step {
-        ReadStep::Done(answers) => answers,
+/// The next step, which must be done: the answers.
+fn answers(r: &mut Read, now: Instant) -> Answers<Option<Entry>> {
+    match r.next(now) {
+        ReadStep::Done => std::mem::take(r.answers()),
         other => panic!("expected answers, got {other:?}"),
     }
 }
@@ -73,11 +71,11 @@ fn a_replica_reads_itself_and_asks_one_other_for_r_2() {
     let t = Instant::now();
     let mut r = read(t, 2, false);
     r.on_view(1, sloppy(&["n2", "n1", "n3"]));
-    assert_eq!(asks(r.next(t, all)), (Why::First, targets(true, &["n2"])));
+    assert_eq!(asks(&mut r, t), (Why::First, targets(true, &["n2"])));
     r.on_answer(n(ME), entry(5, "a"));
-    assert_eq!(waits(r.next(t, all)), at(t, 20), "until speculation");
+    assert_eq!(waits(r.next(t)), at(t, 20), "until speculation");
     r.on_answer(n("n2"), entry(5, "a"));
-    assert_eq!(from(&answers(r.next(t, all))), [ME, "n2"]);
+    assert_eq!(from(&answers(&mut r, t)), [ME, "n2"]);
 }
 
 #[test]
@@ -88,7 +86,7 @@ fn which_replica_is_asked_first_rotates_with_the_key() {
         .map(|first| {
             let mut r: Read = ReadQuorum::new(n(ME), q(1, 2, false), first, timing(t));
             r.on_view(1, list.clone());
-            let (_, asked) = asks(r.next(t, all));
+            let (_, asked) = asks(&mut r, t);
             assert!(!asked.local);
             asked.remote.iter().map(|n| n.to_string()).collect()
         })
@@ -99,21 +97,27 @@ fn which_replica_is_asked_first_rotates_with_the_key() {
 #[test]
 fn a_replica_whose_link_broke_is_asked_only_if_the_others_do_not_make_r() {
     let t = Instant::now();
-    let broken = |node: &NodeName| &**node != "n2";
     let mut r = read(t, 2, false);
     r.on_view(1, sloppy(&["n1", "n2", "n3"]));
-    assert_eq!(
-        asks(r.next(t, broken)),
-        (Why::First, targets(true, &["n3"]))
-    );
+    assert_eq!(asks(&mut r, t), (Why::First, targets(true, &["n2"])));
+    assert!(r.asking().if_reachable, "sent to only if its link works");
+    r.on_answer(n(ME), entry(1, "a"));
+    // n2's link is broken: n3 in its place, also only if reachable.
+    r.on_unreachable(&n("n2"));
+    assert_eq!(asks(&mut r, t), (Why::First, targets(false, &["n3"])));
+    assert!(r.asking().if_reachable);
 
-    // Off the list, R = 3: the broken one is asked too, after the others.
+    // Off the list, R = 3: the broken one is asked after all, unconditionally.
     let mut r: Read = ReadQuorum::new(n(ME), q(3, 2, false), 0, timing(t));
     r.on_view(1, sloppy(&["n2", "n3", "n4"]));
     assert_eq!(
-        asks(r.next(t, broken)),
-        (Why::First, targets(false, &["n3", "n4", "n2"]))
+        asks(&mut r, t),
+        (Why::First, targets(false, &["n2", "n3", "n4"]))
     );
+    r.on_unreachable(&n("n2"));
+    assert_eq!(asks(&mut r, t), (Why::First, targets(false, &["n2"])));
+    assert!(!r.asking().if_reachable);
+    waits(r.next(t));
 }
 
 #[test]
@@ -121,20 +125,16 @@ fn slow_replicas_make_it_ask_every_replica_left_at_the_speculation_instant() {
     let t = Instant::now();
     let mut r = read(t, 2, false);
     r.on_view(1, sloppy(&["n1", "n2", "n3"]));
-    asks(r.next(t, all));
+    asks(&mut r, t);
     r.on_answer(n(ME), entry(5, "a"));
-    waits(r.next(at(t, 19), all));
+    waits(r.next(at(t, 19)));
     assert_eq!(
-        asks(r.next(at(t, 20), all)),
+        asks(&mut r, at(t, 20)),
         (Why::Speculate, targets(false, &["n3"]))
     );
-    assert_eq!(
-        waits(r.next(at(t, 20), all)),
-        at(t, 2000),
-        "nothing left to ask"
-    );
+    assert_eq!(waits(r.next(at(t, 20))), at(t, 2000), "nothing left to ask");
     r.on_answer(n("n3"), entry(6, "b"));
-    assert_eq!(from(&answers(r.next(at(t, 21), all))), [ME, "n3"]);
+    assert_eq!(from(&answers(&mut r, at(t, 21))), [ME, "n3"]);
 }
 
 #[test]
@@ -150,10 +150,7 @@ fn without_speculation_every_replica_is_asked_at_once() {
         },
     );
     r.on_view(1, sloppy(&["n1", "n2", "n3"]));
-    assert_eq!(
-        asks(r.next(t, all)),
-        (Why::First, targets(true, &["n2", "n3"]))
-    );
+    assert_eq!(asks(&mut r, t), (Why::First, targets(true, &["n2", "n3"])));
 }
 
 #[test]
@@ -161,21 +158,21 @@ fn a_miss_is_confirmed_by_one_more_reachable_replica() {
     let t = Instant::now();
     let mut r = read(t, 2, false);
     r.on_view(1, sloppy(&["n1", "n2", "n3"]));
-    asks(r.next(t, all));
+    asks(&mut r, t);
     r.on_answer(n(ME), None);
     r.on_answer(n("n2"), None);
     assert_eq!(
-        asks(r.next(at(t, 5), all)),
+        asks(&mut r, at(t, 5)),
         (Why::ConfirmMiss, targets(false, &["n3"]))
     );
     assert_eq!(
-        waits(r.next(at(t, 5), all)),
+        waits(r.next(at(t, 5))),
         at(t, 20),
         "confirmation bounded by speculation"
     );
     // n3 had it (the first two were filled late after a ring change).
     r.on_answer(n("n3"), entry(7, "late"));
-    let got = answers(r.next(at(t, 6), all));
+    let got = answers(&mut r, at(t, 6));
     assert_eq!(from(&got), [ME, "n2", "n3"]);
     assert_eq!(resolve(&got, None).merged, entry(7, "late"));
 }
@@ -185,12 +182,12 @@ fn a_confirmation_that_does_not_come_in_time_leaves_the_miss_standing() {
     let t = Instant::now();
     let mut r = read(t, 2, false);
     r.on_view(1, sloppy(&["n1", "n2", "n3"]));
-    asks(r.next(t, all));
+    asks(&mut r, t);
     r.on_answer(n(ME), None);
     r.on_answer(n("n2"), None);
-    asks(r.next(at(t, 10), all));
-    waits(r.next(at(t, 29), all));
-    assert_eq!(from(&answers(r.next(at(t, 30), all))), [ME, "n2"]);
+    asks(&mut r, at(t, 10));
+    waits(r.next(at(t, 29)));
+    assert_eq!(from(&answers(&mut r, at(t, 30))), [ME, "n2"]);
 }
 
 #[test]
@@ -200,11 +197,30 @@ fn a_miss_is_not_confirmed_by_a_replica_whose_link_broke() {
     let t = Instant::now();
     let mut r = read(t, 2, false);
     r.on_view(1, sloppy(&["n1", "n2", "n3"]));
-    asks(r.next(t, all));
+    asks(&mut r, t);
     r.on_answer(n(ME), None);
     r.on_answer(n("n2"), None);
-    let dead = |node: &NodeName| &**node != "n3";
-    assert_eq!(from(&answers(r.next(t, dead))), [ME, "n2"]);
+    assert_eq!(asks(&mut r, t), (Why::ConfirmMiss, targets(false, &["n3"])));
+    assert!(r.asking().if_reachable);
+    r.on_unreachable(&n("n3"));
+    assert_eq!(
+        from(&answers(&mut r, t)),
+        [ME, "n2"],
+        "at once, not after the wait"
+    );
+
+    // A replica known unreachable is not even proposed.
+    let mut r: Read = ReadQuorum::new(n(ME), q(1, 2, false), 0, timing(t));
+    r.on_view(1, sloppy(&["n2", "n3"]));
+    assert_eq!(asks(&mut r, t), (Why::First, targets(false, &["n2"])));
+    r.on_unreachable(&n("n2"));
+    assert_eq!(asks(&mut r, t), (Why::First, targets(false, &["n3"])));
+    r.on_answer(n("n3"), None);
+    assert_eq!(
+        from(&answers(&mut r, t)),
+        ["n3"],
+        "n2 is not asked to confirm"
+    );
 }
 
 #[test]
@@ -212,10 +228,10 @@ fn a_tombstone_is_an_answer_not_a_miss_and_confirmation_can_be_off() {
     let t = Instant::now();
     let mut r = read(t, 2, false);
     r.on_view(1, sloppy(&["n1", "n2", "n3"]));
-    asks(r.next(t, all));
+    asks(&mut r, t);
     r.on_answer(n(ME), None);
     r.on_answer(n("n2"), tombstone(9));
-    answers(r.next(t, all));
+    answers(&mut r, t);
 
     let mut r: Read = ReadQuorum::new(
         n(ME),
@@ -227,10 +243,10 @@ fn a_tombstone_is_an_answer_not_a_miss_and_confirmation_can_be_off() {
         },
     );
     r.on_view(1, sloppy(&["n1", "n2", "n3"]));
-    asks(r.next(t, all));
+    asks(&mut r, t);
     r.on_answer(n(ME), None);
     r.on_answer(n("n2"), None);
-    answers(r.next(t, all));
+    answers(&mut r, t);
 }
 
 #[test]
@@ -238,10 +254,10 @@ fn at_the_deadline_the_read_fails_with_how_many_answered() {
     let t = Instant::now();
     let mut r = read(t, 2, false);
     r.on_view(1, sloppy(&["n1", "n2", "n3"]));
-    asks(r.next(t, all));
+    asks(&mut r, t);
     r.on_answer(n(ME), entry(1, "a"));
-    asks(r.next(at(t, 20), all)); // speculation
-    match r.next(at(t, 2000), all) {
+    asks(&mut r, at(t, 20)); // speculation
+    match r.next(at(t, 2000)) {
         ReadStep::TimedOut { error, unanswered } => {
             assert_eq!(
                 error.to_string(),
@@ -263,7 +279,7 @@ fn strict_reads_fail_at_once_with_too_few_home_replicas_and_confirm_with_a_home_
     let t = Instant::now();
     let mut r = read(t, 2, true);
     r.on_view(1, strict(&["n2"], 3));
-    match r.next(t, all) {
+    match r.next(t) {
         ReadStep::Failed(e) => assert_eq!(
             e.to_string(),
             Error::UnavailableStrict {
@@ -281,10 +297,10 @@ fn strict_reads_fail_at_once_with_too_few_home_replicas_and_confirm_with_a_home_
     // Two home replicas up, both misses: no third to confirm with.
     let mut r = read(t, 2, true);
     r.on_view(1, strict(&["n1", "n2"], 3));
-    assert_eq!(asks(r.next(t, all)), (Why::First, targets(true, &["n2"])));
+    assert_eq!(asks(&mut r, t), (Why::First, targets(true, &["n2"])));
     r.on_answer(n(ME), None);
     r.on_answer(n("n2"), None);
-    assert_eq!(from(&answers(r.next(t, all))), [ME, "n2"]);
+    assert_eq!(from(&answers(&mut r, t)), [ME, "n2"]);
 }
 
 #[test]
@@ -292,18 +308,15 @@ fn a_view_change_asks_the_replicas_it_adds_as_far_as_still_needed() {
     let t = Instant::now();
     let mut r = read(t, 2, false);
     r.on_view(1, sloppy(&["n1", "n2", "n3"]));
-    asks(r.next(t, all));
+    asks(&mut r, t);
     r.on_answer(n(ME), entry(1, "a"));
-    waits(r.next(t, all));
+    waits(r.next(t));
     // n2, asked and silent, is marked down; n4 completes the list.
     assert!(r.is_new_view(2));
     r.on_view(2, sloppy(&["n1", "n3", "n4"]));
-    assert_eq!(
-        asks(r.next(t, all)),
-        (Why::ViewChanged, targets(false, &["n3"]))
-    );
+    assert_eq!(asks(&mut r, t), (Why::ViewChanged, targets(false, &["n3"])));
     r.on_answer(n("n3"), entry(1, "a"));
-    assert_eq!(from(&answers(r.next(t, all))), [ME, "n3"]);
+    assert_eq!(from(&answers(&mut r, t)), [ME, "n3"]);
 }
 
 #[test]
@@ -311,10 +324,10 @@ fn a_second_answer_from_one_replica_is_ignored() {
     let t = Instant::now();
     let mut r = read(t, 2, false);
     r.on_view(1, sloppy(&["n1", "n2", "n3"]));
-    asks(r.next(t, all));
+    asks(&mut r, t);
     assert!(r.on_answer(n("n2"), entry(1, "a")));
     assert!(!r.on_answer(n("n2"), entry(2, "b")));
-    waits(r.next(t, all));
+    waits(r.next(t));
 }
 
 #[test]

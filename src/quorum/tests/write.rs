@@ -51,7 +51,7 @@ fn a_write_goes_to_every_replica_at_once_and_is_done_after_w() {
     let mut w = write(t, 2, false);
     assert!(w.is_first_view() && w.is_new_view(1));
     assert_eq!(
-        w.on_view(1, sloppy(&["n3", "n1", "n2"])),
+        w.on_view(1, sloppy(&["n3", "n1", "n2"])).to_targets(),
         targets(true, &["n3", "n2"])
     );
     assert!(!w.is_new_view(1));
@@ -71,7 +71,7 @@ fn a_write_goes_to_every_replica_at_once_and_is_done_after_w() {
 fn the_same_replica_acknowledging_twice_counts_once() {
     let t = Instant::now();
     let mut w = write(t, 2, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"]));
+    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
     assert!(w.on_ack(n("n2"), Ack::done(false)));
     assert!(!w.on_ack(n("n2"), Ack::done(false)), "a duplicate");
     waits(w.next(t));
@@ -84,7 +84,7 @@ fn a_coordinator_off_the_list_sends_to_every_replica_and_writes_nothing_itself()
     let t = Instant::now();
     let mut w = write(t, 2, false);
     assert_eq!(
-        w.on_view(1, sloppy(&["n2", "n3", "n4"])),
+        w.on_view(1, sloppy(&["n2", "n3", "n4"])).to_targets(),
         targets(false, &["n2", "n3", "n4"])
     );
     w.on_ack(n("n4"), Ack::done(false));
@@ -98,13 +98,19 @@ fn sloppy_quorums_count_over_the_nodes_there_are_and_strict_ones_do_not() {
     let t = Instant::now();
     // A cluster shrunk to one node still writes.
     let mut w = write(t, 2, false);
-    assert_eq!(w.on_view(1, sloppy(&["n1"])), targets(true, &[]));
+    assert_eq!(
+        w.on_view(1, sloppy(&["n1"])).to_targets(),
+        targets(true, &[])
+    );
     w.on_ack(n(ME), Ack::done(false));
     done(w.next(t));
 
     // Strict: one home replica up of three, W = 2: fails at once, naming them.
     let mut w = write(t, 2, true);
-    assert_eq!(w.on_view(1, strict(&["n1"], 3)), targets(true, &[]));
+    assert_eq!(
+        w.on_view(1, strict(&["n1"], 3)).to_targets(),
+        targets(true, &[])
+    );
     w.on_ack(n(ME), Ack::done(false));
     let (error, unanswered) = timed_out(w.next(t));
     assert_eq!(
@@ -122,7 +128,7 @@ fn sloppy_quorums_count_over_the_nodes_there_are_and_strict_ones_do_not() {
 
     // Strict with two home replicas up: both must acknowledge.
     let mut w = write(t, 2, true);
-    w.on_view(1, strict(&["n1", "n2"], 3));
+    w.on_view(1, strict(&["n1", "n2"], 3)).to_targets();
     w.on_ack(n(ME), Ack::done(false));
     waits(w.next(t));
     w.on_ack(n("n2"), Ack::done(false));
@@ -133,7 +139,7 @@ fn sloppy_quorums_count_over_the_nodes_there_are_and_strict_ones_do_not() {
 fn at_the_deadline_the_write_fails_with_how_many_answered() {
     let t = Instant::now();
     let mut w = write(t, 2, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"]));
+    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
     w.on_ack(n(ME), Ack::done(false));
     waits(w.next(at(t, 1999)));
     let (error, unanswered) = timed_out(w.next(at(t, 2000)));
@@ -153,18 +159,18 @@ fn at_the_deadline_the_write_fails_with_how_many_answered() {
 fn a_view_change_sends_only_to_the_replicas_it_adds() {
     let t = Instant::now();
     let mut w = write(t, 2, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"]));
+    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
     w.on_ack(n(ME), Ack::done(false));
     waits(w.next(t));
     // n2 and n3 are marked down; n4 and n5 complete the list.
     assert!(w.is_new_view(2));
     assert_eq!(
-        w.on_view(2, sloppy(&["n1", "n4", "n5"])),
+        w.on_view(2, sloppy(&["n1", "n4", "n5"])).to_targets(),
         targets(false, &["n4", "n5"])
     );
     // The same list again (another change elsewhere): nothing to send.
     assert_eq!(
-        w.on_view(3, sloppy(&["n1", "n4", "n5"])),
+        w.on_view(3, sloppy(&["n1", "n4", "n5"])).to_targets(),
         targets(false, &[])
     );
     w.on_ack(n("n5"), Ack::done(false));
@@ -176,9 +182,9 @@ fn an_ack_from_a_replica_that_left_the_list_still_counts() {
     // It holds the write: the ack was sent before it was marked down.
     let t = Instant::now();
     let mut w = write(t, 2, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"]));
+    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
     w.on_ack(n(ME), Ack::done(false));
-    w.on_view(2, sloppy(&["n1", "n3", "n4"]));
+    w.on_view(2, sloppy(&["n1", "n3", "n4"])).to_targets();
     w.on_ack(n("n2"), Ack::done(false));
     done(w.next(t));
 }
@@ -188,7 +194,7 @@ fn refusals_that_leave_too_few_for_w_fail_at_once_with_the_reason() {
     let t = Instant::now();
     let full = "MISCONF Errors writing to the commit log: No space left on device (on n2)";
     let mut w = write(t, 2, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"]));
+    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
     w.on_ack(n(ME), Ack::done(false));
     w.on_ack(n("n2"), Ack::Refused(full.into()));
     waits(w.next(t)); // n3 can still make two
@@ -200,7 +206,7 @@ fn refusals_that_leave_too_few_for_w_fail_at_once_with_the_reason() {
 
     // The local copy refused with MISCONF, then a replica too: Redis's code.
     let mut w = write(t, 2, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"]));
+    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
     w.on_ack(n(ME), Ack::Refused("MISCONF disk full".into()));
     waits(w.next(t));
     w.on_ack(n("n2"), Ack::Refused(full.into()));
@@ -211,7 +217,7 @@ fn refusals_that_leave_too_few_for_w_fail_at_once_with_the_reason() {
 
     // One refusal, two acks: done.
     let mut w = write(t, 2, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"]));
+    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
     w.on_ack(n("n2"), Ack::Refused(full.into()));
     w.on_ack(n(ME), Ack::done(false));
     waits(w.next(t));
@@ -225,7 +231,7 @@ fn a_refusal_heard_before_the_deadline_is_the_timeout_error() {
     // the client hears why n2 refused, not just that too few answered.
     let t = Instant::now();
     let mut w = write(t, 2, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"]));
+    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
     w.on_ack(n(ME), Ack::done(false));
     w.on_ack(n("n2"), Ack::Refused("n2 refused: fenced".into()));
     waits(w.next(at(t, 1999)));
@@ -235,7 +241,7 @@ fn a_refusal_heard_before_the_deadline_is_the_timeout_error() {
 
     // W = 3 cannot be made after one refusal: it says so at once.
     let mut w = write(t, 3, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"]));
+    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
     w.on_ack(n(ME), Ack::done(false));
     w.on_ack(n("n2"), Ack::Refused("n2 refused: fenced".into()));
     assert_eq!(failed(w.next(t)).to_string(), "n2 refused: fenced");
@@ -245,7 +251,7 @@ fn a_refusal_heard_before_the_deadline_is_the_timeout_error() {
 fn a_typed_write_every_replica_refuses_for_the_type_is_wrongtype_once_all_answered() {
     let t = Instant::now();
     let mut w = write(t, 2, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"]));
+    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
     w.on_ack(n(ME), Ack::WrongType);
     w.on_ack(n("n2"), Ack::WrongType);
     waits(w.next(t)); // n3 may hold the type the write expects
@@ -254,7 +260,7 @@ fn a_typed_write_every_replica_refuses_for_the_type_is_wrongtype_once_all_answer
 
     // Only refusals for the type by the deadline: WRONGTYPE, not UNAVAILABLE.
     let mut w = write(t, 2, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"]));
+    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
     w.on_ack(n(ME), Ack::WrongType);
     let (error, _) = timed_out(w.next(at(t, 2000)));
     assert_eq!(error, Error::WrongType.to_string());
@@ -264,7 +270,7 @@ fn a_typed_write_every_replica_refuses_for_the_type_is_wrongtype_once_all_answer
 fn a_typed_write_some_replicas_applied_is_forced_on_those_that_refused_it_once() {
     let t = Instant::now();
     let mut w = write(t, 2, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"]));
+    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
     // This node refused for the type (its copy disagrees), n2 applied it.
     w.on_ack(n(ME), Ack::WrongType);
     waits(w.next(t));
@@ -279,7 +285,7 @@ fn a_typed_write_some_replicas_applied_is_forced_on_those_that_refused_it_once()
 
     // A remote refuser is sent it once, however many answers follow.
     let mut w = write(t, 3, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"]));
+    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
     w.on_ack(n(ME), Ack::done(false));
     w.on_ack(n("n3"), Ack::WrongType);
     match w.next(t) {
@@ -296,7 +302,7 @@ fn a_typed_write_some_replicas_applied_is_forced_on_those_that_refused_it_once()
 fn what_replicas_report_is_merged_into_the_outcome() {
     let t = Instant::now();
     let mut w = write(t, 3, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"]));
+    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
     let ack = |was_live, conflict, present: &[bool]| Ack::Done {
         was_live,
         conflict,
