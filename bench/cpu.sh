@@ -75,13 +75,13 @@ run_tests() {
   done
 }
 
-# wait_replicas PORT COUNT: until the primary on PORT has COUNT replicas online.
+# wait_replicas PORT COUNT: until the primary on PORT has COUNT replicas online (synced, streaming).
 wait_replicas() {
-  for _ in $(seq 100); do
-    [ "$(redis-cli -p "$1" info replication | tr -d '\r' | awk -F: '/^connected_slaves/ {print $2}')" = "$2" ] && return 0
+  for _ in $(seq 200); do
+    [ "$(redis-cli -p "$1" info replication | grep -c 'state=online')" = "$2" ] && return 0
     sleep 0.1
   done
-  echo "the replicas of $1 did not connect" >&2
+  echo "the replicas of $1 did not come online" >&2
   return 1
 }
 
@@ -92,7 +92,7 @@ for rep in $(seq "$REPS"); do
     stop_last
   fi
   if has redis_repl; then
-    start_redis "$REPL_PORT" "$WORK/repl/primary" --appendonly yes --appendfsync everysec
+    start_redis "$REPL_PORT" "$WORK/repl/primary" --appendonly yes --appendfsync everysec --repl-diskless-sync-delay 0
     repl=("${PIDS[-1]}")
     for i in 1 2; do
       start_redis $((REPL_PORT + i)) "$WORK/repl/replica$i" --replicaof 127.0.0.1 "$REPL_PORT"

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use super::{Quorum, Replicas, Targets};
 use crate::ring::{NodeList, NodeName};
 
+mod props;
 mod read;
 mod write;
 
