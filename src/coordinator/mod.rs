@@ -236,7 +236,7 @@ impl Shared {
                 // The local copy is written while the remote ones are in flight.
                 if asking.local {
                     let ack = self.apply_locally(&pos, &key, &entry, &mode).await;
-                    write.on_ack(self.me.clone(), ack);
+                    write.on_ack(write.me().clone(), ack);
                 }
             }
             match write.next(now) {
@@ -333,7 +333,7 @@ impl Shared {
         if targets.local {
             match self.apply_durably(pos, key, entry.clone()).await {
                 Ok(_) => {
-                    write.on_ack(self.me.clone(), Ack::done(false));
+                    write.on_ack(write.me().clone(), Ack::done(false));
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "local write failed to reach the commit log")

@@ -157,7 +157,7 @@ impl Shared {
                             read.on_unreachable(node);
                         }
                         if local {
-                            read.on_answer(self.me.clone(), local_answer());
+                            read.on_answer(read.me().clone(), local_answer());
                         }
                     }
                     ReadStep::Done => return Ok(()),

@@ -88,6 +88,17 @@ pub(crate) fn same(a: &NodeName, b: &NodeName) -> bool {
         || (a.len() == b.len() && a.as_bytes().last() == b.as_bytes().last() && a == b)
 }
 
+/// Takes the ring's copy of this node's name (`me`) when `list` holds it:
+/// the names compared afterwards are then the same allocation, and
+/// [`same`] answers by pointer instead of comparing bytes.
+fn adopt_name(me: &mut NodeName, list: &[NodeName]) {
+    if let Some(ring) = list.iter().find(|n| same(n, me)) {
+        if !std::sync::Arc::ptr_eq(ring, me) {
+            *me = ring.clone();
+        }
+    }
+}
+
 /// Whether `node` is in `list`.
 fn listed(list: &[NodeName], node: &NodeName) -> bool {
     list.iter().any(|n| same(n, node))

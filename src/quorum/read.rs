@@ -33,7 +33,7 @@
 use std::time::{Duration, Instant};
 
 use super::replicas::{needed, unavailable, Replicas};
-use super::{listed, same, Asking, Quorum};
+use super::{adopt_name, listed, same, Asking, Quorum};
 use crate::error::Error;
 use crate::ring::{NodeList, NodeName};
 use crate::store::Entry;
@@ -173,6 +173,12 @@ impl<A: Answer> ReadQuorum<A> {
         }
     }
 
+    /// This node's name, as the read's lists hold it (the driver reports
+    /// this node's answer under it).
+    pub fn me(&self) -> &NodeName {
+        &self.me
+    }
+
     /// Whom the last [`ReadStep::Ask`] asks.
     pub fn asking(&self) -> Asking<'_> {
         let (from, local) = self.asking;
@@ -215,6 +221,7 @@ impl<A: Answer> ReadQuorum<A> {
     /// The replicas of the view of `epoch`; the next step asks whom the
     /// read still needs among them.
     pub fn on_view(&mut self, epoch: u64, replicas: Replicas) {
+        adopt_name(&mut self.me, &replicas.list);
         self.rescan = Some(match self.epoch {
             None => Why::First,
             Some(_) => Why::ViewChanged,

@@ -168,6 +168,7 @@ impl WriteQuorum {
     /// this node's copy at once and reports it with [`WriteQuorum::on_ack`]).
     pub fn on_view(&mut self, epoch: u64, replicas: Replicas) -> Asking<'_> {
         self.epoch = Some(epoch);
+        super::adopt_name(&mut self.me, &replicas.list);
         let from = self.asked.len();
         let mut local = false;
         for node in &replicas.list {
@@ -191,6 +192,12 @@ impl WriteQuorum {
             remote: &self.asked[from..end],
             if_reachable: false,
         }
+    }
+
+    /// This node's name, as the write's lists hold it (the driver reports
+    /// this node's acknowledgement under it).
+    pub fn me(&self) -> &NodeName {
+        &self.me
     }
 
     /// The answer of replica `from` (this node's own included). Returns

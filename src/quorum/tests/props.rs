@@ -188,8 +188,11 @@ proptest! {
                     }
                 }
                 Event::Broken(i) => {
-                    if !broken.insert(NODES[i]) {
-                        broken.remove(NODES[i]);
+                    let node = NODES[i];
+                    if broken.contains(node) {
+                        broken.remove(node);
+                    } else {
+                        broken.insert(node);
                     }
                 }
                 Event::Advance(ms) => now = (now + ms).min(DEADLINE_MS + 1),
