@@ -255,7 +255,7 @@ impl WriteQuorum {
         if self.acked.is_empty() && !self.wrong.is_empty() && answered >= self.asked.len() {
             return WriteStep::Done(Err(Error::WrongType));
         }
-        if self.asked.len() - self.refused.len() < needed && self.wrong.is_empty() {
+        if self.asked.len().saturating_sub(self.refused.len()) < needed && self.wrong.is_empty() {
             if let Some(why) = self.refusal.take() {
                 return WriteStep::Done(Err(refusal_error(why)));
             }
