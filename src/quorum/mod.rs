@@ -23,7 +23,7 @@
 use crate::ring::{NodeList, NodeName};
 
 mod read;
-pub(crate) mod replicas;
+pub mod replicas;
 mod write;
 
 #[cfg(test)]
