@@ -21,7 +21,6 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
@@ -164,7 +163,7 @@ pub struct PeerClock {
 /// Builds the status document.
 pub fn status(shared: &Shared) -> Status {
     let view = shared.view.load();
-    let now = Instant::now();
+    let now = crate::clock::instant();
     let token = |name: &str| Token::of(name.as_bytes()).hex();
     let tokens = |name: &str| -> Vec<String> {
         let Some(p) = shared.placement_of(name) else {

@@ -76,6 +76,13 @@ pub fn instant() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// How long ago `then` (an [`instant`]) was, by the same clock (an
+/// `Instant`'s own `elapsed` reads the real clock, which a paused runtime
+/// does not drive).
+pub fn since(then: std::time::Instant) -> std::time::Duration {
+    instant().saturating_duration_since(then)
+}
+
 /// The offset fault injection adds to this process's wall clock.
 static OFFSET_MICROS: AtomicI64 = AtomicI64::new(0);
 
@@ -91,13 +98,33 @@ pub fn offset_micros() -> i64 {
     OFFSET_MICROS.load(Ordering::Relaxed)
 }
 
+thread_local! {
+    /// A simulated cluster's wall clock on this thread (see
+    /// [`simulate_wall_clock`]): the reading at its start, and when that
+    /// was on tokio's clock.
+    static SIMULATED: std::cell::Cell<Option<(u64, tokio::time::Instant)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Makes the wall clock of this thread follow tokio's clock from
+/// `start_micros` on: for a simulated cluster on a current-thread runtime
+/// with paused time, whose nodes' tasks all run on this thread, so that
+/// write timestamps and expiry move with the simulated time, not with the
+/// few real milliseconds the simulation takes.
+pub fn simulate_wall_clock(start_micros: u64) {
+    SIMULATED.set(Some((start_micros, tokio::time::Instant::now())));
+}
+
 /// Microseconds since the Unix epoch by the wall clock (plus the injected
 /// offset, if any).
 pub fn wall_micros() -> u64 {
-    let real = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0);
+    let real = match SIMULATED.get() {
+        None => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(0),
+        Some((start, at)) => start + at.elapsed().as_micros() as u64,
+    };
     real.saturating_add_signed(OFFSET_MICROS.load(Ordering::Relaxed))
 }
 

@@ -164,7 +164,7 @@ pub async fn backlog_loop(shared: std::sync::Arc<Shared>, shutdown: Cancellation
         }
         // Also for a while after a view change: entries a reconciliation
         // round still running delivered after that view's pass looked.
-        let settling = changed_at.elapsed() < AFTER_CHANGE;
+        let settling = crate::clock::since(changed_at) < AFTER_CHANGE;
         if settling || view.replica_ring.nodes().len() > view.ring.nodes().len() {
             hand_off_strays(&shared, &view).await;
         }

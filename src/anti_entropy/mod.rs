@@ -184,7 +184,7 @@ pub async fn sync_with(
         .is_some_and(|v| v >= crate::message::AE_ROOT_SINCE);
     // A peer being filled by hand-off is asked again a moment later (for
     // at most `sync::FILLING_WAIT`), rather than sent what is on its way.
-    let patience = std::time::Instant::now() + crate::sync::FILLING_WAIT;
+    let patience = crate::clock::instant() + crate::sync::FILLING_WAIT;
     if roots {
         loop {
             let (ranges, root) = (ranges.fingerprint(), digest::root_digest(store, &ranges));
@@ -199,7 +199,7 @@ pub async fn sync_with(
             match reply {
                 PeerMsg::AeRootReply { agree: true, .. } => return Ok(report),
                 PeerMsg::AeRootReply { filling: true, .. }
-                    if patient && std::time::Instant::now() < patience =>
+                    if patient && crate::clock::instant() < patience =>
                 {
                     tokio::time::sleep(crate::sync::HANDOFF_FIRST).await;
                 }

@@ -92,7 +92,7 @@ impl Shared {
             peers = peers.len(),
             told,
             settled,
-            elapsed_ms = started.elapsed().as_millis() as u64,
+            elapsed_ms = crate::clock::since(started).as_millis() as u64,
             "drained: peers route writes around this node{}",
             if settled {
                 ""

@@ -109,7 +109,7 @@ impl Shared {
             let swept = shared.store.sweep_flushed();
             info!(
                 swept,
-                elapsed_ms = started.elapsed().as_millis() as u64,
+                elapsed_ms = crate::clock::since(started).as_millis() as u64,
                 "reclaimed the entries a FLUSHALL removed"
             );
         });

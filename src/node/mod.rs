@@ -8,6 +8,9 @@
 //! selects on one `CancellationToken`; [`Node::shutdown`] cancels it and
 //! waits (bounded) for all of them.
 //!
+//! [`Node::start_on`] does the same with the peer traffic on another
+//! [`Network`]: a simulated cluster's in-memory one (`transport::mem`).
+//!
 //! - [`shared`]: the state the tasks share and the routing view.
 //! - [`pending`]: requests waiting for peer replies, and their wake-ups.
 //! - [`replica`]: the answers to peer messages.
@@ -20,6 +23,7 @@ pub mod departure;
 pub mod drain;
 mod incarnation;
 pub mod meta;
+pub mod network;
 pub mod pending;
 mod placed;
 pub mod replica;
@@ -50,6 +54,7 @@ use crate::store::Store;
 use crate::transport::fault::Faults;
 use crate::transport::tcp::{TcpConfig, TcpTransport};
 use crate::transport::{PeerHandler, Versions};
+pub use network::Network;
 use shared::{from_record, record_of, Pending, Shared, View};
 
 /// A running node.
@@ -99,6 +104,12 @@ impl Node {
     /// Starts a node with `cfg`. Fails (before anything runs) on a bad
     /// config or an address that cannot be bound.
     pub async fn start(cfg: Config) -> Result<Node> {
+        Node::start_on(cfg, Network::Tcp).await
+    }
+
+    /// Starts a node with `cfg` whose peer traffic goes over `network`
+    /// (see [`Network`]).
+    pub async fn start_on(cfg: Config, network: Network) -> Result<Node> {
         cfg.validate()?;
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| Error::config("data_dir", format!("{}: {e}", cfg.data_dir.display())))?;
@@ -121,7 +132,10 @@ impl Node {
         let admin_tls = crate::tls::ServerTls::admin_from_config(&cfg)?;
         let certificate_to_act = cfg.tls_auth_clients == "yes";
         let client = bind("client", &cfg.client).await?;
-        let peer = bind("peer", &cfg.peer).await?;
+        let peer = match network {
+            Network::Tcp => Some(bind("peer", &cfg.peer).await?),
+            Network::Mem(_) => None,
+        };
         let admin = bind("admin", &cfg.admin).await?;
         let local = |l: &TcpListener, configured: &str| {
             l.local_addr()
@@ -131,10 +145,10 @@ impl Node {
         let me = MemberInfo {
             name: cfg.name.clone(),
             generation,
-            peer: cfg
-                .advertise
-                .clone()
-                .unwrap_or_else(|| local(&peer, &cfg.peer)),
+            peer: cfg.advertise.clone().unwrap_or_else(|| match &peer {
+                Some(peer) => local(peer, &cfg.peer),
+                None => cfg.peer.clone(),
+            }),
             client: local(&client, &cfg.client),
             admin: local(&admin, &cfg.admin),
         };
@@ -148,27 +162,40 @@ impl Node {
             .fault_injection
             .then(|| Arc::new(Faults::new(cfg.name.clone())));
         let clock = Arc::new(Hlc::new(cfg.max_clock_skew_ms * 1000));
-        let transport = TcpTransport::new(
-            TcpConfig {
-                hello: Hello {
-                    magic: MAGIC,
-                    version: cfg.peer_protocol_max,
-                    name: cfg.name.clone(),
-                    generation,
-                    reply_to: me.peer.clone(),
+        let transport = match &network {
+            Network::Tcp => Some(TcpTransport::new(
+                TcpConfig {
+                    hello: Hello {
+                        magic: MAGIC,
+                        version: cfg.peer_protocol_max,
+                        name: cfg.name.clone(),
+                        generation,
+                        reply_to: me.peer.clone(),
+                    },
+                    versions: Versions::up_to(cfg.peer_protocol_max),
+                    key: crate::auth::ClusterKey::new(cfg.cluster_secret.as_deref()),
+                    max_frame: cfg.max_frame_bytes,
+                    queue_len: cfg.peer_queue_len,
+                    idle_timeout: (cfg.failure_timeout() * 3).max(Duration::from_secs(5)),
+                    write_timeout: cfg.failure_timeout().max(Duration::from_secs(1)),
+                    clock: Some(clock.clone()),
+                    tls: peer_tls.clone(),
                 },
-                versions: Versions::up_to(cfg.peer_protocol_max),
-                key: crate::auth::ClusterKey::new(cfg.cluster_secret.as_deref()),
-                max_frame: cfg.max_frame_bytes,
-                queue_len: cfg.peer_queue_len,
-                idle_timeout: (cfg.failure_timeout() * 3).max(Duration::from_secs(5)),
-                write_timeout: cfg.failure_timeout().max(Duration::from_secs(1)),
-                clock: Some(clock.clone()),
-                tls: peer_tls.clone(),
-            },
-            faults.clone(),
-            shutdown.clone(),
-        );
+                faults.clone(),
+                shutdown.clone(),
+            )),
+            Network::Mem(_) => None,
+        };
+        let (net, net_stats): (Arc<dyn crate::transport::Transport>, _) =
+            match (&transport, &network) {
+                (Some(t), _) => (Arc::new(t.clone()), t.stats()),
+                (None, Network::Mem(mem)) => {
+                    let t = mem.transport(&cfg.name, generation, &me.peer, Some(clock.clone()));
+                    let stats = t.stats();
+                    (Arc::new(t), stats)
+                }
+                (None, Network::Tcp) => unreachable!("a TCP node has its transport"),
+            };
         let store = Store::new();
         // The metadata record first: a flush it holds must hide what the
         // log replays of before it.
@@ -222,8 +249,8 @@ impl Node {
             membership: Mutex::new(membership),
             view: ArcSwap::from_pointee(View::default()),
             view_tx,
-            net: Arc::new(transport.clone()),
-            net_stats: transport.stats(),
+            net,
+            net_stats,
             pending: Pending::default(),
             faults,
             metrics: Metrics::default(),
@@ -257,7 +284,13 @@ impl Node {
 
         let mut tasks = JoinSet::new();
         let handler: Arc<dyn PeerHandler> = shared.clone();
-        tasks.spawn(transport.serve(peer, handler));
+        match (transport, peer, &network) {
+            (Some(transport), Some(peer), _) => {
+                tasks.spawn(transport.serve(peer, handler));
+            }
+            (_, _, Network::Mem(mem)) => mem.attach(&me.peer, &me.name, Arc::downgrade(&handler)),
+            _ => unreachable!("a TCP node has its transport and its peer listener"),
+        }
         let mut reloaded: Vec<Arc<dyn crate::tls::Reload>> = Vec::new();
         if let Some(tls) = &client_tls {
             reloaded.push(tls.clone());

@@ -432,7 +432,7 @@ impl Shared {
 
     /// Notes that an `Offer` or a `Transfer` arrived.
     pub fn note_handoff_in(&self) {
-        let now = self.started.elapsed().as_millis() as u64;
+        let now = crate::clock::since(self.started).as_millis() as u64;
         self.handoff_in.store(now.max(1), Ordering::Relaxed);
     }
 
@@ -441,7 +441,7 @@ impl Shared {
     /// (and send again) what is on its way.
     pub fn taking_handoff(&self) -> bool {
         let last = self.handoff_in.load(Ordering::Relaxed);
-        let now = self.started.elapsed().as_millis() as u64;
+        let now = crate::clock::since(self.started).as_millis() as u64;
         last != 0 && now.saturating_sub(last) < crate::sync::HANDOFF_FIRST.as_millis() as u64
     }
 

@@ -360,7 +360,7 @@ fn encode(shared: &Shared, reply: &Reply, started: Started, out: &mut BytesMut) 
     }
     shared
         .metrics
-        .request(started.cmd, outcome, started.at.elapsed());
+        .request(started.cmd, outcome, crate::clock::since(started.at));
     reply.encode(out, started.proto);
 }
 

@@ -18,14 +18,16 @@
 //! scenario runner can cut, drop and delay node-to-node traffic in real node
 //! processes while client traffic is never touched.
 //!
-//! Deliberately left out: an in-memory transport. The cluster is tested
-//! through real processes and sockets; the sans-IO membership and store are
-//! tested directly.
+//! [`mem`] is an in-memory network for simulated clusters (several nodes in
+//! one process, on paused time): the same codec, no sockets. The cluster
+//! is tested through real processes and sockets as well; the simulation
+//! adds to those tests and replaces none.
 
 mod batch;
 mod counters;
 pub mod fault;
 mod handshake;
+pub mod mem;
 mod negotiate;
 #[cfg(test)]
 mod negotiation_tests;

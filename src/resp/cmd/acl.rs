@@ -8,8 +8,6 @@
 //! does (users live in the record, not in a file); GETUSER and LIST show
 //! the command rules in the order given (see `acl/user.rs`).
 
-use std::time::Instant;
-
 use bytes::Bytes;
 use rand::RngCore;
 
@@ -166,7 +164,7 @@ fn log(call: &Call<'_>) -> Reply {
             None => return Reply::err("value is not an integer or out of range"),
         },
     };
-    log.reply(count, Instant::now())
+    log.reply(count, crate::clock::instant())
 }
 
 fn dryrun(call: &Call<'_>) -> Reply {

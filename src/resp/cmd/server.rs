@@ -97,7 +97,7 @@ fn human(bytes: u64) -> String {
 fn section(shared: &Shared, name: &str) -> String {
     let cfg = &shared.cfg;
     let view = shared.view.load();
-    let uptime = shared.started.elapsed().as_secs();
+    let uptime = crate::clock::since(shared.started).as_secs();
     let line = |k: &str, v: &dyn std::fmt::Display| format!("{k}:{v}\r\n");
     let mut s = String::new();
     match name {
