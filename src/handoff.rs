@@ -109,6 +109,13 @@ pub async fn hand_off_strays(shared: &Shared, view: &View) -> bool {
     let sent: usize = results.iter().flatten().sum();
     let mut dropped = 0;
     if complete {
+        // A dropped copy may hold this node's counter share: its later
+        // increments of those keys go to a share of a new identity (see
+        // `Shared::share_id`). Moved before the drops, so an increment
+        // between two drops already uses the new one.
+        if strays.iter().any(|(_, _, waits)| !waits) {
+            shared.share_epoch.fetch_add(1, Ordering::SeqCst);
+        }
         for (key, version, _) in strays.iter().filter(|(_, _, waits)| !waits) {
             dropped += usize::from(shared.store.remove_if_version(key, *version));
         }

@@ -156,7 +156,7 @@ impl Shared {
                 ts: self.clock.now(),
                 node: self.id,
             };
-            Entry::increment(current, field.as_ref(), self.incarnation, by, version, now)
+            Entry::increment(current, field.as_ref(), self.share_id(), by, version, now)
         });
         let (delta, value, applied) = match updated {
             Ok(done) => done,

@@ -243,6 +243,7 @@ impl Node {
             id,
             generation,
             incarnation,
+            share_epoch: AtomicU64::new(0),
             store,
             log,
             clock,

@@ -13,7 +13,7 @@
 //! inbox.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -102,6 +102,9 @@ pub struct Shared {
     /// The identity of this node's data: its counter shares' (see
     /// `node::incarnation`).
     pub incarnation: u64,
+    /// Grows when hand-off drops strays; part of the identity of the
+    /// counter shares this process writes (see [`Shared::share_id`]).
+    pub share_epoch: AtomicU64,
     /// Local versioned data.
     pub store: Store,
     /// Every accepted write, before it is acknowledged.
@@ -428,6 +431,25 @@ impl Shared {
         (starting && m.seeds_unheard())
             || m.members()
                 .any(|x| x.last_heard.is_none() && now.saturating_duration_since(x.since) < timeout)
+    }
+
+    /// The identity of the counter shares this node writes now: its data
+    /// incarnation, its generation and its share epoch, hashed. An owner
+    /// may only write a share whose latest total it holds, so the identity
+    /// changes whenever a copy it wrote may have left this node without a
+    /// trace: at every start (the generation), and whenever hand-off drops
+    /// strays (the epoch, moved before the drops). Otherwise a node that
+    /// owned increments of a key it does not replicate, whose copy was
+    /// then handed off and dropped, would start the same share again from
+    /// zero with a newer version, and the merge would keep that total in
+    /// place of the old one (found by `tests/simulation.rs`, seed 2959).
+    /// A new identity starts a new share; the old ones keep counting.
+    pub fn share_id(&self) -> u64 {
+        let epoch = self.share_epoch.load(Ordering::SeqCst);
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.generation.to_le_bytes());
+        bytes[8..].copy_from_slice(&epoch.to_le_bytes());
+        crate::encoding::stable_hash(self.incarnation, &bytes)
     }
 
     /// Notes that an `Offer` or a `Transfer` arrived.
