@@ -22,6 +22,7 @@ mod backup;
 pub mod departure;
 pub mod drain;
 mod incarnation;
+mod loops;
 pub mod meta;
 pub mod network;
 pub mod pending;
@@ -41,12 +42,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::clock::{Hlc, Timestamp};
+use crate::clock::Hlc;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::log::CommitLog;
 use crate::membership::{MemberInfo, Membership};
-use crate::message::{Hello, PeerMsg, MAGIC};
+use crate::message::{Hello, MAGIC};
 use crate::metadata::Metadata;
 use crate::metrics::Metrics;
 use crate::ring::{NodeName, Token};
@@ -54,8 +55,9 @@ use crate::store::Store;
 use crate::transport::fault::Faults;
 use crate::transport::tcp::{TcpConfig, TcpTransport};
 use crate::transport::{PeerHandler, Versions};
+use loops::{compaction_loop, heartbeat_loop, purge_loop, reclaim_loop, sweep_loop};
 pub use network::Network;
-use shared::{from_record, record_of, Pending, Shared, View};
+use shared::{from_record, Pending, Shared, View};
 
 /// A running node.
 pub struct Node {
@@ -363,22 +365,6 @@ impl Node {
     }
 }
 
-/// Wakes waiting requests whose deadline passed (see the `pending` module).
-async fn sweep_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
-    loop {
-        // An idle node does not tick at all.
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = shared.pending.busy() => {}
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(pending::SWEEP_EVERY) => {}
-        }
-        shared.pending.sweep(crate::clock::instant());
-    }
-}
-
 /// Opens the commit log in `data_dir/log`, replaying it into the store and
 /// moving the clock past every timestamp it holds.
 fn open_log(cfg: &Config, store: &Store, clock: &Hlc) -> Result<CommitLog> {
@@ -419,116 +405,6 @@ fn open_log(cfg: &Config, store: &Store, clock: &Hlc) -> Result<CommitLog> {
     Ok(log)
 }
 
-/// Compacts the commit log in the background when it holds more than
-/// `compaction_factor` times the live data (and `compaction_min_bytes`).
-async fn compaction_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let (factor, min) = (
-        shared.cfg.compaction_factor,
-        shared.cfg.compaction_min_bytes,
-    );
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-        if !shared
-            .log
-            .stats()
-            .should_compact(shared.store.bytes() as u64, factor, min)
-        {
-            continue;
-        }
-        let snapshot_of = shared.clone();
-        let result = shared
-            .log
-            .compact(move |w| {
-                let mut result = Ok(());
-                snapshot_of.store.for_each(|key, entry| {
-                    if result.is_ok() {
-                        result = record_of(key, entry).and_then(|rec| w.push(&rec));
-                    }
-                });
-                result
-            })
-            .await;
-        match result {
-            Ok(c) => info!(
-                live_records = c.live_records,
-                snapshot_bytes = c.snapshot_bytes,
-                removed_bytes = c.removed_bytes,
-                elapsed_ms = c.elapsed.as_millis() as u64,
-                "compacted the commit log"
-            ),
-            Err(e) => warn!(error = %e, "commit log compaction failed; will retry"),
-        }
-    }
-}
-
-/// Heartbeats every known node and seed, and sweeps for silent ones.
-async fn heartbeat_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(shared.cfg.heartbeat_interval());
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let keys = shared.store.live_len() as u64;
-        let (hb, targets, events) = {
-            let mut m = shared.membership();
-            let events = m.tick(crate::clock::instant());
-            let interval = shared.cfg.heartbeat_interval();
-            let missed = crate::metrics::missed_heartbeats(&m, crate::clock::instant(), interval);
-            shared
-                .metrics
-                .heartbeats_missed
-                .fetch_add(missed, std::sync::atomic::Ordering::Relaxed);
-            (m.heartbeat(keys), m.targets(), events)
-        };
-        shared.handle_events(events);
-        if shared.replica_ring_is_stale() {
-            info!("a node's rebuild delay passed: its replicas are rebuilt on the others");
-            shared.publish_view();
-        }
-        let sent = targets.len() as u64;
-        let digest = shared.metadata_digest();
-        let fence = shared.write_fence();
-        shared.note_fence(&shared.me, fence.clone());
-        let placement = shared.placement_message();
-        for addr in targets {
-            // The placement first, so the ring a heartbeat brings the
-            // sender onto has its tokens: receivers of protocol 9 ignore
-            // heartbeats until they have it. (Before the link has settled
-            // its version the heartbeat goes alone, and the next tick's
-            // pair brings the node up.)
-            if shared
-                .net
-                .peer_version(&addr)
-                .is_some_and(|v| v >= crate::message::PLACEMENT_SINCE)
-            {
-                shared.net.send(&addr, placement.clone());
-            }
-            shared
-                .net
-                .send(&addr, PeerMsg::Heartbeat(Box::new(hb.clone())));
-            // Records that differ are exchanged (see `meta`), once the link
-            // has settled on a version that carries them (5 does not).
-            if shared.net.peer_version(&addr).is_some_and(|v| v >= 6) {
-                shared.net.send(&addr, PeerMsg::MetaDigest { digest });
-            }
-            let version = shared.net.peer_version(&addr);
-            if version.is_some_and(|v| v >= crate::message::CLOCK_SINCE) {
-                let reason = fence.clone();
-                shared.net.send(&addr, PeerMsg::WriteFence { reason });
-            }
-        }
-        shared
-            .metrics
-            .heartbeats_sent
-            .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 /// Keeps this node's placement in its `node/NAME` entry of the metadata
 /// record (written at once; on a full disk, kept in memory and written
 /// with the record's next change).
@@ -555,49 +431,4 @@ fn record_placement(
         warn!(error = %e, "cannot store this node's placement in the metadata record yet");
     }
     Ok(())
-}
-
-/// Purges tombstones older than the grace period, every tenth of it (at
-/// most once a minute).
-async fn purge_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
-    let grace = Duration::from_secs(shared.cfg.tombstone_grace_secs);
-    let every = (grace / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        let now = shared.clock.now().micros();
-        let cutoff = Timestamp::from_micros(now.saturating_sub(grace.as_micros() as u64));
-        let purged = shared.store.purge_tombstones(cutoff);
-        if purged > 0 {
-            info!(purged, "purged tombstones past their grace period");
-        }
-    }
-}
-
-/// Reduces expired keys to tombstones (see `store::expiry`), once a
-/// second: those whose deadline is older than the clock tolerance
-/// (`max_clock_skew_ms`) by this node's wall clock.
-async fn reclaim_loop(shared: Arc<Shared>, shutdown: CancellationToken) {
-    /// Keys reduced per turn before the task yields to the others.
-    const BATCH: usize = 4096;
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-        let cutoff = crate::clock::wall_millis().saturating_sub(shared.cfg.max_clock_skew_ms);
-        loop {
-            let (due, reclaimed) = shared.store.reclaim_expired(cutoff, BATCH);
-            shared
-                .metrics
-                .expired_reclaimed
-                .fetch_add(reclaimed as u64, std::sync::atomic::Ordering::Relaxed);
-            if due < BATCH {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-    }
 }
