@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::message::PeerMsg;
 use crate::metrics::Op;
 use crate::node::pending::Inbox;
-use crate::node::shared::{Shared, View};
+use crate::node::shared::Shared;
 use crate::quorum::{
     replicas, resolve, same, Answer, Answers, ReadQuorum, ReadStep, Resolved, Timing, Why,
 };
@@ -62,27 +62,14 @@ impl Shared {
         let (guard, replies) = self.pending.register();
         let now = crate::clock::instant();
         let mut read = self.read_quorum(&pos, q, now, self.cfg.confirm_misses);
-        let send = |view: &View, node: &NodeName, if_reachable: bool| {
-            let msg = PeerMsg::Get {
-                id: guard.id,
-                key: key.clone(),
-            };
-            self.send_maybe(view, node, msg, if_reachable)
+        let message = || PeerMsg::Get {
+            id: guard.id,
+            key: key.clone(),
         };
         let local = || self.store.get_at(&pos, &key);
-        self.drive(&mut read, &pos, now, &replies, send, local)
+        self.drive(&mut read, &pos, now, &replies, message, local)
             .await?;
         Ok(self.resolve(&key, read.answers()))
-    }
-
-    /// Sends `msg` to `node`; `if_reachable`, only if its link works.
-    /// Returns false when it was not sent for that.
-    fn send_maybe(&self, view: &View, node: &NodeName, msg: PeerMsg, if_reachable: bool) -> bool {
-        if if_reachable {
-            return self.send_if_reachable(view, node, msg).is_some();
-        }
-        self.send_to(view, node, msg);
-        true
     }
 
     /// A read of the key at `pos` with quorum `q`, starting `now`, with
@@ -106,9 +93,9 @@ impl Shared {
     }
 
     /// Drives `read` until it has its answers: the replicas of each new
-    /// view, the asks (`send` sends the read to a replica, when told to
-    /// only if its link works, and says whether it did; `local_answer`
-    /// reads this node's copy), the waits and the answers (`Get` replies for
+    /// view, the asks (`message` is the request a replica is sent, only
+    /// over a working link when the machine says so; `local_answer` reads
+    /// this node's copy), the waits and the answers (`Get` replies for
     /// whole entries, `Read` replies for parts). The decisions are
     /// [`ReadQuorum`]'s.
     async fn drive<A: Answer + FromReply>(
@@ -117,7 +104,7 @@ impl Shared {
         pos: &Token,
         mut now: Instant,
         replies: &Inbox,
-        send: impl Fn(&View, &NodeName, bool) -> bool,
+        message: impl Fn() -> PeerMsg,
         local_answer: impl Fn() -> A,
     ) -> Result<()> {
         // `now` is read again only after a wait.
@@ -137,7 +124,9 @@ impl Shared {
                         // allocation unless there are more than two).
                         let mut broken = smallvec::SmallVec::<[NodeName; 2]>::new();
                         for node in asking.remote {
-                            if !send(&view, node, asking.if_reachable) {
+                            if !asking.if_reachable {
+                                self.send_to(&view, node, message());
+                            } else if self.send_if_reachable(&view, node, message()).is_none() {
                                 broken.push(node.clone());
                             }
                         }
@@ -340,17 +329,14 @@ impl Shared {
         // Parts do not confirm misses: a miss read whole would.
         let now = crate::clock::instant();
         let mut read = self.read_quorum(&pos, q, now, false);
-        let send = |view: &View, node: &NodeName, if_reachable: bool| {
-            let msg = PeerMsg::Read {
-                id: guard.id,
-                key: key.clone(),
-                want: want.clone(),
-            };
-            self.send_maybe(view, node, msg, if_reachable)
+        let message = || PeerMsg::Read {
+            id: guard.id,
+            key: key.clone(),
+            want: want.clone(),
         };
         let local = || self.store.part_at(&pos, &key, &want).map(Box::new);
         let result = self
-            .drive(&mut read, &pos, now, &replies, send, local)
+            .drive(&mut read, &pos, now, &replies, message, local)
             .await;
         if let Err(e) = result {
             self.metrics.reads_failed.fetch_add(1, Ordering::Relaxed);

@@ -21,6 +21,23 @@ fn read(origin: Instant, r: usize, strict: bool) -> Read {
     ReadQuorum::new(n(ME), q(r, 2, strict), 0, timing(origin))
 }
 
+/// A read by n1 (R = 2) over n1, n2 and n3 that asked itself and n2, with
+/// its own answer, `mine`, in.
+fn under_way(t: Instant, mine: Option<Entry>) -> Read {
+    let mut r = read(t, 2, false);
+    r.on_view(1, sloppy(&["n1", "n2", "n3"]));
+    assert_eq!(asks(&mut r, t), (Why::First, targets(true, &["n2"])));
+    r.on_answer(n(ME), mine);
+    r
+}
+
+/// [`under_way`] with both answers in, both misses.
+fn missed_twice(t: Instant) -> Read {
+    let mut r = under_way(t, None);
+    r.on_answer(n("n2"), None);
+    r
+}
+
 fn entry(ts: u64, value: &str) -> Option<Entry> {
     let version = Version {
         ts: crate::clock::Timestamp(ts),
@@ -123,10 +140,7 @@ fn a_replica_whose_link_broke_is_asked_only_if_the_others_do_not_make_r() {
 #[test]
 fn slow_replicas_make_it_ask_every_replica_left_at_the_speculation_instant() {
     let t = Instant::now();
-    let mut r = read(t, 2, false);
-    r.on_view(1, sloppy(&["n1", "n2", "n3"]));
-    asks(&mut r, t);
-    r.on_answer(n(ME), entry(5, "a"));
+    let mut r = under_way(t, entry(5, "a"));
     waits(r.next(at(t, 19)));
     assert_eq!(
         asks(&mut r, at(t, 20)),
@@ -156,11 +170,7 @@ fn without_speculation_every_replica_is_asked_at_once() {
 #[test]
 fn a_miss_is_confirmed_by_one_more_reachable_replica() {
     let t = Instant::now();
-    let mut r = read(t, 2, false);
-    r.on_view(1, sloppy(&["n1", "n2", "n3"]));
-    asks(&mut r, t);
-    r.on_answer(n(ME), None);
-    r.on_answer(n("n2"), None);
+    let mut r = missed_twice(t);
     assert_eq!(
         asks(&mut r, at(t, 5)),
         (Why::ConfirmMiss, targets(false, &["n3"]))
@@ -180,11 +190,7 @@ fn a_miss_is_confirmed_by_one_more_reachable_replica() {
 #[test]
 fn a_confirmation_that_does_not_come_in_time_leaves_the_miss_standing() {
     let t = Instant::now();
-    let mut r = read(t, 2, false);
-    r.on_view(1, sloppy(&["n1", "n2", "n3"]));
-    asks(&mut r, t);
-    r.on_answer(n(ME), None);
-    r.on_answer(n("n2"), None);
+    let mut r = missed_twice(t);
     asks(&mut r, at(t, 10));
     waits(r.next(at(t, 29)));
     assert_eq!(from(&answers(&mut r, at(t, 30))), [ME, "n2"]);
@@ -195,11 +201,7 @@ fn a_miss_is_not_confirmed_by_a_replica_whose_link_broke() {
     // A node just killed would otherwise make every miss wait out the
     // confirmation until the failure detector marks it down.
     let t = Instant::now();
-    let mut r = read(t, 2, false);
-    r.on_view(1, sloppy(&["n1", "n2", "n3"]));
-    asks(&mut r, t);
-    r.on_answer(n(ME), None);
-    r.on_answer(n("n2"), None);
+    let mut r = missed_twice(t);
     assert_eq!(asks(&mut r, t), (Why::ConfirmMiss, targets(false, &["n3"])));
     assert!(r.asking().if_reachable);
     r.on_unreachable(&n("n3"));
@@ -226,10 +228,7 @@ fn a_miss_is_not_confirmed_by_a_replica_whose_link_broke() {
 #[test]
 fn a_tombstone_is_an_answer_not_a_miss_and_confirmation_can_be_off() {
     let t = Instant::now();
-    let mut r = read(t, 2, false);
-    r.on_view(1, sloppy(&["n1", "n2", "n3"]));
-    asks(&mut r, t);
-    r.on_answer(n(ME), None);
+    let mut r = under_way(t, None);
     r.on_answer(n("n2"), tombstone(9));
     answers(&mut r, t);
 
@@ -252,10 +251,7 @@ fn a_tombstone_is_an_answer_not_a_miss_and_confirmation_can_be_off() {
 #[test]
 fn at_the_deadline_the_read_fails_with_how_many_answered() {
     let t = Instant::now();
-    let mut r = read(t, 2, false);
-    r.on_view(1, sloppy(&["n1", "n2", "n3"]));
-    asks(&mut r, t);
-    r.on_answer(n(ME), entry(1, "a"));
+    let mut r = under_way(t, entry(1, "a"));
     asks(&mut r, at(t, 20)); // speculation
     match r.next(at(t, 2000)) {
         ReadStep::TimedOut { error, unanswered } => {
@@ -306,10 +302,7 @@ fn strict_reads_fail_at_once_with_too_few_home_replicas_and_confirm_with_a_home_
 #[test]
 fn a_view_change_asks_the_replicas_it_adds_as_far_as_still_needed() {
     let t = Instant::now();
-    let mut r = read(t, 2, false);
-    r.on_view(1, sloppy(&["n1", "n2", "n3"]));
-    asks(&mut r, t);
-    r.on_answer(n(ME), entry(1, "a"));
+    let mut r = under_way(t, entry(1, "a"));
     waits(r.next(t));
     // n2, asked and silent, is marked down; n4 completes the list.
     assert!(r.is_new_view(2));

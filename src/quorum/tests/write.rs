@@ -17,6 +17,15 @@ fn write(origin: Instant, w: usize, strict: bool) -> WriteQuorum {
     WriteQuorum::new(n(ME), q(2, w, strict), version(), at(origin, 2000))
 }
 
+/// A sloppy write by n1 with quorum `w` over n1, n2 and n3, sent to all
+/// three.
+fn sent_to_three(origin: Instant, w: usize) -> WriteQuorum {
+    let mut m = write(origin, w, false);
+    let asking = m.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
+    assert_eq!(asking, targets(true, &["n2", "n3"]));
+    m
+}
+
 fn done(step: WriteStep) -> crate::quorum::WriteOutcome {
     match step {
         WriteStep::Done(Ok(outcome)) => outcome,
@@ -70,8 +79,7 @@ fn a_write_goes_to_every_replica_at_once_and_is_done_after_w() {
 #[test]
 fn the_same_replica_acknowledging_twice_counts_once() {
     let t = Instant::now();
-    let mut w = write(t, 2, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
+    let mut w = sent_to_three(t, 2);
     assert!(w.on_ack(n("n2"), Ack::done(false)));
     assert!(!w.on_ack(n("n2"), Ack::done(false)), "a duplicate");
     waits(w.next(t));
@@ -128,7 +136,7 @@ fn sloppy_quorums_count_over_the_nodes_there_are_and_strict_ones_do_not() {
 
     // Strict with two home replicas up: both must acknowledge.
     let mut w = write(t, 2, true);
-    w.on_view(1, strict(&["n1", "n2"], 3)).to_targets();
+    w.on_view(1, strict(&["n1", "n2"], 3));
     w.on_ack(n(ME), Ack::done(false));
     waits(w.next(t));
     w.on_ack(n("n2"), Ack::done(false));
@@ -138,8 +146,7 @@ fn sloppy_quorums_count_over_the_nodes_there_are_and_strict_ones_do_not() {
 #[test]
 fn at_the_deadline_the_write_fails_with_how_many_answered() {
     let t = Instant::now();
-    let mut w = write(t, 2, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
+    let mut w = sent_to_three(t, 2);
     w.on_ack(n(ME), Ack::done(false));
     waits(w.next(at(t, 1999)));
     let (error, unanswered) = timed_out(w.next(at(t, 2000)));
@@ -158,8 +165,7 @@ fn at_the_deadline_the_write_fails_with_how_many_answered() {
 #[test]
 fn a_view_change_sends_only_to_the_replicas_it_adds() {
     let t = Instant::now();
-    let mut w = write(t, 2, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
+    let mut w = sent_to_three(t, 2);
     w.on_ack(n(ME), Ack::done(false));
     waits(w.next(t));
     // n2 and n3 are marked down; n4 and n5 complete the list.
@@ -181,10 +187,9 @@ fn a_view_change_sends_only_to_the_replicas_it_adds() {
 fn an_ack_from_a_replica_that_left_the_list_still_counts() {
     // It holds the write: the ack was sent before it was marked down.
     let t = Instant::now();
-    let mut w = write(t, 2, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
+    let mut w = sent_to_three(t, 2);
     w.on_ack(n(ME), Ack::done(false));
-    w.on_view(2, sloppy(&["n1", "n3", "n4"])).to_targets();
+    w.on_view(2, sloppy(&["n1", "n3", "n4"]));
     w.on_ack(n("n2"), Ack::done(false));
     done(w.next(t));
 }
@@ -193,8 +198,7 @@ fn an_ack_from_a_replica_that_left_the_list_still_counts() {
 fn refusals_that_leave_too_few_for_w_fail_at_once_with_the_reason() {
     let t = Instant::now();
     let full = "MISCONF Errors writing to the commit log: No space left on device (on n2)";
-    let mut w = write(t, 2, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
+    let mut w = sent_to_three(t, 2);
     w.on_ack(n(ME), Ack::done(false));
     w.on_ack(n("n2"), Ack::Refused(full.into()));
     waits(w.next(t)); // n3 can still make two
@@ -205,8 +209,7 @@ fn refusals_that_leave_too_few_for_w_fail_at_once_with_the_reason() {
     );
 
     // The local copy refused with MISCONF, then a replica too: Redis's code.
-    let mut w = write(t, 2, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
+    let mut w = sent_to_three(t, 2);
     w.on_ack(n(ME), Ack::Refused("MISCONF disk full".into()));
     waits(w.next(t));
     w.on_ack(n("n2"), Ack::Refused(full.into()));
@@ -216,8 +219,7 @@ fn refusals_that_leave_too_few_for_w_fail_at_once_with_the_reason() {
     }
 
     // One refusal, two acks: done.
-    let mut w = write(t, 2, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
+    let mut w = sent_to_three(t, 2);
     w.on_ack(n("n2"), Ack::Refused(full.into()));
     w.on_ack(n(ME), Ack::done(false));
     waits(w.next(t));
@@ -230,8 +232,7 @@ fn a_refusal_heard_before_the_deadline_is_the_timeout_error() {
     // n3 is silent, so W = 2 could still be made until the deadline; then
     // the client hears why n2 refused, not just that too few answered.
     let t = Instant::now();
-    let mut w = write(t, 2, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
+    let mut w = sent_to_three(t, 2);
     w.on_ack(n(ME), Ack::done(false));
     w.on_ack(n("n2"), Ack::Refused("n2 refused: fenced".into()));
     waits(w.next(at(t, 1999)));
@@ -240,8 +241,7 @@ fn a_refusal_heard_before_the_deadline_is_the_timeout_error() {
     assert_eq!(unanswered, 2);
 
     // W = 3 cannot be made after one refusal: it says so at once.
-    let mut w = write(t, 3, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
+    let mut w = sent_to_three(t, 3);
     w.on_ack(n(ME), Ack::done(false));
     w.on_ack(n("n2"), Ack::Refused("n2 refused: fenced".into()));
     assert_eq!(failed(w.next(t)).to_string(), "n2 refused: fenced");
@@ -250,8 +250,7 @@ fn a_refusal_heard_before_the_deadline_is_the_timeout_error() {
 #[test]
 fn a_typed_write_every_replica_refuses_for_the_type_is_wrongtype_once_all_answered() {
     let t = Instant::now();
-    let mut w = write(t, 2, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
+    let mut w = sent_to_three(t, 2);
     w.on_ack(n(ME), Ack::WrongType);
     w.on_ack(n("n2"), Ack::WrongType);
     waits(w.next(t)); // n3 may hold the type the write expects
@@ -259,8 +258,7 @@ fn a_typed_write_every_replica_refuses_for_the_type_is_wrongtype_once_all_answer
     assert!(matches!(failed(w.next(t)), Error::WrongType));
 
     // Only refusals for the type by the deadline: WRONGTYPE, not UNAVAILABLE.
-    let mut w = write(t, 2, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
+    let mut w = sent_to_three(t, 2);
     w.on_ack(n(ME), Ack::WrongType);
     let (error, _) = timed_out(w.next(at(t, 2000)));
     assert_eq!(error, Error::WrongType.to_string());
@@ -269,8 +267,7 @@ fn a_typed_write_every_replica_refuses_for_the_type_is_wrongtype_once_all_answer
 #[test]
 fn a_typed_write_some_replicas_applied_is_forced_on_those_that_refused_it_once() {
     let t = Instant::now();
-    let mut w = write(t, 2, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
+    let mut w = sent_to_three(t, 2);
     // This node refused for the type (its copy disagrees), n2 applied it.
     w.on_ack(n(ME), Ack::WrongType);
     waits(w.next(t));
@@ -284,8 +281,7 @@ fn a_typed_write_some_replicas_applied_is_forced_on_those_that_refused_it_once()
     done(w.next(t));
 
     // A remote refuser is sent it once, however many answers follow.
-    let mut w = write(t, 3, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
+    let mut w = sent_to_three(t, 3);
     w.on_ack(n(ME), Ack::done(false));
     w.on_ack(n("n3"), Ack::WrongType);
     match w.next(t) {
@@ -301,8 +297,7 @@ fn a_typed_write_some_replicas_applied_is_forced_on_those_that_refused_it_once()
 #[test]
 fn what_replicas_report_is_merged_into_the_outcome() {
     let t = Instant::now();
-    let mut w = write(t, 3, false);
-    w.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
+    let mut w = sent_to_three(t, 3);
     let ack = |was_live, conflict, present: &[bool]| Ack::Done {
         was_live,
         conflict,
