@@ -6,6 +6,7 @@
 #   TESTS=get P=1 N=20000 bench/callgrind.sh
 #   VG_NODE=2 bench/callgrind.sh       # count a replica (n2) instead; the load still goes to n1
 #   RB_ARGS=-3 bench/callgrind.sh      # the measured load in RESP3 (redis-benchmark -3: HELLO 3 first)
+#   NODES=1 bench/callgrind.sh         # one node alone (no replicas): the request path without peers
 #
 # Starts nodes n2 and n3 normally and n1 under `valgrind --tool=callgrind --instr-atstart=no`, all with
 # worker_threads=1 and read_speculation_ms=200 (so valgrind's slowness does not trigger speculative reads);
@@ -25,26 +26,29 @@ VG_NODE=${VG_NODE:-1}
 PROFILES=${PROFILES:-/tmp/ringkv-callgrind-profiles}   # one callgrind.out per test, kept after the run
 TESTS=${TESTS:-"set get"}
 P=${P:-16}
+NODES=${NODES:-3}
 N=${N:-50000}
 FLAGS=(--set worker_threads=1 --set read_speculation_ms=200 ${NODE_FLAGS:-})
 
 machine_long
-echo "ringkv: $RINGKV (nodes n1..n3 on $((BASE + 1))..$((BASE + 3)), n1 under callgrind)"
+echo "ringkv: $RINGKV (nodes n1..n$NODES on $((BASE + 1))..$((BASE + NODES)), n$VG_NODE under callgrind)"
 
 # node I [wrapper...]: starts node nI in the background, recording its pid.
 node() {
   local i=$1; shift
   local seeds=""
-  for j in 1 2 3; do [ "$j" != "$i" ] && seeds+="127.0.0.1:$((BASE + 100 + j)),"; done
+  for j in $(seq "$NODES"); do [ "$j" != "$i" ] && seeds+="127.0.0.1:$((BASE + 100 + j)),"; done
+  local seed_args=()
+  [ -n "$seeds" ] && seed_args=(--seeds "${seeds%,}")
   "$@" "$RINGKV" node --name "n$i" --client "127.0.0.1:$((BASE + i))" --peer "127.0.0.1:$((BASE + 100 + i))" \
-    --admin "127.0.0.1:$((BASE + 200 + i))" --data-dir "$WORK/n$i" "${FLAGS[@]}" --seeds "${seeds%,}" \
+    --admin "127.0.0.1:$((BASE + 200 + i))" --data-dir "$WORK/n$i" "${FLAGS[@]}" "${seed_args[@]}" \
     >"$WORK/n$i.log" 2>&1 &
   PIDS+=($!)
 }
 
 for t in $TESTS; do
   rm -rf "$WORK"; mkdir -p "$WORK"
-  for i in 1 2 3; do
+  for i in $(seq "$NODES"); do
     [ "$i" != "$VG_NODE" ] && node "$i"
   done
   node "$VG_NODE" valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/callgrind.out"
@@ -55,7 +59,7 @@ for t in $TESTS; do
   done
   # Until every node sees the others, writes would go to fewer replicas.
   for _ in $(seq 100); do
-    [ "$(redis-cli -p $((BASE + 1)) ringkv nodes 2>/dev/null | grep -c .)" -ge 3 ] && break
+    [ "$(redis-cli -p $((BASE + 1)) ringkv nodes 2>/dev/null | grep -c .)" -ge "$NODES" ] && break
     sleep 0.2
   done
   # Enough SETs that nearly every key of the 100,000 exists (95 %), so GETs measure hits, not misses.
@@ -66,7 +70,7 @@ for t in $TESTS; do
   callgrind_control -i off "$vg" >/dev/null 2>&1
   callgrind_control -d "$vg" >/dev/null 2>&1
   mkdir -p "$PROFILES"
-  out="$PROFILES/$t-P$P$([ "$VG_NODE" = 1 ] || echo "-n$VG_NODE")$([ -z "${RB_ARGS:-}" ] || echo "-resp3").out"
+  out="$PROFILES/$t-P$P$([ "$NODES" = 3 ] || echo "-$NODES""node")$([ "$VG_NODE" = 1 ] || echo "-n$VG_NODE")$([ -z "${RB_ARGS:-}" ] || echo "-resp3").out"
   cp "$WORK/callgrind.out.1" "$out"
   total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
   what="the coordinator"
