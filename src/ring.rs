@@ -75,11 +75,35 @@ pub type NodeName = Arc<str>;
 pub type NodeList = smallvec::SmallVec<[NodeName; 4]>;
 
 /// An immutable ring over a set of nodes.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Ring {
     /// (token, index into `nodes`), sorted by token.
     points: Vec<(Token, usize)>,
+    /// The first 8 bytes of each point's token, as a number: what finding
+    /// a key's place compares (an integer, not 20 bytes through memcmp).
+    prefixes: Vec<u64>,
     nodes: Vec<NodeName>,
+    /// The preference list of every point for one N (the first N asked
+    /// for; requests all ask for the node's replication factor), made
+    /// once per ring: a request's lookup is then one search and a copy.
+    lists: std::sync::OnceLock<(usize, Vec<NodeList>)>,
+}
+
+impl PartialEq for Ring {
+    fn eq(&self, other: &Ring) -> bool {
+        self.points == other.points && self.nodes == other.nodes
+    }
+}
+
+impl Eq for Ring {}
+
+/// Rings with more points than this (over 4.5 MiB of lists) walk the
+/// ring for every lookup instead of keeping each point's list.
+const MAX_CACHED_POINTS: usize = 65_536;
+
+/// The first 8 bytes of `t`, big-endian: ordered as the tokens are.
+fn prefix(t: &Token) -> u64 {
+    u64::from_be_bytes(t.0[..8].try_into().expect("8 bytes"))
 }
 
 impl Ring {
@@ -107,9 +131,23 @@ impl Ring {
             .collect();
         points.sort();
         Ring {
+            prefixes: points.iter().map(|(t, _)| prefix(t)).collect(),
             points,
             nodes: named.into_iter().map(|(n, _)| n).collect(),
+            lists: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The index of the first point at or after `pos` (`points.len()`
+    /// past the last one).
+    fn place(&self, pos: &Token) -> usize {
+        let p = prefix(pos);
+        let mut i = self.prefixes.partition_point(|&x| x < p);
+        // Tokens that share the prefix (all but never) are compared whole.
+        while i < self.points.len() && self.prefixes[i] == p && self.points[i].0 < *pos {
+            i += 1;
+        }
+        i
     }
 
     /// Every token of node `name`, in ring order (empty if it is not on
@@ -137,17 +175,37 @@ impl Ring {
         if self.points.is_empty() {
             return None;
         }
-        let i = self.points.partition_point(|(t, _)| t < pos) % self.points.len();
+        let i = self.place(pos) % self.points.len();
         Some(&self.nodes[self.points[i].1])
     }
 
     /// The preference list of position `pos`: the owner, then the next
     /// distinct nodes clockwise, `n` in all (fewer if the ring is smaller).
     pub fn preference_list(&self, pos: &Token, n: usize) -> NodeList {
+        let len = self.points.len();
+        if len == 0 {
+            return NodeList::new();
+        }
+        let start = self.place(pos) % len;
+        if len > MAX_CACHED_POINTS {
+            return self.walk(start, n);
+        }
+        let (cached, lists) = self
+            .lists
+            .get_or_init(|| (n, (0..len).map(|i| self.walk(i, n)).collect()));
+        if *cached == n {
+            return lists[start].clone();
+        }
+        self.walk(start, n)
+    }
+
+    /// The preference list of the positions whose first point at or after
+    /// them is point `start`: that point's node, then the next distinct
+    /// nodes clockwise, `n` in all.
+    fn walk(&self, start: usize, n: usize) -> NodeList {
         let want = n.min(self.nodes.len());
         let mut out = NodeList::with_capacity(want);
         let len = self.points.len();
-        let start = self.points.partition_point(|(t, _)| t < pos);
         // Walk clockwise; N is small, so a scan of `out` beats a set.
         for i in 0..len {
             if out.len() == want {
@@ -477,6 +535,36 @@ mod tests {
                     // Inside: the newcomer joins and exactly one old replica leaves.
                     prop_assert!(new.iter().any(|x| **x == *newcomer));
                     prop_assert_eq!(old.iter().filter(|x| !new.contains(x)).count(), 1);
+                }
+            }
+        }
+
+        /// The kept lists and the integer search give what a walk from a
+        /// full-token search gives, for every N asked (the first one is
+        /// kept, the others walk), at every position, including positions
+        /// sharing a point's first 8 bytes.
+        #[test]
+        fn kept_lists_equal_the_walk(
+            nodes in proptest::collection::btree_set("[a-z]{1,6}", 1..7),
+            vnodes in 1usize..20,
+            keys in proptest::collection::vec(any::<[u8; 20]>(), 1..50),
+            ns in proptest::collection::vec(1usize..5, 1..4),
+        ) {
+            let r = Ring::new(nodes.iter().map(|s| NodeName::from(s.as_str())), vnodes);
+            let mut positions: Vec<Token> = keys.into_iter().map(Token).collect();
+            // Positions just below, at and above each point, with its prefix.
+            for (t, _) in r.points.iter().take(5) {
+                let mut below = *t;
+                below.0[19] = below.0[19].wrapping_sub(1);
+                let mut above = *t;
+                above.0[19] = above.0[19].wrapping_add(1);
+                positions.extend([below, *t, above]);
+            }
+            for n in ns {
+                for pos in &positions {
+                    let start = r.points.partition_point(|(t, _)| t < pos) % r.points.len();
+                    prop_assert_eq!(r.preference_list(pos, n), r.walk(start, n));
+                    prop_assert_eq!(r.owner(pos), Some(&r.nodes[r.points[start].1]));
                 }
             }
         }
