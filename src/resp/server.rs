@@ -42,7 +42,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -206,6 +206,10 @@ where
     // it until the reply is written (see `Started`); the node-wide permit
     // is given back when the reply is written.
     let mut inflight: Sequencer<Started> = Sequencer::with_capacity(max_inflight + 1);
+    let mut held = Held {
+        permits: &node_inflight,
+        count: 0,
+    };
     // A command read but not yet started, waiting for a node-wide permit;
     // while one waits the connection reads nothing more (back-pressure).
     let mut waiting: Option<Vec<Bytes>> = None;
@@ -217,21 +221,26 @@ where
         }
         let may_read = reading && waiting.is_none() && inflight.len() < max_inflight;
         tokio::select! {
-            p = node_inflight.clone().acquire_owned(), if waiting.is_some() => {
+            p = node_inflight.acquire(), if waiting.is_some() => {
                 let Some(args) = waiting.take() else { continue };
-                start(&shared, &mut conn, args, p.ok(), &mut inflight);
+                let permit = held.take(p.ok());
+                start(&shared, &mut conn, args, permit, crate::clock::instant(), &mut inflight);
                 reading = !conn.closing;
             }
             frame = reader.next(), if may_read => {
                 let mut frame = frame;
+                // The commands of one read arrived together: one instant
+                // is their start (one clock read, not one per command).
+                let now = crate::clock::instant();
                 loop {
                     match frame {
                         Some(Ok(args)) => {
                             reader.get_mut().command_done();
                             // A free permit (the usual case) starts the command at once.
-                            match node_inflight.clone().try_acquire_owned() {
+                            match node_inflight.try_acquire() {
                                 Ok(p) => {
-                                    start(&shared, &mut conn, args, Some(p), &mut inflight);
+                                    let permit = held.take(Some(p));
+                                    start(&shared, &mut conn, args, permit, now, &mut inflight);
                                     reading = !conn.closing;
                                 }
                                 Err(_) => waiting = Some(args),
@@ -244,7 +253,7 @@ where
                                     warn!(%peer, conn = conn.id(), timeout_ms = ms, held_back, "closed a client whose command stayed incomplete");
                                 }
                             }
-                            let started = Started { cmd: Cmd::OTHER, at: crate::clock::instant(), proto: conn.proto, _permit: None };
+                            let started = Started { cmd: Cmd::OTHER, at: now, proto: conn.proto, permit: false };
                             inflight.push_done(started, protocol_error(&e));
                             reading = false;
                         }
@@ -262,13 +271,18 @@ where
                 }
             }
             Some((started, reply)) = std::future::poll_fn(|cx| inflight.poll_next(cx)), if !inflight.is_empty() => {
-                encode(&shared, &reply, started, &mut out);
+                // One instant ends every reply of this write.
+                let done = crate::clock::instant();
+                let mut permits = usize::from(started.permit);
+                encode(&shared, &reply, &started, done, &mut out);
                 // Everything else already finished goes out in the same write.
                 while let Some(Some((started, reply))) =
                     std::future::poll_fn(|cx| inflight.poll_next(cx)).now_or_never()
                 {
-                    encode(&shared, &reply, started, &mut out);
+                    permits += usize::from(started.permit);
+                    encode(&shared, &reply, &started, done, &mut out);
                 }
+                held.give_back(permits);
                 write.write_all(&out).await?;
                 out.clear();
             }
@@ -305,12 +319,46 @@ fn protocol_error(e: &ProtocolError) -> Reply {
 /// is written: the command (for metrics), when it started, the protocol
 /// its reply is written in (the one in force right after it was
 /// dispatched, so HELLO's own reply is in the protocol it chose), and its
-/// node-wide in-flight permit.
+/// whether it holds a node-wide in-flight permit (see [`Held`]).
 struct Started {
     cmd: Cmd,
     at: Instant,
     proto: Proto,
-    _permit: Option<OwnedSemaphorePermit>,
+    permit: bool,
+}
+
+/// The node-wide in-flight permits a connection holds, one for each
+/// command started and not yet answered. They are given back together,
+/// once per write of replies (one lock of the semaphore per write, not
+/// one per command), and all at once when the connection ends.
+struct Held<'a> {
+    permits: &'a Semaphore,
+    count: usize,
+}
+
+impl Held<'_> {
+    /// Keeps `permit` (if one was had) until its command's reply is
+    /// written; returns whether there was one.
+    fn take(&mut self, permit: Option<SemaphorePermit<'_>>) -> bool {
+        let Some(permit) = permit else { return false };
+        permit.forget();
+        self.count += 1;
+        true
+    }
+
+    /// Gives back `n` permits of replies just written.
+    fn give_back(&mut self, n: usize) {
+        if n > 0 {
+            self.permits.add_permits(n);
+            self.count -= n;
+        }
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.permits.add_permits(self.count);
+    }
 }
 
 /// Starts one command: its reply joins the connection's ordered queue.
@@ -318,11 +366,11 @@ fn start(
     shared: &Arc<Shared>,
     conn: &mut ConnState,
     args: Vec<Bytes>,
-    permit: Option<OwnedSemaphorePermit>,
+    permit: bool,
+    at: Instant,
     inflight: &mut Sequencer<Started>,
 ) {
     shared.metrics.commands.fetch_add(1, Ordering::Relaxed);
-    let at = crate::clock::instant();
     let spec = args.first().and_then(|name| lookup(name));
     let cmd = spec.map_or(Cmd::OTHER, |s| Cmd(s.index));
     if let Some(spec) = spec {
@@ -341,12 +389,13 @@ fn start(
         cmd,
         at,
         proto: conn.proto,
-        _permit: permit,
+        permit,
     };
     inflight.push(started, footprint, run);
 }
 
-fn encode(shared: &Shared, reply: &Reply, started: Started, out: &mut BytesMut) {
+/// Encodes `reply` to the command `started`, answered at `done`.
+fn encode(shared: &Shared, reply: &Reply, started: &Started, done: Instant, out: &mut BytesMut) {
     let outcome = match reply {
         Reply::Error(e) if e.starts_with("UNAVAILABLE") => Outcome::Unavailable,
         Reply::Error(_) => Outcome::Error,
@@ -358,9 +407,11 @@ fn encode(shared: &Shared, reply: &Reply, started: Started, out: &mut BytesMut) 
             .command_errors
             .fetch_add(1, Ordering::Relaxed);
     }
-    shared
-        .metrics
-        .request(started.cmd, outcome, crate::clock::since(started.at));
+    shared.metrics.request(
+        started.cmd,
+        outcome,
+        done.saturating_duration_since(started.at),
+    );
     reply.encode(out, started.proto);
 }
 
