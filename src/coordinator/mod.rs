@@ -33,6 +33,7 @@
 //! stores the write; when the ring changes back, hand-off moves it.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,6 +41,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::message::{ApplyResult, PeerMsg, PutResult};
 use crate::metrics::Op;
+use crate::node::pending::{Inbox, PendingGuard};
 use crate::node::shared::{Shared, View};
 use crate::quorum::{replicas, same, Ack, Targets, WriteQuorum, WriteStep};
 use crate::ring::{NodeList, NodeName, Token};
@@ -203,10 +205,14 @@ impl Shared {
         // at most the local write, which costs no clock read per write.
         let mut now = crate::clock::instant();
         let deadline = now + self.cfg.request_timeout();
-        let (guard, replies) = self.pending.register();
+        // Registered for replies when it first sends to a replica or
+        // waits: a write this node takes alone never touches `Pending`.
+        let _counted = self.pending.begin();
+        let mut registered: Option<(PendingGuard<'_>, Arc<Inbox>)> = None;
         let mut write = WriteQuorum::new(self.me.clone(), q, entry.version(), deadline);
         loop {
             let view = self.view.load();
+            let fresh = registered.is_none();
             // Replicas are computed and asked only when the view is new
             // (the first turn, or it changed), not on every reply.
             if write.is_new_view(view.epoch) {
@@ -229,8 +235,12 @@ impl Shared {
                     self.check_replicas_hold_rich(&view, &replicas.list)?;
                 }
                 let asking = write.on_view(view.epoch, replicas);
+                if !asking.remote.is_empty() && registered.is_none() {
+                    registered = Some(self.pending.register());
+                }
+                let id = registered.as_ref().map_or(0, |(guard, _)| guard.id);
                 for node in asking.remote {
-                    let msg = mode.message(guard.id, key.clone(), entry.clone());
+                    let msg = mode.message(id, key.clone(), entry.clone());
                     self.send_to(&view, node, msg);
                 }
                 // The local copy is written while the remote ones are in flight.
@@ -246,11 +256,21 @@ impl Shared {
                     return Err(error);
                 }
                 WriteStep::Force(targets) => {
+                    let id = registered
+                        .get_or_insert_with(|| self.pending.register())
+                        .0
+                        .id;
                     // Boxed: a cold path, kept out of every write's future.
-                    Box::pin(self.force(&view, &pos, &key, &entry, guard.id, targets, &mut write))
-                        .await;
+                    Box::pin(self.force(&view, &pos, &key, &entry, id, targets, &mut write)).await;
                 }
                 WriteStep::Wait(until) => {
+                    let (_, replies) = registered.get_or_insert_with(|| self.pending.register());
+                    // A view published before this write registered poked
+                    // no one: one that registered on this pass looks at
+                    // the view again before it waits.
+                    if fresh && self.view.load().epoch != view.epoch {
+                        continue;
+                    }
                     replies.wake_at(until);
                     // `None` is a poke (the deadline passed or the view
                     // changed): the loop looks at both again.

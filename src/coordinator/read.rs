@@ -3,6 +3,7 @@
 //! `coordinator`), and the cluster-wide key listing.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -11,7 +12,7 @@ use super::{Quorum, MISS_CONFIRM_WAIT};
 use crate::error::{Error, Result};
 use crate::message::PeerMsg;
 use crate::metrics::Op;
-use crate::node::pending::Inbox;
+use crate::node::pending::{Inbox, PendingGuard};
 use crate::node::shared::Shared;
 use crate::quorum::{
     replicas, resolve, same, Answer, Answers, ReadQuorum, ReadStep, Resolved, Timing, Why,
@@ -59,16 +60,14 @@ impl Shared {
 
     async fn gather(&self, key: Bytes, q: Quorum) -> Result<Option<Entry>> {
         let pos = Token::of(&key);
-        let (guard, replies) = self.pending.register();
         let now = crate::clock::instant();
         let mut read = self.read_quorum(&pos, q, now, self.cfg.confirm_misses);
-        let message = || PeerMsg::Get {
-            id: guard.id,
+        let message = |id| PeerMsg::Get {
+            id,
             key: key.clone(),
         };
         let local = || self.store.get_at(&pos, &key);
-        self.drive(&mut read, &pos, now, &replies, message, local)
-            .await?;
+        self.drive(&mut read, &pos, now, message, local).await?;
         Ok(self.resolve(&key, read.answers()))
     }
 
@@ -93,20 +92,25 @@ impl Shared {
     }
 
     /// Drives `read` until it has its answers: the replicas of each new
-    /// view, the asks (`message` is the request a replica is sent, only
-    /// over a working link when the machine says so; `local_answer` reads
-    /// this node's copy), the waits and the answers (`Get` replies for
-    /// whole entries, `Read` replies for parts). The decisions are
-    /// [`ReadQuorum`]'s.
+    /// view, the asks (`message` is the request a replica is sent, given
+    /// the request's id, only over a working link when the machine says
+    /// so; `local_answer` reads this node's copy), the waits and the
+    /// answers (`Get` replies for whole entries, `Read` replies for parts).
+    /// The decisions are [`ReadQuorum`]'s.
+    ///
+    /// The read registers for replies only when it first sends to a
+    /// replica or waits: one that this node answers alone (a node without
+    /// peers, R = 1 on a replica) never touches `Pending`.
     async fn drive<A: Answer + FromReply>(
         &self,
         read: &mut ReadQuorum<A>,
         pos: &Token,
         mut now: Instant,
-        replies: &Inbox,
-        message: impl Fn() -> PeerMsg,
+        message: impl Fn(u64) -> PeerMsg,
         local_answer: impl Fn() -> A,
     ) -> Result<()> {
+        let _counted = self.pending.begin();
+        let mut registered: Option<(PendingGuard<'_>, Arc<Inbox>)> = None;
         // `now` is read again only after a wait.
         loop {
             let view = self.view.load();
@@ -115,18 +119,24 @@ impl Shared {
                     replicas::replicas(&view, &view.ring, pos, self.cfg.replication, read.strict());
                 read.on_view(view.epoch, replicas);
             }
+            let fresh = registered.is_none();
             // Steps that need no waiting run on the same view.
             let until = loop {
                 match read.next(now) {
                     ReadStep::Ask(why) => {
                         let asking = read.asking();
+                        let id = match (&registered, asking.remote.is_empty()) {
+                            (_, true) => 0,
+                            (Some((guard, _)), false) => guard.id,
+                            (None, false) => registered.insert(self.pending.register()).0.id,
+                        };
                         // Replicas whose link turned out broken (rare: no
                         // allocation unless there are more than two).
                         let mut broken = smallvec::SmallVec::<[NodeName; 2]>::new();
                         for node in asking.remote {
                             if !asking.if_reachable {
-                                self.send_to(&view, node, message());
-                            } else if self.send_if_reachable(&view, node, message()).is_none() {
+                                self.send_to(&view, node, message(id));
+                            } else if self.send_if_reachable(&view, node, message(id)).is_none() {
                                 broken.push(node.clone());
                             }
                         }
@@ -158,6 +168,13 @@ impl Shared {
                     ReadStep::Wait(until) => break until,
                 }
             };
+            let (_, replies) = registered.get_or_insert_with(|| self.pending.register());
+            // A view published before this read registered poked no one:
+            // a read that registered on this pass looks at the view again
+            // before it waits.
+            if fresh && self.view.load().epoch != view.epoch {
+                continue;
+            }
             replies.wake_at(until);
             // `None` is a poke: a deadline passed or the view changed.
             let reply = replies.next().await;
@@ -325,19 +342,16 @@ impl Shared {
     /// (with read repair) and the part taken from the merge.
     pub async fn read_part(&self, key: Bytes, want: Want, q: Quorum) -> Result<Option<Part>> {
         let pos = Token::of(&key);
-        let (guard, replies) = self.pending.register();
         // Parts do not confirm misses: a miss read whole would.
         let now = crate::clock::instant();
         let mut read = self.read_quorum(&pos, q, now, false);
-        let message = || PeerMsg::Read {
-            id: guard.id,
+        let message = |id| PeerMsg::Read {
+            id,
             key: key.clone(),
             want: want.clone(),
         };
         let local = || self.store.part_at(&pos, &key, &want).map(Box::new);
-        let result = self
-            .drive(&mut read, &pos, now, &replies, message, local)
-            .await;
+        let result = self.drive(&mut read, &pos, now, message, local).await;
         if let Err(e) = result {
             self.metrics.reads_failed.fetch_add(1, Ordering::Relaxed);
             return Err(e);
@@ -363,7 +377,6 @@ impl Shared {
                 (part, _) => part,
             });
         }
-        drop(guard);
         self.metrics
             .read_part_mismatches
             .fetch_add(1, Ordering::Relaxed);

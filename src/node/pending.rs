@@ -51,6 +51,9 @@ pub struct Pending {
     /// ask the map), and the signal that the first one arrived.
     count: AtomicUsize,
     busy: Notify,
+    /// Requests this node coordinates, from their start to their end,
+    /// whether or not they registered (see [`Pending::begin`]).
+    coordinating: AtomicUsize,
 }
 
 impl Default for Pending {
@@ -61,6 +64,7 @@ impl Default for Pending {
             origin: crate::clock::instant(),
             count: AtomicUsize::new(0),
             busy: Notify::new(),
+            coordinating: AtomicUsize::new(0),
         }
     }
 }
@@ -192,6 +196,15 @@ impl Hasher for IdHasher {
     }
 }
 
+/// A request counted by [`Pending::begin`], until dropped.
+pub struct Coordinating<'a>(&'a Pending);
+
+impl Drop for Coordinating<'_> {
+    fn drop(&mut self) {
+        self.0.coordinating.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Removes its request from [`Pending`] when dropped.
 pub struct PendingGuard<'a> {
     /// The request id to put in outgoing messages.
@@ -269,6 +282,21 @@ impl Pending {
     /// Whether no request waits.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Counts a request this node coordinates until the guard is dropped.
+    /// A request registers only when it first sends to a peer or waits,
+    /// so one this node answers alone (its own log append under way, say)
+    /// is counted here and not in the map.
+    pub fn begin(&self) -> Coordinating<'_> {
+        self.coordinating.fetch_add(1, Ordering::Relaxed);
+        Coordinating(self)
+    }
+
+    /// Whether no request this node coordinates is under way, registered
+    /// or not (a graceful stop waits for this; see `node/drain.rs`).
+    pub fn idle(&self) -> bool {
+        self.is_empty() && self.coordinating.load(Ordering::Relaxed) == 0
     }
 
     /// Returns once a request waits (at once if one already does), so the

@@ -389,14 +389,23 @@ pub struct Resolved {
 /// (timestamp, node)). `unflushed`, when a FLUSHALL is known, gives what
 /// of an answer that FLUSHALL did not remove (`None`: nothing), so a
 /// replica that has not heard of it yet answers no removed data.
+///
+/// One answer (a read this node answered alone) is the merge as it is:
+/// it is moved out of `answers`, not copied, and nobody needs repair.
 pub fn resolve(
-    answers: &[(NodeName, Option<Entry>)],
+    answers: &mut [(NodeName, Option<Entry>)],
     unflushed: Option<&dyn Fn(Entry) -> Option<Entry>>,
 ) -> Resolved {
+    if let ([(_, only)], None) = (&mut *answers, unflushed) {
+        return Resolved {
+            merged: only.take(),
+            stale: NodeList::new(),
+        };
+    }
     // The merge, copying one of the answers (the hot path: two equal
     // answers cost one copy and one comparison).
     let mut merged: Option<Entry> = None;
-    for (_, e) in answers {
+    for (_, e) in answers.iter() {
         let Some(e) = e else { continue };
         let kept;
         let e = match unflushed {

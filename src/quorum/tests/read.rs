@@ -182,9 +182,9 @@ fn a_miss_is_confirmed_by_one_more_reachable_replica() {
     );
     // n3 had it (the first two were filled late after a ring change).
     r.on_answer(n("n3"), entry(7, "late"));
-    let got = answers(&mut r, at(t, 6));
+    let mut got = answers(&mut r, at(t, 6));
     assert_eq!(from(&got), [ME, "n2", "n3"]);
-    assert_eq!(resolve(&got, None).merged, entry(7, "late"));
+    assert_eq!(resolve(&mut got, None).merged, entry(7, "late"));
 }
 
 #[test]
@@ -326,36 +326,49 @@ fn a_second_answer_from_one_replica_is_ignored() {
 #[test]
 fn resolve_merges_and_names_every_replica_that_answered_something_else() {
     let a = |name: &str, e: Option<Entry>| (n(name), e);
-    let got: Answers<Option<Entry>> = [
+    let mut got: Answers<Option<Entry>> = [
         a("n1", entry(5, "old")),
         a("n2", entry(9, "new")),
         a("n3", None),
     ]
     .into_iter()
     .collect();
-    let resolved = resolve(&got, None);
+    let resolved = resolve(&mut got, None);
     assert_eq!(resolved.merged, entry(9, "new"));
     assert_eq!(resolved.stale, list(&["n1", "n3"]));
 
     // A delete is newer than the value: it is the merge, and repaired.
-    let got: Answers<Option<Entry>> = [a("n1", entry(5, "v")), a("n2", tombstone(6))]
+    let mut got: Answers<Option<Entry>> = [a("n1", entry(5, "v")), a("n2", tombstone(6))]
         .into_iter()
         .collect();
-    let resolved = resolve(&got, None);
+    let resolved = resolve(&mut got, None);
     assert_eq!(resolved.merged, tombstone(6));
     assert_eq!(resolved.stale, list(&["n1"]));
 
     // Every answer a miss: nothing to merge and nothing to repair.
-    let got: Answers<Option<Entry>> = [a("n1", None), a("n2", None)].into_iter().collect();
-    assert_eq!(resolve(&got, None).merged, None);
-    assert!(resolve(&got, None).stale.is_empty());
+    let mut got: Answers<Option<Entry>> = [a("n1", None), a("n2", None)].into_iter().collect();
+    assert_eq!(resolve(&mut got, None).merged, None);
+    assert!(resolve(&mut got, None).stale.is_empty());
 
     // What a known FLUSHALL removed is no answer, and its holder is repaired.
     let before_flush = |e: Entry| (e.version().ts.0 > 6).then_some(e);
-    let got: Answers<Option<Entry>> = [a("n1", entry(5, "flushed")), a("n2", entry(8, "kept"))]
+    let mut got: Answers<Option<Entry>> = [a("n1", entry(5, "flushed")), a("n2", entry(8, "kept"))]
         .into_iter()
         .collect();
-    let resolved = resolve(&got, Some(&before_flush));
+    let resolved = resolve(&mut got, Some(&before_flush));
     assert_eq!(resolved.merged, entry(8, "kept"));
     assert_eq!(resolved.stale, list(&["n1"]));
+}
+
+#[test]
+fn resolve_of_one_answer_is_that_answer_and_repairs_nobody() {
+    let mut got: Answers<Option<Entry>> = [(n(ME), entry(5, "v"))].into_iter().collect();
+    let resolved = resolve(&mut got, None);
+    assert_eq!(resolved.merged, entry(5, "v"));
+    assert!(resolved.stale.is_empty());
+
+    // A known FLUSHALL still applies to a lone answer.
+    let before_flush = |e: Entry| (e.version().ts.0 > 6).then_some(e);
+    let mut got: Answers<Option<Entry>> = [(n(ME), entry(5, "flushed"))].into_iter().collect();
+    assert_eq!(resolve(&mut got, Some(&before_flush)).merged, None);
 }
