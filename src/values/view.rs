@@ -111,6 +111,17 @@ impl Entry {
 }
 
 impl super::EntryRef<'_> {
+    /// Whether the key holds a rich state with nothing live in it and no
+    /// expiry (a set whose members were all removed, a hash whose fields
+    /// were all deleted): a typed write can go on from it as it is, since
+    /// there is nothing to clear (see `Check::apply_to`).
+    pub fn is_bare(&self) -> bool {
+        match self.body {
+            super::Body::Rich(c) => c.is_tombstone() && c.deadline().is_none(),
+            super::Body::Simple(_) => false,
+        }
+    }
+
     /// Whether the key exists at `now_ms` ([`Entry::exists`]).
     pub fn exists(&self, now_ms: u64) -> bool {
         self.kind(now_ms).is_some()

@@ -168,9 +168,12 @@ impl Check {
     /// is applied).
     ///
     /// A key that does not exist here, but holds something (expired,
-    /// removed, or pieces of another type hidden by a newer removal), is
+    /// deleted, or pieces of another type hidden by a newer removal), is
     /// cleared by the delta up to its newest version, so that the write
     /// starts it over as Redis would, instead of reviving what is left.
+    /// A rich state with nothing live and no expiry (every member removed)
+    /// is not: nothing in it can revive, and clearing it would also clear
+    /// what other replicas added concurrently.
     pub fn apply_to(
         &self,
         delta: &Entry,
@@ -182,6 +185,13 @@ impl Check {
         };
         match current.kind(now_ms) {
             Some(k) if k != self.kind => Err(super::WrongType),
+            // A set whose members were all removed (or a hash whose fields
+            // were): the delta applies as to a live one. Starting over
+            // would clear, up to this replica's newest removal, the
+            // elements other replicas added meanwhile, which this one has
+            // not seen yet: acknowledged SADDs lost (found by the
+            // simulated cluster).
+            None if current.is_bare() => Ok((delta.clone(), vec![false; self.names.len()])),
             Some(_) => {
                 let present = self
                     .names
