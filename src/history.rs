@@ -98,12 +98,28 @@ type Writes = Vec<(Option<Bytes>, u64, u64, Outcome)>;
 #[derive(Clone, Debug, Default)]
 pub struct History {
     events: Vec<Event>,
+    /// How much later than another write's end a write must start to be
+    /// known to order after it (see [`History::with_clock_margin`]).
+    margin: u64,
 }
 
 impl History {
     /// An empty history.
     pub fn new() -> History {
         History::default()
+    }
+
+    /// The same history judged with clocks up to `margin` apart (in the
+    /// history's time unit): a write is known to order after another only
+    /// if it started more than `margin` after that one ended. Hybrid
+    /// clocks order writes by the clocks of the nodes that stamp them, so
+    /// with node clocks that differ by up to `margin`, a write that
+    /// started less than that after another was acknowledged may
+    /// lawfully lose to it (last-writer-wins by timestamp, not by real
+    /// time). Default 0: one clock.
+    pub fn with_clock_margin(mut self, margin: u64) -> History {
+        self.margin = margin;
+        self
     }
 
     /// Records an operation.
@@ -163,14 +179,14 @@ impl History {
                 .iter()
                 .any(|e| matches!(e.op, Op::HSet(..) | Op::HDel(..)))
             {
-                check_elements(&events, &seen, Kind::Hash, &mut bad);
+                check_elements(&events, &seen, Kind::Hash, self.margin, &mut bad);
             } else if events
                 .iter()
                 .any(|e| matches!(e.op, Op::SAdd(..) | Op::SRem(..)))
             {
-                check_elements(&events, &seen, Kind::Set, &mut bad);
+                check_elements(&events, &seen, Kind::Set, self.margin, &mut bad);
             } else {
-                let writes = register(&events, |op| match op {
+                let writes = register(&events, self.margin, |op| match op {
                     Op::Set(_, v) => Some(Some(v.clone())),
                     Op::Del(_) => Some(None),
                     _ => None,
@@ -205,11 +221,16 @@ fn key_of(op: &Op) -> &Bytes {
 }
 
 /// The writes of one register, from the events that write it
-/// (`write(op)`: `Some(value or absence)` for those that do).
-fn register(events: &[&Event], write: impl Fn(&Op) -> Option<Option<Bytes>>) -> Writes {
+/// (`write(op)`: `Some(value or absence)` for those that do), each
+/// ending `margin` later than it did (see [`History::with_clock_margin`]).
+fn register(
+    events: &[&Event],
+    margin: u64,
+    write: impl Fn(&Op) -> Option<Option<Bytes>>,
+) -> Writes {
     events
         .iter()
-        .filter_map(|e| write(&e.op).map(|v| (v, e.start, e.end, e.outcome)))
+        .filter_map(|e| write(&e.op).map(|v| (v, e.start, e.end.saturating_add(margin), e.outcome)))
         .collect()
 }
 
@@ -253,7 +274,13 @@ enum Kind {
 /// Every field (or member) the events name is a register: written by
 /// HSET/SADD (a value, or presence), cleared by HDEL/SREM and by DEL of
 /// the key.
-fn check_elements(events: &[&Event], seen: &Observed, kind: Kind, bad: &mut impl FnMut(String)) {
+fn check_elements(
+    events: &[&Event],
+    seen: &Observed,
+    kind: Kind,
+    margin: u64,
+    bad: &mut impl FnMut(String),
+) {
     let now: BTreeMap<Bytes, Bytes> = match (seen, kind) {
         (Observed::Absent, _) => BTreeMap::new(),
         (Observed::Hash(h), Kind::Hash) => h.clone(),
@@ -270,7 +297,7 @@ fn check_elements(events: &[&Event], seen: &Observed, kind: Kind, bad: &mut impl
         }
     }
     for name in names {
-        let writes = register(events, |op| match op {
+        let writes = register(events, margin, |op| match op {
             Op::HSet(_, n, v) if *n == name => Some(Some(v.clone())),
             Op::SAdd(_, n) if *n == name => Some(Some(Bytes::new())),
             Op::HDel(_, n) | Op::SRem(_, n) if *n == name => Some(None),
@@ -346,6 +373,25 @@ mod tests {
         assert_eq!(read(Observed::Str(b("1"))).len(), 1, "overwritten by 2");
         assert_eq!(read(Observed::Absent).len(), 1, "lost");
         assert_eq!(read(Observed::Str(b("9"))).len(), 1, "never written");
+    }
+
+    #[test]
+    fn with_clocks_apart_a_write_just_after_another_may_lose_to_it() {
+        let mut h = History::new();
+        h.push(Op::Set(b("k"), b("1")), 0, 10, Outcome::Acked);
+        h.push(Op::Set(b("k"), b("2")), 15, 20, Outcome::Acked);
+        let read = |h: &History, v: &str| h.check(|_| Observed::Str(b(v)));
+        // One clock: 2 started after 1 was acknowledged, so it wins.
+        assert_eq!(read(&h, "1").len(), 1);
+        // Clocks 5 apart: still ordered (15 > 10 + 5 is false: not known).
+        let skewed = h.clone().with_clock_margin(5);
+        assert!(read(&skewed, "1").is_empty(), "within the margin: either");
+        assert!(read(&skewed, "2").is_empty());
+        // Clocks 4 apart: 2 started more than that after 1 ended.
+        assert_eq!(read(&h.clone().with_clock_margin(4), "1").len(), 1);
+        // The margin never makes a value up or loses a lone write.
+        assert_eq!(read(&skewed, "9").len(), 1);
+        assert_eq!(skewed.check(|_| Observed::Absent).len(), 1);
     }
 
     #[test]
