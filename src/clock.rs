@@ -98,12 +98,59 @@ pub fn offset_micros() -> i64 {
     OFFSET_MICROS.load(Ordering::Relaxed)
 }
 
+tokio::task_local! {
+    /// In a simulated cluster, how far the wall clock of the node whose
+    /// task this is stands off the simulated time (see
+    /// [`with_node_offset`]).
+    static NODE_OFFSET: i64;
+}
+
+/// Runs `fut` on the wall clock of a simulated node whose clock is
+/// `offset_micros` off: every wall clock reading in it (write
+/// timestamps, expiry, the clock announced to peers, skew estimates)
+/// moves by that much. Only a simulated wall clock
+/// ([`simulate_wall_clock`]) looks at it; a real process has one node and
+/// the process-wide offset ([`set_offset_micros`]).
+pub fn with_node_offset<F: std::future::Future>(
+    offset_micros: i64,
+    fut: F,
+) -> tokio::task::futures::TaskLocalFuture<i64, F> {
+    NODE_OFFSET.scope(offset_micros, fut)
+}
+
+/// Runs `f` on the wall clock of a simulated node `offset_micros` off (as
+/// [`with_node_offset`], for a synchronous call: a message handed to a
+/// node).
+pub fn with_node_offset_sync<R>(offset_micros: i64, f: impl FnOnce() -> R) -> R {
+    NODE_OFFSET.sync_scope(offset_micros, f)
+}
+
+/// `fut` on the clock of the node whose task spawns it: what a node's
+/// tasks are spawned with, so that the tasks of a simulated node keep its
+/// clock (outside a node's task, or in a real process, it changes
+/// nothing).
+pub fn inherit<F: std::future::Future>(fut: F) -> tokio::task::futures::TaskLocalFuture<i64, F> {
+    NODE_OFFSET.scope(NODE_OFFSET.try_with(|o| *o).unwrap_or(0), fut)
+}
+
+/// How many readings of a simulated wall clock were made outside every
+/// node's clock since the simulation began: a simulation with skewed
+/// clocks checks that none were, i.e. that every task of every node runs
+/// on its node's clock.
+/// (Counted per thread, as the simulated clock is.)
+pub fn unscoped_simulated_reads() -> u64 {
+    UNSCOPED_READS.get()
+}
+
 thread_local! {
     /// A simulated cluster's wall clock on this thread (see
     /// [`simulate_wall_clock`]): the reading at its start, and when that
     /// was on tokio's clock.
     static SIMULATED: std::cell::Cell<Option<(u64, tokio::time::Instant)>> =
         const { std::cell::Cell::new(None) };
+    /// Readings of this thread's simulated wall clock made outside any
+    /// node's clock (see [`unscoped_simulated_reads`]).
+    static UNSCOPED_READS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Makes the wall clock of this thread follow tokio's clock from
@@ -123,7 +170,13 @@ pub fn wall_micros() -> u64 {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_micros() as u64)
             .unwrap_or(0),
-        Some((start, at)) => start + at.elapsed().as_micros() as u64,
+        Some((start, at)) => {
+            let offset = NODE_OFFSET.try_with(|o| *o).unwrap_or_else(|_| {
+                UNSCOPED_READS.set(UNSCOPED_READS.get() + 1);
+                0
+            });
+            (start + at.elapsed().as_micros() as u64).saturating_add_signed(offset)
+        }
     };
     real.saturating_add_signed(OFFSET_MICROS.load(Ordering::Relaxed))
 }

@@ -3,7 +3,9 @@
 //! in-memory network (`transport::mem`: every message through the real
 //! codec), on a current-thread runtime with paused time, so seconds of
 //! heartbeats, failure detection and repair run in milliseconds, and the
-//! wall clock follows the simulated time (`clock::simulate_wall_clock`).
+//! wall clock follows the simulated time (`clock::simulate_wall_clock`),
+//! each node's off by its own offset when a seed skews the clocks
+//! (`clock::with_node_offset`, `MemNet::set_clock_offset`).
 //!
 //! These add to the real-process tests and scenarios; they replace none.
 
@@ -17,14 +19,18 @@ use ringkv::node::{Network, Node};
 use ringkv::transport::mem::MemNet;
 use ringkv::values::Simple;
 
-/// A simulated cluster: its network, its nodes (`None` while crashed) and
-/// their configurations.
+/// A simulated cluster: its network, its nodes (`None` while crashed),
+/// their configurations and how far each one's wall clock is off
+/// (microseconds).
 struct Sim {
     net: Arc<MemNet>,
     nodes: Vec<Option<Node>>,
     configs: Vec<Config>,
+    offsets: Vec<i64>,
     _dir: tempfile::TempDir,
 }
+
+use ringkv::clock::{with_node_offset, with_node_offset_sync};
 
 fn config(dir: &Path, name: &str, all: &[&str]) -> Config {
     let peer = |n: &str| format!("sim-{n}:7000");
@@ -47,6 +53,12 @@ fn config(dir: &Path, name: &str, all: &[&str]) -> Config {
 
 impl Sim {
     async fn start(names: &[&str]) -> Sim {
+        Sim::start_skewed(names, &vec![0; names.len()]).await
+    }
+
+    /// A cluster whose node `i` has its wall clock `offsets[i]`
+    /// microseconds off.
+    async fn start_skewed(names: &[&str], offsets: &[i64]) -> Sim {
         ringkv::clock::simulate_wall_clock(1_800_000_000_000_000);
         // In memory where the machine has it: the nodes' data directories
         // are real files, and their fsyncs would cost most of a run.
@@ -59,8 +71,10 @@ impl Sim {
         let net = MemNet::new();
         let configs: Vec<Config> = names.iter().map(|n| config(dir.path(), n, names)).collect();
         let mut nodes = Vec::new();
-        for cfg in &configs {
-            let node = Node::start_on(cfg.clone(), Network::Mem(net.clone()))
+        for (cfg, offset) in configs.iter().zip(offsets) {
+            net.set_clock_offset(&cfg.peer, *offset);
+            let start = Node::start_on(cfg.clone(), Network::Mem(net.clone()));
+            let node = with_node_offset(*offset, start)
                 .await
                 .expect("a simulated node starts");
             nodes.push(Some(node));
@@ -69,6 +83,7 @@ impl Sim {
             net,
             nodes,
             configs,
+            offsets: offsets.to_vec(),
             _dir: dir,
         };
         sim.settle(names.len()).await;
@@ -95,17 +110,15 @@ impl Sim {
         let shared = &self.node(i).shared;
         let q = shared.default_quorum();
         let value = Some(Bytes::from(value.to_string()));
-        shared
-            .write(Bytes::from(key.to_string()), value, q)
-            .await
-            .map(|_| ())
+        let write = shared.write(Bytes::from(key.to_string()), value, q);
+        with_node_offset(self.offsets[i], write).await.map(|_| ())
     }
 
     async fn get(&self, i: usize, key: &str) -> Option<String> {
         let shared = &self.node(i).shared;
         let q = shared.default_quorum();
-        let entry = shared
-            .read(Bytes::from(key.to_string()), q)
+        let read = shared.read(Bytes::from(key.to_string()), q);
+        let entry = with_node_offset(self.offsets[i], read)
             .await
             .expect("a quorum read");
         entry.as_ref().and_then(string_of)
@@ -123,11 +136,12 @@ impl Sim {
 
     async fn crash(&mut self, i: usize) {
         let node = self.nodes[i].take().expect("the node is up");
-        node.crash(&self.net).await;
+        with_node_offset(self.offsets[i], node.crash(&self.net)).await;
     }
 
     async fn restart(&mut self, i: usize) {
-        let node = Node::start_on(self.configs[i].clone(), Network::Mem(self.net.clone()))
+        let start = Node::start_on(self.configs[i].clone(), Network::Mem(self.net.clone()));
+        let node = with_node_offset(self.offsets[i], start)
             .await
             .expect("a crashed node restarts");
         self.nodes[i] = Some(node);
@@ -233,7 +247,7 @@ impl Rng {
 
 /// What a node's copy of `key` reads as, for the history checker.
 fn observed(sim: &Sim, i: usize, key: &[u8]) -> Observed {
-    let now = ringkv::clock::wall_millis();
+    let now = with_node_offset_sync(sim.offsets[i], ringkv::clock::wall_millis);
     match sim
         .node(i)
         .shared
@@ -243,29 +257,68 @@ fn observed(sim: &Sim, i: usize, key: &[u8]) -> Observed {
     {
         Some(Ok(Some(v))) => Observed::Str(v),
         Some(Ok(None)) | None => Observed::Absent,
-        Some(Err(_)) => panic!("a key of another type"),
+        Some(Err(_)) => {
+            let entry = sim.node(i).shared.store.get(key).expect("a rich entry");
+            match entry.kind(now) {
+                Some(Kind::Hash) => Observed::Hash(entry.hash_fields().into_iter().collect()),
+                Some(Kind::Set) => Observed::Set(entry.set_members_present().into_iter().collect()),
+                None => Observed::Absent,
+                Some(other) => panic!("a key of type {other:?} where none is written"),
+            }
+        }
     }
 }
 
 use ringkv::history::{History, Observed, Op, Outcome};
 use ringkv::message::IncrResult;
 use ringkv::ring::Token;
+use ringkv::store::Entry;
+use ringkv::values::{Check, Kind};
+
+/// What a seed's clients do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mix {
+    /// SET, DEL and INCRBY (the first mix: seed 2959's regression test
+    /// replays it step for step).
+    Strings,
+    /// Those, and HSET, HDEL, SADD and SREM of a hash and a set key.
+    All,
+}
 
 /// One seed: clients write, delete and increment through random nodes
 /// while links are cut and healed and nodes crash and restart; then
 /// everything heals, every copy must converge, and the final state must
 /// be one the history allows (nothing acknowledged lost, nothing invented,
 /// no increment lost or counted twice).
-async fn run_seed(seed: u64) -> Result<(), String> {
+///
+/// With `skew`, the seed also sets the nodes' wall clocks apart: none, or
+/// each node up to 20 ms, 200 ms or 1.5 s off (the last past
+/// `clock_warn_ms`, within `max_clock_skew_ms`), from a stream of its own,
+/// so a seed's steps are the same either way. Writes are then ordered by
+/// clocks up to the spread apart, and the history is judged with that
+/// margin (see `History::with_clock_margin`): beyond it, a write that
+/// started after another was acknowledged must still win.
+async fn run_seed(seed: u64, skew: bool, mix: Mix) -> Result<(), String> {
     let names = ["n1", "n2", "n3", "n4"];
-    let mut sim = Sim::start(&names).await;
+    let mut clocks = Rng::new(seed ^ 0xc10c_5eed);
+    let spread_ms = match skew {
+        true => [0, 20, 200, 1_500][clocks.below(4)],
+        false => 0,
+    };
+    let offsets: Vec<i64> = (0..names.len())
+        .map(|_| (clocks.below(2 * spread_ms + 1) as i64 - spread_ms as i64) * 1_000)
+        .collect();
+    let unscoped = ringkv::clock::unscoped_simulated_reads();
+    let mut sim = Sim::start_skewed(&names, &offsets).await;
     let mut rng = Rng::new(seed);
     sim.net
         .set_delay(Duration::from_millis(1 + rng.below(3) as u64));
     let origin = tokio::time::Instant::now();
     let now = move || (tokio::time::Instant::now() - origin).as_nanos() as u64;
-    let mut history = History::new();
-    let mut log = Vec::new();
+    // Offsets in microseconds; the history's times in nanoseconds.
+    let apart = offsets.iter().max().unwrap_or(&0) - offsets.iter().min().unwrap_or(&0);
+    let mut history = History::new().with_clock_margin(apart as u64 * 1_000);
+    let mut log = vec![format!("clock offsets (µs): {offsets:?}")];
     for step in 0..40 {
         let up: Vec<usize> = (0..names.len())
             .filter(|i| sim.nodes[*i].is_some())
@@ -304,10 +357,60 @@ async fn run_seed(seed: u64) -> Result<(), String> {
                 let shared = sim.node(i).shared.clone();
                 let q = shared.default_quorum();
                 let start = now();
-                if rng.below(3) == 0 {
+                if mix == Mix::All && rng.below(3) == 0 {
+                    // A hash field or a set member, written or removed: a
+                    // typed write, checked by every replica for the type.
+                    let present = rng.below(3) != 0;
+                    let (key, op, kind) = if rng.below(2) == 0 {
+                        let key = Bytes::from_static(b"hash");
+                        let field = Bytes::from(format!("f{}", rng.below(3)));
+                        let op = match present {
+                            true => Op::HSet(key.clone(), field, format!("{seed}-{step}").into()),
+                            false => Op::HDel(key.clone(), field),
+                        };
+                        (key, op, Kind::Hash)
+                    } else {
+                        let key = Bytes::from_static(b"set");
+                        let member = Bytes::from(format!("m{}", rng.below(3)));
+                        let op = match present {
+                            true => Op::SAdd(key.clone(), member),
+                            false => Op::SRem(key.clone(), member),
+                        };
+                        (key, op, Kind::Set)
+                    };
+                    let name = match &op {
+                        Op::HSet(_, n, _) | Op::HDel(_, n) | Op::SAdd(_, n) | Op::SRem(_, n) => {
+                            n.clone()
+                        }
+                        _ => unreachable!("a typed write"),
+                    };
+                    let check = Check {
+                        kind,
+                        names: vec![name],
+                    };
+                    let delta = |v| match &op {
+                        Op::HSet(_, f, value) => Entry::hash_set(v, &[(f.clone(), value.clone())]),
+                        Op::HDel(_, f) => Entry::hash_delete(v, std::slice::from_ref(f)),
+                        Op::SAdd(_, m) => Entry::set_members(v, std::slice::from_ref(m), true),
+                        Op::SRem(_, m) => Entry::set_members(v, std::slice::from_ref(m), false),
+                        _ => unreachable!("a typed write"),
+                    };
+                    let write = shared.write_checked(key.clone(), q, &check, delta);
+                    let outcome = match with_node_offset(sim.offsets[i], write).await {
+                        Ok(_) => Some(Outcome::Acked),
+                        // Refused for the type before anything was applied.
+                        Err(ringkv::error::Error::WrongType) => None,
+                        Err(_) => Some(Outcome::Unknown),
+                    };
+                    log.push(format!("{step}: {op:?} via {}: {outcome:?}", names[i]));
+                    if let Some(outcome) = outcome {
+                        history.push(op, start, now(), outcome);
+                    }
+                } else if rng.below(3) == 0 {
                     let key = Bytes::from_static(b"counter");
                     let by = rng.below(11) as i64 - 5;
-                    let outcome = match shared.increment(key.clone(), None, by, q).await {
+                    let incr = shared.increment(key.clone(), None, by, q);
+                    let outcome = match with_node_offset(sim.offsets[i], incr).await {
                         IncrResult::Value(_) => Some(Outcome::Acked),
                         IncrResult::Failed(_) => Some(Outcome::Unknown),
                         IncrResult::Refused(_) | IncrResult::Invalid(_) => None,
@@ -328,7 +431,8 @@ async fn run_seed(seed: u64) -> Result<(), String> {
                             (Op::Set(key.clone(), v.clone()), Some(v))
                         }
                     };
-                    let outcome = match shared.write(key.clone(), value, q).await {
+                    let write = shared.write(key.clone(), value, q);
+                    let outcome = match with_node_offset(sim.offsets[i], write).await {
                         Ok(_) => Outcome::Acked,
                         Err(_) => Outcome::Unknown,
                     };
@@ -410,6 +514,14 @@ async fn run_seed(seed: u64) -> Result<(), String> {
     for i in 0..names.len() {
         sim.crash(i).await;
     }
+    // Every wall clock reading was some node's: the offsets reached
+    // everything the nodes did.
+    let outside = ringkv::clock::unscoped_simulated_reads() - unscoped;
+    if outside > 0 {
+        return Err(format!(
+            "seed {seed}: {outside} wall clock readings outside every node's clock"
+        ));
+    }
     Ok(())
 }
 
@@ -423,7 +535,7 @@ fn seed_2959_a_stand_in_owner_keeps_the_increments_of_its_first_partition() {
         .start_paused(true)
         .build()
         .unwrap();
-    if let Err(e) = runtime.block_on(run_seed(2959)) {
+    if let Err(e) = runtime.block_on(run_seed(2959, false, Mix::Strings)) {
         panic!("{e}");
     }
 }
@@ -454,7 +566,7 @@ fn seeded_runs_with_partitions_and_crashes_lose_nothing_and_converge() {
             .start_paused(true)
             .build()
             .unwrap();
-        if let Err(e) = runtime.block_on(run_seed(seed)) {
+        if let Err(e) = runtime.block_on(run_seed(seed, true, Mix::All)) {
             failed.push((seed, e));
         }
     }

@@ -211,8 +211,9 @@ impl Shared {
         let mut registered: Option<(PendingGuard<'_>, Arc<Inbox>)> = None;
         let mut write = WriteQuorum::new(self.me.clone(), q, entry.version(), deadline);
         loop {
+            // Read before the view, while not registered (see `Pending::pokes`).
+            let pokes = registered.is_none().then(|| self.pending.pokes());
             let view = self.view.load();
-            let fresh = registered.is_none();
             // Replicas are computed and asked only when the view is new
             // (the first turn, or it changed), not on every reply.
             if write.is_new_view(view.epoch) {
@@ -268,7 +269,7 @@ impl Shared {
                     // A view published before this write registered poked
                     // no one: one that registered on this pass looks at
                     // the view again before it waits.
-                    if fresh && self.view.load().epoch != view.epoch {
+                    if pokes.is_some_and(|p| p != self.pending.pokes()) {
                         continue;
                     }
                     replies.wake_at(until);

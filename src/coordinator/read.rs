@@ -113,13 +113,14 @@ impl Shared {
         let mut registered: Option<(PendingGuard<'_>, Arc<Inbox>)> = None;
         // `now` is read again only after a wait.
         loop {
+            // Read before the view, while not registered (see `Pending::pokes`).
+            let pokes = registered.is_none().then(|| self.pending.pokes());
             let view = self.view.load();
             if read.is_new_view(view.epoch) {
                 let replicas =
                     replicas::replicas(&view, &view.ring, pos, self.cfg.replication, read.strict());
                 read.on_view(view.epoch, replicas);
             }
-            let fresh = registered.is_none();
             // Steps that need no waiting run on the same view.
             let until = loop {
                 match read.next(now) {
@@ -171,8 +172,8 @@ impl Shared {
             let (_, replies) = registered.get_or_insert_with(|| self.pending.register());
             // A view published before this read registered poked no one:
             // a read that registered on this pass looks at the view again
-            // before it waits.
-            if fresh && self.view.load().epoch != view.epoch {
+            // before it waits if one may have been.
+            if pokes.is_some_and(|p| p != self.pending.pokes()) {
                 continue;
             }
             replies.wake_at(until);

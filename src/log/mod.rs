@@ -220,7 +220,9 @@ impl CommitLog {
             before_sync: None,
         };
         let (tx, rx) = mpsc::channel(options.queue_capacity);
-        runtime.spawn(Writer::new(cfg, file, out.next_seq, counters.clone()).run(rx));
+        runtime.spawn(crate::clock::inherit(
+            Writer::new(cfg, file, out.next_seq, counters.clone()).run(rx),
+        ));
         let r = &out.report;
         tracing::info!(
             dir = %dir.display(), records = r.records, files = r.files, bytes = r.bytes_read,

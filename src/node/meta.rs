@@ -138,7 +138,7 @@ impl Shared {
         }
         let shared = self.arc();
         let reply_to = from.reply_to.clone();
-        tokio::spawn(async move {
+        tokio::spawn(crate::clock::inherit(async move {
             if changed {
                 if let Err(e) = shared.persist_metadata().await {
                     warn!(error = %e, "could not write the metadata record; not acknowledging it");
@@ -148,7 +148,7 @@ impl Shared {
             if id != 0 {
                 shared.net.send(&reply_to, PeerMsg::MetaAck { id });
             }
-        });
+        }));
     }
 
     /// Waits until this node's record is as new as some peer's, or until

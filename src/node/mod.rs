@@ -286,6 +286,8 @@ impl Node {
         info!(name = %me.name, generation, client = %me.client, peer = %me.peer, admin = %me.admin, "node started");
 
         let mut tasks = JoinSet::new();
+        // A simulated node's tasks keep its wall clock (`clock::inherit`).
+        use crate::clock::inherit;
         let handler: Arc<dyn PeerHandler> = shared.clone();
         match (transport, peer, &network) {
             (Some(transport), Some(peer), _) => {
@@ -323,16 +325,16 @@ impl Node {
                 warn!(error = %e, "admin server stopped");
             }
         });
-        tasks.spawn(heartbeat_loop(shared.clone(), shutdown.clone()));
-        tasks.spawn(sweep_loop(shared.clone(), shutdown.clone()));
-        tasks.spawn(crate::sync::run(shared.clone(), shutdown.clone()));
-        tasks.spawn(crate::handoff::backlog_loop(
+        tasks.spawn(inherit(heartbeat_loop(shared.clone(), shutdown.clone())));
+        tasks.spawn(inherit(sweep_loop(shared.clone(), shutdown.clone())));
+        tasks.spawn(inherit(crate::sync::run(shared.clone(), shutdown.clone())));
+        tasks.spawn(inherit(crate::handoff::backlog_loop(
             shared.clone(),
             shutdown.clone(),
-        ));
-        tasks.spawn(purge_loop(shared.clone(), shutdown.clone()));
-        tasks.spawn(reclaim_loop(shared.clone(), shutdown.clone()));
-        tasks.spawn(compaction_loop(shared.clone(), shutdown.clone()));
+        )));
+        tasks.spawn(inherit(purge_loop(shared.clone(), shutdown.clone())));
+        tasks.spawn(inherit(reclaim_loop(shared.clone(), shutdown.clone())));
+        tasks.spawn(inherit(compaction_loop(shared.clone(), shutdown.clone())));
         Ok(Node {
             shared,
             shutdown,

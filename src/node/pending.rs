@@ -54,6 +54,8 @@ pub struct Pending {
     /// Requests this node coordinates, from their start to their end,
     /// whether or not they registered (see [`Pending::begin`]).
     coordinating: AtomicUsize,
+    /// How many times [`Pending::poke_all`] ran (see [`Pending::pokes`]).
+    pokes: AtomicU64,
 }
 
 impl Default for Pending {
@@ -65,6 +67,7 @@ impl Default for Pending {
             count: AtomicUsize::new(0),
             busy: Notify::new(),
             coordinating: AtomicUsize::new(0),
+            pokes: AtomicU64::new(0),
         }
     }
 }
@@ -269,6 +272,8 @@ impl Pending {
 
     /// Pokes every waiting request (the routing view changed).
     pub fn poke_all(&self) {
+        // Counted before the inboxes are poked (see `pokes`).
+        self.pokes.fetch_add(1, Ordering::SeqCst);
         for inbox in self.waiting.iter() {
             inbox.poke();
         }
@@ -282,6 +287,16 @@ impl Pending {
     /// Whether no request waits.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// How many times every waiting request was poked (the view changed).
+    /// A request that loads the view before it registers reads this
+    /// first, and again once registered: if it moved, the view may have
+    /// changed before the registration, whose poke it missed, so it looks
+    /// at the view again before it waits. If it did not, any later view
+    /// change pokes it (the count moves before the inboxes are poked).
+    pub fn pokes(&self) -> u64 {
+        self.pokes.load(Ordering::SeqCst)
     }
 
     /// Counts a request this node coordinates until the guard is dropped.

@@ -185,12 +185,12 @@ impl PeerHandler for Shared {
                     strict,
                 };
                 let work = shared.peer_work.clone();
-                work.spawn(async move {
+                work.spawn(crate::clock::inherit(async move {
                     let result = shared.increment_as_owner(key, field, by, q).await;
                     shared
                         .net
                         .send(&reply_to, PeerMsg::IncrReply { id, result });
-                });
+                }));
                 return;
             }
             PeerMsg::Transfer { id, items } => {

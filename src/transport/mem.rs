@@ -14,10 +14,11 @@
 //!
 //! Time is tokio's, so a test on a runtime with paused time (`clock::instant`
 //! reads the same clock) runs seconds of heartbeats, failure detection and
-//! anti-entropy in milliseconds, and in the same order every run. What a
-//! simulation does not control yet: the wall clock (write timestamps and
-//! expiry read the real one), and the order of a node's own tasks beyond
-//! what tokio's scheduler gives.
+//! anti-entropy in milliseconds, and in the same order every run. The wall
+//! clock follows it (`clock::simulate_wall_clock`), each node's off by its
+//! own offset ([`MemNet::set_clock_offset`]: what is delivered to a node
+//! runs on its clock). What a simulation does not control: the order of a
+//! node's own tasks beyond what tokio's scheduler gives.
 //!
 //! The handshake is not simulated: a node on this network is trusted, and
 //! speaks this build's newest protocol. Clients still reach a node over
@@ -64,6 +65,9 @@ struct Hub {
     drop_every: u64,
     /// Delivery queues of the directed links that exist: (from, to) addresses.
     links: HashMap<(String, String), mpsc::UnboundedSender<Frame>>,
+    /// How far each node's wall clock is off, by peer address (see
+    /// [`MemNet::set_clock_offset`]).
+    offsets: HashMap<String, i64>,
 }
 
 struct Endpoint {
@@ -114,6 +118,14 @@ impl MemNet {
     /// Sets the delay of every link.
     pub fn set_delay(&self, delay: Duration) {
         self.hub().delay = delay;
+    }
+
+    /// Sets how far the wall clock of the node at `addr` is off, in
+    /// microseconds: what is delivered to it runs on that clock
+    /// (`clock::with_node_offset_sync`). Its own tasks take the offset
+    /// they are started with (`clock::with_node_offset`).
+    pub fn set_clock_offset(&self, addr: &str, micros: i64) {
+        self.hub().offsets.insert(addr.to_string(), micros);
     }
 
     /// Makes every link drop one message in `n` (0: none).
@@ -183,20 +195,23 @@ impl MemNet {
         let mut decoder = PeerDecoder::new(PROTOCOL_VERSION, MAX_FRAME);
         while let Some(frame) = frames.recv().await {
             tokio::time::sleep_until(frame.due).await;
-            let (handler, drop_every) = {
+            let (handler, drop_every, offset) = {
                 let hub = self.hub();
                 let handler = Self::open(&hub, &from.name, &to)
                     .then(|| hub.nodes.get(&to).map(|e| e.handler.clone()))
                     .flatten();
-                (handler, hub.drop_every)
+                (handler, hub.drop_every, hub.offsets.get(&to).copied())
             };
+            // What follows runs on the receiver's wall clock.
+            let offset = offset.unwrap_or(0);
             let lossy = drop_every > 0 && frame.seq % drop_every == drop_every - 1;
             let Some(handler) = handler.filter(|_| !lossy).and_then(|h| h.upgrade()) else {
                 self.lost.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
             if let Some(hlc) = frame.hlc {
-                if !handler.on_clock(&from, frame.wall_micros, hlc) {
+                let on_clock = || handler.on_clock(&from, frame.wall_micros, hlc);
+                if !crate::clock::with_node_offset_sync(offset, on_clock) {
                     self.lost.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
@@ -206,7 +221,9 @@ impl MemNet {
                 match decoder.decode(&mut buf) {
                     Ok(Some(msg)) => {
                         self.delivered.fetch_add(1, Ordering::Relaxed);
-                        handler.on_message(&from, msg);
+                        crate::clock::with_node_offset_sync(offset, || {
+                            handler.on_message(&from, msg)
+                        });
                     }
                     Ok(None) => break,
                     Err(e) => {
