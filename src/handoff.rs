@@ -101,17 +101,9 @@ pub async fn hand_off_strays(shared: &Shared, view: &View) -> bool {
     }
     let mut targets: Vec<NodeName> = outgoing.keys().cloned().collect();
     targets.sort();
-    // A replica whose link has not settled a version yet (this node or it
-    // just started) counts as not answering: its strays wait for a later
-    // pass. Taken for an old peer, it was sent them all without an offer
-    // (a rolling restart moved a node's whole strays right after it
-    // restarted).
-    let sends = outgoing.into_iter().map(|(node, items)| async move {
-        match link_settled(shared, view, &node) {
-            true => offer_and_send(shared, view, node, items).await,
-            false => None,
-        }
-    });
+    let sends = outgoing
+        .into_iter()
+        .map(|(node, items)| offer_and_send(shared, view, node, items));
     let results = join_all(sends).await;
     let complete = results.iter().all(Option::is_some);
     let sent: usize = results.iter().flatten().sum();
@@ -192,12 +184,6 @@ const AFTER_CHANGE: std::time::Duration = std::time::Duration::from_secs(10);
 /// How often [`backlog_loop`] passes while a node is down.
 pub const BACKLOG_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Whether the link to `node` has settled a protocol version (its
-/// handshake is done), so the peer's version is known.
-fn link_settled(shared: &Shared, view: &View, node: &NodeName) -> bool {
-    (view.addrs.get(node)).is_some_and(|addr| shared.net.peer_version(addr).is_some())
-}
-
 /// Offers `items` to `node` and sends it those it wants, in batches.
 /// Returns how many it was sent, or `None` if it did not answer.
 pub(crate) async fn offer_and_send(
@@ -206,8 +192,6 @@ pub(crate) async fn offer_and_send(
     node: NodeName,
     items: Vec<(Bytes, Entry)>,
 ) -> Option<usize> {
-    // A link whose version is not known yet is taken for an old peer's
-    // (hand-off waits for it instead: see `link_settled`).
     let offers = view
         .addrs
         .get(&node)
