@@ -36,6 +36,8 @@
 //! Deliberately left out: lists, sorted sets and streams.
 
 mod cell;
+#[cfg(test)]
+mod check_tests;
 pub mod codec;
 mod elem;
 pub mod float;

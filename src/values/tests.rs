@@ -16,15 +16,9 @@ fn version() -> impl Strategy<Value = Version> {
     })
 }
 
-/// `Entry::increment` of INCR on an owned entry: lends it as the store
-/// would (a simple shape, or a cell).
-pub(super) fn incr(
-    current: Option<&Entry>,
-    identity: u64,
-    by: i64,
-    version: Version,
-    now_ms: u64,
-) -> Result<(Entry, i64), IncrError> {
+/// Calls `f` with `current` lent as the store would lend it (a simple
+/// shape, or a cell).
+pub(super) fn lend<R>(current: Option<&Entry>, f: impl FnOnce(Option<EntryRef<'_>>) -> R) -> R {
     let cell = current.and_then(|e| {
         e.as_simple()
             .is_none()
@@ -38,7 +32,20 @@ pub(super) fn incr(
             (None, None) => unreachable!("a rich entry has a cell"),
         },
     });
-    Entry::increment(lent, None, identity, by, version, now_ms)
+    f(lent)
+}
+
+/// `Entry::increment` of INCR on an owned entry, lent as the store would.
+pub(super) fn incr(
+    current: Option<&Entry>,
+    identity: u64,
+    by: i64,
+    version: Version,
+    now_ms: u64,
+) -> Result<(Entry, i64), IncrError> {
+    lend(current, |lent| {
+        Entry::increment(lent, None, identity, by, version, now_ms)
+    })
 }
 
 fn small_bytes() -> impl Strategy<Value = Bytes> {
@@ -125,7 +132,7 @@ fn entry() -> impl Strategy<Value = Entry> {
     ]
 }
 
-fn merged(a: &Entry, b: &Entry) -> Entry {
+pub(super) fn merged(a: &Entry, b: &Entry) -> Entry {
     a.clone().merge(b)
 }
 
@@ -544,63 +551,4 @@ fn a_share_forgets_increments_older_than_its_window() {
     }
     assert_eq!(many.marks.len(), MARKS);
     assert_eq!(many.marks[0], (v(29 - MARKS as u64), 29 - MARKS as i64));
-}
-
-/// Check::apply_to on `current` as the store lends it, at `now_ms`.
-fn checked(current: Option<&Entry>, check: &Check, delta: &Entry, now_ms: u64) -> Entry {
-    let cell = current.and_then(|e| {
-        e.as_simple()
-            .is_none()
-            .then(|| Cell::new(b"k", &e.to_rich()))
-    });
-    let lent = current.map(|e| EntryRef {
-        version: e.version(),
-        body: match (&cell, e.as_simple()) {
-            (Some(c), _) => Body::Rich(c),
-            (None, Some(s)) => Body::Simple(s),
-            (None, None) => unreachable!("a rich entry has a cell"),
-        },
-    });
-    check.apply_to(delta, lent, now_ms).expect("a set").0
-}
-
-/// Found by the simulated cluster: replica B never saw SADD m0 (acked by
-/// the others) and holds only SREM m1's removal, so the key reads absent
-/// there. A later SREM m2 through B must not clear, up to B's newest
-/// removal, the m0 the others hold: after the merge, m0 is still there.
-#[test]
-fn a_removal_on_a_replica_whose_set_reads_empty_clears_nothing_added_elsewhere() {
-    let at = |ts: u64, node: u64| Version {
-        ts: Timestamp(ts),
-        node,
-    };
-    let member = |m: &str| Bytes::from(m.to_string());
-    let check = |m: &str| Check {
-        kind: Kind::Set,
-        names: vec![member(m)],
-    };
-    let a = Entry::set_members(at(15, 3), &[member("m0")], true);
-    let b = checked(
-        None,
-        &check("m1"),
-        &Entry::set_members(at(21, 4), &[member("m1")], false),
-        0,
-    );
-    let delta = Entry::set_members(at(25, 1), &[member("m2")], false);
-    let b_after = merged(&b, &checked(Some(&b), &check("m2"), &delta, 0));
-    assert_eq!(
-        merged(&a, &b_after).set_members_present(),
-        vec![member("m0")]
-    );
-    // An expired set (its deadline, 1 ms, passed at 10 ms) is still
-    // started over: what it held stays dead.
-    let mut expiring = Entry::set_members(at(15, 3), &[member("m0")], true).to_rich();
-    expiring.ttl = Some(Lww {
-        version: at(15, 3),
-        value: Some(1),
-    });
-    let expired = Entry::rich(expiring);
-    let add = Entry::set_members(at(30, 1), &[member("m9")], true);
-    let restarted = merged(&expired, &checked(Some(&expired), &check("m9"), &add, 10));
-    assert_eq!(restarted.set_members_present(), vec![member("m9")]);
 }
