@@ -192,11 +192,17 @@ pub(crate) async fn offer_and_send(
     node: NodeName,
     items: Vec<(Bytes, Entry)>,
 ) -> Option<usize> {
+    // Offered unless the link is known to speak a version without offers.
+    // A link that has not settled a version yet (this node or the peer
+    // just started) is offered too: taken for an old peer's, it was sent
+    // every stray whole (a rolling restart once moved 89 entries so). Were
+    // it old after all, the offer is dropped unsent, this pass counts the
+    // node as not answering, and the retry sees the settled version.
     let offers = view
         .addrs
         .get(&node)
         .and_then(|addr| shared.net.peer_version(addr))
-        .is_some_and(|v| v >= crate::message::PLACEMENT_SINCE);
+        .is_none_or(|v| v >= crate::message::PLACEMENT_SINCE);
     let mut sent = 0;
     for batch in items.chunks(shared.cfg.transfer_batch) {
         let wanted: Vec<(Bytes, Entry)> = if offers {

@@ -123,25 +123,39 @@ fn a_paused_node_gets_back_only_the_writes_it_missed() {
     for i in 0..5 {
         assert!(wait_until(Duration::from_secs(10), || c.up_count(i) == Some(5)));
     }
-    // Converged: every key on exactly its three replicas, nothing waiting.
+    // Converged: every key on exactly its three replicas (n3 holding each
+    // of the new keys it is a replica of), nothing waiting. The count of
+    // copies alone is met while a stray still sits on its stand-in.
     let total = keys + during;
+    let mine: Vec<String> = (0..during)
+        .map(|k| format!("new{k}"))
+        .filter(|key| {
+            strings(&c.client(0).cmd(&["RINGKV", "PREFLIST", key]))
+                .iter()
+                .any(|p| p == "n3")
+        })
+        .collect();
+    assert!(!mine.is_empty(), "none of the new keys is n3's");
+    let held = |c: &Cluster| {
+        mine.iter()
+            .filter(|key| {
+                matches!(
+                    c.client(victim).cmd(&["RINGKV", "LOCAL", key]),
+                    Reply::Array(_)
+                )
+            })
+            .count()
+    };
     assert!(
         wait_until(Duration::from_secs(20), || copies(&c) == 3 * total
+            && held(&c) == mine.len()
             && (0..5).all(|i| backlog(&c, i) == 0)),
-        "{} copies of {total} keys; backlog {:?}",
+        "{} copies of {total} keys; n3 holds {} of its {} new keys; backlog {:?}",
         copies(&c),
+        held(&c),
+        mine.len(),
         (0..5).map(|i| backlog(&c, i)).collect::<Vec<_>>()
     );
-    for k in 0..during {
-        let key = format!("new{k}");
-        let pref = strings(&c.client(0).cmd(&["RINGKV", "PREFLIST", &key]));
-        if pref.iter().any(|p| p == "n3") {
-            assert!(matches!(
-                c.client(victim).cmd(&["RINGKV", "LOCAL", &key]),
-                Reply::Array(_)
-            ));
-        }
-    }
     let total_moved = moved(&c, None) - before;
     eprintln!(
         "entries moved: {while_away} while n3 was away, {total_moved} in all, for {during} writes"
