@@ -14,6 +14,14 @@
 //!   in real time: a write that started after another was acknowledged is
 //!   ordered after it by the hybrid clock, so it must win over it.
 //!   DEL of a key clears its fields and members too.
+//! - **Expiry**: SET with a time to live writes the value and its
+//!   deadline together, so it is one register write whose value reads as
+//!   absent once the deadline has passed. The deadline is the stamping
+//!   node's clock plus the time to live, and each node judges it by its
+//!   own clock: at the final read ([`History::read_at`]) such a write
+//!   must read as absent if it ended more than its time to live (plus the
+//!   clock margin) before, must read as its value if it started more than
+//!   that less the margin before, and may read as either in between.
 //! - **Counters**: every acknowledged increment counts and no increment
 //!   counts twice: the final value lies between the sum of the
 //!   acknowledged increments plus the indeterminate ones of one sign and
@@ -32,6 +40,9 @@ use bytes::Bytes;
 pub enum Op {
     /// SET key value (no options).
     Set(Bytes, Bytes),
+    /// SET key value PX ttl: the value with a deadline `ttl` after the
+    /// write, `ttl` in the history's time unit.
+    SetExpiring(Bytes, Bytes, u64),
     /// DEL key: removes the key whole, fields and members included.
     Del(Bytes),
     /// INCRBY key by (INCR, DECR, DECRBY too).
@@ -91,8 +102,35 @@ pub struct Violation {
     pub what: String,
 }
 
-/// A register's possible writes: (value or absence, start, end, outcome).
-type Writes = Vec<(Option<Bytes>, u64, u64, Outcome)>;
+/// One write of a register.
+#[derive(Clone, Debug)]
+struct Write {
+    /// The value written, or `None` for a removal.
+    value: Option<Bytes>,
+    /// When it started.
+    start: u64,
+    /// When it ended, plus the clock margin.
+    end: u64,
+    /// How it ended.
+    outcome: Outcome,
+    /// For an expiring value, whether it may read as its value and
+    /// whether it may read as absent at the final read.
+    expiry: Option<(bool, bool)>,
+}
+
+impl Write {
+    /// Whether the register may read `now` with this write the last.
+    fn may_read(&self, now: &Option<Bytes>) -> bool {
+        match (self.expiry, now) {
+            (None, _) => &self.value == now,
+            (Some((live, _)), Some(_)) => live && &self.value == now,
+            (Some((_, dead)), None) => dead,
+        }
+    }
+}
+
+/// A register's possible writes.
+type Writes = Vec<Write>;
 
 /// The operations of a run.
 #[derive(Clone, Debug, Default)]
@@ -101,6 +139,8 @@ pub struct History {
     /// How much later than another write's end a write must start to be
     /// known to order after it (see [`History::with_clock_margin`]).
     margin: u64,
+    /// When the final state was read (see [`History::read_at`]).
+    read_at: Option<u64>,
 }
 
 impl History {
@@ -119,6 +159,14 @@ impl History {
     /// time). Default 0: one clock.
     pub fn with_clock_margin(mut self, margin: u64) -> History {
         self.margin = margin;
+        self
+    }
+
+    /// The same history, its final state read at `time` (in the
+    /// history's time unit): needed to judge expiring writes, which a
+    /// history with one and no read time reports as a violation.
+    pub fn read_at(mut self, time: u64) -> History {
+        self.read_at = Some(time);
         self
     }
 
@@ -179,15 +227,24 @@ impl History {
                 .iter()
                 .any(|e| matches!(e.op, Op::HSet(..) | Op::HDel(..)))
             {
-                check_elements(&events, &seen, Kind::Hash, self.margin, &mut bad);
+                self.check_elements(&events, &seen, Kind::Hash, &mut bad);
             } else if events
                 .iter()
                 .any(|e| matches!(e.op, Op::SAdd(..) | Op::SRem(..)))
             {
-                check_elements(&events, &seen, Kind::Set, self.margin, &mut bad);
+                self.check_elements(&events, &seen, Kind::Set, &mut bad);
             } else {
-                let writes = register(&events, self.margin, |op| match op {
-                    Op::Set(_, v) => Some(Some(v.clone())),
+                if self.read_at.is_none()
+                    && events.iter().any(|e| matches!(e.op, Op::SetExpiring(..)))
+                {
+                    bad(
+                        "an expiring write, and no time for the final read (History::read_at)"
+                            .into(),
+                    );
+                    continue;
+                }
+                let writes = self.register(&events, |op| match op {
+                    Op::Set(_, v) | Op::SetExpiring(_, v, _) => Some(Some(v.clone())),
                     Op::Del(_) => Some(None),
                     _ => None,
                 });
@@ -206,11 +263,80 @@ impl History {
         }
         out
     }
+
+    /// The writes of one register, from the events that write it
+    /// (`write(op)`: `Some(value or absence)` for those that do), each
+    /// ending the clock margin later than it did (see
+    /// [`History::with_clock_margin`]).
+    fn register(&self, events: &[&Event], write: impl Fn(&Op) -> Option<Option<Bytes>>) -> Writes {
+        let margin = self.margin;
+        let expiry = |e: &Event| match (&e.op, self.read_at) {
+            // Dead for certain past its latest deadline as any clock sees
+            // it, live for certain before its earliest.
+            (Op::SetExpiring(_, _, ttl), Some(read)) => Some((
+                read <= e.end.saturating_add(margin).saturating_add(*ttl),
+                read.saturating_add(margin) >= e.start.saturating_add(*ttl),
+            )),
+            _ => None,
+        };
+        events
+            .iter()
+            .filter_map(|e| {
+                write(&e.op).map(|value| Write {
+                    value,
+                    start: e.start,
+                    end: e.end.saturating_add(margin),
+                    outcome: e.outcome,
+                    expiry: expiry(e),
+                })
+            })
+            .collect()
+    }
+
+    /// Every field (or member) the events name is a register: written by
+    /// HSET/SADD (a value, or presence), cleared by HDEL/SREM and by DEL of
+    /// the key.
+    fn check_elements(
+        &self,
+        events: &[&Event],
+        seen: &Observed,
+        kind: Kind,
+        bad: &mut impl FnMut(String),
+    ) {
+        let now: BTreeMap<Bytes, Bytes> = match (seen, kind) {
+            (Observed::Absent, _) => BTreeMap::new(),
+            (Observed::Hash(h), Kind::Hash) => h.clone(),
+            (Observed::Set(s), Kind::Set) => s.iter().map(|m| (m.clone(), Bytes::new())).collect(),
+            (other, _) => return bad(format!("reads as {other:?}")),
+        };
+        let mut names: BTreeSet<Bytes> = now.keys().cloned().collect();
+        for e in events {
+            match &e.op {
+                Op::HSet(_, n, _) | Op::HDel(_, n) | Op::SAdd(_, n) | Op::SRem(_, n) => {
+                    names.insert(n.clone());
+                }
+                _ => {}
+            }
+        }
+        for name in names {
+            let writes = self.register(events, |op| match op {
+                Op::HSet(_, n, v) if *n == name => Some(Some(v.clone())),
+                Op::SAdd(_, n) if *n == name => Some(Some(Bytes::new())),
+                Op::HDel(_, n) | Op::SRem(_, n) if *n == name => Some(None),
+                Op::Del(_) => Some(None),
+                _ => None,
+            });
+            if let Err(why) = allowed(&writes, &now.get(&name).cloned()) {
+                bad(format!("{:?}: {why}", String::from_utf8_lossy(&name)));
+            }
+        }
+    }
 }
 
 fn key_of(op: &Op) -> &Bytes {
     match op {
         Op::Set(k, _)
+        | Op::SetExpiring(k, _, _)
         | Op::Del(k)
         | Op::Incr(k, _)
         | Op::HSet(k, _, _)
@@ -220,33 +346,18 @@ fn key_of(op: &Op) -> &Bytes {
     }
 }
 
-/// The writes of one register, from the events that write it
-/// (`write(op)`: `Some(value or absence)` for those that do), each
-/// ending `margin` later than it did (see [`History::with_clock_margin`]).
-fn register(
-    events: &[&Event],
-    margin: u64,
-    write: impl Fn(&Op) -> Option<Option<Bytes>>,
-) -> Writes {
-    events
-        .iter()
-        .filter_map(|e| write(&e.op).map(|v| (v, e.start, e.end.saturating_add(margin), e.outcome)))
-        .collect()
-}
-
 /// Whether `now` is a state the register's `writes` allow (see the module
 /// doc); the initial state is absence, overwritten by any acknowledged
 /// write.
 fn allowed(writes: &Writes, now: &Option<Bytes>) -> Result<(), String> {
-    let acked_ends: Vec<u64> = writes
-        .iter()
-        .filter(|w| w.3 == Outcome::Acked)
-        .map(|w| w.2)
-        .collect();
+    let acked = |w: &&Write| w.outcome == Outcome::Acked;
     // Some acknowledged write started after this interval ended.
-    let overwritten = |end: u64| writes.iter().any(|w| w.3 == Outcome::Acked && w.1 > end);
-    let initial_ok = now.is_none() && acked_ends.is_empty();
-    let ok = initial_ok || writes.iter().any(|w| &w.0 == now && !overwritten(w.2));
+    let overwritten = |end: u64| writes.iter().filter(acked).any(|w| w.start > end);
+    let initial_ok = now.is_none() && !writes.iter().any(|w| acked(&w));
+    let ok = initial_ok
+        || writes
+            .iter()
+            .any(|w| w.may_read(now) && !overwritten(w.end));
     if ok {
         return Ok(());
     }
@@ -254,11 +365,15 @@ fn allowed(writes: &Writes, now: &Option<Bytes>) -> Result<(), String> {
         Some(b) => format!("{:?}", String::from_utf8_lossy(b)),
         None => "absent".to_string(),
     };
-    let last = writes
-        .iter()
-        .filter(|w| w.3 == Outcome::Acked)
-        .max_by_key(|w| w.1)
-        .map_or("nothing".to_string(), |w| shown(&w.0));
+    let last =
+        writes
+            .iter()
+            .filter(acked)
+            .max_by_key(|w| w.start)
+            .map_or("nothing".to_string(), |w| {
+                let expiring = if w.expiry.is_some() { " expiring" } else { "" };
+                format!("{}{expiring}", shown(&w.value))
+            });
     Err(format!(
         "reads {}, which no write that may have been last left (the last acknowledged wrote {last})",
         shown(now)
@@ -269,45 +384,6 @@ fn allowed(writes: &Writes, now: &Option<Bytes>) -> Result<(), String> {
 enum Kind {
     Hash,
     Set,
-}
-
-/// Every field (or member) the events name is a register: written by
-/// HSET/SADD (a value, or presence), cleared by HDEL/SREM and by DEL of
-/// the key.
-fn check_elements(
-    events: &[&Event],
-    seen: &Observed,
-    kind: Kind,
-    margin: u64,
-    bad: &mut impl FnMut(String),
-) {
-    let now: BTreeMap<Bytes, Bytes> = match (seen, kind) {
-        (Observed::Absent, _) => BTreeMap::new(),
-        (Observed::Hash(h), Kind::Hash) => h.clone(),
-        (Observed::Set(s), Kind::Set) => s.iter().map(|m| (m.clone(), Bytes::new())).collect(),
-        (other, _) => return bad(format!("reads as {other:?}")),
-    };
-    let mut names: BTreeSet<Bytes> = now.keys().cloned().collect();
-    for e in events {
-        match &e.op {
-            Op::HSet(_, n, _) | Op::HDel(_, n) | Op::SAdd(_, n) | Op::SRem(_, n) => {
-                names.insert(n.clone());
-            }
-            _ => {}
-        }
-    }
-    for name in names {
-        let writes = register(events, margin, |op| match op {
-            Op::HSet(_, n, v) if *n == name => Some(Some(v.clone())),
-            Op::SAdd(_, n) if *n == name => Some(Some(Bytes::new())),
-            Op::HDel(_, n) | Op::SRem(_, n) if *n == name => Some(None),
-            Op::Del(_) => Some(None),
-            _ => None,
-        });
-        if let Err(why) = allowed(&writes, &now.get(&name).cloned()) {
-            bad(format!("{:?}: {why}", String::from_utf8_lossy(&name)));
-        }
-    }
 }
 
 /// The counter rule (see the module doc). A DEL or SET of a counter key
@@ -392,6 +468,38 @@ mod tests {
         // The margin never makes a value up or loses a lone write.
         assert_eq!(read(&skewed, "9").len(), 1);
         assert_eq!(skewed.check(|_| Observed::Absent).len(), 1);
+    }
+
+    #[test]
+    fn an_expiring_write_reads_as_absent_once_its_deadline_has_passed_on_every_clock() {
+        // SET k 1, then SET k 2 with a time to live of 100, run 10..20.
+        let mut h = History::new();
+        h.push(Op::Set(b("k"), b("1")), 0, 5, Outcome::Acked);
+        h.push(Op::SetExpiring(b("k"), b("2"), 100), 10, 20, Outcome::Acked);
+        let two = Observed::Str(b("2"));
+        let unread = h.check(|_| Observed::Absent);
+        assert_eq!(unread.len(), 1, "no read time: {unread:?}");
+        let at = |h: &History, t: u64, v: &Observed| h.clone().read_at(t).check(|_| v.clone());
+        // Live for certain before 110, dead for certain after 120.
+        assert!(at(&h, 105, &two).is_empty());
+        assert_eq!(at(&h, 105, &Observed::Absent).len(), 1, "expired early");
+        for t in [110, 115, 120] {
+            assert!(at(&h, t, &two).is_empty() && at(&h, t, &Observed::Absent).is_empty());
+        }
+        assert!(at(&h, 121, &Observed::Absent).is_empty());
+        assert_eq!(at(&h, 121, &two).len(), 1, "outlived its deadline");
+        // The value it replaced never comes back, expired or not.
+        assert_eq!(at(&h, 500, &Observed::Str(b("1"))).len(), 1);
+        // Clocks 7 apart widen the window either way.
+        let skewed = h.clone().with_clock_margin(7);
+        assert!(at(&skewed, 104, &Observed::Absent).is_empty());
+        assert_eq!(at(&skewed, 102, &Observed::Absent).len(), 1);
+        assert!(at(&skewed, 127, &two).is_empty());
+        assert_eq!(at(&skewed, 128, &two).len(), 1);
+        // A later acknowledged write replaces it, whatever its deadline.
+        h.push(Op::Set(b("k"), b("3")), 30, 40, Outcome::Acked);
+        assert_eq!(at(&h, 500, &Observed::Absent).len(), 1);
+        assert!(at(&h, 500, &Observed::Str(b("3"))).is_empty());
     }
 
     #[test]

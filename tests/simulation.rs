@@ -281,7 +281,8 @@ enum Mix {
     /// SET, DEL and INCRBY (the first mix: seed 2959's regression test
     /// replays it step for step).
     Strings,
-    /// Those, and HSET, HDEL, SADD and SREM of a hash and a set key.
+    /// Those, SET ... PX of 1 ms to 3 s (a third of the SETs), and HSET,
+    /// HDEL, SADD and SREM of a hash and a set key.
     All,
 }
 
@@ -289,7 +290,8 @@ enum Mix {
 /// while links are cut and healed and nodes crash and restart; then
 /// everything heals, every copy must converge, and the final state must
 /// be one the history allows (nothing acknowledged lost, nothing invented,
-/// no increment lost or counted twice).
+/// no increment lost or counted twice, no expired key read or live key
+/// expired early).
 ///
 /// With `skew`, the seed also sets the nodes' wall clocks apart: none, or
 /// each node up to 20 ms, 200 ms or 1.5 s off (the last past
@@ -315,9 +317,11 @@ async fn run_seed(seed: u64, skew: bool, mix: Mix) -> Result<(), String> {
         .set_delay(Duration::from_millis(1 + rng.below(3) as u64));
     let origin = tokio::time::Instant::now();
     let now = move || (tokio::time::Instant::now() - origin).as_nanos() as u64;
-    // Offsets in microseconds; the history's times in nanoseconds.
+    // Offsets in microseconds; the history's times in nanoseconds. Two
+    // milliseconds more for expiry: deadlines and the clock they are
+    // judged by are whole milliseconds, each truncated.
     let apart = offsets.iter().max().unwrap_or(&0) - offsets.iter().min().unwrap_or(&0);
-    let mut history = History::new().with_clock_margin(apart as u64 * 1_000);
+    let mut history = History::new().with_clock_margin(apart as u64 * 1_000 + 2_000_000);
     let mut log = vec![format!("clock offsets (µs): {offsets:?}")];
     for step in 0..40 {
         let up: Vec<usize> = (0..names.len())
@@ -431,7 +435,25 @@ async fn run_seed(seed: u64, skew: bool, mix: Mix) -> Result<(), String> {
                             (Op::Set(key.clone(), v.clone()), Some(v))
                         }
                     };
-                    let write = shared.write(key.clone(), value, q);
+                    // SET ... PX ttl: the deadline made absolute by the
+                    // coordinator's clock, as the command does.
+                    let ttl_ms = match (mix, &value) {
+                        (Mix::All, Some(_)) if rng.below(3) == 0 => {
+                            Some(1 + rng.below(3_000) as u64)
+                        }
+                        _ => None,
+                    };
+                    let deadline = ttl_ms.map(|ttl| {
+                        with_node_offset_sync(sim.offsets[i], ringkv::clock::wall_millis) + ttl
+                    });
+                    let op = match (op, ttl_ms) {
+                        (Op::Set(k, v), Some(ttl)) => Op::SetExpiring(k, v, ttl * 1_000_000),
+                        (op, _) => op,
+                    };
+                    let write = shared.write_with(key.clone(), q, None, |v| match value {
+                        Some(value) => Entry::set_string(v, value, deadline),
+                        None => Entry::tombstone(v),
+                    });
                     let outcome = match with_node_offset(sim.offsets[i], write).await {
                         Ok(_) => Outcome::Acked,
                         Err(_) => Outcome::Unknown,
@@ -495,7 +517,9 @@ async fn run_seed(seed: u64, skew: bool, mix: Mix) -> Result<(), String> {
             log.join("\n")
         ));
     }
-    let violations = history.check(|k| observed(&sim, replicas(&sim, k)[0], k));
+    let violations = history
+        .read_at(now())
+        .check(|k| observed(&sim, replicas(&sim, k)[0], k));
     if !violations.is_empty() {
         let state: Vec<String> = keys
             .iter()
