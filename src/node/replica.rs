@@ -202,13 +202,21 @@ impl PeerHandler for Shared {
                     return;
                 }
                 let mut log = Logged::default();
+                let mut refused = 0;
                 for (key, entry) in &items {
                     // A hand-off carries old timestamps; only refuse the future.
                     if let Err(e) = self.accept_write(key, entry, &mut log) {
-                        warn!(peer = %from.name, error = %e, "refused a handed-off entry")
+                        warn!(peer = %from.name, error = %e, "refused a handed-off entry");
+                        refused += 1;
                     }
                 }
-                log.acks.push(PeerMsg::TransferAck { id });
+                // What was refused (stamped too far ahead of this clock by
+                // a node whose clock was wrong, say) is not acknowledged:
+                // the sender keeps its copies and offers them again later,
+                // where an acknowledgement would have had it drop them.
+                if refused == 0 {
+                    log.acks.push(PeerMsg::TransferAck { id });
+                }
                 self.ack_when_logged(from, log);
                 return;
             }
