@@ -42,6 +42,7 @@ mod fence;
 mod files;
 mod record;
 mod recover;
+mod staging;
 mod stats;
 mod writer;
 
@@ -179,6 +180,10 @@ struct Shared {
     dir: PathBuf,
     counters: Arc<Counters>,
     compaction: Mutex<()>,
+    /// Where [`CommitLog::append`] encodes its record for the writer's
+    /// next batch (see `staging.rs`), up to `stage_limit` bytes.
+    staging: Arc<staging::Staging>,
+    stage_limit: usize,
 }
 
 impl CommitLog {
@@ -220,9 +225,9 @@ impl CommitLog {
             before_sync: None,
         };
         let (tx, rx) = mpsc::channel(options.queue_capacity);
-        runtime.spawn(crate::clock::inherit(
-            Writer::new(cfg, file, out.next_seq, counters.clone()).run(rx),
-        ));
+        let writer = Writer::new(cfg, file, out.next_seq, counters.clone());
+        let staging = writer.staging();
+        runtime.spawn(crate::clock::inherit(writer.run(rx)));
         let r = &out.report;
         tracing::info!(
             dir = %dir.display(), records = r.records, files = r.files, bytes = r.bytes_read,
@@ -233,6 +238,8 @@ impl CommitLog {
             dir,
             counters,
             compaction: Mutex::new(()),
+            staging,
+            stage_limit: options.max_batch_bytes,
         });
         Ok((CommitLog { tx, shared }, out.report))
     }
@@ -246,6 +253,11 @@ impl CommitLog {
     /// log failed (the record may or may not be on disk).
     pub async fn append(&self, rec: Record) -> Result<()> {
         record::check_encodable(&rec).map_err(Error::InvalidInput)?;
+        let stage = self.shared.staging.stage(&rec, self.shared.stage_limit)?;
+        if let staging::Stage::Queued(wait) = stage {
+            return wait.await.map_err(|_| Error::Shutdown)?;
+        }
+        // The staged buffer is full: the queue, and its back-pressure.
         let frame = record::encode(&rec);
         let (done, wait) = oneshot::channel();
         self.send(Cmd::Append {

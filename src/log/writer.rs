@@ -1,10 +1,11 @@
 //! The writer task: group commit onto the active segment.
 //!
-//! Appenders encode their record themselves (in parallel, on their own
-//! tasks) and queue the frame on a bounded channel; a full queue makes
-//! `append` wait, which is the back-pressure. One task owns the active
-//! segment. It takes the first queued command, then drains whatever else
-//! is already queued (up to `max_batch_bytes`) into one buffer, makes ONE
+//! Appenders encode their record themselves (on their own tasks), into
+//! the staged buffer (`staging.rs`) or, when that is full, as a frame on a
+//! bounded channel; a full queue makes `append` wait, which is the
+//! back-pressure. One task owns the active segment. Woken by either, it
+//! takes the first queued command, then drains whatever else is already
+//! queued (up to `max_batch_bytes`) and what is staged into one buffer, makes ONE
 //! `write` (inline: into the page cache it takes microseconds; under
 //! `Always`, write and `fdatasync` on a blocking thread), and only then
 //! answers every waiter of the batch. While a batch is being written the
@@ -27,9 +28,12 @@
 //! `background.rs`). Sealing for compaction waits for the new segment;
 //! `Sync` and shutdown wait for all background work, then sync.
 //!
-//! Control commands (seal, sync, shutdown) travel on the same queue, so
-//! they are ordered with the appends: everything queued before a seal is
-//! in the sealed segments.
+//! Most appends skip the queue: they are encoded straight into a shared
+//! buffer (`staging.rs`), which the writer takes whole into its batch.
+//! Control commands (seal, sync, shutdown) travel on the queue, so they
+//! are ordered with the appends queued, and the writer takes what is
+//! staged before running each of them: everything appended before a seal
+//! is in the sealed segments.
 //!
 //! After an I/O error the writer raises the fence (`fence.rs`) and fails
 //! every append at once with `Error::Misconf`, naming the cause. A failed
@@ -50,66 +54,23 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+mod cmd;
 mod recovery;
+
+use cmd::{refuse_rest, reply};
+pub(super) use cmd::{Cmd, Done, Sealed};
 
 use recovery::FileError;
 
 use super::background::{Background, Event};
 use super::files::EMPTY_SEGMENT_LEN;
+use super::staging::Staging;
 use super::stats::Counters;
 use super::FsyncPolicy;
 use crate::error::{Error, Result};
-
-/// Who learns that an append is done.
-pub(super) enum Done {
-    /// A task awaiting `append`.
-    Waiter(oneshot::Sender<Result<()>>),
-    /// A callback run on the writer task (`append_then`): cheaper than a
-    /// task per write for replicas that only need to send an ack.
-    Then(Box<dyn FnOnce(Result<()>) + Send>),
-}
-
-impl Done {
-    pub(super) fn finish(self, value: Result<()>) {
-        match self {
-            Done::Waiter(tx) => reply(tx, value),
-            Done::Then(f) => f(value),
-        }
-    }
-}
-
-/// What the handles ask of the writer.
-pub(super) enum Cmd {
-    /// Write encoded frames (`records` of them); answer once they reached
-    /// the OS (and disk, under `Always`).
-    Append {
-        frame: Bytes,
-        records: u64,
-        done: Done,
-    },
-    /// Start a new segment; answer with what was sealed.
-    Seal {
-        done: oneshot::Sender<Result<Sealed>>,
-    },
-    /// fsync the active segment now.
-    Sync { done: oneshot::Sender<Result<()>> },
-    /// Sync and stop; later commands fail with `Error::Shutdown`.
-    Shutdown { done: oneshot::Sender<Result<()>> },
-}
-
-/// The answer to a seal.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Sealed {
-    /// The new active segment; every earlier segment is sealed.
-    pub seq: u64,
-    /// Records in segments since the last compaction, as of the seal.
-    pub since_records: u64,
-    /// Their bytes.
-    pub since_bytes: u64,
-}
 
 /// An I/O failure in a form that can be handed to many waiters: what
 /// failed, and whether only a restart clears it (an fsync failed).
@@ -177,18 +138,20 @@ pub(super) struct Writer {
     /// allocates nothing.
     scratch: BytesMut,
     waiters: Vec<Done>,
+    /// Appends encoded into the next batch without the queue.
+    staging: Arc<Staging>,
+}
+
+impl Drop for Writer {
+    /// However the task ends (shutdown, every handle gone, an abort),
+    /// appends staged for it are answered and later ones refused.
+    fn drop(&mut self) {
+        self.staging.close();
+    }
 }
 
 /// How long after a failed segment creation the next attempt waits.
 const CREATE_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Answer a waiter; one that stopped waiting (its future was dropped) is
-/// no error of ours, so it is only traced.
-fn reply<T>(done: oneshot::Sender<T>, value: T) {
-    if done.send(value).is_err() {
-        tracing::trace!("log waiter went away before its answer");
-    }
-}
 
 impl Writer {
     /// A writer appending to `file`, the freshly created segment `seq`;
@@ -221,6 +184,7 @@ impl Writer {
             recover_at: None,
             scratch: BytesMut::new(),
             waiters: Vec::new(),
+            staging: Arc::default(),
             counters,
         };
         if let Some(e) = failed {
@@ -229,12 +193,26 @@ impl Writer {
         writer
     }
 
+    /// Where appends stage their records for this writer.
+    pub fn staging(&self) -> Arc<Staging> {
+        self.staging.clone()
+    }
+
     /// Serve commands until shutdown or until every handle is dropped.
     pub async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
+        let staging = self.staging.clone();
         loop {
             let deadline = self.sync_deadline();
             let cmd = tokio::select! {
                 cmd = rx.recv() => cmd,
+                () = staging.wake.notified() => {
+                    if let Some(cmd) = self.batch(None, &mut rx, true).await {
+                        if self.control(cmd, &mut rx).await.is_break() {
+                            return;
+                        }
+                    }
+                    continue;
+                }
                 event = self.bg.next() => {
                     self.book(event);
                     continue;
@@ -248,37 +226,55 @@ impl Writer {
                     continue;
                 }
             };
-            let Some(mut cmd) = cmd else {
+            let Some(cmd) = cmd else {
+                self.batch(None, &mut rx, false).await;
                 if let Err(e) = self.sync().await {
                     tracing::error!(error = %e, "final fsync of the commit log failed");
                 }
                 return;
             };
-            loop {
-                let next = match cmd {
-                    Cmd::Append {
-                        frame,
-                        records,
-                        done,
-                    } => self.batch(frame, records, done, &mut rx).await,
-                    Cmd::Seal { done } => {
-                        reply(done, self.seal().await);
-                        None
-                    }
-                    Cmd::Sync { done } => {
-                        reply(done, self.sync().await);
-                        None
-                    }
-                    Cmd::Shutdown { done } => {
-                        reply(done, self.sync().await);
-                        refuse_rest(&mut rx);
-                        return;
-                    }
-                };
-                match next {
-                    Some(c) => cmd = c,
-                    None => break,
+            if self.control(cmd, &mut rx).await.is_break() {
+                return;
+            }
+        }
+    }
+
+    /// Runs `cmd` and the control commands a batch meets after it;
+    /// `Break` after a shutdown.
+    async fn control(
+        &mut self,
+        mut cmd: Cmd,
+        rx: &mut mpsc::Receiver<Cmd>,
+    ) -> std::ops::ControlFlow<()> {
+        loop {
+            if !matches!(cmd, Cmd::Append { .. }) {
+                // What was staged before this command was sent goes first.
+                self.batch(None, rx, false).await;
+            }
+            let next = match cmd {
+                Cmd::Append {
+                    frame,
+                    records,
+                    done,
+                } => self.batch(Some((frame, records, done)), rx, true).await,
+                Cmd::Seal { done } => {
+                    reply(done, self.seal().await);
+                    None
                 }
+                Cmd::Sync { done } => {
+                    reply(done, self.sync().await);
+                    None
+                }
+                Cmd::Shutdown { done } => {
+                    reply(done, self.sync().await);
+                    self.staging.close();
+                    refuse_rest(rx);
+                    return std::ops::ControlFlow::Break(());
+                }
+            };
+            match next {
+                Some(c) => cmd = c,
+                None => return std::ops::ControlFlow::Continue(()),
             }
         }
     }
@@ -353,23 +349,26 @@ impl Writer {
         }
     }
 
-    /// Collect queued appends behind the first, write them, answer them.
-    /// Returns a control command met while draining, to run next.
+    /// Collect `first` and, when `queued`, the appends queued behind it,
+    /// and what is staged; write them, answer them. Returns a control
+    /// command met while draining the queue, to run next.
     async fn batch(
         &mut self,
-        frame: Bytes,
-        records: u64,
-        done: Done,
+        first: Option<(Bytes, u64, Done)>,
         rx: &mut mpsc::Receiver<Cmd>,
+        queued: bool,
     ) -> Option<Cmd> {
         let mut buf = std::mem::take(&mut self.scratch);
-        buf.reserve(frame.len().max(64 << 10));
-        buf.extend_from_slice(&frame);
-        let mut count = records;
+        buf.reserve(64 << 10);
+        let mut count = 0;
         let mut waiters = std::mem::take(&mut self.waiters);
-        waiters.push(done);
+        if let Some((frame, records, done)) = first {
+            buf.extend_from_slice(&frame);
+            count += records;
+            waiters.push(done);
+        }
         let mut leftover = None;
-        while buf.len() < self.cfg.max_batch_bytes {
+        while queued && buf.len() < self.cfg.max_batch_bytes {
             match rx.try_recv() {
                 Ok(Cmd::Append {
                     frame,
@@ -386,6 +385,12 @@ impl Writer {
                 }
                 Err(_) => break,
             }
+        }
+        count += self.staging.take_into(&mut buf, &mut waiters);
+        if waiters.is_empty() {
+            self.scratch = buf;
+            self.waiters = waiters;
+            return leftover;
         }
         let fenced_before = self.failed.is_some();
         let result = self.write(&mut buf, count).await;
@@ -561,18 +566,6 @@ impl Writer {
             Ok(Err(FileError::Write(e))) => Err(self.fail(e.to_string(), false)),
             Ok(Err(FileError::Sync(e))) => Err(self.fail(format!("fsync failed: {e}"), true)),
             Err(e) => Err(self.fail(format!("log I/O task failed: {e}"), true)),
-        }
-    }
-}
-
-/// Fail everything queued behind a shutdown.
-fn refuse_rest(rx: &mut mpsc::Receiver<Cmd>) {
-    rx.close();
-    while let Ok(cmd) = rx.try_recv() {
-        match cmd {
-            Cmd::Append { done, .. } => done.finish(Err(Error::Shutdown)),
-            Cmd::Sync { done } | Cmd::Shutdown { done } => reply(done, Err(Error::Shutdown)),
-            Cmd::Seal { done } => reply(done, Err(Error::Shutdown)),
         }
     }
 }

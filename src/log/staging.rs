@@ -1,0 +1,221 @@
+//! Appends encoded straight into the writer's next batch.
+//!
+//! An append used to encode its record into a buffer of its own and queue
+//! it on the writer's channel, which the writer drained into its batch
+//! buffer: an allocation, a channel send and a receive per write, on the
+//! path of every SET. Now an append encodes its record into one shared
+//! buffer under a short lock, and the first append into an empty buffer
+//! wakes the writer, which takes the whole buffer as (part of) its next
+//! batch. A pipeline of writes from many connections becomes one buffer
+//! without a queue entry each.
+//!
+//! Order. The writer takes what is staged before every control command
+//! (seal, sync, shutdown), so whatever was staged before such a command
+//! was sent is written before it runs, as with the channel alone. Staged
+//! appends and appends still sent on the channel (when the staged buffer
+//! is full, and every replica's `append_frames_then`) may be written in
+//! either order, which replay allows: it merges last-writer-wins, where
+//! order does not matter.
+//!
+//! Back-pressure. At most `limit` bytes are staged; an append that finds
+//! the buffer fuller than that goes on the channel instead, and waits
+//! there while it is full, as before.
+//!
+//! Shutdown and crash. After a shutdown, and when the writer task ends for
+//! any reason (an abort, in the simulated cluster's crash), the staging is
+//! closed: appends waiting in it are answered `Error::Shutdown`, and new
+//! ones are refused.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use bytes::BytesMut;
+use tokio::sync::{oneshot, Notify};
+
+use super::record::{encode_into, Record};
+use super::writer::Done;
+use crate::error::{Error, Result};
+
+/// The shared buffer of staged appends, and the writer's doorbell.
+#[derive(Default)]
+pub(super) struct Staging {
+    state: Mutex<Staged>,
+    /// Rung by the append that makes the buffer non-empty.
+    pub(super) wake: Notify,
+}
+
+#[derive(Default)]
+struct Staged {
+    buf: BytesMut,
+    records: u64,
+    waiters: Vec<Done>,
+    closed: bool,
+}
+
+/// What [`Staging::stage`] did with a record.
+pub(super) enum Stage {
+    /// Staged: the answer comes on this receiver.
+    Queued(oneshot::Receiver<Result<()>>),
+    /// Not staged: the buffer holds `limit` bytes or more.
+    Full,
+}
+
+impl Staging {
+    fn lock(&self) -> MutexGuard<'_, Staged> {
+        // A panic under the lock leaves nothing half-done that matters:
+        // the buffer holds whole frames (each encoded before it is
+        // counted), so the state is taken as it is.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Encodes `rec` (already checked encodable) into the buffer, unless
+    /// it holds `limit` bytes or more; `Error::Shutdown` once closed.
+    pub(super) fn stage(&self, rec: &Record, limit: usize) -> Result<Stage> {
+        let mut staged = self.lock();
+        if staged.closed {
+            return Err(Error::Shutdown);
+        }
+        if staged.buf.len() >= limit {
+            return Ok(Stage::Full);
+        }
+        let first = staged.records == 0;
+        encode_into(rec, &mut staged.buf);
+        staged.records += 1;
+        let (done, wait) = oneshot::channel();
+        staged.waiters.push(Done::Waiter(done));
+        drop(staged);
+        if first {
+            self.wake.notify_one();
+        }
+        Ok(Stage::Queued(wait))
+    }
+
+    /// Moves what is staged onto the end of `buf` and `waiters`; how many
+    /// records that was.
+    pub(super) fn take_into(&self, buf: &mut BytesMut, waiters: &mut Vec<Done>) -> u64 {
+        let mut staged = self.lock();
+        if staged.records == 0 {
+            return 0;
+        }
+        buf.extend_from_slice(&staged.buf);
+        staged.buf.clear();
+        waiters.append(&mut staged.waiters);
+        std::mem::take(&mut staged.records)
+    }
+
+    /// Refuses later appends, and answers those staged `Error::Shutdown`.
+    pub(super) fn close(&self) {
+        let waiters = {
+            let mut staged = self.lock();
+            staged.closed = true;
+            staged.buf.clear();
+            staged.records = 0;
+            std::mem::take(&mut staged.waiters)
+        };
+        for w in waiters {
+            w.finish(Err(Error::Shutdown));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(key: &str) -> Record {
+        Record {
+            key: bytes::Bytes::copy_from_slice(key.as_bytes()),
+            body: Some(bytes::Bytes::from_static(b"v")).into(),
+            ts: 1,
+            node: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn staged_records_are_taken_whole_in_order_and_answered_on_close() {
+        let staging = Staging::default();
+        let Ok(Stage::Queued(a)) = staging.stage(&rec("a"), 1 << 20) else {
+            panic!("not staged")
+        };
+        let Ok(Stage::Queued(_b)) = staging.stage(&rec("b"), 1 << 20) else {
+            panic!("not staged")
+        };
+        // The first append rang the doorbell (a permit is stored).
+        staging.wake.notified().await;
+        let (mut buf, mut waiters) = (BytesMut::new(), Vec::new());
+        assert_eq!(staging.take_into(&mut buf, &mut waiters), 2);
+        let mut expected = BytesMut::new();
+        encode_into(&rec("a"), &mut expected);
+        encode_into(&rec("b"), &mut expected);
+        assert_eq!(buf, expected);
+        assert_eq!(waiters.len(), 2);
+        assert_eq!(staging.take_into(&mut buf, &mut waiters), 0, "taken once");
+        waiters.remove(0).finish(Ok(()));
+        assert!(matches!(a.await, Ok(Ok(()))));
+        // Staged after the take, then closed: answered Shutdown.
+        let Ok(Stage::Queued(c)) = staging.stage(&rec("c"), 1 << 20) else {
+            panic!("not staged")
+        };
+        staging.close();
+        assert!(matches!(c.await, Ok(Err(Error::Shutdown))));
+        assert!(matches!(
+            staging.stage(&rec("d"), 1 << 20),
+            Err(Error::Shutdown)
+        ));
+    }
+
+    /// Appends staged (polled once: they wait for their answer) before a
+    /// sync and a shutdown are written by them: answered Ok, and there
+    /// when the log is opened again. Appends after the shutdown are
+    /// refused.
+    #[tokio::test]
+    async fn what_is_staged_before_a_control_command_is_written_before_it() {
+        use futures::FutureExt;
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            super::super::CommitLog::open(dir.path(), super::super::LogOptions::for_test(), |_| {})
+        };
+        let (log, _) = open().unwrap();
+        let stage = |range: std::ops::Range<usize>| {
+            range
+                .map(|i| {
+                    let mut append = Box::pin(log.append(rec(&format!("k{i}"))));
+                    assert!(
+                        append.as_mut().now_or_never().is_none(),
+                        "answered unwritten"
+                    );
+                    append
+                })
+                .collect::<Vec<_>>()
+        };
+        let before_sync = stage(0..10);
+        log.sync().await.unwrap();
+        for append in before_sync {
+            // Answered by the time the sync is.
+            assert!(matches!(append.now_or_never(), Some(Ok(()))));
+        }
+        let before_shutdown = stage(10..20);
+        log.shutdown().await.unwrap();
+        for append in before_shutdown {
+            append.await.unwrap();
+        }
+        assert!(matches!(
+            log.append(rec("late")).await,
+            Err(Error::Shutdown)
+        ));
+        drop(log);
+        let mut keys = Vec::new();
+        let _reopened =
+            super::super::CommitLog::open(dir.path(), super::super::LogOptions::for_test(), |r| {
+                keys.push(r.key)
+            })
+            .unwrap();
+        assert_eq!(keys.len(), 20, "{keys:?}");
+    }
+
+    #[test]
+    fn a_full_buffer_sends_the_append_elsewhere() {
+        let staging = Staging::default();
+        assert!(matches!(staging.stage(&rec("a"), 1), Ok(Stage::Queued(_))));
+        assert!(matches!(staging.stage(&rec("b"), 1), Ok(Stage::Full)));
+    }
+}
