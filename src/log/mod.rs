@@ -255,7 +255,7 @@ impl CommitLog {
         record::check_encodable(&rec).map_err(Error::InvalidInput)?;
         let stage = self.shared.staging.stage(&rec, self.shared.stage_limit)?;
         if let staging::Stage::Queued(wait) = stage {
-            return wait.await.map_err(|_| Error::Shutdown)?;
+            return wait.await;
         }
         // The staged buffer is full: the queue, and its back-pressure.
         let frame = record::encode(&rec);

@@ -21,15 +21,22 @@
 //! the buffer fuller than that goes on the channel instead, and waits
 //! there while it is full, as before.
 //!
+//! Answers. The appends staged together share one answer
+//! ([`StagedBatch`]): the writer sets it once and wakes each of them, where
+//! a channel per append cost an allocation and two hand-overs each.
+//!
 //! Shutdown and crash. After a shutdown, and when the writer task ends for
 //! any reason (an abort, in the simulated cluster's crash), the staging is
 //! closed: appends waiting in it are answered `Error::Shutdown`, and new
 //! ones are refused.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 
 use super::record::{encode_into, Record};
 use super::writer::Done;
@@ -47,16 +54,102 @@ pub(super) struct Staging {
 struct Staged {
     buf: BytesMut,
     records: u64,
-    waiters: Vec<Done>,
+    /// The answer the records in `buf` will share.
+    batch: Arc<StagedBatch>,
     closed: bool,
 }
 
 /// What [`Staging::stage`] did with a record.
 pub(super) enum Stage {
-    /// Staged: the answer comes on this receiver.
-    Queued(oneshot::Receiver<Result<()>>),
+    /// Staged: its answer comes through this future.
+    Queued(Answer),
     /// Not staged: the buffer holds `limit` bytes or more.
     Full,
+}
+
+/// The one answer of the appends staged together, set by the writer.
+#[derive(Default)]
+pub(in crate::log) struct StagedBatch {
+    state: Mutex<BatchState>,
+}
+
+#[derive(Default)]
+struct BatchState {
+    outcome: Option<Outcome>,
+    wakers: Vec<Waker>,
+}
+
+/// A batch's answer, in a form every one of its appends can be given.
+#[derive(Clone)]
+enum Outcome {
+    Written,
+    /// `Error::Misconf`: the log's fence (see `fence.rs`).
+    Refused(String),
+    Shutdown,
+    /// Any other error, by its text.
+    Failed(String),
+}
+
+impl StagedBatch {
+    fn lock(&self) -> MutexGuard<'_, BatchState> {
+        // The state is a value and a list of wakers: whole at every step.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Gives the batch its answer and wakes its appends (the first answer
+    /// stands).
+    pub(in crate::log) fn finish(&self, value: Result<()>) {
+        let outcome = match value {
+            Ok(()) => Outcome::Written,
+            Err(Error::Misconf(why)) => Outcome::Refused(why),
+            Err(Error::Shutdown) => Outcome::Shutdown,
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+        let wakers = {
+            let mut state = self.lock();
+            state.outcome.get_or_insert(outcome);
+            std::mem::take(&mut state.wakers)
+        };
+        for w in wakers {
+            w.wake();
+        }
+    }
+}
+
+/// The answer to one staged append: resolves when its batch's does.
+pub(super) struct Answer {
+    batch: Arc<StagedBatch>,
+    /// Where its waker is in the batch's list, once it waits.
+    slot: Option<usize>,
+}
+
+impl Future for Answer {
+    type Output = Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = self.get_mut();
+        let mut state = this.batch.lock();
+        match &state.outcome {
+            Some(Outcome::Written) => Poll::Ready(Ok(())),
+            Some(Outcome::Refused(why)) => Poll::Ready(Err(Error::Misconf(why.clone()))),
+            Some(Outcome::Shutdown) => Poll::Ready(Err(Error::Shutdown)),
+            Some(Outcome::Failed(why)) => {
+                Poll::Ready(Err(Error::Io(std::io::Error::other(why.clone()))))
+            }
+            None => {
+                // (The list is only taken with the outcome set, so a slot
+                // stays valid while there is none.)
+                match this.slot {
+                    Some(i) => state.wakers[i].clone_from(cx.waker()),
+                    None => {
+                        this.slot = Some(state.wakers.len());
+                        state.wakers.push(cx.waker().clone());
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
 }
 
 impl Staging {
@@ -80,17 +173,16 @@ impl Staging {
         let first = staged.records == 0;
         encode_into(rec, &mut staged.buf);
         staged.records += 1;
-        let (done, wait) = oneshot::channel();
-        staged.waiters.push(Done::Waiter(done));
+        let batch = staged.batch.clone();
         drop(staged);
         if first {
             self.wake.notify_one();
         }
-        Ok(Stage::Queued(wait))
+        Ok(Stage::Queued(Answer { batch, slot: None }))
     }
 
-    /// Moves what is staged onto the end of `buf` and `waiters`; how many
-    /// records that was.
+    /// Moves what is staged onto the end of `buf`, and its shared answer
+    /// onto `waiters`; how many records that was.
     pub(super) fn take_into(&self, buf: &mut BytesMut, waiters: &mut Vec<Done>) -> u64 {
         let mut staged = self.lock();
         if staged.records == 0 {
@@ -98,22 +190,20 @@ impl Staging {
         }
         buf.extend_from_slice(&staged.buf);
         staged.buf.clear();
-        waiters.append(&mut staged.waiters);
+        waiters.push(Done::Staged(std::mem::take(&mut staged.batch)));
         std::mem::take(&mut staged.records)
     }
 
     /// Refuses later appends, and answers those staged `Error::Shutdown`.
     pub(super) fn close(&self) {
-        let waiters = {
+        let batch = {
             let mut staged = self.lock();
             staged.closed = true;
             staged.buf.clear();
             staged.records = 0;
-            std::mem::take(&mut staged.waiters)
+            std::mem::take(&mut staged.batch)
         };
-        for w in waiters {
-            w.finish(Err(Error::Shutdown));
-        }
+        batch.finish(Err(Error::Shutdown));
     }
 }
 
@@ -136,7 +226,7 @@ mod tests {
         let Ok(Stage::Queued(a)) = staging.stage(&rec("a"), 1 << 20) else {
             panic!("not staged")
         };
-        let Ok(Stage::Queued(_b)) = staging.stage(&rec("b"), 1 << 20) else {
+        let Ok(Stage::Queued(b)) = staging.stage(&rec("b"), 1 << 20) else {
             panic!("not staged")
         };
         // The first append rang the doorbell (a permit is stored).
@@ -147,16 +237,17 @@ mod tests {
         encode_into(&rec("a"), &mut expected);
         encode_into(&rec("b"), &mut expected);
         assert_eq!(buf, expected);
-        assert_eq!(waiters.len(), 2);
+        assert_eq!(waiters.len(), 1, "one answer for the batch");
         assert_eq!(staging.take_into(&mut buf, &mut waiters), 0, "taken once");
         waiters.remove(0).finish(Ok(()));
-        assert!(matches!(a.await, Ok(Ok(()))));
+        assert!(matches!(a.await, Ok(())));
+        assert!(matches!(b.await, Ok(())));
         // Staged after the take, then closed: answered Shutdown.
         let Ok(Stage::Queued(c)) = staging.stage(&rec("c"), 1 << 20) else {
             panic!("not staged")
         };
         staging.close();
-        assert!(matches!(c.await, Ok(Err(Error::Shutdown))));
+        assert!(matches!(c.await, Err(Error::Shutdown)));
         assert!(matches!(
             staging.stage(&rec("d"), 1 << 20),
             Err(Error::Shutdown)
@@ -210,6 +301,25 @@ mod tests {
             })
             .unwrap();
         assert_eq!(keys.len(), 20, "{keys:?}");
+    }
+
+    #[tokio::test]
+    async fn a_batch_gives_each_append_the_log_s_refusal() {
+        let staging = Staging::default();
+        let answers: Vec<Answer> = (0..3)
+            .map(|i| match staging.stage(&rec(&format!("k{i}")), 1 << 20) {
+                Ok(Stage::Queued(answer)) => answer,
+                _ => panic!("not staged"),
+            })
+            .collect();
+        let (mut buf, mut waiters) = (BytesMut::new(), Vec::new());
+        assert_eq!(staging.take_into(&mut buf, &mut waiters), 3);
+        for w in waiters {
+            w.finish(Err(Error::Misconf("disk full".into())));
+        }
+        for answer in answers {
+            assert!(matches!(answer.await, Err(Error::Misconf(why)) if why == "disk full"));
+        }
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub(in crate::log) enum Done {
     /// A callback run on the writer task (`append_then`): cheaper than a
     /// task per write for replicas that only need to send an ack.
     Then(Box<dyn FnOnce(Result<()>) + Send>),
+    /// The appends staged together (`staging.rs`), all answered at once.
+    Staged(std::sync::Arc<crate::log::staging::StagedBatch>),
 }
 
 impl Done {
@@ -20,6 +22,7 @@ impl Done {
         match self {
             Done::Waiter(tx) => reply(tx, value),
             Done::Then(f) => f(value),
+            Done::Staged(batch) => batch.finish(value),
         }
     }
 }
