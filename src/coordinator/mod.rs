@@ -246,7 +246,14 @@ impl Shared {
                 }
                 // The local copy is written while the remote ones are in flight.
                 if asking.local {
-                    let ack = self.apply_locally(&pos, &key, &entry, &mode).await;
+                    let ack = match self.apply_locally(&pos, &key, &entry, &mode) {
+                        Local::Done(ack) => ack,
+                        Local::Logging(logging, ack) => match logging.await {
+                            Ok(()) => ack,
+                            Err(e) => local_refusal(e),
+                        },
+                        Local::Checked(checked) => checked.await,
+                    };
                     write.on_ack(write.me().clone(), ack);
                 }
             }
@@ -291,42 +298,54 @@ impl Shared {
         }
     }
 
-    /// Applies `entry` to this node's copy as `mode` says, durably: this
-    /// node's answer to its own write.
-    async fn apply_locally(&self, pos: &Token, key: &Bytes, entry: &Entry, mode: &Mode<'_>) -> Ack {
-        let result = match mode {
-            Mode::AppliedHere => return Ack::done(false),
+    /// Applies `entry` to this node's copy as `mode` says: this node's
+    /// answer to its own write, once what [`Local`] says to wait for is
+    /// done. The wait is all the write's future holds meanwhile.
+    fn apply_locally<'a>(
+        &'a self,
+        pos: &'a Token,
+        key: &'a Bytes,
+        entry: &'a Entry,
+        mode: &Mode<'a>,
+    ) -> Local<'a> {
+        match mode {
+            Mode::AppliedHere => Local::Done(Ack::done(false)),
             // Boxed, so that a plain write's future does not carry a typed
             // write's state.
-            Mode::Checked(check) => Box::pin(self.apply_checked_durably(pos, key, entry, check))
-                .await
-                .and_then(|applied| match applied {
-                    ApplyResult::Done { was_live, present } => Ok(Ack::Done {
-                        was_live,
-                        conflict: false,
-                        present,
-                    }),
-                    ApplyResult::WrongType => Ok(Ack::WrongType),
-                    ApplyResult::Refused(why) => Err(Error::invalid(why)),
-                }),
-            Mode::Plain | Mode::Rmw(_) => {
-                (self.apply_durably(pos, key, entry.clone()).await).map(|applied| Ack::Done {
-                    was_live: applied.was_live,
-                    conflict: match mode {
-                        Mode::Rmw(read) => applied.conflicts_with(*read),
-                        _ => false,
-                    },
-                    present: Vec::new(),
-                })
+            Mode::Checked(check) => {
+                let check = *check;
+                Local::Checked(Box::pin(async move {
+                    let applied = self.apply_checked_durably(pos, key, entry, check).await;
+                    match applied {
+                        Ok(ApplyResult::Done { was_live, present }) => Ack::Done {
+                            was_live,
+                            conflict: false,
+                            present,
+                        },
+                        Ok(ApplyResult::WrongType) => Ack::WrongType,
+                        Ok(ApplyResult::Refused(why)) => local_refusal(Error::invalid(why)),
+                        Err(e) => local_refusal(e),
+                    }
+                }))
             }
-        };
-        result.unwrap_or_else(|e| {
-            tracing::debug!(error = %e, "local write refused");
-            Ack::Refused(match e {
-                Error::Misconf(why) => crate::error::MISCONF_PREFIX.to_string() + &why,
-                e => e.to_string(),
-            })
-        })
+            Mode::Plain | Mode::Rmw(_) => match self.apply_logging(pos, key, entry.clone()) {
+                Ok((applied, logging)) => {
+                    let ack = Ack::Done {
+                        was_live: applied.was_live,
+                        conflict: match mode {
+                            Mode::Rmw(read) => applied.conflicts_with(*read),
+                            _ => false,
+                        },
+                        present: Vec::new(),
+                    };
+                    match logging {
+                        Some(logging) => Local::Logging(logging, ack),
+                        None => Local::Done(ack),
+                    }
+                }
+                Err(e) => Local::Done(local_refusal(e)),
+            },
+        }
     }
 
     /// Sends `entry` as a plain write to the replicas that refused it for
@@ -381,6 +400,25 @@ impl Shared {
         }
         Ok(())
     }
+}
+
+/// This node's answer to its own write ([`Shared::apply_locally`]).
+enum Local<'a> {
+    /// Known now.
+    Done(Ack),
+    /// This answer, once the log append is done (a failed one refuses).
+    Logging(crate::log::Appending, Ack),
+    /// A typed write's, boxed (see `apply_locally`).
+    Checked(std::pin::Pin<Box<dyn std::future::Future<Output = Ack> + Send + 'a>>),
+}
+
+/// A local write refused: the answer it gives the quorum.
+fn local_refusal(e: Error) -> Ack {
+    tracing::debug!(error = %e, "local write refused");
+    Ack::Refused(match e {
+        Error::Misconf(why) => crate::error::MISCONF_PREFIX.to_string() + &why,
+        e => e.to_string(),
+    })
 }
 
 /// A replica's answer to a write, as [`WriteQuorum`] takes it (`None`:

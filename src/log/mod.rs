@@ -168,6 +168,31 @@ impl LogOptions {
     }
 }
 
+/// An append under way ([`CommitLog::begin_append`]): resolves once its
+/// record reached the OS (and the disk, under [`FsyncPolicy::Always`]).
+pub struct Appending(Append);
+
+enum Append {
+    /// Staged for the writer's next batch (the usual case).
+    Staged(staging::Answer),
+    /// Queued on the writer's channel, the staged buffer being full.
+    Queued(std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>),
+}
+
+impl std::future::Future for Appending {
+    type Output = Result<()>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<()>> {
+        match &mut self.get_mut().0 {
+            Append::Staged(answer) => std::pin::Pin::new(answer).poll(cx),
+            Append::Queued(fut) => fut.as_mut().poll(cx),
+        }
+    }
+}
+
 /// A handle to a node's commit log; clone it freely, every clone appends
 /// to the same log.
 #[derive(Clone)]
@@ -252,21 +277,32 @@ impl CommitLog {
     /// written), `Shutdown` after [`shutdown`](Self::shutdown), `Io` if the
     /// log failed (the record may or may not be on disk).
     pub async fn append(&self, rec: Record) -> Result<()> {
-        record::check_encodable(&rec).map_err(Error::InvalidInput)?;
-        let stage = self.shared.staging.stage(&rec, self.shared.stage_limit)?;
+        self.begin_append(&rec)?.await
+    }
+
+    /// [`CommitLog::append`] in two steps: the record is checked and
+    /// staged (or queued) now, and the returned future resolves as
+    /// `append` would. For a caller whose own future must stay small: the
+    /// record is not held while waiting.
+    pub fn begin_append(&self, rec: &Record) -> Result<Appending> {
+        record::check_encodable(rec).map_err(Error::InvalidInput)?;
+        let stage = self.shared.staging.stage(rec, self.shared.stage_limit)?;
         if let staging::Stage::Queued(wait) = stage {
-            return wait.await;
+            return Ok(Appending(Append::Staged(wait)));
         }
         // The staged buffer is full: the queue, and its back-pressure.
-        let frame = record::encode(&rec);
-        let (done, wait) = oneshot::channel();
-        self.send(Cmd::Append {
-            frame,
-            records: 1,
-            done: Done::Waiter(done),
-        })
-        .await?;
-        wait.await.map_err(|_| Error::Shutdown)?
+        let frame = record::encode(rec);
+        let tx = self.tx.clone();
+        Ok(Appending(Append::Queued(Box::pin(async move {
+            let (done, wait) = oneshot::channel();
+            let cmd = Cmd::Append {
+                frame,
+                records: 1,
+                done: Done::Waiter(done),
+            };
+            tx.send(cmd).await.map_err(|_| Error::Shutdown)?;
+            wait.await.map_err(|_| Error::Shutdown)?
+        }))))
     }
 
     /// Appends `records` as one unit and calls `then` with the outcome once

@@ -271,12 +271,30 @@ impl Shared {
         key: &Bytes,
         entry: Entry,
     ) -> crate::error::Result<Applied> {
-        self.writable()?;
-        let (applied, record) = self.apply_at(pos, key, entry)?;
-        if let Some(rec) = record {
-            self.log.append(rec).await?;
+        let (applied, logging) = self.apply_logging(pos, key, entry)?;
+        if let Some(logging) = logging {
+            logging.await?;
         }
         Ok(applied)
+    }
+
+    /// [`Shared::apply_durably`] in two steps: applies now and starts the
+    /// log append, returning what to wait for before the write is durable
+    /// (`None` when nothing needed logging). A caller's future then holds
+    /// a small wait, not the record.
+    pub fn apply_logging(
+        &self,
+        pos: &Token,
+        key: &Bytes,
+        entry: Entry,
+    ) -> crate::error::Result<(Applied, Option<crate::log::Appending>)> {
+        self.writable()?;
+        let (applied, record) = self.apply_at(pos, key, entry)?;
+        let logging = match record {
+            Some(rec) => Some(self.log.begin_append(&rec)?),
+            None => None,
+        };
+        Ok((applied, logging))
     }
 
     /// `Error::Misconf` while the commit log takes no writes (see
