@@ -183,6 +183,74 @@ fn pipelined_commands_are_answered_in_order() {
     );
 }
 
+/// A node alone answers a GET at once, without a request future: still
+/// after the writes sent before it on the connection, in a pipeline and
+/// inside MULTI/EXEC, as Redis runs them one after the other.
+#[test]
+fn on_a_lone_node_pipelined_reads_see_the_writes_before_them() {
+    let c = Cluster::start(&["solo"], &[]);
+    reads_see_the_writes_before_them(&c);
+}
+
+/// The same with R = 1 in a cluster: a GET is answered at once by a node
+/// that is the key's first replica, and through the others otherwise.
+#[test]
+fn with_r_1_pipelined_reads_see_the_writes_before_them() {
+    let c = Cluster::start(&["a", "b", "c"], &["--set", "read_quorum=1"]);
+    reads_see_the_writes_before_them(&c);
+}
+
+fn reads_see_the_writes_before_them(c: &Cluster) {
+    let mut client = c.client(0);
+    for k in 0..100 {
+        let key = format!("p{}", k % 7);
+        client.send(&["SET", &key, &k.to_string()]);
+        client.send(&["GET", &key]);
+        client.send(&["INCR", "n"]);
+        client.send(&["GET", "n"]);
+        client.send(&["APPEND", &key, "x"]);
+        client.send(&["GET", &key]);
+        client.send(&["DEL", &key]);
+        client.send(&["GET", &key]);
+    }
+    for k in 0..100 {
+        assert_eq!(client.read(), Some(Reply::ok()));
+        assert_eq!(client.read(), Some(bulk(&k.to_string())));
+        assert_eq!(client.read(), Some(Reply::Integer(k + 1)));
+        assert_eq!(client.read(), Some(bulk(&(k + 1).to_string())));
+        let appended = format!("{k}x");
+        assert_eq!(client.read(), Some(Reply::Integer(appended.len() as i64)));
+        assert_eq!(client.read(), Some(bulk(&appended)));
+        assert_eq!(client.read(), Some(Reply::Integer(1)));
+        assert_eq!(client.read(), Some(Reply::Nil));
+    }
+    for words in [
+        &["MULTI"][..],
+        &["SET", "t", "1"],
+        &["GET", "t"],
+        &["SET", "t", "2"],
+        &["GET", "t"],
+        &["EXEC"],
+        &["GET", "t"],
+    ] {
+        client.send(words);
+    }
+    assert_eq!(client.read(), Some(Reply::ok()));
+    for _ in 0..4 {
+        assert_eq!(client.read(), Some(Reply::simple("QUEUED")));
+    }
+    assert_eq!(
+        client.read(),
+        Some(Reply::Array(vec![
+            Reply::ok(),
+            bulk("1"),
+            Reply::ok(),
+            bulk("2")
+        ]))
+    );
+    assert_eq!(client.read(), Some(bulk("2")));
+}
+
 #[test]
 fn redis_cli_handshake_commands_work() {
     let c = Cluster::start(&["solo"], &[]);

@@ -48,18 +48,15 @@ impl Shared {
     /// Reads `key` with quorum `q.r`: the newest version among the first
     /// replies (tombstones included; the caller treats them as absent).
     pub async fn read(&self, key: Bytes, q: Quorum) -> Result<Option<Entry>> {
-        let result = self.gather(key, q).await;
-        let counter = if result.is_ok() {
-            &self.metrics.reads_ok
-        } else {
-            &self.metrics.reads_failed
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        result
+        let pos = Token::of(&key);
+        self.read_at(key, pos, q).await
     }
 
-    async fn gather(&self, key: Bytes, q: Quorum) -> Result<Option<Entry>> {
-        let pos = Token::of(&key);
+    /// [`Shared::read`] of `key`, whose ring position `pos` the caller
+    /// already has.
+    pub async fn read_at(&self, key: Bytes, pos: Token, q: Quorum) -> Result<Option<Entry>> {
+        // One future, not one awaiting another: each layer's future was
+        // copied into its caller's.
         let now = crate::clock::instant();
         let mut read = self.read_quorum(&pos, q, now, self.cfg.confirm_misses);
         let message = |id| PeerMsg::Get {
@@ -67,8 +64,58 @@ impl Shared {
             key: key.clone(),
         };
         let local = || self.store.get_at(&pos, &key);
-        self.drive(&mut read, &pos, now, message, local).await?;
-        Ok(self.resolve(&key, read.answers()))
+        let result = match self.drive(&mut read, &pos, now, message, local).await {
+            Ok(()) => Ok(self.resolve(&key, read.answers())),
+            Err(e) => Err(e),
+        };
+        self.count_read(&result);
+        result
+    }
+
+    fn count_read<T>(&self, result: &Result<T>) {
+        let counter = if result.is_ok() {
+            &self.metrics.reads_ok
+        } else {
+            &self.metrics.reads_failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// [`Shared::read_at`] answered now, without a future, when this node
+    /// alone answers it: it is the only node up, or R = 1 and it is the
+    /// key's first replica (and holds the key, or no other replica is to
+    /// confirm the miss). `None`, having sent nothing and changed nothing,
+    /// when the read needs another replica or a wait: the caller then
+    /// reads with [`Shared::read_at`]. (A single node's GET is then one
+    /// lookup, not a request future, its box and its polls.)
+    pub fn read_alone(&self, key: &Bytes, pos: &Token, q: Quorum) -> Option<Result<Option<Entry>>> {
+        // Cheap checks first: a read that needs another replica leaves
+        // before it loads the view.
+        if q.r != 1 && !self.alone.load(Ordering::Relaxed) {
+            return None;
+        }
+        let view = self.view.load();
+        let now = crate::clock::instant();
+        let mut read = self.read_quorum(pos, q, now, self.cfg.confirm_misses);
+        let replicas =
+            replicas::replicas(&view, &view.ring, pos, self.cfg.replication, read.strict());
+        read.on_view(view.epoch, replicas);
+        let result = loop {
+            match read.next(now) {
+                ReadStep::Ask(_) => {
+                    let asking = read.asking();
+                    if !asking.remote.is_empty() || !asking.local {
+                        return None;
+                    }
+                    read.on_answer(read.me().clone(), self.store.get_at(pos, key));
+                }
+                ReadStep::Done => break Ok(self.resolve(key, read.answers())),
+                ReadStep::Failed(e) => break Err(e),
+                ReadStep::Wait(_) | ReadStep::TimedOut { .. } => return None,
+            }
+        };
+        self.count_read(&result);
+        Some(result)
     }
 
     /// A read of the key at `pos` with quorum `q`, starting `now`, with

@@ -251,6 +251,7 @@ impl Node {
             clock,
             membership: Mutex::new(membership),
             view: ArcSwap::from_pointee(View::default()),
+            alone: Default::default(),
             view_tx,
             net,
             net_stats,

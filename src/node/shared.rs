@@ -115,6 +115,10 @@ pub struct Shared {
     pub membership: Mutex<Membership>,
     /// The current routing snapshot.
     pub view: ArcSwap<View>,
+    /// Whether the ring of [`Shared::view`] holds this node alone (set as
+    /// the view is published): read without loading the view, which a
+    /// request that already holds it makes costlier.
+    pub alone: std::sync::atomic::AtomicBool,
     /// Publishes the view's epoch on every change.
     pub view_tx: watch::Sender<u64>,
     /// The peer transport.
@@ -561,6 +565,9 @@ impl Shared {
             }
         };
         let epoch = view.epoch;
+        let alone = view.ring.nodes() == std::slice::from_ref(&self.me);
+        self.alone
+            .store(alone, std::sync::atomic::Ordering::Relaxed);
         self.view.store(Arc::new(view));
         self.view_tx.send_replace(epoch);
         // Waiting quorum requests retarget to the new preference lists.

@@ -73,6 +73,12 @@ pub struct ConnState {
     pub perms: Arc<crate::acl::Perms>,
     /// The ACL generation `perms` was read at.
     pub perms_gen: u64,
+    /// The command being dispatched may read its keys at once, during
+    /// dispatch: no command before it on this connection, still in
+    /// flight, writes them (see `order::Sequencer::may_read_now`), and it
+    /// is not queued in or run by a transaction. Set only around that
+    /// dispatch.
+    pub read_now: bool,
 }
 
 impl ConnState {
@@ -89,6 +95,7 @@ impl ConnState {
             watched: Default::default(),
             last_write: None,
             info,
+            read_now: false,
         }
     }
 

@@ -183,6 +183,25 @@ impl<S> Sequencer<S> {
         self.queue.push_done((data, Footprint::none()), reply);
     }
 
+    /// Whether a read with footprint `new` may read its keys now, before
+    /// the commands in the queue are next polled (a read answered during
+    /// dispatch): nothing queued is a barrier, and nothing queued that
+    /// shares a key with it writes (a write queued but not yet polled has
+    /// not reached the store).
+    pub fn may_read_now(&self, new: &Footprint) -> bool {
+        if new.kind != Kind::Read || new.barrier || self.barriers > 0 {
+            return false;
+        }
+        if self.queue.is_empty() || new.keys.iter().all(|k| self.filter[slot_of(*k)] == 0) {
+            return true;
+        }
+        !self
+            .queue
+            .data()
+            .map(|(_, f)| f)
+            .any(|f| f.shares_a_key(new) && matches!(f.kind, Kind::Write | Kind::Rmw))
+    }
+
     fn must_wait(&self, new: &Footprint) -> bool {
         if self.queue.is_empty() {
             return false;
@@ -264,6 +283,31 @@ mod tests {
         push(&mut seq, "set2", &["SET", "j", "2"], &log, gate.clone());
         assert!(poll(&mut seq).is_none());
         assert_eq!(*log.lock().unwrap(), ["set", "get", "set2"]);
+    }
+
+    #[tokio::test]
+    async fn a_read_may_run_at_dispatch_only_with_no_write_of_its_key_queued() {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (_tx, gate) = tokio::sync::watch::channel(false);
+        let fp = |words: &[&str]| {
+            let a = args(words);
+            Footprint::of(lookup(a[0].as_ref()).unwrap(), &a)
+        };
+        let mut seq = Sequencer::with_capacity(8);
+        assert!(seq.may_read_now(&fp(&["GET", "k"])), "nothing queued");
+        push(&mut seq, "get", &["GET", "k"], &log, gate.clone());
+        assert!(seq.may_read_now(&fp(&["GET", "k"])), "a read of it");
+        push(&mut seq, "set", &["SET", "k", "1"], &log, gate.clone());
+        assert!(!seq.may_read_now(&fp(&["GET", "k"])), "a write of it");
+        assert!(seq.may_read_now(&fp(&["GET", "j"])), "another key");
+        push(&mut seq, "incr", &["INCR", "j"], &log, gate.clone());
+        assert!(!seq.may_read_now(&fp(&["GET", "j"])), "a read-modify-write");
+        assert!(
+            !seq.may_read_now(&fp(&["MGET", "x", "j"])),
+            "one of its keys"
+        );
+        push(&mut seq, "keys", &["KEYS", "*"], &log, gate.clone());
+        assert!(!seq.may_read_now(&fp(&["GET", "y"])), "a barrier");
     }
 
     #[tokio::test]

@@ -384,7 +384,9 @@ fn start(
         }
         _ => crate::resp::order::Footprint::none(),
     };
+    conn.read_now = conn.multi.is_none() && spec.is_some() && inflight.may_read_now(&footprint);
     let run = dispatch_spec(shared, conn, spec, args);
+    conn.read_now = false;
     let started = Started {
         cmd,
         at,

@@ -33,16 +33,23 @@ const REDIS_MAX_STRING: u64 = 512 * 1024 * 1024;
 
 /// GET key
 pub fn get(call: Call<'_>) -> Run {
-    let shared = call.shared.clone();
     let q = call.conn.quorum;
     let mut args = call.args;
     let key = args.swap_remove(1);
-    Run::later(async move {
-        match read_string(&shared, key, q).await {
-            Ok((value, _)) => Reply::bulk_or_nil(value),
-            Err(reply) => reply,
+    let pos = crate::ring::Token::of(&key);
+    let reply = |read: Result<Option<Entry>, crate::error::Error>| match string_of(read) {
+        Ok((value, _)) => Reply::bulk_or_nil(value),
+        Err(reply) => reply,
+    };
+    // Answered alone (a node without peers, say), when nothing before it
+    // on the connection is still to write the key: no future at all.
+    if call.conn.read_now {
+        if let Some(read) = call.shared.read_alone(&key, &pos, q) {
+            return Run::Now(reply(read));
         }
-    })
+    }
+    let shared = call.shared.clone();
+    Run::later(async move { reply(shared.read_at(key, pos, q).await) })
 }
 
 /// A quorum read of `key` as a string: its value (`None` when absent,
@@ -52,7 +59,14 @@ pub(super) async fn read_string(
     key: Bytes,
     q: Quorum,
 ) -> Result<(Option<Bytes>, Option<Version>), Reply> {
-    let entry = shared.read(key, q).await.map_err(|e| error_reply(&e))?;
+    string_of(shared.read(key, q).await)
+}
+
+/// A quorum read's result as [`read_string`] gives it.
+fn string_of(
+    read: Result<Option<Entry>, crate::error::Error>,
+) -> Result<(Option<Bytes>, Option<Version>), Reply> {
+    let entry = read.map_err(|e| error_reply(&e))?;
     let Some(entry) = entry else {
         return Ok((None, None));
     };
