@@ -91,8 +91,22 @@ impl Shared {
     pub fn read_alone(&self, key: &Bytes, pos: &Token, q: Quorum) -> Option<Result<Option<Entry>>> {
         // Cheap checks first: a read that needs another replica leaves
         // before it loads the view.
-        if q.r != 1 && !self.alone.load(Ordering::Relaxed) {
+        let alone = self.alone.load(Ordering::Relaxed);
+        if q.r != 1 && !alone {
             return None;
+        }
+        if alone && !q.strict {
+            // The only node up, under sloppy quorums: its own copy is the
+            // whole answer, as the quorum machine would conclude (R is
+            // capped by the one replica listed, and no other is there to
+            // confirm a miss), without its lists. (Strict quorums go on to
+            // the machine, which refuses a read without enough home
+            // replicas.)
+            let mut answers: crate::quorum::Answers<Option<Entry>> =
+                smallvec::smallvec![(self.me.clone(), self.store.get_at(pos, key))];
+            let result = Ok(self.resolve(key, &mut answers));
+            self.count_read(&result);
+            return Some(result);
         }
         let view = self.view.load();
         let now = crate::clock::instant();
