@@ -208,6 +208,19 @@ impl Shared {
         // Registered for replies when it first sends to a replica or
         // waits: a write this node takes alone never touches `Pending`.
         let _counted = self.pending.begin();
+        // The only node up, taking this write, under sloppy quorums: its
+        // own answer decides, as the machine would (`quorum::alone_outcome`).
+        if let Some(local) = self.write_alone(&pos, &key, &entry, &mode, q) {
+            let ack = match local {
+                Local::Done(ack) => ack,
+                Local::Logging(logging, ack) => match logging.await {
+                    Ok(()) => ack,
+                    Err(e) => local_refusal(e),
+                },
+                Local::Checked(checked) => checked.await,
+            };
+            return crate::quorum::alone_outcome(entry.version(), ack);
+        }
         let mut registered: Option<(PendingGuard<'_>, Arc<Inbox>)> = None;
         let mut write = WriteQuorum::new(self.me.clone(), q, entry.version(), deadline);
         loop {
@@ -296,6 +309,33 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// [`Shared::apply_locally`] when this node is the only one up and
+    /// the ring the write goes to (writes or deletes: see `replicate`)
+    /// holds it, under sloppy quorums; `None` (nothing done) otherwise,
+    /// and the quorum machine decides. Checked on [`Shared::alone`] before
+    /// the view is loaded.
+    fn write_alone<'a>(
+        &'a self,
+        pos: &'a Token,
+        key: &'a Bytes,
+        entry: &'a Entry,
+        mode: &Mode<'a>,
+        q: Quorum,
+    ) -> Option<Local<'a>> {
+        if q.strict || !self.alone.load(Ordering::Relaxed) {
+            return None;
+        }
+        let view = self.view.load();
+        let ring = match entry.is_tombstone() {
+            true => &view.delete_ring,
+            false => &view.write_ring,
+        };
+        if ring.nodes() != std::slice::from_ref(&self.me) {
+            return None;
+        }
+        Some(self.apply_locally(pos, key, entry, mode))
     }
 
     /// Applies `entry` to this node's copy as `mode` says: this node's

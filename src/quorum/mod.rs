@@ -31,7 +31,7 @@ mod tests;
 
 pub use read::{resolve, Answer, Answers, ReadQuorum, ReadStep, Resolved, Timing, Why};
 pub use replicas::Replicas;
-pub use write::{Ack, WriteOutcome, WriteQuorum, WriteStep};
+pub use write::{alone_outcome, Ack, WriteOutcome, WriteQuorum, WriteStep};
 
 /// Read and write quorums for one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

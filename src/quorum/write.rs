@@ -288,6 +288,31 @@ impl WriteQuorum {
 /// The error a write fails with after refusals: a refusal that starts with
 /// `MISCONF` (a replica's commit log cannot be written) keeps Redis's error
 /// code.
+/// What a sloppy write concludes whose one listed replica is this node,
+/// from this node's `ack`: what [`WriteQuorum`] decides with that one
+/// replica (W capped at one), without its lists. For a coordinator that
+/// is the only node up.
+pub fn alone_outcome(version: Version, ack: Ack) -> Result<WriteOutcome> {
+    match ack {
+        Ack::Done {
+            was_live,
+            conflict,
+            present,
+        } => {
+            let mut outcome = WriteOutcome {
+                was_live: false,
+                version,
+                conflict: false,
+                present: Vec::new(),
+            };
+            outcome.absorb(was_live, conflict, present);
+            Ok(outcome)
+        }
+        Ack::WrongType => Err(Error::WrongType),
+        Ack::Refused(why) => Err(refusal_error(why)),
+    }
+}
+
 pub(crate) fn refusal_error(why: String) -> Error {
     match why.strip_prefix(crate::error::MISCONF_PREFIX) {
         Some(rest) => Error::Misconf(rest.to_string()),

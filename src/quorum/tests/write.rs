@@ -310,3 +310,33 @@ fn what_replicas_report_is_merged_into_the_outcome() {
     assert!(outcome.was_live && outcome.conflict);
     assert_eq!(outcome.present, [true, false, true]);
 }
+
+/// `alone_outcome` concludes what the machine concludes when the
+/// coordinator is the one replica listed, for every kind of answer.
+#[test]
+fn a_write_alone_concludes_as_the_machine_with_one_replica() {
+    let t = Instant::now();
+    let acks = [
+        Ack::done(true),
+        Ack::Done {
+            was_live: false,
+            conflict: true,
+            present: vec![true, false],
+        },
+        Ack::Refused(crate::error::MISCONF_PREFIX.to_string() + "disk full"),
+        Ack::Refused("too big".into()),
+        Ack::WrongType,
+    ];
+    for ack in acks {
+        let mut machine = write(t, 2, false);
+        let asking = machine.on_view(1, sloppy(&[ME])).to_targets();
+        assert_eq!(asking, targets(true, &[]));
+        machine.on_ack(n(ME), ack.clone());
+        let by_machine = match machine.next(t) {
+            WriteStep::Done(result) => result,
+            other => panic!("{ack:?}: the machine did not conclude: {other:?}"),
+        };
+        let alone = crate::quorum::alone_outcome(version(), ack.clone());
+        assert_eq!(format!("{alone:?}"), format!("{by_machine:?}"), "{ack:?}");
+    }
+}
