@@ -1,6 +1,7 @@
 //! The simulated cluster's harness: the cluster (`Sim`), the seeded
 //! generator (`Rng`), polling in simulated time, and what a node's copy
 //! of a key reads as for the history checker.
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
