@@ -188,8 +188,14 @@ impl Staging {
         if staged.records == 0 {
             return 0;
         }
-        buf.extend_from_slice(&staged.buf);
-        staged.buf.clear();
+        if buf.is_empty() {
+            // The usual case (a batch of staged appends alone): the
+            // buffers trade places, and each keeps its capacity.
+            std::mem::swap(buf, &mut staged.buf);
+        } else {
+            buf.extend_from_slice(&staged.buf);
+            staged.buf.clear();
+        }
         waiters.push(Done::Staged(std::mem::take(&mut staged.batch)));
         std::mem::take(&mut staged.records)
     }
