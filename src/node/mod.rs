@@ -18,6 +18,7 @@
 //!   FLUSHALL.
 
 mod announced;
+mod apply;
 mod backup;
 pub mod departure;
 pub mod drain;

@@ -21,21 +21,18 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use bytes::Bytes;
-
-use crate::clock::{Hlc, Timestamp};
+pub use super::apply::{from_record, record_of, to_record};
+use crate::clock::Hlc;
 use crate::config::Config;
-use crate::log::{CommitLog, Record, RecordBody};
+use crate::log::CommitLog;
 use crate::membership::{Event, Membership};
 use crate::message::PeerMsg;
 use crate::metrics::Metrics;
-use crate::ring::{NodeName, Ring, Token};
-use crate::store::{Applied, Entry, EntryRef, NodeId, Store, Version};
+use crate::ring::{NodeName, Ring};
+use crate::store::{NodeId, Store};
 use crate::transport::fault::Faults;
 use crate::transport::tcp::NetStats;
 use crate::transport::Transport;
-use crate::values::codec::OwnedBody;
-use crate::values::{Body, Simple};
 
 pub use super::pending::Pending;
 
@@ -183,53 +180,6 @@ pub struct Shared {
     pub clients: Arc<crate::resp::conn::Clients>,
 }
 
-/// The commit log record of an entry.
-pub fn to_record(key: &Bytes, entry: Entry) -> crate::error::Result<Record> {
-    let (version, body) = entry.into_owned_body()?;
-    let body = match body {
-        OwnedBody::Dead => RecordBody::Tombstone,
-        OwnedBody::Str(v) => RecordBody::Value(v),
-        OwnedBody::Rich(r) => RecordBody::Rich(r),
-    };
-    Ok(Record {
-        key: key.clone(),
-        body,
-        ts: version.ts.0,
-        node: version.node,
-    })
-}
-
-/// The commit log record of a stored entry (a snapshot's): a simple body
-/// copied as stored, a rich one encoded whole.
-pub fn record_of(key: &[u8], e: EntryRef<'_>) -> crate::error::Result<Record> {
-    let body = match e.body {
-        Body::Simple(Simple::Dead) => RecordBody::Tombstone,
-        Body::Simple(Simple::Str(v)) => RecordBody::Value(Bytes::copy_from_slice(v)),
-        Body::Rich(c) => RecordBody::Rich(crate::values::codec::encode(&c.to_rich())?.into()),
-    };
-    Ok(Record {
-        key: Bytes::copy_from_slice(key),
-        body,
-        ts: e.version.ts.0,
-        node: e.version.node,
-    })
-}
-
-/// The entry a commit log record stands for; a rich body that does not
-/// decode is [`crate::error::Error::Corrupt`].
-pub fn from_record(rec: Record) -> crate::error::Result<(Bytes, Entry)> {
-    let version = Version {
-        ts: Timestamp(rec.ts),
-        node: rec.node,
-    };
-    let body = match rec.body {
-        RecordBody::Tombstone => OwnedBody::Dead,
-        RecordBody::Value(v) => OwnedBody::Str(v),
-        RecordBody::Rich(r) => OwnedBody::Rich(r),
-    };
-    Ok((rec.key, Entry::from_owned_body(version, body)?))
-}
-
 impl Shared {
     /// An owning handle to this node's shared state.
     pub fn arc(&self) -> Arc<Shared> {
@@ -238,120 +188,6 @@ impl Shared {
         self.this
             .upgrade()
             .expect("Shared is always held in an Arc")
-    }
-
-    /// Merges `entry` into the store and returns what happened, with the
-    /// log record that must be appended (and awaited) before the write is
-    /// acknowledged, if any. The store is updated first, so a compaction
-    /// snapshot taken after this call already holds the entry.
-    pub fn apply(
-        &self,
-        key: &Bytes,
-        entry: Entry,
-    ) -> crate::error::Result<(Applied, Option<Record>)> {
-        self.apply_at(&Token::of(key), key, entry)
-    }
-
-    /// [`Shared::apply`] for a caller that already has the key's ring
-    /// position (the coordinator), which saves hashing the key again.
-    pub fn apply_at(
-        &self,
-        pos: &Token,
-        key: &Bytes,
-        entry: Entry,
-    ) -> crate::error::Result<(Applied, Option<Record>)> {
-        let applied = self.store.apply_at(pos, key, &entry);
-        let record = match applied.needs_log() {
-            true => Some(to_record(key, entry)?),
-            false => None,
-        };
-        Ok((applied, record))
-    }
-
-    /// [`Shared::apply_at`], then waits until the record is in the log.
-    pub async fn apply_durably(
-        &self,
-        pos: &Token,
-        key: &Bytes,
-        entry: Entry,
-    ) -> crate::error::Result<Applied> {
-        let (applied, logging) = self.apply_logging(pos, key, entry)?;
-        if let Some(logging) = logging {
-            logging.await?;
-        }
-        Ok(applied)
-    }
-
-    /// [`Shared::apply_durably`] in two steps: applies now and starts the
-    /// log append, returning what to wait for before the write is durable
-    /// (`None` when nothing needed logging). A caller's future then holds
-    /// a small wait, not the record.
-    pub fn apply_logging(
-        &self,
-        pos: &Token,
-        key: &Bytes,
-        entry: Entry,
-    ) -> crate::error::Result<(Applied, Option<crate::log::Appending>)> {
-        self.writable()?;
-        let (applied, record) = self.apply_at(pos, key, entry)?;
-        let logging = match record {
-            Some(rec) => Some(self.log.begin_append(&rec)?),
-            None => None,
-        };
-        Ok((applied, logging))
-    }
-
-    /// `Error::Misconf` while the commit log takes no writes (see
-    /// `log/fence.rs`): a write is refused before it changes anything.
-    pub fn writable(&self) -> crate::error::Result<()> {
-        match self.log.fenced() {
-            None => Ok(()),
-            Some(why) => Err(crate::error::Error::Misconf(why)),
-        }
-    }
-
-    /// Applies a typed write as a replica: checks the key's type and the
-    /// elements' presence and merges the delta under the key's lock (see
-    /// [`crate::values::Check::apply_to`]). Returns the answer for the
-    /// coordinator and the delta applied, when it must be logged.
-    pub fn apply_checked(
-        &self,
-        pos: &Token,
-        key: &[u8],
-        entry: &Entry,
-        check: &crate::values::Check,
-    ) -> (crate::message::ApplyResult, Option<Entry>) {
-        use crate::message::ApplyResult;
-        let now = crate::clock::wall_millis();
-        match self
-            .store
-            .update_at(pos, key, |current| check.apply_to(entry, current, now))
-        {
-            Err(crate::values::WrongType) => (ApplyResult::WrongType, None),
-            Ok((delta, present, applied)) => (
-                ApplyResult::Done {
-                    was_live: applied.was_live,
-                    present,
-                },
-                applied.needs_log().then_some(delta),
-            ),
-        }
-    }
-
-    /// [`Shared::apply_checked`], then waits until the delta is in the log.
-    pub async fn apply_checked_durably(
-        &self,
-        pos: &Token,
-        key: &Bytes,
-        entry: &Entry,
-        check: &crate::values::Check,
-    ) -> crate::error::Result<crate::message::ApplyResult> {
-        self.writable()?;
-        let (result, logged) = self.apply_checked(pos, key, entry, check);
-        if let Some(delta) = logged {
-            self.log.append(to_record(key, delta)?).await?;
-        }
-        Ok(result)
     }
 
     /// The membership table, locked.
