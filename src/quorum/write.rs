@@ -46,6 +46,16 @@ pub struct WriteOutcome {
 }
 
 impl WriteOutcome {
+    /// A write stamped `version` that no replica has answered yet.
+    fn none(version: Version) -> WriteOutcome {
+        WriteOutcome {
+            was_live: false,
+            version,
+            conflict: false,
+            present: Vec::new(),
+        }
+    }
+
     fn absorb(&mut self, was_live: bool, conflict: bool, present: Vec<bool>) {
         self.was_live |= was_live;
         self.conflict |= conflict;
@@ -143,12 +153,7 @@ impl WriteQuorum {
             wrong: Vec::new(),
             refused: NodeList::new(),
             refusal: None,
-            outcome: WriteOutcome {
-                was_live: false,
-                version,
-                conflict: false,
-                present: Vec::new(),
-            },
+            outcome: WriteOutcome::none(version),
         }
     }
 
@@ -299,12 +304,7 @@ pub fn alone_outcome(version: Version, ack: Ack) -> Result<WriteOutcome> {
             conflict,
             present,
         } => {
-            let mut outcome = WriteOutcome {
-                was_live: false,
-                version,
-                conflict: false,
-                present: Vec::new(),
-            };
+            let mut outcome = WriteOutcome::none(version);
             outcome.absorb(was_live, conflict, present);
             Ok(outcome)
         }
