@@ -249,6 +249,36 @@ fn reads_see_the_writes_before_them(c: &Cluster) {
         ]))
     );
     assert_eq!(client.read(), Some(bulk("2")));
+    writes_start_in_order_among_answers_known_at_once(&mut client);
+}
+
+/// A write is stamped when it starts, so the writes of one batch must start
+/// in the order sent, also when an answer known at once (MULTI's OK, a
+/// QUEUED, a read answered during dispatch) comes after them: once, a DEL
+/// started after the SET behind it, won by its later stamp, and the SET
+/// was lost.
+fn writes_start_in_order_among_answers_known_at_once(client: &mut Client) {
+    for k in 0..20 {
+        let key = format!("w{k}");
+        // One batch, so that the node starts it all before polling any.
+        let mut batch = bytes::BytesMut::new();
+        for words in [
+            &["DEL", &key][..],
+            &["SET", &key, "v"],
+            &["MULTI"],
+            &["EXEC"],
+            &["GET", &key],
+        ] {
+            let words: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+            ringkv::resp::codec::encode_command(&words, &mut batch);
+        }
+        client.send_raw(&batch);
+        assert_eq!(client.read(), Some(Reply::Integer(0)), "DEL {key}");
+        assert_eq!(client.read(), Some(Reply::ok()));
+        assert_eq!(client.read(), Some(Reply::ok()));
+        assert_eq!(client.read(), Some(Reply::Array(vec![])));
+        assert_eq!(client.read(), Some(bulk("v")), "the SET after DEL {key}");
+    }
 }
 
 #[test]

@@ -28,7 +28,9 @@ use std::task::{Context, Poll};
 /// Futures of `T` with data `S` each, finished strictly in push order.
 pub struct Ordered<S, T> {
     queue: VecDeque<Slot<S, T>>,
-    /// How many slots at the back were pushed and not yet polled once.
+    /// How many slots at the back were pushed since the last
+    /// [`Ordered::poll_next`], done ones included: the futures among them
+    /// have not been polled once.
     unpolled: usize,
 }
 
@@ -102,6 +104,10 @@ impl<S, T> Ordered<S, T> {
             data,
             state: State::Done(value),
         });
+        // Counted with the fresh slots: were it not, the next poll would
+        // take it for one of the futures pushed before it, leave the oldest
+        // of them unpolled, and start that one after the younger ones.
+        self.unpolled += 1;
     }
 
     /// Polls the commands pushed since the last call once each, then the
@@ -197,6 +203,32 @@ mod tests {
         assert_eq!(next(&mut q), Some(Some((3, "three"))));
         assert_eq!(next(&mut q), Some(None));
         assert!(q.is_empty());
+    }
+
+    /// A write is stamped when its future is first polled, so the futures
+    /// of one batch must start in push order, even with a known answer (a
+    /// QUEUED, a read answered at once) pushed after them.
+    #[tokio::test]
+    async fn futures_start_in_push_order_with_done_answers_among_them() {
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut q: Ordered<u32, u32> = Ordered::with_capacity(8);
+        let starting = |i: u32| {
+            let order = order.clone();
+            Box::pin(async move {
+                order.lock().unwrap().push(i);
+                std::future::pending::<u32>().await
+            })
+        };
+        q.push(1, starting(1));
+        q.push(2, starting(2));
+        q.push_done(3, 3);
+        assert_eq!(next(&mut q), None);
+        q.push(4, starting(4));
+        q.push_done(5, 5);
+        q.push_done(6, 6);
+        q.push(7, starting(7));
+        assert_eq!(next(&mut q), None);
+        assert_eq!(*order.lock().unwrap(), vec![1, 2, 4, 7]);
     }
 
     #[tokio::test]
