@@ -101,8 +101,9 @@ enum State {
     Dead,
     /// A string written at the entry's version.
     Str(Bytes),
-    /// Anything else.
-    Rich(Box<Rich>),
+    /// Anything else. Shared: a write sends its delta to each replica,
+    /// and a copy of the entry must not copy every field or member.
+    Rich(std::sync::Arc<Rich>),
 }
 
 /// A key's versioned state on one replica.
@@ -284,7 +285,7 @@ impl Entry {
     pub fn rich(rich: Rich) -> Entry {
         Entry {
             version: rich.newest(),
-            state: State::Rich(Box::new(rich)),
+            state: State::Rich(std::sync::Arc::new(rich)),
         }
         .canonical()
     }
