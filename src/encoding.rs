@@ -99,12 +99,33 @@ fn fixed_config() -> impl bincode::config::Config {
 
 /// Encodes `msg` into a fresh byte vector (no length prefix).
 pub fn to_vec<T: Serialize + Wire>(msg: &T) -> Result<Vec<u8>> {
-    let encoded = if T::FIXED_INTS {
-        bincode::serde::encode_to_vec(msg, fixed_config())
+    to_vec_sized(msg, 64)
+}
+
+/// [`to_vec`] into a vector made with room for `capacity` bytes: for a
+/// caller that knows about how long its message is. (bincode's own
+/// `encode_to_vec` starts from an empty vector, which grows four or five
+/// times for a hash field.)
+pub fn to_vec_sized<T: Serialize + Wire>(msg: &T, capacity: usize) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(capacity);
+    let written = if T::FIXED_INTS {
+        bincode::serde::encode_into_writer(msg, VecWriter(&mut out), fixed_config())
     } else {
-        bincode::serde::encode_to_vec(msg, varint_config())
+        bincode::serde::encode_into_writer(msg, VecWriter(&mut out), varint_config())
     };
-    encoded.map_err(|e| Error::Protocol(format!("encode: {e}")))
+    written.map_err(|e| Error::Protocol(format!("encode: {e}")))?;
+    Ok(out)
+}
+
+/// bincode's writer onto the end of a `Vec`.
+struct VecWriter<'a>(&'a mut Vec<u8>);
+
+impl bincode::enc::write::Writer for VecWriter<'_> {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> std::result::Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
 }
 
 /// Decodes one message from `bytes`, which must hold exactly one.

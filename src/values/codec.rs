@@ -14,7 +14,7 @@ impl crate::encoding::Wire for Rich {}
 
 /// The bytes of a rich state.
 pub fn encode(rich: &Rich) -> Result<Vec<u8>> {
-    crate::encoding::to_vec(rich)
+    crate::encoding::to_vec_sized(rich, super::rich_len(rich) + 16)
 }
 
 /// A rich state from its bytes; damage is [`Error::Corrupt`].
