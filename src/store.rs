@@ -180,6 +180,10 @@ pub struct Store {
     /// One past the FLUSHALL marker's timestamp: every version stamped
     /// before this is dead (0: no flush). See [`Store::flush_before`].
     flushed: AtomicU64,
+    /// The `flushed` value the last finished [`Store::sweep_flushed`]
+    /// started from: below `flushed` while a sweep is still to finish, and
+    /// the counters still hold what it will remove.
+    swept: AtomicU64,
     /// The keys with an expiry deadline, by deadline.
     expiry: expiry::ExpiryIndex,
 }
@@ -193,6 +197,7 @@ impl Default for Store {
             entries: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
             flushed: AtomicU64::new(0),
+            swept: AtomicU64::new(0),
             expiry: expiry::ExpiryIndex::default(),
         }
     }
@@ -330,9 +335,17 @@ impl Store {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    /// Live (non-tombstone) keys held.
+    /// Live (non-tombstone) keys held. Right after a FLUSHALL, before its
+    /// sweep has removed what it made dead, they are counted one by one
+    /// (what iteration shows), so INFO and `/status` show an empty store
+    /// at once, as Redis does.
     pub fn live_len(&self) -> usize {
-        self.live.load(Ordering::Relaxed)
+        if self.swept.load(Ordering::Acquire) >= self.flushed.load(Ordering::Acquire) {
+            return self.live.load(Ordering::Relaxed);
+        }
+        let mut live = 0;
+        self.for_each(|_, e| live += usize::from(!e.is_tombstone()));
+        live
     }
 
     /// All entries held, tombstones included.

@@ -43,6 +43,7 @@ impl Store {
     /// at a time (writers to the others go on). Returns how many entries
     /// went.
     pub fn sweep_flushed(&self) -> usize {
+        let started = self.flushed.load(Ordering::Acquire);
         let Some(marker) = self.flush_marker() else {
             return 0;
         };
@@ -77,6 +78,7 @@ impl Store {
                 true
             });
         }
+        self.swept.fetch_max(started, Ordering::AcqRel);
         swept
     }
 
