@@ -223,6 +223,10 @@ impl Node {
         if let Some(marker) = meta.flush_marker() {
             clock.advance_past(marker.ts);
             store.flush_before(marker.ts);
+            // Nothing is stored yet, so there is nothing to sweep: the
+            // sweep only records that, or the live count would be worked
+            // out key by key for as long as the node runs.
+            store.sweep_flushed();
         }
         let log = open_log(&cfg, &store, &clock)?;
         let me_name = NodeName::from(cfg.name.as_str());

@@ -90,6 +90,12 @@ fn a_flush_empties_the_live_count_before_its_sweep() {
     assert_eq!(s.sweep_flushed(), 2);
     assert_eq!(s.live_len(), 2, "c and d, after it");
     assert_eq!(s.len(), 2);
+    // A store that opens under a marker (a restart after a FLUSHALL) is
+    // swept while empty, and counts live keys by its counter after that.
+    let reopened = Store::new();
+    reopened.flush_before(Timestamp(11));
+    assert_eq!(reopened.sweep_flushed(), 0);
+    assert!(reopened.swept.load(Ordering::Relaxed) >= reopened.flushed.load(Ordering::Relaxed));
 }
 
 #[test]
