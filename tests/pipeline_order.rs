@@ -60,7 +60,7 @@ fn command(rng: &mut Rng) -> Vec<String> {
         1 => "x".to_string(),
         _ => format!("v{}", rng.below(100)),
     };
-    let words: Vec<String> = match rng.below(30) {
+    let words: Vec<String> = match rng.below(48) {
         0 | 1 => vec!["SET".into(), k, v],
         2 => vec!["SET".into(), k, v, "PX".into(), "100000".into()],
         3 => vec!["SET".into(), k, v, "NX".into()],
@@ -88,6 +88,35 @@ fn command(rng: &mut Rng) -> Vec<String> {
         26 => vec!["SMOVE".into(), k, rng.key(), m],
         27 => vec!["HSETNX".into(), k, f, v],
         28 => vec!["DECR".into(), k],
+        29 => vec!["INCRBYFLOAT".into(), k, "1.5".into()],
+        30 => vec!["HINCRBYFLOAT".into(), k, f, "-0.25".into()],
+        // Not INCRBY near the 64-bit limit: a counter refuses an increment
+        // that would take this node's own share past it even when the sum
+        // stays in range, where Redis answers (docs/data-types.md,
+        // "Overflow"); tests/differential.rs has the overflow cases.
+        31 => vec!["DECRBY".into(), k, rng.small()],
+        32 => vec!["GETEX".into(), k, "PERSIST".into()],
+        33 => vec!["GETEX".into(), k, "PX".into(), "100000".into()],
+        34 => vec!["SETRANGE".into(), k, rng.below(4).to_string(), v],
+        35 => vec!["GETRANGE".into(), k, "0".into(), "2".into()],
+        36 => vec!["HMGET".into(), k, f, "f1".into()],
+        37 => vec!["SMISMEMBER".into(), k, m, "m1".into()],
+        38 => vec!["HLEN".into(), k],
+        39 => vec!["HSTRLEN".into(), k, f],
+        40 => vec!["HEXISTS".into(), k, f],
+        // GT and LT between two relative deadlines of the same length
+        // depend on the milliseconds between them: they compare fixed
+        // deadlines (2100 and 2101) here, later than any relative one.
+        41 => {
+            let when = ["NX", "XX", "GT", "LT"][rng.below(4)];
+            let at = ["4102444800", "4133980800"][rng.below(2)];
+            vec!["EXPIREAT".into(), k, at.into(), when.into()]
+        }
+        42 => vec!["SETNX".into(), k, v],
+        43 => vec!["SETEX".into(), k, "100000".into(), v],
+        44 => vec!["MSETNX".into(), k, v, rng.key(), "z".into()],
+        45 => vec!["SUNIONSTORE".into(), k, rng.key(), rng.key()],
+        46 => vec!["SINTERSTORE".into(), k, rng.key(), rng.key()],
         _ => vec!["SCARD".into(), k],
     };
     words
