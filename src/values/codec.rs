@@ -61,7 +61,8 @@ impl Entry {
             Some(Simple::Dead) => Encoded::Dead,
             Some(Simple::Str(v)) => Encoded::Str(v),
             None => {
-                *scratch = encode(&self.to_rich())?;
+                // Borrowed: `to_rich` would copy every field and member.
+                *scratch = self.with_rich(encode)?;
                 Encoded::Rich(scratch)
             }
         })

@@ -98,7 +98,11 @@ impl Entry {
                     return Err(IncrError::WrongType);
                 }
                 match (field, c.body) {
-                    (None, _) => {
+                    (None, super::Body::Rich(cell)) => {
+                        let rich = cell.to_rich();
+                        (rich.string, rich.shards)
+                    }
+                    (None, super::Body::Simple(_)) => {
                         let rich = c.to_entry().to_rich();
                         (rich.string, rich.shards)
                     }
