@@ -2,7 +2,8 @@
 //! keys of every type, each batch sent in one write, with MULTI/EXEC
 //! blocks among them, to a reference `redis-server` and to ringkv (a lone
 //! node, and a 3-node cluster through one node and through all three in
-//! turn), comparing every reply.
+//! turn), comparing every reply byte for byte (RESP2, and RESP3 after
+//! `HELLO 3` on the lone node).
 //!
 //! A node runs a connection's pipelined commands concurrently where their
 //! keys allow it (`resp::order`), so it must show a client exactly what
@@ -16,9 +17,15 @@
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::BytesMut;
 use common::redis_server::RedisServer;
-use common::{Client, Cluster};
-use ringkv::resp::codec::{encode_command, Reply};
+use common::Cluster;
+use ringkv::resp::codec::{encode_command, Reply, ReplyDecoder};
+use tokio_util::codec::Decoder;
 
 /// Keys shared by every command, so that types collide (WRONGTYPE) and
 /// commands on one key follow each other closely.
@@ -139,23 +146,59 @@ fn batch(rng: &mut Rng) -> Vec<Vec<String>> {
     out
 }
 
-/// Sends `cmds` in one write and reads one reply for each.
-fn run(client: &mut Client, cmds: &[Vec<String>]) -> Vec<Reply> {
-    let mut bytes = bytes::BytesMut::new();
-    for words in cmds {
-        let words: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
-        encode_command(&words, &mut bytes);
+/// A connection that keeps the bytes of the replies it reads, so that
+/// two servers' answers are compared byte for byte.
+struct Conn {
+    stream: TcpStream,
+    decoder: ReplyDecoder,
+}
+
+impl Conn {
+    fn connect(addr: &str) -> Conn {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("read timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        Conn {
+            stream,
+            decoder: ReplyDecoder::default(),
+        }
     }
-    client.send_raw(&bytes);
-    cmds.iter()
-        .map(|_| client.read().expect("a reply before the connection closed"))
-        .collect()
+
+    /// Sends `cmds` in one write; the bytes of their replies, and the
+    /// replies decoded (for the failure message).
+    fn run(&mut self, cmds: &[Vec<String>]) -> (Vec<u8>, Vec<Reply>) {
+        let mut out = BytesMut::new();
+        for words in cmds {
+            let words: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
+            encode_command(&words, &mut out);
+        }
+        self.stream.write_all(&out).expect("send");
+        let (mut raw, mut buf, mut replies) = (Vec::new(), BytesMut::new(), Vec::new());
+        while replies.len() < cmds.len() {
+            if let Some(r) = self.decoder.decode(&mut buf).expect("a valid reply") {
+                replies.push(r);
+                continue;
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .expect("a reply before the timeout");
+            assert!(n > 0, "the server closed the connection");
+            raw.extend_from_slice(&chunk[..n]);
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        assert!(buf.is_empty(), "more bytes than the replies to {cmds:?}");
+        (raw, replies)
+    }
 }
 
 /// Runs seed after seed: each one starts from an empty keyspace, sends
-/// its batches to `redis` and to the clients of `ours` in turn, and
-/// compares the replies.
-fn compare(ours: &mut [Client], redis: &mut Client) {
+/// its batches to `redis` and to the connections of `ours` in turn (all in
+/// RESP3 after `HELLO 3` when `resp3`), and compares the replies' bytes.
+fn compare(ours: &[String], redis: &str, resp3: bool) {
     let seeds: Vec<u64> = match std::env::var("PIPELINE_SEED") {
         Ok(s) => vec![s.parse().expect("PIPELINE_SEED is a number")],
         Err(_) => {
@@ -163,21 +206,30 @@ fn compare(ours: &mut [Client], redis: &mut Client) {
             (0..n).collect()
         }
     };
+    let mut reference = Conn::connect(redis);
+    let mut ours: Vec<Conn> = ours.iter().map(|a| Conn::connect(a)).collect();
+    if resp3 {
+        // HELLO's own reply names the server: not compared.
+        let hello = [vec!["HELLO".to_string(), "3".to_string()]];
+        for conn in ours.iter_mut().chain(std::iter::once(&mut reference)) {
+            conn.run(&hello);
+        }
+    }
     let flush = vec![vec!["DEL".to_string()]
         .into_iter()
         .chain(KEYS.iter().map(|k| k.to_string()))
         .collect::<Vec<_>>()];
     for seed in seeds {
         let mut rng = Rng(seed);
-        run(redis, &flush);
-        run(&mut ours[0], &flush);
+        reference.run(&flush);
+        ours[0].run(&flush);
         let mut sent = Vec::new();
         for i in 0..30 {
             let cmds = batch(&mut rng);
             sent.push(cmds.clone());
-            let want = run(redis, &cmds);
+            let (want, want_replies) = reference.run(&cmds);
             let node = i % ours.len();
-            let got = run(&mut ours[node], &cmds);
+            let (got, got_replies) = ours[node].run(&cmds);
             if got != want {
                 let history: Vec<String> = sent
                     .iter()
@@ -187,9 +239,12 @@ fn compare(ours: &mut [Client], redis: &mut Client) {
                     })
                     .collect();
                 panic!(
-                    "seed {seed}, batch {i} (through node {node}):\n  batches so far:\n    {}\n  \
-                     redis:  {want:?}\n  ringkv: {got:?}",
-                    history.join("\n    ")
+                    "seed {seed}, batch {i} (through node {node}, RESP{}):\n  batches so far:\n    {}\n  \
+                     redis:  {want_replies:?}\n  ringkv: {got_replies:?}\n  redis bytes:  {:?}\n  ringkv bytes: {:?}",
+                    if resp3 { 3 } else { 2 },
+                    history.join("\n    "),
+                    String::from_utf8_lossy(&want),
+                    String::from_utf8_lossy(&got),
                 );
             }
         }
@@ -200,15 +255,23 @@ fn compare(ours: &mut [Client], redis: &mut Client) {
 fn a_lone_node_answers_random_pipelines_as_redis_does() {
     let redis = RedisServer::start();
     let c = Cluster::start(&["solo"], &[]);
-    compare(&mut [c.client(0)], &mut Client::connect(&redis.addr));
+    compare(&[c.nodes[0].client.clone()], &redis.addr, false);
+}
+
+/// The same in RESP3, after `HELLO 3` on both sides.
+#[test]
+fn a_lone_node_answers_random_pipelines_as_redis_does_in_resp3() {
+    let redis = RedisServer::start();
+    let c = Cluster::start(&["solo"], &[]);
+    compare(&[c.nodes[0].client.clone()], &redis.addr, true);
 }
 
 #[test]
 fn a_cluster_answers_random_pipelines_as_redis_does() {
     let redis = RedisServer::start();
     let c = Cluster::start(&["a", "b", "c"], &[]);
-    let mut ours = [c.client(0), c.client(1), c.client(2)];
-    compare(&mut ours, &mut Client::connect(&redis.addr));
+    let ours: Vec<String> = c.nodes.iter().map(|n| n.client.clone()).collect();
+    compare(&ours, &redis.addr, false);
 }
 
 /// With R = 1 a node answers some reads during dispatch, ahead of the
@@ -217,6 +280,6 @@ fn a_cluster_answers_random_pipelines_as_redis_does() {
 fn a_cluster_with_r_1_answers_random_pipelines_as_redis_does() {
     let redis = RedisServer::start();
     let c = Cluster::start(&["a", "b", "c"], &["--set", "read_quorum=1"]);
-    let mut ours = [c.client(0), c.client(1), c.client(2)];
-    compare(&mut ours, &mut Client::connect(&redis.addr));
+    let ours: Vec<String> = c.nodes.iter().map(|n| n.client.clone()).collect();
+    compare(&ours, &redis.addr, false);
 }
