@@ -17,15 +17,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+#[path = "differential/frame.rs"]
+mod frame;
+#[path = "differential/wire.rs"]
+mod wire;
 
-use bytes::BytesMut;
 use common::redis_server::RedisServer;
 use common::Cluster;
-use ringkv::resp::codec::{encode_command, Reply, ReplyDecoder};
-use tokio_util::codec::Decoder;
+use wire::{Conn, Outcome};
 
 /// Keys shared by every command, so that types collide (WRONGTYPE) and
 /// commands on one key follow each other closely.
@@ -146,53 +145,27 @@ fn batch(rng: &mut Rng) -> Vec<Vec<String>> {
     out
 }
 
-/// A connection that keeps the bytes of the replies it reads, so that
-/// two servers' answers are compared byte for byte.
-struct Conn {
-    stream: TcpStream,
-    decoder: ReplyDecoder,
-}
-
-impl Conn {
-    fn connect(addr: &str) -> Conn {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("read timeout");
-        stream.set_nodelay(true).expect("nodelay");
-        Conn {
-            stream,
-            decoder: ReplyDecoder::default(),
+/// Sends `cmds` in one write on `conn`; the bytes of their replies, one
+/// string of them for the batch (compared whole), and the outcomes (for
+/// the failure message). A reply that does not come fails the test.
+fn run(conn: &mut Conn, cmds: &[Vec<String>]) -> (Vec<u8>, Vec<Outcome>) {
+    let cmds: Vec<Vec<Vec<u8>>> = cmds
+        .iter()
+        .map(|c| c.iter().map(|w| w.clone().into_bytes()).collect())
+        .collect();
+    let outcomes = conn.pipeline(&cmds);
+    let mut raw = Vec::new();
+    for o in &outcomes {
+        match o {
+            Outcome::Reply(bytes, _) => raw.extend_from_slice(bytes),
+            other => panic!("no reply to a command of {cmds:?}: {}", other.describe()),
         }
     }
-
-    /// Sends `cmds` in one write; the bytes of their replies, and the
-    /// replies decoded (for the failure message).
-    fn run(&mut self, cmds: &[Vec<String>]) -> (Vec<u8>, Vec<Reply>) {
-        let mut out = BytesMut::new();
-        for words in cmds {
-            let words: Vec<&[u8]> = words.iter().map(|w| w.as_bytes()).collect();
-            encode_command(&words, &mut out);
-        }
-        self.stream.write_all(&out).expect("send");
-        let (mut raw, mut buf, mut replies) = (Vec::new(), BytesMut::new(), Vec::new());
-        while replies.len() < cmds.len() {
-            if let Some(r) = self.decoder.decode(&mut buf).expect("a valid reply") {
-                replies.push(r);
-                continue;
-            }
-            let mut chunk = [0u8; 16 * 1024];
-            let n = self
-                .stream
-                .read(&mut chunk)
-                .expect("a reply before the timeout");
-            assert!(n > 0, "the server closed the connection");
-            raw.extend_from_slice(&chunk[..n]);
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        assert!(buf.is_empty(), "more bytes than the replies to {cmds:?}");
-        (raw, replies)
-    }
+    assert!(
+        !conn.has_leftover(),
+        "more bytes than the replies to {cmds:?}"
+    );
+    (raw, outcomes)
 }
 
 /// Runs seed after seed: each one starts from an empty keyspace, sends
@@ -206,13 +179,16 @@ fn compare(ours: &[String], redis: &str, resp3: bool) {
             (0..n).collect()
         }
     };
-    let mut reference = Conn::connect(redis);
-    let mut ours: Vec<Conn> = ours.iter().map(|a| Conn::connect(a)).collect();
+    let mut reference = Conn::connect(redis).expect("connect to redis");
+    let mut ours: Vec<Conn> = ours
+        .iter()
+        .map(|a| Conn::connect(a).expect("connect to a node"))
+        .collect();
     if resp3 {
         // HELLO's own reply names the server: not compared.
         let hello = [vec!["HELLO".to_string(), "3".to_string()]];
         for conn in ours.iter_mut().chain(std::iter::once(&mut reference)) {
-            conn.run(&hello);
+            run(conn, &hello);
         }
     }
     let flush = vec![vec!["DEL".to_string()]
@@ -221,15 +197,15 @@ fn compare(ours: &[String], redis: &str, resp3: bool) {
         .collect::<Vec<_>>()];
     for seed in seeds {
         let mut rng = Rng(seed);
-        reference.run(&flush);
-        ours[0].run(&flush);
+        run(&mut reference, &flush);
+        run(&mut ours[0], &flush);
         let mut sent = Vec::new();
         for i in 0..30 {
             let cmds = batch(&mut rng);
             sent.push(cmds.clone());
-            let (want, want_replies) = reference.run(&cmds);
+            let (want, want_replies) = run(&mut reference, &cmds);
             let node = i % ours.len();
-            let (got, got_replies) = ours[node].run(&cmds);
+            let (got, got_replies) = run(&mut ours[node], &cmds);
             if got != want {
                 let history: Vec<String> = sent
                     .iter()

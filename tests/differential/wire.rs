@@ -1,4 +1,6 @@
-//! The differential test's own raw RESP client.
+//! A raw RESP client that keeps every reply's exact bytes: the
+//! differential test's, and the random pipelines' (`tests/pipeline_order.rs`).
+#![allow(dead_code)] // each test binary uses a part of it
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
@@ -70,10 +72,41 @@ impl Conn {
         outcome
     }
 
+    /// Sends `cmds` in one write and reads one reply for each. After a
+    /// close, a timeout or garbage the connection is over: the outcomes
+    /// from there on are that one and then [`Outcome::NotSent`].
+    pub fn pipeline(&mut self, cmds: &[Vec<Vec<u8>>]) -> Vec<Outcome> {
+        if self.ended {
+            return vec![Outcome::NotSent; cmds.len()];
+        }
+        let bytes: Vec<u8> = cmds.iter().flat_map(|c| encode(c)).collect();
+        if let Err(e) = self.stream.write_all(&bytes) {
+            self.ended = true;
+            let mut out = vec![io_outcome(e)];
+            out.resize(cmds.len(), Outcome::NotSent);
+            return out;
+        }
+        let mut out = Vec::with_capacity(cmds.len());
+        while out.len() < cmds.len() {
+            if self.ended {
+                out.push(Outcome::NotSent);
+                continue;
+            }
+            let outcome = self.read_reply();
+            self.ended = !matches!(outcome, Outcome::Reply(..));
+            out.push(outcome);
+        }
+        out
+    }
+
     fn exchange(&mut self, args: &[Vec<u8>]) -> Outcome {
         if let Err(e) = self.stream.write_all(&encode(args)) {
             return io_outcome(e);
         }
+        self.read_reply()
+    }
+
+    fn read_reply(&mut self) -> Outcome {
         loop {
             match frame::parse(&self.buf) {
                 Ok(Some((f, used))) => {
@@ -90,6 +123,11 @@ impl Conn {
                 Err(e) => return io_outcome(e),
             }
         }
+    }
+
+    /// Whether bytes arrived that no reply has taken yet.
+    pub fn has_leftover(&self) -> bool {
+        !self.buf.is_empty()
     }
 }
 
