@@ -5,8 +5,8 @@
 //! encoded whole). A store holding a hash of a million fields cannot decode
 //! and re-encode it for every HSET, so it keeps a cell instead: the key's
 //! small pieces (`cleared`, deadline, string, counter shares) as a head,
-//! and each field or member as one packed element (`elem.rs`) in a hash
-//! table of its own. A delta of one field costs one lookup and one
+//! and each field or member as one packed element (`elem.rs`), kept with
+//! the others of its kind in one arena (`elems.rs`). A delta of one field costs one lookup and one
 //! element rewritten; the cell keeps its digest, its counts of live
 //! elements and the newest version of each type up to date as it goes.
 //!
@@ -14,23 +14,11 @@
 //! tests check that a cell built from one state and merged with another
 //! reads back as the two `Rich` merged, with the same digest.
 
-use std::sync::OnceLock;
-
 use bytes::Bytes;
-use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
+use super::elems::Elems;
 use super::{elem, Field, Kind, Lww, Rich, Version};
-
-/// Hashes element names inside a cell (one seed per process).
-fn hasher() -> &'static foldhash::fast::RandomState {
-    static H: OnceLock<foldhash::fast::RandomState> = OnceLock::new();
-    H.get_or_init(Default::default)
-}
-
-fn name_hash(name: &[u8]) -> u64 {
-    std::hash::BuildHasher::hash_one(hasher(), name)
-}
 
 /// The head of a rich state: everything but its fields and members.
 fn head_of(r: &Rich) -> Rich {
@@ -100,8 +88,8 @@ pub struct Part {
 pub struct Cell {
     key: Box<[u8]>,
     head: Rich,
-    fields: HashTable<Box<[u8]>>,
-    members: HashTable<Box<[u8]>>,
+    fields: Elems,
+    members: Elems,
     version: Version,
     hash_newest: Version,
     set_newest: Version,
@@ -109,7 +97,6 @@ pub struct Cell {
     elems_hash: u64,
     live_fields: usize,
     live_members: usize,
-    elem_bytes: usize,
 }
 
 impl Cell {
@@ -120,22 +107,21 @@ impl Cell {
             key: key.into(),
             head_hash: head_hash(&head),
             head,
-            fields: HashTable::new(),
-            members: HashTable::new(),
+            fields: Elems::default(),
+            members: Elems::default(),
             version: rich.newest(),
             hash_newest: Version::ZERO,
             set_newest: Version::ZERO,
             elems_hash: 0,
             live_fields: 0,
             live_members: 0,
-            elem_bytes: 0,
         };
         for (name, f) in &rich.fields {
-            cell.insert_field(name, elem::field(name, f));
+            cell.insert_field(&elem::field(name, f));
             cell.hash_newest = cell.hash_newest.max(f.newest());
         }
         for (name, m) in &rich.members {
-            cell.insert_member(elem::member(name, m));
+            cell.insert_member(&elem::member(name, m));
             cell.set_newest = cell.set_newest.max(m.version);
         }
         cell
@@ -160,8 +146,7 @@ impl Cell {
     pub fn mem_bytes(&self) -> usize {
         let head =
             self.head.string.as_ref().map_or(0, |s| s.value.len()) + 48 * self.head.shards.len();
-        let slots = 17 * (self.fields.capacity() + self.members.capacity());
-        std::mem::size_of::<Cell>() + head + slots + self.elem_bytes
+        std::mem::size_of::<Cell>() + head + self.fields.mem_bytes() + self.members.mem_bytes()
     }
 
     /// The expiry deadline, if any.
@@ -223,33 +208,27 @@ impl Cell {
 
     /// Whether hash field `name` holds something live.
     pub fn has_field(&self, name: &[u8]) -> bool {
-        self.fields
-            .find(name_hash(name), |e| elem::name(e) == name)
-            .is_some_and(|e| elem::field_live(e))
+        self.fields.find(name).is_some_and(elem::field_live)
     }
 
     /// Hash field `name`, if the cell has it (live or removed).
     pub fn field(&self, name: &[u8]) -> Option<Field> {
-        self.fields
-            .find(name_hash(name), |e| elem::name(e) == name)
-            .map(|e| elem::read_field(e))
+        self.fields.find(name).map(elem::read_field)
     }
 
     /// Whether set member `name` is present.
     pub fn has_member(&self, name: &[u8]) -> bool {
-        self.members
-            .find(name_hash(name), |e| elem::name(e) == name)
-            .is_some_and(|e| elem::member_present(e))
+        self.members.find(name).is_some_and(elem::member_present)
     }
 
     /// The whole state as a [`Rich`].
     pub fn to_rich(&self) -> Rich {
         let mut r = self.head.clone();
-        for e in &self.fields {
+        for e in self.fields.iter() {
             r.fields
                 .insert(Bytes::copy_from_slice(elem::name(e)), elem::read_field(e));
         }
-        for e in &self.members {
+        for e in self.members.iter() {
             r.members
                 .insert(Bytes::copy_from_slice(elem::name(e)), elem::read_member(e));
         }
@@ -263,20 +242,14 @@ impl Cell {
             Want::Head => {}
             Want::Fields(names) => {
                 for name in names {
-                    if let Some(e) = self
-                        .fields
-                        .find(name_hash(name), |e| elem::name(e) == &name[..])
-                    {
+                    if let Some(e) = self.fields.find(name) {
                         rich.fields.insert(name.clone(), elem::read_field(e));
                     }
                 }
             }
             Want::Members(names) => {
                 for name in names {
-                    if let Some(e) = self
-                        .members
-                        .find(name_hash(name), |e| elem::name(e) == &name[..])
-                    {
+                    if let Some(e) = self.members.find(name) {
                         rich.members.insert(name.clone(), elem::read_member(e));
                     }
                 }
@@ -346,69 +319,60 @@ impl Cell {
         changed
     }
 
-    fn insert_field(&mut self, name: &[u8], e: Box<[u8]>) {
-        self.elems_hash ^= elem::field_hash(&e);
-        self.live_fields += usize::from(elem::field_live(&e));
-        self.elem_bytes += e.len();
-        self.fields
-            .insert_unique(name_hash(name), e, |e| name_hash(elem::name(e)));
-    }
-
-    fn forget_field(&mut self, e: &[u8]) {
+    fn insert_field(&mut self, e: &[u8]) {
         self.elems_hash ^= elem::field_hash(e);
-        self.live_fields -= usize::from(elem::field_live(e));
-        self.elem_bytes -= e.len();
+        self.live_fields += usize::from(elem::field_live(e));
+        self.fields.put(e);
     }
 
-    fn insert_member(&mut self, e: Box<[u8]>) {
-        self.elems_hash ^= elem::member_hash(&e);
-        self.live_members += usize::from(elem::member_present(&e));
-        self.elem_bytes += e.len();
-        let h = name_hash(elem::name(&e));
-        self.members
-            .insert_unique(h, e, |e| name_hash(elem::name(e)));
+    fn forget_field(&mut self, gone: Gone) {
+        self.elems_hash ^= gone.hash;
+        self.live_fields -= usize::from(gone.live);
     }
 
-    fn forget_member(&mut self, e: &[u8]) {
+    fn insert_member(&mut self, e: &[u8]) {
         self.elems_hash ^= elem::member_hash(e);
-        self.live_members -= usize::from(elem::member_present(e));
-        self.elem_bytes -= e.len();
+        self.live_members += usize::from(elem::member_present(e));
+        self.members.put(e);
+    }
+
+    fn forget_member(&mut self, gone: Gone) {
+        self.elems_hash ^= gone.hash;
+        self.live_members -= usize::from(gone.live);
     }
 
     /// Drops every piece at or before `cleared` (a new `cleared` arrived).
     fn prune(&mut self, cleared: Version) {
         let fields = std::mem::take(&mut self.fields);
-        for e in fields {
-            self.forget_field(&e);
-            let mut f = elem::read_field(&e);
+        for e in fields.iter() {
+            self.forget_field(Gone::field(e));
+            let mut f = elem::read_field(e);
             f.prune_with(cleared);
             if f.is_live() || f.cleared > cleared {
-                self.insert_field(elem::name(&e), elem::field(elem::name(&e), &f));
+                self.insert_field(&elem::field(elem::name(e), &f));
             }
         }
         let members = std::mem::take(&mut self.members);
-        for e in members {
-            self.forget_member(&e);
-            if elem::read_member(&e).version > cleared {
+        for e in members.iter() {
+            self.forget_member(Gone::member(e));
+            if elem::read_member(e).version > cleared {
                 self.insert_member(e);
             }
         }
     }
 
     fn merge_field(&mut self, name: &Bytes, other: &Field, cleared: Version) -> bool {
-        let h = name_hash(name);
-        let found = self.fields.find_entry(h, |e| elem::name(e) == &name[..]);
-        let merged = match found {
-            Ok(slot) => {
-                let mut mine = elem::read_field(slot.get());
+        let merged = match self.fields.find(name) {
+            Some(old) => {
+                let mut mine = elem::read_field(old);
                 if !mine.merge(other, cleared) {
                     return false;
                 }
-                let (old, _) = slot.remove();
-                self.forget_field(&old);
+                let gone = Gone::field(old);
+                self.forget_field(gone);
                 mine
             }
-            Err(_) => {
+            None => {
                 let mut f = other.clone();
                 f.prune_with(cleared);
                 if !(f.is_live() || f.cleared > cleared) {
@@ -418,7 +382,9 @@ impl Cell {
             }
         };
         if merged.is_live() || merged.cleared > cleared {
-            self.insert_field(name, elem::field(name, &merged));
+            self.insert_field(&elem::field(name, &merged));
+        } else {
+            self.fields.remove(name);
         }
         self.hash_newest = self.hash_newest.max(other.newest());
         true
@@ -428,18 +394,41 @@ impl Cell {
         if other.version <= cleared {
             return false;
         }
-        let h = name_hash(name);
-        if let Ok(slot) = self.members.find_entry(h, |e| elem::name(e) == &name[..]) {
-            let mine = elem::read_member(slot.get());
+        if let Some(old) = self.members.find(name) {
+            let mine = elem::read_member(old);
             if (mine.version, mine.value) >= (other.version, other.value) {
                 return false;
             }
-            let (old, _) = slot.remove();
-            self.forget_member(&old);
+            let gone = Gone::member(old);
+            self.forget_member(gone);
         }
-        self.insert_member(elem::member(name, other));
+        self.insert_member(&elem::member(name, other));
         self.set_newest = self.set_newest.max(other.version);
         true
+    }
+}
+
+/// What a cell's counts and digest must forget of an element replaced or
+/// removed, taken before the element changes.
+#[derive(Clone, Copy)]
+struct Gone {
+    hash: u64,
+    live: bool,
+}
+
+impl Gone {
+    fn field(e: &[u8]) -> Gone {
+        Gone {
+            hash: elem::field_hash(e),
+            live: elem::field_live(e),
+        }
+    }
+
+    fn member(e: &[u8]) -> Gone {
+        Gone {
+            hash: elem::member_hash(e),
+            live: elem::member_present(e),
+        }
     }
 }
 

@@ -40,6 +40,7 @@ mod cell;
 mod check_tests;
 pub mod codec;
 mod elem;
+mod elems;
 pub mod float;
 #[cfg(test)]
 mod model_tests;

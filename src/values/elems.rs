@@ -1,0 +1,377 @@
+//! A cell's fields or its members (`cell.rs`): every element's bytes in
+//! one arena, found through a hash table of their offsets.
+//!
+//! Why not one heap block per element: each block sat behind a 16-byte
+//! fat pointer in a table that is between 7/16 and 7/8 full, and a block
+//! rounds up to its allocator's size class. A 1,000-member set cost about
+//! 73 bytes a member that way, where Redis spends 49 (BENCHMARKS.md,
+//! "Memory per element"). Here an element costs its bytes, a 1 or 2 byte
+//! header and one 4-byte slot (8 bytes once one key's elements pass 4 GiB).
+//!
+//! An element is `varint(length << 1 | dead) | bytes`. A rewrite of the
+//! same length (a member removed or added again, a field given a value of
+//! the same size) overwrites the bytes in place. Otherwise the old bytes
+//! are marked dead and the new ones appended, and once dead bytes are more
+//! than half the arena it is compacted: live elements copied into a new
+//! arena and the table rebuilt, a cost of one copy per element spread over
+//! at least as many bytes of rewrites. Iteration walks the arena, skipping
+//! the dead, so it needs no table.
+
+use std::sync::OnceLock;
+
+use hashbrown::HashTable;
+
+use super::elem;
+use crate::encoding::{read_varint, varint};
+
+/// Hashes element names (one seed per process).
+fn hasher() -> &'static foldhash::fast::RandomState {
+    static H: OnceLock<foldhash::fast::RandomState> = OnceLock::new();
+    H.get_or_init(Default::default)
+}
+
+fn name_hash(name: &[u8]) -> u64 {
+    std::hash::BuildHasher::hash_one(hasher(), name)
+}
+
+/// The arena size past which slots are 8 bytes. Small under test, so that
+/// the property and model tests run both widths.
+#[cfg(not(test))]
+const NARROW_MAX: usize = u32::MAX as usize;
+#[cfg(test)]
+const NARROW_MAX: usize = 512;
+
+/// Arenas smaller than this are never compacted: too little to win.
+const COMPACT_MIN: usize = 256;
+
+/// An element's offset in the arena, 4 or 8 bytes.
+trait Slot: Copy {
+    fn at(self) -> usize;
+    fn of(at: usize) -> Self;
+}
+
+impl Slot for u32 {
+    fn at(self) -> usize {
+        self as usize
+    }
+    fn of(at: usize) -> u32 {
+        u32::try_from(at).expect("a narrow table holds offsets below NARROW_MAX")
+    }
+}
+
+impl Slot for u64 {
+    fn at(self) -> usize {
+        self as usize
+    }
+    fn of(at: usize) -> u64 {
+        at as u64
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Slots {
+    Narrow(HashTable<u32>),
+    Wide(HashTable<u64>),
+}
+
+impl Default for Slots {
+    fn default() -> Slots {
+        Slots::Narrow(HashTable::new())
+    }
+}
+
+/// Runs `$body` with `$t` bound to the table, whichever its width.
+macro_rules! on_slots {
+    ($slots:expr, $t:ident => $body:expr) => {
+        match $slots {
+            Slots::Narrow($t) => $body,
+            Slots::Wide($t) => $body,
+        }
+    };
+}
+
+/// The element at `at`: its header's length, its bytes, and whether it
+/// is live.
+fn read_at(arena: &[u8], at: usize) -> (usize, &[u8], bool) {
+    let (tag, n) = read_varint(&arena[at..]);
+    let len = (tag >> 1) as usize;
+    (n, &arena[at + n..at + n + len], tag & 1 == 0)
+}
+
+fn bytes_at(arena: &[u8], at: usize) -> &[u8] {
+    read_at(arena, at).1
+}
+
+/// Elements by name (see the module doc).
+#[derive(Debug, Clone, Default)]
+pub struct Elems {
+    arena: Vec<u8>,
+    slots: Slots,
+    /// Bytes of the arena that hold dead elements.
+    dead: usize,
+}
+
+impl Elems {
+    /// How many elements it holds.
+    pub fn len(&self) -> usize {
+        on_slots!(&self.slots, t => t.len())
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// About how many bytes of heap it takes.
+    pub fn mem_bytes(&self) -> usize {
+        let slots = match &self.slots {
+            Slots::Narrow(t) => t.capacity() * 5,
+            Slots::Wide(t) => t.capacity() * 9,
+        };
+        self.arena.capacity() + slots
+    }
+
+    /// The element named `name`.
+    pub fn find(&self, name: &[u8]) -> Option<&[u8]> {
+        let at = self.slot_of(name)?;
+        Some(bytes_at(&self.arena, at))
+    }
+
+    fn slot_of(&self, name: &[u8]) -> Option<usize> {
+        let arena = &self.arena;
+        let h = name_hash(name);
+        on_slots!(&self.slots, t => t
+            .find(h, |s| elem::name(bytes_at(arena, s.at())) == name)
+            .map(|s| s.at()))
+    }
+
+    /// Every element, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        let mut at = 0;
+        std::iter::from_fn(move || loop {
+            if at >= self.arena.len() {
+                return None;
+            }
+            let (n, bytes, live) = read_at(&self.arena, at);
+            at += n + bytes.len();
+            if live {
+                return Some(bytes);
+            }
+        })
+    }
+
+    /// Puts `e` in, in place of the element of the same name if there is
+    /// one.
+    pub fn put(&mut self, e: &[u8]) {
+        let name = elem::name(e);
+        match self.slot_of(name) {
+            Some(at) => {
+                let (n, old, _) = read_at(&self.arena, at);
+                if old.len() == e.len() {
+                    self.arena[at + n..at + n + e.len()].copy_from_slice(e);
+                    return;
+                }
+                self.kill(at);
+                let new = self.append(e);
+                on_slots!(&mut self.slots, t => {
+                    let s = t
+                        .find_mut(name_hash(name), |s| s.at() == at)
+                        .expect("the slot just found");
+                    *s = Slot::of(new);
+                });
+                self.maybe_compact();
+            }
+            None => {
+                let new = self.append(e);
+                let Elems { arena, slots, .. } = self;
+                on_slots!(slots, t => {
+                    t.insert_unique(name_hash(name), Slot::of(new), |s| {
+                        name_hash(elem::name(bytes_at(arena, s.at())))
+                    });
+                });
+            }
+        }
+    }
+
+    /// Takes the element named `name` out. Returns whether there was one.
+    pub fn remove(&mut self, name: &[u8]) -> bool {
+        let h = name_hash(name);
+        let Elems { arena, slots, .. } = self;
+        let found = on_slots!(slots, t => t
+            .find_entry(h, |s| elem::name(bytes_at(arena, s.at())) == name)
+            .ok()
+            .map(|o| o.remove().0.at()));
+        let Some(at) = found else {
+            return false;
+        };
+        self.kill(at);
+        self.maybe_compact();
+        true
+    }
+
+    /// Marks the element at `at` dead.
+    fn kill(&mut self, at: usize) {
+        let (n, bytes, live) = read_at(&self.arena, at);
+        debug_assert!(live, "an element is killed once");
+        self.dead += n + bytes.len();
+        self.arena[at] |= 1;
+    }
+
+    /// Appends `e` with its header; returns its offset. Widens the slots
+    /// first when the offset would not fit in 4 bytes. The arena grows by
+    /// half, not double: it is most of a large collection's memory.
+    fn append(&mut self, e: &[u8]) -> usize {
+        let (h, h_len) = varint((e.len() as u64) << 1);
+        let at = self.arena.len();
+        let need = h_len + e.len();
+        if at + need > NARROW_MAX {
+            self.widen();
+        }
+        if self.arena.capacity() - at < need {
+            let grow = (self.arena.capacity() / 2).max(need).max(64);
+            self.arena.reserve_exact(grow);
+        }
+        self.arena.extend_from_slice(&h[..h_len]);
+        self.arena.extend_from_slice(e);
+        at
+    }
+
+    fn widen(&mut self) {
+        let Slots::Narrow(narrow) = &self.slots else {
+            return;
+        };
+        let arena = &self.arena;
+        let mut wide = HashTable::with_capacity(narrow.len());
+        for s in narrow {
+            wide.insert_unique(
+                name_hash(elem::name(bytes_at(arena, s.at()))),
+                s.at() as u64,
+                |s: &u64| name_hash(elem::name(bytes_at(arena, s.at()))),
+            );
+        }
+        self.slots = Slots::Wide(wide);
+    }
+
+    fn maybe_compact(&mut self) {
+        if self.arena.len() >= COMPACT_MIN && self.dead * 2 > self.arena.len() {
+            self.compact();
+        }
+    }
+
+    /// Copies the live elements into a new arena and rebuilds the table.
+    fn compact(&mut self) {
+        let old = std::mem::take(self);
+        self.arena = Vec::with_capacity(old.arena.len() - old.dead);
+        for e in old.iter() {
+            self.put(e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::values::{Lww, Version};
+
+    fn member(name: &str, present: bool, ts: u64) -> Box<[u8]> {
+        let version = Version {
+            ts: crate::clock::Timestamp(ts),
+            node: 1,
+        };
+        elem::member(
+            name.as_bytes(),
+            &Lww {
+                version,
+                value: present,
+            },
+        )
+    }
+
+    fn names(e: &Elems) -> Vec<String> {
+        let mut v: Vec<String> = e
+            .iter()
+            .map(|b| String::from_utf8_lossy(elem::name(b)).into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn put_find_replace_and_remove() {
+        let mut e = Elems::default();
+        assert!(e.is_empty());
+        e.put(&member("a", true, 1));
+        e.put(&member("b", true, 2));
+        assert_eq!(e.len(), 2);
+        assert_eq!(e.find(b"a"), Some(&member("a", true, 1)[..]));
+        // Same length: in place, nothing dead.
+        e.put(&member("a", false, 3));
+        assert_eq!(e.find(b"a"), Some(&member("a", false, 3)[..]));
+        assert_eq!(e.dead, 0);
+        assert_eq!(e.len(), 2);
+        assert!(e.remove(b"a"));
+        assert!(!e.remove(b"a"));
+        assert_eq!(e.find(b"a"), None);
+        assert_eq!(names(&e), ["b"]);
+    }
+
+    #[test]
+    fn a_longer_rewrite_moves_and_dead_bytes_are_compacted_away() {
+        let mut e = Elems::default();
+        let field = |name: &str, value: &[u8]| {
+            let f = crate::values::Field {
+                value: Some(Lww {
+                    version: Version::ZERO,
+                    value: bytes::Bytes::copy_from_slice(value),
+                }),
+                ..Default::default()
+            };
+            elem::field(name.as_bytes(), &f)
+        };
+        for i in 0..100 {
+            e.put(&field(&format!("f{i}"), b"x"));
+        }
+        for round in 1..40 {
+            for i in 0..100 {
+                e.put(&field(&format!("f{i}"), &vec![b'v'; round % 7 + 1]));
+            }
+            assert_eq!(e.len(), 100);
+            assert!(
+                e.dead * 2 <= e.arena.len(),
+                "compacted: {} dead of {}",
+                e.dead,
+                e.arena.len()
+            );
+            for i in 0..100 {
+                let want = field(&format!("f{i}"), &vec![b'v'; round % 7 + 1]);
+                assert_eq!(e.find(format!("f{i}").as_bytes()), Some(&want[..]));
+            }
+        }
+        assert_eq!(e.iter().count(), 100);
+    }
+
+    #[test]
+    fn slots_widen_past_the_narrow_limit_and_keep_every_element() {
+        let mut e = Elems::default();
+        let mut i = 0;
+        while e.arena.len() <= NARROW_MAX {
+            e.put(&member(&format!("member-{i}"), true, i));
+            i += 1;
+        }
+        assert!(matches!(e.slots, Slots::Wide(_)));
+        for j in 0..i {
+            assert!(e.find(format!("member-{j}").as_bytes()).is_some(), "{j}");
+        }
+        for j in (0..i).step_by(2) {
+            assert!(e.remove(format!("member-{j}").as_bytes()));
+        }
+        assert_eq!(e.len() as u64, i / 2);
+        assert_eq!(e.iter().count() as u64, i / 2);
+        for j in 0..i {
+            assert_eq!(
+                e.find(format!("member-{j}").as_bytes()).is_some(),
+                j % 2 == 1
+            );
+        }
+    }
+}
