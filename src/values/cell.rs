@@ -319,10 +319,15 @@ impl Cell {
         changed
     }
 
+    /// Puts in a field element whose name the cell does not hold.
     fn insert_field(&mut self, e: &[u8]) {
+        self.count_field(e);
+        self.fields.insert_new(e);
+    }
+
+    fn count_field(&mut self, e: &[u8]) {
         self.elems_hash ^= elem::field_hash(e);
         self.live_fields += usize::from(elem::field_live(e));
-        self.fields.put(e);
     }
 
     fn forget_field(&mut self, gone: Gone) {
@@ -330,10 +335,15 @@ impl Cell {
         self.live_fields -= usize::from(gone.live);
     }
 
+    /// Puts in a member element whose name the cell does not hold.
     fn insert_member(&mut self, e: &[u8]) {
+        self.count_member(e);
+        self.members.insert_new(e);
+    }
+
+    fn count_member(&mut self, e: &[u8]) {
         self.elems_hash ^= elem::member_hash(e);
         self.live_members += usize::from(elem::member_present(e));
-        self.members.put(e);
     }
 
     fn forget_member(&mut self, gone: Gone) {
@@ -362,8 +372,10 @@ impl Cell {
     }
 
     fn merge_field(&mut self, name: &Bytes, other: &Field, cleared: Version) -> bool {
-        let merged = match self.fields.find(name) {
-            Some(old) => {
+        let at = self.fields.locate(name);
+        let merged = match at {
+            Some(at) => {
+                let old = self.fields.get(at);
                 let mut mine = elem::read_field(old);
                 if !mine.merge(other, cleared) {
                     return false;
@@ -382,9 +394,14 @@ impl Cell {
             }
         };
         if merged.is_live() || merged.cleared > cleared {
-            self.insert_field(&elem::field(name, &merged));
-        } else {
-            self.fields.remove(name);
+            let e = elem::field(name, &merged);
+            self.count_field(&e);
+            match at {
+                Some(at) => self.fields.replace(at, &e),
+                None => self.fields.insert_new(&e),
+            }
+        } else if let Some(at) = at {
+            self.fields.remove(at);
         }
         self.hash_newest = self.hash_newest.max(other.newest());
         true
@@ -394,7 +411,9 @@ impl Cell {
         if other.version <= cleared {
             return false;
         }
-        if let Some(old) = self.members.find(name) {
+        let at = self.members.locate(name);
+        if let Some(at) = at {
+            let old = self.members.get(at);
             let mine = elem::read_member(old);
             if (mine.version, mine.value) >= (other.version, other.value) {
                 return false;
@@ -402,7 +421,12 @@ impl Cell {
             let gone = Gone::member(old);
             self.forget_member(gone);
         }
-        self.insert_member(&elem::member(name, other));
+        let e = elem::member(name, other);
+        self.count_member(&e);
+        match at {
+            Some(at) => self.members.replace(at, &e),
+            None => self.members.insert_new(&e),
+        }
         self.set_newest = self.set_newest.max(other.version);
         true
     }

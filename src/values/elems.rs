@@ -102,6 +102,10 @@ fn bytes_at(arena: &[u8], at: usize) -> &[u8] {
     read_at(arena, at).1
 }
 
+/// Where an element is in its [`Elems`] (valid until the next change).
+#[derive(Clone, Copy, Debug)]
+pub struct At(usize);
+
 /// Elements by name (see the module doc).
 #[derive(Debug, Clone, Default)]
 pub struct Elems {
@@ -133,16 +137,22 @@ impl Elems {
 
     /// The element named `name`.
     pub fn find(&self, name: &[u8]) -> Option<&[u8]> {
-        let at = self.slot_of(name)?;
-        Some(bytes_at(&self.arena, at))
+        self.locate(name).map(|at| self.get(at))
     }
 
-    fn slot_of(&self, name: &[u8]) -> Option<usize> {
+    /// Where the element named `name` is, for [`Elems::get`],
+    /// [`Elems::replace`] and [`Elems::remove`] (until the next change).
+    pub fn locate(&self, name: &[u8]) -> Option<At> {
         let arena = &self.arena;
         let h = name_hash(name);
         on_slots!(&self.slots, t => t
             .find(h, |s| elem::name(bytes_at(arena, s.at())) == name)
-            .map(|s| s.at()))
+            .map(|s| At(s.at())))
+    }
+
+    /// The element at `at`.
+    pub fn get(&self, at: At) -> &[u8] {
+        bytes_at(&self.arena, at.0)
     }
 
     /// Every element, in no particular order.
@@ -162,51 +172,58 @@ impl Elems {
 
     /// Puts `e` in, in place of the element of the same name if there is
     /// one.
+    #[cfg(test)]
     pub fn put(&mut self, e: &[u8]) {
-        let name = elem::name(e);
-        match self.slot_of(name) {
-            Some(at) => {
-                let (n, old, _) = read_at(&self.arena, at);
-                if old.len() == e.len() {
-                    self.arena[at + n..at + n + e.len()].copy_from_slice(e);
-                    return;
-                }
-                self.kill(at);
-                let new = self.append(e);
-                on_slots!(&mut self.slots, t => {
-                    let s = t
-                        .find_mut(name_hash(name), |s| s.at() == at)
-                        .expect("the slot just found");
-                    *s = Slot::of(new);
-                });
-                self.maybe_compact();
-            }
-            None => {
-                let new = self.append(e);
-                let Elems { arena, slots, .. } = self;
-                on_slots!(slots, t => {
-                    t.insert_unique(name_hash(name), Slot::of(new), |s| {
-                        name_hash(elem::name(bytes_at(arena, s.at())))
-                    });
-                });
-            }
+        match self.locate(elem::name(e)) {
+            Some(at) => self.replace(at, e),
+            None => self.insert_new(e),
         }
     }
 
-    /// Takes the element named `name` out. Returns whether there was one.
-    pub fn remove(&mut self, name: &[u8]) -> bool {
-        let h = name_hash(name);
+    /// Adds `e`, whose name it does not hold.
+    pub fn insert_new(&mut self, e: &[u8]) {
+        let name = elem::name(e);
+        debug_assert!(self.locate(name).is_none(), "a new name");
+        let new = self.append(e);
         let Elems { arena, slots, .. } = self;
-        let found = on_slots!(slots, t => t
-            .find_entry(h, |s| elem::name(bytes_at(arena, s.at())) == name)
-            .ok()
-            .map(|o| o.remove().0.at()));
-        let Some(at) = found else {
-            return false;
-        };
+        on_slots!(slots, t => {
+            t.insert_unique(name_hash(name), Slot::of(new), |s| {
+                name_hash(elem::name(bytes_at(arena, s.at())))
+            });
+        });
+    }
+
+    /// Replaces the element at `at` with `e`, which has the same name.
+    pub fn replace(&mut self, at: At, e: &[u8]) {
+        let at = at.0;
+        let (n, old, _) = read_at(&self.arena, at);
+        debug_assert_eq!(elem::name(old), elem::name(e), "the same name");
+        if old.len() == e.len() {
+            self.arena[at + n..at + n + e.len()].copy_from_slice(e);
+            return;
+        }
+        self.kill(at);
+        let new = self.append(e);
+        on_slots!(&mut self.slots, t => {
+            let s = t
+                .find_mut(name_hash(elem::name(e)), |s| s.at() == at)
+                .expect("a located element has a slot");
+            *s = Slot::of(new);
+        });
+        self.maybe_compact();
+    }
+
+    /// Takes the element at `at` out.
+    pub fn remove(&mut self, at: At) {
+        let h = name_hash(elem::name(self.get(at)));
+        let at = at.0;
+        on_slots!(&mut self.slots, t => {
+            t.find_entry(h, |s| s.at() == at)
+                .expect("a located element has a slot")
+                .remove();
+        });
         self.kill(at);
         self.maybe_compact();
-        true
     }
 
     /// Marks the element at `at` dead.
@@ -263,7 +280,7 @@ impl Elems {
         let old = std::mem::take(self);
         self.arena = Vec::with_capacity(old.arena.len() - old.dead);
         for e in old.iter() {
-            self.put(e);
+            self.insert_new(e);
         }
     }
 }
@@ -309,8 +326,8 @@ mod tests {
         assert_eq!(e.find(b"a"), Some(&member("a", false, 3)[..]));
         assert_eq!(e.dead, 0);
         assert_eq!(e.len(), 2);
-        assert!(e.remove(b"a"));
-        assert!(!e.remove(b"a"));
+        e.remove(e.locate(b"a").expect("a is there"));
+        assert!(e.locate(b"a").is_none());
         assert_eq!(e.find(b"a"), None);
         assert_eq!(names(&e), ["b"]);
     }
@@ -363,7 +380,8 @@ mod tests {
             assert!(e.find(format!("member-{j}").as_bytes()).is_some(), "{j}");
         }
         for j in (0..i).step_by(2) {
-            assert!(e.remove(format!("member-{j}").as_bytes()));
+            let at = e.locate(format!("member-{j}").as_bytes()).expect("there");
+            e.remove(at);
         }
         assert_eq!(e.len() as u64, i / 2);
         assert_eq!(e.iter().count() as u64, i / 2);
