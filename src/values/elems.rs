@@ -106,24 +106,94 @@ fn bytes_at(arena: &[u8], at: usize) -> &[u8] {
 #[derive(Clone, Copy, Debug)]
 pub struct At(usize);
 
-/// Elements by name (see the module doc).
+/// Elements by name (see the module doc). Boxed, and only while it holds
+/// any: a cell is often a counter or a hash without a set's members, and
+/// an empty `Elems` is one pointer, not an arena and a table.
 #[derive(Debug, Clone, Default)]
-pub struct Elems {
+pub struct Elems(Option<Box<Arena>>);
+
+impl Elems {
+    /// How many elements it holds.
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |a| a.len())
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// About how many bytes of heap it takes.
+    pub fn mem_bytes(&self) -> usize {
+        self.0
+            .as_ref()
+            .map_or(0, |a| std::mem::size_of::<Arena>() + a.mem_bytes())
+    }
+
+    /// The element named `name`.
+    pub fn find(&self, name: &[u8]) -> Option<&[u8]> {
+        self.0.as_ref()?.find(name)
+    }
+
+    /// Where the element named `name` is, for [`Elems::get`],
+    /// [`Elems::replace`] and [`Elems::remove`] (until the next change).
+    pub fn locate(&self, name: &[u8]) -> Option<At> {
+        self.0.as_ref()?.locate(name)
+    }
+
+    /// The element at `at`.
+    pub fn get(&self, at: At) -> &[u8] {
+        self.0.as_ref().expect("located in it").get(at)
+    }
+
+    /// Every element, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.0.iter().flat_map(|a| a.iter())
+    }
+
+    /// Puts `e` in, in place of the element of the same name if there is
+    /// one.
+    #[cfg(test)]
+    pub fn put(&mut self, e: &[u8]) {
+        match self.locate(elem::name(e)) {
+            Some(at) => self.replace(at, e),
+            None => self.insert_new(e),
+        }
+    }
+
+    /// Adds `e`, whose name it does not hold.
+    pub fn insert_new(&mut self, e: &[u8]) {
+        self.0.get_or_insert_with(Default::default).insert_new(e);
+    }
+
+    /// Replaces the element at `at` with `e`, which has the same name.
+    pub fn replace(&mut self, at: At, e: &[u8]) {
+        self.0.as_mut().expect("located in it").replace(at, e);
+    }
+
+    /// Takes the element at `at` out; frees everything with the last one.
+    pub fn remove(&mut self, at: At) {
+        let arena = self.0.as_mut().expect("located in it");
+        arena.remove(at);
+        if arena.len() == 0 {
+            self.0 = None;
+        }
+    }
+}
+
+/// The arena and its table.
+#[derive(Debug, Clone, Default)]
+struct Arena {
     arena: Vec<u8>,
     slots: Slots,
     /// Bytes of the arena that hold dead elements.
     dead: usize,
 }
 
-impl Elems {
+impl Arena {
     /// How many elements it holds.
     pub fn len(&self) -> usize {
         on_slots!(&self.slots, t => t.len())
-    }
-
-    /// Whether it holds none.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// About how many bytes of heap it takes.
@@ -170,22 +240,12 @@ impl Elems {
         })
     }
 
-    /// Puts `e` in, in place of the element of the same name if there is
-    /// one.
-    #[cfg(test)]
-    pub fn put(&mut self, e: &[u8]) {
-        match self.locate(elem::name(e)) {
-            Some(at) => self.replace(at, e),
-            None => self.insert_new(e),
-        }
-    }
-
     /// Adds `e`, whose name it does not hold.
     pub fn insert_new(&mut self, e: &[u8]) {
         let name = elem::name(e);
         debug_assert!(self.locate(name).is_none(), "a new name");
         let new = self.append(e);
-        let Elems { arena, slots, .. } = self;
+        let Arena { arena, slots, .. } = self;
         on_slots!(slots, t => {
             t.insert_unique(name_hash(name), Slot::of(new), |s| {
                 name_hash(elem::name(bytes_at(arena, s.at())))
@@ -245,7 +305,7 @@ impl Elems {
             self.widen();
         }
         if self.arena.capacity() - at < need {
-            let grow = (self.arena.capacity() / 2).max(need).max(64);
+            let grow = (self.arena.capacity() / 2).max(need).max(16);
             self.arena.reserve_exact(grow);
         }
         self.arena.extend_from_slice(&h[..h_len]);
@@ -304,6 +364,10 @@ mod tests {
         )
     }
 
+    fn arena(e: &Elems) -> &Arena {
+        e.0.as_deref().expect("not empty")
+    }
+
     fn names(e: &Elems) -> Vec<String> {
         let mut v: Vec<String> = e
             .iter()
@@ -324,10 +388,14 @@ mod tests {
         // Same length: in place, nothing dead.
         e.put(&member("a", false, 3));
         assert_eq!(e.find(b"a"), Some(&member("a", false, 3)[..]));
-        assert_eq!(e.dead, 0);
+        assert_eq!(arena(&e).dead, 0);
         assert_eq!(e.len(), 2);
         e.remove(e.locate(b"a").expect("a is there"));
         assert!(e.locate(b"a").is_none());
+        e.remove(e.locate(b"b").expect("b is there"));
+        assert!(e.is_empty() && e.iter().next().is_none());
+        assert_eq!(e.mem_bytes(), 0, "the last one frees the arena");
+        e.put(&member("b", true, 2));
         assert_eq!(e.find(b"a"), None);
         assert_eq!(names(&e), ["b"]);
     }
@@ -353,11 +421,12 @@ mod tests {
                 e.put(&field(&format!("f{i}"), &vec![b'v'; round % 7 + 1]));
             }
             assert_eq!(e.len(), 100);
+            let a = arena(&e);
             assert!(
-                e.dead * 2 <= e.arena.len(),
+                a.dead * 2 <= a.arena.len(),
                 "compacted: {} dead of {}",
-                e.dead,
-                e.arena.len()
+                a.dead,
+                a.arena.len()
             );
             for i in 0..100 {
                 let want = field(&format!("f{i}"), &vec![b'v'; round % 7 + 1]);
@@ -371,11 +440,11 @@ mod tests {
     fn slots_widen_past_the_narrow_limit_and_keep_every_element() {
         let mut e = Elems::default();
         let mut i = 0;
-        while e.arena.len() <= NARROW_MAX {
+        while e.0.as_ref().map_or(0, |a| a.arena.len()) <= NARROW_MAX {
             e.put(&member(&format!("member-{i}"), true, i));
             i += 1;
         }
-        assert!(matches!(e.slots, Slots::Wide(_)));
+        assert!(matches!(arena(&e).slots, Slots::Wide(_)));
         for j in 0..i {
             assert!(e.find(format!("member-{j}").as_bytes()).is_some(), "{j}");
         }
