@@ -68,24 +68,28 @@ impl Slot for u64 {
     }
 }
 
-#[derive(Debug, Clone)]
+/// How an arena's elements are found.
+#[derive(Debug, Clone, Default)]
 enum Slots {
+    /// By walking the arena: no table while it holds at most
+    /// [`SCAN_MAX`] elements (most hashes and sets are small).
+    #[default]
+    Scan,
     Narrow(HashTable<u32>),
     Wide(HashTable<u64>),
 }
 
-impl Default for Slots {
-    fn default() -> Slots {
-        Slots::Narrow(HashTable::new())
-    }
-}
+/// Up to this many elements, an arena has no table.
+const SCAN_MAX: usize = 16;
 
-/// Runs `$body` with `$t` bound to the table, whichever its width.
+/// Runs `$body` with `$t` bound to the table, whichever its width, or
+/// `$scan` when there is none.
 macro_rules! on_slots {
-    ($slots:expr, $t:ident => $body:expr) => {
+    ($slots:expr, $t:ident => $body:expr, scan => $scan:expr) => {
         match $slots {
             Slots::Narrow($t) => $body,
             Slots::Wide($t) => $body,
+            Slots::Scan => $scan,
         }
     };
 }
@@ -186,6 +190,8 @@ impl Elems {
 struct Arena {
     arena: Vec<u8>,
     slots: Slots,
+    /// Live elements.
+    live: usize,
     /// Bytes of the arena that hold dead elements.
     dead: usize,
 }
@@ -193,67 +199,72 @@ struct Arena {
 impl Arena {
     /// How many elements it holds.
     pub fn len(&self) -> usize {
-        on_slots!(&self.slots, t => t.len())
+        self.live
     }
 
     /// About how many bytes of heap it takes.
     pub fn mem_bytes(&self) -> usize {
         let slots = match &self.slots {
+            Slots::Scan => 0,
             Slots::Narrow(t) => t.capacity() * 5,
             Slots::Wide(t) => t.capacity() * 9,
         };
         self.arena.capacity() + slots
     }
 
-    /// The element named `name`.
     pub fn find(&self, name: &[u8]) -> Option<&[u8]> {
         self.locate(name).map(|at| self.get(at))
     }
 
-    /// Where the element named `name` is, for [`Elems::get`],
-    /// [`Elems::replace`] and [`Elems::remove`] (until the next change).
     pub fn locate(&self, name: &[u8]) -> Option<At> {
         let arena = &self.arena;
-        let h = name_hash(name);
         on_slots!(&self.slots, t => t
-            .find(h, |s| elem::name(bytes_at(arena, s.at())) == name)
-            .map(|s| At(s.at())))
+            .find(name_hash(name), |s| elem::name(bytes_at(arena, s.at())) == name)
+            .map(|s| At(s.at())),
+            scan => self.walk().find(|&(_, e)| elem::name(e) == name).map(|(at, _)| At(at)))
     }
 
-    /// The element at `at`.
     pub fn get(&self, at: At) -> &[u8] {
         bytes_at(&self.arena, at.0)
     }
 
-    /// Every element, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+    /// Every live element and its offset, in arena order.
+    fn walk(&self) -> impl Iterator<Item = (usize, &[u8])> {
         let mut at = 0;
         std::iter::from_fn(move || loop {
             if at >= self.arena.len() {
                 return None;
             }
             let (n, bytes, live) = read_at(&self.arena, at);
+            let this = at;
             at += n + bytes.len();
             if live {
-                return Some(bytes);
+                return Some((this, bytes));
             }
         })
     }
 
-    /// Adds `e`, whose name it does not hold.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.walk().map(|(_, e)| e)
+    }
+
     pub fn insert_new(&mut self, e: &[u8]) {
         let name = elem::name(e);
         debug_assert!(self.locate(name).is_none(), "a new name");
         let new = self.append(e);
+        self.live += 1;
         let Arena { arena, slots, .. } = self;
         on_slots!(slots, t => {
             t.insert_unique(name_hash(name), Slot::of(new), |s| {
                 name_hash(elem::name(bytes_at(arena, s.at())))
             });
+        }, scan => {
+            if self.live > SCAN_MAX {
+                self.index();
+            }
         });
     }
 
-    /// Replaces the element at `at` with `e`, which has the same name.
     pub fn replace(&mut self, at: At, e: &[u8]) {
         let at = at.0;
         let (n, old, _) = read_at(&self.arena, at);
@@ -269,11 +280,10 @@ impl Arena {
                 .find_mut(name_hash(elem::name(e)), |s| s.at() == at)
                 .expect("a located element has a slot");
             *s = Slot::of(new);
-        });
+        }, scan => {});
         self.maybe_compact();
     }
 
-    /// Takes the element at `at` out.
     pub fn remove(&mut self, at: At) {
         let h = name_hash(elem::name(self.get(at)));
         let at = at.0;
@@ -281,8 +291,9 @@ impl Arena {
             t.find_entry(h, |s| s.at() == at)
                 .expect("a located element has a slot")
                 .remove();
-        });
+        }, scan => {});
         self.kill(at);
+        self.live -= 1;
         self.maybe_compact();
     }
 
@@ -294,15 +305,16 @@ impl Arena {
         self.arena[at] |= 1;
     }
 
-    /// Appends `e` with its header; returns its offset. Widens the slots
-    /// first when the offset would not fit in 4 bytes. The arena grows by
-    /// half, not double: it is most of a large collection's memory.
+    /// Appends `e` with its header; returns its offset. Widens a narrow
+    /// table first when the offset would not fit in 4 bytes. The arena
+    /// grows by half, not double: it is most of a large collection's
+    /// memory.
     fn append(&mut self, e: &[u8]) -> usize {
         let (h, h_len) = varint((e.len() as u64) << 1);
         let at = self.arena.len();
         let need = h_len + e.len();
-        if at + need > NARROW_MAX {
-            self.widen();
+        if at + need > NARROW_MAX && matches!(self.slots, Slots::Narrow(_)) {
+            self.index_wide();
         }
         if self.arena.capacity() - at < need {
             let grow = (self.arena.capacity() / 2).max(need).max(16);
@@ -313,20 +325,29 @@ impl Arena {
         at
     }
 
-    fn widen(&mut self) {
-        let Slots::Narrow(narrow) = &self.slots else {
-            return;
-        };
-        let arena = &self.arena;
-        let mut wide = HashTable::with_capacity(narrow.len());
-        for s in narrow {
-            wide.insert_unique(
-                name_hash(elem::name(bytes_at(arena, s.at()))),
-                s.at() as u64,
-                |s: &u64| name_hash(elem::name(bytes_at(arena, s.at()))),
-            );
+    /// Builds the table (it had none, or a narrow one), of the width the
+    /// arena needs.
+    fn index(&mut self) {
+        if self.arena.len() > NARROW_MAX {
+            return self.index_wide();
         }
-        self.slots = Slots::Wide(wide);
+        let mut t = HashTable::with_capacity(self.live);
+        for (at, e) in self.walk() {
+            t.insert_unique(name_hash(elem::name(e)), Slot::of(at), |s: &u32| {
+                name_hash(elem::name(bytes_at(&self.arena, s.at())))
+            });
+        }
+        self.slots = Slots::Narrow(t);
+    }
+
+    fn index_wide(&mut self) {
+        let mut t = HashTable::with_capacity(self.live);
+        for (at, e) in self.walk() {
+            t.insert_unique(name_hash(elem::name(e)), Slot::of(at), |s: &u64| {
+                name_hash(elem::name(bytes_at(&self.arena, s.at())))
+            });
+        }
+        self.slots = Slots::Wide(t);
     }
 
     fn maybe_compact(&mut self) {
@@ -335,7 +356,8 @@ impl Arena {
         }
     }
 
-    /// Copies the live elements into a new arena and rebuilds the table.
+    /// Copies the live elements into a new arena and rebuilds the table
+    /// (none, if few enough are left).
     fn compact(&mut self) {
         let old = std::mem::take(self);
         self.arena = Vec::with_capacity(old.arena.len() - old.dead);
@@ -389,6 +411,7 @@ mod tests {
         e.put(&member("a", false, 3));
         assert_eq!(e.find(b"a"), Some(&member("a", false, 3)[..]));
         assert_eq!(arena(&e).dead, 0);
+        assert!(matches!(arena(&e).slots, Slots::Scan), "few: no table");
         assert_eq!(e.len(), 2);
         e.remove(e.locate(b"a").expect("a is there"));
         assert!(e.locate(b"a").is_none());
@@ -434,6 +457,28 @@ mod tests {
             }
         }
         assert_eq!(e.iter().count(), 100);
+        assert!(!matches!(arena(&e).slots, Slots::Scan), "many: a table");
+        for i in 0..90 {
+            let at = e.locate(format!("f{i}").as_bytes()).expect("there");
+            e.remove(at);
+        }
+        assert_eq!(e.len(), 10);
+        let a = arena(&e);
+        assert!(a.dead * 2 <= a.arena.len(), "compacted as it went");
+        e.0.as_mut().expect("not empty").compact();
+        let a = arena(&e);
+        assert_eq!(a.dead, 0);
+        assert!(
+            matches!(a.slots, Slots::Scan),
+            "compacted down to few: no table"
+        );
+        for i in 0..100 {
+            assert_eq!(
+                e.find(format!("f{i}").as_bytes()).is_some(),
+                i >= 90,
+                "f{i}"
+            );
+        }
     }
 
     #[test]
