@@ -41,6 +41,9 @@ const NARROW_MAX: usize = u32::MAX as usize;
 #[cfg(test)]
 const NARROW_MAX: usize = 512;
 
+/// Arenas smaller than this grow by exactly what they need.
+const SMALL_ARENA: usize = 512;
+
 /// Arenas smaller than this are never compacted: too little to win.
 const COMPACT_MIN: usize = 256;
 
@@ -306,7 +309,7 @@ impl Arena {
     }
 
     /// Appends `e` with its header; returns its offset. Widens a narrow
-    /// table first when the offset would not fit in 4 bytes. The arena
+    /// table first when the offset would not fit in 4 bytes. A large arena
     /// grows by half, not double: it is most of a large collection's
     /// memory.
     fn append(&mut self, e: &[u8]) -> usize {
@@ -317,7 +320,10 @@ impl Arena {
             self.index_wide();
         }
         if self.arena.capacity() - at < need {
-            let grow = (self.arena.capacity() / 2).max(need).max(16);
+            // Small arenas grow to the byte (the allocator reallocates in
+            // place within its size class), large ones by half.
+            let cap = self.arena.capacity();
+            let grow = if cap < SMALL_ARENA { need } else { (cap / 2).max(need) };
             self.arena.reserve_exact(grow);
         }
         self.arena.extend_from_slice(&h[..h_len]);
