@@ -184,16 +184,19 @@ rb() {
     col["rps"] && NF > 2 { print $1, $col["rps"], $col["p50_latency_ms"], $col["p99_latency_ms"] }'
 }
 
-# gen_sets N TAG: N RESP SET commands key:0..key:N-1, each value 64 bytes made from TAG, for `redis-cli --pipe`.
+# gen_sets N TAG [EX]: N RESP SET commands key:0..key:N-1, each value 64 bytes made from TAG, for
+# `redis-cli --pipe`; with EX, each with `EX <EX>` (an expiring key).
 gen_sets() {
-  python3 - "$1" "$2" <<'PY'
+  python3 - "$1" "$2" "${3:-}" <<'PY'
 import sys
-n, tag = int(sys.argv[1]), sys.argv[2]
+n, tag, ex = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 out = sys.stdout.buffer
 val = (tag * 64)[:64].encode()
+head = b"*5\r\n$3\r\nSET\r\n" if ex else b"*3\r\n$3\r\nSET\r\n"
+tail = b"$2\r\nEX\r\n$%d\r\n%s\r\n" % (len(ex), ex.encode()) if ex else b""
 for i in range(n):
     k = b"key:%d" % i
-    out.write(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$64\r\n%s\r\n" % (len(k), k, val))
+    out.write(head + b"$%d\r\n%s\r\n$64\r\n%s\r\n" % (len(k), k, val) + tail)
 PY
 }
 

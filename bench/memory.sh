@@ -2,13 +2,14 @@
 # Issues 7 and 15: memory per element. Three shapes, each loaded into a fresh 3-node ringkv cluster (every node
 # holds every element: N = 3) and a fresh redis-server:
 #   strings: 1,000,000 keys `SET key:I <64 bytes>`;
+#   expiring: the same keys `SET key:I <64 bytes> EX 86400` (a key with an expiry is a rich state: a cell);
 #   hashes:  1,000 hashes of 1,000 fields, `HSET h:I f:J <16 bytes>` (1M fields);
 #   sets:    1,000 sets of 1,000 members, `SADD s:I m:J` (1M members).
 # Prints RSS per element for each ringkv node (and the three together) next to Redis's used_memory (INFO memory)
 # per element and its RSS per element, and the ratio of each node's RSS to Redis's used_memory.
 #
-#   bench/memory.sh                                           # all three shapes, 1M elements each (about 2 minutes)
-#   SHAPE=hashes bench/memory.sh                              # one shape: strings, hashes or sets
+#   bench/memory.sh                                           # all four shapes, 1M elements each (about 6 minutes)
+#   SHAPE=hashes bench/memory.sh                              # one shape: strings, expiring, hashes or sets
 #   KEYS=20000 COLLS=100 PER=200 bench/memory.sh              # a smoke test
 source "$(dirname "$0")/lib.sh"
 need redis-server redis-server
@@ -24,9 +25,9 @@ HVAL=${HVAL:-16}          # bytes of each hash field's value
 RINGKV_BASE=${RINGKV_BASE:-18500}
 REDIS_PORT=${REDIS_PORT:-16479}
 case $SHAPE in
-  all) SHAPES=(strings hashes sets) ;;
-  strings | hashes | sets) SHAPES=("$SHAPE") ;;
-  *) echo "SHAPE must be strings, hashes, sets or all" >&2; exit 2 ;;
+  all) SHAPES=(strings expiring hashes sets) ;;
+  strings | expiring | hashes | sets) SHAPES=("$SHAPE") ;;
+  *) echo "SHAPE must be strings, expiring, hashes, sets or all" >&2; exit 2 ;;
 esac
 rm -rf "$WORK"; mkdir -p "$WORK"
 SUMMARY="$WORK/summary.txt"
@@ -36,6 +37,7 @@ echo "ringkv: $RINGKV up --nodes 3 --base-port $RINGKV_BASE --data-dir $WORK/rin
 echo "redis:  redis-server --port $REDIS_PORT --save '' --appendonly no   (default encodings)"
 echo "load:   generated RESP | redis-cli -p PORT --pipe   (ringkv through node 1); fresh servers for each shape"
 echo "  strings: $KEYS x SET key:I <64 bytes>"
+echo "  expiring: $KEYS x SET key:I <64 bytes> EX 86400"
 echo "  hashes:  $COLLS hashes x $PER fields: HSET h:I f:J <$HVAL bytes>, field-major (f:0 of every hash, then f:1...)"
 echo "  sets:    $COLLS sets x $PER members: SADD s:I m:J, member-major"
 echo "measure: VmRSS from /proc/PID/status; Redis also INFO memory used_memory; per element = per key, field or member"
@@ -43,8 +45,16 @@ echo "measure: VmRSS from /proc/PID/status; Redis also INFO memory used_memory; 
 # elems SHAPE: how many elements the shape loads (the replies --pipe must see).
 elems() {
   case $1 in
-    strings) echo "$KEYS" ;;
+    strings | expiring) echo "$KEYS" ;;
     *) echo $((COLLS * PER)) ;;
+  esac
+}
+
+# keys_of SHAPE: how many keys the shape loads.
+keys_of() {
+  case $1 in
+    strings | expiring) echo "$KEYS" ;;
+    *) echo "$COLLS" ;;
   esac
 }
 
@@ -52,6 +62,7 @@ elems() {
 gen() {
   case $1 in
     strings) gen_sets "$KEYS" r ;;
+    expiring) gen_sets "$KEYS" r 86400 ;;
     hashes) gen_hsets "$COLLS" "$PER" "$HVAL" v ;;
     sets) gen_sadds "$COLLS" "$PER" ;;
   esac
@@ -71,8 +82,8 @@ load() {
 used_memory() { redis-cli -p "$1" info memory | tr -d '\r' | awk -F: '/^used_memory:/ {print $2}'; }
 
 # settled SHAPE: waits (60 s at most) until every node holds the whole load. The third replica of each write
-# may still be in flight when the pipe ends. Strings: every node counts KEYS keys. Hashes and sets: every node
-# counts COLLS keys and the three store estimates (INFO used_memory: entries, cells and their elements) are
+# may still be in flight when the pipe ends. Strings, expiring or not: every node counts KEYS keys. Hashes and
+# sets: every node counts COLLS keys and the three store estimates (INFO used_memory: entries, cells and their elements) are
 # equal and unchanged for 0.5 s.
 settled() {
   local i full last="" now
@@ -80,12 +91,12 @@ settled() {
     full=0
     now=""
     for i in 1 2 3; do
-      [ "$(info_keys $((RINGKV_BASE + i)))" -ge "$([ "$1" = strings ] && echo "$KEYS" || echo "$COLLS")" ] &&
+      [ "$(info_keys $((RINGKV_BASE + i)))" -ge "$(keys_of "$1")" ] &&
         full=$((full + 1))
       now+="$(used_memory $((RINGKV_BASE + i))) "
     done
     if [ "$full" = 3 ]; then
-      [ "$1" = strings ] && return 0
+      case $1 in strings | expiring) return 0 ;; esac
       [ "$(echo "$now" | tr ' ' '\n' | grep . | sort -u | wc -l)" = 1 ] && [ "$now" = "$last" ] && return 0
     fi
     last=$now
@@ -141,7 +152,7 @@ run_shape() {
   used=$(used_memory "$REDIS_PORT")
   rss=$(rss_kb "$redis_pid")
   case $shape in
-    strings) enc=$(redis-cli -p "$REDIS_PORT" object encoding key:0) ;;
+    strings | expiring) enc=$(redis-cli -p "$REDIS_PORT" object encoding key:0) ;;
     hashes) enc=$(redis-cli -p "$REDIS_PORT" object encoding h:0) ;;
     sets) enc=$(redis-cli -p "$REDIS_PORT" object encoding s:0) ;;
   esac

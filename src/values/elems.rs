@@ -323,7 +323,11 @@ impl Arena {
             // Small arenas grow to the byte (the allocator reallocates in
             // place within its size class), large ones by half.
             let cap = self.arena.capacity();
-            let grow = if cap < SMALL_ARENA { need } else { (cap / 2).max(need) };
+            let grow = if cap < SMALL_ARENA {
+                need
+            } else {
+                (cap / 2).max(need)
+            };
             self.arena.reserve_exact(grow);
         }
         self.arena.extend_from_slice(&h[..h_len]);

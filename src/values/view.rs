@@ -182,11 +182,19 @@ pub fn counted(string: &Option<super::Lww<Bytes>>, shards: &Shards) -> Counted {
 /// The newest version of a state's string pieces (its value and its
 /// counter shares), if it has any.
 pub(super) fn string_newest(r: &Rich) -> Option<super::Version> {
-    r.string
+    string_newest_of(&r.string, &r.shards)
+}
+
+/// [`string_newest`] of the string register and the shards alone.
+pub(super) fn string_newest_of(
+    string: &Option<super::Lww<Bytes>>,
+    shards: &super::Shards,
+) -> Option<super::Version> {
+    string
         .as_ref()
         .map(|s| s.version)
         .into_iter()
-        .chain(r.shards.values().map(|s| s.version))
+        .chain(shards.values().map(|s| s.version))
         .max()
 }
 
