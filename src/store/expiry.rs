@@ -18,19 +18,19 @@
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 
-use bytes::Bytes;
-
 use super::Store;
 use crate::ring::Token;
 
-/// `(deadline ms, key)` for every key with an expiry.
+/// `(deadline ms, key)` for every key with an expiry. The key is a boxed
+/// slice, not `Bytes`: 16 bytes less in each of the set's slots, one per
+/// expiring key.
 #[derive(Debug, Default)]
 pub(super) struct ExpiryIndex {
-    due: Mutex<BTreeSet<(u64, Bytes)>>,
+    due: Mutex<BTreeSet<(u64, Box<[u8]>)>>,
 }
 
 impl ExpiryIndex {
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<(u64, Bytes)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<(u64, Box<[u8]>)>> {
         // Every change leaves the set consistent: a poisoned lock is safe.
         self.due.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -42,15 +42,15 @@ impl ExpiryIndex {
         }
         let mut due = self.lock();
         if let Some(d) = old {
-            due.remove(&(d, Bytes::copy_from_slice(key)));
+            due.remove(&(d, Box::from(key)));
         }
         if let Some(d) = new {
-            due.insert((d, Bytes::copy_from_slice(key)));
+            due.insert((d, Box::from(key)));
         }
     }
 
     /// Takes out up to `max` keys whose deadline is at or before `cutoff`.
-    fn take_due(&self, cutoff: u64, max: usize) -> Vec<Bytes> {
+    fn take_due(&self, cutoff: u64, max: usize) -> Vec<Box<[u8]>> {
         let mut due = self.lock();
         let mut out = Vec::new();
         while out.len() < max {
