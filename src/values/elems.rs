@@ -310,8 +310,10 @@ impl Arena {
 
     /// Appends `e` with its header; returns its offset. Widens a narrow
     /// table first when the offset would not fit in 4 bytes. A large arena
-    /// grows by half, not double: it is most of a large collection's
-    /// memory.
+    /// grows by a quarter, not double: it is most of a large collection's
+    /// memory, and 1.25x leaves 12 % of it unused on average where 1.5x
+    /// leaves 24 %. The price is copying: an arena built by appends is
+    /// copied about four times its final size in all, not twice.
     fn append(&mut self, e: &[u8]) -> usize {
         let (h, h_len) = varint((e.len() as u64) << 1);
         let at = self.arena.len();
@@ -321,12 +323,12 @@ impl Arena {
         }
         if self.arena.capacity() - at < need {
             // Small arenas grow to the byte (the allocator reallocates in
-            // place within its size class), large ones by half.
+            // place within its size class), large ones by a quarter.
             let cap = self.arena.capacity();
             let grow = if cap < SMALL_ARENA {
                 need
             } else {
-                (cap / 2).max(need)
+                (cap / 4).max(need)
             };
             self.arena.reserve_exact(grow);
         }
