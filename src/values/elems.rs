@@ -34,18 +34,23 @@ fn name_hash(name: &[u8]) -> u64 {
     std::hash::BuildHasher::hash_one(hasher(), name)
 }
 
-/// The arena size past which slots are 8 bytes. Small under test, so that
-/// the property and model tests run both widths.
+/// The arena size past which slots are 8 bytes. Small under test (as are
+/// [`SCAN_MAX`] and [`COMPACT_MIN`]), so that the property and model
+/// tests, whose collections are small, run every shape: no table, 4-byte
+/// and 8-byte slots, and compactions.
 #[cfg(not(test))]
 const NARROW_MAX: usize = u32::MAX as usize;
 #[cfg(test)]
-const NARROW_MAX: usize = 512;
+const NARROW_MAX: usize = 160;
 
 /// Arenas smaller than this grow by exactly what they need.
 const SMALL_ARENA: usize = 512;
 
 /// Arenas smaller than this are never compacted: too little to win.
+#[cfg(not(test))]
 const COMPACT_MIN: usize = 256;
+#[cfg(test)]
+const COMPACT_MIN: usize = 32;
 
 /// An element's offset in the arena, 4 or 8 bytes.
 trait Slot: Copy {
@@ -83,7 +88,10 @@ enum Slots {
 }
 
 /// Up to this many elements, an arena has no table.
+#[cfg(not(test))]
 const SCAN_MAX: usize = 16;
+#[cfg(test)]
+const SCAN_MAX: usize = 2;
 
 /// Runs `$body` with `$t` bound to the table, whichever its width, or
 /// `$scan` when there is none.
@@ -254,6 +262,7 @@ impl Arena {
     pub fn insert_new(&mut self, e: &[u8]) {
         let name = elem::name(e);
         debug_assert!(self.locate(name).is_none(), "a new name");
+        self.room_for(e.len());
         let new = self.append(e);
         self.live += 1;
         let Arena { arena, slots, .. } = self;
@@ -276,6 +285,9 @@ impl Arena {
             self.arena[at + n..at + n + e.len()].copy_from_slice(e);
             return;
         }
+        // Widened (if it must be) while the old element is still live, so
+        // that the new table has its slot to point elsewhere.
+        self.room_for(e.len());
         self.kill(at);
         let new = self.append(e);
         on_slots!(&mut self.slots, t => {
@@ -308,8 +320,17 @@ impl Arena {
         self.arena[at] |= 1;
     }
 
-    /// Appends `e` with its header; returns its offset. Widens a narrow
-    /// table first when the offset would not fit in 4 bytes. A large arena
+    /// Widens a narrow table when an element of `len` bytes appended now
+    /// would end past what 4-byte offsets address. Called before anything
+    /// changes: widening rebuilds the table from the live elements.
+    fn room_for(&mut self, len: usize) {
+        let need = varint((len as u64) << 1).1 + len;
+        if self.arena.len() + need > NARROW_MAX && matches!(self.slots, Slots::Narrow(_)) {
+            self.index_wide();
+        }
+    }
+
+    /// Appends `e` with its header; returns its offset. A large arena
     /// grows by a quarter, not double: it is most of a large collection's
     /// memory, and 1.25x leaves 12 % of it unused on average where 1.5x
     /// leaves 24 %. The price is copying: an arena built by appends is
@@ -318,9 +339,10 @@ impl Arena {
         let (h, h_len) = varint((e.len() as u64) << 1);
         let at = self.arena.len();
         let need = h_len + e.len();
-        if at + need > NARROW_MAX && matches!(self.slots, Slots::Narrow(_)) {
-            self.index_wide();
-        }
+        debug_assert!(
+            at + need <= NARROW_MAX || !matches!(self.slots, Slots::Narrow(_)),
+            "room_for widened the table first"
+        );
         if self.arena.capacity() - at < need {
             // Small arenas grow to the byte (the allocator reallocates in
             // place within its size class), large ones by a quarter.
@@ -470,11 +492,12 @@ mod tests {
         }
         assert_eq!(e.iter().count(), 100);
         assert!(!matches!(arena(&e).slots, Slots::Scan), "many: a table");
-        for i in 0..90 {
+        let keep = 100 - SCAN_MAX;
+        for i in 0..keep {
             let at = e.locate(format!("f{i}").as_bytes()).expect("there");
             e.remove(at);
         }
-        assert_eq!(e.len(), 10);
+        assert_eq!(e.len(), SCAN_MAX);
         let a = arena(&e);
         assert!(a.dead * 2 <= a.arena.len(), "compacted as it went");
         e.0.as_mut().expect("not empty").compact();
@@ -487,10 +510,44 @@ mod tests {
         for i in 0..100 {
             assert_eq!(
                 e.find(format!("f{i}").as_bytes()).is_some(),
-                i >= 90,
+                i >= keep,
                 "f{i}"
             );
         }
+    }
+
+    /// A rewrite that moves its element past the 4-byte limit widens the
+    /// table while the old element still has its slot (the property tests
+    /// found the slot missing when the widening came after the kill).
+    #[test]
+    fn a_longer_rewrite_that_crosses_the_narrow_limit_widens_first() {
+        let field = |name: &str, len: usize| {
+            let f = crate::values::Field {
+                value: Some(Lww {
+                    version: Version::ZERO,
+                    value: bytes::Bytes::from(vec![b'v'; len]),
+                }),
+                ..Default::default()
+            };
+            elem::field(name.as_bytes(), &f)
+        };
+        let mut e = Elems::default();
+        let mut n = 0;
+        while e.0.as_ref().map_or(0, |a| a.arena.len()) + 30 < NARROW_MAX {
+            e.put(&field(&format!("f{n}"), 1));
+            n += 1;
+        }
+        assert!(matches!(arena(&e).slots, Slots::Narrow(_)));
+        e.put(&field("f0", 60));
+        assert!(matches!(arena(&e).slots, Slots::Wide(_)));
+        assert_eq!(e.find(b"f0"), Some(&field("f0", 60)[..]));
+        for i in 1..n {
+            assert_eq!(
+                e.find(format!("f{i}").as_bytes()),
+                Some(&field(&format!("f{i}"), 1)[..])
+            );
+        }
+        assert_eq!(e.len(), n);
     }
 
     #[test]
