@@ -136,11 +136,13 @@ impl super::EntryRef<'_> {
         }
     }
 
-    /// Whether the key, as type `kind`, holds the live element `name` (a
-    /// hash field or a set member) at `now_ms`.
-    pub fn has_element(&self, kind: Kind, name: &[u8], now_ms: u64) -> bool {
+    /// Whether the key, which the caller found to be of type `kind` (live,
+    /// at its time), holds the live element `name` (a hash field or a set
+    /// member). The type is not looked at again: it costs as much as the
+    /// lookup.
+    pub fn has_element_of(&self, kind: Kind, name: &[u8]) -> bool {
         match self.body {
-            super::Body::Rich(c) if c.kind(now_ms) == Some(kind) => match kind {
+            super::Body::Rich(c) => match kind {
                 Kind::Hash => c.has_field(name),
                 Kind::Set => c.has_member(name),
                 Kind::String => false,

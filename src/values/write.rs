@@ -200,7 +200,7 @@ impl Check {
                 let present = self
                     .names
                     .iter()
-                    .map(|n| current.has_element(self.kind, n, now_ms))
+                    .map(|n| current.has_element_of(self.kind, n))
                     .collect();
                 Ok((delta.clone(), present))
             }
