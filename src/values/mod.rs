@@ -381,8 +381,15 @@ impl Entry {
             }
             return false;
         }
+        // Equal states merge to themselves (idempotence): two replicas'
+        // equal answers to a read are compared, not copied and merged.
+        if self.version == other.version && self == other {
+            return false;
+        }
         let mut mine = self.to_rich();
-        let changed = mine.merge(&other.to_rich());
+        // `other` is read in place: a reply holding a whole hash is not
+        // copied to be merged.
+        let changed = other.with_rich(|o| mine.merge(o));
         if changed {
             *self = Entry::rich(mine);
         }
