@@ -362,26 +362,26 @@ impl Arena {
     /// Builds the table (it had none, or a narrow one), of the width the
     /// arena needs.
     fn index(&mut self) {
-        if self.arena.len() > NARROW_MAX {
-            return self.index_wide();
-        }
-        let mut t = HashTable::with_capacity(self.live);
-        for (at, e) in self.walk() {
-            t.insert_unique(name_hash(elem::name(e)), Slot::of(at), |s: &u32| {
-                name_hash(elem::name(bytes_at(&self.arena, s.at())))
-            });
-        }
-        self.slots = Slots::Narrow(t);
+        self.slots = if self.arena.len() > NARROW_MAX {
+            Slots::Wide(self.table())
+        } else {
+            Slots::Narrow(self.table())
+        };
     }
 
     fn index_wide(&mut self) {
+        self.slots = Slots::Wide(self.table());
+    }
+
+    /// A table of every live element's offset.
+    fn table<S: Slot>(&self) -> HashTable<S> {
         let mut t = HashTable::with_capacity(self.live);
         for (at, e) in self.walk() {
-            t.insert_unique(name_hash(elem::name(e)), Slot::of(at), |s: &u64| {
+            t.insert_unique(name_hash(elem::name(e)), S::of(at), |s: &S| {
                 name_hash(elem::name(bytes_at(&self.arena, s.at())))
             });
         }
-        self.slots = Slots::Wide(t);
+        t
     }
 
     fn maybe_compact(&mut self) {
