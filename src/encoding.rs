@@ -145,6 +145,17 @@ pub fn from_slice<T: DeserializeOwned + Wire>(bytes: &[u8]) -> Result<T> {
     Ok(msg)
 }
 
+/// Decodes one message from the start of `bytes`, which may go on after
+/// it; returns it and how many bytes it took.
+pub fn from_slice_prefix<T: DeserializeOwned + Wire>(bytes: &[u8]) -> Result<(T, usize)> {
+    let decoded = if T::FIXED_INTS {
+        bincode::serde::decode_from_slice(bytes, fixed_config())
+    } else {
+        bincode::serde::decode_from_slice(bytes, varint_config())
+    };
+    decoded.map_err(|e| Error::Protocol(format!("decode: {e}")))
+}
+
 /// The peer framing codec: length-prefixed bincode messages of type `T`.
 #[derive(Debug)]
 pub struct FrameCodec<T> {
@@ -166,15 +177,42 @@ impl<T> FrameCodec<T> {
     }
 }
 
+impl<T> FrameCodec<T> {
+    /// The body of the next whole frame in `src`, not decoded: for a
+    /// caller that reads some messages itself.
+    pub fn next_frame(&mut self, src: &mut BytesMut) -> Result<Option<BytesMut>> {
+        self.frames
+            .decode(src)
+            .map_err(|e| Error::Protocol(format!("frame: {e}")))
+    }
+
+    /// A frame whose body `write` puts onto `dst` (for a message written
+    /// by hand); the frame is taken back out if `write` fails or writes
+    /// too much.
+    pub fn encode_with(
+        &mut self,
+        dst: &mut BytesMut,
+        write: impl FnOnce(&mut BytesMut) -> Result<()>,
+    ) -> Result<()> {
+        let start = dst.len();
+        dst.put_u32(0);
+        if let Err(e) = write(dst) {
+            dst.truncate(start);
+            return Err(e);
+        }
+        let len = dst.len() - start - 4;
+        self.patch_len(dst, start, len)
+    }
+}
+
 impl<T: DeserializeOwned + Wire> Decoder for FrameCodec<T> {
     type Item = T;
     type Error = Error;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<T>> {
-        match self.frames.decode(src) {
-            Ok(Some(frame)) => from_slice(&frame).map(Some),
-            Ok(None) => Ok(None),
-            Err(e) => Err(Error::Protocol(format!("frame: {e}"))),
+        match self.next_frame(src)? {
+            Some(frame) => from_slice(&frame).map(Some),
+            None => Ok(None),
         }
     }
 }

@@ -43,6 +43,7 @@ use crate::anti_entropy::digest::{Digest, Ranges};
 use crate::membership::Heartbeat;
 use crate::store::{Entry, Version};
 
+pub mod apply;
 pub mod compat;
 mod handshake;
 mod kinds;

@@ -342,8 +342,7 @@ impl Shared {
     /// big for the log.
     fn accept_write(&self, key: &[u8], entry: &Entry, log: &mut Logged) -> Result<Applied, String> {
         self.writable_for_peers()?;
-        let mut scratch = Vec::new();
-        let encoded = entry.encoded(&mut scratch).map_err(|e| e.to_string())?;
+        let encoded = entry.encoded().map_err(|e| e.to_string())?;
         let (kind, body) = match encoded {
             Encoded::Dead => (kind_of(true, false), &[][..]),
             Encoded::Str(v) => (kind_of(false, false), v),
@@ -381,8 +380,8 @@ impl Shared {
         let key = &req.key;
         let (result, logged) = self.apply_checked(&Token::of(key), key, &req.entry, &req.check);
         if let Some(delta) = logged {
-            let mut scratch = Vec::new();
-            let (kind, body) = match delta.encoded(&mut scratch).map_err(|e| e.to_string())? {
+            // The bytes the delta came in, unless the check changed it.
+            let (kind, body) = match delta.encoded().map_err(|e| e.to_string())? {
                 Encoded::Dead => (kind_of(true, false), &[][..]),
                 Encoded::Str(v) => (kind_of(false, false), v),
                 Encoded::Rich(r) => (kind_of(false, true), r),

@@ -144,7 +144,11 @@ impl Batch {
     fn encode(&mut self, msg: &PeerMsg, stats: &NetStats, peer: &str) {
         let before = self.buf.len();
         let encoded = if self.version >= v6::REPLACED_IN {
-            self.codec.encode_sized(msg, body_hint(msg), &mut self.buf)
+            if let PeerMsg::Apply(_) = msg {
+                self.encode_apply(msg)
+            } else {
+                self.codec.encode_sized(msg, body_hint(msg), &mut self.buf)
+            }
         } else {
             match v6::to_v6(msg.clone()) {
                 Some(older) => self.legacy.encode_sized(&older, 0, &mut self.buf),
@@ -168,6 +172,21 @@ impl Batch {
             Err(e) => {
                 warn!(peer, kind = msg.kind(), error = %e, "message not sent");
             }
+        }
+    }
+}
+
+impl Batch {
+    /// A typed write, through `message::apply` (its delta encoded once
+    /// for every replica and the log), or serde for a delta that is only a
+    /// string or a delete.
+    fn encode_apply(&mut self, msg: &PeerMsg) -> crate::error::Result<()> {
+        use crate::message::apply;
+        if apply::by_hand(msg) {
+            self.codec
+                .encode_with(&mut self.buf, |dst| apply::encode(msg, dst))
+        } else {
+            self.codec.encode_sized(msg, 0, &mut self.buf)
         }
     }
 }

@@ -35,7 +35,15 @@ impl tokio_util::codec::Decoder for PeerDecoder {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<PeerMsg>> {
         if self.version >= v6::REPLACED_IN {
-            self.current.decode(src)
+            let Some(frame) = self.current.next_frame(src)? else {
+                return Ok(None);
+            };
+            // Typed writes are read by hand, keeping their delta's bytes.
+            let frame = frame.freeze();
+            match crate::message::apply::decode(&frame)? {
+                Some(msg) => Ok(Some(msg)),
+                None => crate::encoding::from_slice(&frame).map(Some),
+            }
         } else {
             Ok(self.legacy.decode(src)?.map(v6::from_v6))
         }

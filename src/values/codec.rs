@@ -6,9 +6,98 @@
 //! and the log, and one place that knows bincode. A plain string or a
 //! tombstone is never encoded here: the store and the log keep their own,
 //! smaller, simple forms for those.
+//!
+//! An entry's rich state keeps its encoding once something has made it
+//! ([`Shared`]): a typed write's delta is encoded once, for the
+//! coordinator's log record and every replica's frame, and a replica
+//! that decoded a delta from a frame keeps the bytes it came in for its
+//! own log. The bytes are exactly the state's encoding: a rich state is
+//! never changed in place (a merge builds a new one), and one decoded
+//! from bytes that are not its canonical encoding (which no node sends)
+//! would only be logged as it came, and read back as the same state.
 
-use super::{Entry, Rich, Simple, Version};
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::{Entry, Rich, Version};
 use crate::error::{Error, Result};
+
+/// A rich state as entries share it: the state, and its encoding once
+/// made (see the module doc). Compared, hashed and encoded as the state
+/// alone.
+#[derive(Debug, Default)]
+pub struct Shared {
+    rich: Rich,
+    encoded: OnceLock<Bytes>,
+}
+
+impl Shared {
+    /// `rich`, not yet encoded.
+    pub(super) fn new(rich: Rich) -> Shared {
+        Shared {
+            rich,
+            encoded: OnceLock::new(),
+        }
+    }
+
+    /// `rich` with `encoded`, which must be its encoding.
+    fn with_bytes(rich: Rich, encoded: Bytes) -> Shared {
+        Shared {
+            rich,
+            encoded: OnceLock::from(encoded),
+        }
+    }
+
+    /// The state.
+    pub(super) fn rich(&self) -> &Rich {
+        &self.rich
+    }
+
+    /// Its encoding, made on the first call.
+    fn encoded(&self) -> Result<&Bytes> {
+        if let Some(b) = self.encoded.get() {
+            return Ok(b);
+        }
+        let bytes = Bytes::from(encode(&self.rich)?);
+        Ok(self.encoded.get_or_init(|| bytes))
+    }
+}
+
+impl std::ops::Deref for Shared {
+    type Target = Rich;
+
+    fn deref(&self) -> &Rich {
+        &self.rich
+    }
+}
+
+impl PartialEq for Shared {
+    fn eq(&self, other: &Shared) -> bool {
+        self.rich == other.rich
+    }
+}
+
+impl Eq for Shared {}
+
+impl std::hash::Hash for Shared {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.rich.hash(state);
+    }
+}
+
+impl Serialize for Shared {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.rich.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Shared {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Shared, D::Error> {
+        Rich::deserialize(d).map(Shared::new)
+    }
+}
 
 impl crate::encoding::Wire for Rich {}
 
@@ -40,7 +129,7 @@ impl Entry {
         let body = match self.state {
             super::State::Dead => OwnedBody::Dead,
             super::State::Str(v) => OwnedBody::Str(v),
-            super::State::Rich(r) => OwnedBody::Rich(encode(&r)?.into()),
+            super::State::Rich(r) => OwnedBody::Rich(r.encoded()?.clone()),
         };
         Ok((version, body))
     }
@@ -54,18 +143,36 @@ impl Entry {
         })
     }
 
-    /// Its body as bytes, for the commit log: a rich state is encoded
-    /// into `scratch`, which the result borrows.
-    pub fn encoded<'a>(&'a self, scratch: &'a mut Vec<u8>) -> Result<Encoded<'a>> {
-        Ok(match self.as_simple() {
-            Some(Simple::Dead) => Encoded::Dead,
-            Some(Simple::Str(v)) => Encoded::Str(v),
-            None => {
-                // Borrowed: `to_rich` would copy every field and member.
-                *scratch = self.with_rich(encode)?;
-                Encoded::Rich(scratch)
-            }
+    /// Its body as bytes, for the commit log (a rich state's encoding,
+    /// made once).
+    pub fn encoded(&self) -> Result<Encoded<'_>> {
+        Ok(match &self.state {
+            super::State::Dead => Encoded::Dead,
+            super::State::Str(v) => Encoded::Str(v),
+            super::State::Rich(r) => Encoded::Rich(r.encoded()?),
         })
+    }
+
+    /// Its rich state's encoding (made once), or `None` for a plain
+    /// string or a tombstone: what a typed write's frame carries.
+    pub fn rich_bytes(&self) -> Result<Option<&Bytes>> {
+        match &self.state {
+            super::State::Rich(r) => r.encoded().map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// The entry of a frame: `version`, and the rich state decoded from
+    /// the start of `bytes` (which may go on), keeping the bytes it was
+    /// decoded from. Returns the entry and how many bytes it took. As the
+    /// frame's entry would decode: its version as sent, not recomputed.
+    pub fn rich_from_frame(version: Version, bytes: &Bytes) -> Result<(Entry, usize)> {
+        let (rich, used) = crate::encoding::from_slice_prefix::<Rich>(bytes)?;
+        let state = super::State::Rich(std::sync::Arc::new(Shared::with_bytes(
+            rich,
+            bytes.slice(..used),
+        )));
+        Ok((Entry { version, state }, used))
     }
 }
 

@@ -46,7 +46,7 @@ pub mod float;
 mod model_tests;
 mod rich;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod view;
 mod write;
 
@@ -104,7 +104,7 @@ enum State {
     Str(Bytes),
     /// Anything else. Shared: a write sends its delta to each replica,
     /// and a copy of the entry must not copy every field or member.
-    Rich(std::sync::Arc<Rich>),
+    Rich(std::sync::Arc<codec::Shared>),
 }
 
 /// A key's versioned state on one replica.
@@ -286,7 +286,7 @@ impl Entry {
     pub fn rich(rich: Rich) -> Entry {
         Entry {
             version: rich.newest(),
-            state: State::Rich(std::sync::Arc::new(rich)),
+            state: State::Rich(std::sync::Arc::new(codec::Shared::new(rich))),
         }
         .canonical()
     }
@@ -298,7 +298,7 @@ impl Entry {
         let State::Rich(r) = &mut self.state else {
             return false;
         };
-        let mut rich = (**r).clone();
+        let mut rich = r.rich().clone();
         if !rich.purge_removed(before) {
             return false;
         }
@@ -324,7 +324,7 @@ impl Entry {
     /// rich (built for a simple one).
     pub fn with_rich<R>(&self, f: impl FnOnce(&Rich) -> R) -> R {
         match &self.state {
-            State::Rich(r) => f(r),
+            State::Rich(r) => f(r.rich()),
             _ => f(&self.to_rich()),
         }
     }
@@ -344,7 +344,7 @@ impl Entry {
                 }),
                 ..Rich::default()
             },
-            State::Rich(r) => (**r).clone(),
+            State::Rich(r) => r.rich().clone(),
         }
     }
 

@@ -97,7 +97,7 @@ fn field() -> impl Strategy<Value = Field> {
     })
 }
 
-fn rich() -> impl Strategy<Value = Rich> {
+pub(crate) fn rich() -> impl Strategy<Value = Rich> {
     (
         version(),
         lww(proptest::option::of(0u64..100)),
