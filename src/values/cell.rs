@@ -337,18 +337,26 @@ impl Cell {
     /// Merges `delta` in, as [`Rich::merge`] would. Returns whether
     /// anything changed.
     pub fn merge(&mut self, delta: &Rich) -> bool {
-        let before = self.head.cleared;
-        // Moved out and back: a head merges as a `Rich`, with no copy.
-        let mut head = std::mem::take(&mut self.head).into_rich();
-        let mut changed = head.merge(&head_of(delta));
-        if changed {
-            self.head_hash = head_hash(&head);
+        let mut changed = false;
+        // Most deltas (HSET, SADD, HDEL, SREM) carry no head at all.
+        let empty_head = delta.cleared == Version::ZERO
+            && delta.ttl.is_none()
+            && delta.string.is_none()
+            && delta.shards.is_empty();
+        if !empty_head {
+            let before = self.head.cleared;
+            // Moved out and back: a head merges as a `Rich`, with no copy.
+            let mut head = std::mem::take(&mut self.head).into_rich();
+            changed = head.merge(&head_of(delta));
+            if changed {
+                self.head_hash = head_hash(&head);
+            }
+            self.head = Head::from_rich(head);
+            if self.head.cleared > before {
+                self.prune(self.head.cleared);
+            }
         }
-        self.head = Head::from_rich(head);
         let cleared = self.head.cleared;
-        if cleared > before {
-            self.prune(cleared);
-        }
         for (name, f) in &delta.fields {
             changed |= self.merge_field(name, f, cleared);
         }
@@ -425,6 +433,15 @@ impl Cell {
                 let gone = Gone::field(old);
                 self.forget_field(gone);
                 mine
+            }
+            // A new field that nothing in the key clears (an HSET's):
+            // written as it came, not copied and pruned first.
+            None if other.survives_as_is(cleared) => {
+                let e = elem::field(name, other);
+                self.count_field(&e);
+                self.fields.insert_new(&e);
+                self.hash_newest = self.hash_newest.max(other.newest());
+                return true;
             }
             None => {
                 let mut f = other.clone();

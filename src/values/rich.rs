@@ -225,6 +225,16 @@ impl Field {
         changed
     }
 
+    /// Whether [`Field::prune_with`] under `outer` would leave it as it is,
+    /// and it would be kept (it clears or holds something after `outer`).
+    /// Checked cheaply, so it may answer `false` for a field that would be
+    /// kept as it is (one with counter shares).
+    pub(super) fn survives_as_is(&self, outer: Version) -> bool {
+        self.cleared > outer
+            && self.shards.is_empty()
+            && self.value.as_ref().is_none_or(|v| v.version > self.cleared)
+    }
+
     /// Drops the pieces at or before this field's `cleared` or the key's
     /// (`outer`), and forgets a `cleared` the key's own covers.
     pub(super) fn prune_with(&mut self, outer: Version) {
