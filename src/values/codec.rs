@@ -101,14 +101,25 @@ impl<'de> Deserialize<'de> for Shared {
 
 impl crate::encoding::Wire for Rich {}
 
-/// The bytes of a rich state.
+/// The bytes of a rich state (written by hand: `wire.rs`).
 pub fn encode(rich: &Rich) -> Result<Vec<u8>> {
-    crate::encoding::to_vec_sized(rich, super::rich_len(rich) + 16)
+    let mut out = Vec::with_capacity(super::rich_len(rich) + 16);
+    super::wire::encode_into(rich, &mut out);
+    Ok(out)
 }
 
-/// A rich state from its bytes; damage is [`Error::Corrupt`].
+/// A rich state from its bytes, which must hold exactly one; damage is
+/// [`Error::Corrupt`].
 pub fn decode(bytes: &[u8]) -> Result<Rich> {
-    crate::encoding::from_slice(bytes).map_err(|e| Error::Corrupt(format!("rich value: {e}")))
+    let corrupt = |why: String| Error::Corrupt(format!("rich value: {why}"));
+    let (rich, used) = super::wire::decode(super::wire::Source::Slice(bytes)).map_err(corrupt)?;
+    if used != bytes.len() {
+        return Err(corrupt(format!(
+            "{} trailing bytes after the value",
+            bytes.len() - used
+        )));
+    }
+    Ok(rich)
 }
 
 /// An entry's body, owned: what the commit log writes.
@@ -167,7 +178,8 @@ impl Entry {
     /// decoded from. Returns the entry and how many bytes it took. As the
     /// frame's entry would decode: its version as sent, not recomputed.
     pub fn rich_from_frame(version: Version, bytes: &Bytes) -> Result<(Entry, usize)> {
-        let (rich, used) = crate::encoding::from_slice_prefix::<Rich>(bytes)?;
+        let (rich, used) = super::wire::decode(super::wire::Source::Shared(bytes))
+            .map_err(|why| Error::Protocol(format!("decode: rich value: {why}")))?;
         let state = super::State::Rich(std::sync::Arc::new(Shared::with_bytes(
             rich,
             bytes.slice(..used),

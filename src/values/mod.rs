@@ -48,6 +48,7 @@ mod rich;
 #[cfg(test)]
 pub(crate) mod tests;
 mod view;
+mod wire;
 mod write;
 
 use bytes::Bytes;
