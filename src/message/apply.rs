@@ -8,14 +8,18 @@
 //! encoding made once ([`Entry::rich_bytes`]), and a replica keeps the
 //! bytes the delta came in ([`Entry::rich_from_frame`]) for its log.
 //!
+//! Its answer, [`PeerMsg::ApplyAck`], comes back one frame per write, and
+//! the usual one (`Done`) is written and read here too.
+//!
 //! The bytes are exactly those serde writes for the same message (the
 //! tests check it on random messages): no protocol version changes, and
-//! either side may still use serde. A frame that is not an `Apply` with a
-//! rich delta is left to serde.
+//! either side may still use serde. Any other frame (an `Apply` whose
+//! delta is only a string or a delete, an answer other than `Done`) is
+//! left to serde.
 
 use bytes::{Bytes, BytesMut};
 
-use super::{ApplyReq, PeerMsg};
+use super::{ApplyReq, ApplyResult, PeerMsg};
 use crate::error::{Error, Result};
 use crate::store::{Entry, Version};
 use crate::values::{Check, Kind};
@@ -23,17 +27,43 @@ use crate::values::{Check, Kind};
 /// [`PeerMsg::Apply`]'s variant index, as bincode writes it.
 const APPLY: u32 = 25;
 
+/// [`PeerMsg::ApplyAck`]'s variant index.
+const APPLY_ACK: u32 = 26;
+
+/// [`ApplyResult::Done`]'s variant index.
+const DONE: u32 = 0;
+
 /// The entry state's variant index of a rich state (`values::State`).
 const STATE_RICH: u32 = 2;
 
-/// Whether `msg` is written here: an `Apply` of a rich delta.
+/// Whether `msg` is written here: an `Apply` of a rich delta, or an
+/// `ApplyAck` that is `Done`.
 pub fn by_hand(msg: &PeerMsg) -> bool {
-    matches!(msg, PeerMsg::Apply(req) if req.entry.as_simple().is_none())
+    match msg {
+        PeerMsg::Apply(req) => req.entry.as_simple().is_none(),
+        PeerMsg::ApplyAck { result, .. } => matches!(result, ApplyResult::Done { .. }),
+        _ => false,
+    }
 }
 
 /// Writes the body of `msg`'s frame (without its length) onto `dst`; an
 /// error for a message that is not [`by_hand`].
 pub fn encode(msg: &PeerMsg, dst: &mut BytesMut) -> Result<()> {
+    if let PeerMsg::ApplyAck {
+        id,
+        result: ApplyResult::Done { was_live, present },
+    } = msg
+    {
+        let mut head = [0u8; 25];
+        head[..4].copy_from_slice(&APPLY_ACK.to_le_bytes());
+        head[4..12].copy_from_slice(&id.to_le_bytes());
+        head[12..16].copy_from_slice(&DONE.to_le_bytes());
+        head[16] = u8::from(*was_live);
+        head[17..].copy_from_slice(&(present.len() as u64).to_le_bytes());
+        dst.extend_from_slice(&head);
+        dst.extend(present.iter().map(|&p| u8::from(p)));
+        return Ok(());
+    }
     let (PeerMsg::Apply(req), true) = (msg, by_hand(msg)) else {
         return Err(Error::Protocol(format!(
             "encode: a {} frame is not written by hand",
@@ -82,8 +112,10 @@ pub fn encode(msg: &PeerMsg, dst: &mut BytesMut) -> Result<()> {
 /// any other frame (serde reads those).
 pub fn decode(frame: &Bytes) -> Result<Option<PeerMsg>> {
     let mut r = Reader { frame, at: 0 };
-    if r.u32()? != APPLY {
-        return Ok(None);
+    match r.u32()? {
+        APPLY => {}
+        APPLY_ACK => return decode_ack(r),
+        _ => return Ok(None),
     }
     let id = r.u64()?;
     let key = r.bytes()?;
@@ -123,6 +155,27 @@ pub fn decode(frame: &Bytes) -> Result<Option<PeerMsg>> {
     }))))
 }
 
+/// The rest of an `ApplyAck` frame, if it is `Done`.
+fn decode_ack(mut r: Reader<'_>) -> Result<Option<PeerMsg>> {
+    let id = r.u64()?;
+    if r.u32()? != DONE {
+        return Ok(None);
+    }
+    let was_live = r.bool()?;
+    let count = r.u64()?;
+    if count != (r.frame.len() - r.at) as u64 {
+        return Err(r.bad(&format!(
+            "{count} answers in {} bytes",
+            r.frame.len() - r.at
+        )));
+    }
+    let present = (0..count).map(|_| r.bool()).collect::<Result<Vec<_>>>()?;
+    Ok(Some(PeerMsg::ApplyAck {
+        id,
+        result: ApplyResult::Done { was_live, present },
+    }))
+}
+
 /// A cursor over a frame.
 struct Reader<'a> {
     frame: &'a Bytes,
@@ -144,6 +197,14 @@ impl Reader<'_> {
     fn u32(&mut self) -> Result<u32> {
         let b = self.take(4)?;
         Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
+    }
+
+    fn bool(&mut self) -> Result<bool> {
+        match self.take(1)?[0] {
+            0 => Ok(false),
+            1 => Ok(true),
+            b => Err(self.bad(&format!("{b} is not a bool"))),
+        }
     }
 
     fn u64(&mut self) -> Result<u64> {
@@ -209,7 +270,7 @@ mod tests {
         assert_eq!(decode(&frame).unwrap(), None);
         let ack = PeerMsg::ApplyAck {
             id: 3,
-            result: crate::message::ApplyResult::WrongType,
+            result: ApplyResult::WrongType,
         };
         assert_eq!(hand_body(&ack), None);
         assert_eq!(decode(&Bytes::from(serde_body(&ack))).unwrap(), None);
@@ -263,6 +324,27 @@ mod tests {
         assert!(body.as_ptr_range().contains(&kept.as_ptr()));
     }
 
+    #[test]
+    fn a_damaged_answer_is_an_error() {
+        let ack = PeerMsg::ApplyAck {
+            id: 3,
+            result: ApplyResult::Done {
+                was_live: true,
+                present: vec![true, false],
+            },
+        };
+        let body = hand_body(&ack).unwrap();
+        for cut in 4..body.len() {
+            assert!(
+                decode(&Bytes::copy_from_slice(&body[..cut])).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut bad = body.clone();
+        *bad.last_mut().unwrap() = 2;
+        assert!(decode(&Bytes::from(bad)).is_err());
+    }
+
     fn arb_rich() -> impl Strategy<Value = Rich> {
         crate::values::tests::rich()
     }
@@ -287,6 +369,30 @@ mod tests {
                     prop_assert_eq!(back.as_ref(), Some(&msg));
                 }
                 // A state that is only a string or a delete.
+                None => prop_assert_eq!(decode(&Bytes::from(serde)).unwrap(), None),
+            }
+        }
+
+        #[test]
+        fn answers_are_serdes_bytes_both_ways(
+            id in any::<u64>(),
+            which in 0..3u8,
+            was_live in any::<bool>(),
+            present in proptest::collection::vec(any::<bool>(), 0..6),
+        ) {
+            let result = match which {
+                0 => ApplyResult::Done { was_live, present },
+                1 => ApplyResult::WrongType,
+                _ => ApplyResult::Refused("disk full".into()),
+            };
+            let msg = PeerMsg::ApplyAck { id, result };
+            let serde = serde_body(&msg);
+            match hand_body(&msg) {
+                Some(hand) => {
+                    prop_assert_eq!(&hand, &serde);
+                    let back = decode(&Bytes::from(hand)).unwrap();
+                    prop_assert_eq!(back.as_ref(), Some(&msg));
+                }
                 None => prop_assert_eq!(decode(&Bytes::from(serde)).unwrap(), None),
             }
         }

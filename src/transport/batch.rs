@@ -144,7 +144,7 @@ impl Batch {
     fn encode(&mut self, msg: &PeerMsg, stats: &NetStats, peer: &str) {
         let before = self.buf.len();
         let encoded = if self.version >= v6::REPLACED_IN {
-            if let PeerMsg::Apply(_) = msg {
+            if let PeerMsg::Apply(_) | PeerMsg::ApplyAck { .. } = msg {
                 self.encode_apply(msg)
             } else {
                 self.codec.encode_sized(msg, body_hint(msg), &mut self.buf)
@@ -177,9 +177,9 @@ impl Batch {
 }
 
 impl Batch {
-    /// A typed write, through `message::apply` (its delta encoded once
-    /// for every replica and the log), or serde for a delta that is only a
-    /// string or a delete.
+    /// A typed write or its answer, through `message::apply` (a delta
+    /// encoded once for every replica and the log), or serde for what that
+    /// leaves to it.
     fn encode_apply(&mut self, msg: &PeerMsg) -> crate::error::Result<()> {
         use crate::message::apply;
         if apply::by_hand(msg) {
