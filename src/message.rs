@@ -43,8 +43,8 @@ use crate::anti_entropy::digest::{Digest, Ranges};
 use crate::membership::Heartbeat;
 use crate::store::{Entry, Version};
 
-pub mod apply;
 pub mod compat;
+pub mod frames;
 mod handshake;
 mod kinds;
 pub mod v6;

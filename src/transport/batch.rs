@@ -24,7 +24,7 @@ use tracing::{debug, warn};
 use super::tcp::NetStats;
 use crate::encoding::FrameCodec;
 use crate::message::v6::{self, PeerMsg6};
-use crate::message::{compat, PeerMsg, PutResult};
+use crate::message::{compat, frames, PeerMsg, PutResult};
 use crate::store::Entry;
 
 /// One socket write being assembled by a link.
@@ -144,8 +144,9 @@ impl Batch {
     fn encode(&mut self, msg: &PeerMsg, stats: &NetStats, peer: &str) {
         let before = self.buf.len();
         let encoded = if self.version >= v6::REPLACED_IN {
-            if let PeerMsg::Apply(_) | PeerMsg::ApplyAck { .. } = msg {
-                self.encode_apply(msg)
+            if frames::by_hand(msg) {
+                self.codec
+                    .encode_with(&mut self.buf, |dst| frames::encode(msg, dst))
             } else {
                 self.codec.encode_sized(msg, body_hint(msg), &mut self.buf)
             }
@@ -172,21 +173,6 @@ impl Batch {
             Err(e) => {
                 warn!(peer, kind = msg.kind(), error = %e, "message not sent");
             }
-        }
-    }
-}
-
-impl Batch {
-    /// A typed write or its answer, through `message::apply` (a delta
-    /// encoded once for every replica and the log), or serde for what that
-    /// leaves to it.
-    fn encode_apply(&mut self, msg: &PeerMsg) -> crate::error::Result<()> {
-        use crate::message::apply;
-        if apply::by_hand(msg) {
-            self.codec
-                .encode_with(&mut self.buf, |dst| apply::encode(msg, dst))
-        } else {
-            self.codec.encode_sized(msg, 0, &mut self.buf)
         }
     }
 }

@@ -38,9 +38,9 @@ impl tokio_util::codec::Decoder for PeerDecoder {
             let Some(frame) = self.current.next_frame(src)? else {
                 return Ok(None);
             };
-            // Typed writes are read by hand, keeping their delta's bytes.
+            // The hot frames are read by hand (`message::frames`).
             let frame = frame.freeze();
-            match crate::message::apply::decode(&frame)? {
+            match crate::message::frames::decode(&frame)? {
                 Some(msg) => Ok(Some(msg)),
                 None => crate::encoding::from_slice(&frame).map(Some),
             }

@@ -1,0 +1,99 @@
+//! [`PeerMsg::Apply`] and its answer [`PeerMsg::ApplyAck`] by hand (see
+//! the module above).
+
+use bytes::BytesMut;
+
+use super::{put_bytes, put_entry, Reader};
+use crate::error::Result;
+use crate::message::{ApplyReq, ApplyResult, PeerMsg};
+use crate::values::{Check, Kind};
+
+/// [`PeerMsg::Apply`]'s variant index, as bincode writes it.
+pub(super) const APPLY: u32 = 25;
+
+/// [`PeerMsg::ApplyAck`]'s variant index.
+pub(super) const APPLY_ACK: u32 = 26;
+
+/// [`ApplyResult::Done`]'s variant index.
+const DONE: u32 = 0;
+
+/// Whether an answer is written here: `Done` (the others are rare).
+pub(super) fn ack_by_hand(result: &ApplyResult) -> bool {
+    matches!(result, ApplyResult::Done { .. })
+}
+
+pub(super) fn encode(req: &ApplyReq, dst: &mut BytesMut) -> Result<()> {
+    let names: usize = req.check.names.iter().map(|n| n.len() + 8).sum();
+    dst.reserve(20 + req.key.len() + super::entry_len(&req.entry) + 12 + names);
+    // Few appends, each of a run of fixed-width fields: every append
+    // checks for room.
+    let mut head = [0u8; 12];
+    head[..4].copy_from_slice(&APPLY.to_le_bytes());
+    head[4..].copy_from_slice(&req.id.to_le_bytes());
+    dst.extend_from_slice(&head);
+    put_bytes(&req.key, dst);
+    put_entry(&req.entry, dst)?;
+    let kind: u32 = match req.check.kind {
+        Kind::String => 0,
+        Kind::Hash => 1,
+        Kind::Set => 2,
+    };
+    let mut check = [0u8; 12];
+    check[..4].copy_from_slice(&kind.to_le_bytes());
+    check[4..].copy_from_slice(&(req.check.names.len() as u64).to_le_bytes());
+    dst.extend_from_slice(&check);
+    for name in &req.check.names {
+        put_bytes(name, dst);
+    }
+    Ok(())
+}
+
+pub(super) fn encode_ack(id: u64, result: &ApplyResult, dst: &mut BytesMut) {
+    let ApplyResult::Done { was_live, present } = result else {
+        unreachable!("only Done is written by hand")
+    };
+    let mut head = [0u8; 25];
+    head[..4].copy_from_slice(&APPLY_ACK.to_le_bytes());
+    head[4..12].copy_from_slice(&id.to_le_bytes());
+    head[12..16].copy_from_slice(&DONE.to_le_bytes());
+    head[16] = u8::from(*was_live);
+    head[17..].copy_from_slice(&(present.len() as u64).to_le_bytes());
+    dst.extend_from_slice(&head);
+    dst.extend(present.iter().map(|&p| u8::from(p)));
+}
+
+/// The rest of an `Apply` frame.
+pub(super) fn decode(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
+    let id = r.u64()?;
+    let key = r.bytes()?;
+    let entry = r.entry()?;
+    let kind = match r.u32()? {
+        0 => Kind::String,
+        1 => Kind::Hash,
+        2 => Kind::Set,
+        k => return Err(r.bad(&format!("no key type {k}"))),
+    };
+    let count = r.count(8)?;
+    let names = (0..count).map(|_| r.bytes()).collect::<Result<Vec<_>>>()?;
+    Ok(Some(PeerMsg::Apply(Box::new(ApplyReq {
+        id,
+        key,
+        entry,
+        check: Check { kind, names },
+    }))))
+}
+
+/// The rest of an `ApplyAck` frame, if it is `Done`.
+pub(super) fn decode_ack(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
+    let id = r.u64()?;
+    if r.u32()? != DONE {
+        return Ok(None);
+    }
+    let was_live = r.bool()?;
+    let count = r.count(1)?;
+    let present = (0..count).map(|_| r.bool()).collect::<Result<Vec<_>>>()?;
+    Ok(Some(PeerMsg::ApplyAck {
+        id,
+        result: ApplyResult::Done { was_live, present },
+    }))
+}

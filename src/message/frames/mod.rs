@@ -1,0 +1,207 @@
+//! The hot frames, written and read by hand: replica writes ([`PeerMsg::Put`],
+//! [`PeerMsg::Puts`]), typed writes ([`PeerMsg::Apply`]) and their answers
+//! ([`PeerMsg::ApplyAck`]).
+//!
+//! Every SET sends a `Put` (coalesced into `Puts`) to each replica, every
+//! HSET or SADD an `Apply` and brings back an `ApplyAck`. Through serde
+//! each entry's rich state was encoded once per replica and once more for
+//! the log, and each replica encoded it again for its log after decoding
+//! it; serde's generic path also cost more than these loops. Here an
+//! entry's rich state is written from its encoding made once
+//! ([`Entry::rich_bytes`]), and a replica keeps the bytes a rich state came
+//! in ([`Entry::rich_from_frame`]) for its own log; keys, values and names
+//! are slices of the frame, not copies.
+//!
+//! The bytes are exactly those serde writes for the same message (the
+//! tests check it on random messages, both ways): no protocol version
+//! changes, and either side may still use serde. Any other frame, and an
+//! answer other than `Done`, is left to serde. Damaged frames are errors,
+//! never panics, and a count the frame cannot hold is refused before
+//! anything is allocated for it.
+
+mod apply;
+mod puts;
+
+use bytes::{Bytes, BytesMut};
+
+use super::PeerMsg;
+use crate::clock::Timestamp;
+use crate::error::{Error, Result};
+use crate::store::{Entry, Version};
+
+/// Whether `msg` is written here.
+pub fn by_hand(msg: &PeerMsg) -> bool {
+    match msg {
+        PeerMsg::Apply(_) | PeerMsg::Put { .. } | PeerMsg::Puts { .. } => true,
+        PeerMsg::ApplyAck { result, .. } => apply::ack_by_hand(result),
+        _ => false,
+    }
+}
+
+/// Writes the body of `msg`'s frame (without its length) onto `dst`; an
+/// error for a message that is not [`by_hand`].
+pub fn encode(msg: &PeerMsg, dst: &mut BytesMut) -> Result<()> {
+    match msg {
+        PeerMsg::Apply(req) => apply::encode(req, dst),
+        PeerMsg::ApplyAck { id, result } if apply::ack_by_hand(result) => {
+            apply::encode_ack(*id, result, dst);
+            Ok(())
+        }
+        PeerMsg::Put { id, key, entry } => puts::encode_one(*id, key, entry, dst),
+        PeerMsg::Puts { items } => puts::encode(items, dst),
+        _ => Err(Error::Protocol(format!(
+            "encode: a {} frame is not written by hand",
+            msg.kind()
+        ))),
+    }
+}
+
+/// The message in `frame` if it is one written by hand, `None` for any
+/// other (serde reads those).
+pub fn decode(frame: &Bytes) -> Result<Option<PeerMsg>> {
+    let mut r = Reader { frame, at: 0 };
+    let msg = match r.u32()? {
+        apply::APPLY => apply::decode(&mut r)?,
+        apply::APPLY_ACK => apply::decode_ack(&mut r)?,
+        puts::PUT => puts::decode_one(&mut r)?,
+        puts::PUTS => puts::decode(&mut r)?,
+        _ => return Ok(None),
+    };
+    if msg.is_some() && r.at != frame.len() {
+        return Err(r.bad(&format!(
+            "{} trailing bytes after the message",
+            frame.len() - r.at
+        )));
+    }
+    Ok(msg)
+}
+
+/// An entry state's variant index (`values::State`): a delete.
+const DEAD: u32 = 0;
+/// A plain string.
+const STR: u32 = 1;
+/// A rich state.
+const RICH: u32 = 2;
+
+/// Appends `entry` (its version and state) to `dst`.
+fn put_entry(entry: &Entry, dst: &mut BytesMut) -> Result<()> {
+    let version = entry.version();
+    let mut head = [0u8; 20];
+    head[..8].copy_from_slice(&version.ts.0.to_le_bytes());
+    head[8..16].copy_from_slice(&version.node.to_le_bytes());
+    if let Some(rich) = entry.rich_bytes()? {
+        head[16..].copy_from_slice(&RICH.to_le_bytes());
+        dst.extend_from_slice(&head);
+        dst.extend_from_slice(rich);
+        return Ok(());
+    }
+    match entry.as_simple() {
+        Some(crate::values::Simple::Str(v)) => {
+            head[16..].copy_from_slice(&STR.to_le_bytes());
+            dst.extend_from_slice(&head);
+            put_bytes(v, dst);
+        }
+        _ => {
+            head[16..].copy_from_slice(&DEAD.to_le_bytes());
+            dst.extend_from_slice(&head);
+        }
+    }
+    Ok(())
+}
+
+/// Appends a byte string (its length, then it).
+fn put_bytes(b: &[u8], dst: &mut BytesMut) {
+    dst.extend_from_slice(&(b.len() as u64).to_le_bytes());
+    dst.extend_from_slice(b);
+}
+
+/// About how many bytes `entry` takes in a frame (a rich state's
+/// encoding is made here if it was not yet, and kept).
+fn entry_len(entry: &Entry) -> usize {
+    match entry.rich_bytes() {
+        Ok(Some(rich)) => 20 + rich.len(),
+        _ => entry.payload_len() + 12,
+    }
+}
+
+/// A cursor over a frame.
+struct Reader<'a> {
+    frame: &'a Bytes,
+    at: usize,
+}
+
+impl Reader<'_> {
+    #[inline]
+    fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
+        match self.frame.get(self.at..).and_then(|b| b.first_chunk::<N>()) {
+            Some(b) => {
+                self.at += N;
+                Ok(*b)
+            }
+            None => Err(self.bad("frame ends early")),
+        }
+    }
+
+    #[inline]
+    fn u32(&mut self) -> Result<u32> {
+        self.take::<4>().map(u32::from_le_bytes)
+    }
+
+    #[inline]
+    fn u64(&mut self) -> Result<u64> {
+        self.take::<8>().map(u64::from_le_bytes)
+    }
+
+    fn bool(&mut self) -> Result<bool> {
+        match self.take::<1>()?[0] {
+            0 => Ok(false),
+            1 => Ok(true),
+            b => Err(self.bad(&format!("{b} is not a bool"))),
+        }
+    }
+
+    /// A count of items of at least `min` bytes each; one the rest of the
+    /// frame cannot hold is refused before anything is allocated for it.
+    fn count(&mut self, min: usize) -> Result<usize> {
+        let n = self.u64()?;
+        let room = (self.frame.len() - self.at) / min;
+        match usize::try_from(n) {
+            Ok(n) if n <= room => Ok(n),
+            _ => Err(self.bad(&format!("{n} items cannot fit"))),
+        }
+    }
+
+    /// A byte string, sharing the frame's buffer.
+    fn bytes(&mut self) -> Result<Bytes> {
+        let len = self.count(1)?;
+        let start = self.at;
+        self.at += len;
+        Ok(self.frame.slice(start..self.at))
+    }
+
+    /// An entry: its version and state (a rich state keeping its bytes).
+    fn entry(&mut self) -> Result<Entry> {
+        let version = Version {
+            ts: Timestamp(self.u64()?),
+            node: self.u64()?,
+        };
+        match self.u32()? {
+            DEAD => Ok(Entry::tombstone(version)),
+            STR => Ok(Entry::string(version, self.bytes()?)),
+            RICH => {
+                let (entry, used) = Entry::rich_from_frame(version, &self.frame.slice(self.at..))?;
+                self.at += used;
+                Ok(entry)
+            }
+            s => Err(self.bad(&format!("no entry state {s}"))),
+        }
+    }
+
+    #[cold]
+    fn bad(&self, why: &str) -> Error {
+        Error::Protocol(format!("decode: frame: {why} (at byte {})", self.at))
+    }
+}
+
+#[cfg(test)]
+mod tests;
