@@ -70,9 +70,10 @@ impl Head {
     }
 }
 
-/// The digest contribution of a head (fixed-width bincode of it).
+/// The digest contribution of a head (a hash of its encoding).
 fn head_hash(head: &Rich) -> u64 {
-    let bytes = crate::encoding::to_vec(head).expect("a head always encodes");
+    let mut bytes = Vec::with_capacity(128);
+    super::wire::encode_into(head, &mut bytes);
     crate::encoding::stable_hash(0x6865_6164, &bytes)
 }
 

@@ -45,14 +45,14 @@ fn set_fields(call: Call<'_>, name: &str, ok: bool) -> Run {
     let shared = call.shared.clone();
     let q = call.conn.quorum;
     call.conn.last_write = Some(call.args[1].clone());
-    let mut args = call.args;
-    let key = args[1].clone();
+    let mut args = call.args.into_iter().skip(1);
+    let key = args.next().expect("the arity is checked");
     // A field named twice takes its last value and counts once.
     let mut pairs: Vec<(Bytes, Bytes)> = Vec::with_capacity(args.len() / 2);
-    for pair in args.drain(2..).collect::<Vec<_>>().chunks_exact(2) {
-        match pairs.iter_mut().find(|(f, _)| *f == pair[0]) {
-            Some(p) => p.1 = pair[1].clone(),
-            None => pairs.push((pair[0].clone(), pair[1].clone())),
+    while let (Some(field), Some(value)) = (args.next(), args.next()) {
+        match pairs.iter_mut().find(|(f, _)| *f == field) {
+            Some(p) => p.1 = value,
+            None => pairs.push((field, value)),
         }
     }
     let check = Check {
