@@ -73,12 +73,26 @@ fn a_write_reads_back_everywhere_and_lives_exactly_on_its_preference_list() {
             "{key} should be held exactly by {expected:?}"
         );
     }
-    let total: u64 = (0..FIVE.len()).map(|i| c.status(i).unwrap().keys).sum();
-    assert_eq!(
-        total,
-        40 * 3,
-        "/status key counts add up to three copies of each key"
-    );
+    let counts: Vec<u64> = (0..FIVE.len()).map(|i| c.status(i).unwrap().keys).collect();
+    if counts.iter().sum::<u64>() != 40 * 3 {
+        // Say where the copies are now, so that a failure can be explained.
+        let misplaced: Vec<String> = (0..40)
+            .filter_map(|k| {
+                let key = format!("k{k}");
+                let expected = ring.preference_list_for_key(key.as_bytes(), 3);
+                let holders: Vec<String> = (0..FIVE.len())
+                    .filter(|&i| holds(&c, i, &key, &format!("v{k}")))
+                    .map(|i| FIVE[i].to_string())
+                    .collect();
+                let expected: Vec<String> = expected.iter().map(|n| n.to_string()).collect();
+                (holders.len() != 3 || holders.iter().any(|h| !expected.contains(h)))
+                    .then(|| format!("{key}: held by {holders:?}, expected {expected:?}"))
+            })
+            .collect();
+        panic!(
+            "/status key counts {counts:?} do not add up to three copies of each key; {misplaced:?}"
+        );
+    }
     assert_eq!(c.client(4).cmd(&["DBSIZE"]), Reply::Integer(40));
 }
 
