@@ -1,6 +1,8 @@
 //! The hot frames, written and read by hand: replica writes ([`PeerMsg::Put`],
-//! [`PeerMsg::Puts`]), typed writes ([`PeerMsg::Apply`]) and their answers
-//! ([`PeerMsg::ApplyAck`]).
+//! [`PeerMsg::Puts`]), typed writes ([`PeerMsg::Apply`]), replica reads
+//! ([`PeerMsg::Get`]) and their answers ([`PeerMsg::PutAck`],
+//! [`PeerMsg::PutAcks`], [`PeerMsg::ApplyAck`], [`PeerMsg::GetReply`],
+//! [`PeerMsg::GetReplies`]).
 //!
 //! Every SET sends a `Put` (coalesced into `Puts`) to each replica, every
 //! HSET or SADD an `Apply` and brings back an `ApplyAck`. Through serde
@@ -21,6 +23,7 @@
 
 mod apply;
 mod puts;
+mod reads;
 
 use bytes::{Bytes, BytesMut};
 
@@ -32,8 +35,15 @@ use crate::store::{Entry, Version};
 /// Whether `msg` is written here.
 pub fn by_hand(msg: &PeerMsg) -> bool {
     match msg {
-        PeerMsg::Apply(_) | PeerMsg::Put { .. } | PeerMsg::Puts { .. } => true,
+        PeerMsg::Apply(_)
+        | PeerMsg::Put { .. }
+        | PeerMsg::Puts { .. }
+        | PeerMsg::PutAcks { .. }
+        | PeerMsg::Get { .. }
+        | PeerMsg::GetReply { .. }
+        | PeerMsg::GetReplies { .. } => true,
         PeerMsg::ApplyAck { result, .. } => apply::ack_by_hand(result),
+        PeerMsg::PutAck { result, .. } => puts::ack_by_hand(result),
         _ => false,
     }
 }
@@ -49,6 +59,20 @@ pub fn encode(msg: &PeerMsg, dst: &mut BytesMut) -> Result<()> {
         }
         PeerMsg::Put { id, key, entry } => puts::encode_one(*id, key, entry, dst),
         PeerMsg::Puts { items } => puts::encode(items, dst),
+        PeerMsg::PutAck { id, result } if puts::ack_by_hand(result) => {
+            puts::encode_ack(*id, result, dst);
+            Ok(())
+        }
+        PeerMsg::PutAcks { acks } => {
+            puts::encode_acks(acks, dst);
+            Ok(())
+        }
+        PeerMsg::Get { id, key } => {
+            reads::encode_get(*id, key, dst);
+            Ok(())
+        }
+        PeerMsg::GetReply { id, entry } => reads::encode_reply(*id, entry, dst),
+        PeerMsg::GetReplies { replies } => reads::encode_replies(replies, dst),
         _ => Err(Error::Protocol(format!(
             "encode: a {} frame is not written by hand",
             msg.kind()
@@ -65,6 +89,11 @@ pub fn decode(frame: &Bytes) -> Result<Option<PeerMsg>> {
         apply::APPLY_ACK => apply::decode_ack(&mut r)?,
         puts::PUT => puts::decode_one(&mut r)?,
         puts::PUTS => puts::decode(&mut r)?,
+        puts::PUT_ACK => puts::decode_ack(&mut r)?,
+        puts::PUT_ACKS => puts::decode_acks(&mut r)?,
+        reads::GET => reads::decode_get(&mut r)?,
+        reads::GET_REPLY => reads::decode_reply(&mut r)?,
+        reads::GET_REPLIES => reads::decode_replies(&mut r)?,
         _ => return Ok(None),
     };
     if msg.is_some() && r.at != frame.len() {
@@ -150,6 +179,14 @@ impl Reader<'_> {
     #[inline]
     fn u64(&mut self) -> Result<u64> {
         self.take::<8>().map(u64::from_le_bytes)
+    }
+
+    fn option(&mut self) -> Result<bool> {
+        match self.take::<1>()?[0] {
+            0 => Ok(false),
+            1 => Ok(true),
+            b => Err(self.bad(&format!("{b} is not an option's tag"))),
+        }
     }
 
     fn bool(&mut self) -> Result<bool> {

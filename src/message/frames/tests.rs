@@ -3,7 +3,7 @@ use proptest::prelude::*;
 
 use super::{by_hand, decode, encode};
 use crate::clock::Timestamp;
-use crate::message::{ApplyReq, ApplyResult, PeerMsg};
+use crate::message::{ApplyReq, ApplyResult, PeerMsg, PutResult};
 use crate::store::{Entry, Version};
 use crate::values::{Check, Kind};
 
@@ -47,11 +47,15 @@ fn other_messages_are_left_to_serde() {
         id: 3,
         result: ApplyResult::WrongType,
     };
-    let get = PeerMsg::Get {
+    let refused = PeerMsg::PutAck {
         id: 4,
-        key: "k".into(),
+        result: PutResult::Refused("clock".into()),
     };
-    for msg in [ack, get] {
+    let keys = PeerMsg::Keys {
+        id: 5,
+        pattern: "*".into(),
+    };
+    for msg in [ack, refused, keys] {
         assert_eq!(hand_body(&msg), None);
         assert_eq!(decode(&Bytes::from(serde_body(&msg))).unwrap(), None);
     }
@@ -79,6 +83,12 @@ fn every_cut_of_a_frame_is_an_error() {
                 (1, "a".into(), Entry::string(v(5, 1), "x".into())),
                 (2, "b".into(), Entry::tombstone(v(6, 1))),
             ],
+        },
+        PeerMsg::PutAcks {
+            acks: vec![(1, true), (2, false)],
+        },
+        PeerMsg::GetReplies {
+            replies: vec![(1, Some(Entry::string(v(5, 1), "x".into()))), (2, None)],
         },
     ];
     for msg in msgs {
@@ -179,6 +189,20 @@ fn message() -> impl Strategy<Value = PeerMsg> {
                     .collect(),
             }
         }),
+        (any::<u64>(), any::<bool>()).prop_map(|(id, was_live)| PeerMsg::PutAck {
+            id,
+            result: PutResult::Ok { was_live },
+        }),
+        proptest::collection::vec((any::<u64>(), any::<bool>()), 0..5)
+            .prop_map(|acks| PeerMsg::PutAcks { acks }),
+        (any::<u64>(), name()).prop_map(|(id, key)| PeerMsg::Get {
+            id,
+            key: key.into()
+        }),
+        (any::<u64>(), proptest::option::of(entry()))
+            .prop_map(|(id, entry)| PeerMsg::GetReply { id, entry }),
+        proptest::collection::vec((any::<u64>(), proptest::option::of(entry())), 0..4)
+            .prop_map(|replies| PeerMsg::GetReplies { replies }),
     ]
 }
 
