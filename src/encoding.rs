@@ -146,7 +146,9 @@ pub fn from_slice<T: DeserializeOwned + Wire>(bytes: &[u8]) -> Result<T> {
 }
 
 /// Decodes one message from the start of `bytes`, which may go on after
-/// it; returns it and how many bytes it took.
+/// it; returns it and how many bytes it took. (For tests that compare the
+/// formats written by hand with serde's.)
+#[cfg(test)]
 pub fn from_slice_prefix<T: DeserializeOwned + Wire>(bytes: &[u8]) -> Result<(T, usize)> {
     let decoded = if T::FIXED_INTS {
         bincode::serde::decode_from_slice(bytes, fixed_config())
