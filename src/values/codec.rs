@@ -50,11 +50,6 @@ impl Shared {
         }
     }
 
-    /// The state.
-    pub(super) fn rich(&self) -> &Rich {
-        &self.rich
-    }
-
     /// Its encoding, made on the first call.
     fn encoded(&self) -> Result<&Bytes> {
         if let Some(b) = self.encoded.get() {
@@ -112,7 +107,8 @@ pub fn encode(rich: &Rich) -> Result<Vec<u8>> {
 /// [`Error::Corrupt`].
 pub fn decode(bytes: &[u8]) -> Result<Rich> {
     let corrupt = |why: String| Error::Corrupt(format!("rich value: {why}"));
-    let (rich, used) = super::wire::decode(super::wire::Source::Slice(bytes)).map_err(corrupt)?;
+    let (rich, used) = super::wire::decode(super::wire::Source::Slice(bytes))
+        .map_err(|e| corrupt(e.to_string()))?;
     if used != bytes.len() {
         return Err(corrupt(format!(
             "{} trailing bytes after the value",
@@ -173,18 +169,13 @@ impl Entry {
         }
     }
 
-    /// The entry of a frame: `version`, and the rich state decoded from
-    /// the start of `bytes` (which may go on), keeping the bytes it was
-    /// decoded from. Returns the entry and how many bytes it took. As the
-    /// frame's entry would decode: its version as sent, not recomputed.
-    pub fn rich_from_frame(version: Version, bytes: &Bytes) -> Result<(Entry, usize)> {
-        let (rich, used) = super::wire::decode(super::wire::Source::Shared(bytes))
-            .map_err(|why| Error::Protocol(format!("decode: rich value: {why}")))?;
-        let state = super::State::Rich(std::sync::Arc::new(Shared::with_bytes(
-            rich,
-            bytes.slice(..used),
-        )));
-        Ok((Entry { version, state }, used))
+    /// The entry of a frame: `version`, and the rich state `r` reads next,
+    /// keeping the bytes it was read from. As the frame's entry would
+    /// decode: its version as sent, not recomputed.
+    pub fn rich_from_frame(version: Version, r: &mut super::wire::Reader<'_>) -> Result<Entry> {
+        let (rich, bytes) = r.rich_kept()?;
+        let state = super::State::Rich(std::sync::Arc::new(Shared::with_bytes(rich, bytes)));
+        Ok(Entry { version, state })
     }
 }
 

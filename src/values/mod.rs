@@ -48,7 +48,7 @@ mod rich;
 #[cfg(test)]
 pub(crate) mod tests;
 mod view;
-mod wire;
+pub mod wire;
 mod write;
 
 use bytes::Bytes;
@@ -299,7 +299,7 @@ impl Entry {
         let State::Rich(r) = &mut self.state else {
             return false;
         };
-        let mut rich = r.rich().clone();
+        let mut rich = Rich::clone(r);
         if !rich.purge_removed(before) {
             return false;
         }
@@ -325,7 +325,7 @@ impl Entry {
     /// rich (built for a simple one).
     pub fn with_rich<R>(&self, f: impl FnOnce(&Rich) -> R) -> R {
         match &self.state {
-            State::Rich(r) => f(r.rich()),
+            State::Rich(r) => f(r),
             _ => f(&self.to_rich()),
         }
     }
@@ -345,7 +345,7 @@ impl Entry {
                 }),
                 ..Rich::default()
             },
-            State::Rich(r) => r.rich().clone(),
+            State::Rich(r) => Rich::clone(r),
         }
     }
 

@@ -16,6 +16,7 @@ use bytes::Bytes;
 
 use super::{Field, Lww, Rich, Shard, Shards, Version};
 use crate::clock::Timestamp;
+use crate::error::{Error, Result};
 
 /// Appends the encoding of `r` to `out`.
 pub fn encode_into(r: &Rich, out: &mut Vec<u8>) {
@@ -100,57 +101,87 @@ pub enum Source<'a> {
 }
 
 /// Reads a rich state from the start of `src`, which may go on after it;
-/// returns it and how many bytes it took, or why it cannot be read.
-pub fn decode(src: Source<'_>) -> Result<(Rich, usize), String> {
-    let (buf, shared) = match src {
-        Source::Slice(s) => (s, None),
-        Source::Shared(b) => (&b[..], Some(b)),
-    };
-    let mut r = Reader { buf, shared, at: 0 };
+/// returns it and how many bytes it took.
+pub fn decode(src: Source<'_>) -> Result<(Rich, usize)> {
+    let mut r = Reader::new(src);
     let rich = r.rich()?;
-    Ok((rich, r.at))
+    Ok((rich, r.at()))
 }
 
-struct Reader<'a> {
+/// A cursor over bytes in the peer encoding: what this module reads a
+/// rich state with, and the hand-written peer frames
+/// (`message/frames/`) read the rest of a message with. Damage is
+/// [`Error::Protocol`], saying what and at which byte.
+pub struct Reader<'a> {
     buf: &'a [u8],
     shared: Option<&'a Bytes>,
     at: usize,
 }
 
-#[cold]
-fn ends_early(at: usize, n: usize) -> String {
-    format!("ends early (at byte {at}, {n} more wanted)")
-}
+impl<'a> Reader<'a> {
+    /// A cursor at the start of `src`.
+    pub fn new(src: Source<'a>) -> Self {
+        let (buf, shared) = match src {
+            Source::Slice(s) => (s, None),
+            Source::Shared(b) => (&b[..], Some(b)),
+        };
+        Reader { buf, shared, at: 0 }
+    }
 
-impl Reader<'_> {
+    /// How many bytes it has read.
+    pub fn at(&self) -> usize {
+        self.at
+    }
+
+    /// An error saying why the bytes cannot be read, and where.
+    #[cold]
+    pub fn bad(&self, why: &str) -> Error {
+        Error::Protocol(format!("decode: {why} (at byte {})", self.at))
+    }
+
     #[inline]
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], String> {
+    fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
         match self.buf.get(self.at..).and_then(|b| b.first_chunk::<N>()) {
             Some(b) => {
                 self.at += N;
                 Ok(*b)
             }
-            None => Err(ends_early(self.at, N)),
+            None => Err(self.bad(&format!("ends early, {N} more bytes wanted"))),
         }
     }
 
-    #[inline]
-    fn u8(&mut self) -> Result<u8, String> {
-        self.take::<1>().map(|[b]| b)
+    /// A byte that must be 0 or 1 (a bool, or an option's tag).
+    fn flag(&mut self, what: &str) -> Result<bool> {
+        match self.take::<1>()? {
+            [0] => Ok(false),
+            [1] => Ok(true),
+            [b] => {
+                self.at -= 1;
+                Err(self.bad(&format!("{b} is not {what}")))
+            }
+        }
     }
 
+    /// A little-endian `u32`.
     #[inline]
-    fn u64(&mut self) -> Result<u64, String> {
+    pub fn u32(&mut self) -> Result<u32> {
+        self.take::<4>().map(u32::from_le_bytes)
+    }
+
+    /// A little-endian `u64`.
+    #[inline]
+    pub fn u64(&mut self) -> Result<u64> {
         self.take::<8>().map(u64::from_le_bytes)
     }
 
     #[inline]
-    fn i64(&mut self) -> Result<i64, String> {
+    fn i64(&mut self) -> Result<i64> {
         self.take::<8>().map(i64::from_le_bytes)
     }
 
+    /// A version: timestamp, then node id.
     #[inline]
-    fn version(&mut self) -> Result<Version, String> {
+    pub fn version(&mut self) -> Result<Version> {
         let b = self.take::<16>()?;
         let (ts, node) = b.split_at(8);
         Ok(Version {
@@ -159,37 +190,33 @@ impl Reader<'_> {
         })
     }
 
-    fn bool(&mut self) -> Result<bool, String> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            b => Err(format!("{b} is not a bool (at byte {})", self.at - 1)),
-        }
+    /// A bool (one byte, 0 or 1).
+    pub fn bool(&mut self) -> Result<bool> {
+        self.flag("a bool")
     }
 
-    fn some(&mut self) -> Result<bool, String> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            b => Err(format!(
-                "{b} is not an option's tag (at byte {})",
-                self.at - 1
-            )),
-        }
+    /// An option's tag: whether a value follows.
+    pub fn some(&mut self) -> Result<bool> {
+        self.flag("an option's tag")
     }
 
     /// A count of items of at least `min` bytes each: one the rest of the
     /// bytes cannot hold is refused before anything is allocated for it.
-    fn count(&mut self, min: usize) -> Result<usize, String> {
+    pub fn count(&mut self, min: usize) -> Result<usize> {
         let n = self.u64()?;
         let room = (self.buf.len() - self.at) / min;
         match usize::try_from(n) {
             Ok(n) if n <= room => Ok(n),
-            _ => Err(format!("{n} items cannot fit (at byte {})", self.at - 8)),
+            _ => {
+                self.at -= 8;
+                Err(self.bad(&format!("{n} items cannot fit")))
+            }
         }
     }
 
-    fn bytes(&mut self) -> Result<Bytes, String> {
+    /// A byte string (its length, then it): a slice of a shared buffer,
+    /// a copy of a plain one.
+    pub fn bytes(&mut self) -> Result<Bytes> {
         let n = self.count(1)?;
         let r = self.at..self.at + n;
         self.at += n;
@@ -199,7 +226,19 @@ impl Reader<'_> {
         })
     }
 
-    fn lww_bytes(&mut self) -> Result<Option<Lww<Bytes>>, String> {
+    /// A rich state, and the bytes it was read from (a slice of a shared
+    /// buffer, a copy of a plain one).
+    pub fn rich_kept(&mut self) -> Result<(Rich, Bytes)> {
+        let start = self.at;
+        let rich = self.rich()?;
+        let kept = match self.shared {
+            None => Bytes::copy_from_slice(&self.buf[start..self.at]),
+            Some(b) => b.slice(start..self.at),
+        };
+        Ok((rich, kept))
+    }
+
+    fn lww_bytes(&mut self) -> Result<Option<Lww<Bytes>>> {
         if !self.some()? {
             return Ok(None);
         }
@@ -209,7 +248,7 @@ impl Reader<'_> {
         }))
     }
 
-    fn shards(&mut self) -> Result<Shards, String> {
+    fn shards(&mut self) -> Result<Shards> {
         let n = self.count(56)?;
         let mut shards = Shards::new();
         for _ in 0..n {
@@ -235,7 +274,8 @@ impl Reader<'_> {
         Ok(shards)
     }
 
-    fn rich(&mut self) -> Result<Rich, String> {
+    /// A rich state.
+    pub fn rich(&mut self) -> Result<Rich> {
         let cleared = self.version()?;
         let ttl = if self.some()? {
             let version = self.version()?;
@@ -331,14 +371,72 @@ mod tests {
         }
     }
 
+    /// A state with every piece: expiry, string, counter shares with
+    /// marks, a field with a value and shares, a member.
+    fn every_piece() -> Rich {
+        let v = |ts: u64| Version {
+            ts: Timestamp(ts),
+            node: 3,
+        };
+        let share = Shard::first(5, v(10)).then(7, v(11));
+        let mut r = Rich {
+            cleared: v(1),
+            ttl: Some(Lww {
+                version: v(2),
+                value: Some(99),
+            }),
+            string: Some(Lww {
+                version: v(3),
+                value: "s".into(),
+            }),
+            ..Rich::default()
+        };
+        r.shards.insert(7, share.clone());
+        r.fields.insert(
+            "f".into(),
+            Field {
+                cleared: v(4),
+                value: Some(Lww {
+                    version: v(5),
+                    value: "x".into(),
+                }),
+                shards: [(8, share)].into(),
+            },
+        );
+        r.members.insert(
+            "m".into(),
+            Lww {
+                version: v(6),
+                value: true,
+            },
+        );
+        r
+    }
+
+    /// Every byte in turn set to values that are no bool or option tag
+    /// (which random damage rarely hits where a tag is): read as serde
+    /// reads it.
+    #[test]
+    fn each_byte_damaged_reads_as_serde() {
+        let b = by_hand(&every_piece());
+        assert_eq!(b, serde_bytes(&every_piece()));
+        for i in 0..b.len() {
+            for byte in [2, 0xff] {
+                let mut d = b.clone();
+                d[i] = byte;
+                let hand = decode(Source::Slice(&d)).ok();
+                assert_eq!(hand, serde_decode(&d), "byte {i} set to {byte}");
+            }
+        }
+    }
+
     #[test]
     fn a_huge_count_is_refused_before_allocating() {
         let mut b = by_hand(&Rich::default());
         // The fields' count: after cleared (16), two absent options (2)
         // and the shards' count (8).
         b[26..34].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(decode(Source::Slice(&b))
-            .unwrap_err()
-            .contains("cannot fit"));
+        let err = decode(Source::Slice(&b)).unwrap_err().to_string();
+        assert!(err.contains("cannot fit"), "{err}");
     }
 }

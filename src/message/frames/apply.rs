@@ -3,7 +3,7 @@
 
 use bytes::BytesMut;
 
-use super::{put_bytes, put_entry, Reader};
+use super::{put_bytes, put_entry, put_head, read_entry, Reader};
 use crate::error::Result;
 use crate::message::{ApplyReq, ApplyResult, PeerMsg};
 use crate::values::{Check, Kind};
@@ -27,10 +27,7 @@ pub(super) fn encode(req: &ApplyReq, dst: &mut BytesMut) -> Result<()> {
     dst.reserve(20 + req.key.len() + super::entry_len(&req.entry) + 12 + names);
     // Few appends, each of a run of fixed-width fields: every append
     // checks for room.
-    let mut head = [0u8; 12];
-    head[..4].copy_from_slice(&APPLY.to_le_bytes());
-    head[4..].copy_from_slice(&req.id.to_le_bytes());
-    dst.extend_from_slice(&head);
+    put_head(APPLY, req.id, dst);
     put_bytes(&req.key, dst);
     put_entry(&req.entry, dst)?;
     let kind: u32 = match req.check.kind {
@@ -66,7 +63,7 @@ pub(super) fn encode_ack(id: u64, result: &ApplyResult, dst: &mut BytesMut) {
 pub(super) fn decode(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
     let id = r.u64()?;
     let key = r.bytes()?;
-    let entry = r.entry()?;
+    let entry = read_entry(r)?;
     let kind = match r.u32()? {
         0 => Kind::String,
         1 => Kind::Hash,

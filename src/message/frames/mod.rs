@@ -28,9 +28,9 @@ mod reads;
 use bytes::{Bytes, BytesMut};
 
 use super::PeerMsg;
-use crate::clock::Timestamp;
 use crate::error::{Error, Result};
-use crate::store::{Entry, Version};
+use crate::store::Entry;
+use crate::values::wire::{Reader, Source};
 
 /// Whether `msg` is written here.
 pub fn by_hand(msg: &PeerMsg) -> bool {
@@ -83,7 +83,7 @@ pub fn encode(msg: &PeerMsg, dst: &mut BytesMut) -> Result<()> {
 /// The message in `frame` if it is one written by hand, `None` for any
 /// other (serde reads those).
 pub fn decode(frame: &Bytes) -> Result<Option<PeerMsg>> {
-    let mut r = Reader { frame, at: 0 };
+    let mut r = Reader::new(Source::Shared(frame));
     let msg = match r.u32()? {
         apply::APPLY => apply::decode(&mut r)?,
         apply::APPLY_ACK => apply::decode_ack(&mut r)?,
@@ -96,10 +96,10 @@ pub fn decode(frame: &Bytes) -> Result<Option<PeerMsg>> {
         reads::GET_REPLIES => reads::decode_replies(&mut r)?,
         _ => return Ok(None),
     };
-    if msg.is_some() && r.at != frame.len() {
+    if msg.is_some() && r.at() != frame.len() {
         return Err(r.bad(&format!(
             "{} trailing bytes after the message",
-            frame.len() - r.at
+            frame.len() - r.at()
         )));
     }
     Ok(msg)
@@ -138,6 +138,15 @@ fn put_entry(entry: &Entry, dst: &mut BytesMut) -> Result<()> {
     Ok(())
 }
 
+/// Appends a message's variant index and its first 8-byte word (an id or
+/// a count): how every frame written here opens.
+fn put_head(tag: u32, word: u64, dst: &mut BytesMut) {
+    let mut head = [0u8; 12];
+    head[..4].copy_from_slice(&tag.to_le_bytes());
+    head[4..].copy_from_slice(&word.to_le_bytes());
+    dst.extend_from_slice(&head);
+}
+
 /// Appends a byte string (its length, then it).
 fn put_bytes(b: &[u8], dst: &mut BytesMut) {
     dst.extend_from_slice(&(b.len() as u64).to_le_bytes());
@@ -153,90 +162,15 @@ fn entry_len(entry: &Entry) -> usize {
     }
 }
 
-/// A cursor over a frame.
-struct Reader<'a> {
-    frame: &'a Bytes,
-    at: usize,
-}
-
-impl Reader<'_> {
-    #[inline]
-    fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
-        match self.frame.get(self.at..).and_then(|b| b.first_chunk::<N>()) {
-            Some(b) => {
-                self.at += N;
-                Ok(*b)
-            }
-            None => Err(self.bad("frame ends early")),
-        }
-    }
-
-    #[inline]
-    fn u32(&mut self) -> Result<u32> {
-        self.take::<4>().map(u32::from_le_bytes)
-    }
-
-    #[inline]
-    fn u64(&mut self) -> Result<u64> {
-        self.take::<8>().map(u64::from_le_bytes)
-    }
-
-    fn option(&mut self) -> Result<bool> {
-        match self.take::<1>()?[0] {
-            0 => Ok(false),
-            1 => Ok(true),
-            b => Err(self.bad(&format!("{b} is not an option's tag"))),
-        }
-    }
-
-    fn bool(&mut self) -> Result<bool> {
-        match self.take::<1>()?[0] {
-            0 => Ok(false),
-            1 => Ok(true),
-            b => Err(self.bad(&format!("{b} is not a bool"))),
-        }
-    }
-
-    /// A count of items of at least `min` bytes each; one the rest of the
-    /// frame cannot hold is refused before anything is allocated for it.
-    fn count(&mut self, min: usize) -> Result<usize> {
-        let n = self.u64()?;
-        let room = (self.frame.len() - self.at) / min;
-        match usize::try_from(n) {
-            Ok(n) if n <= room => Ok(n),
-            _ => Err(self.bad(&format!("{n} items cannot fit"))),
-        }
-    }
-
-    /// A byte string, sharing the frame's buffer.
-    fn bytes(&mut self) -> Result<Bytes> {
-        let len = self.count(1)?;
-        let start = self.at;
-        self.at += len;
-        Ok(self.frame.slice(start..self.at))
-    }
-
-    /// An entry: its version and state (a rich state keeping its bytes).
-    fn entry(&mut self) -> Result<Entry> {
-        let version = Version {
-            ts: Timestamp(self.u64()?),
-            node: self.u64()?,
-        };
-        match self.u32()? {
-            DEAD => Ok(Entry::tombstone(version)),
-            STR => Ok(Entry::string(version, self.bytes()?)),
-            RICH => {
-                let (entry, used) = Entry::rich_from_frame(version, &self.frame.slice(self.at..))?;
-                self.at += used;
-                Ok(entry)
-            }
-            s => Err(self.bad(&format!("no entry state {s}"))),
-        }
-    }
-
-    #[cold]
-    fn bad(&self, why: &str) -> Error {
-        Error::Protocol(format!("decode: frame: {why} (at byte {})", self.at))
+/// An entry `r` reads next: its version and state (a rich state keeping
+/// the bytes it came in).
+fn read_entry(r: &mut Reader<'_>) -> Result<Entry> {
+    let version = r.version()?;
+    match r.u32()? {
+        DEAD => Ok(Entry::tombstone(version)),
+        STR => Ok(Entry::string(version, r.bytes()?)),
+        RICH => Entry::rich_from_frame(version, r),
+        s => Err(r.bad(&format!("no entry state {s}"))),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::{put_bytes, put_entry, Reader};
+use super::{put_bytes, put_entry, put_head, read_entry, Reader};
 use crate::error::Result;
 use crate::message::{PeerMsg, PutResult};
 use crate::store::Entry;
@@ -43,10 +43,7 @@ pub(super) fn encode_ack(id: u64, result: &PutResult, dst: &mut BytesMut) {
 
 pub(super) fn encode_acks(acks: &[(u64, bool)], dst: &mut BytesMut) {
     dst.reserve(12 + 9 * acks.len());
-    let mut head = [0u8; 12];
-    head[..4].copy_from_slice(&PUT_ACKS.to_le_bytes());
-    head[4..].copy_from_slice(&(acks.len() as u64).to_le_bytes());
-    dst.extend_from_slice(&head);
+    put_head(PUT_ACKS, acks.len() as u64, dst);
     for (id, was_live) in acks {
         let mut b = [0u8; 9];
         b[..8].copy_from_slice(&id.to_le_bytes());
@@ -84,10 +81,7 @@ const MIN_ITEM: usize = 8 + 8 + 16 + 4;
 
 pub(super) fn encode_one(id: u64, key: &Bytes, entry: &Entry, dst: &mut BytesMut) -> Result<()> {
     dst.reserve(12 + 8 + key.len() + super::entry_len(entry));
-    let mut head = [0u8; 12];
-    head[..4].copy_from_slice(&PUT.to_le_bytes());
-    head[4..].copy_from_slice(&id.to_le_bytes());
-    dst.extend_from_slice(&head);
+    put_head(PUT, id, dst);
     put_bytes(key, dst);
     put_entry(entry, dst)
 }
@@ -98,10 +92,7 @@ pub(super) fn encode(items: &[(u64, Bytes, Entry)], dst: &mut BytesMut) -> Resul
         .map(|(_, key, e)| 16 + key.len() + super::entry_len(e))
         .sum();
     dst.reserve(12 + len);
-    let mut head = [0u8; 12];
-    head[..4].copy_from_slice(&PUTS.to_le_bytes());
-    head[4..].copy_from_slice(&(items.len() as u64).to_le_bytes());
-    dst.extend_from_slice(&head);
+    put_head(PUTS, items.len() as u64, dst);
     for (id, key, entry) in items {
         dst.extend_from_slice(&id.to_le_bytes());
         put_bytes(key, dst);
@@ -114,7 +105,7 @@ pub(super) fn encode(items: &[(u64, Bytes, Entry)], dst: &mut BytesMut) -> Resul
 pub(super) fn decode_one(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
     let id = r.u64()?;
     let key = r.bytes()?;
-    let entry = r.entry()?;
+    let entry = read_entry(r)?;
     Ok(Some(PeerMsg::Put { id, key, entry }))
 }
 
@@ -125,7 +116,7 @@ pub(super) fn decode(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
     for _ in 0..count {
         let id = r.u64()?;
         let key = r.bytes()?;
-        items.push((id, key, r.entry()?));
+        items.push((id, key, read_entry(r)?));
     }
     Ok(Some(PeerMsg::Puts { items }))
 }

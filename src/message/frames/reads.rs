@@ -3,7 +3,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::{put_bytes, put_entry, Reader};
+use super::{put_bytes, put_entry, put_head, read_entry, Reader};
 use crate::error::Result;
 use crate::message::PeerMsg;
 use crate::store::Entry;
@@ -21,18 +21,12 @@ pub(super) const GET_REPLIES: u32 = 14;
 const MIN_REPLY: usize = 8 + 1;
 
 pub(super) fn encode_get(id: u64, key: &Bytes, dst: &mut BytesMut) {
-    let mut head = [0u8; 12];
-    head[..4].copy_from_slice(&GET.to_le_bytes());
-    head[4..].copy_from_slice(&id.to_le_bytes());
-    dst.extend_from_slice(&head);
+    put_head(GET, id, dst);
     put_bytes(key, dst);
 }
 
 pub(super) fn encode_reply(id: u64, entry: &Option<Entry>, dst: &mut BytesMut) -> Result<()> {
-    let mut head = [0u8; 12];
-    head[..4].copy_from_slice(&GET_REPLY.to_le_bytes());
-    head[4..].copy_from_slice(&id.to_le_bytes());
-    dst.extend_from_slice(&head);
+    put_head(GET_REPLY, id, dst);
     put_option(entry, dst)
 }
 
@@ -42,10 +36,7 @@ pub(super) fn encode_replies(replies: &[(u64, Option<Entry>)], dst: &mut BytesMu
         .map(|(_, e)| 9 + e.as_ref().map_or(0, super::entry_len))
         .sum();
     dst.reserve(12 + len);
-    let mut head = [0u8; 12];
-    head[..4].copy_from_slice(&GET_REPLIES.to_le_bytes());
-    head[4..].copy_from_slice(&(replies.len() as u64).to_le_bytes());
-    dst.extend_from_slice(&head);
+    put_head(GET_REPLIES, replies.len() as u64, dst);
     for (id, entry) in replies {
         dst.extend_from_slice(&id.to_le_bytes());
         put_option(entry, dst)?;
@@ -92,8 +83,8 @@ pub(super) fn decode_replies(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
 }
 
 fn read_option(r: &mut Reader<'_>) -> Result<Option<Entry>> {
-    if r.option()? {
-        r.entry().map(Some)
+    if r.some()? {
+        read_entry(r).map(Some)
     } else {
         Ok(None)
     }

@@ -103,6 +103,49 @@ fn every_cut_of_a_frame_is_an_error() {
     }
 }
 
+/// Every byte of a few frames in turn set to values that are no bool or
+/// option tag (which random damage rarely hits where a tag is): read as
+/// serde reads it, or left to it.
+#[test]
+fn each_byte_damaged_reads_as_serde() {
+    let msgs = [
+        PeerMsg::ApplyAck {
+            id: 3,
+            result: ApplyResult::Done {
+                was_live: true,
+                present: vec![true, false],
+            },
+        },
+        PeerMsg::GetReplies {
+            replies: vec![(1, Some(Entry::string(v(5, 1), "x".into()))), (2, None)],
+        },
+        PeerMsg::PutAcks {
+            acks: vec![(1, true), (2, false)],
+        },
+        apply(
+            7,
+            b"s",
+            Entry::set_members(v(9, 2), &["m".into()], true),
+            Kind::Set,
+            &[b"m"],
+        ),
+    ];
+    for msg in msgs {
+        let b = serde_body(&msg);
+        for i in 0..b.len() {
+            for byte in [2, 0xff] {
+                let mut d = b.clone();
+                d[i] = byte;
+                match decode(&Bytes::copy_from_slice(&d)) {
+                    Ok(None) => {}
+                    Ok(Some(hand)) => assert_eq!(Some(hand), serde_decode(&d), "{i} = {byte}"),
+                    Err(_) => assert_eq!(serde_decode(&d), None, "{i} = {byte}"),
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn a_huge_count_is_refused_before_allocating() {
     let msg = PeerMsg::Puts {
