@@ -139,48 +139,60 @@ impl<'a> Reader<'a> {
         Error::Protocol(format!("decode: {why} (at byte {})", self.at))
     }
 
-    #[inline]
+    #[inline(always)]
     fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
         match self.buf.get(self.at..).and_then(|b| b.first_chunk::<N>()) {
             Some(b) => {
                 self.at += N;
                 Ok(*b)
             }
-            None => Err(self.bad(&format!("ends early, {N} more bytes wanted"))),
+            None => Err(self.ends_early(N)),
         }
     }
 
+    #[cold]
+    #[inline(never)]
+    fn ends_early(&self, n: usize) -> Error {
+        self.bad(&format!("ends early, {n} more bytes wanted"))
+    }
+
     /// A byte that must be 0 or 1 (a bool, or an option's tag).
+    #[inline(always)]
     fn flag(&mut self, what: &str) -> Result<bool> {
         match self.take::<1>()? {
             [0] => Ok(false),
             [1] => Ok(true),
-            [b] => {
-                self.at -= 1;
-                Err(self.bad(&format!("{b} is not {what}")))
-            }
+            [b] => Err(self.back_and_bad(1, &format!("{b} is not {what}"))),
         }
     }
 
+    /// [`Reader::bad`] about the `n` bytes just read.
+    #[cold]
+    #[inline(never)]
+    fn back_and_bad(&mut self, n: usize, why: &str) -> Error {
+        self.at -= n;
+        self.bad(why)
+    }
+
     /// A little-endian `u32`.
-    #[inline]
+    #[inline(always)]
     pub fn u32(&mut self) -> Result<u32> {
         self.take::<4>().map(u32::from_le_bytes)
     }
 
     /// A little-endian `u64`.
-    #[inline]
+    #[inline(always)]
     pub fn u64(&mut self) -> Result<u64> {
         self.take::<8>().map(u64::from_le_bytes)
     }
 
-    #[inline]
+    #[inline(always)]
     fn i64(&mut self) -> Result<i64> {
         self.take::<8>().map(i64::from_le_bytes)
     }
 
     /// A version: timestamp, then node id.
-    #[inline]
+    #[inline(always)]
     pub fn version(&mut self) -> Result<Version> {
         let b = self.take::<16>()?;
         let (ts, node) = b.split_at(8);
@@ -202,20 +214,19 @@ impl<'a> Reader<'a> {
 
     /// A count of items of at least `min` bytes each: one the rest of the
     /// bytes cannot hold is refused before anything is allocated for it.
+    #[inline(always)]
     pub fn count(&mut self, min: usize) -> Result<usize> {
         let n = self.u64()?;
         let room = (self.buf.len() - self.at) / min;
         match usize::try_from(n) {
             Ok(n) if n <= room => Ok(n),
-            _ => {
-                self.at -= 8;
-                Err(self.bad(&format!("{n} items cannot fit")))
-            }
+            _ => Err(self.back_and_bad(8, &format!("{n} items cannot fit"))),
         }
     }
 
     /// A byte string (its length, then it): a slice of a shared buffer,
     /// a copy of a plain one.
+    #[inline]
     pub fn bytes(&mut self) -> Result<Bytes> {
         let n = self.count(1)?;
         let r = self.at..self.at + n;
