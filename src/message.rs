@@ -65,8 +65,9 @@ pub use kinds::KINDS;
 /// ([`PeerMsg::Clock`]) and its write fence ([`PeerMsg::WriteFence`]),
 /// version 9 the sender's placement ([`PeerMsg::Placement`]) and
 /// hand-off's offers, version 10 anti-entropy's first step by one root
-/// digest ([`PeerMsg::AeRoot`]).
-pub const PROTOCOL_VERSION: u32 = 10;
+/// digest ([`PeerMsg::AeRoot`]), version 11 typed writes and their
+/// answers coalesced ([`PeerMsg::Applies`], [`PeerMsg::ApplyAcks`]).
+pub const PROTOCOL_VERSION: u32 = 11;
 
 /// The protocol version from which every socket write opens with the
 /// sender's clocks ([`PeerMsg::Clock`]), and heartbeats come with the
@@ -80,6 +81,11 @@ pub const PLACEMENT_SINCE: u32 = 9;
 /// The protocol version from which an anti-entropy round opens with one
 /// root digest ([`PeerMsg::AeRoot`]).
 pub const AE_ROOT_SINCE: u32 = 10;
+
+/// The protocol version from which a link coalesces typed writes
+/// ([`PeerMsg::Applies`]) and their successful answers
+/// ([`PeerMsg::ApplyAcks`]), as it coalesces `Puts` and `PutAcks`.
+pub const APPLIES_SINCE: u32 = 11;
 
 /// The oldest version of the peer protocol this build still speaks: a
 /// node of any version from this one to [`PROTOCOL_VERSION`] can join a
@@ -429,6 +435,20 @@ pub enum PeerMsg {
         /// on its way.
         filling: bool,
     },
+    /// Several [`PeerMsg::Apply`]s to one replica, coalesced by the
+    /// coordinator's link (since protocol 11); the replica logs them as
+    /// one unit, as it does a [`PeerMsg::Puts`].
+    Applies {
+        /// The typed writes, in the order they were sent.
+        items: Vec<ApplyReq>,
+    },
+    /// Several successful [`PeerMsg::ApplyAck`]s to one coordinator,
+    /// coalesced by the replica's link (since protocol 11).
+    ApplyAcks {
+        /// (request id, the key was live before, which checked elements
+        /// were): each one's [`ApplyResult::Done`].
+        acks: Vec<(u64, bool, Vec<bool>)>,
+    },
 }
 
 /// A typed write (HSET, SADD, HDEL, SREM...): the replica checks the
@@ -542,9 +562,11 @@ mod tests {
             agree: true,
             filling: false,
         };
+        let applies = PeerMsg::Applies { items: Vec::new() };
+        let apply_acks = PeerMsg::ApplyAcks { acks: Vec::new() };
         assert_eq!(
-            [&clock, &placement, &root, &reply].map(number),
-            [27, 32, 33, 34]
+            [&clock, &placement, &root, &reply, &applies, &apply_acks].map(number),
+            [27, 32, 33, 34, 35, 36]
         );
     }
 }

@@ -19,11 +19,15 @@ fn protocol(c: &Cluster, i: usize, name: &str) -> Option<u32> {
 }
 
 fn counter(c: &Cluster, i: usize, name: &str) -> f64 {
+    labelled(c, i, name, &[])
+}
+
+fn labelled(c: &Cluster, i: usize, name: &str, labels: &[(&str, &str)]) -> f64 {
     let text = http_get(&c.nodes[i].admin, "/metrics").expect("/metrics answers 200");
     let metrics = prom::parse(&text).unwrap_or_else(|e| panic!("/metrics: {e}\n{text}"));
     metrics
-        .get(name, &[])
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+        .get(name, labels)
+        .unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
 }
 
 #[test]
@@ -139,6 +143,74 @@ fn a_node_speaking_the_previous_version_serves_and_is_served_by_new_ones() {
                 .any(|l| l.contains("refused") && l.contains("protocol version")),
             "{log}"
         );
+        assert_eq!(
+            counter(&c, i, "ringkv_peer_messages_unsupported_total"),
+            0.0
+        );
+    }
+}
+
+/// Typed writes pipelined through every node of a cluster in which one
+/// node speaks the previous version: between this version's nodes they
+/// travel coalesced (`Applies` and `ApplyAcks`, protocol 11), to and from
+/// the other one by one, and every field and member reads back through
+/// every node.
+#[test]
+fn typed_writes_coalesce_between_new_nodes_and_go_one_by_one_to_an_older_one() {
+    let previous = PROTOCOL_VERSION - 1;
+    let cap = format!("peer_protocol_max={previous}");
+    let mut c = Cluster::start(&["a", "b"], &[]);
+    let old = c.add("prev", &["--set", &cap]);
+    for (i, name, version) in [(0, "b", PROTOCOL_VERSION), (0, "prev", previous)] {
+        assert!(
+            wait_until(Duration::from_secs(20), || protocol(&c, i, name)
+                == Some(version)),
+            "a reports protocol {:?} for {name}, not {version}",
+            protocol(&c, i, name)
+        );
+    }
+    assert!(wait_until(Duration::from_secs(20), || c.up_count(old) == Some(3)));
+
+    const EACH: usize = 300;
+    for w in 0..3 {
+        let mut client = c.client(w);
+        for i in 0..EACH {
+            client.send(&["HSET", "h", &format!("f{w}-{i}"), "v"]);
+            client.send(&["SADD", "s", &format!("m{w}-{i}")]);
+        }
+        for i in 0..2 * EACH {
+            assert_eq!(client.read(), Some(Reply::Integer(1)), "reply {i} via {w}");
+        }
+    }
+    for r in 0..3 {
+        let mut client = c.client(r);
+        assert_eq!(client.cmd(&["HLEN", "h"]), Reply::Integer(3 * EACH as i64));
+        assert_eq!(client.cmd(&["SCARD", "s"]), Reply::Integer(3 * EACH as i64));
+        assert_eq!(client.cmd(&["HGET", "h", "f2-7"]), bulk("v"));
+    }
+
+    let kind = |i: usize, sent: &str, kind: &str| {
+        let name = format!("ringkv_peer_messages_{sent}_by_kind_total");
+        labelled(&c, i, &name, &[("kind", kind)])
+    };
+    for (i, kind_name) in [
+        (0, "applies"),
+        (1, "applies"),
+        (0, "apply_acks"),
+        (1, "apply_acks"),
+    ] {
+        assert!(kind(i, "sent", kind_name) > 0.0, "{i} sent no {kind_name}");
+    }
+    for kind_name in ["applies", "apply_acks"] {
+        assert_eq!(kind(old, "sent", kind_name), 0.0, "prev sent {kind_name}");
+        assert_eq!(
+            kind(old, "received", kind_name),
+            0.0,
+            "prev got {kind_name}"
+        );
+    }
+    assert!(kind(old, "received", "apply") >= (2 * 2 * EACH) as f64);
+    for i in 0..3 {
         assert_eq!(
             counter(&c, i, "ringkv_peer_messages_unsupported_total"),
             0.0

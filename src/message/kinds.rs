@@ -2,11 +2,11 @@
 //! introduced it: the tables every new variant extends, kept apart from
 //! the message definitions so both stay readable.
 
-use super::{PeerMsg, AE_ROOT_SINCE, CLOCK_SINCE, PLACEMENT_SINCE};
+use super::{PeerMsg, AE_ROOT_SINCE, APPLIES_SINCE, CLOCK_SINCE, PLACEMENT_SINCE};
 
 /// The name of every [`PeerMsg`] type, in [`PeerMsg::kind_index`] order
 /// (logs, and the per-kind traffic metrics).
-pub const KINDS: [&str; 35] = [
+pub const KINDS: [&str; 37] = [
     "heartbeat",
     "put",
     "put_ack",
@@ -42,6 +42,8 @@ pub const KINDS: [&str; 35] = [
     "offer_reply",
     "ae_root",
     "ae_root_reply",
+    "applies",
+    "apply_acks",
 ];
 
 impl PeerMsg {
@@ -84,6 +86,7 @@ impl PeerMsg {
             | PeerMsg::Offer { .. }
             | PeerMsg::OfferReply { .. } => PLACEMENT_SINCE,
             PeerMsg::AeRoot { .. } | PeerMsg::AeRootReply { .. } => AE_ROOT_SINCE,
+            PeerMsg::Applies { .. } | PeerMsg::ApplyAcks { .. } => APPLIES_SINCE,
         }
     }
 
@@ -125,6 +128,8 @@ impl PeerMsg {
             PeerMsg::OfferReply { .. } => 32,
             PeerMsg::AeRoot { .. } => 33,
             PeerMsg::AeRootReply { .. } => 34,
+            PeerMsg::Applies { .. } => 35,
+            PeerMsg::ApplyAcks { .. } => 36,
         }
     }
 }

@@ -256,6 +256,8 @@ pub fn to_v6(msg: PeerMsg) -> Option<PeerMsg6> {
         | PeerMsg::ReadReply { .. }
         | PeerMsg::Apply(_)
         | PeerMsg::ApplyAck { .. }
+        | PeerMsg::Applies { .. }
+        | PeerMsg::ApplyAcks { .. }
         | PeerMsg::Clock { .. }
         | PeerMsg::WriteFence { .. }
         | PeerMsg::Placement { .. }

@@ -53,6 +53,14 @@ impl PeerHandler for Shared {
             }
             return;
         }
+        if let PeerMsg::ApplyAcks { acks } = msg {
+            for (id, was_live, present) in acks {
+                let result = ApplyResult::Done { was_live, present };
+                let ack = PeerMsg::ApplyAck { id, result };
+                self.pending.deliver(id, from.name.clone(), ack);
+            }
+            return;
+        }
         if let PeerMsg::GetReplies { replies } = msg {
             for (id, entry) in replies {
                 let reply = PeerMsg::GetReply { id, entry };
@@ -142,14 +150,15 @@ impl PeerHandler for Shared {
             }
             PeerMsg::Apply(req) => {
                 let mut log = Logged::default();
-                match self.accept_checked(&req, &mut log) {
-                    Ok(result) => log.acks.push(PeerMsg::ApplyAck { id: req.id, result }),
-                    Err(why) => {
-                        warn!(peer = %from.name, error = %why, "refused a typed write");
-                        let result = ApplyResult::Refused(why);
-                        self.net
-                            .send(&from.reply_to, PeerMsg::ApplyAck { id: req.id, result });
-                    }
+                self.typed_write(from, &req, &mut log);
+                self.ack_when_logged(from, log);
+                return;
+            }
+            PeerMsg::Applies { items } => {
+                let mut log = Logged::default();
+                log.acks.reserve(items.len());
+                for req in &items {
+                    self.typed_write(from, req, &mut log);
                 }
                 self.ack_when_logged(from, log);
                 return;
@@ -261,6 +270,7 @@ impl PeerHandler for Shared {
             | PeerMsg::IncrReply { .. }
             | PeerMsg::ReadReply { .. }
             | PeerMsg::ApplyAck { .. }
+            | PeerMsg::ApplyAcks { .. }
             | PeerMsg::OfferReply { .. } => return,
             // Handled by the transport, through `on_clock`.
             PeerMsg::Clock { .. } => return,
@@ -366,6 +376,21 @@ impl Shared {
         match self.log.fenced() {
             None => Ok(()),
             Some(why) => Err(crate::error::MISCONF_PREFIX.to_string() + &why),
+        }
+    }
+
+    /// One typed write (an `Apply`, alone or in an `Applies`): checked and
+    /// merged, its log record and answer added to those the caller sends
+    /// once the records are logged, or refused at once with the reason.
+    fn typed_write(&self, from: &Peer, req: &ApplyReq, log: &mut Logged) {
+        match self.accept_checked(req, log) {
+            Ok(result) => log.acks.push(PeerMsg::ApplyAck { id: req.id, result }),
+            Err(why) => {
+                warn!(peer = %from.name, error = %why, "refused a typed write");
+                let result = ApplyResult::Refused(why);
+                self.net
+                    .send(&from.reply_to, PeerMsg::ApplyAck { id: req.id, result });
+            }
         }
     }
 

@@ -6,7 +6,13 @@
 //! held back and coalesced into one `Puts`, `PutAcks` and `GetReplies`,
 //! encoded before the next message of another kind or at the end of the
 //! batch, so a burst of requests costs one frame header and one dispatch on
-//! the other side instead of one each. The batch lives as long as its link:
+//! the other side instead of one each. From protocol 11 on, typed writes and
+//! their successful answers are held back too, into one `Applies` and one
+//! `ApplyAcks`. Replica writes and typed writes are the two held kinds that
+//! can touch the same key in one direction, and a replica must see them in
+//! the order they were sent (its type check of a typed write depends on what
+//! came before), so holding one of them first sends what is held of the
+//! other. The batch lives as long as its link:
 //! the buffer and the held-back vectors keep their capacity from one write
 //! to the next.
 //!
@@ -24,7 +30,7 @@ use tracing::{debug, warn};
 use super::tcp::NetStats;
 use crate::encoding::FrameCodec;
 use crate::message::v6::{self, PeerMsg6};
-use crate::message::{compat, frames, PeerMsg, PutResult};
+use crate::message::{compat, frames, ApplyResult, PeerMsg, PutResult, APPLIES_SINCE};
 use crate::store::Entry;
 
 /// One socket write being assembled by a link.
@@ -42,6 +48,10 @@ pub(super) struct Batch {
     replies: Vec<(u64, Option<Entry>)>,
     /// Replica writes held back to be coalesced.
     puts: Vec<(u64, bytes::Bytes, Entry)>,
+    /// Typed writes held back to be coalesced (protocol 11 on).
+    applies: Vec<crate::message::ApplyReq>,
+    /// Successful typed write answers held back (protocol 11 on).
+    apply_acks: Vec<(u64, bool, Vec<bool>)>,
     /// Messages encoded since the count was last reset.
     pub(super) count: u64,
 }
@@ -57,6 +67,8 @@ impl Batch {
             acks: Vec::new(),
             replies: Vec::new(),
             puts: Vec::new(),
+            applies: Vec::new(),
+            apply_acks: Vec::new(),
             count: 0,
         }
     }
@@ -82,7 +94,22 @@ impl Batch {
                 result: PutResult::Ok { was_live },
             } => self.acks.push((id, was_live)),
             PeerMsg::GetReply { id, entry } => self.replies.push((id, entry)),
-            PeerMsg::Put { id, key, entry } => self.puts.push((id, key, entry)),
+            PeerMsg::Put { id, key, entry } => {
+                if !self.applies.is_empty() {
+                    self.flush_applies(stats, peer);
+                }
+                self.puts.push((id, key, entry));
+            }
+            PeerMsg::Apply(req) if self.version >= APPLIES_SINCE => {
+                if !self.puts.is_empty() {
+                    self.flush_puts(stats, peer);
+                }
+                self.applies.push(*req);
+            }
+            PeerMsg::ApplyAck {
+                id,
+                result: ApplyResult::Done { was_live, present },
+            } if self.version >= APPLIES_SINCE => self.apply_acks.push((id, was_live, present)),
             msg => {
                 self.flush_held(stats, peer);
                 self.encode(&msg, stats, peer);
@@ -109,18 +136,15 @@ impl Batch {
     }
 
     /// Encodes the messages held back, each kind as one message, and keeps
-    /// the emptied vectors for the next batch. (The coalesced kinds are as
-    /// old as the oldest version spoken, so they need no version check.)
+    /// the emptied vectors for the next batch. (`Puts`, `PutAcks` and
+    /// `GetReplies` are as old as the oldest version spoken; `Applies` and
+    /// `ApplyAcks` are only ever held on a link that speaks them.) At most
+    /// one of `puts` and `applies` holds anything: see [`Batch::add`].
     pub(super) fn flush_held(&mut self, stats: &NetStats, peer: &str) {
         let replies = coalesce(
             &mut self.replies,
             |(id, entry)| PeerMsg::GetReply { id, entry },
             |replies| PeerMsg::GetReplies { replies },
-        );
-        let puts = coalesce(
-            &mut self.puts,
-            |(id, key, entry)| PeerMsg::Put { id, key, entry },
-            |items| PeerMsg::Puts { items },
         );
         let acks = coalesce(
             &mut self.acks,
@@ -130,14 +154,56 @@ impl Batch {
             },
             |acks| PeerMsg::PutAcks { acks },
         );
-        for msg in [replies, puts, acks].into_iter().flatten() {
-            self.encode(&msg, stats, peer);
-            match msg {
-                PeerMsg::GetReplies { replies } => self.replies = emptied(replies),
-                PeerMsg::Puts { items } => self.puts = emptied(items),
-                PeerMsg::PutAcks { acks } => self.acks = emptied(acks),
-                _ => {}
-            }
+        let apply_acks = coalesce(
+            &mut self.apply_acks,
+            |(id, was_live, present)| PeerMsg::ApplyAck {
+                id,
+                result: ApplyResult::Done { was_live, present },
+            },
+            |acks| PeerMsg::ApplyAcks { acks },
+        );
+        for msg in [replies, acks, apply_acks].into_iter().flatten() {
+            self.send_held(msg, stats, peer);
+        }
+        self.flush_puts(stats, peer);
+        self.flush_applies(stats, peer);
+    }
+
+    /// Encodes the replica writes held back.
+    fn flush_puts(&mut self, stats: &NetStats, peer: &str) {
+        let puts = coalesce(
+            &mut self.puts,
+            |(id, key, entry)| PeerMsg::Put { id, key, entry },
+            |items| PeerMsg::Puts { items },
+        );
+        if let Some(msg) = puts {
+            self.send_held(msg, stats, peer);
+        }
+    }
+
+    /// Encodes the typed writes held back.
+    fn flush_applies(&mut self, stats: &NetStats, peer: &str) {
+        let applies = coalesce(
+            &mut self.applies,
+            |req| PeerMsg::Apply(Box::new(req)),
+            |items| PeerMsg::Applies { items },
+        );
+        if let Some(msg) = applies {
+            self.send_held(msg, stats, peer);
+        }
+    }
+
+    /// Encodes a message made of held ones, and takes its emptied vector
+    /// back for the next batch.
+    fn send_held(&mut self, msg: PeerMsg, stats: &NetStats, peer: &str) {
+        self.encode(&msg, stats, peer);
+        match msg {
+            PeerMsg::GetReplies { replies } => self.replies = emptied(replies),
+            PeerMsg::Puts { items } => self.puts = emptied(items),
+            PeerMsg::PutAcks { acks } => self.acks = emptied(acks),
+            PeerMsg::Applies { items } => self.applies = emptied(items),
+            PeerMsg::ApplyAcks { acks } => self.apply_acks = emptied(acks),
+            _ => {}
         }
     }
 
@@ -222,232 +288,4 @@ fn coalesce<T>(
 }
 
 #[cfg(test)]
-mod tests {
-    use bytes::Bytes;
-    use tokio_util::codec::Decoder;
-
-    use super::*;
-    use crate::anti_entropy::digest::Ranges;
-    use crate::clock::Timestamp;
-    use crate::membership::{Heartbeat, MemberInfo};
-    use crate::message::{KINDS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
-    use crate::store::Version;
-
-    /// One message of every kind.
-    fn one_of_each() -> Vec<PeerMsg> {
-        let b = Bytes::from_static;
-        let version = Version {
-            ts: Timestamp::from_micros(1),
-            node: 2,
-        };
-        let entry = Entry::string(version, b(b"v"));
-        let info = MemberInfo {
-            name: "n1".into(),
-            generation: 1,
-            peer: "p".into(),
-            client: "c".into(),
-            admin: "a".into(),
-        };
-        let ranges = Ranges(Vec::new());
-        vec![
-            PeerMsg::Heartbeat(Box::new(Heartbeat {
-                from: info,
-                members: Vec::new(),
-                keys: 3,
-            })),
-            PeerMsg::Put {
-                id: 1,
-                key: b(b"k"),
-                entry: entry.clone(),
-            },
-            PeerMsg::PutAck {
-                id: 1,
-                result: PutResult::Ok { was_live: true },
-            },
-            PeerMsg::Get {
-                id: 2,
-                key: b(b"k"),
-            },
-            PeerMsg::GetReply { id: 2, entry: None },
-            PeerMsg::Transfer {
-                id: 3,
-                items: vec![(b(b"k"), entry.clone())],
-            },
-            PeerMsg::TransferAck { id: 3 },
-            PeerMsg::Keys {
-                id: 4,
-                pattern: b(b"*"),
-            },
-            PeerMsg::KeysReply {
-                id: 4,
-                keys: vec![b(b"k")],
-            },
-            PeerMsg::AeGroups {
-                id: 5,
-                ranges: ranges.clone(),
-                groups: vec![[1; 8]],
-            },
-            PeerMsg::AeGroupsReply {
-                id: 5,
-                leaves: vec![(0, vec![[2; 8]])],
-            },
-            PeerMsg::AeKeys {
-                id: 6,
-                ranges,
-                leaves: vec![0],
-                keys: vec![(b(b"k"), crate::values::Summary { version, body: 0 })],
-            },
-            PeerMsg::AeKeysReply {
-                id: 6,
-                push: Vec::new(),
-                want: vec![b(b"k")],
-            },
-            PeerMsg::PutAcks {
-                acks: vec![(7, false), (8, true)],
-            },
-            PeerMsg::GetReplies {
-                replies: vec![(9, None), (10, Some(entry.clone()))],
-            },
-            PeerMsg::Puts {
-                items: vec![(11, b(b"a"), entry.clone()), (12, b(b"b"), entry.clone())],
-            },
-            PeerMsg::PutRmw(Box::new(crate::message::RmwPut {
-                id: 13,
-                key: b(b"k"),
-                entry,
-                read: Some(version),
-            })),
-            PeerMsg::PutRmwAck {
-                id: 13,
-                was_live: true,
-                conflict: true,
-            },
-            PeerMsg::MetaPush {
-                id: 14,
-                meta: Box::default(),
-            },
-            PeerMsg::MetaAck { id: 14 },
-            PeerMsg::MetaDigest { digest: 15 },
-            PeerMsg::Incr {
-                id: 16,
-                key: b(b"k"),
-                field: Some(b(b"f")),
-                by: -3,
-                w: 2,
-            },
-            PeerMsg::IncrReply {
-                id: 16,
-                result: crate::message::IncrResult::Value(7),
-            },
-            PeerMsg::Read {
-                id: 17,
-                key: b(b"k"),
-                want: crate::values::Want::Fields(vec![b(b"f")]),
-            },
-            PeerMsg::ReadReply { id: 17, part: None },
-            PeerMsg::Apply(Box::new(crate::message::ApplyReq {
-                id: 18,
-                key: b(b"k"),
-                entry: Entry::hash_set(version, &[(b(b"f"), b(b"v"))]),
-                check: crate::values::Check {
-                    kind: crate::values::Kind::Hash,
-                    names: vec![b(b"f")],
-                },
-            })),
-            PeerMsg::ApplyAck {
-                id: 18,
-                result: crate::message::ApplyResult::Done {
-                    was_live: true,
-                    present: vec![false],
-                },
-            },
-            PeerMsg::Clock {
-                wall_micros: 19,
-                hlc: Timestamp::from_micros(20),
-            },
-            PeerMsg::WriteFence {
-                reason: Some("No space left on device".into()),
-            },
-            PeerMsg::Placement {
-                tokens: 128,
-                replication: 3,
-                data_id: 9,
-            },
-            PeerMsg::IncrStrict {
-                id: 21,
-                key: b(b"c"),
-                field: None,
-                by: 2,
-                w: 2,
-            },
-            PeerMsg::Offer {
-                id: 22,
-                keys: vec![(b(b"k"), Entry::string(version, b(b"v")).summary())],
-            },
-            PeerMsg::OfferReply {
-                id: 23,
-                want: vec![0],
-            },
-            PeerMsg::AeRoot {
-                id: 24,
-                ranges: [3; 8],
-                root: [4; 8],
-            },
-            PeerMsg::AeRootReply {
-                id: 24,
-                agree: true,
-                filling: false,
-            },
-        ]
-    }
-
-    /// What `msg` comes out as on a link of `version`: the messages
-    /// decoded from the batch's bytes.
-    fn through(msg: &PeerMsg, version: u32, stats: &NetStats) -> Vec<PeerMsg> {
-        let mut batch = Batch::new(1 << 20, version);
-        batch.add(msg.clone(), stats, "peer");
-        batch.flush_held(stats, "peer");
-        let mut codec = super::super::counters::PeerDecoder::new(version, 1 << 20);
-        let mut out = Vec::new();
-        while let Some(m) = codec.decode(&mut batch.buf).unwrap() {
-            out.push(m);
-        }
-        assert_eq!(batch.count, out.len() as u64);
-        out
-    }
-
-    /// Every kind of message is sent on a link of the version that
-    /// introduced it, and on a link one version older is sent as
-    /// `compat::downgrade` rewrites it, or counted and not sent when it has
-    /// no older form.
-    #[test]
-    fn a_message_newer_than_the_link_is_counted_not_sent() {
-        let all = one_of_each();
-        let mut kinds: Vec<_> = all.iter().map(PeerMsg::kind).collect();
-        kinds.dedup();
-        assert_eq!(kinds, KINDS, "one sample of every kind, in order");
-        for msg in &all {
-            let since = msg.since();
-            assert!((MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&since));
-            let stats = NetStats::default();
-            assert_eq!(
-                through(msg, since, &stats),
-                std::slice::from_ref(msg),
-                "{}",
-                msg.kind()
-            );
-            assert_eq!(stats.unsupported.load(Ordering::Relaxed), 0);
-            let older = through(msg, since - 1, &stats);
-            match compat::downgrade(msg.clone(), since - 1) {
-                Some(rewritten) => {
-                    assert_eq!(older, [rewritten], "{}", msg.kind());
-                    assert_eq!(stats.unsupported.load(Ordering::Relaxed), 0);
-                }
-                None => {
-                    assert!(older.is_empty(), "{}", msg.kind());
-                    assert_eq!(stats.unsupported.load(Ordering::Relaxed), 1);
-                }
-            }
-        }
-    }
-}
+mod tests;

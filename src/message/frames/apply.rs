@@ -1,5 +1,6 @@
-//! [`PeerMsg::Apply`] and its answer [`PeerMsg::ApplyAck`] by hand (see
-//! the module above).
+//! Typed writes, [`PeerMsg::Apply`] and [`PeerMsg::Applies`], and their
+//! answers, [`PeerMsg::ApplyAck`] (when `Done`) and [`PeerMsg::ApplyAcks`],
+//! by hand (see the module above).
 
 use bytes::BytesMut;
 
@@ -14,8 +15,21 @@ pub(super) const APPLY: u32 = 25;
 /// [`PeerMsg::ApplyAck`]'s variant index.
 pub(super) const APPLY_ACK: u32 = 26;
 
+/// [`PeerMsg::Applies`]'s variant index.
+pub(super) const APPLIES: u32 = 35;
+
+/// [`PeerMsg::ApplyAcks`]'s variant index.
+pub(super) const APPLY_ACKS: u32 = 36;
+
 /// [`ApplyResult::Done`]'s variant index.
 const DONE: u32 = 0;
+
+/// The smallest typed write: id, key length, version, state, key type,
+/// name count.
+const MIN_REQ: usize = 8 + 8 + 16 + 4 + 4 + 8;
+
+/// The smallest answer in an `ApplyAcks`: id, was live, count.
+const MIN_ACK: usize = 8 + 1 + 8;
 
 /// Whether an answer is written here: `Done` (the others are rare).
 pub(super) fn ack_by_hand(result: &ApplyResult) -> bool {
@@ -23,11 +37,31 @@ pub(super) fn ack_by_hand(result: &ApplyResult) -> bool {
 }
 
 pub(super) fn encode(req: &ApplyReq, dst: &mut BytesMut) -> Result<()> {
-    let names: usize = req.check.names.iter().map(|n| n.len() + 8).sum();
-    dst.reserve(20 + req.key.len() + super::entry_len(&req.entry) + 12 + names);
+    dst.reserve(4 + req_len(req));
     // Few appends, each of a run of fixed-width fields: every append
     // checks for room.
     put_head(APPLY, req.id, dst);
+    put_req(req, dst)
+}
+
+pub(super) fn encode_many(items: &[ApplyReq], dst: &mut BytesMut) -> Result<()> {
+    dst.reserve(12 + items.iter().map(req_len).sum::<usize>());
+    put_head(APPLIES, items.len() as u64, dst);
+    for req in items {
+        dst.extend_from_slice(&req.id.to_le_bytes());
+        put_req(req, dst)?;
+    }
+    Ok(())
+}
+
+/// About how many bytes `req` takes, its id included.
+fn req_len(req: &ApplyReq) -> usize {
+    let names: usize = req.check.names.iter().map(|n| n.len() + 8).sum();
+    16 + req.key.len() + super::entry_len(&req.entry) + 12 + names
+}
+
+/// Appends what follows a typed write's id.
+fn put_req(req: &ApplyReq, dst: &mut BytesMut) -> Result<()> {
     put_bytes(&req.key, dst);
     put_entry(&req.entry, dst)?;
     let kind: u32 = match req.check.kind {
@@ -43,6 +77,20 @@ pub(super) fn encode(req: &ApplyReq, dst: &mut BytesMut) -> Result<()> {
         put_bytes(name, dst);
     }
     Ok(())
+}
+
+pub(super) fn encode_acks(acks: &[(u64, bool, Vec<bool>)], dst: &mut BytesMut) {
+    let len: usize = acks.iter().map(|(_, _, p)| MIN_ACK + p.len()).sum();
+    dst.reserve(12 + len);
+    put_head(APPLY_ACKS, acks.len() as u64, dst);
+    for (id, was_live, present) in acks {
+        let mut head = [0u8; MIN_ACK];
+        head[..8].copy_from_slice(&id.to_le_bytes());
+        head[8] = u8::from(*was_live);
+        head[9..].copy_from_slice(&(present.len() as u64).to_le_bytes());
+        dst.extend_from_slice(&head);
+        dst.extend(present.iter().map(|&p| u8::from(p)));
+    }
 }
 
 pub(super) fn encode_ack(id: u64, result: &ApplyResult, dst: &mut BytesMut) {
@@ -61,6 +109,21 @@ pub(super) fn encode_ack(id: u64, result: &ApplyResult, dst: &mut BytesMut) {
 
 /// The rest of an `Apply` frame.
 pub(super) fn decode(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
+    Ok(Some(PeerMsg::Apply(Box::new(read_req(r)?))))
+}
+
+/// The rest of an `Applies` frame.
+pub(super) fn decode_many(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
+    let count = r.count(MIN_REQ)?;
+    let mut items = Vec::with_capacity(count);
+    for _ in 0..count {
+        items.push(read_req(r)?);
+    }
+    Ok(Some(PeerMsg::Applies { items }))
+}
+
+/// A typed write `r` reads next, from its id on.
+fn read_req(r: &mut Reader<'_>) -> Result<ApplyReq> {
     let id = r.u64()?;
     let key = r.bytes()?;
     let entry = read_entry(r)?;
@@ -72,12 +135,12 @@ pub(super) fn decode(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
     };
     let count = r.count(8)?;
     let names = (0..count).map(|_| r.bytes()).collect::<Result<Vec<_>>>()?;
-    Ok(Some(PeerMsg::Apply(Box::new(ApplyReq {
+    Ok(ApplyReq {
         id,
         key,
         entry,
         check: Check { kind, names },
-    }))))
+    })
 }
 
 /// The rest of an `ApplyAck` frame, if it is `Done`.
@@ -86,11 +149,30 @@ pub(super) fn decode_ack(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
     if r.u32()? != DONE {
         return Ok(None);
     }
-    let was_live = r.bool()?;
-    let count = r.count(1)?;
-    let present = (0..count).map(|_| r.bool()).collect::<Result<Vec<_>>>()?;
+    let (was_live, present) = read_done(r)?;
     Ok(Some(PeerMsg::ApplyAck {
         id,
         result: ApplyResult::Done { was_live, present },
     }))
+}
+
+/// The rest of an `ApplyAcks` frame.
+pub(super) fn decode_acks(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
+    let count = r.count(MIN_ACK)?;
+    let mut acks = Vec::with_capacity(count);
+    for _ in 0..count {
+        let id = r.u64()?;
+        let (was_live, present) = read_done(r)?;
+        acks.push((id, was_live, present));
+    }
+    Ok(Some(PeerMsg::ApplyAcks { acks }))
+}
+
+/// What a `Done` answer holds: whether the key was live, and which
+/// checked elements were.
+fn read_done(r: &mut Reader<'_>) -> Result<(bool, Vec<bool>)> {
+    let was_live = r.bool()?;
+    let count = r.count(1)?;
+    let present = (0..count).map(|_| r.bool()).collect::<Result<Vec<_>>>()?;
+    Ok((was_live, present))
 }

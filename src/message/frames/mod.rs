@@ -1,11 +1,12 @@
 //! The hot frames, written and read by hand: replica writes ([`PeerMsg::Put`],
-//! [`PeerMsg::Puts`]), typed writes ([`PeerMsg::Apply`]), replica reads
-//! ([`PeerMsg::Get`]) and their answers ([`PeerMsg::PutAck`],
-//! [`PeerMsg::PutAcks`], [`PeerMsg::ApplyAck`], [`PeerMsg::GetReply`],
-//! [`PeerMsg::GetReplies`]).
+//! [`PeerMsg::Puts`]), typed writes ([`PeerMsg::Apply`],
+//! [`PeerMsg::Applies`]), replica reads ([`PeerMsg::Get`]) and their answers
+//! ([`PeerMsg::PutAck`], [`PeerMsg::PutAcks`], [`PeerMsg::ApplyAck`],
+//! [`PeerMsg::ApplyAcks`], [`PeerMsg::GetReply`], [`PeerMsg::GetReplies`]).
 //!
 //! Every SET sends a `Put` (coalesced into `Puts`) to each replica, every
-//! HSET or SADD an `Apply` and brings back an `ApplyAck`. Through serde
+//! HSET or SADD an `Apply` (coalesced into `Applies` from protocol 11 on)
+//! and brings back an `ApplyAck`. Through serde
 //! each entry's rich state was encoded once per replica and once more for
 //! the log, and each replica encoded it again for its log after decoding
 //! it; serde's generic path also cost more than these loops. Here an
@@ -36,6 +37,8 @@ use crate::values::wire::{Reader, Source};
 pub fn by_hand(msg: &PeerMsg) -> bool {
     match msg {
         PeerMsg::Apply(_)
+        | PeerMsg::Applies { .. }
+        | PeerMsg::ApplyAcks { .. }
         | PeerMsg::Put { .. }
         | PeerMsg::Puts { .. }
         | PeerMsg::PutAcks { .. }
@@ -53,6 +56,11 @@ pub fn by_hand(msg: &PeerMsg) -> bool {
 pub fn encode(msg: &PeerMsg, dst: &mut BytesMut) -> Result<()> {
     match msg {
         PeerMsg::Apply(req) => apply::encode(req, dst),
+        PeerMsg::Applies { items } => apply::encode_many(items, dst),
+        PeerMsg::ApplyAcks { acks } => {
+            apply::encode_acks(acks, dst);
+            Ok(())
+        }
         PeerMsg::ApplyAck { id, result } if apply::ack_by_hand(result) => {
             apply::encode_ack(*id, result, dst);
             Ok(())
@@ -87,6 +95,8 @@ pub fn decode(frame: &Bytes) -> Result<Option<PeerMsg>> {
     let msg = match r.u32()? {
         apply::APPLY => apply::decode(&mut r)?,
         apply::APPLY_ACK => apply::decode_ack(&mut r)?,
+        apply::APPLIES => apply::decode_many(&mut r)?,
+        apply::APPLY_ACKS => apply::decode_acks(&mut r)?,
         puts::PUT => puts::decode_one(&mut r)?,
         puts::PUTS => puts::decode(&mut r)?,
         puts::PUT_ACK => puts::decode_ack(&mut r)?,

@@ -41,6 +41,22 @@ fn apply(id: u64, key: &[u8], entry: Entry, kind: Kind, names: &[&[u8]]) -> Peer
     }))
 }
 
+/// Two typed writes in one frame: a hash's and a set's.
+fn applies() -> PeerMsg {
+    let req = |msg: PeerMsg| match msg {
+        PeerMsg::Apply(req) => *req,
+        _ => unreachable!(),
+    };
+    let hash = Entry::hash_set(v(9, 2), &[("f".into(), "v".into())]);
+    let set = Entry::set_members(v(10, 2), &["m".into()], true);
+    PeerMsg::Applies {
+        items: vec![
+            req(apply(7, b"h", hash, Kind::Hash, &[b"f"])),
+            req(apply(8, b"s", set, Kind::Set, &[b"m"])),
+        ],
+    }
+}
+
 #[test]
 fn other_messages_are_left_to_serde() {
     let ack = PeerMsg::ApplyAck {
@@ -77,6 +93,10 @@ fn every_cut_of_a_frame_is_an_error() {
                 was_live: true,
                 present: vec![true, false],
             },
+        },
+        applies(),
+        PeerMsg::ApplyAcks {
+            acks: vec![(3, true, vec![true, false]), (4, false, vec![])],
         },
         PeerMsg::Puts {
             items: vec![
@@ -122,6 +142,10 @@ fn each_byte_damaged_reads_as_serde() {
         PeerMsg::PutAcks {
             acks: vec![(1, true), (2, false)],
         },
+        PeerMsg::ApplyAcks {
+            acks: vec![(3, true, vec![true, false]), (4, false, vec![false])],
+        },
+        applies(),
         apply(
             7,
             b"s",
@@ -148,13 +172,18 @@ fn each_byte_damaged_reads_as_serde() {
 
 #[test]
 fn a_huge_count_is_refused_before_allocating() {
-    let msg = PeerMsg::Puts {
+    let puts = PeerMsg::Puts {
         items: vec![(1, "a".into(), Entry::tombstone(v(6, 1)))],
     };
-    let mut body = hand_body(&msg).unwrap();
-    body[4..12].copy_from_slice(&u64::MAX.to_le_bytes());
-    let err = decode(&Bytes::from(body)).unwrap_err().to_string();
-    assert!(err.contains("cannot fit"), "{err}");
+    let acks = PeerMsg::ApplyAcks {
+        acks: vec![(1, true, vec![true])],
+    };
+    for msg in [puts, applies(), acks] {
+        let mut body = hand_body(&msg).unwrap();
+        body[4..12].copy_from_slice(&u64::MAX.to_le_bytes());
+        let err = decode(&Bytes::from(body)).unwrap_err().to_string();
+        assert!(err.contains("cannot fit"), "{}: {err}", msg.kind());
+    }
 }
 
 #[test]
@@ -196,29 +225,45 @@ fn name() -> impl Strategy<Value = Vec<u8>> {
     proptest::collection::vec(any::<u8>(), 0..6)
 }
 
-fn message() -> impl Strategy<Value = PeerMsg> {
+/// A random typed write.
+fn apply_req() -> impl Strategy<Value = ApplyReq> {
     let kind = prop_oneof![Just(Kind::String), Just(Kind::Hash), Just(Kind::Set)];
+    (
+        any::<u64>(),
+        name(),
+        entry(),
+        kind,
+        proptest::collection::vec(name(), 0..4),
+    )
+        .prop_map(|(id, key, entry, kind, names)| ApplyReq {
+            id,
+            key: key.into(),
+            entry,
+            check: Check {
+                kind,
+                names: names.into_iter().map(Bytes::from).collect(),
+            },
+        })
+}
+
+/// A random `Done` answer: (id, was live, present).
+fn done() -> impl Strategy<Value = (u64, bool, Vec<bool>)> {
+    (
+        any::<u64>(),
+        any::<bool>(),
+        proptest::collection::vec(any::<bool>(), 0..6),
+    )
+}
+
+fn message() -> impl Strategy<Value = PeerMsg> {
     prop_oneof![
-        (
-            any::<u64>(),
-            name(),
-            entry(),
-            kind,
-            proptest::collection::vec(name(), 0..4)
-        )
-            .prop_map(|(id, key, entry, kind, names)| {
-                let names: Vec<&[u8]> = names.iter().map(|n| &n[..]).collect();
-                apply(id, &key, entry, kind, &names)
-            }),
-        (
-            any::<u64>(),
-            any::<bool>(),
-            proptest::collection::vec(any::<bool>(), 0..6)
-        )
-            .prop_map(|(id, was_live, present)| PeerMsg::ApplyAck {
-                id,
-                result: ApplyResult::Done { was_live, present },
-            }),
+        apply_req().prop_map(|req| PeerMsg::Apply(Box::new(req))),
+        proptest::collection::vec(apply_req(), 0..4).prop_map(|items| PeerMsg::Applies { items }),
+        done().prop_map(|(id, was_live, present)| PeerMsg::ApplyAck {
+            id,
+            result: ApplyResult::Done { was_live, present },
+        }),
+        proptest::collection::vec(done(), 0..4).prop_map(|acks| PeerMsg::ApplyAcks { acks }),
         (any::<u64>(), name(), entry()).prop_map(|(id, key, entry)| PeerMsg::Put {
             id,
             key: key.into(),
