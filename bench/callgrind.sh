@@ -7,6 +7,7 @@
 #   VG_NODE=2 bench/callgrind.sh       # count a replica (n2) instead; the load still goes to n1
 #   RB_ARGS=-3 bench/callgrind.sh      # the measured load in RESP3 (redis-benchmark -3: HELLO 3 first)
 #   NODES=1 bench/callgrind.sh         # one node alone (no replicas): the request path without peers
+#   TESTS="hset sadd incr hget" bench/callgrind.sh   # the types (hget reads the hash -t hset loads first)
 #
 # Starts nodes n2 and n3 normally and n1 under `valgrind --tool=callgrind --instr-atstart=no`, all with
 # worker_threads=1 and read_speculation_ms=200 (so valgrind's slowness does not trigger speculative reads);
@@ -64,9 +65,15 @@ for t in $TESTS; do
   done
   # Enough SETs that nearly every key of the 100,000 exists (95 %), so GETs measure hits, not misses.
   redis-benchmark -p $((BASE + 1)) -t set -c 50 -P 16 -n "${WARM:-300000}" -d 64 -r 100000 -q >/dev/null
+  # hget is no -t test of redis-benchmark: HGET of the fields of the one hash `-t hset` writes, loaded first.
+  load=(-t "$t")
+  if [ "$t" = hget ]; then
+    redis-benchmark -p $((BASE + 1)) -t hset -c 50 -P 16 -n "${WARM:-300000}" -d 64 -r 100000 -q >/dev/null
+    load=(HGET myhash element:__rand_int__)
+  fi
   callgrind_control -i on "$vg" >/dev/null 2>&1
   # shellcheck disable=SC2086
-  redis-benchmark -p $((BASE + 1)) -t "$t" -c 50 -P "$P" -n "$N" -d 64 -r 100000 ${RB_ARGS:-} -q | tr '\r' '\n' | grep 'per second' || true
+  redis-benchmark -p $((BASE + 1)) -c 50 -P "$P" -n "$N" -d 64 -r 100000 ${RB_ARGS:-} -q "${load[@]}" | tr '\r' '\n' | grep 'per second' || true
   callgrind_control -i off "$vg" >/dev/null 2>&1
   callgrind_control -d "$vg" >/dev/null 2>&1
   mkdir -p "$PROFILES"

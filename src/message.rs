@@ -65,8 +65,9 @@ pub use kinds::KINDS;
 /// ([`PeerMsg::Clock`]) and its write fence ([`PeerMsg::WriteFence`]),
 /// version 9 the sender's placement ([`PeerMsg::Placement`]) and
 /// hand-off's offers, version 10 anti-entropy's first step by one root
-/// digest ([`PeerMsg::AeRoot`]), version 11 typed writes and their
-/// answers coalesced ([`PeerMsg::Applies`], [`PeerMsg::ApplyAcks`]).
+/// digest ([`PeerMsg::AeRoot`]), version 11 typed writes, their answers
+/// and the answers to reads of part of a key coalesced
+/// ([`PeerMsg::Applies`], [`PeerMsg::ApplyAcks`], [`PeerMsg::ReadReplies`]).
 pub const PROTOCOL_VERSION: u32 = 11;
 
 /// The protocol version from which every socket write opens with the
@@ -83,8 +84,10 @@ pub const PLACEMENT_SINCE: u32 = 9;
 pub const AE_ROOT_SINCE: u32 = 10;
 
 /// The protocol version from which a link coalesces typed writes
-/// ([`PeerMsg::Applies`]) and their successful answers
-/// ([`PeerMsg::ApplyAcks`]), as it coalesces `Puts` and `PutAcks`.
+/// ([`PeerMsg::Applies`]), their successful answers
+/// ([`PeerMsg::ApplyAcks`]) and the answers to reads of part of a key
+/// ([`PeerMsg::ReadReplies`]), as it coalesces `Puts`, `PutAcks` and
+/// `GetReplies`.
 pub const APPLIES_SINCE: u32 = 11;
 
 /// The oldest version of the peer protocol this build still speaks: a
@@ -449,6 +452,12 @@ pub enum PeerMsg {
         /// were): each one's [`ApplyResult::Done`].
         acks: Vec<(u64, bool, Vec<bool>)>,
     },
+    /// Several [`PeerMsg::ReadReply`]s to one coordinator, coalesced by
+    /// the replica's link (since protocol 11).
+    ReadReplies {
+        /// (request id, the part, `None` when the replica holds nothing).
+        replies: Vec<(u64, Option<Box<crate::values::Part>>)>,
+    },
 }
 
 /// A typed write (HSET, SADD, HDEL, SREM...): the replica checks the
@@ -564,9 +573,21 @@ mod tests {
         };
         let applies = PeerMsg::Applies { items: Vec::new() };
         let apply_acks = PeerMsg::ApplyAcks { acks: Vec::new() };
+        let read_replies = PeerMsg::ReadReplies {
+            replies: Vec::new(),
+        };
         assert_eq!(
-            [&clock, &placement, &root, &reply, &applies, &apply_acks].map(number),
-            [27, 32, 33, 34, 35, 36]
+            [
+                &clock,
+                &placement,
+                &root,
+                &reply,
+                &applies,
+                &apply_acks,
+                &read_replies
+            ]
+            .map(number),
+            [27, 32, 33, 34, 35, 36, 37]
         );
     }
 }

@@ -150,11 +150,11 @@ fn a_node_speaking_the_previous_version_serves_and_is_served_by_new_ones() {
     }
 }
 
-/// Typed writes pipelined through every node of a cluster in which one
-/// node speaks the previous version: between this version's nodes they
-/// travel coalesced (`Applies` and `ApplyAcks`, protocol 11), to and from
-/// the other one by one, and every field and member reads back through
-/// every node.
+/// Typed writes and reads pipelined through every node of a cluster in
+/// which one node speaks the previous version: between this version's
+/// nodes they travel coalesced (`Applies`, `ApplyAcks` and `ReadReplies`,
+/// protocol 11), to and from the other one by one, and every field and
+/// member reads back through every node.
 #[test]
 fn typed_writes_coalesce_between_new_nodes_and_go_one_by_one_to_an_older_one() {
     let previous = PROTOCOL_VERSION - 1;
@@ -182,26 +182,43 @@ fn typed_writes_coalesce_between_new_nodes_and_go_one_by_one_to_an_older_one() {
             assert_eq!(client.read(), Some(Reply::Integer(1)), "reply {i} via {w}");
         }
     }
+    for k in 0..16 {
+        let key = format!("r{k}");
+        assert_eq!(
+            c.client(0).cmd(&["HSET", &key, "f", "v"]),
+            Reply::Integer(1)
+        );
+    }
     for r in 0..3 {
         let mut client = c.client(r);
         assert_eq!(client.cmd(&["HLEN", "h"]), Reply::Integer(3 * EACH as i64));
         assert_eq!(client.cmd(&["SCARD", "s"]), Reply::Integer(3 * EACH as i64));
         assert_eq!(client.cmd(&["HGET", "h", "f2-7"]), bulk("v"));
+        // Reads of part of a key, pipelined: their answers coalesce too.
+        // Over 16 keys, as a coordinator's choice of which other replica
+        // to read from turns with the key.
+        for i in 0..EACH {
+            client.send(&["HGET", &format!("r{}", i % 16), "f"]);
+            client.send(&["SISMEMBER", "s", &format!("m{r}-{i}")]);
+        }
+        for i in 0..EACH {
+            assert_eq!(client.read(), Some(bulk("v")), "HGET {i} via {r}");
+            assert_eq!(
+                client.read(),
+                Some(Reply::Integer(1)),
+                "SISMEMBER {i} via {r}"
+            );
+        }
     }
 
     let kind = |i: usize, sent: &str, kind: &str| {
         let name = format!("ringkv_peer_messages_{sent}_by_kind_total");
         labelled(&c, i, &name, &[("kind", kind)])
     };
-    for (i, kind_name) in [
-        (0, "applies"),
-        (1, "applies"),
-        (0, "apply_acks"),
-        (1, "apply_acks"),
-    ] {
-        assert!(kind(i, "sent", kind_name) > 0.0, "{i} sent no {kind_name}");
-    }
-    for kind_name in ["applies", "apply_acks"] {
+    for kind_name in ["applies", "apply_acks", "read_replies"] {
+        for i in 0..2 {
+            assert!(kind(i, "sent", kind_name) > 0.0, "{i} sent no {kind_name}");
+        }
         assert_eq!(kind(old, "sent", kind_name), 0.0, "prev sent {kind_name}");
         assert_eq!(
             kind(old, "received", kind_name),

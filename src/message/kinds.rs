@@ -6,7 +6,7 @@ use super::{PeerMsg, AE_ROOT_SINCE, APPLIES_SINCE, CLOCK_SINCE, PLACEMENT_SINCE}
 
 /// The name of every [`PeerMsg`] type, in [`PeerMsg::kind_index`] order
 /// (logs, and the per-kind traffic metrics).
-pub const KINDS: [&str; 37] = [
+pub const KINDS: [&str; 38] = [
     "heartbeat",
     "put",
     "put_ack",
@@ -44,6 +44,7 @@ pub const KINDS: [&str; 37] = [
     "ae_root_reply",
     "applies",
     "apply_acks",
+    "read_replies",
 ];
 
 impl PeerMsg {
@@ -86,7 +87,9 @@ impl PeerMsg {
             | PeerMsg::Offer { .. }
             | PeerMsg::OfferReply { .. } => PLACEMENT_SINCE,
             PeerMsg::AeRoot { .. } | PeerMsg::AeRootReply { .. } => AE_ROOT_SINCE,
-            PeerMsg::Applies { .. } | PeerMsg::ApplyAcks { .. } => APPLIES_SINCE,
+            PeerMsg::Applies { .. } | PeerMsg::ApplyAcks { .. } | PeerMsg::ReadReplies { .. } => {
+                APPLIES_SINCE
+            }
         }
     }
 
@@ -130,6 +133,7 @@ impl PeerMsg {
             PeerMsg::AeRootReply { .. } => 34,
             PeerMsg::Applies { .. } => 35,
             PeerMsg::ApplyAcks { .. } => 36,
+            PeerMsg::ReadReplies { .. } => 37,
         }
     }
 }

@@ -258,6 +258,7 @@ pub fn to_v6(msg: PeerMsg) -> Option<PeerMsg6> {
         | PeerMsg::ApplyAck { .. }
         | PeerMsg::Applies { .. }
         | PeerMsg::ApplyAcks { .. }
+        | PeerMsg::ReadReplies { .. }
         | PeerMsg::Clock { .. }
         | PeerMsg::WriteFence { .. }
         | PeerMsg::Placement { .. }

@@ -61,6 +61,13 @@ impl PeerHandler for Shared {
             }
             return;
         }
+        if let PeerMsg::ReadReplies { replies } = msg {
+            for (id, part) in replies {
+                let reply = PeerMsg::ReadReply { id, part };
+                self.pending.deliver(id, from.name.clone(), reply);
+            }
+            return;
+        }
         if let PeerMsg::GetReplies { replies } = msg {
             for (id, entry) in replies {
                 let reply = PeerMsg::GetReply { id, entry };
@@ -271,6 +278,7 @@ impl PeerHandler for Shared {
             | PeerMsg::ReadReply { .. }
             | PeerMsg::ApplyAck { .. }
             | PeerMsg::ApplyAcks { .. }
+            | PeerMsg::ReadReplies { .. }
             | PeerMsg::OfferReply { .. } => return,
             // Handled by the transport, through `on_clock`.
             PeerMsg::Clock { .. } => return,

@@ -52,6 +52,8 @@ pub(super) struct Batch {
     applies: Vec<crate::message::ApplyReq>,
     /// Successful typed write answers held back (protocol 11 on).
     apply_acks: Vec<(u64, bool, Vec<bool>)>,
+    /// Answers to reads of part of a key held back (protocol 11 on).
+    parts: Vec<(u64, Option<Box<crate::values::Part>>)>,
     /// Messages encoded since the count was last reset.
     pub(super) count: u64,
 }
@@ -69,6 +71,7 @@ impl Batch {
             puts: Vec::new(),
             applies: Vec::new(),
             apply_acks: Vec::new(),
+            parts: Vec::new(),
             count: 0,
         }
     }
@@ -110,6 +113,9 @@ impl Batch {
                 id,
                 result: ApplyResult::Done { was_live, present },
             } if self.version >= APPLIES_SINCE => self.apply_acks.push((id, was_live, present)),
+            PeerMsg::ReadReply { id, part } if self.version >= APPLIES_SINCE => {
+                self.parts.push((id, part))
+            }
             msg => {
                 self.flush_held(stats, peer);
                 self.encode(&msg, stats, peer);
@@ -137,8 +143,9 @@ impl Batch {
 
     /// Encodes the messages held back, each kind as one message, and keeps
     /// the emptied vectors for the next batch. (`Puts`, `PutAcks` and
-    /// `GetReplies` are as old as the oldest version spoken; `Applies` and
-    /// `ApplyAcks` are only ever held on a link that speaks them.) At most
+    /// `GetReplies` are as old as the oldest version spoken; `Applies`,
+    /// `ApplyAcks` and `ReadReplies` are only ever held on a link that
+    /// speaks them.) At most
     /// one of `puts` and `applies` holds anything: see [`Batch::add`].
     pub(super) fn flush_held(&mut self, stats: &NetStats, peer: &str) {
         let replies = coalesce(
@@ -162,7 +169,12 @@ impl Batch {
             },
             |acks| PeerMsg::ApplyAcks { acks },
         );
-        for msg in [replies, acks, apply_acks].into_iter().flatten() {
+        let parts = coalesce(
+            &mut self.parts,
+            |(id, part)| PeerMsg::ReadReply { id, part },
+            |replies| PeerMsg::ReadReplies { replies },
+        );
+        for msg in [replies, acks, apply_acks, parts].into_iter().flatten() {
             self.send_held(msg, stats, peer);
         }
         self.flush_puts(stats, peer);
@@ -203,6 +215,7 @@ impl Batch {
             PeerMsg::PutAcks { acks } => self.acks = emptied(acks),
             PeerMsg::Applies { items } => self.applies = emptied(items),
             PeerMsg::ApplyAcks { acks } => self.apply_acks = emptied(acks),
+            PeerMsg::ReadReplies { replies } => self.parts = emptied(replies),
             _ => {}
         }
     }

@@ -18,14 +18,43 @@ use super::{Field, Lww, Rich, Shard, Shards, Version};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 
+/// Where a rich state is written: a `Vec` (the log, snapshots, a delta's
+/// kept encoding) or a frame being assembled.
+pub trait Sink {
+    /// Appends `b`.
+    fn put_slice(&mut self, b: &[u8]);
+    /// Appends one byte.
+    fn put_byte(&mut self, b: u8);
+}
+
+impl Sink for Vec<u8> {
+    #[inline(always)]
+    fn put_slice(&mut self, b: &[u8]) {
+        self.extend_from_slice(b);
+    }
+    #[inline(always)]
+    fn put_byte(&mut self, b: u8) {
+        self.push(b);
+    }
+}
+
+impl Sink for bytes::BytesMut {
+    #[inline(always)]
+    fn put_slice(&mut self, b: &[u8]) {
+        self.extend_from_slice(b);
+    }
+    #[inline(always)]
+    fn put_byte(&mut self, b: u8) {
+        self.extend_from_slice(&[b]);
+    }
+}
+
 /// Appends the encoding of `r` to `out`.
-pub fn encode_into(r: &Rich, out: &mut Vec<u8>) {
+pub fn encode_into(r: &Rich, out: &mut impl Sink) {
     version(out, r.cleared);
     option(out, &r.ttl, |out, t| {
         version(out, t.version);
-        option(out, &t.value, |out, ms| {
-            out.extend_from_slice(&ms.to_le_bytes())
-        });
+        option(out, &t.value, |out, ms| out.put_slice(&ms.to_le_bytes()));
     });
     option(out, &r.string, lww_bytes);
     shards(out, &r.shards);
@@ -40,52 +69,52 @@ pub fn encode_into(r: &Rich, out: &mut Vec<u8>) {
     for (name, m) in &r.members {
         bytes(out, name);
         version(out, m.version);
-        out.push(u8::from(m.value));
+        out.put_byte(u8::from(m.value));
     }
 }
 
-fn version(out: &mut Vec<u8>, v: Version) {
+fn version(out: &mut impl Sink, v: Version) {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&v.ts.0.to_le_bytes());
     b[8..].copy_from_slice(&v.node.to_le_bytes());
-    out.extend_from_slice(&b);
+    out.put_slice(&b);
 }
 
-fn len(out: &mut Vec<u8>, n: usize) {
-    out.extend_from_slice(&(n as u64).to_le_bytes());
+fn len(out: &mut impl Sink, n: usize) {
+    out.put_slice(&(n as u64).to_le_bytes());
 }
 
-fn bytes(out: &mut Vec<u8>, b: &[u8]) {
+fn bytes(out: &mut impl Sink, b: &[u8]) {
     len(out, b.len());
-    out.extend_from_slice(b);
+    out.put_slice(b);
 }
 
-fn option<T>(out: &mut Vec<u8>, o: &Option<T>, some: impl FnOnce(&mut Vec<u8>, &T)) {
+fn option<S: Sink, T>(out: &mut S, o: &Option<T>, some: impl FnOnce(&mut S, &T)) {
     match o {
-        None => out.push(0),
+        None => out.put_byte(0),
         Some(t) => {
-            out.push(1);
+            out.put_byte(1);
             some(out, t);
         }
     }
 }
 
-fn lww_bytes(out: &mut Vec<u8>, l: &Lww<Bytes>) {
+fn lww_bytes(out: &mut impl Sink, l: &Lww<Bytes>) {
     version(out, l.version);
     bytes(out, &l.value);
 }
 
-fn shards(out: &mut Vec<u8>, s: &Shards) {
+fn shards(out: &mut impl Sink, s: &Shards) {
     len(out, s.len());
     for (id, shard) in s {
-        out.extend_from_slice(&id.to_le_bytes());
-        out.extend_from_slice(&shard.total.to_le_bytes());
+        out.put_slice(&id.to_le_bytes());
+        out.put_slice(&shard.total.to_le_bytes());
         version(out, shard.version);
         version(out, shard.since);
         len(out, shard.marks.len());
         for (v, total) in &shard.marks {
             version(out, *v);
-            out.extend_from_slice(&total.to_le_bytes());
+            out.put_slice(&total.to_le_bytes());
         }
     }
 }

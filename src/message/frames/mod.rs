@@ -2,7 +2,9 @@
 //! [`PeerMsg::Puts`]), typed writes ([`PeerMsg::Apply`],
 //! [`PeerMsg::Applies`]), replica reads ([`PeerMsg::Get`]) and their answers
 //! ([`PeerMsg::PutAck`], [`PeerMsg::PutAcks`], [`PeerMsg::ApplyAck`],
-//! [`PeerMsg::ApplyAcks`], [`PeerMsg::GetReply`], [`PeerMsg::GetReplies`]).
+//! [`PeerMsg::ApplyAcks`], [`PeerMsg::GetReply`], [`PeerMsg::GetReplies`]),
+//! and reads of part of a key ([`PeerMsg::Read`]) and theirs
+//! ([`PeerMsg::ReadReply`], [`PeerMsg::ReadReplies`]).
 //!
 //! Every SET sends a `Put` (coalesced into `Puts`) to each replica, every
 //! HSET or SADD an `Apply` (coalesced into `Applies` from protocol 11 on)
@@ -23,6 +25,7 @@
 //! anything is allocated for it.
 
 mod apply;
+mod parts;
 mod puts;
 mod reads;
 
@@ -44,7 +47,10 @@ pub fn by_hand(msg: &PeerMsg) -> bool {
         | PeerMsg::PutAcks { .. }
         | PeerMsg::Get { .. }
         | PeerMsg::GetReply { .. }
-        | PeerMsg::GetReplies { .. } => true,
+        | PeerMsg::GetReplies { .. }
+        | PeerMsg::Read { .. }
+        | PeerMsg::ReadReply { .. }
+        | PeerMsg::ReadReplies { .. } => true,
         PeerMsg::ApplyAck { result, .. } => apply::ack_by_hand(result),
         PeerMsg::PutAck { result, .. } => puts::ack_by_hand(result),
         _ => false,
@@ -81,6 +87,18 @@ pub fn encode(msg: &PeerMsg, dst: &mut BytesMut) -> Result<()> {
         }
         PeerMsg::GetReply { id, entry } => reads::encode_reply(*id, entry, dst),
         PeerMsg::GetReplies { replies } => reads::encode_replies(replies, dst),
+        PeerMsg::Read { id, key, want } => {
+            parts::encode_read(*id, key, want, dst);
+            Ok(())
+        }
+        PeerMsg::ReadReply { id, part } => {
+            parts::encode_reply(*id, part, dst);
+            Ok(())
+        }
+        PeerMsg::ReadReplies { replies } => {
+            parts::encode_replies(replies, dst);
+            Ok(())
+        }
         _ => Err(Error::Protocol(format!(
             "encode: a {} frame is not written by hand",
             msg.kind()
@@ -104,6 +122,9 @@ pub fn decode(frame: &Bytes) -> Result<Option<PeerMsg>> {
         reads::GET => reads::decode_get(&mut r)?,
         reads::GET_REPLY => reads::decode_reply(&mut r)?,
         reads::GET_REPLIES => reads::decode_replies(&mut r)?,
+        parts::READ => parts::decode_read(&mut r)?,
+        parts::READ_REPLY => parts::decode_reply(&mut r)?,
+        parts::READ_REPLIES => parts::decode_replies(&mut r)?,
         _ => return Ok(None),
     };
     if msg.is_some() && r.at() != frame.len() {

@@ -57,6 +57,23 @@ fn applies() -> PeerMsg {
     }
 }
 
+/// HGET's answers from one replica: a part holding one field, and none.
+fn read_replies() -> PeerMsg {
+    let rich = Entry::hash_set(v(9, 2), &[("f".into(), "v".into())]).to_rich();
+    let part = crate::values::Part {
+        version: v(9, 2),
+        digest: 7,
+        rich,
+        hash_newest: v(9, 2),
+        set_newest: v(0, 0),
+        fields: 1,
+        members: 0,
+    };
+    PeerMsg::ReadReplies {
+        replies: vec![(1, Some(Box::new(part))), (2, None)],
+    }
+}
+
 #[test]
 fn other_messages_are_left_to_serde() {
     let ack = PeerMsg::ApplyAck {
@@ -97,6 +114,12 @@ fn every_cut_of_a_frame_is_an_error() {
         applies(),
         PeerMsg::ApplyAcks {
             acks: vec![(3, true, vec![true, false]), (4, false, vec![])],
+        },
+        read_replies(),
+        PeerMsg::Read {
+            id: 5,
+            key: "h".into(),
+            want: crate::values::Want::Fields(vec!["f".into()]),
         },
         PeerMsg::Puts {
             items: vec![
@@ -146,6 +169,7 @@ fn each_byte_damaged_reads_as_serde() {
             acks: vec![(3, true, vec![true, false]), (4, false, vec![false])],
         },
         applies(),
+        read_replies(),
         apply(
             7,
             b"s",
@@ -178,7 +202,7 @@ fn a_huge_count_is_refused_before_allocating() {
     let acks = PeerMsg::ApplyAcks {
         acks: vec![(1, true, vec![true])],
     };
-    for msg in [puts, applies(), acks] {
+    for msg in [puts, applies(), acks, read_replies()] {
         let mut body = hand_body(&msg).unwrap();
         body[4..12].copy_from_slice(&u64::MAX.to_le_bytes());
         let err = decode(&Bytes::from(body)).unwrap_err().to_string();
@@ -255,8 +279,56 @@ fn done() -> impl Strategy<Value = (u64, bool, Vec<bool>)> {
     )
 }
 
+/// A random part of a key, as a replica answers a read.
+fn part() -> impl Strategy<Value = Option<Box<crate::values::Part>>> {
+    let version = || (any::<u64>(), any::<u64>()).prop_map(|(ts, n)| v(ts, n));
+    proptest::option::of(
+        (
+            version(),
+            any::<u64>(),
+            crate::values::tests::rich(),
+            version(),
+            version(),
+            any::<u64>(),
+            any::<u64>(),
+        )
+            .prop_map(
+                |(version, digest, rich, hash_newest, set_newest, fields, members)| {
+                    Box::new(crate::values::Part {
+                        version,
+                        digest,
+                        rich,
+                        hash_newest,
+                        set_newest,
+                        fields,
+                        members,
+                    })
+                },
+            ),
+    )
+}
+
+/// What a read of part of a key asks for.
+fn want() -> impl Strategy<Value = crate::values::Want> {
+    use crate::values::Want;
+    let names = || proptest::collection::vec(name().prop_map(Bytes::from), 0..4);
+    prop_oneof![
+        Just(Want::Head),
+        names().prop_map(Want::Fields),
+        names().prop_map(Want::Members),
+    ]
+}
+
 fn message() -> impl Strategy<Value = PeerMsg> {
     prop_oneof![
+        (any::<u64>(), name(), want()).prop_map(|(id, key, want)| PeerMsg::Read {
+            id,
+            key: key.into(),
+            want,
+        }),
+        (any::<u64>(), part()).prop_map(|(id, part)| PeerMsg::ReadReply { id, part }),
+        proptest::collection::vec((any::<u64>(), part()), 0..4)
+            .prop_map(|replies| PeerMsg::ReadReplies { replies }),
         apply_req().prop_map(|req| PeerMsg::Apply(Box::new(req))),
         proptest::collection::vec(apply_req(), 0..4).prop_map(|items| PeerMsg::Applies { items }),
         done().prop_map(|(id, was_live, present)| PeerMsg::ApplyAck {

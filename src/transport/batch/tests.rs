@@ -179,6 +179,9 @@ fn one_of_each() -> Vec<PeerMsg> {
         PeerMsg::ApplyAcks {
             acks: vec![(25, true, vec![false]), (26, false, vec![true])],
         },
+        PeerMsg::ReadReplies {
+            replies: vec![(27, None), (28, None)],
+        },
     ]
 }
 
@@ -266,8 +269,9 @@ fn batched(msgs: Vec<PeerMsg>, version: u32) -> Vec<PeerMsg> {
     out
 }
 
-/// From protocol 11 on, typed writes and their answers travel
-/// coalesced; on an older link each goes alone, as before.
+/// From protocol 11 on, typed writes, their answers and the answers to
+/// reads of part of a key travel coalesced; on an older link each goes
+/// alone, as before.
 #[test]
 fn typed_writes_and_their_answers_are_coalesced_from_protocol_11() {
     let done = |id, was_live| PeerMsg::ApplyAck {
@@ -278,17 +282,23 @@ fn typed_writes_and_their_answers_are_coalesced_from_protocol_11() {
         },
     };
     let apply = |id, key| PeerMsg::Apply(Box::new(typed(id, key)));
+    let part = |id| PeerMsg::ReadReply { id, part: None };
     let sent = vec![
         apply(1, b"a"),
         done(7, true),
+        part(9),
         apply(2, b"b"),
         done(8, false),
+        part(10),
     ];
     assert_eq!(
         batched(sent.clone(), crate::message::APPLIES_SINCE),
         [
             PeerMsg::ApplyAcks {
                 acks: vec![(7, true, vec![false]), (8, false, vec![true])],
+            },
+            PeerMsg::ReadReplies {
+                replies: vec![(9, None), (10, None)],
             },
             PeerMsg::Applies {
                 items: vec![typed(1, b"a"), typed(2, b"b")],
@@ -297,7 +307,17 @@ fn typed_writes_and_their_answers_are_coalesced_from_protocol_11() {
     );
     let older = batched(sent, crate::message::APPLIES_SINCE - 1);
     let kinds: Vec<_> = older.iter().map(PeerMsg::kind).collect();
-    assert_eq!(kinds, ["apply", "apply_ack", "apply", "apply_ack"]);
+    assert_eq!(
+        kinds,
+        [
+            "apply",
+            "apply_ack",
+            "read_reply",
+            "apply",
+            "apply_ack",
+            "read_reply"
+        ]
+    );
 }
 
 /// A replica sees replica writes and typed writes in the order they
