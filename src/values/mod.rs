@@ -45,6 +45,7 @@ pub mod float;
 #[cfg(test)]
 mod model_tests;
 mod rich;
+pub mod sorted;
 #[cfg(test)]
 pub(crate) mod tests;
 mod view;

@@ -35,6 +35,8 @@
 
 use std::collections::BTreeMap;
 
+use super::sorted::SortedMap;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -276,9 +278,9 @@ pub struct Rich {
     /// The counter's shards over the string.
     pub shards: Shards,
     /// Hash fields.
-    pub fields: BTreeMap<Bytes, Field>,
+    pub fields: SortedMap<Bytes, Field>,
     /// Set members: present (`true`) or removed.
-    pub members: BTreeMap<Bytes, Lww<bool>>,
+    pub members: SortedMap<Bytes, Lww<bool>>,
 }
 
 impl Rich {

@@ -53,6 +53,16 @@ fn small_bytes() -> impl Strategy<Value = Bytes> {
         .prop_map(|s: &'static str| Bytes::from_static(s.as_bytes()))
 }
 
+/// Names from a larger set than [`small_bytes`]: enough for a map past
+/// a small map's size, with the small names among them so that states
+/// still share some.
+fn many_bytes() -> impl Strategy<Value = Bytes> {
+    prop_oneof![
+        small_bytes(),
+        (0u8..30).prop_map(|i| Bytes::from(format!("k{i}"))),
+    ]
+}
+
 fn lww<T: std::fmt::Debug + Clone + 'static>(
     value: impl Strategy<Value = T>,
 ) -> impl Strategy<Value = Option<Lww<T>>> {
@@ -103,8 +113,16 @@ pub(crate) fn rich() -> impl Strategy<Value = Rich> {
         lww(proptest::option::of(0u64..100)),
         lww(small_bytes()),
         shards(),
-        proptest::collection::btree_map(small_bytes(), field(), 0..3),
-        proptest::collection::btree_map(small_bytes(), lww(any::<bool>()), 0..3),
+        // Mostly a few elements; sometimes more than a small map holds
+        // (`values::sorted::SMALL`), so both of its forms are merged.
+        prop_oneof![
+            4 => proptest::collection::btree_map(small_bytes(), field(), 0..3),
+            1 => proptest::collection::btree_map(many_bytes(), field(), 0..24),
+        ],
+        prop_oneof![
+            4 => proptest::collection::btree_map(small_bytes(), lww(any::<bool>()), 0..3),
+            1 => proptest::collection::btree_map(many_bytes(), lww(any::<bool>()), 0..24),
+        ],
     )
         .prop_map(|(cleared, ttl, string, shards, fields, members)| {
             let members: BTreeMap<Bytes, Lww<bool>> = members
@@ -116,8 +134,8 @@ pub(crate) fn rich() -> impl Strategy<Value = Rich> {
                 ttl,
                 string,
                 shards,
-                fields,
-                members,
+                fields: fields.into_iter().collect(),
+                members: members.into_iter().collect(),
             };
             r.normalize();
             r
