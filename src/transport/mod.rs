@@ -23,6 +23,7 @@
 //! is tested through real processes and sockets as well; the simulation
 //! adds to those tests and replaces none.
 
+mod accepted;
 mod batch;
 mod counters;
 pub mod fault;
@@ -104,6 +105,15 @@ pub trait Transport: Send + Sync + 'static {
     /// while it is connected; `None` otherwise. One lookup, no I/O. (An
     /// implementation without handshakes speaks this build's newest.)
     fn peer_version(&self, _addr: &str) -> Option<u32> {
+        Some(PROTOCOL_VERSION)
+    }
+
+    /// The oldest protocol version any connected link speaks, `None`
+    /// with none connected: one load, so that a check every write makes
+    /// of its replicas' versions is skipped while no link is older than it
+    /// needs. Never newer than a connected link's [`Self::peer_version`]
+    /// once that link's version is set.
+    fn oldest_peer_version(&self) -> Option<u32> {
         Some(PROTOCOL_VERSION)
     }
 }

@@ -22,28 +22,23 @@
 //! Deliberately left out: TLS (peers authenticate with the cluster secret;
 //! the traffic itself is not encrypted).
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use dashmap::DashMap;
-use futures::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
-use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::batch::Batch;
 pub use super::counters::NetStats;
-use super::counters::PeerDecoder;
 use super::fault::{Faults, Verdict};
-use super::handshake::{Connected, HANDSHAKE_TIMEOUT, REFUSED};
+use super::handshake::{Connected, HANDSHAKE_TIMEOUT};
 use super::stream::PeerStream;
-use super::{Peer, PeerHandler, Transport, Versions};
+use super::{PeerHandler, Transport, Versions};
 use crate::auth::{ClusterKey, KeyedRateLimit};
 use crate::error::{Error, Result};
 use crate::message::{Hello, PeerMsg, CLOCK_SINCE};
@@ -128,11 +123,17 @@ pub(super) struct Inner {
     /// Looked up on every send: hashed with foldhash, not SipHash (the
     /// keys are peer addresses this node was configured with or told).
     links: DashMap<String, Link, foldhash::fast::RandomState>,
-    faults: Option<Arc<Faults>>,
+    pub(super) faults: Option<Arc<Faults>>,
     shutdown: CancellationToken,
     pub(super) stats: Arc<NetStats>,
     /// Keeps refusal logs to a few lines per window.
     pub(super) refusals: KeyedRateLimit,
+    /// The oldest protocol version of any connected link, 0 with none
+    /// (see [`Transport::oldest_peer_version`]); recomputed under
+    /// `oldest_lock` after every change of a link's version, so the last
+    /// recomputation always sees the last change.
+    oldest: AtomicU32,
+    oldest_lock: std::sync::Mutex<()>,
 }
 
 /// The TCP implementation of [`Transport`]. Cheap to clone.
@@ -152,6 +153,8 @@ impl TcpTransport {
                 shutdown,
                 stats: Arc::new(NetStats::default()),
                 refusals: KeyedRateLimit::new(5, Duration::from_secs(10), 64),
+                oldest: AtomicU32::new(0),
+                oldest_lock: std::sync::Mutex::new(()),
             }),
         }
     }
@@ -278,6 +281,13 @@ impl Transport for TcpTransport {
             version => Some(version),
         }
     }
+
+    fn oldest_peer_version(&self) -> Option<u32> {
+        match self.inner.oldest.load(Ordering::Acquire) {
+            0 => None,
+            version => Some(version),
+        }
+    }
 }
 
 /// What a link task listens to besides its queue.
@@ -291,111 +301,23 @@ struct Signals {
 }
 
 impl Inner {
-    async fn read_connection(
-        &self,
-        stream: TcpStream,
-        addr: SocketAddr,
-        handler: Arc<dyn PeerHandler>,
-    ) -> Result<()> {
-        let mut stream = match PeerStream::accepted(stream, self.cfg.tls.as_deref()).await {
-            Ok(stream) => stream,
-            Err(reason) => {
-                self.refused(addr, "?", &reason);
-                return Err(Error::Protocol(reason));
-            }
-        };
-        let mut buf = BytesMut::new();
-        let handshake = self.accept_handshake(&mut stream, &mut buf, addr);
-        let peer = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-            Ok(Ok(Some(peer))) => peer,
-            Ok(Ok(None)) => return Ok(()),
-            Ok(Err(e)) => {
-                // A refusal the handshake decided on was counted and logged
-                // there; anything else (garbage, a broken frame) is counted here.
-                if !matches!(&e, Error::Protocol(m) if m.starts_with(REFUSED)) {
-                    self.refused(addr, "?", &e.to_string());
-                }
-                return Err(e);
-            }
-            Err(_) => {
-                let reason = format!("no complete handshake within {HANDSHAKE_TIMEOUT:?}");
-                self.refused(addr, "?", &reason);
-                return Err(Error::Protocol(reason));
-            }
-        };
-        let (read, _write) = stream.into_split();
-        let mut reader = FramedRead::new(read, PeerDecoder::new(peer.version, self.cfg.max_frame));
-        reader.read_buffer_mut().extend_from_slice(&buf);
-        // Silence is checked once per idle_timeout (a connection is closed
-        // after between one and two periods without a message) rather than
-        // with a timer per message; the timer is made once, not on every
-        // turn of the loop. (Shutdown aborts this task: see `serve`.)
-        let idle = tokio::time::sleep(self.cfg.idle_timeout);
-        tokio::pin!(idle);
-        let mut heard = false;
-        // Whether the node refused the peer at its last clocks.
-        let mut refused = false;
-        loop {
-            let next = tokio::select! {
-                _ = &mut idle => {
-                    if !std::mem::take(&mut heard) {
-                        return Err(Error::Protocol(format!(
-                            "{} silent for {:?}",
-                            peer.name, self.cfg.idle_timeout
-                        )));
-                    }
-                    idle.as_mut().reset(tokio::time::Instant::now() + self.cfg.idle_timeout);
-                    continue;
-                }
-                n = reader.next() => n,
-            };
-            heard = true;
-            let Some(msg) = next else { return Ok(()) };
-            self.receive(&peer, msg?, handler.as_ref(), &mut refused);
-            // Whatever else is already buffered is handled without another
-            // trip through the select above.
-            while let Some(next) = reader.next().now_or_never() {
-                let Some(msg) = next else { return Ok(()) };
-                self.receive(&peer, msg?, handler.as_ref(), &mut refused);
-            }
-        }
-    }
-
-    /// One message read from `peer`: through fault injection, then to the
-    /// node. The clocks a write opens with go to [`PeerHandler::on_clock`],
-    /// whose verdict decides whether the messages after them are accepted
-    /// (`refused`, all but the peer's placement); they pass splits only,
-    /// and use up no drop rule.
-    fn receive(&self, peer: &Peer, msg: PeerMsg, handler: &dyn PeerHandler, refused: &mut bool) {
-        if let PeerMsg::Clock { wall_micros, hlc } = msg {
-            if self
-                .faults
-                .as_ref()
-                .is_some_and(|f| f.split_from(&peer.name))
-            {
-                self.stats.faulted.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            self.stats.received.fetch_add(1, Ordering::Relaxed);
-            self.stats.by_kind.received(&msg);
-            *refused = !handler.on_clock(peer, wall_micros, hlc);
-            return;
-        }
-        // A refused peer's placement still passes: it may be what
-        // refused the peer, and what takes it back.
-        if *refused && !matches!(msg, PeerMsg::Placement { .. }) {
-            self.stats.skew_refused.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        if let Some(f) = &self.faults {
-            if f.incoming(&peer.name) != Verdict::Pass {
-                self.stats.faulted.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        }
-        self.stats.received.fetch_add(1, Ordering::Relaxed);
-        self.stats.by_kind.received(&msg);
-        handler.on_message(peer, msg);
+    /// Sets a link's version (0: no connection) and recomputes the
+    /// oldest of all links'.
+    fn set_version(&self, link: &AtomicU32, version: u32) {
+        link.store(version, Ordering::Release);
+        // A poisoned lock guards nothing that could be left half done.
+        let _serial = self
+            .oldest_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let oldest = self
+            .links
+            .iter()
+            .map(|l| l.version.load(Ordering::Acquire))
+            .filter(|v| *v != 0)
+            .min()
+            .unwrap_or(0);
+        self.oldest.store(oldest, Ordering::Release);
     }
 
     async fn run_link(
@@ -431,7 +353,7 @@ impl Inner {
                     backoff = MIN_BACKOFF;
                     failures = 0;
                     signals.reset.mark_unchanged();
-                    signals.version.store(version, Ordering::Relaxed);
+                    self.set_version(&signals.version, version);
                     signals.up.store(true, Ordering::Relaxed);
                     if let Err(e) = self
                         .pump(stream, &peer, version, &mut rx, &tx, &mut signals.reset)
@@ -440,7 +362,7 @@ impl Inner {
                         debug!(%addr, error = %e, "peer link lost");
                     }
                     signals.up.store(false, Ordering::Relaxed);
-                    signals.version.store(0, Ordering::Relaxed);
+                    self.set_version(&signals.version, 0);
                 }
                 Err(e) => {
                     signals.up.store(false, Ordering::Relaxed);
