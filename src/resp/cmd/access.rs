@@ -174,9 +174,57 @@ pub async fn write_checked(
 /// `names` without repeats, in first-seen order (a field or member named
 /// twice in one command counts once, as in Redis).
 pub fn distinct(names: impl IntoIterator<Item = Bytes>) -> Vec<Bytes> {
+    let mut out: Vec<Bytes> = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    names
-        .into_iter()
-        .filter(|n| seen.insert(n.clone()))
-        .collect()
+    for name in names {
+        // Few names (nearly always one): compared, no set built.
+        if out.len() < DISTINCT_BY_SCAN {
+            if !out.contains(&name) {
+                out.push(name);
+            }
+            continue;
+        }
+        if seen.is_empty() {
+            seen.extend(out.iter().cloned());
+        }
+        if seen.insert(name.clone()) {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// Up to this many names, [`distinct`] compares each with those before.
+const DISTINCT_BY_SCAN: usize = 8;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without repeats, in first-seen order, on either side of the
+    /// number of names compared by scanning.
+    #[test]
+    fn distinct_keeps_the_first_of_each_name_in_order() {
+        for n in [
+            0,
+            1,
+            2,
+            DISTINCT_BY_SCAN - 1,
+            DISTINCT_BY_SCAN,
+            3 * DISTINCT_BY_SCAN,
+        ] {
+            // Name i is (i * 7) % 11, so names repeat once n passes 11.
+            let names: Vec<Bytes> = (0..n)
+                .map(|i| Bytes::from(format!("{}", i * 7 % 11)))
+                .collect();
+            let mut want: Vec<Bytes> = Vec::new();
+            for name in &names {
+                if !want.contains(name) {
+                    want.push(name.clone());
+                }
+            }
+            assert_eq!(distinct(names.clone()), want, "{n} names");
+            assert_eq!(want.len(), n.min(11));
+        }
+    }
 }
