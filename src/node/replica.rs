@@ -45,36 +45,29 @@ impl PeerHandler for Shared {
     }
 
     fn on_message(&self, from: &Peer, msg: PeerMsg) {
-        if let PeerMsg::PutAcks { acks } = msg {
-            for (id, was_live) in acks {
-                let result = PutResult::Ok { was_live };
-                let ack = PeerMsg::PutAck { id, result };
-                self.pending.deliver(id, from.name.clone(), ack);
+        // Coalesced answers: each goes to the request waiting for it.
+        let msg = match msg {
+            PeerMsg::PutAcks { acks } => {
+                return self.deliver_all(from, acks, |id, was_live| PeerMsg::PutAck {
+                    id,
+                    result: PutResult::Ok { was_live },
+                })
             }
-            return;
-        }
-        if let PeerMsg::ApplyAcks { acks } = msg {
-            for (id, was_live, present) in acks {
-                let result = ApplyResult::Done { was_live, present };
-                let ack = PeerMsg::ApplyAck { id, result };
-                self.pending.deliver(id, from.name.clone(), ack);
+            PeerMsg::ApplyAcks { acks } => {
+                let acks = acks.into_iter().map(|(id, l, p)| (id, (l, p)));
+                return self.deliver_all(from, acks, |id, (was_live, present)| {
+                    let result = ApplyResult::Done { was_live, present };
+                    PeerMsg::ApplyAck { id, result }
+                });
             }
-            return;
-        }
-        if let PeerMsg::ReadReplies { replies } = msg {
-            for (id, part) in replies {
-                let reply = PeerMsg::ReadReply { id, part };
-                self.pending.deliver(id, from.name.clone(), reply);
+            PeerMsg::GetReplies { replies } => {
+                return self.deliver_all(from, replies, |id, entry| PeerMsg::GetReply { id, entry })
             }
-            return;
-        }
-        if let PeerMsg::GetReplies { replies } = msg {
-            for (id, entry) in replies {
-                let reply = PeerMsg::GetReply { id, entry };
-                self.pending.deliver(id, from.name.clone(), reply);
+            PeerMsg::ReadReplies { replies } => {
+                return self.deliver_all(from, replies, |id, part| PeerMsg::ReadReply { id, part })
             }
-            return;
-        }
+            msg => msg,
+        };
         if let Some(id) = msg.reply_id() {
             self.pending.deliver(id, from.name.clone(), msg);
             return;
@@ -384,6 +377,19 @@ impl Shared {
         match self.log.fenced() {
             None => Ok(()),
             Some(why) => Err(crate::error::MISCONF_PREFIX.to_string() + &why),
+        }
+    }
+
+    /// Hands each of a coalesced message's answers, rebuilt as the single
+    /// answer it stands for by `one`, to the request waiting for it.
+    fn deliver_all<T>(
+        &self,
+        from: &Peer,
+        answers: impl IntoIterator<Item = (u64, T)>,
+        one: impl Fn(u64, T) -> PeerMsg,
+    ) {
+        for (id, answer) in answers {
+            self.pending.deliver(id, from.name.clone(), one(id, answer));
         }
     }
 

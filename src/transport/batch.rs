@@ -6,9 +6,10 @@
 //! held back and coalesced into one `Puts`, `PutAcks` and `GetReplies`,
 //! encoded before the next message of another kind or at the end of the
 //! batch, so a burst of requests costs one frame header and one dispatch on
-//! the other side instead of one each. From protocol 11 on, typed writes and
-//! their successful answers are held back too, into one `Applies` and one
-//! `ApplyAcks`. Replica writes and typed writes are the two held kinds that
+//! the other side instead of one each. From protocol 11 on, typed writes,
+//! their successful answers and the answers to reads of part of a key are
+//! held back too, into one `Applies`, `ApplyAcks` and `ReadReplies`. Replica
+//! writes and typed writes are the two held kinds that
 //! can touch the same key in one direction, and a replica must see them in
 //! the order they were sent (its type check of a typed write depends on what
 //! came before), so holding one of them first sends what is held of the
@@ -145,8 +146,8 @@ impl Batch {
     /// the emptied vectors for the next batch. (`Puts`, `PutAcks` and
     /// `GetReplies` are as old as the oldest version spoken; `Applies`,
     /// `ApplyAcks` and `ReadReplies` are only ever held on a link that
-    /// speaks them.) At most
-    /// one of `puts` and `applies` holds anything: see [`Batch::add`].
+    /// speaks them.) At most one of `puts` and `applies` holds anything:
+    /// see [`Batch::add`].
     pub(super) fn flush_held(&mut self, stats: &NetStats, peer: &str) {
         let replies = coalesce(
             &mut self.replies,
