@@ -163,14 +163,6 @@ impl<K: Ord, V> SortedMap<K, V> {
         }
     }
 
-    /// The entries, in key order, values to change.
-    pub fn iter_mut(&mut self) -> IterMut<'_, K, V> {
-        match &mut self.0 {
-            Repr::Small(v) => IterMut::Small(v.iter_mut()),
-            Repr::Large(m) => IterMut::Large(m.iter_mut()),
-        }
-    }
-
     /// The keys, in order.
     pub fn keys(&self) -> impl Iterator<Item = &K> + '_ {
         self.iter().map(|(k, _)| k)
@@ -204,25 +196,6 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
         match self {
             Iter::Small(i) => i.size_hint(),
             Iter::Large(i) => i.size_hint(),
-        }
-    }
-}
-
-/// [`SortedMap::iter_mut`]'s iterator.
-pub enum IterMut<'a, K, V> {
-    /// Over a small map.
-    Small(std::slice::IterMut<'a, (K, V)>),
-    /// Over a large one.
-    Large(btree_map::IterMut<'a, K, V>),
-}
-
-impl<'a, K, V> Iterator for IterMut<'a, K, V> {
-    type Item = (&'a K, &'a mut V);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        match self {
-            IterMut::Small(i) => i.next().map(|(k, v)| (&*k, v)),
-            IterMut::Large(i) => i.next(),
         }
     }
 }
@@ -280,12 +253,6 @@ impl<K: Ord, V> Extend<(K, V)> for SortedMap<K, V> {
         for (k, v) in iter {
             self.insert(k, v);
         }
-    }
-}
-
-impl<K: Ord, V, const N: usize> From<[(K, V); N]> for SortedMap<K, V> {
-    fn from(entries: [(K, V); N]) -> Self {
-        entries.into_iter().collect()
     }
 }
 

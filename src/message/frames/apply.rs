@@ -4,7 +4,7 @@
 
 use bytes::BytesMut;
 
-use super::{put_bytes, put_entry, put_head, read_entry, Reader};
+use super::{put_bytes, put_entry, put_head, read_each, read_entry, Reader};
 use crate::error::Result;
 use crate::message::{ApplyReq, ApplyResult, PeerMsg};
 use crate::values::{Check, Kind};
@@ -109,22 +109,18 @@ pub(super) fn encode_ack(id: u64, result: &ApplyResult, dst: &mut BytesMut) {
 
 /// The rest of an `Apply` frame.
 pub(super) fn decode(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
-    Ok(Some(PeerMsg::Apply(Box::new(read_req(r)?))))
+    let id = r.u64()?;
+    Ok(Some(PeerMsg::Apply(Box::new(read_req(id, r)?))))
 }
 
 /// The rest of an `Applies` frame.
 pub(super) fn decode_many(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
-    let count = r.count(MIN_REQ)?;
-    let mut items = Vec::with_capacity(count);
-    for _ in 0..count {
-        items.push(read_req(r)?);
-    }
+    let items = read_each(r, MIN_REQ, read_req)?;
     Ok(Some(PeerMsg::Applies { items }))
 }
 
-/// A typed write `r` reads next, from its id on.
-fn read_req(r: &mut Reader<'_>) -> Result<ApplyReq> {
-    let id = r.u64()?;
+/// Typed write `id`, which `r` reads next from after its id.
+fn read_req(id: u64, r: &mut Reader<'_>) -> Result<ApplyReq> {
     let key = r.bytes()?;
     let entry = read_entry(r)?;
     let kind = match r.u32()? {
@@ -158,13 +154,10 @@ pub(super) fn decode_ack(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
 
 /// The rest of an `ApplyAcks` frame.
 pub(super) fn decode_acks(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
-    let count = r.count(MIN_ACK)?;
-    let mut acks = Vec::with_capacity(count);
-    for _ in 0..count {
-        let id = r.u64()?;
+    let acks = read_each(r, MIN_ACK, |id, r| {
         let (was_live, present) = read_done(r)?;
-        acks.push((id, was_live, present));
-    }
+        Ok((id, was_live, present))
+    })?;
     Ok(Some(PeerMsg::ApplyAcks { acks }))
 }
 

@@ -136,6 +136,24 @@ pub fn decode(frame: &Bytes) -> Result<Option<PeerMsg>> {
     Ok(msg)
 }
 
+/// The items of a coalesced frame: a count (each item taking at least
+/// `min` bytes, so a count the frame cannot hold is refused before
+/// anything is allocated), then each item's id and the rest of it, which
+/// `item` reads and builds.
+fn read_each<T>(
+    r: &mut Reader<'_>,
+    min: usize,
+    mut item: impl FnMut(u64, &mut Reader<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let count = r.count(min)?;
+    let mut items = Vec::with_capacity(count);
+    for _ in 0..count {
+        let id = r.u64()?;
+        items.push(item(id, r)?);
+    }
+    Ok(items)
+}
+
 /// An entry state's variant index (`values::State`): a delete.
 const DEAD: u32 = 0;
 /// A plain string.

@@ -4,7 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::{put_bytes, put_head, Reader};
+use super::{put_bytes, put_head, read_each, Reader};
 use crate::error::Result;
 use crate::message::PeerMsg;
 use crate::values::wire;
@@ -109,12 +109,7 @@ pub(super) fn decode_reply(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
 
 /// The rest of a `ReadReplies` frame.
 pub(super) fn decode_replies(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
-    let count = r.count(MIN_REPLY)?;
-    let mut replies = Vec::with_capacity(count);
-    for _ in 0..count {
-        let id = r.u64()?;
-        replies.push((id, read_part(r)?));
-    }
+    let replies = read_each(r, MIN_REPLY, |id, r| Ok((id, read_part(r)?)))?;
     Ok(Some(PeerMsg::ReadReplies { replies }))
 }
 

@@ -4,7 +4,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::{put_bytes, put_entry, put_head, read_entry, Reader};
+use super::{put_bytes, put_entry, put_head, read_each, read_entry, Reader};
 use crate::error::Result;
 use crate::message::{PeerMsg, PutResult};
 use crate::store::Entry;
@@ -67,12 +67,7 @@ pub(super) fn decode_ack(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
 
 /// The rest of a `PutAcks` frame.
 pub(super) fn decode_acks(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
-    let count = r.count(9)?;
-    let mut acks = Vec::with_capacity(count);
-    for _ in 0..count {
-        let id = r.u64()?;
-        acks.push((id, r.bool()?));
-    }
+    let acks = read_each(r, 9, |id, r| Ok((id, r.bool()?)))?;
     Ok(Some(PeerMsg::PutAcks { acks }))
 }
 
@@ -111,12 +106,9 @@ pub(super) fn decode_one(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
 
 /// The rest of a `Puts` frame.
 pub(super) fn decode(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
-    let count = r.count(MIN_ITEM)?;
-    let mut items = Vec::with_capacity(count);
-    for _ in 0..count {
-        let id = r.u64()?;
+    let items = read_each(r, MIN_ITEM, |id, r| {
         let key = r.bytes()?;
-        items.push((id, key, read_entry(r)?));
-    }
+        Ok((id, key, read_entry(r)?))
+    })?;
     Ok(Some(PeerMsg::Puts { items }))
 }

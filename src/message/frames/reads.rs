@@ -3,7 +3,7 @@
 
 use bytes::{Bytes, BytesMut};
 
-use super::{put_bytes, put_entry, put_head, read_entry, Reader};
+use super::{put_bytes, put_entry, put_head, read_each, read_entry, Reader};
 use crate::error::Result;
 use crate::message::PeerMsg;
 use crate::store::Entry;
@@ -73,12 +73,7 @@ pub(super) fn decode_reply(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
 
 /// The rest of a `GetReplies` frame.
 pub(super) fn decode_replies(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
-    let count = r.count(MIN_REPLY)?;
-    let mut replies = Vec::with_capacity(count);
-    for _ in 0..count {
-        let id = r.u64()?;
-        replies.push((id, read_option(r)?));
-    }
+    let replies = read_each(r, MIN_REPLY, |id, r| Ok((id, read_option(r)?)))?;
     Ok(Some(PeerMsg::GetReplies { replies }))
 }
 
