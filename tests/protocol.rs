@@ -132,6 +132,33 @@ fn a_node_speaking_the_previous_version_serves_and_is_served_by_new_ones() {
         c.client(1).cmd(&["EXISTS", "h", "e", "s"]),
         Reply::Integer(0)
     );
+    // So are increments, whichever node owns the key's counter: the old
+    // one (sixty keys: some have it first), this node or b, which refuse
+    // before they apply anything.
+    let mut client = c.client(0);
+    let mut first_old = 0;
+    for i in 0..60 {
+        let key = format!("n{i}");
+        let Reply::Error(why) = client.cmd(&["INCR", &key]) else {
+            panic!("INCR {key} was not refused");
+        };
+        if why.contains("counters need peer protocol 7, and old, the key's first replica, speaks 5")
+        {
+            first_old += 1;
+        } else {
+            assert!(
+                why.contains("need peer protocol 7, and old, a replica of this key, speaks 5: finish the upgrade first"),
+                "INCR {key}: {why}"
+            );
+        }
+    }
+    assert!(first_old > 0, "no key had old first");
+    let keys: Vec<String> = (0..60).map(|i| format!("n{i}")).collect();
+    for r in 0..2 {
+        let mut exists = vec!["EXISTS"];
+        exists.extend(keys.iter().map(String::as_str));
+        assert_eq!(c.client(r).cmd(&exists), Reply::Integer(0), "through {r}");
+    }
 
     // No version was refused and no message lacked a version to travel in.
     // (A refusal of another kind can happen at start: a connect superseded

@@ -68,14 +68,16 @@ impl Shared {
             return IncrResult::Failed("no node is up".into());
         };
         if owner == self.me {
-            return self.increment_as_owner(key, field, by, q).await;
+            return self.increment_as_owner(pos, key, field, by, q).await;
         }
-        if let Some(addr) = view.addrs.get(&owner) {
-            let since = if q.strict {
-                STRICT_INCR_SINCE
-            } else {
-                INCR_SINCE
-            };
+        let since = if q.strict {
+            STRICT_INCR_SINCE
+        } else {
+            INCR_SINCE
+        };
+        // No link is older: nothing to look up (every increment, at full load).
+        let old_links = self.net.oldest_peer_version().is_some_and(|v| v < since);
+        if let Some(addr) = old_links.then(|| view.addrs.get(&owner)).flatten() {
             if let Some(v) = self.net.peer_version(addr).filter(|v| *v < since) {
                 let what = if q.strict {
                     "counters under strict quorums"
@@ -134,10 +136,13 @@ impl Shared {
     }
 
     /// Applies an increment as the owner of this node's share (see the
-    /// module doc): reads, checks and merges under the key's lock, logs the
-    /// delta, replicates it and waits for `q.w` acknowledgements in all.
+    /// module doc): reads, checks and merges under the key's lock, then
+    /// logs the delta and replicates it at once, and answers when both are
+    /// done: the log has the record and `q.w` replicas in all have the
+    /// delta. `pos` is the key's token.
     pub async fn increment_as_owner(
         &self,
+        pos: Token,
         key: Bytes,
         field: Option<Bytes>,
         by: i64,
@@ -146,7 +151,23 @@ impl Shared {
         if let Some(why) = self.log.fenced() {
             return IncrResult::Invalid(crate::error::MISCONF_PREFIX.to_string() + &why);
         }
-        let pos = Token::of(&key);
+        // Refused before anything is applied while a replica could not
+        // hold the delta (`replicate` would refuse it only after).
+        if self
+            .net
+            .oldest_peer_version()
+            .is_some_and(|v| v < super::RICH_SINCE)
+        {
+            let view = self.view.load();
+            let ring = &view.write_ring;
+            let replicas = replicas::replicas(&view, ring, &pos, self.cfg.replication, q.strict);
+            if let Err(e) = self.check_replicas_hold_rich(&view, &replicas.list) {
+                return match e {
+                    crate::error::Error::InvalidInput(why) => IncrResult::Invalid(why),
+                    e => IncrResult::Failed(e.to_string()),
+                };
+            }
+        }
         let now = crate::clock::wall_millis();
         let updated = self.store.update_at(&pos, &key, |current| {
             if let Some(c) = &current {
@@ -162,28 +183,38 @@ impl Shared {
             Ok(done) => done,
             Err(why) => return IncrResult::Refused(why),
         };
-        if applied.needs_log() {
-            let logged = match to_record(&key, delta.clone()) {
-                Ok(rec) => self.log.append(rec).await,
-                Err(e) => Err(e),
-            };
-            if let Err(e) = logged {
-                return IncrResult::Failed(format!(
-                    "the increment was applied but not logged: {e}"
-                ));
+        // Staged in the log now, before the replicas are sent the delta,
+        // as a coordinator's own copy of a SET is: the two waits overlap.
+        let logging = match applied.needs_log() {
+            true => {
+                match to_record(&key, delta.clone()).and_then(|rec| self.log.begin_append(&rec)) {
+                    Ok(appending) => Some(appending),
+                    Err(e) => return not_logged(e),
+                }
             }
-        }
-        match self
-            .replicate(key, delta, q, super::Mode::AppliedHere)
-            .await
-        {
-            Ok(_) => IncrResult::Value(value),
-            Err(e) => IncrResult::Failed(format!(
+            false => None,
+        };
+        let logged = async {
+            match logging {
+                Some(appending) => appending.await,
+                None => Ok(()),
+            }
+        };
+        let replicated = self.replicate(pos, key, delta, q, super::Mode::AppliedHere);
+        match futures::future::join(logged, replicated).await {
+            (Err(e), _) => not_logged(e),
+            (Ok(()), Ok(_)) => IncrResult::Value(value),
+            (Ok(()), Err(e)) => IncrResult::Failed(format!(
                 "{e} (the increment was applied by {}, and may count)",
                 self.me
             )),
         }
     }
+}
+
+/// The answer to an increment this node applied but could not log.
+fn not_logged(e: crate::error::Error) -> IncrResult {
+    IncrResult::Failed(format!("the increment was applied but not logged: {e}"))
 }
 
 /// The peer protocol version that carries increments.

@@ -132,7 +132,9 @@ impl Shared {
             Some(read) => Mode::Rmw(read),
             None => Mode::Plain,
         };
-        let result = self.replicate(key, build(version), q, mode).await;
+        let result = self
+            .replicate(Token::of(&key), key, build(version), q, mode)
+            .await;
         self.count_write(&result);
         if matches!(result, Ok(WriteOutcome { conflict: true, .. })) {
             self.metrics.rmw_conflicts.fetch_add(1, Ordering::Relaxed);
@@ -158,7 +160,13 @@ impl Shared {
             node: self.id,
         };
         let result = self
-            .replicate(key, build(version), q, Mode::Checked(check))
+            .replicate(
+                Token::of(&key),
+                key,
+                build(version),
+                q,
+                Mode::Checked(check),
+            )
             .await;
         self.count_write(&result);
         result
@@ -191,15 +199,16 @@ impl Shared {
 
     /// Sends `entry` to the key's replicas and waits for `q.w` of them
     /// (home replicas only when `q.strict`), as `mode` says (see [`Mode`]).
-    /// The decisions are [`WriteQuorum`]'s; this is its driver.
+    /// `pos` is the key's token. The decisions are [`WriteQuorum`]'s; this
+    /// is its driver.
     async fn replicate(
         &self,
+        pos: Token,
         key: Bytes,
         entry: Entry,
         q: Quorum,
         mode: Mode<'_>,
     ) -> Result<WriteOutcome> {
-        let pos = Token::of(&key);
         let rich = entry.as_simple().is_none();
         // Read again only after a wait: the deadline is checked late by
         // at most the local write, which costs no clock read per write.

@@ -195,7 +195,9 @@ impl PeerHandler for Shared {
                 };
                 let work = shared.peer_work.clone();
                 work.spawn(crate::clock::inherit(async move {
-                    let result = shared.increment_as_owner(key, field, by, q).await;
+                    let result = shared
+                        .increment_as_owner(Token::of(&key), key, field, by, q)
+                        .await;
                     shared
                         .net
                         .send(&reply_to, PeerMsg::IncrReply { id, result });
