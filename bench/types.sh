@@ -7,6 +7,7 @@
 #   bench/types.sh                  # 3 repetitions, runs of 3 s and more (about 4 minutes on 2 cores)
 #   REPS=1 SECS=0.5 bench/types.sh  # a smoke test
 #   SPREAD=0 bench/types.sh         # without the two many-key rows (HSET, SADD over 100,000 keys)
+#   ONLY="SET INCR" bench/types.sh  # only these tests (keep SET: the ratios are to it)
 #
 # The tests, as redis-benchmark 7.0 has them (`-t` uses one key for HSET and SADD):
 #   SET  -t set    SET key:__rand_int__ <64 bytes>         100,000 keys
@@ -33,8 +34,12 @@ SPREAD=${SPREAD:-1}
 REDIS_PORT=${REDIS_PORT:-16579}
 RINGKV_BASE=${RINGKV_BASE:-18900}
 COMMON=(-c 50 -d 64 -r 100000)
-TESTS=(SET INCR HSET HGET SADD)
-[ "$SPREAD" = 1 ] && TESTS+=("HSET*" "SADD*")
+if [ -n "${ONLY:-}" ]; then
+  read -r -a TESTS <<<"$ONLY"
+else
+  TESTS=(SET INCR HSET HGET SADD)
+  [ "$SPREAD" = 1 ] && TESTS+=("HSET*" "SADD*")
+fi
 rm -rf "$WORK"; mkdir -p "$WORK"
 RESULTS="$WORK/results.txt"
 : >"$RESULTS"
