@@ -33,8 +33,6 @@
 //! before `cleared` are dropped (`normalize`), which keeps states equal
 //! whenever they mean the same.
 
-use std::collections::BTreeMap;
-
 use super::sorted::SortedMap;
 
 use bytes::Bytes;
@@ -165,7 +163,7 @@ impl Shard {
 }
 
 /// Counter shards by identity.
-pub type Shards = BTreeMap<u64, Shard>;
+pub type Shards = SortedMap<u64, Shard>;
 
 /// Merges the shards of `b`, cut by `cleared`, into `a` (already cut by
 /// it).

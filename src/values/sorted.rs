@@ -1,9 +1,11 @@
-//! The map of a [`super::Rich`] state's hash fields and set members: in
-//! key order, like the `BTreeMap` it replaces, but held inline while small.
+//! The map of a [`super::Rich`] state's hash fields, set members and
+//! counter shards: in key order, like the `BTreeMap` it replaces, but held
+//! inline while small.
 //!
 //! Nearly every rich state that travels or is built for a moment is small:
-//! a typed write's delta holds the one field or member it writes, and a
-//! read's part the few it asks for. A `BTreeMap` allocates a node of about
+//! a typed write's delta holds the one field or member it writes, an
+//! increment's the one share it moves, and a read's part the few it asks
+//! for; a counter has as many shards as nodes were ever first for it. A `BTreeMap` allocates a node of about
 //! a kilobyte for its first entry and walks it on drop; on the typed paths
 //! those maps cost more than the merges themselves. Here up to [`SMALL`]
 //! entries live in a vector in key order, found by binary search (one

@@ -440,7 +440,7 @@ mod tests {
                     version: v(5),
                     value: "x".into(),
                 }),
-                shards: [(8, share)].into(),
+                shards: [(8, share)].into_iter().collect(),
             },
         );
         r.members.insert(
