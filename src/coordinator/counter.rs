@@ -68,7 +68,9 @@ impl Shared {
             return IncrResult::Failed("no node is up".into());
         };
         if owner == self.me {
-            return self.increment_as_owner(pos, key, field, by, q).await;
+            // Boxed, so that an increment sent to another owner does not
+            // carry the owner's state in its future.
+            return Box::pin(self.increment_as_owner(pos, key, field, by, q)).await;
         }
         let since = if q.strict {
             STRICT_INCR_SINCE

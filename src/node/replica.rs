@@ -194,14 +194,17 @@ impl PeerHandler for Shared {
                     strict,
                 };
                 let work = shared.peer_work.clone();
-                work.spawn(crate::clock::inherit(async move {
+                // Boxed: the task moves its future several times as it
+                // starts and ends, which for a future this size costs
+                // more than the allocation.
+                work.spawn(crate::clock::inherit(Box::pin(async move {
                     let result = shared
                         .increment_as_owner(Token::of(&key), key, field, by, q)
                         .await;
                     shared
                         .net
                         .send(&reply_to, PeerMsg::IncrReply { id, result });
-                }));
+                })));
                 return;
             }
             PeerMsg::Transfer { id, items } => {
