@@ -46,6 +46,7 @@ pub fn stable_hash(seed: u64, bytes: &[u8]) -> u64 {
 }
 
 /// `x` as a LEB128 varint: the bytes (at most 10 for a u64) and how many.
+#[inline]
 pub fn varint(mut x: u64) -> ([u8; 10], usize) {
     let mut out = [0u8; 10];
     let mut n = 0;
@@ -60,6 +61,7 @@ pub fn varint(mut x: u64) -> ([u8; 10], usize) {
 
 /// The LEB128 varint at the start of `b` and its length (at most 10
 /// bytes are read; a truncated one reads as what it has).
+#[inline]
 pub fn read_varint(b: &[u8]) -> (u64, usize) {
     let mut x = 0u64;
     let mut n = 0;

@@ -132,9 +132,7 @@ impl Shared {
             Some(read) => Mode::Rmw(read),
             None => Mode::Plain,
         };
-        let result = self
-            .replicate(Token::of(&key), key, build(version), q, mode)
-            .await;
+        let result = self.replicate(key, build(version), q, mode).await;
         self.count_write(&result);
         if matches!(result, Ok(WriteOutcome { conflict: true, .. })) {
             self.metrics.rmw_conflicts.fetch_add(1, Ordering::Relaxed);
@@ -160,13 +158,7 @@ impl Shared {
             node: self.id,
         };
         let result = self
-            .replicate(
-                Token::of(&key),
-                key,
-                build(version),
-                q,
-                Mode::Checked(check),
-            )
+            .replicate(key, build(version), q, Mode::Checked(check))
             .await;
         self.count_write(&result);
         result
@@ -199,16 +191,17 @@ impl Shared {
 
     /// Sends `entry` to the key's replicas and waits for `q.w` of them
     /// (home replicas only when `q.strict`), as `mode` says (see [`Mode`]).
-    /// `pos` is the key's token. The decisions are [`WriteQuorum`]'s; this
-    /// is its driver.
+    /// The decisions are [`WriteQuorum`]'s; this is its driver.
     async fn replicate(
         &self,
-        pos: Token,
         key: Bytes,
         entry: Entry,
         q: Quorum,
         mode: Mode<'_>,
     ) -> Result<WriteOutcome> {
+        // Computed here, not passed in: a SET's future is then built in
+        // place, where a token argument made the caller copy it.
+        let pos = Token::of(&key);
         let rich = entry.as_simple().is_none();
         // Read again only after a wait: the deadline is checked late by
         // at most the local write, which costs no clock read per write.

@@ -54,23 +54,31 @@ impl Packed {
     }
 
     /// Where the key starts, its length, and the body's kind.
+    ///
+    /// This and the accessors below are on every SET and GET, called from
+    /// other modules: `#[inline]`, so that whether they are inlined does
+    /// not depend on how the build happens to split the crate.
+    #[inline]
     fn layout(&self) -> (usize, usize, u8) {
         let (tag, n) = read_varint(&self.0[VERSION_LEN..]);
         (VERSION_LEN + n, (tag >> 2) as usize, (tag & 3) as u8)
     }
 
     /// The key: what the table hashes and compares.
+    #[inline]
     pub(super) fn key(&self) -> &[u8] {
         let (start, len, _) = self.layout();
         &self.0[start..start + len]
     }
 
     /// The version and value, borrowed.
+    #[inline]
     pub(super) fn view(&self) -> EntryRef<'_> {
         self.split().1
     }
 
     /// The version and value in their simple shape.
+    #[inline]
     pub(super) fn simple(&self) -> (Version, Simple<'_>) {
         let (_, e) = self.split();
         match e.body {
@@ -80,6 +88,7 @@ impl Packed {
     }
 
     /// The key and the entry, borrowed, for one parse of the layout.
+    #[inline]
     pub(super) fn split(&self) -> (&[u8], EntryRef<'_>) {
         let (start, len, kind) = self.layout();
         let (key, value) = self.0[start..].split_at(len);
@@ -103,6 +112,7 @@ impl Packed {
     /// Replaces the version and value, keeping the key. Writes in place
     /// when the new entry has the same size (an overwrite with a value of
     /// the same length, the usual case), else packs a new allocation.
+    #[inline]
     pub(super) fn set(&mut self, version: Version, body: Simple<'_>) {
         let (start, len, _) = self.layout();
         let (kind, value) = kind_of(body);
