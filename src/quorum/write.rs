@@ -59,6 +59,11 @@ impl WriteOutcome {
     fn absorb(&mut self, was_live: bool, conflict: bool, present: Vec<bool>) {
         self.was_live |= was_live;
         self.conflict |= conflict;
+        // The first answer's flags are taken as they are, not copied.
+        if self.present.is_empty() {
+            self.present = present;
+            return;
+        }
         if self.present.len() < present.len() {
             self.present.resize(present.len(), false);
         }
