@@ -348,7 +348,12 @@ impl Cell {
             let before = self.head.cleared;
             // Moved out and back: a head merges as a `Rich`, with no copy.
             let mut head = std::mem::take(&mut self.head).into_rich();
-            changed = head.merge(&head_of(delta));
+            // A delta of a head alone (an increment, an expiry, a string)
+            // merges as it is; one with elements, through a copy of its head.
+            changed = match delta.fields.is_empty() && delta.members.is_empty() {
+                true => head.merge(delta),
+                false => head.merge(&head_of(delta)),
+            };
             if changed {
                 self.head_hash = head_hash(&head);
             }

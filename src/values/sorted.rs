@@ -5,14 +5,14 @@
 //! Nearly every rich state that travels or is built for a moment is small:
 //! a typed write's delta holds the one field or member it writes, an
 //! increment's the one share it moves, and a read's part the few it asks
-//! for; a counter has as many shards as nodes were ever first for it. A `BTreeMap` allocates a node of about
-//! a kilobyte for its first entry and walks it on drop; on the typed paths
-//! those maps cost more than the merges themselves. Here up to [`SMALL`]
-//! entries live in a vector in key order, found by binary search (one
-//! allocation of just the entries); past that the map becomes a `BTreeMap`,
-//! so a whole large hash (a snapshot's, a transfer's, `Cell::to_rich`'s)
-//! keeps a `BTreeMap`'s costs and never pays a sorted vector's quadratic
-//! inserts. The map never shrinks back: a large map that loses entries
+//! for; a counter has as many shards as nodes were ever first for it. A
+//! `BTreeMap` allocates a node of about a kilobyte for its first entry and
+//! walks it on drop; on the typed paths those maps cost more than the
+//! merges themselves. Here up to [`SMALL`] entries live in a vector in key
+//! order, found by binary search (one allocation of just the entries); past
+//! that the map becomes a `BTreeMap`, so a whole large hash (a snapshot's,
+//! a transfer's, `Cell::to_rich`'s) keeps a `BTreeMap`'s costs and never
+//! pays a sorted vector's quadratic inserts. The map never shrinks back: a large map that loses entries
 //! stays a `BTreeMap`.
 //!
 //! Two maps with the same entries are equal, hash and serialize alike
