@@ -214,9 +214,13 @@ impl Shared {
     }
 }
 
-/// The answer to an increment this node applied but could not log.
+/// The answer to an increment this node applied but could not log. The
+/// replicas may have it (they are sent it while the log writes), so it
+/// is indeterminate like any increment whose answer did not come.
 fn not_logged(e: crate::error::Error) -> IncrResult {
-    IncrResult::Failed(format!("the increment was applied but not logged: {e}"))
+    IncrResult::Failed(format!(
+        "the increment was applied but not logged, and may or may not count: {e}"
+    ))
 }
 
 /// The peer protocol version that carries increments.
