@@ -17,8 +17,10 @@
 //!   which repairs any replica message that was lost.
 //!
 //! A burst of view changes is handled as one. A newer view abandons a
-//! running round only if a node left or restarted (it may never answer);
-//! nodes that merely joined get a new round as soon as this one ends.
+//! running round if a node left or restarted (it may never answer) or
+//! the replica ring changed (the round's ranges are not the ones the
+//! newer view's hand-offs keep); nodes that merely came back get a new
+//! round as soon as this one ends.
 //!
 //! Beside each round it hands off **strays** (see [`crate::handoff`]):
 //! entries this node holds for ranges it does not replicate.
@@ -93,8 +95,13 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             _ => None,
         };
         let fresh = match (&reconciled, periodic) {
+            (_, true) => Vec::new(),
             (Some(before), false) => appeared(before, &view),
-            _ => Vec::new(),
+            // This node's first round since it started: every peer may be
+            // about to hand off to it (it joined, or was down), and a
+            // round now would race those hand-offs and fetch the same
+            // entries again.
+            (None, false) => view.ring.nodes().to_vec(),
         };
         let round = round(&shared, &view, periodic, only.as_deref(), &fresh);
         tokio::pin!(round);
@@ -115,12 +122,14 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
                         return;
                     }
                     // A node that left (or restarted) may never answer this
-                    // round: give it up and start over from the newer view.
-                    // Nodes that only joined can wait for the next round,
-                    // which starts as soon as this one ends, so a healing
+                    // round, and a round over ranges that moved would fight
+                    // the hand-offs of the newer view: give it up and start
+                    // over from the newer view. Nodes that only came back
+                    // (the same ranges) can wait for the next round, which
+                    // starts as soon as this one ends, so a healing
                     // partition (nodes returning one by one) does not
                     // restart the round once per node.
-                    if lost_a_node(&view, &shared.view.load()) {
+                    if outdated(&view, &shared.view.load()) {
                         again = true;
                         retry = false;
                         break;
@@ -135,11 +144,18 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
     }
 }
 
-/// Whether a node of `old` is gone from `new`, or restarted.
-fn lost_a_node(old: &View, new: &View) -> bool {
-    old.generations
-        .iter()
-        .any(|(name, generation)| new.generations.get(name) != Some(generation))
+/// Whether a round over `old` is outdated by `new`: a node of `old` is
+/// gone or restarted, or the replica ring changed. A round over the old
+/// ranges, still running when a node joins, sent this node's peers the
+/// entries they had just handed off and dropped as strays, and took back
+/// its own: they went back and forth once more (in `tests/placement.rs`
+/// on a loaded machine, 2,447 copies moved for a sixth node's 1,478).
+fn outdated(old: &View, new: &View) -> bool {
+    old.replica_ring != new.replica_ring
+        || old
+            .generations
+            .iter()
+            .any(|(name, generation)| new.generations.get(name) != Some(generation))
 }
 
 /// When `now` differs from `before` (a reconciled view) only by nodes that
@@ -166,9 +182,10 @@ fn returned(before: &View, now: &View) -> Option<Vec<NodeName>> {
 /// reconciled view; they joined), and, when the replica ring did not
 /// change, those that came back or restarted (back from a short outage:
 /// the writes they missed are strays on the nodes that stood in). (A
-/// node's first round after it starts waits for none: if it is new, that
-/// round is what fills it, its peers wait for the hand-offs to it, and
-/// hand-off offers before it sends.) A node
+/// node's own first round after it starts waits for every peer, for the
+/// same reason: it joined, or was down, and the hand-offs to it are
+/// starting. Run at once, it raced them on a busy machine and fetched
+/// 700 entries that hand-off then offered again.) A node
 /// that comes back after its ranges were rebuilt elsewhere (past
 /// `rebuild_delay_ms`, or a partition that long) is not waited for: both
 /// sides took writes as replicas, which only anti-entropy reconciles.
