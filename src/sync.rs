@@ -294,3 +294,53 @@ async fn reconcile_with_peers(
     }
     complete
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ring::Ring;
+
+    /// A view of the nodes `up` (name, generation) whose replica ring
+    /// holds `held` (the nodes up, and those down within their rebuild
+    /// delay).
+    fn view(up: &[(&str, u64)], held: &[&str]) -> View {
+        let ring = |names: &mut dyn Iterator<Item = &str>| {
+            Ring::build(names.map(|n| (NodeName::from(n), 16)))
+        };
+        View {
+            ring: ring(&mut up.iter().map(|(n, _)| *n)),
+            home_ring: ring(&mut held.iter().copied()),
+            replica_ring: ring(&mut held.iter().copied()),
+            generations: up.iter().map(|(n, g)| (NodeName::from(*n), *g)).collect(),
+            ..Default::default()
+        }
+    }
+
+    const FIVE: [&str; 5] = ["a", "b", "c", "d", "e"];
+
+    #[test]
+    fn a_round_is_outdated_when_its_ranges_moved_or_a_node_left() {
+        let five = view(&FIVE.map(|n| (n, 1)), &FIVE);
+        assert!(!outdated(&five, &five));
+        // A sixth node joined: the ranges moved, and the others' hand-offs
+        // to it are dropping what a round over the old ranges would send
+        // back.
+        let six = view(
+            &["a", "b", "c", "d", "e", "f"].map(|n| (n, 1)),
+            &["a", "b", "c", "d", "e", "f"],
+        );
+        assert!(outdated(&five, &six));
+        // d went down (still held: its rebuild delay runs): it may never
+        // answer.
+        let d_down = view(&["a", "b", "c", "e"].map(|n| (n, 1)), &FIVE);
+        assert!(outdated(&five, &d_down));
+        // d came back with the same ranges: the running round goes on.
+        assert!(!outdated(&d_down, &five));
+        // d restarted.
+        let d_again = view(&FIVE.map(|n| (n, if n == "d" { 2 } else { 1 })), &FIVE);
+        assert!(outdated(&five, &d_again));
+        // d's rebuild delay passed: its ranges moved to the others.
+        let d_gone = view(&["a", "b", "c", "e"].map(|n| (n, 1)), &["a", "b", "c", "e"]);
+        assert!(outdated(&d_down, &d_gone));
+    }
+}
