@@ -1,5 +1,5 @@
 //! One hash field or set member as bytes: how a [`super::Cell`] keeps its
-//! elements, one allocation each.
+//! elements (in an arena, `elems.rs`).
 //!
 //! An element is `varint(name length) | name | payload`. A member's
 //! payload is its register: version (ts and node, 8 bytes each, little-
@@ -27,12 +27,38 @@ const CLEARED_JUST_BEFORE_VALUE: u8 = 8;
 const FIELD_SEED: u64 = 0x6669_656c_6473;
 const MEMBER_SEED: u64 = 0x6d65_6d62_6572;
 
-fn start(name: &[u8], payload: usize) -> Vec<u8> {
+/// Appends an element's name to `buf`, with room reserved for its
+/// `payload`; returns the element's size.
+fn start(buf: &mut Vec<u8>, name: &[u8], payload: usize) -> usize {
     let (n, len) = varint(name.len() as u64);
-    let mut buf = Vec::with_capacity(len + name.len() + payload);
+    let size = len + name.len() + payload;
+    buf.reserve_exact(size);
     buf.extend_from_slice(&n[..len]);
     buf.extend_from_slice(name);
-    buf
+    size
+}
+
+/// The largest scratch buffer kept for the next element (see [`scratch`]).
+const SCRATCH_KEPT: usize = 4096;
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Writes an element with `write` into this thread's scratch buffer and
+/// lends it to `then`. A cell copies each element into its arena (or only
+/// hashes it), so building it in a box of its own cost an allocation and
+/// a free per HSET or SADD on every replica.
+pub fn scratch<R>(write: impl FnOnce(&mut Vec<u8>), then: impl FnOnce(&[u8]) -> R) -> R {
+    // Taken out, not borrowed: a nested call gets a buffer of its own.
+    let mut buf = SCRATCH.take();
+    buf.clear();
+    write(&mut buf);
+    let r = then(&buf);
+    if buf.capacity() <= SCRATCH_KEPT {
+        SCRATCH.set(buf);
+    }
+    r
 }
 
 /// The element's name (field or member).
@@ -63,11 +89,18 @@ fn version_at(b: &[u8], at: usize) -> Version {
 }
 
 /// A set member's element.
+#[cfg(test)]
 pub fn member(name: &[u8], m: &Lww<bool>) -> Box<[u8]> {
-    let mut buf = start(name, 17);
-    put_version(&mut buf, m.version);
-    buf.push(u8::from(m.value));
+    let mut buf = Vec::new();
+    member_into(&mut buf, name, m);
     buf.into_boxed_slice()
+}
+
+/// A set member's element, appended to `buf`.
+pub fn member_into(buf: &mut Vec<u8>, name: &[u8], m: &Lww<bool>) {
+    start(buf, name, 17);
+    put_version(buf, m.version);
+    buf.push(u8::from(m.value));
 }
 
 /// A set member's register.
@@ -84,10 +117,20 @@ pub fn member_present(elem: &[u8]) -> bool {
     elem.last() == Some(&1)
 }
 
-/// A hash field's element, allocated to its exact size. A field that HSET
-/// wrote (`cleared` just before its value) does not spell `cleared` out:
-/// the flag [`CLEARED_JUST_BEFORE_VALUE`] says so, 16 bytes fewer.
+/// A hash field's element, allocated to its exact size.
+#[cfg(test)]
 pub fn field(name: &[u8], f: &Field) -> Box<[u8]> {
+    let mut buf = Vec::new();
+    field_into(&mut buf, name, f);
+    debug_assert_eq!(buf.len(), buf.capacity(), "sized exactly");
+    buf.into_boxed_slice()
+}
+
+/// A hash field's element, appended to `buf`. A field that HSET wrote
+/// (`cleared` just before its value) does not spell `cleared` out: the
+/// flag [`CLEARED_JUST_BEFORE_VALUE`] says so, 16 bytes fewer.
+pub fn field_into(buf: &mut Vec<u8>, name: &[u8], f: &Field) {
+    let at = buf.len();
     let implied = f
         .value
         .as_ref()
@@ -115,25 +158,25 @@ pub fn field(name: &[u8], f: &Field) -> Box<[u8]> {
             0
         }
         + value_len;
-    let mut buf = start(name, payload);
+    let size = start(buf, name, payload);
     buf.push(flags);
     if flags & HAS_CLEARED != 0 {
-        put_version(&mut buf, f.cleared);
+        put_version(buf, f.cleared);
     }
     if let Some(v) = &f.value {
-        put_version(&mut buf, v.version);
+        put_version(buf, v.version);
     }
     if flags & HAS_SHARDS != 0 {
         buf.extend_from_slice(&n[..n_len]);
         for (id, s) in &f.shards {
             buf.extend_from_slice(&id.to_le_bytes());
             buf.extend_from_slice(&s.total.to_le_bytes());
-            put_version(&mut buf, s.version);
-            put_version(&mut buf, s.since);
+            put_version(buf, s.version);
+            put_version(buf, s.since);
             let (m, m_len) = varint(s.marks.len() as u64);
             buf.extend_from_slice(&m[..m_len]);
             for (v, t) in &s.marks {
-                put_version(&mut buf, *v);
+                put_version(buf, *v);
                 buf.extend_from_slice(&t.to_le_bytes());
             }
         }
@@ -141,8 +184,7 @@ pub fn field(name: &[u8], f: &Field) -> Box<[u8]> {
     if let Some(v) = &f.value {
         buf.extend_from_slice(&v.value);
     }
-    debug_assert_eq!(buf.len(), buf.capacity(), "sized exactly");
-    buf.into_boxed_slice()
+    debug_assert_eq!(buf.len() - at, size, "sized exactly");
 }
 
 /// The bytes a counter share takes in a field element: id, total,
