@@ -253,7 +253,8 @@ impl Hlc {
         self.last.fetch_max(ts.0, Ordering::AcqRel);
     }
 
-    /// [`Hlc::observe`] with the wall clock passed in (for tests).
+    /// [`Hlc::observe`] with the wall clock passed in: by tests, and by a
+    /// replica that reads it once for the check and for expiry.
     pub fn observe_at(&self, ts: Timestamp, wall_micros: u64) -> Result<()> {
         let ahead = ts.micros().saturating_sub(wall_micros);
         if ahead > self.max_skew_micros {

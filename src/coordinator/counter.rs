@@ -171,7 +171,7 @@ impl Shared {
             }
         }
         let now = crate::clock::wall_millis();
-        let updated = self.store.update_at(&pos, &key, |current| {
+        let updated = self.store.update_at(&pos, &key, now, |current| {
             if let Some(c) = &current {
                 self.clock.advance_past(c.version.ts);
             }

@@ -138,20 +138,20 @@ impl Shared {
     /// Applies a typed write as a replica: checks the key's type and the
     /// elements' presence and merges the delta under the key's lock (see
     /// [`crate::values::Check::apply_to`]). Returns the answer for the
-    /// coordinator and the delta applied, when it must be logged.
+    /// coordinator and the delta applied, when it must be logged. Expiry
+    /// is judged at `now_ms`, the caller's reading of the wall clock.
     pub fn apply_checked(
         &self,
         pos: &Token,
         key: &[u8],
         entry: &Entry,
         check: &crate::values::Check,
+        now_ms: u64,
     ) -> (crate::message::ApplyResult, Option<Entry>) {
         use crate::message::ApplyResult;
-        let now = crate::clock::wall_millis();
-        match self
-            .store
-            .update_at(pos, key, |current| check.apply_to(entry, current, now))
-        {
+        match self.store.update_at(pos, key, now_ms, |current| {
+            check.apply_to(entry, current, now_ms)
+        }) {
             Err(crate::values::WrongType) => (ApplyResult::WrongType, None),
             Ok((delta, present, applied)) => (
                 ApplyResult::Done {
@@ -172,7 +172,8 @@ impl Shared {
         check: &crate::values::Check,
     ) -> crate::error::Result<crate::message::ApplyResult> {
         self.writable()?;
-        let (result, logged) = self.apply_checked(pos, key, entry, check);
+        let now = crate::clock::wall_millis();
+        let (result, logged) = self.apply_checked(pos, key, entry, check, now);
         if let Some(delta) = logged {
             self.log.append(to_record(key, delta)?).await?;
         }

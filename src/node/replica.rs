@@ -418,11 +418,14 @@ impl Shared {
     /// ([`Shared::apply_checked`]), its log record encoded into `log`.
     fn accept_checked(&self, req: &ApplyReq, log: &mut Logged) -> Result<ApplyResult, String> {
         self.writable_for_peers()?;
+        // One reading of the wall clock for the skew check and for expiry.
+        let wall = crate::clock::wall_micros();
         self.clock
-            .observe(req.entry.version().ts)
+            .observe_at(req.entry.version().ts, wall)
             .map_err(|e| e.to_string())?;
         let key = &req.key;
-        let (result, logged) = self.apply_checked(&Token::of(key), key, &req.entry, &req.check);
+        let (result, logged) =
+            self.apply_checked(&Token::of(key), key, &req.entry, &req.check, wall / 1000);
         if let Some(delta) = logged {
             // The bytes the delta came in, unless the check changed it.
             let (kind, body) = match delta.encoded().map_err(|e| e.to_string())? {

@@ -36,7 +36,7 @@ impl Store {
     pub fn apply_at(&self, pos: &Token, key: &[u8], entry: &Entry) -> Applied {
         let bucket = self.bucket_at(pos, key);
         let mut tables = bucket.write();
-        self.apply_locked(bucket, &mut tables, pos, key, entry)
+        self.apply_locked(bucket, &mut tables, pos, key, entry, None)
     }
 
     /// Lends `key`'s entry as stored (`None` when there is none, or a
@@ -44,11 +44,13 @@ impl Store {
     /// and merges that, all under the key's bucket lock, so no other write
     /// to the key comes in between: the read-modify-write of a counter's
     /// owner, or of a replica checking a typed write. Returns what `f`
-    /// made and returned, and what the merge did.
+    /// made and returned, and what the merge did. `now_ms` is the caller's
+    /// reading of the wall clock, which judges expiry here too.
     pub fn update_at<T, E>(
         &self,
         pos: &Token,
         key: &[u8],
+        now_ms: u64,
         f: impl FnOnce(Option<crate::store::EntryRef<'_>>) -> Result<(Entry, T), E>,
     ) -> Result<(Entry, T, Applied), E> {
         let bucket = self.bucket_at(pos, key);
@@ -63,11 +65,12 @@ impl Store {
         };
         let current = current.filter(|e| !self.is_dead(e.version));
         let (delta, out) = f(current)?;
-        let applied = self.apply_locked(bucket, &mut tables, pos, key, &delta);
+        let applied = self.apply_locked(bucket, &mut tables, pos, key, &delta, Some(now_ms));
         Ok((delta, out, applied))
     }
 
-    /// [`Store::apply_at`] on the bucket's tables, already locked.
+    /// [`Store::apply_at`] on the bucket's tables, already locked; `now_ms`
+    /// the wall clock if the caller read it (else it is read when needed).
     fn apply_locked(
         &self,
         bucket: &Bucket,
@@ -75,6 +78,7 @@ impl Store {
         pos: &Token,
         key: &[u8],
         entry: &Entry,
+        now_ms: Option<u64>,
     ) -> Applied {
         let mut applied = Applied {
             changed: true,
@@ -145,7 +149,9 @@ impl Store {
             // Live to a client: an expired key, or one whose newest piece
             // is a removal, is not (DEL of it counts nothing, as in Redis).
             applied.was_live = match &old {
-                Old::Rich(c) => c.kind(crate::clock::wall_millis()).is_some(),
+                Old::Rich(c) => c
+                    .kind(now_ms.unwrap_or_else(crate::clock::wall_millis))
+                    .is_some(),
                 _ => old_live,
             };
             applied.prior = Some(v);
