@@ -4,6 +4,7 @@
 #   bench/cpu.sh                      # SET and GET, -P 1 and -P 16, 3 repetitions (about 3 minutes)
 #   REPS=1 N1=50000 N16=200000 bench/cpu.sh
 #   SYSTEMS="redis_repl ringkv" bench/cpu.sh   # only the primary-plus-replicas row and ringkv
+#   TESTS="set incr hset" SYSTEMS=ringkv bench/cpu.sh   # other redis-benchmark tests (-t names)
 #
 # On a 2-core machine the benchmark client and the servers share the cores, so throughput is set by the
 # CPU time one request costs in total (client + servers) as much as by round trips. For each system and
@@ -28,6 +29,7 @@ N16=${N16:-1000000}
 REDIS_PORT=${REDIS_PORT:-16379}
 REPL_PORT=${REPL_PORT:-16380}   # the primary; its replicas on the next two ports
 SYSTEMS=${SYSTEMS:-"redis redis_repl ringkv"}
+TESTS=${TESTS:-"set get"}
 RINGKV_BASE=${RINGKV_BASE:-18000}
 COMMON=(-c 50 -d 64 -r 100000)
 TICK=$(getconf CLK_TCK)
@@ -36,7 +38,7 @@ RESULTS="$WORK/results.txt"
 : >"$RESULTS"
 
 machine_long
-echo "load: redis-benchmark ${COMMON[*]} -t {set|get} -P {1,16} -n {$N1|$N16}; $REPS repetitions, medians"
+echo "load: redis-benchmark ${COMMON[*]} -t {${TESTS// /|}} -P {1,16} -n {$N1|$N16}; $REPS repetitions, medians"
 
 # ticks PID...: "user system" clock ticks of each pid, one line each.
 ticks() { local p; for p in "$@"; do sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12, $13}'; done; }
@@ -71,7 +73,7 @@ run_tests() {
   warm "$port"
   for p in 1 16; do
     n=$([ "$p" = 1 ] && echo "$N1" || echo "$N16")
-    for t in set get; do measure "$sys" "$port" "$t" "$p" "$n" "$@"; done
+    for t in $TESTS; do measure "$sys" "$port" "$t" "$p" "$n" "$@"; done
   done
 }
 
