@@ -266,6 +266,27 @@ pub fn member_hash(elem: &[u8]) -> u64 {
 mod tests {
     use super::*;
 
+    #[test]
+    fn scratch_is_cleared_and_a_nested_call_gets_a_buffer_of_its_own() {
+        let big = vec![7u8; 2 * SCRATCH_KEPT];
+        // A large element is lent, then not kept.
+        assert_eq!(
+            scratch(|b| b.extend_from_slice(&big), |e| e.len()),
+            big.len()
+        );
+        let outer = scratch(
+            |b| b.extend_from_slice(b"outer"),
+            |o| {
+                let inner = scratch(|b| b.extend_from_slice(b"in"), |i| i.to_vec());
+                assert_eq!(inner, b"in");
+                o.to_vec()
+            },
+        );
+        assert_eq!(outer, b"outer");
+        // What the last call left is cleared before the next writes.
+        assert_eq!(scratch(|_| {}, |e| e.len()), 0);
+    }
+
     fn v(ts: u64, node: u64) -> Version {
         Version {
             ts: Timestamp(ts),
