@@ -170,13 +170,15 @@ impl Shared {
                 };
             }
         }
-        let now = crate::clock::wall_millis();
+        // One reading of the wall clock for the stamp and for expiry.
+        let wall = crate::clock::wall_micros();
+        let now = wall / 1000;
         let updated = self.store.update_at(&pos, &key, now, |current| {
             if let Some(c) = &current {
                 self.clock.advance_past(c.version.ts);
             }
             let version = Version {
-                ts: self.clock.now(),
+                ts: self.clock.now_at(wall),
                 node: self.id,
             };
             Entry::increment(current, field.as_ref(), self.share_id(), by, version, now)
