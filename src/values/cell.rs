@@ -82,10 +82,10 @@ fn head_hash(head: &Rich) -> u64 {
 pub fn rich_digest(r: &Rich) -> u64 {
     let mut d = head_hash(&head_of(r));
     for (name, f) in &r.fields {
-        d ^= elem::scratch(|b| elem::field_into(b, name, f), elem::field_hash);
+        d ^= elem::with_field(name, f, elem::field_hash);
     }
     for (name, m) in &r.members {
-        d ^= elem::scratch(|b| elem::member_into(b, name, m), elem::member_hash);
+        d ^= elem::with_member(name, m, elem::member_hash);
     }
     d
 }
@@ -157,11 +157,11 @@ impl Cell {
             live_members: 0,
         };
         for (name, f) in &rich.fields {
-            elem::scratch(|b| elem::field_into(b, name, f), |e| cell.insert_field(e));
+            elem::with_field(name, f, |e| cell.insert_field(e));
             cell.hash_newest = cell.hash_newest.max(f.newest());
         }
         for (name, m) in &rich.members {
-            elem::scratch(|b| elem::member_into(b, name, m), |e| cell.insert_member(e));
+            elem::with_member(name, m, |e| cell.insert_member(e));
             cell.set_newest = cell.set_newest.max(m.version);
         }
         cell
@@ -415,10 +415,7 @@ impl Cell {
             let mut f = elem::read_field(e);
             f.prune_with(cleared);
             if f.is_live() || f.cleared > cleared {
-                elem::scratch(
-                    |b| elem::field_into(b, elem::name(e), &f),
-                    |x| self.insert_field(x),
-                );
+                elem::with_field(elem::name(e), &f, |x| self.insert_field(x));
             }
         }
         let members = std::mem::take(&mut self.members);
@@ -446,13 +443,10 @@ impl Cell {
             // A new field that nothing in the key clears (an HSET's):
             // written as it came, not copied and pruned first.
             None if other.survives_as_is(cleared) => {
-                elem::scratch(
-                    |b| elem::field_into(b, name, other),
-                    |e| {
-                        self.count_field(e);
-                        self.fields.insert_new(e);
-                    },
-                );
+                elem::with_field(name, other, |e| {
+                    self.count_field(e);
+                    self.fields.insert_new(e);
+                });
                 self.hash_newest = self.hash_newest.max(other.newest());
                 return true;
             }
@@ -466,16 +460,13 @@ impl Cell {
             }
         };
         if merged.is_live() || merged.cleared > cleared {
-            elem::scratch(
-                |b| elem::field_into(b, name, &merged),
-                |e| {
-                    self.count_field(e);
-                    match at {
-                        Some(at) => self.fields.replace(at, e),
-                        None => self.fields.insert_new(e),
-                    }
-                },
-            );
+            elem::with_field(name, &merged, |e| {
+                self.count_field(e);
+                match at {
+                    Some(at) => self.fields.replace(at, e),
+                    None => self.fields.insert_new(e),
+                }
+            });
         } else if let Some(at) = at {
             self.fields.remove(at);
         }
@@ -497,16 +488,13 @@ impl Cell {
             let gone = Gone::member(old);
             self.forget_member(gone);
         }
-        elem::scratch(
-            |b| elem::member_into(b, name, other),
-            |e| {
-                self.count_member(e);
-                match at {
-                    Some(at) => self.members.replace(at, e),
-                    None => self.members.insert_new(e),
-                }
-            },
-        );
+        elem::with_member(name, other, |e| {
+            self.count_member(e);
+            match at {
+                Some(at) => self.members.replace(at, e),
+                None => self.members.insert_new(e),
+            }
+        });
         self.set_newest = self.set_newest.max(other.version);
         true
     }

@@ -49,7 +49,7 @@ thread_local! {
 /// lends it to `then`. A cell copies each element into its arena (or only
 /// hashes it), so building it in a box of its own cost an allocation and
 /// a free per HSET or SADD on every replica.
-pub fn scratch<R>(write: impl FnOnce(&mut Vec<u8>), then: impl FnOnce(&[u8]) -> R) -> R {
+fn scratch<R>(write: impl FnOnce(&mut Vec<u8>), then: impl FnOnce(&[u8]) -> R) -> R {
     // Taken out, not borrowed: a nested call gets a buffer of its own.
     let mut buf = SCRATCH.take();
     buf.clear();
@@ -59,6 +59,16 @@ pub fn scratch<R>(write: impl FnOnce(&mut Vec<u8>), then: impl FnOnce(&[u8]) -> 
         SCRATCH.set(buf);
     }
     r
+}
+
+/// Lends `name`'s field element, built in the scratch buffer, to `then`.
+pub fn with_field<R>(name: &[u8], f: &Field, then: impl FnOnce(&[u8]) -> R) -> R {
+    scratch(|b| field_into(b, name, f), then)
+}
+
+/// Lends `name`'s member element, built in the scratch buffer, to `then`.
+pub fn with_member<R>(name: &[u8], m: &Lww<bool>, then: impl FnOnce(&[u8]) -> R) -> R {
+    scratch(|b| member_into(b, name, m), then)
 }
 
 /// The element's name (field or member).
@@ -97,7 +107,7 @@ pub fn member(name: &[u8], m: &Lww<bool>) -> Box<[u8]> {
 }
 
 /// A set member's element, appended to `buf`.
-pub fn member_into(buf: &mut Vec<u8>, name: &[u8], m: &Lww<bool>) {
+fn member_into(buf: &mut Vec<u8>, name: &[u8], m: &Lww<bool>) {
     start(buf, name, 17);
     put_version(buf, m.version);
     buf.push(u8::from(m.value));
@@ -129,7 +139,7 @@ pub fn field(name: &[u8], f: &Field) -> Box<[u8]> {
 /// A hash field's element, appended to `buf`. A field that HSET wrote
 /// (`cleared` just before its value) does not spell `cleared` out: the
 /// flag [`CLEARED_JUST_BEFORE_VALUE`] says so, 16 bytes fewer.
-pub fn field_into(buf: &mut Vec<u8>, name: &[u8], f: &Field) {
+fn field_into(buf: &mut Vec<u8>, name: &[u8], f: &Field) {
     let at = buf.len();
     let implied = f
         .value
