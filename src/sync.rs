@@ -94,14 +94,9 @@ pub async fn run(shared: Arc<Shared>, shutdown: CancellationToken) {
             (Some(before), false) => returned(before, &view),
             _ => None,
         };
-        let fresh = match (&reconciled, periodic) {
-            (_, true) => Vec::new(),
-            (Some(before), false) => appeared(before, &view),
-            // This node's first round since it started: every peer may be
-            // about to hand off to it (it joined, or was down), and a
-            // round now would race those hand-offs and fetch the same
-            // entries again.
-            (None, false) => view.ring.nodes().to_vec(),
+        let fresh = match periodic {
+            true => Vec::new(),
+            false => appeared(reconciled.as_deref(), &view),
         };
         let round = round(&shared, &view, periodic, only.as_deref(), &fresh);
         tokio::pin!(round);
@@ -181,15 +176,18 @@ fn returned(before: &View, now: &View) -> Option<Vec<NodeName>> {
 /// with them waits ([`HANDOFF_FIRST`]): those new to `before` (a
 /// reconciled view; they joined), and, when the replica ring did not
 /// change, those that came back or restarted (back from a short outage:
-/// the writes they missed are strays on the nodes that stood in). (A
-/// node's own first round after it starts waits for every peer, for the
-/// same reason: it joined, or was down, and the hand-offs to it are
-/// starting. Run at once, it raced them on a busy machine and fetched
-/// 700 entries that hand-off then offered again.) A node
-/// that comes back after its ranges were rebuilt elsewhere (past
-/// `rebuild_delay_ms`, or a partition that long) is not waited for: both
-/// sides took writes as replicas, which only anti-entropy reconciles.
-fn appeared(before: &View, now: &View) -> Vec<NodeName> {
+/// the writes they missed are strays on the nodes that stood in). With
+/// no reconciled view (this node's first round since it started), every
+/// node: it joined, or was down, and the hand-offs to it are starting.
+/// (Run at once, that round raced them on a busy machine and fetched 700
+/// entries that hand-off then offered again.) A node that comes back
+/// after its ranges were rebuilt elsewhere (past `rebuild_delay_ms`, or
+/// a partition that long) is not waited for: both sides took writes as
+/// replicas, which only anti-entropy reconciles.
+fn appeared(before: Option<&View>, now: &View) -> Vec<NodeName> {
+    let Some(before) = before else {
+        return now.ring.nodes().to_vec();
+    };
     let same_ring = before.replica_ring == now.replica_ring;
     now.generations
         .iter()
@@ -302,7 +300,7 @@ mod tests {
 
     /// A view of the nodes `up` (name, generation) whose replica ring
     /// holds `held` (the nodes up, and those down within their rebuild
-    /// delay).
+    /// delay), and whose home ring (every node known) holds them too.
     fn view(up: &[(&str, u64)], held: &[&str]) -> View {
         let ring = |names: &mut dyn Iterator<Item = &str>| {
             Ring::build(names.map(|n| (NodeName::from(n), 16)))
@@ -317,6 +315,37 @@ mod tests {
     }
 
     const FIVE: [&str; 5] = ["a", "b", "c", "d", "e"];
+
+    #[test]
+    fn the_peers_hand_off_is_about_to_fill_wait() {
+        let names = |v: Vec<NodeName>| {
+            let mut v: Vec<String> = v.iter().map(|n| n.to_string()).collect();
+            v.sort();
+            v
+        };
+        let five = view(&FIVE.map(|n| (n, 1)), &FIVE);
+        // This node's first round: every peer may be handing off to it.
+        assert_eq!(names(appeared(None, &five)), FIVE);
+        assert!(appeared(Some(&five), &five).is_empty());
+        // A sixth node joined.
+        let six = view(
+            &["a", "b", "c", "d", "e", "f"].map(|n| (n, 1)),
+            &["a", "b", "c", "d", "e", "f"],
+        );
+        assert_eq!(names(appeared(Some(&five), &six)), ["f"]);
+        // d back from a short outage (the same ranges), or restarted.
+        let d_down = view(&["a", "b", "c", "e"].map(|n| (n, 1)), &FIVE);
+        assert_eq!(names(appeared(Some(&d_down), &five)), ["d"]);
+        let d_again = view(&FIVE.map(|n| (n, if n == "d" { 2 } else { 1 })), &FIVE);
+        assert_eq!(names(appeared(Some(&five), &d_again)), ["d"]);
+        // d back after its ranges were rebuilt elsewhere (still known, so
+        // still in the home ring): not waited for.
+        let d_gone = View {
+            home_ring: five.home_ring.clone(),
+            ..view(&["a", "b", "c", "e"].map(|n| (n, 1)), &["a", "b", "c", "e"])
+        };
+        assert!(appeared(Some(&d_gone), &five).is_empty());
+    }
 
     #[test]
     fn a_round_is_outdated_when_its_ranges_moved_or_a_node_left() {
