@@ -12,8 +12,8 @@
 //! order, found by binary search (one allocation of just the entries); past
 //! that the map becomes a `BTreeMap`, so a whole large hash (a snapshot's,
 //! a transfer's, `Cell::to_rich`'s) keeps a `BTreeMap`'s costs and never
-//! pays a sorted vector's quadratic inserts. The map never shrinks back: a large map that loses entries
-//! stays a `BTreeMap`.
+//! pays a sorted vector's quadratic inserts. The map never shrinks back:
+//! a large map that loses entries stays a `BTreeMap`.
 //!
 //! Two maps with the same entries are equal, hash and serialize alike
 //! whichever form they are in: serde sees a map, in key order, exactly as
