@@ -211,7 +211,7 @@ impl Hlc {
     }
 
     /// [`Hlc::now`] with the wall clock passed in: by tests, and by a
-    /// counter's owner that reads it once for the stamp and for expiry.
+    /// write that reads it once for the stamp and for expiry.
     pub fn now_at(&self, wall_micros: u64) -> Timestamp {
         let physical = Timestamp::from_micros(wall_micros).0;
         let mut last = self.last.load(Ordering::Relaxed);

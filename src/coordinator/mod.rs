@@ -153,12 +153,15 @@ impl Shared {
         check: &crate::values::Check,
         build: impl FnOnce(Version) -> Entry,
     ) -> Result<WriteOutcome> {
+        // One reading of the wall clock for the stamp and for the expiry
+        // this node's copy is judged by.
+        let wall = crate::clock::wall_micros();
         let version = Version {
-            ts: self.clock.now(),
+            ts: self.clock.now_at(wall),
             node: self.id,
         };
         let result = self
-            .replicate(key, build(version), q, Mode::Checked(check))
+            .replicate(key, build(version), q, Mode::Checked(check, wall / 1000))
             .await;
         self.count_write(&result);
         result
@@ -354,10 +357,12 @@ impl Shared {
             Mode::AppliedHere => Local::Done(Ack::done(false)),
             // Boxed, so that a plain write's future does not carry a typed
             // write's state.
-            Mode::Checked(check) => {
-                let check = *check;
+            Mode::Checked(check, now_ms) => {
+                let (check, now_ms) = (*check, *now_ms);
                 Local::Checked(Box::pin(async move {
-                    let applied = self.apply_checked_durably(pos, key, entry, check).await;
+                    let applied = self
+                        .apply_checked_durably(pos, key, entry, check, now_ms)
+                        .await;
                     match applied {
                         Ok(ApplyResult::Done { was_live, present }) => Ack::Done {
                             was_live,

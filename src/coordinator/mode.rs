@@ -18,8 +18,10 @@ pub(crate) enum Mode<'a> {
     AppliedHere,
     /// A typed write ([`PeerMsg::Apply`]): replicas check the key's type
     /// and report the elements they held. If some refuse for the type and
-    /// others apply it, the refusers are sent it as a plain write.
-    Checked(&'a crate::values::Check),
+    /// others apply it, the refusers are sent it as a plain write. With
+    /// the wall clock (ms) read when the write was stamped, which judges
+    /// expiry in this node's own copy.
+    Checked(&'a crate::values::Check, u64),
 }
 
 impl Mode<'_> {
@@ -32,7 +34,7 @@ impl Mode<'_> {
                 entry,
                 read: *read,
             })),
-            Mode::Checked(check) => PeerMsg::Apply(Box::new(ApplyReq {
+            Mode::Checked(check, _) => PeerMsg::Apply(Box::new(ApplyReq {
                 id,
                 key,
                 entry,

@@ -163,17 +163,18 @@ impl Shared {
         }
     }
 
-    /// [`Shared::apply_checked`], then waits until the delta is in the log.
+    /// [`Shared::apply_checked`] at `now_ms`, then waits until the delta is
+    /// in the log.
     pub async fn apply_checked_durably(
         &self,
         pos: &Token,
         key: &Bytes,
         entry: &Entry,
         check: &crate::values::Check,
+        now_ms: u64,
     ) -> crate::error::Result<crate::message::ApplyResult> {
         self.writable()?;
-        let now = crate::clock::wall_millis();
-        let (result, logged) = self.apply_checked(pos, key, entry, check, now);
+        let (result, logged) = self.apply_checked(pos, key, entry, check, now_ms);
         if let Some(delta) = logged {
             self.log.append(to_record(key, delta)?).await?;
         }
