@@ -361,7 +361,7 @@ pub fn fault(c: &Cluster, i: usize, json: &str) {
 }
 
 /// Cuts every node of `c` off from the others but `side` (names), and
-/// waits until the first node of each side sees the other side down.
+/// waits until every node of each side sees the other side down.
 pub fn split(c: &Cluster, side: &[&str]) {
     let names = side.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>();
     let json = format!(
@@ -371,15 +371,22 @@ pub fn split(c: &Cluster, side: &[&str]) {
     for i in 0..c.nodes.len() {
         fault(c, i, &json);
     }
-    let here = c.index(side[0]);
-    let there = (0..c.nodes.len())
-        .find(|i| !side.contains(&c.nodes[*i].name.as_str()))
-        .expect("a node on the other side");
-    let (here_name, there_name) = (c.nodes[here].name.clone(), c.nodes[there].name.clone());
+    // Every node on each side must see every node on the other side down:
+    // one that still sees a node across the cut up would send it requests
+    // (a counter's increment to its owner, say) that fail once it is seen
+    // down.
+    let (here, there): (Vec<usize>, Vec<usize>) =
+        (0..c.nodes.len()).partition(|i| side.contains(&c.nodes[*i].name.as_str()));
+    assert!(!there.is_empty(), "a node on the other side");
+    let cut = |a: &[usize], b: &[usize]| {
+        a.iter().all(|i| {
+            b.iter()
+                .all(|j| c.state_of(*i, &c.nodes[*j].name) == Some(State::Down))
+        })
+    };
     assert!(
-        wait_until(Duration::from_secs(5), || c.state_of(here, &there_name)
-            == Some(State::Down)
-            && c.state_of(there, &here_name) == Some(State::Down)),
+        wait_until(Duration::from_secs(5), || cut(&here, &there)
+            && cut(&there, &here)),
         "the two sides never saw each other down"
     );
 }
