@@ -340,3 +340,61 @@ fn a_write_alone_concludes_as_the_machine_with_one_replica() {
         assert_eq!(format!("{alone:?}"), format!("{by_machine:?}"), "{ack:?}");
     }
 }
+
+#[test]
+fn a_promised_replica_is_not_sent_the_write_and_counts_while_listed() {
+    let t = Instant::now();
+    // W = 2: this node's copy and the promised n2 make it.
+    let mut m = write(t, 2, false);
+    m.promise(n("n2"));
+    let asking = m.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
+    assert_eq!(asking, targets(true, &["n3"]));
+    waits(m.next(t));
+    m.on_ack(n(ME), Ack::done(false));
+    done(m.next(t));
+
+    // W = 3: the third replica is still waited for.
+    let mut m = write(t, 3, false);
+    m.promise(n("n2"));
+    m.on_view(1, sloppy(&["n1", "n2", "n3"]));
+    m.on_ack(n(ME), Ack::done(false));
+    waits(m.next(t));
+    // An acknowledgement from the promised replica is not a second one.
+    assert!(!m.on_ack(n("n2"), Ack::done(false)));
+    waits(m.next(t));
+    m.on_ack(n("n3"), Ack::done(false));
+    done(m.next(t));
+}
+
+#[test]
+fn a_promised_replica_that_is_not_listed_counts_for_nothing() {
+    let t = Instant::now();
+    // n4 is not one of the key's replicas in this view: the write needs
+    // one of n2 and n3, as if nothing were promised.
+    let mut m = write(t, 2, false);
+    m.promise(n("n4"));
+    let asking = m.on_view(1, sloppy(&["n1", "n2", "n3"])).to_targets();
+    assert_eq!(asking, targets(true, &["n2", "n3"]));
+    m.on_ack(n(ME), Ack::done(false));
+    waits(m.next(t));
+    // Listed in a later view (n3 went down), it counts from then on and
+    // is still not sent the write.
+    let asking = m.on_view(2, sloppy(&["n1", "n2", "n4"])).to_targets();
+    assert_eq!(asking, targets(false, &[]));
+    done(m.next(t));
+}
+
+#[test]
+fn under_strict_quorums_a_promised_node_counts_only_as_a_home_replica() {
+    let t = Instant::now();
+    // n2 is down, so the strict list is n1 and n3: n2's promise counts
+    // for nothing, and n3 is still needed.
+    let mut m = write(t, 2, true);
+    m.promise(n("n2"));
+    let asking = m.on_view(1, strict(&["n1", "n3"], 3)).to_targets();
+    assert_eq!(asking, targets(true, &["n3"]));
+    m.on_ack(n(ME), Ack::done(false));
+    waits(m.next(t));
+    m.on_ack(n("n3"), Ack::done(false));
+    done(m.next(t));
+}
