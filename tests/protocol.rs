@@ -178,17 +178,25 @@ fn a_node_speaking_the_previous_version_serves_and_is_served_by_new_ones() {
 }
 
 /// Typed writes and reads pipelined through every node of a cluster in
-/// which one node speaks the version before protocol 11: between the
-/// other nodes they travel coalesced (`Applies`, `ApplyAcks` and
-/// `ReadReplies`, protocol 11), to and from that one one by one, and every
-/// field and member reads back through every node.
+/// which one node speaks the previous version: between this version's
+/// nodes they travel coalesced (`Applies`, `ApplyAcks` and `ReadReplies`,
+/// protocol 11), to and from the other one by one, and every field and
+/// member reads back through every node.
 #[test]
 fn typed_writes_coalesce_between_new_nodes_and_go_one_by_one_to_an_older_one() {
-    let previous = ringkv::message::APPLIES_SINCE - 1;
+    let previous = PROTOCOL_VERSION - 1;
     let cap = format!("peer_protocol_max={previous}");
     let mut c = Cluster::start(&["a", "b"], &[]);
     let old = c.add("prev", &["--set", &cap]);
-    settle(&c, old, previous);
+    for (i, name, version) in [(0, "b", PROTOCOL_VERSION), (0, "prev", previous)] {
+        assert!(
+            wait_until(Duration::from_secs(20), || protocol(&c, i, name)
+                == Some(version)),
+            "a reports protocol {:?} for {name}, not {version}",
+            protocol(&c, i, name)
+        );
+    }
+    assert!(wait_until(Duration::from_secs(20), || c.up_count(old) == Some(3)));
 
     const EACH: usize = 300;
     for w in 0..3 {
@@ -246,92 +254,6 @@ fn typed_writes_coalesce_between_new_nodes_and_go_one_by_one_to_an_older_one() {
         );
     }
     assert!(kind(old, "received", "apply") >= (2 * 2 * EACH) as f64);
-    for i in 0..3 {
-        assert_eq!(
-            counter(&c, i, "ringkv_peer_messages_unsupported_total"),
-            0.0
-        );
-    }
-}
-
-/// Waits until node 0 (a) speaks this version with b and `previous` with
-/// node `old`, and `old` sees all three nodes up.
-fn settle(c: &Cluster, old: usize, previous: u32) {
-    for (i, name, version) in [(0, "b", PROTOCOL_VERSION), (0, "prev", previous)] {
-        assert!(
-            wait_until(Duration::from_secs(20), || protocol(c, i, name)
-                == Some(version)),
-            "a reports protocol {:?} for {name}, not {version}",
-            protocol(c, i, name)
-        );
-    }
-    assert!(wait_until(Duration::from_secs(20), || c.up_count(old) == Some(3)));
-}
-
-/// Increments pipelined through every node of a cluster in which one
-/// node speaks the version before protocol 12: between the other two, a
-/// coordinator that is a replica takes the owner's delta in its answer
-/// (`IncrBack`, `IncrDelta`); to and from the older node they go as
-/// before (`Incr`, `IncrReply`, and the delta as a replica write). Every
-/// increment counts, read through every node.
-#[test]
-fn increments_take_the_delta_back_between_new_nodes_and_not_with_an_older_one() {
-    let previous = ringkv::message::INCR_BACK_SINCE - 1;
-    let cap = format!("peer_protocol_max={previous}");
-    let mut c = Cluster::start(&["a", "b"], &[]);
-    let old = c.add("prev", &["--set", &cap]);
-    settle(&c, old, previous);
-
-    // Over 24 keys, so that each node owns some of them.
-    const KEYS: usize = 24;
-    const ROUNDS: usize = 20;
-    for via in 0..3 {
-        let mut client = c.client(via);
-        for r in 0..ROUNDS {
-            for k in 0..KEYS {
-                client.send(&["INCRBY", &format!("c{k}"), &(via + 1).to_string()]);
-            }
-            for k in 0..KEYS {
-                let want = (via * (via + 1) / 2 * ROUNDS + (r + 1) * (via + 1)) as i64;
-                assert_eq!(
-                    client.read(),
-                    Some(Reply::Integer(want)),
-                    "c{k}, round {r} via {via}"
-                );
-            }
-        }
-    }
-    let total = (ROUNDS * (1 + 2 + 3)).to_string();
-    for r in 0..3 {
-        let mut client = c.client(r);
-        for k in 0..KEYS {
-            assert_eq!(
-                client.cmd(&["GET", &format!("c{k}")]),
-                bulk(&total),
-                "c{k} via {r}"
-            );
-        }
-    }
-
-    let kind = |i: usize, sent: &str, kind: &str| {
-        let name = format!("ringkv_peer_messages_{sent}_by_kind_total");
-        labelled(&c, i, &name, &[("kind", kind)])
-    };
-    for kind_name in ["incr_back", "incr_delta"] {
-        for i in 0..2 {
-            assert!(kind(i, "sent", kind_name) > 0.0, "{i} sent no {kind_name}");
-        }
-        assert_eq!(kind(old, "sent", kind_name), 0.0, "prev sent {kind_name}");
-        assert_eq!(
-            kind(old, "received", kind_name),
-            0.0,
-            "prev got {kind_name}"
-        );
-    }
-    // The older node owns some keys: it was sent plain increments, by
-    // both newer nodes, and answered them plainly.
-    assert!(kind(old, "received", "incr") > 0.0);
-    assert!(kind(old, "sent", "incr_reply") > 0.0);
     for i in 0..3 {
         assert_eq!(
             counter(&c, i, "ringkv_peer_messages_unsupported_total"),

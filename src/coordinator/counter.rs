@@ -27,7 +27,7 @@ use bytes::Bytes;
 use crate::message::{IncrResult, PeerMsg};
 use crate::node::shared::{to_record, Shared};
 use crate::quorum::replicas;
-use crate::ring::{NodeName, Token};
+use crate::ring::Token;
 use crate::store::{Entry, Version};
 
 impl Shared {
@@ -70,9 +70,7 @@ impl Shared {
         if owner == self.me {
             // Boxed, so that an increment sent to another owner does not
             // carry the owner's state in its future.
-            return Box::pin(self.increment_as_owner(pos, key, field, by, q, None))
-                .await
-                .0;
+            return Box::pin(self.increment_as_owner(pos, key, field, by, q)).await;
         }
         let since = if q.strict {
             STRICT_INCR_SINCE
@@ -93,40 +91,20 @@ impl Shared {
                 ));
             }
         }
-        // A coordinator that is one of the key's replicas applies the
-        // owner's delta itself (see the module doc), once the owner speaks
-        // the protocol that carries it.
-        let back = pref.iter().any(|n| crate::quorum::same(n, &self.me))
-            && match self.net.oldest_peer_version() {
-                Some(v) if v < INCR_BACK_SINCE => view
-                    .addrs
-                    .get(&owner)
-                    .and_then(|addr| self.net.peer_version(addr))
-                    .is_some_and(|v| v >= INCR_BACK_SINCE),
-                _ => true,
-            };
         let deadline = crate::clock::instant() + self.cfg.request_timeout();
         let (guard, replies) = self.pending.register();
         let (id, w) = (guard.id, q.w as u32);
-        let msg = match (back, q.strict) {
-            (true, strict) => PeerMsg::IncrBack {
+        let msg = match q.strict {
+            false => PeerMsg::Incr {
                 id,
-                key: key.clone(),
-                field,
-                by,
-                w,
-                strict,
-            },
-            (false, false) => PeerMsg::Incr {
-                id,
-                key: key.clone(),
+                key,
                 field,
                 by,
                 w,
             },
-            (false, true) => PeerMsg::IncrStrict {
+            true => PeerMsg::IncrStrict {
                 id,
-                key: key.clone(),
+                key,
                 field,
                 by,
                 w,
@@ -141,9 +119,6 @@ impl Shared {
             replies.wake_at(deadline);
             match replies.next().await {
                 Some((_, PeerMsg::IncrReply { result, .. })) => return result,
-                Some((_, PeerMsg::IncrDelta { value, delta, .. })) => {
-                    return self.take_delta(&pos, &key, &owner, value, delta).await
-                }
                 Some(_) => continue,
                 None if crate::clock::instant() >= deadline => {
                     return IncrResult::Failed(format!(
@@ -166,10 +141,7 @@ impl Shared {
     /// module doc): reads, checks and merges under the key's lock, then
     /// logs the delta and replicates it at once, and answers when both are
     /// done: the log has the record and `q.w` replicas in all have the
-    /// delta. `pos` is the key's token. With `coordinator`, the node that
-    /// sent the increment ([`PeerMsg::IncrBack`]), which counts as one of
-    /// the `q.w` while it is a replica and is not sent the delta; the
-    /// delta is returned with a successful answer, for it.
+    /// delta. `pos` is the key's token.
     pub async fn increment_as_owner(
         &self,
         pos: Token,
@@ -177,13 +149,9 @@ impl Shared {
         field: Option<Bytes>,
         by: i64,
         q: super::Quorum,
-        coordinator: Option<&NodeName>,
-    ) -> (IncrResult, Option<Entry>) {
+    ) -> IncrResult {
         if let Some(why) = self.log.fenced() {
-            return (
-                IncrResult::Invalid(crate::error::MISCONF_PREFIX.to_string() + &why),
-                None,
-            );
+            return IncrResult::Invalid(crate::error::MISCONF_PREFIX.to_string() + &why);
         }
         // Refused before anything is applied while a replica could not
         // hold the delta (`replicate` would refuse it only after).
@@ -196,11 +164,10 @@ impl Shared {
             let ring = &view.write_ring;
             let replicas = replicas::replicas(&view, ring, &pos, self.cfg.replication, q.strict);
             if let Err(e) = self.check_replicas_hold_rich(&view, &replicas.list) {
-                let result = match e {
+                return match e {
                     crate::error::Error::InvalidInput(why) => IncrResult::Invalid(why),
                     e => IncrResult::Failed(e.to_string()),
                 };
-                return (result, None);
             }
         }
         // One reading of the wall clock for the stamp and for expiry.
@@ -218,7 +185,7 @@ impl Shared {
         });
         let (delta, value, applied) = match updated {
             Ok(done) => done,
-            Err(why) => return (IncrResult::Refused(why), None),
+            Err(why) => return IncrResult::Refused(why),
         };
         // Staged in the log now, before the replicas are sent the delta,
         // as a coordinator's own copy of a SET is: the two waits overlap.
@@ -226,7 +193,7 @@ impl Shared {
             true => {
                 match to_record(&key, delta.clone()).and_then(|rec| self.log.begin_append(&rec)) {
                     Ok(appending) => Some(appending),
-                    Err(e) => return (not_logged(e), None),
+                    Err(e) => return not_logged(e),
                 }
             }
             false => None,
@@ -237,49 +204,12 @@ impl Shared {
                 None => Ok(()),
             }
         };
-        // The coordinator's copy of the delta goes with the answer.
-        let back = coordinator.map(|_| delta.clone());
-        let mode = super::Mode::AppliedHere(coordinator);
-        let replicated = self.replicate(key, delta, q, mode);
+        let replicated = self.replicate(key, delta, q, super::Mode::AppliedHere);
         match futures::future::join(logged, replicated).await {
-            (Err(e), _) => (not_logged(e), None),
-            (Ok(()), Ok(_)) => (IncrResult::Value(value), back),
-            (Ok(()), Err(e)) => (
-                IncrResult::Failed(format!(
-                    "{e} (the increment was applied by {}, and may count)",
-                    self.me
-                )),
-                None,
-            ),
-        }
-    }
-
-    /// Applies the delta an owner answered an increment with
-    /// ([`PeerMsg::IncrDelta`]) to this node's copy, which the owner
-    /// counted as one acknowledgement, and answers `value` once it is
-    /// logged. Refused as a replica write would be (a stamp too far ahead
-    /// of this node's clock, a log that takes no writes); the increment
-    /// then may count, since the owner has it.
-    async fn take_delta(
-        &self,
-        pos: &Token,
-        key: &Bytes,
-        owner: &NodeName,
-        value: i64,
-        delta: Entry,
-    ) -> IncrResult {
-        let applied = async {
-            self.clock.observe(delta.version().ts)?;
-            let (_, logging) = self.apply_logging(pos, key, delta)?;
-            if let Some(logging) = logging {
-                logging.await?;
-            }
-            Ok::<(), crate::error::Error>(())
-        };
-        match applied.await {
-            Ok(()) => IncrResult::Value(value),
-            Err(e) => IncrResult::Failed(format!(
-                "{owner}, the key's first replica, applied the increment, but {} could not: {e} (the increment may count)",
+            (Err(e), _) => not_logged(e),
+            (Ok(()), Ok(_)) => IncrResult::Value(value),
+            (Ok(()), Err(e)) => IncrResult::Failed(format!(
+                "{e} (the increment was applied by {}, and may count)",
                 self.me
             )),
         }
@@ -300,7 +230,3 @@ const INCR_SINCE: u32 = 7;
 
 /// The peer protocol version that carries increments under strict quorums.
 const STRICT_INCR_SINCE: u32 = crate::message::PLACEMENT_SINCE;
-
-/// The peer protocol version that carries an increment whose coordinator
-/// applies the owner's delta.
-const INCR_BACK_SINCE: u32 = crate::message::INCR_BACK_SINCE;

@@ -228,9 +228,6 @@ impl Shared {
         }
         let mut registered: Option<(PendingGuard<'_>, Arc<Inbox>)> = None;
         let mut write = WriteQuorum::new(self.me.clone(), q, entry.version(), deadline);
-        if let Mode::AppliedHere(Some(coordinator)) = mode {
-            write.promise(coordinator.clone());
-        }
         loop {
             // Read before the view, while not registered (see `Pending::pokes`).
             let pokes = registered.is_none().then(|| self.pending.pokes());
@@ -357,7 +354,7 @@ impl Shared {
         mode: &Mode<'a>,
     ) -> Local<'a> {
         match mode {
-            Mode::AppliedHere(_) => Local::Done(Ack::done(false)),
+            Mode::AppliedHere => Local::Done(Ack::done(false)),
             // Boxed, so that a plain write's future does not carry a typed
             // write's state.
             Mode::Checked(check, now_ms) => {

@@ -14,10 +14,8 @@ pub(crate) enum Mode<'a> {
     Rmw(Option<Version>),
     /// Already merged and logged by this node (a counter's owner), which
     /// counts as one acknowledgement if it is a replica; the others get a
-    /// plain write, except the promised coordinator, if any, which is
-    /// answered with the delta and applies it itself (see
-    /// `coordinator/counter.rs`).
-    AppliedHere(Option<&'a crate::ring::NodeName>),
+    /// plain write.
+    AppliedHere,
     /// A typed write ([`PeerMsg::Apply`]): replicas check the key's type
     /// and report the elements they held. If some refuse for the type and
     /// others apply it, the refusers are sent it as a plain write. With
@@ -29,7 +27,7 @@ pub(crate) enum Mode<'a> {
 impl Mode<'_> {
     pub(super) fn message(&self, id: u64, key: Bytes, entry: Entry) -> PeerMsg {
         match self {
-            Mode::Plain | Mode::AppliedHere(_) => PeerMsg::Put { id, key, entry },
+            Mode::Plain | Mode::AppliedHere => PeerMsg::Put { id, key, entry },
             Mode::Rmw(read) => PeerMsg::PutRmw(Box::new(RmwPut {
                 id,
                 key,

@@ -22,12 +22,6 @@
 //!   version 5 form: a version 5 node cannot hold the cluster-wide record,
 //!   which is why FLUSHALL refuses to run while one is up.
 //!
-//! Version 12's `IncrBack` is sent to an older owner as the `Incr` (or
-//! `IncrStrict`) it also is: that owner sends the coordinator the delta
-//! as a replica write and answers with the value alone, which the
-//! coordinator takes as before. Its answer, `IncrDelta`, goes only to a
-//! node that sent `IncrBack`, so never to an older one.
-//!
 //! A future version that reshapes a message (a field added to `Put`, say)
 //! adds its case here: the new variant, or the new shape, is rebuilt as
 //! the old one when the link's version predates it, and the caller above
@@ -55,32 +49,6 @@ pub fn downgrade(msg: PeerMsg, version: u32) -> Option<PeerMsg> {
             let super::RmwPut { id, key, entry, .. } = *put;
             Some(PeerMsg::Put { id, key, entry })
         }
-        // The owner then sends the coordinator the delta as to any
-        // replica, and answers with the value alone.
-        PeerMsg::IncrBack {
-            id,
-            key,
-            field,
-            by,
-            w,
-            strict,
-        } => match strict {
-            false if version >= 7 => Some(PeerMsg::Incr {
-                id,
-                key,
-                field,
-                by,
-                w,
-            }),
-            true if version >= super::PLACEMENT_SINCE => Some(PeerMsg::IncrStrict {
-                id,
-                key,
-                field,
-                by,
-                w,
-            }),
-            _ => None,
-        },
         _ => None,
     }
 }
@@ -115,47 +83,5 @@ mod tests {
         let old = PeerMsg::TransferAck { id: 1 };
         assert_eq!(old.since(), MIN_PROTOCOL_VERSION);
         assert_eq!(downgrade(old, MIN_PROTOCOL_VERSION - 1), None);
-    }
-
-    #[test]
-    fn an_increment_whose_coordinator_takes_the_delta_reaches_an_older_owner_as_a_plain_one() {
-        let key = bytes::Bytes::from_static(b"c");
-        let back = |strict| PeerMsg::IncrBack {
-            id: 3,
-            key: key.clone(),
-            field: None,
-            by: 5,
-            w: 2,
-            strict,
-        };
-        let plain = PeerMsg::Incr {
-            id: 3,
-            key: key.clone(),
-            field: None,
-            by: 5,
-            w: 2,
-        };
-        assert_eq!(downgrade(back(false), 11), Some(plain.clone()));
-        assert_eq!(downgrade(back(false), 7), Some(plain));
-        assert_eq!(downgrade(back(false), 6), None);
-        let strict = PeerMsg::IncrStrict {
-            id: 3,
-            key: key.clone(),
-            field: None,
-            by: 5,
-            w: 2,
-        };
-        assert_eq!(downgrade(back(true), 9), Some(strict));
-        // Version 8 had no increments under strict quorums.
-        assert_eq!(downgrade(back(true), 8), None);
-        let delta = PeerMsg::IncrDelta {
-            id: 3,
-            value: 5,
-            delta: crate::store::Entry::string(
-                crate::store::Version::default(),
-                bytes::Bytes::from_static(b"5"),
-            ),
-        };
-        assert_eq!(downgrade(delta, 11), None);
     }
 }

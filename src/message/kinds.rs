@@ -2,11 +2,11 @@
 //! introduced it: the tables every new variant extends, kept apart from
 //! the message definitions so both stay readable.
 
-use super::{PeerMsg, AE_ROOT_SINCE, APPLIES_SINCE, CLOCK_SINCE, INCR_BACK_SINCE, PLACEMENT_SINCE};
+use super::{PeerMsg, AE_ROOT_SINCE, APPLIES_SINCE, CLOCK_SINCE, PLACEMENT_SINCE};
 
 /// The name of every [`PeerMsg`] type, in [`PeerMsg::kind_index`] order
 /// (logs, and the per-kind traffic metrics).
-pub const KINDS: [&str; 40] = [
+pub const KINDS: [&str; 38] = [
     "heartbeat",
     "put",
     "put_ack",
@@ -45,8 +45,6 @@ pub const KINDS: [&str; 40] = [
     "applies",
     "apply_acks",
     "read_replies",
-    "incr_back",
-    "incr_delta",
 ];
 
 impl PeerMsg {
@@ -92,7 +90,6 @@ impl PeerMsg {
             PeerMsg::Applies { .. } | PeerMsg::ApplyAcks { .. } | PeerMsg::ReadReplies { .. } => {
                 APPLIES_SINCE
             }
-            PeerMsg::IncrBack { .. } | PeerMsg::IncrDelta { .. } => INCR_BACK_SINCE,
         }
     }
 
@@ -137,8 +134,6 @@ impl PeerMsg {
             PeerMsg::Applies { .. } => 35,
             PeerMsg::ApplyAcks { .. } => 36,
             PeerMsg::ReadReplies { .. } => 37,
-            PeerMsg::IncrBack { .. } => 38,
-            PeerMsg::IncrDelta { .. } => 39,
         }
     }
 }

@@ -266,9 +266,7 @@ pub fn to_v6(msg: PeerMsg) -> Option<PeerMsg6> {
         | PeerMsg::Offer { .. }
         | PeerMsg::OfferReply { .. }
         | PeerMsg::AeRoot { .. }
-        | PeerMsg::AeRootReply { .. }
-        | PeerMsg::IncrBack { .. }
-        | PeerMsg::IncrDelta { .. } => return None,
+        | PeerMsg::AeRootReply { .. } => return None,
     })
 }
 

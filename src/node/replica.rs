@@ -16,12 +16,12 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tracing::{debug, warn};
 
 use crate::anti_entropy::digest;
 use crate::log::{check_parts, encode_parts_into, kind_of};
-use crate::message::{ApplyReq, ApplyResult, IncrResult, PeerMsg, PutResult, RmwPut};
+use crate::message::{ApplyReq, ApplyResult, PeerMsg, PutResult, RmwPut};
 use crate::node::shared::Shared;
 use crate::resp::glob;
 use crate::ring::Token;
@@ -184,18 +184,27 @@ impl PeerHandler for Shared {
                 by,
                 w,
             } => {
-                self.owner_increment(from, id, key, field, by, (w, strict), false);
-                return;
-            }
-            PeerMsg::IncrBack {
-                id,
-                key,
-                field,
-                by,
-                w,
-                strict,
-            } => {
-                self.owner_increment(from, id, key, field, by, (w, strict), true);
+                let Some(shared) = self.this.upgrade() else {
+                    return;
+                };
+                let reply_to = from.reply_to.clone();
+                let q = crate::coordinator::Quorum {
+                    r: 1,
+                    w: w as usize,
+                    strict,
+                };
+                let work = shared.peer_work.clone();
+                // Boxed: the task moves its future several times as it
+                // starts and ends, which for a future this size costs
+                // more than the allocation.
+                work.spawn(crate::clock::inherit(Box::pin(async move {
+                    let result = shared
+                        .increment_as_owner(Token::of(&key), key, field, by, q)
+                        .await;
+                    shared
+                        .net
+                        .send(&reply_to, PeerMsg::IncrReply { id, result });
+                })));
                 return;
             }
             PeerMsg::Transfer { id, items } => {
@@ -264,7 +273,6 @@ impl PeerHandler for Shared {
             | PeerMsg::AeKeysReply { .. }
             | PeerMsg::AeRootReply { .. }
             | PeerMsg::IncrReply { .. }
-            | PeerMsg::IncrDelta { .. }
             | PeerMsg::ReadReply { .. }
             | PeerMsg::ApplyAck { .. }
             | PeerMsg::ApplyAcks { .. }
@@ -278,48 +286,6 @@ impl PeerHandler for Shared {
 }
 
 impl Shared {
-    /// An increment sent to this node as the owner of its share (see
-    /// `coordinator/counter.rs`), applied in a task of its own; `(w,
-    /// strict)` is its quorum. With `back` ([`PeerMsg::IncrBack`]) the
-    /// sender is counted as a replica and answered with the delta.
-    #[allow(clippy::too_many_arguments)]
-    fn owner_increment(
-        &self,
-        from: &Peer,
-        id: u64,
-        key: Bytes,
-        field: Option<Bytes>,
-        by: i64,
-        (w, strict): (u32, bool),
-        back: bool,
-    ) {
-        let Some(shared) = self.this.upgrade() else {
-            return;
-        };
-        let reply_to = from.reply_to.clone();
-        let coordinator = back.then(|| from.name.clone());
-        let q = crate::coordinator::Quorum {
-            r: 1,
-            w: w as usize,
-            strict,
-        };
-        let work = shared.peer_work.clone();
-        // Boxed: the task moves its future several times as it starts and
-        // ends, which for a future this size costs more than the
-        // allocation.
-        work.spawn(crate::clock::inherit(Box::pin(async move {
-            let pos = Token::of(&key);
-            let (result, delta) = shared
-                .increment_as_owner(pos, key, field, by, q, coordinator.as_ref())
-                .await;
-            let reply = match (result, delta) {
-                (IncrResult::Value(value), Some(delta)) => PeerMsg::IncrDelta { id, value, delta },
-                (result, _) => PeerMsg::IncrReply { id, result },
-            };
-            shared.net.send(&reply_to, reply);
-        })));
-    }
-
     /// The answer to an anti-entropy request from `peer` (steps 0, 2 and
     /// 4 of a round); `None` for any other message.
     fn answer_anti_entropy(&self, peer: &str, request: &PeerMsg) -> Option<PeerMsg> {

@@ -20,12 +20,6 @@
 //! 5. Strict, and fewer home replicas up than W; or the deadline passed:
 //!    `UNAVAILABLE` (or the refusal or `WRONGTYPE` heard, if any).
 //! 6. Else wait, until the deadline.
-//!
-//! A replica can be **promised** ([`WriteQuorum::promise`]): it is never
-//! sent the write, and counts as acknowledged while it is listed. A
-//! counter's owner promises the coordinator that asked it, which applies
-//! the delta it is answered with before it answers its client (see
-//! `coordinator/counter.rs`).
 
 use std::time::Instant;
 
@@ -147,8 +141,6 @@ pub struct WriteQuorum {
     /// Replicas that refused the write, and the last reason heard.
     refused: NodeList,
     refusal: Option<String>,
-    /// The replica that will hold the write without being sent it.
-    promised: Option<NodeName>,
     outcome: WriteOutcome,
 }
 
@@ -166,15 +158,8 @@ impl WriteQuorum {
             wrong: Vec::new(),
             refused: NodeList::new(),
             refusal: None,
-            promised: None,
             outcome: WriteOutcome::none(version),
         }
-    }
-
-    /// Promises `node` (see the module doc): from the next view on, while
-    /// it is listed, it counts as acknowledged and is not sent the write.
-    pub fn promise(&mut self, node: NodeName) {
-        self.promised = Some(node);
     }
 
     /// Whether the view of `epoch` is one the write has not seen yet (so
@@ -196,29 +181,22 @@ impl WriteQuorum {
         super::adopt_name(&mut self.me, &replicas.list);
         let from = self.asked.len();
         let mut local = false;
-        let mut promised = None;
         for node in &replicas.list {
             if listed(&self.asked, node) {
                 continue;
             }
             if same(node, &self.me) {
                 local = true;
-            } else if self.promised.as_ref().is_some_and(|p| same(p, node)) {
-                promised = Some(node.clone());
             } else {
                 self.asked.push(node.clone());
             }
         }
-        let end = self.asked.len();
-        // This node and the promised one go last, after the ones to send to.
+        // This node goes last, after the ones to send to.
         if local {
             self.asked.push(self.me.clone());
         }
-        if let Some(node) = promised {
-            self.asked.push(node.clone());
-            self.acked.push(node);
-        }
         self.replicas = replicas;
+        let end = self.asked.len() - usize::from(local);
         Asking {
             local,
             remote: &self.asked[from..end],

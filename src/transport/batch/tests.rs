@@ -182,19 +182,6 @@ fn one_of_each() -> Vec<PeerMsg> {
         PeerMsg::ReadReplies {
             replies: vec![(27, None), (28, None)],
         },
-        PeerMsg::IncrBack {
-            id: 29,
-            key: b(b"c"),
-            field: Some(b(b"f")),
-            by: -3,
-            w: 2,
-            strict: false,
-        },
-        PeerMsg::IncrDelta {
-            id: 29,
-            value: 7,
-            delta: Entry::string(version, b(b"7")),
-        },
     ]
 }
 
