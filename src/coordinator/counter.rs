@@ -204,7 +204,7 @@ impl Shared {
                 None => Ok(()),
             }
         };
-        let replicated = self.replicate(key, delta, q, super::Mode::AppliedHere);
+        let replicated = self.replicate(key, delta, q, super::Mode::AppliedHere(pos));
         match futures::future::join(logged, replicated).await {
             (Err(e), _) => not_logged(e),
             (Ok(()), Ok(_)) => IncrResult::Value(value),
