@@ -98,7 +98,7 @@ impl crate::encoding::Wire for Rich {}
 
 /// The bytes of a rich state (written by hand: `wire.rs`).
 pub fn encode(rich: &Rich) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(super::rich_len(rich) + 16);
+    let mut out = Vec::with_capacity(super::wire::encoded_len(rich));
     super::wire::encode_into(rich, &mut out);
     Ok(out)
 }

@@ -73,6 +73,46 @@ pub fn encode_into(r: &Rich, out: &mut impl Sink) {
     }
 }
 
+/// The exact length of [`encode_into`]'s output for `r`, so a buffer can
+/// be sized once (kept beside the encoder, which it must follow).
+pub fn encoded_len(r: &Rich) -> usize {
+    const VERSION: usize = 16;
+    const LEN: usize = 8;
+    let lww_bytes = |l: &Lww<Bytes>| VERSION + LEN + l.value.len();
+    let shards = |s: &Shards| {
+        LEN + s
+            .iter()
+            .map(|(_, shard)| 16 + 2 * VERSION + LEN + shard.marks.len() * (VERSION + 8))
+            .sum::<usize>()
+    };
+    let ttl = r
+        .ttl
+        .as_ref()
+        .map_or(0, |t| VERSION + 1 + t.value.map_or(0, |_| 8));
+    VERSION
+        + 1
+        + ttl
+        + 1
+        + r.string.as_ref().map_or(0, lww_bytes)
+        + shards(&r.shards)
+        + LEN
+        + r.fields
+            .iter()
+            .map(|(name, f)| {
+                LEN + name.len()
+                    + VERSION
+                    + 1
+                    + f.value.as_ref().map_or(0, lww_bytes)
+                    + shards(&f.shards)
+            })
+            .sum::<usize>()
+        + LEN
+        + r.members
+            .keys()
+            .map(|name| LEN + name.len() + VERSION + 1)
+            .sum::<usize>()
+}
+
 fn version(out: &mut impl Sink, v: Version) {
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&v.ts.0.to_le_bytes());
@@ -383,6 +423,7 @@ mod tests {
         fn both_ways_as_serde(r in super::super::tests::rich(), tail in proptest::collection::vec(any::<u8>(), 0..4)) {
             let b = by_hand(&r);
             prop_assert_eq!(&b, &serde_bytes(&r));
+            prop_assert_eq!(encoded_len(&r), b.len());
             let mut long = b.clone();
             long.extend_from_slice(&tail);
             let shared = Bytes::from(long.clone());
@@ -460,6 +501,11 @@ mod tests {
     fn each_byte_damaged_reads_as_serde() {
         let b = by_hand(&every_piece());
         assert_eq!(b, serde_bytes(&every_piece()));
+        assert_eq!(encoded_len(&every_piece()), b.len());
+        assert_eq!(
+            encoded_len(&Rich::default()),
+            by_hand(&Rich::default()).len()
+        );
         for i in 0..b.len() {
             for byte in [2, 0xff] {
                 let mut d = b.clone();
