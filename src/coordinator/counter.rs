@@ -25,7 +25,7 @@
 use bytes::Bytes;
 
 use crate::message::{IncrResult, PeerMsg};
-use crate::node::shared::{to_record, Shared};
+use crate::node::shared::Shared;
 use crate::quorum::replicas;
 use crate::ring::Token;
 use crate::store::{Entry, Version};
@@ -190,12 +190,10 @@ impl Shared {
         // Staged in the log now, before the replicas are sent the delta,
         // as a coordinator's own copy of a SET is: the two waits overlap.
         let logging = match applied.needs_log() {
-            true => {
-                match to_record(&key, delta.clone()).and_then(|rec| self.log.begin_append(&rec)) {
-                    Ok(appending) => Some(appending),
-                    Err(e) => return not_logged(e),
-                }
-            }
+            true => match self.begin_log(&key, &delta) {
+                Ok(appending) => Some(appending),
+                Err(e) => return not_logged(e),
+            },
             false => None,
         };
         let logged = async {

@@ -62,8 +62,8 @@ pub use compact::{Compacted, SnapshotWriter};
 pub use fence::{DiskErrno, DiskOp};
 pub use files::snapshot_path;
 pub use record::{
-    check_parts, encode_parts_into, kind_of, Record, RecordBody, FORMAT_VERSION, MAX_PAYLOAD,
-    MIN_FORMAT_VERSION,
+    check_parts, encode_parts_into, kind_of, Parts, Record, RecordBody, FORMAT_VERSION,
+    MAX_PAYLOAD, MIN_FORMAT_VERSION,
 };
 pub use recover::{Damage, Recovered};
 pub use stats::LogStats;
@@ -285,13 +285,19 @@ impl CommitLog {
     /// `append` would. For a caller whose own future must stay small: the
     /// record is not held while waiting.
     pub fn begin_append(&self, rec: &Record) -> Result<Appending> {
-        record::check_encodable(rec).map_err(Error::InvalidInput)?;
-        let stage = self.shared.staging.stage(rec, self.shared.stage_limit)?;
+        self.begin_append_parts(rec.parts())
+    }
+
+    /// [`CommitLog::begin_append`] of a record's borrowed `parts`: no
+    /// [`Record`], so no copy of the key or body is made to build one.
+    pub fn begin_append_parts(&self, parts: record::Parts<'_>) -> Result<Appending> {
+        record::check_parts(parts.key.len(), parts.body.len()).map_err(Error::InvalidInput)?;
+        let stage = self.shared.staging.stage(parts, self.shared.stage_limit)?;
         if let staging::Stage::Queued(wait) = stage {
             return Ok(Appending(Append::Staged(wait)));
         }
         // The staged buffer is full: the queue, and its back-pressure.
-        let frame = record::encode(rec);
+        let frame = record::encode_parts(parts);
         let tx = self.tx.clone();
         Ok(Appending(Append::Queued(Box::pin(async move {
             let (done, wait) = oneshot::channel();

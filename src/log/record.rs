@@ -83,7 +83,44 @@ pub struct Record {
     pub node: u64,
 }
 
+/// A record's fields, borrowed: what an append encodes, for a caller that
+/// holds the key and body already and would otherwise copy them into a
+/// [`Record`] only to have them encoded (a counter's owner, a
+/// coordinator's own copy).
+#[derive(Clone, Copy, Debug)]
+pub struct Parts<'a> {
+    /// The key.
+    pub key: &'a [u8],
+    /// [`kind_of`] the body.
+    pub kind: u8,
+    /// The body's bytes (empty for a tombstone).
+    pub body: &'a [u8],
+    /// As [`Record::ts`].
+    pub ts: u64,
+    /// As [`Record::node`].
+    pub node: u64,
+}
+
+impl Parts<'_> {
+    /// Appends its frame to `buf` (see [`encode_parts_into`]).
+    pub fn encode_into(&self, buf: &mut BytesMut) {
+        encode_parts_into(self.key, self.kind, self.body, self.ts, self.node, buf);
+    }
+}
+
 impl Record {
+    /// Its fields, borrowed.
+    pub fn parts(&self) -> Parts<'_> {
+        let (kind, body) = self.body.parts();
+        Parts {
+            key: &self.key,
+            kind,
+            body,
+            ts: self.ts,
+            node: self.node,
+        }
+    }
+
     /// Bytes this record takes in a log file, frame header included. Useful
     /// to estimate the live data size for the compaction threshold.
     pub fn encoded_len(&self) -> usize {
@@ -233,9 +270,16 @@ pub fn encode_parts_into(
 }
 
 /// The frame for `rec` as its own buffer.
+#[cfg(test)]
 pub fn encode(rec: &Record) -> Bytes {
-    let mut buf = BytesMut::with_capacity(rec.encoded_len());
-    encode_into(rec, &mut buf);
+    encode_parts(rec.parts())
+}
+
+/// [`encode`] from borrowed parts (checked with [`check_parts`]).
+pub fn encode_parts(parts: Parts<'_>) -> Bytes {
+    let len = FRAME_HEADER_LEN + PAYLOAD_FIXED_LEN + parts.key.len() + parts.body.len();
+    let mut buf = BytesMut::with_capacity(len);
+    parts.encode_into(&mut buf);
     buf.freeze()
 }
 

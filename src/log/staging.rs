@@ -38,7 +38,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::BytesMut;
 use tokio::sync::Notify;
 
-use super::record::{encode_into, Record};
+use super::record::Parts;
 use super::writer::Done;
 use crate::error::{Error, Result};
 
@@ -160,9 +160,10 @@ impl Staging {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Encodes `rec` (already checked encodable) into the buffer, unless
-    /// it holds `limit` bytes or more; `Error::Shutdown` once closed.
-    pub(super) fn stage(&self, rec: &Record, limit: usize) -> Result<Stage> {
+    /// Encodes a record's `parts` (already checked encodable) into the
+    /// buffer, unless it holds `limit` bytes or more; `Error::Shutdown`
+    /// once closed.
+    pub(super) fn stage(&self, parts: Parts<'_>, limit: usize) -> Result<Stage> {
         let mut staged = self.lock();
         if staged.closed {
             return Err(Error::Shutdown);
@@ -171,7 +172,7 @@ impl Staging {
             return Ok(Stage::Full);
         }
         let first = staged.records == 0;
-        encode_into(rec, &mut staged.buf);
+        parts.encode_into(&mut staged.buf);
         staged.records += 1;
         let batch = staged.batch.clone();
         drop(staged);
@@ -216,6 +217,7 @@ impl Staging {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::record::{encode_into, Record};
 
     fn rec(key: &str) -> Record {
         Record {
@@ -229,10 +231,10 @@ mod tests {
     #[tokio::test]
     async fn staged_records_are_taken_whole_in_order_and_answered_on_close() {
         let staging = Staging::default();
-        let Ok(Stage::Queued(a)) = staging.stage(&rec("a"), 1 << 20) else {
+        let Ok(Stage::Queued(a)) = staging.stage(rec("a").parts(), 1 << 20) else {
             panic!("not staged")
         };
-        let Ok(Stage::Queued(b)) = staging.stage(&rec("b"), 1 << 20) else {
+        let Ok(Stage::Queued(b)) = staging.stage(rec("b").parts(), 1 << 20) else {
             panic!("not staged")
         };
         // The first append rang the doorbell (a permit is stored).
@@ -249,13 +251,13 @@ mod tests {
         assert!(matches!(a.await, Ok(())));
         assert!(matches!(b.await, Ok(())));
         // Staged after the take, then closed: answered Shutdown.
-        let Ok(Stage::Queued(c)) = staging.stage(&rec("c"), 1 << 20) else {
+        let Ok(Stage::Queued(c)) = staging.stage(rec("c").parts(), 1 << 20) else {
             panic!("not staged")
         };
         staging.close();
         assert!(matches!(c.await, Err(Error::Shutdown)));
         assert!(matches!(
-            staging.stage(&rec("d"), 1 << 20),
+            staging.stage(rec("d").parts(), 1 << 20),
             Err(Error::Shutdown)
         ));
     }
@@ -313,10 +315,12 @@ mod tests {
     async fn a_batch_gives_each_append_the_log_s_refusal() {
         let staging = Staging::default();
         let answers: Vec<Answer> = (0..3)
-            .map(|i| match staging.stage(&rec(&format!("k{i}")), 1 << 20) {
-                Ok(Stage::Queued(answer)) => answer,
-                _ => panic!("not staged"),
-            })
+            .map(
+                |i| match staging.stage(rec(&format!("k{i}")).parts(), 1 << 20) {
+                    Ok(Stage::Queued(answer)) => answer,
+                    _ => panic!("not staged"),
+                },
+            )
             .collect();
         let (mut buf, mut waiters) = (BytesMut::new(), Vec::new());
         assert_eq!(staging.take_into(&mut buf, &mut waiters), 3);
@@ -331,7 +335,13 @@ mod tests {
     #[test]
     fn a_full_buffer_sends_the_append_elsewhere() {
         let staging = Staging::default();
-        assert!(matches!(staging.stage(&rec("a"), 1), Ok(Stage::Queued(_))));
-        assert!(matches!(staging.stage(&rec("b"), 1), Ok(Stage::Full)));
+        assert!(matches!(
+            staging.stage(rec("a").parts(), 1),
+            Ok(Stage::Queued(_))
+        ));
+        assert!(matches!(
+            staging.stage(rec("b").parts(), 1),
+            Ok(Stage::Full)
+        ));
     }
 }

@@ -11,11 +11,29 @@ use bytes::Bytes;
 
 use super::shared::Shared;
 use crate::clock::Timestamp;
-use crate::log::{Record, RecordBody};
+use crate::log::{kind_of, Appending, Parts, Record, RecordBody};
 use crate::ring::Token;
 use crate::store::{Applied, Entry, EntryRef, Version};
-use crate::values::codec::OwnedBody;
+use crate::values::codec::{Encoded, OwnedBody};
 use crate::values::{Body, Simple};
+
+/// The commit log record of `entry` under `key`, borrowed (see
+/// [`crate::log::Parts`]).
+pub fn log_parts<'a>(key: &'a [u8], entry: &'a Entry) -> crate::error::Result<Parts<'a>> {
+    let (kind, body) = match entry.encoded()? {
+        Encoded::Dead => (kind_of(true, false), &[][..]),
+        Encoded::Str(v) => (kind_of(false, false), v),
+        Encoded::Rich(r) => (kind_of(false, true), r),
+    };
+    let version = entry.version();
+    Ok(Parts {
+        key,
+        kind,
+        body,
+        ts: version.ts.0,
+        node: version.node,
+    })
+}
 
 /// The commit log record of an entry.
 pub fn to_record(key: &Bytes, entry: Entry) -> crate::error::Result<Record> {
@@ -118,12 +136,18 @@ impl Shared {
         entry: Entry,
     ) -> crate::error::Result<(Applied, Option<crate::log::Appending>)> {
         self.writable()?;
-        let (applied, record) = self.apply_at(pos, key, entry)?;
-        let logging = match record {
-            Some(rec) => Some(self.log.begin_append(&rec)?),
-            None => None,
+        let applied = self.store.apply_at(pos, key, &entry);
+        let logging = match applied.needs_log() {
+            true => Some(self.begin_log(key, &entry)?),
+            false => None,
         };
         Ok((applied, logging))
+    }
+
+    /// Stages `entry`'s log record under `key` (see
+    /// [`crate::log::CommitLog::begin_append`]) from its borrowed parts.
+    pub fn begin_log(&self, key: &[u8], entry: &Entry) -> crate::error::Result<Appending> {
+        self.log.begin_append_parts(log_parts(key, entry)?)
     }
 
     /// `Error::Misconf` while the commit log takes no writes (see

@@ -20,14 +20,14 @@ use bytes::BytesMut;
 use tracing::{debug, warn};
 
 use crate::anti_entropy::digest;
-use crate::log::{check_parts, encode_parts_into, kind_of};
+use crate::log::check_parts;
 use crate::message::{ApplyReq, ApplyResult, PeerMsg, PutResult, RmwPut};
+use crate::node::apply::log_parts;
 use crate::node::shared::Shared;
 use crate::resp::glob;
 use crate::ring::Token;
 use crate::store::{Applied, Entry};
 use crate::transport::{Peer, PeerHandler, Transport};
-use crate::values::codec::Encoded;
 
 /// What the replica writes of one message leave to do once logged: their
 /// log frames (encoded as they are applied), how many records those hold,
@@ -358,20 +358,14 @@ impl Shared {
     /// big for the log.
     fn accept_write(&self, key: &[u8], entry: &Entry, log: &mut Logged) -> Result<Applied, String> {
         self.writable_for_peers()?;
-        let encoded = entry.encoded().map_err(|e| e.to_string())?;
-        let (kind, body) = match encoded {
-            Encoded::Dead => (kind_of(true, false), &[][..]),
-            Encoded::Str(v) => (kind_of(false, false), v),
-            Encoded::Rich(r) => (kind_of(false, true), r),
-        };
-        check_parts(key.len(), body.len())?;
+        let parts = log_parts(key, entry).map_err(|e| e.to_string())?;
+        check_parts(key.len(), parts.body.len())?;
         self.clock
             .observe(entry.version().ts)
             .map_err(|e| e.to_string())?;
         let applied = self.store.apply_at(&Token::of(key), key, entry);
         if applied.needs_log() {
-            let version = entry.version();
-            encode_parts_into(key, kind, body, version.ts.0, version.node, &mut log.frames);
+            parts.encode_into(&mut log.frames);
             log.records += 1;
         }
         Ok(applied)
@@ -428,16 +422,11 @@ impl Shared {
             self.apply_checked(&Token::of(key), key, &req.entry, &req.check, wall / 1000);
         if let Some(delta) = logged {
             // The bytes the delta came in, unless the check changed it.
-            let (kind, body) = match delta.encoded().map_err(|e| e.to_string())? {
-                Encoded::Dead => (kind_of(true, false), &[][..]),
-                Encoded::Str(v) => (kind_of(false, false), v),
-                Encoded::Rich(r) => (kind_of(false, true), r),
-            };
+            let parts = log_parts(key, &delta).map_err(|e| e.to_string())?;
             // Checked after the merge: a delta too big for the log (which
             // a coordinator never sends) is logged nowhere and refused.
-            check_parts(key.len(), body.len())?;
-            let version = delta.version();
-            encode_parts_into(key, kind, body, version.ts.0, version.node, &mut log.frames);
+            check_parts(key.len(), parts.body.len())?;
+            parts.encode_into(&mut log.frames);
             log.records += 1;
         }
         Ok(result)
