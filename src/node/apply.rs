@@ -200,7 +200,10 @@ impl Shared {
         self.writable()?;
         let (result, logged) = self.apply_checked(pos, key, entry, check, now_ms);
         if let Some(delta) = logged {
-            self.log.append(to_record(key, delta)?).await?;
+            // The delta is not held across the wait: only the append is.
+            let appending = self.begin_log(key, &delta)?;
+            drop(delta);
+            appending.await?;
         }
         Ok(result)
     }
