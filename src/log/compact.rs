@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::files::{self, list, segment_path, snapshot_path, snapshot_tmp_path};
-use super::record::{check_encodable, encode_into, file_header, FileKind, Record, FILE_HEADER_LEN};
+use super::record::{encode_into, file_header, FileKind, Record, FILE_HEADER_LEN};
 use super::writer::{Cmd, Sealed};
 use super::CommitLog;
 use crate::error::{Error, Result};
@@ -67,7 +67,7 @@ impl SnapshotWriter {
 
     /// Add one live record (a value, or a tombstone still within grace).
     pub fn push(&mut self, rec: &Record) -> Result<()> {
-        check_encodable(rec).map_err(Error::InvalidInput)?;
+        rec.parts().check().map_err(Error::InvalidInput)?;
         self.scratch.clear();
         encode_into(rec, &mut self.scratch);
         self.out.write_all(&self.scratch)?;

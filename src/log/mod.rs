@@ -62,8 +62,7 @@ pub use compact::{Compacted, SnapshotWriter};
 pub use fence::{DiskErrno, DiskOp};
 pub use files::snapshot_path;
 pub use record::{
-    check_parts, encode_parts_into, kind_of, Parts, Record, RecordBody, FORMAT_VERSION,
-    MAX_PAYLOAD, MIN_FORMAT_VERSION,
+    kind_of, Parts, Record, RecordBody, FORMAT_VERSION, MAX_PAYLOAD, MIN_FORMAT_VERSION,
 };
 pub use recover::{Damage, Recovered};
 pub use stats::LogStats;
@@ -80,7 +79,7 @@ pub fn snapshot_header(seq: u64) -> [u8; record::FILE_HEADER_LEN] {
 
 /// Appends `rec` to `out` as one frame of a segment or snapshot file.
 pub fn encode_frame(rec: &Record, out: &mut bytes::BytesMut) -> Result<()> {
-    record::check_encodable(rec).map_err(Error::InvalidInput)?;
+    rec.parts().check().map_err(Error::InvalidInput)?;
     record::encode_into(rec, out);
     Ok(())
 }
@@ -291,7 +290,7 @@ impl CommitLog {
     /// [`CommitLog::begin_append`] of a record's borrowed `parts`: no
     /// [`Record`], so no copy of the key or body is made to build one.
     pub fn begin_append_parts(&self, parts: record::Parts<'_>) -> Result<Appending> {
-        record::check_parts(parts.key.len(), parts.body.len()).map_err(Error::InvalidInput)?;
+        parts.check().map_err(Error::InvalidInput)?;
         let stage = self.shared.staging.stage(parts, self.shared.stage_limit)?;
         if let staging::Stage::Queued(wait) = stage {
             return Ok(Appending(Append::Staged(wait)));
@@ -321,7 +320,7 @@ impl CommitLog {
     pub fn append_then(&self, records: &[Record], then: Box<dyn FnOnce(Result<()>) + Send>) {
         let mut buf = bytes::BytesMut::new();
         for rec in records {
-            if let Err(e) = record::check_encodable(rec) {
+            if let Err(e) = rec.parts().check() {
                 then(Err(Error::InvalidInput(e)));
                 return;
             }
@@ -331,7 +330,7 @@ impl CommitLog {
     }
 
     /// [`CommitLog::append_then`] for `records` records already encoded
-    /// into `frames` (with [`encode_parts_into`]).
+    /// into `frames` (with [`Parts::encode_into`]).
     pub fn append_frames_then(
         &self,
         frames: bytes::Bytes,

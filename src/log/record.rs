@@ -102,9 +102,38 @@ pub struct Parts<'a> {
 }
 
 impl Parts<'_> {
-    /// Appends its frame to `buf` (see [`encode_parts_into`]).
+    /// Why this record cannot be logged, if it cannot (too big).
+    pub fn check(&self) -> Result<(), String> {
+        let payload = PAYLOAD_FIXED_LEN + self.key.len() + self.body.len();
+        if payload > MAX_PAYLOAD {
+            return Err(format!(
+                "record of {payload} bytes exceeds the log limit of {MAX_PAYLOAD}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Appends its frame to `buf`. The caller has checked the size with
+    /// [`Parts::check`]; lengths are bounded by [`MAX_PAYLOAD`].
     pub fn encode_into(&self, buf: &mut BytesMut) {
-        encode_parts_into(self.key, self.kind, self.body, self.ts, self.node, buf);
+        let (key, body) = (self.key, self.body);
+        let payload_len = PAYLOAD_FIXED_LEN + key.len() + body.len();
+        buf.reserve(FRAME_HEADER_LEN + payload_len);
+        let start = buf.len();
+        // The fixed part is assembled on the stack and appended at once: a
+        // put per field cost a capacity check each.
+        let mut head = [0u8; FRAME_HEADER_LEN + PAYLOAD_FIXED_LEN];
+        head[..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
+        // Bytes 4..8 hold the CRC, filled in below.
+        head[8..16].copy_from_slice(&self.ts.to_le_bytes());
+        head[16..24].copy_from_slice(&self.node.to_le_bytes());
+        head[24] = self.kind;
+        head[25..29].copy_from_slice(&(key.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&head);
+        buf.extend_from_slice(key);
+        buf.extend_from_slice(body);
+        let crc = frame_crc(&buf[start..start + 4], &buf[start + FRAME_HEADER_LEN..]);
+        buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     }
 }
 
@@ -199,37 +228,13 @@ pub fn check_header(data: &[u8], kind: FileKind, seq: u64) -> HeaderCheck {
     HeaderCheck::Good
 }
 
-/// Why the request to encode a record was refused.
-pub fn check_encodable(rec: &Record) -> Result<(), String> {
-    let payload = rec.encoded_len() - FRAME_HEADER_LEN;
-    if payload > MAX_PAYLOAD {
-        return Err(format!(
-            "record of {payload} bytes exceeds the log limit of {MAX_PAYLOAD}"
-        ));
-    }
-    Ok(())
-}
-
-/// Append the frame for `rec` to `buf`. The caller has checked the size
-/// with [`check_encodable`]; lengths are bounded by [`MAX_PAYLOAD`].
+/// Append the frame for `rec` to `buf` (see [`Parts::encode_into`]).
 pub fn encode_into(rec: &Record, buf: &mut BytesMut) {
-    let (kind, body) = rec.body.parts();
-    encode_parts_into(&rec.key, kind, body, rec.ts, rec.node, buf);
-}
-
-/// Why a record of a key and body of these lengths cannot be logged.
-pub fn check_parts(key_len: usize, value_len: usize) -> Result<(), String> {
-    let payload = PAYLOAD_FIXED_LEN + key_len + value_len;
-    if payload > MAX_PAYLOAD {
-        return Err(format!(
-            "record of {payload} bytes exceeds the log limit of {MAX_PAYLOAD}"
-        ));
-    }
-    Ok(())
+    rec.parts().encode_into(buf);
 }
 
 /// The kind byte of a body borrowed as `(tombstone?, rich?, bytes)`: for a
-/// caller that encodes from borrowed parts (see [`encode_parts_into`]).
+/// caller that encodes from borrowed parts (see [`Parts`]).
 pub fn kind_of(tombstone: bool, rich: bool) -> u8 {
     match (tombstone, rich) {
         (true, _) => KIND_TOMBSTONE,
@@ -238,44 +243,13 @@ pub fn kind_of(tombstone: bool, rich: bool) -> u8 {
     }
 }
 
-/// `encode_into` from borrowed parts, for a caller that has no
-/// [`Record`] (a replica logging what it just applied): `kind` from
-/// [`kind_of`], `body` empty for a tombstone. The caller has checked the
-/// size with [`check_parts`].
-pub fn encode_parts_into(
-    key: &[u8],
-    kind: u8,
-    body: &[u8],
-    ts: u64,
-    node: u64,
-    buf: &mut BytesMut,
-) {
-    let payload_len = PAYLOAD_FIXED_LEN + key.len() + body.len();
-    buf.reserve(FRAME_HEADER_LEN + payload_len);
-    let start = buf.len();
-    // The fixed part is assembled on the stack and appended at once: a put
-    // per field cost a capacity check each.
-    let mut head = [0u8; FRAME_HEADER_LEN + PAYLOAD_FIXED_LEN];
-    head[..4].copy_from_slice(&(payload_len as u32).to_le_bytes());
-    // Bytes 4..8 hold the CRC, filled in below.
-    head[8..16].copy_from_slice(&ts.to_le_bytes());
-    head[16..24].copy_from_slice(&node.to_le_bytes());
-    head[24] = kind;
-    head[25..29].copy_from_slice(&(key.len() as u32).to_le_bytes());
-    buf.extend_from_slice(&head);
-    buf.extend_from_slice(key);
-    buf.extend_from_slice(body);
-    let crc = frame_crc(&buf[start..start + 4], &buf[start + FRAME_HEADER_LEN..]);
-    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-}
-
 /// The frame for `rec` as its own buffer.
 #[cfg(test)]
 pub fn encode(rec: &Record) -> Bytes {
     encode_parts(rec.parts())
 }
 
-/// [`encode`] from borrowed parts (checked with [`check_parts`]).
+/// [`encode`] from borrowed parts (checked with [`Parts::check`]).
 pub fn encode_parts(parts: Parts<'_>) -> Bytes {
     let len = FRAME_HEADER_LEN + PAYLOAD_FIXED_LEN + parts.key.len() + parts.body.len();
     let mut buf = BytesMut::with_capacity(len);
@@ -459,7 +433,7 @@ mod tests {
             ts: 0,
             node: 0,
         };
-        assert!(check_encodable(&big).is_err());
+        assert!(big.parts().check().is_err());
     }
 
     proptest! {

@@ -20,7 +20,6 @@ use bytes::BytesMut;
 use tracing::{debug, warn};
 
 use crate::anti_entropy::digest;
-use crate::log::check_parts;
 use crate::message::{ApplyReq, ApplyResult, PeerMsg, PutResult, RmwPut};
 use crate::node::apply::log_parts;
 use crate::node::shared::Shared;
@@ -359,7 +358,7 @@ impl Shared {
     fn accept_write(&self, key: &[u8], entry: &Entry, log: &mut Logged) -> Result<Applied, String> {
         self.writable_for_peers()?;
         let parts = log_parts(key, entry).map_err(|e| e.to_string())?;
-        check_parts(key.len(), parts.body.len())?;
+        parts.check()?;
         self.clock
             .observe(entry.version().ts)
             .map_err(|e| e.to_string())?;
@@ -425,7 +424,7 @@ impl Shared {
             let parts = log_parts(key, &delta).map_err(|e| e.to_string())?;
             // Checked after the merge: a delta too big for the log (which
             // a coordinator never sends) is logged nowhere and refused.
-            check_parts(key.len(), parts.body.len())?;
+            parts.check()?;
             parts.encode_into(&mut log.frames);
             log.records += 1;
         }
