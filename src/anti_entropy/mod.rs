@@ -33,7 +33,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::message::PeerMsg;
 use crate::node::shared::{Shared, View};
-use crate::ring::NodeName;
+use crate::ring::{NodeName, Token};
 
 /// Differing leaves compared per `AeKeys` message.
 const LEAVES_PER_MESSAGE: usize = 256;
@@ -277,15 +277,21 @@ pub async fn sync_with(
 /// Merges entries received from a peer, durably.
 async fn merge(shared: &Shared, items: Vec<(bytes::Bytes, crate::store::Entry)>) -> Result<()> {
     shared.writable()?;
-    let mut records = Vec::new();
+    let mut logging = Vec::new();
     for (key, entry) in items {
         if let Err(e) = shared.clock.observe(entry.version().ts) {
             tracing::warn!(error = %e, "refused an entry from anti-entropy");
             continue;
         }
-        records.extend(shared.apply(&key, entry)?.1);
+        if shared
+            .store
+            .apply_at(&Token::of(&key), &key, &entry)
+            .needs_log()
+        {
+            logging.push(shared.begin_log(&key, &entry)?);
+        }
     }
-    for r in join_all(records.into_iter().map(|r| shared.log.append(r))).await {
+    for r in join_all(logging).await {
         r?;
     }
     Ok(())

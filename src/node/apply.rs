@@ -4,8 +4,8 @@
 //! store first (so a compaction snapshot taken after it holds the entry)
 //! and then appends the record to the log, before it is acknowledged. Here
 //! are those steps for [`Shared`], and the conversions between entries and
-//! log records. (Replica messages encode their frames straight from the
-//! entry: `node/replica.rs`.)
+//! log records. Every write path encodes its record straight from the
+//! entry's borrowed parts ([`log_parts`]): no owned record is built.
 
 use bytes::Bytes;
 
@@ -29,22 +29,6 @@ pub fn log_parts<'a>(key: &'a [u8], entry: &'a Entry) -> crate::error::Result<Pa
     Ok(Parts {
         key,
         kind,
-        body,
-        ts: version.ts.0,
-        node: version.node,
-    })
-}
-
-/// The commit log record of an entry.
-pub fn to_record(key: &Bytes, entry: Entry) -> crate::error::Result<Record> {
-    let (version, body) = entry.into_owned_body()?;
-    let body = match body {
-        OwnedBody::Dead => RecordBody::Tombstone,
-        OwnedBody::Str(v) => RecordBody::Value(v),
-        OwnedBody::Rich(r) => RecordBody::Rich(r),
-    };
-    Ok(Record {
-        key: key.clone(),
         body,
         ts: version.ts.0,
         node: version.node,
@@ -83,35 +67,7 @@ pub fn from_record(rec: Record) -> crate::error::Result<(Bytes, Entry)> {
 }
 
 impl Shared {
-    /// Merges `entry` into the store and returns what happened, with the
-    /// log record that must be appended (and awaited) before the write is
-    /// acknowledged, if any. The store is updated first, so a compaction
-    /// snapshot taken after this call already holds the entry.
-    pub fn apply(
-        &self,
-        key: &Bytes,
-        entry: Entry,
-    ) -> crate::error::Result<(Applied, Option<Record>)> {
-        self.apply_at(&Token::of(key), key, entry)
-    }
-
-    /// [`Shared::apply`] for a caller that already has the key's ring
-    /// position (the coordinator), which saves hashing the key again.
-    pub fn apply_at(
-        &self,
-        pos: &Token,
-        key: &Bytes,
-        entry: Entry,
-    ) -> crate::error::Result<(Applied, Option<Record>)> {
-        let applied = self.store.apply_at(pos, key, &entry);
-        let record = match applied.needs_log() {
-            true => Some(to_record(key, entry)?),
-            false => None,
-        };
-        Ok((applied, record))
-    }
-
-    /// [`Shared::apply_at`], then waits until the record is in the log.
+    /// [`Shared::apply_logging`], then waits until the record is in the log.
     pub async fn apply_durably(
         &self,
         pos: &Token,

@@ -21,7 +21,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-pub use super::apply::{from_record, record_of, to_record};
+pub use super::apply::{from_record, record_of};
 use crate::clock::Hlc;
 use crate::config::Config;
 use crate::log::CommitLog;

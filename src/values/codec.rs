@@ -118,7 +118,8 @@ pub fn decode(bytes: &[u8]) -> Result<Rich> {
     Ok(rich)
 }
 
-/// An entry's body, owned: what the commit log writes.
+/// An entry's body, owned: what a commit log record holds, read back
+/// into an entry on replay.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OwnedBody {
     /// A delete.
@@ -130,17 +131,6 @@ pub enum OwnedBody {
 }
 
 impl Entry {
-    /// The version and body, owned, taking the string without a copy.
-    pub fn into_owned_body(self) -> Result<(Version, OwnedBody)> {
-        let version = self.version;
-        let body = match self.state {
-            super::State::Dead => OwnedBody::Dead,
-            super::State::Str(v) => OwnedBody::Str(v),
-            super::State::Rich(r) => OwnedBody::Rich(r.encoded()?.clone()),
-        };
-        Ok((version, body))
-    }
-
     /// The entry an owned body stands for.
     pub fn from_owned_body(version: Version, body: OwnedBody) -> Result<Entry> {
         Ok(match body {
