@@ -12,7 +12,8 @@
 //! were ever first for it.
 //!
 //! The coordinator sends the increment to the owner ([`PeerMsg::Incr`]),
-//! or applies it itself when it is the owner. The owner reads its copy,
+//! or applies it itself when it is the owner (`owner.rs`, where it runs
+//! to completion with no task of its own). The owner reads its copy,
 //! checks type, integer-ness and overflow as Redis does, merges the delta
 //! (its share's new total) into its store, logs it, and replicates it like
 //! any write, answering once `w` replicas, itself included, have it. The
@@ -28,7 +29,6 @@ use crate::message::{IncrResult, PeerMsg};
 use crate::node::shared::Shared;
 use crate::quorum::replicas;
 use crate::ring::Token;
-use crate::store::{Entry, Version};
 
 impl Shared {
     /// Adds `by` to the counter at `key` (or at its hash field `field`)
@@ -68,9 +68,16 @@ impl Shared {
             return IncrResult::Failed("no node is up".into());
         };
         if owner == self.me {
-            // Boxed, so that an increment sent to another owner does not
-            // carry the owner's state in its future.
-            return Box::pin(self.increment_as_owner(pos, key, field, by, q)).await;
+            // Applied here (`owner.rs`), answered through `Pending` as a
+            // peer's answer would be.
+            let (guard, replies) = self.pending.register();
+            let to = super::owner::AnswerTo::Here(guard.id);
+            self.increment_owned(pos, key, field, by, q, to);
+            loop {
+                if let (_, PeerMsg::IncrReply { result, .. }) = replies.recv().await {
+                    return result;
+                }
+            }
         }
         let since = if q.strict {
             STRICT_INCR_SINCE
@@ -136,91 +143,6 @@ impl Shared {
             }
         }
     }
-
-    /// Applies an increment as the owner of this node's share (see the
-    /// module doc): reads, checks and merges under the key's lock, then
-    /// logs the delta and replicates it at once, and answers when both are
-    /// done: the log has the record and `q.w` replicas in all have the
-    /// delta. `pos` is the key's token.
-    pub async fn increment_as_owner(
-        &self,
-        pos: Token,
-        key: Bytes,
-        field: Option<Bytes>,
-        by: i64,
-        q: super::Quorum,
-    ) -> IncrResult {
-        if let Some(why) = self.log.fenced() {
-            return IncrResult::Invalid(crate::error::MISCONF_PREFIX.to_string() + &why);
-        }
-        // Refused before anything is applied while a replica could not
-        // hold the delta (`replicate` would refuse it only after).
-        if self
-            .net
-            .oldest_peer_version()
-            .is_some_and(|v| v < super::RICH_SINCE)
-        {
-            let view = self.view.load();
-            let ring = &view.write_ring;
-            let replicas = replicas::replicas(&view, ring, &pos, self.cfg.replication, q.strict);
-            if let Err(e) = self.check_replicas_hold_rich(&view, &replicas.list) {
-                return match e {
-                    crate::error::Error::InvalidInput(why) => IncrResult::Invalid(why),
-                    e => IncrResult::Failed(e.to_string()),
-                };
-            }
-        }
-        // One reading of the wall clock for the stamp and for expiry.
-        let wall = crate::clock::wall_micros();
-        let now = wall / 1000;
-        let updated = self.store.update_at(&pos, &key, now, |current| {
-            if let Some(c) = &current {
-                self.clock.advance_past(c.version.ts);
-            }
-            let version = Version {
-                ts: self.clock.now_at(wall),
-                node: self.id,
-            };
-            Entry::increment(current, field.as_ref(), self.share_id(), by, version, now)
-        });
-        let (delta, value, applied) = match updated {
-            Ok(done) => done,
-            Err(why) => return IncrResult::Refused(why),
-        };
-        // Staged in the log now, before the replicas are sent the delta,
-        // as a coordinator's own copy of a SET is: the two waits overlap.
-        let logging = match applied.needs_log() {
-            true => match self.begin_log(&key, &delta) {
-                Ok(appending) => Some(appending),
-                Err(e) => return not_logged(e),
-            },
-            false => None,
-        };
-        let logged = async {
-            match logging {
-                Some(appending) => appending.await,
-                None => Ok(()),
-            }
-        };
-        let replicated = self.replicate(key, delta, q, super::Mode::AppliedHere(pos));
-        match futures::future::join(logged, replicated).await {
-            (Err(e), _) => not_logged(e),
-            (Ok(()), Ok(_)) => IncrResult::Value(value),
-            (Ok(()), Err(e)) => IncrResult::Failed(format!(
-                "{e} (the increment was applied by {}, and may count)",
-                self.me
-            )),
-        }
-    }
-}
-
-/// The answer to an increment this node applied but could not log. The
-/// replicas may have it (they are sent it while the log writes), so it
-/// is indeterminate like any increment whose answer did not come.
-fn not_logged(e: crate::error::Error) -> IncrResult {
-    IncrResult::Failed(format!(
-        "the increment was applied but not logged, and may or may not count: {e}"
-    ))
 }
 
 /// The peer protocol version that carries increments.

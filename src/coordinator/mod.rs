@@ -49,11 +49,13 @@ use crate::store::{Entry, Version};
 
 mod counter;
 mod mode;
+mod owner;
 mod read;
 mod refusal;
 
 pub use crate::quorum::{Quorum, WriteOutcome};
 pub(crate) use mode::Mode;
+pub(crate) use owner::AnswerTo;
 
 pub(crate) use refusal::fenced_everywhere;
 use refusal::refusal_text;
@@ -203,12 +205,8 @@ impl Shared {
         mode: Mode<'_>,
     ) -> Result<WriteOutcome> {
         // Computed here, not passed in: a SET's future is then built in
-        // place, where a token argument made the caller copy it. A
-        // counter's owner has it already.
-        let pos = match mode {
-            Mode::AppliedHere(pos) => pos,
-            _ => Token::of(&key),
-        };
+        // place, where a token argument made the caller copy it.
+        let pos = Token::of(&key);
         let rich = entry.as_simple().is_none();
         // Read again only after a wait: the deadline is checked late by
         // at most the local write, which costs no clock read per write.
@@ -358,7 +356,6 @@ impl Shared {
         mode: &Mode<'a>,
     ) -> Local<'a> {
         match mode {
-            Mode::AppliedHere(_) => Local::Done(Ack::done(false)),
             // Boxed, so that a plain write's future does not carry a typed
             // write's state.
             Mode::Checked(check, now_ms) => {

@@ -12,11 +12,6 @@ pub(crate) enum Mode<'a> {
     /// The write of a read-modify-write that read this version
     /// ([`PeerMsg::PutRmw`]): replicas report conflicts.
     Rmw(Option<Version>),
-    /// Already merged and logged by this node (a counter's owner), which
-    /// counts as one acknowledgement if it is a replica; the others get a
-    /// plain write. With the key's token, which the owner already
-    /// computed (one SHA-1 of the key fewer per increment).
-    AppliedHere(crate::ring::Token),
     /// A typed write ([`PeerMsg::Apply`]): replicas check the key's type
     /// and report the elements they held. If some refuse for the type and
     /// others apply it, the refusers are sent it as a plain write. With
@@ -28,7 +23,7 @@ pub(crate) enum Mode<'a> {
 impl Mode<'_> {
     pub(super) fn message(&self, id: u64, key: Bytes, entry: Entry) -> PeerMsg {
         match self {
-            Mode::Plain | Mode::AppliedHere(_) => PeerMsg::Put { id, key, entry },
+            Mode::Plain => PeerMsg::Put { id, key, entry },
             Mode::Rmw(read) => PeerMsg::PutRmw(Box::new(RmwPut {
                 id,
                 key,

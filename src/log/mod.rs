@@ -178,6 +178,23 @@ enum Append {
     Queued(std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send>>),
 }
 
+impl Appending {
+    /// Calls `then` with the append's answer instead of being awaited (for
+    /// a caller that is not a task: see `coordinator/owner.rs`). A staged
+    /// append leaves it with its batch, so it runs on the writer's task
+    /// (or here, if the batch is already written); one queued behind a
+    /// full buffer is awaited by a small task. `then` must be quick and
+    /// must not block.
+    pub fn then(self, then: Box<dyn FnOnce(Result<()>) + Send>) {
+        match self.0 {
+            Append::Staged(answer) => answer.then(then),
+            Append::Queued(wait) => {
+                tokio::spawn(async move { then(wait.await) });
+            }
+        }
+    }
+}
+
 impl std::future::Future for Appending {
     type Output = Result<()>;
 

@@ -23,7 +23,10 @@
 //!
 //! Answers. The appends staged together share one answer
 //! ([`StagedBatch`]): the writer sets it once and wakes each of them, where
-//! a channel per append cost an allocation and two hand-overs each.
+//! a channel per append cost an allocation and two hand-overs each. An
+//! append whose caller is not a task (a counter owner's increment, driven
+//! by the events that reach it) leaves a callback instead of a waker
+//! ([`Answer::then`]), called on the writer's task with the answer.
 //!
 //! Shutdown and crash. After a shutdown, and when the writer task ends for
 //! any reason (an abort, in the simulated cluster's crash), the staging is
@@ -77,7 +80,12 @@ pub(in crate::log) struct StagedBatch {
 struct BatchState {
     outcome: Option<Outcome>,
     wakers: Vec<Waker>,
+    /// Callbacks left by [`Answer::then`], called once with the answer.
+    thens: Vec<Then>,
 }
+
+/// A callback waiting for a batch's answer.
+pub(in crate::log) type Then = Box<dyn FnOnce(Result<()>) + Send>;
 
 /// A batch's answer, in a form every one of its appends can be given.
 #[derive(Clone)]
@@ -105,13 +113,29 @@ impl StagedBatch {
             Err(Error::Shutdown) => Outcome::Shutdown,
             Err(e) => Outcome::Failed(e.to_string()),
         };
-        let wakers = {
+        let (wakers, thens, outcome) = {
             let mut state = self.lock();
-            state.outcome.get_or_insert(outcome);
-            std::mem::take(&mut state.wakers)
+            let outcome = state.outcome.get_or_insert(outcome).clone();
+            let thens = std::mem::take(&mut state.thens);
+            (std::mem::take(&mut state.wakers), thens, outcome)
         };
         for w in wakers {
             w.wake();
+        }
+        for then in thens {
+            then(outcome.result());
+        }
+    }
+}
+
+impl Outcome {
+    /// The answer as one append takes it.
+    fn result(&self) -> Result<()> {
+        match self {
+            Outcome::Written => Ok(()),
+            Outcome::Refused(why) => Err(Error::Misconf(why.clone())),
+            Outcome::Shutdown => Err(Error::Shutdown),
+            Outcome::Failed(why) => Err(Error::Io(std::io::Error::other(why.clone()))),
         }
     }
 }
@@ -130,12 +154,7 @@ impl Future for Answer {
         let this = self.get_mut();
         let mut state = this.batch.lock();
         match &state.outcome {
-            Some(Outcome::Written) => Poll::Ready(Ok(())),
-            Some(Outcome::Refused(why)) => Poll::Ready(Err(Error::Misconf(why.clone()))),
-            Some(Outcome::Shutdown) => Poll::Ready(Err(Error::Shutdown)),
-            Some(Outcome::Failed(why)) => {
-                Poll::Ready(Err(Error::Io(std::io::Error::other(why.clone()))))
-            }
+            Some(outcome) => Poll::Ready(outcome.result()),
             None => {
                 // (The list is only taken with the outcome set, so a slot
                 // stays valid while there is none.)
@@ -149,6 +168,25 @@ impl Future for Answer {
                 Poll::Pending
             }
         }
+    }
+}
+
+impl Answer {
+    /// Calls `then` with the answer instead of waking a task: on the
+    /// writer's task when the batch is written, or here and now if it
+    /// already was. Must be quick and must not block.
+    pub(super) fn then(self, then: Then) {
+        let outcome = {
+            let mut state = self.batch.lock();
+            match &state.outcome {
+                Some(outcome) => outcome.clone(),
+                None => {
+                    state.thens.push(then);
+                    return;
+                }
+            }
+        };
+        then(outcome.result());
     }
 }
 
@@ -226,6 +264,39 @@ mod tests {
             ts: 1,
             node: 1,
         }
+    }
+
+    #[test]
+    fn a_callback_left_on_an_answer_is_called_once_with_its_batch_answer() {
+        use std::sync::mpsc;
+        let staging = Staging::default();
+        let stage = || match staging.stage(rec("a").parts(), 1 << 20) {
+            Ok(Stage::Queued(answer)) => answer,
+            _ => panic!("not staged"),
+        };
+        let (tx, rx) = mpsc::channel();
+        let note = |tag: &'static str| -> Then {
+            let tx = tx.clone();
+            Box::new(move |result: Result<()>| tx.send((tag, result.is_ok())).unwrap())
+        };
+        // Left before the batch is written: called when it is.
+        stage().then(note("before"));
+        let (mut buf, mut waiters) = (BytesMut::new(), Vec::new());
+        assert_eq!(staging.take_into(&mut buf, &mut waiters), 1);
+        assert!(rx.try_recv().is_err(), "not called before the answer");
+        let Done::Staged(batch) = waiters.remove(0) else {
+            panic!("the staged batch's answer")
+        };
+        batch.finish(Ok(()));
+        assert_eq!(rx.try_recv(), Ok(("before", true)));
+        // Left after: called at once, with the answer given.
+        Answer { batch, slot: None }.then(note("after"));
+        assert_eq!(rx.try_recv(), Ok(("after", true)));
+        // A batch closed unwritten answers its callbacks with an error.
+        stage().then(note("closed"));
+        staging.close();
+        assert_eq!(rx.try_recv(), Ok(("closed", false)));
+        assert!(rx.try_recv().is_err(), "each called once");
     }
 
     #[tokio::test]

@@ -82,7 +82,7 @@ impl Shared {
         let until = crate::clock::instant() + self.cfg.request_timeout();
         let mut settled = false;
         while crate::clock::instant() < until {
-            if self.peer_work.is_empty() && self.pending.idle() {
+            if self.pending.idle() {
                 settled = true;
                 break;
             }

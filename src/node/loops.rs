@@ -26,7 +26,9 @@ pub(super) async fn sweep_loop(shared: Arc<Shared>, shutdown: CancellationToken)
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(pending::SWEEP_EVERY) => {}
         }
-        shared.pending.sweep(crate::clock::instant());
+        for request in shared.pending.sweep(crate::clock::instant()) {
+            request.on_poke(&shared);
+        }
     }
 }
 

@@ -282,7 +282,6 @@ impl Node {
             leaving: Default::default(),
             stop_requested: Default::default(),
             draining: Default::default(),
-            peer_work: Default::default(),
             started: crate::clock::instant(),
             handoff_in: Default::default(),
             clients: Default::default(),

@@ -17,7 +17,15 @@
 //! * a view change pokes every waiting inbox ([`Pending::poke_all`]).
 //!
 //! A poke carries no message: the woken request looks at the clock and
-//! the view and carries on. An inbox wakes its request through one
+//! the view and carries on.
+//!
+//! A request need not be a task. One run to completion by the events that
+//! reach it (a counter owner's increment: `coordinator/owner.rs`) registers
+//! a [`Driven`] instead of an inbox: a reply is handed to it, and a poke
+//! calls it, on whichever task brought the event, with no waking between.
+//! `Pending` only finds them; [`Shared`]'s methods call them
+//! ([`Delivery::Driven`], and the lists [`Pending::sweep`] and
+//! [`Pending::poke_all`] return), after the map's lock is let go. An inbox wakes its request through one
 //! `AtomicWaker` (a `Notify` cost a lock of its waiter list on every wait
 //! and every wake); a poke is a flag beside the queue, and both are looked
 //! at again after the waker is registered, so neither is lost between a
@@ -34,6 +42,7 @@ use futures::task::AtomicWaker;
 use tokio::sync::Notify;
 
 use crate::message::PeerMsg;
+use crate::node::shared::Shared;
 use crate::ring::NodeName;
 
 /// How often the sweeper looks for requests whose wake-up instant passed:
@@ -44,7 +53,7 @@ pub const SWEEP_EVERY: Duration = Duration::from_millis(5);
 #[derive(Debug)]
 pub struct Pending {
     next: AtomicU64,
-    waiting: DashMap<u64, Arc<Inbox>, BuildHasherDefault<IdHasher>>,
+    waiting: DashMap<u64, Waiter, BuildHasherDefault<IdHasher>>,
     /// Wake-up instants are stored as microseconds since this.
     origin: Instant,
     /// Requests registered and not yet dropped (cheaper to keep than to
@@ -70,6 +79,48 @@ impl Default for Pending {
             pokes: AtomicU64::new(0),
         }
     }
+}
+
+/// Who waits for a request id's replies.
+#[derive(Clone)]
+enum Waiter {
+    /// A task, through its inbox.
+    Inbox(Arc<Inbox>),
+    /// A request run to completion by the events that reach it.
+    Driven(Arc<dyn Driven>),
+}
+
+impl std::fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Waiter::Inbox(inbox) => inbox.fmt(f),
+            Waiter::Driven(_) => f.write_str("Driven"),
+        }
+    }
+}
+
+/// A request that no task waits for: it does what each event that
+/// reaches it calls for, there and then, and removes itself from
+/// [`Pending`] when it is done. Its methods must not block, and are
+/// never called with `Pending`'s map locked.
+pub trait Driven: Send + Sync {
+    /// A reply carrying its id.
+    fn on_reply(&self, shared: &Shared, from: NodeName, msg: PeerMsg);
+    /// The instant it asked to be woken at passed, or the view changed.
+    fn on_poke(&self, shared: &Shared);
+    /// When the sweeper should poke it, as [`Pending::micros`] counts
+    /// (`u64::MAX`: never).
+    fn wake_at(&self) -> &AtomicU64;
+}
+
+/// What [`Pending::deliver`] did with a reply.
+pub enum Delivery {
+    /// Queued for the task that waits for it.
+    Queued,
+    /// Nobody waits for it any more.
+    Gone,
+    /// For this request to take ([`Driven::on_reply`]).
+    Driven(Arc<dyn Driven>, NodeName, PeerMsg),
 }
 
 /// The replies delivered to one waiting request. One allocation per
@@ -217,8 +268,7 @@ pub struct PendingGuard<'a> {
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        self.pending.waiting.remove(&self.id);
-        self.pending.count.fetch_sub(1, Ordering::Relaxed);
+        self.pending.remove(self.id);
     }
 }
 
@@ -226,8 +276,7 @@ impl Pending {
     /// Registers a new request; replies with its id go to the returned
     /// inbox until the guard is dropped.
     pub fn register(&self) -> (PendingGuard<'_>, Arc<Inbox>) {
-        // Id 0 is reserved for fire-and-forget messages (read repair).
-        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = self.next_id();
         let inbox = Arc::new(Inbox {
             queue: Mutex::new(Bag::default()),
             waker: AtomicWaker::new(),
@@ -235,48 +284,92 @@ impl Pending {
             wake_at: AtomicU64::new(u64::MAX),
             origin: self.origin,
         });
-        self.waiting.insert(id, inbox.clone());
-        if self.count.fetch_add(1, Ordering::Relaxed) == 0 {
-            self.busy.notify_one();
-        }
+        self.insert(id, Waiter::Inbox(inbox.clone()));
         (PendingGuard { id, pending: self }, inbox)
     }
 
-    /// Hands a reply to its request, if it still waits. Returns whether it did.
-    pub fn deliver(&self, id: u64, from: NodeName, msg: PeerMsg) -> bool {
-        match self.waiting.get(&id) {
-            Some(inbox) => {
-                inbox.push(from, msg);
-                true
-            }
-            None => false,
+    /// A fresh request id.
+    pub fn next_id(&self) -> u64 {
+        // Id 0 is reserved for fire-and-forget messages (read repair).
+        self.next.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Registers a request that no task waits for under `id` (from
+    /// [`Pending::next_id`]), until it calls [`Pending::remove`].
+    pub fn register_driven(&self, id: u64, request: Arc<dyn Driven>) {
+        self.insert(id, Waiter::Driven(request));
+    }
+
+    fn insert(&self, id: u64, waiter: Waiter) {
+        self.waiting.insert(id, waiter);
+        if self.count.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.busy.notify_one();
         }
     }
 
-    /// Pokes every request whose wake-up instant is at or before `now`.
-    pub fn sweep(&self, now: Instant) {
-        let now = u64::try_from(now.saturating_duration_since(self.origin).as_micros())
-            .unwrap_or(u64::MAX);
-        for inbox in self.waiting.iter() {
-            let at = inbox.wake_at.load(Ordering::Relaxed);
-            if at <= now
-                && inbox
-                    .wake_at
+    /// Forgets the request `id`: later replies to it are dropped.
+    pub fn remove(&self, id: u64) {
+        if self.waiting.remove(&id).is_some() {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// `at` as a wake-up instant ([`Inbox::wake_at`], [`Driven::wake_at`]).
+    pub fn micros(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Hands a reply to its request's inbox, if it still waits, or back
+    /// for a driven request to take (see [`Delivery`]).
+    pub fn deliver(&self, id: u64, from: NodeName, msg: PeerMsg) -> Delivery {
+        let driven = match self.waiting.get(&id).as_deref() {
+            Some(Waiter::Inbox(inbox)) => {
+                inbox.push(from, msg);
+                return Delivery::Queued;
+            }
+            Some(Waiter::Driven(request)) => request.clone(),
+            None => return Delivery::Gone,
+        };
+        Delivery::Driven(driven, from, msg)
+    }
+
+    /// Pokes every request whose wake-up instant is at or before `now`;
+    /// returns the driven ones among them, for the caller to poke.
+    #[must_use = "the driven requests returned are to be poked"]
+    pub fn sweep(&self, now: Instant) -> Vec<Arc<dyn Driven>> {
+        let now = self.micros(now);
+        let due = |wake_at: &AtomicU64| {
+            let at = wake_at.load(Ordering::Relaxed);
+            at <= now
+                && wake_at
                     .compare_exchange(at, u64::MAX, Ordering::Relaxed, Ordering::Relaxed)
                     .is_ok()
-            {
-                inbox.poke();
+        };
+        let mut driven = Vec::new();
+        for waiter in self.waiting.iter() {
+            match waiter.value() {
+                Waiter::Inbox(inbox) if due(&inbox.wake_at) => inbox.poke(),
+                Waiter::Driven(request) if due(request.wake_at()) => driven.push(request.clone()),
+                _ => {}
             }
         }
+        driven
     }
 
-    /// Pokes every waiting request (the routing view changed).
-    pub fn poke_all(&self) {
+    /// Pokes every waiting request (the routing view changed); returns the
+    /// driven ones, for the caller to poke.
+    #[must_use = "the driven requests returned are to be poked"]
+    pub fn poke_all(&self) -> Vec<Arc<dyn Driven>> {
         // Counted before the inboxes are poked (see `pokes`).
         self.pokes.fetch_add(1, Ordering::SeqCst);
-        for inbox in self.waiting.iter() {
-            inbox.poke();
+        let mut driven = Vec::new();
+        for waiter in self.waiting.iter() {
+            match waiter.value() {
+                Waiter::Inbox(inbox) => inbox.poke(),
+                Waiter::Driven(request) => driven.push(request.clone()),
+            }
         }
+        driven
     }
 
     /// Requests waiting.
@@ -338,9 +431,12 @@ mod tests {
         });
         // Let the waiter register before anything arrives.
         tokio::task::yield_now().await;
-        assert!(pending.deliver(id, "a".into(), PeerMsg::TransferAck { id }));
+        assert!(matches!(
+            pending.deliver(id, "a".into(), PeerMsg::TransferAck { id }),
+            Delivery::Queued
+        ));
         tokio::task::yield_now().await;
-        pending.poke_all();
+        assert!(pending.poke_all().is_empty(), "no driven request");
         let (first, second) = tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
             .expect("the waiting request was woken")
@@ -354,24 +450,30 @@ mod tests {
     async fn replies_pokes_and_deadlines_reach_the_waiting_request() {
         let pending = Pending::default();
         let (guard, inbox) = pending.register();
-        assert!(pending.deliver(guard.id, "a".into(), PeerMsg::TransferAck { id: guard.id }));
+        assert!(matches!(
+            pending.deliver(guard.id, "a".into(), PeerMsg::TransferAck { id: guard.id }),
+            Delivery::Queued
+        ));
         assert!(matches!(inbox.next().await, Some((from, _)) if &*from == "a"));
 
         // A deadline not yet passed does not poke; a passed one does, once.
         let soon = Instant::now() + Duration::from_millis(30);
         inbox.wake_at(soon);
-        pending.sweep(Instant::now());
+        assert!(pending.sweep(Instant::now()).is_empty());
         assert!(inbox.lock().is_empty());
-        pending.sweep(soon);
+        assert!(pending.sweep(soon).is_empty());
         assert_eq!(inbox.next().await.map(|(f, _)| f), None, "poked, no reply");
         assert_eq!(inbox.wake_at.load(Ordering::Relaxed), u64::MAX);
 
-        pending.poke_all();
+        assert!(pending.poke_all().is_empty(), "no driven request");
         assert!(inbox.next().await.is_none());
 
         // More replies than the inline slots: every one comes out once.
         for i in 0..5 {
-            assert!(pending.deliver(guard.id, "b".into(), PeerMsg::TransferAck { id: i }));
+            assert!(matches!(
+                pending.deliver(guard.id, "b".into(), PeerMsg::TransferAck { id: i }),
+                Delivery::Queued
+            ));
         }
         let mut ids = Vec::new();
         while let Some((_, PeerMsg::TransferAck { id })) = inbox.lock().pop() {
@@ -383,6 +485,57 @@ mod tests {
 
         drop(guard);
         assert!(pending.is_empty());
-        assert!(!pending.deliver(1, "a".into(), PeerMsg::TransferAck { id: 1 }));
+        assert!(matches!(
+            pending.deliver(1, "a".into(), PeerMsg::TransferAck { id: 1 }),
+            Delivery::Gone
+        ));
+    }
+
+    /// A driven request that notes nothing: these tests look only at what
+    /// `Pending` hands back.
+    struct Quiet(AtomicU64);
+
+    impl Driven for Quiet {
+        fn on_reply(&self, _: &Shared, _: NodeName, _: PeerMsg) {}
+        fn on_poke(&self, _: &Shared) {}
+        fn wake_at(&self) -> &AtomicU64 {
+            &self.0
+        }
+    }
+
+    #[test]
+    fn a_driven_request_is_handed_back_its_replies_its_deadline_and_view_changes() {
+        let pending = Pending::default();
+        let (_guard, _inbox) = pending.register();
+        let id = pending.next_id();
+        let driven = Arc::new(Quiet(AtomicU64::new(u64::MAX)));
+        pending.register_driven(id, driven.clone());
+        assert_eq!(pending.len(), 2);
+        assert!(!pending.idle(), "a drain waits for it");
+
+        let Delivery::Driven(_, from, PeerMsg::TransferAck { id: got }) =
+            pending.deliver(id, "a".into(), PeerMsg::TransferAck { id })
+        else {
+            panic!("handed back, not queued")
+        };
+        assert_eq!((&*from, got), ("a", id));
+
+        // Its deadline: handed back once it passed, once.
+        let soon = Instant::now() + Duration::from_millis(30);
+        driven.0.store(pending.micros(soon), Ordering::Relaxed);
+        assert!(pending.sweep(Instant::now()).is_empty());
+        assert_eq!(pending.sweep(soon).len(), 1);
+        assert!(pending.sweep(soon).is_empty(), "not twice");
+
+        // A view change hands back every driven request, and pokes inboxes.
+        assert_eq!(pending.poke_all().len(), 1);
+
+        pending.remove(id);
+        pending.remove(id);
+        assert_eq!(pending.len(), 1, "removed once");
+        assert!(matches!(
+            pending.deliver(id, "a".into(), PeerMsg::TransferAck { id }),
+            Delivery::Gone
+        ));
     }
 }

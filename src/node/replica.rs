@@ -22,9 +22,10 @@ use tracing::{debug, warn};
 use crate::anti_entropy::digest;
 use crate::message::{ApplyReq, ApplyResult, PeerMsg, PutResult, RmwPut};
 use crate::node::apply::log_parts;
+use crate::node::pending::Delivery;
 use crate::node::shared::Shared;
 use crate::resp::glob;
-use crate::ring::Token;
+use crate::ring::{NodeName, Token};
 use crate::store::{Applied, Entry};
 use crate::transport::{Peer, PeerHandler, Transport};
 
@@ -68,7 +69,7 @@ impl PeerHandler for Shared {
             msg => msg,
         };
         if let Some(id) = msg.reply_id() {
-            self.pending.deliver(id, from.name.clone(), msg);
+            self.deliver(id, from.name.clone(), msg);
             return;
         }
         let strict = matches!(msg, PeerMsg::IncrStrict { .. });
@@ -183,27 +184,17 @@ impl PeerHandler for Shared {
                 by,
                 w,
             } => {
-                let Some(shared) = self.this.upgrade() else {
-                    return;
-                };
-                let reply_to = from.reply_to.clone();
                 let q = crate::coordinator::Quorum {
                     r: 1,
                     w: w as usize,
                     strict,
                 };
-                let work = shared.peer_work.clone();
-                // Boxed: the task moves its future several times as it
-                // starts and ends, which for a future this size costs
-                // more than the allocation.
-                work.spawn(crate::clock::inherit(Box::pin(async move {
-                    let result = shared
-                        .increment_as_owner(Token::of(&key), key, field, by, q)
-                        .await;
-                    shared
-                        .net
-                        .send(&reply_to, PeerMsg::IncrReply { id, result });
-                })));
+                // Run to completion, with no task (see `coordinator/owner.rs`).
+                let to = crate::coordinator::AnswerTo::Peer {
+                    to: from.reply_to.clone(),
+                    id,
+                };
+                self.increment_owned(Token::of(&key), key, field, by, q, to);
                 return;
             }
             PeerMsg::Transfer { id, items } => {
@@ -387,7 +378,14 @@ impl Shared {
         one: impl Fn(u64, T) -> PeerMsg,
     ) {
         for (id, answer) in answers {
-            self.pending.deliver(id, from.name.clone(), one(id, answer));
+            self.deliver(id, from.name.clone(), one(id, answer));
+        }
+    }
+
+    /// Hands a reply to the request waiting for it (see [`Delivery`]).
+    pub(crate) fn deliver(&self, id: u64, from: NodeName, msg: PeerMsg) {
+        if let Delivery::Driven(request, from, msg) = self.pending.deliver(id, from, msg) {
+            request.on_reply(self, from, msg);
         }
     }
 

@@ -155,9 +155,6 @@ pub struct Shared {
     pub stop_requested: tokio_util::sync::CancellationToken,
     /// Set when the node starts to stop (see `node/drain.rs`).
     pub draining: std::sync::atomic::AtomicBool,
-    /// The increments this node applies as their share's owner for a
-    /// peer, which a stopping node finishes before it closes.
-    pub peer_work: tokio_util::task::TaskTracker,
     /// What `ringkv leave` is doing on this node, if it runs.
     pub leaving: Mutex<Option<crate::node::departure::Progress>>,
     /// The generation of each refused peer whose refusal was logged.
@@ -407,7 +404,9 @@ impl Shared {
         self.view.store(Arc::new(view));
         self.view_tx.send_replace(epoch);
         // Waiting quorum requests retarget to the new preference lists.
-        self.pending.poke_all();
+        for request in self.pending.poke_all() {
+            request.on_poke(self);
+        }
     }
 
     /// Sends the request `make(id)` to `peer` and waits (up to the request
