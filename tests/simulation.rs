@@ -76,6 +76,73 @@ async fn a_simulated_cluster_replicates_partitions_heals_and_survives_a_crash() 
     assert!(sim.net.delivered.load(std::sync::atomic::Ordering::Relaxed) > 0);
 }
 
+/// A counter's owner that applied an increment and then cannot gather its
+/// quorum answers that the increment may count, and it does: the owner's
+/// increment runs with no task (`coordinator/owner.rs`), and here it is
+/// the view change marking a replica down, handed to the waiting
+/// increment, that ends it (a strict quorum of 3 with 2 home replicas up).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn an_owner_short_of_its_quorum_answers_indeterminate_and_the_increment_counts() {
+    let names = ["n1", "n2", "n3"];
+    let sim = Sim::start(&names).await;
+    let key = Bytes::from_static(b"hits");
+    let home = sim
+        .node(0)
+        .shared
+        .view
+        .load()
+        .home_ring
+        .preference_list_for_key(&key, 3);
+    let at = |i: usize| names.iter().position(|n| *n == &*home[i]).expect("a node");
+    let (owner, cut) = (at(0), at(1));
+    sim.net.cut(names[owner], names[cut]);
+
+    let strict = ringkv::coordinator::Quorum {
+        r: 1,
+        w: 3,
+        strict: true,
+    };
+    let incr = sim
+        .node(owner)
+        .shared
+        .increment(key.clone(), None, 5, strict);
+    let started = tokio::time::Instant::now();
+    let result = with_node_offset(sim.offsets[owner], incr).await;
+    // Simulated time: at the view change (failure_timeout_ms, 300), not
+    // at the request's deadline (request_timeout_ms, 2,000).
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "answered after {took:?}: {result:?}"
+    );
+    let IncrResult::Failed(why) = &result else {
+        panic!("the increment was answered {result:?}, not as indeterminate")
+    };
+    let applied = format!(
+        "the increment was applied by {}, and may count",
+        names[owner]
+    );
+    assert!(why.contains(&applied), "{why}");
+    assert!(
+        !sim.node(owner).shared.view.load().ring.contains(names[cut]),
+        "answered before the cut replica was marked down: {why}"
+    );
+
+    sim.net.heal_all();
+    let counter = |i: usize| {
+        let now = with_node_offset_sync(sim.offsets[i], ringkv::clock::wall_millis);
+        let entry = sim.node(i).shared.store.get(&key)?;
+        entry.string_value(now).ok().flatten()
+    };
+    assert!(
+        poll(Duration::from_secs(60), || (0..3)
+            .all(|i| counter(i).as_deref() == Some(&b"5"[..])))
+        .await,
+        "the increment did not count everywhere: {:?}",
+        (0..3).map(counter).collect::<Vec<_>>()
+    );
+}
+
 use ringkv::history::{History, Op, Outcome};
 use ringkv::message::IncrResult;
 use ringkv::ring::Token;

@@ -33,7 +33,7 @@ use crate::error::{Error, Result};
 use crate::message::{IncrResult, PeerMsg};
 use crate::metrics::Op;
 use crate::node::pending::Driven;
-use crate::node::shared::Shared;
+use crate::node::shared::{Shared, View};
 use crate::quorum::{replicas, Ack, Quorum, WriteOutcome, WriteQuorum, WriteStep};
 use crate::ring::{NodeName, Token};
 use crate::store::{Entry, Version};
@@ -214,13 +214,13 @@ impl OwnedIncrement {
         let answer = {
             let mut state = self.lock();
             if state.answer.is_some() && state.replicated.is_none() {
-                if let Some(ack) =
-                    reply.and_then(|(from, msg)| Some((super::write_ack(&from, msg)?, from)))
-                {
-                    if matches!(ack.0, Ack::Done { .. }) {
-                        shared.metrics.replica_ack(Op::Write);
+                if let Some((from, msg)) = reply {
+                    if let Some(ack) = super::write_ack(&from, msg) {
+                        if matches!(ack, Ack::Done { .. }) {
+                            shared.metrics.replica_ack(Op::Write);
+                        }
+                        state.write.on_ack(from, ack);
                     }
-                    state.write.on_ack(ack.1, ack.0);
                 }
                 self.drive(shared, &mut state);
             }
@@ -271,18 +271,7 @@ impl OwnedIncrement {
             } = state;
             let asking = write.on_view(view.epoch, replicas);
             let local = asking.local;
-            for node in asking.remote {
-                let (key, entry) = (key.clone(), delta.clone());
-                shared.send_to(
-                    &view,
-                    node,
-                    PeerMsg::Put {
-                        id: self.id,
-                        key,
-                        entry,
-                    },
-                );
-            }
+            self.send_delta(shared, &view, asking.remote, key, delta);
             // Applied and logged here already: one acknowledgement.
             if local {
                 let me = write.me().clone();
@@ -301,21 +290,10 @@ impl OwnedIncrement {
                     state.replicated = Some(Err(error));
                     return;
                 }
-                // Only a typed write is refused for the key's type; kept
-                // for the machine's sake: this node's copy is applied.
+                // Only a typed write is refused for the key's type (a
+                // `Put` never is); followed all the same, for the machine.
                 WriteStep::Force(targets) => {
-                    for node in &targets.remote {
-                        let (key, entry) = (state.key.clone(), state.delta.clone());
-                        shared.send_to(
-                            &view,
-                            node,
-                            PeerMsg::Put {
-                                id: self.id,
-                                key,
-                                entry,
-                            },
-                        );
-                    }
+                    self.send_delta(shared, &view, &targets.remote, &state.key, &state.delta);
                     if targets.local {
                         let me = state.write.me().clone();
                         state.write.on_ack(me, Ack::done(false));
@@ -327,6 +305,31 @@ impl OwnedIncrement {
                     return;
                 }
             }
+        }
+    }
+}
+
+impl OwnedIncrement {
+    /// Sends the delta to `nodes` as a plain write carrying this request's id.
+    fn send_delta(
+        &self,
+        shared: &Shared,
+        view: &View,
+        nodes: &[NodeName],
+        key: &Bytes,
+        delta: &Entry,
+    ) {
+        for node in nodes {
+            let (key, entry) = (key.clone(), delta.clone());
+            shared.send_to(
+                view,
+                node,
+                PeerMsg::Put {
+                    id: self.id,
+                    key,
+                    entry,
+                },
+            );
         }
     }
 }
