@@ -8,6 +8,7 @@
 #   RB_ARGS=-3 bench/callgrind.sh      # the measured load in RESP3 (redis-benchmark -3: HELLO 3 first)
 #   NODES=1 bench/callgrind.sh         # one node alone (no replicas): the request path without peers
 #   TESTS="hset sadd incr hget" bench/callgrind.sh   # the types (hget reads the hash -t hset loads first)
+#   WARM_T=incr TESTS=incr bench/callgrind.sh   # warm up with INCRs too: increments of counters that exist
 #
 # Starts nodes n2 and n3 normally and n1 under `valgrind --tool=callgrind --instr-atstart=no`, all with
 # worker_threads=1 and read_speculation_ms=200 (so valgrind's slowness does not trigger speculative reads);
@@ -65,6 +66,10 @@ for t in $TESTS; do
   done
   # Enough SETs that nearly every key of the 100,000 exists (95 %), so GETs measure hits, not misses.
   redis-benchmark -p $((BASE + 1)) -t set -c 50 -P 16 -n "${WARM:-300000}" -d 64 -r 100000 -q >/dev/null
+  # WARM_T: a test whose keys to create too (the steady state of a long run, where most writes find their key).
+  if [ -n "${WARM_T:-}" ]; then
+    redis-benchmark -p $((BASE + 1)) -t "$WARM_T" -c 50 -P 16 -n "${WARM:-300000}" -d 64 -r 100000 -q >/dev/null
+  fi
   # hget is no -t test of redis-benchmark: HGET of the fields of the one hash `-t hset` writes, loaded first.
   load=(-t "$t")
   if [ "$t" = hget ]; then
