@@ -147,6 +147,15 @@ pub struct Status {
     /// backlog).
     #[serde(default)]
     pub handoff_backlog: u64,
+    /// Routing view changes since start.
+    #[serde(default)]
+    pub view_epoch: u64,
+    /// The newest view epoch whose anti-entropy round completed: equal to
+    /// `view_epoch` once this node has reconciled with the peers its
+    /// latest view change concerns (`ringkv scenario`'s `settle` waits
+    /// for it on every node).
+    #[serde(default)]
+    pub view_epoch_reconciled: u64,
 }
 
 /// One peer's clock, as `/status` shows it.
@@ -304,6 +313,8 @@ pub fn status(shared: &Shared) -> Status {
             .clone(),
         handoff_backlog: shared.metrics.handoff_backlog.load(Ordering::Relaxed),
         clock_injected_offset_ms: crate::clock::offset_micros() / 1000,
+        view_epoch: view.epoch,
+        view_epoch_reconciled: shared.reconciled_epoch.load(Ordering::Relaxed),
     }
 }
 

@@ -204,6 +204,8 @@ mod tests {
             clock_injected_offset_ms: 0,
             leaving: None,
             handoff_backlog: 0,
+            view_epoch: 4,
+            view_epoch_reconciled: 4,
         };
         let out = render(&status, None, false);
         assert!(out.contains(

@@ -4,7 +4,7 @@
 //! An owner used to spawn a task for each increment a peer sent it, which
 //! ran the quorum write's future (`replicate`) beside the log append's.
 //! `bench/callgrind.sh` put that at about 13,000 instructions for each
-//! increment the node owned, a quarter of them the task and the futures
+//! increment the node owned, about a third of them the task and the futures
 //! themselves: the futures' state moved and polled, a join, an inbox and
 //! its waker. Here the increment is a value registered in `Pending`
 //! ([`Driven`]) and stepped by whatever reaches it, on the task that

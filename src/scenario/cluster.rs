@@ -334,6 +334,43 @@ impl Cluster {
         waiting
     }
 
+    /// The running nodes that have not settled, each with what it waits
+    /// for: a node has settled when it sees up every running node that no
+    /// split separates from it, and has finished the anti-entropy round of
+    /// its latest view change (`view_epoch_reconciled` in `/status`).
+    pub async fn unsettled(&self) -> Vec<String> {
+        let limit = Duration::from_millis(500);
+        let splits = lock(&self.splits).clone();
+        let apart = |a: &str, b: &str| {
+            (splits.values())
+                .any(|island| island.iter().any(|n| n == a) != island.iter().any(|n| n == b))
+        };
+        let running = self.running();
+        let mut waiting = Vec::new();
+        for name in &running {
+            let Ok(spec) = self.spec(name) else { continue };
+            let st = match status(&spec.admin, limit).await {
+                Ok(st) => st,
+                Err(e) => {
+                    waiting.push(format!("{name} ({e})"));
+                    continue;
+                }
+            };
+            let unseen: Vec<&str> = (running.iter())
+                .filter(|peer| !apart(name, peer))
+                .filter(|peer| !st.nodes.iter().any(|n| n.name == **peer && is_up(n)))
+                .map(String::as_str)
+                .collect();
+            if !unseen.is_empty() {
+                waiting.push(format!("{name} (does not see {} up)", unseen.join(",")));
+            } else if st.view_epoch_reconciled < st.view_epoch {
+                let (done, epoch) = (st.view_epoch_reconciled, st.view_epoch);
+                waiting.push(format!("{name} (anti-entropy at view {done} of {epoch})"));
+            }
+        }
+        waiting
+    }
+
     /// Polls `/health` until it answers 200, the process exits or
     /// [`START_LIMIT`] passes.
     async fn await_health(

@@ -29,6 +29,9 @@ use super::parse::{Command, Direction, Step};
 use super::RunError;
 use crate::transport::fault::{Direction as Way, FaultCommand};
 
+/// How long `settle` waits for the cluster before it fails the run.
+pub const SETTLE_LIMIT: Duration = Duration::from_secs(30);
+
 /// The state every sequence of one run shares.
 pub struct Runner {
     /// The nodes.
@@ -181,6 +184,7 @@ impl Runner {
                 }
                 Ok(())
             }
+            Command::Settle => self.settle(cluster).await,
         }
     }
 
@@ -214,6 +218,28 @@ impl Runner {
             latency: started.elapsed(),
         };
         self.printer.print(&answer);
+    }
+
+    /// `settle`: polls until the cluster has settled (see
+    /// [`Cluster::unsettled`]), failing the run after [`SETTLE_LIMIT`].
+    async fn settle(&self, cluster: &Cluster) -> Result<(), RunError> {
+        let started = Instant::now();
+        loop {
+            let waiting = cluster.unsettled().await;
+            if waiting.is_empty() {
+                eprintln!("scenario: settled after {:?}", started.elapsed());
+                return Ok(());
+            }
+            if started.elapsed() > SETTLE_LIMIT {
+                let waiting = waiting.join(", ");
+                let why = format!("`settle`: still unsettled after {SETTLE_LIMIT:?}: {waiting}");
+                return Err(RunError::Failed(why));
+            }
+            tokio::select! {
+                () = self.cancel.cancelled() => return Ok(()),
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
     }
 
     /// `drop COUNT [to|from] NODE`: the node drops its next COUNT incoming

@@ -9,7 +9,7 @@
 use super::{fail, Command, Direction, ParseError};
 
 const COMMANDS: &str = "expected start, stop, kill, restart, set, get, del, split, join, drop, \
-                        delay, after or wait";
+                        delay, after, wait or settle";
 
 /// What each command needs, for error messages.
 fn usage(cmd: &str) -> &'static str {
@@ -24,6 +24,7 @@ fn usage(cmd: &str) -> &'static str {
         "drop" => "a count, then optionally NODE, `to NODE` or `from NODE`",
         "delay" => "a count, `by` and a time in milliseconds: `delay COUNT by MS`",
         "wait" => "a time in milliseconds",
+        "settle" => "nothing after it",
         _ => "a time in milliseconds followed by `{` on the same line",
     }
 }
@@ -124,6 +125,7 @@ pub(super) fn command(line: usize, cmd: &str, args: &[&str]) -> Result<Command, 
             arity(line, cmd, args, 1, 1)?;
             number(line, cmd, "time in milliseconds", args[0]).map(Command::Wait)
         }
+        "settle" => arity(line, cmd, args, 0, 0).map(|()| Command::Settle),
         "after" => needs(line, cmd),
         other => fail(line, format!("unknown command `{other}`; {COMMANDS}")),
     }

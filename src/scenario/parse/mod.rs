@@ -159,6 +159,10 @@ pub enum Command {
     },
     /// Pause the script for this many milliseconds.
     Wait(u64),
+    /// Pause the script until the cluster has settled: every running node
+    /// sees up every running node no split separates from it, and has
+    /// finished the anti-entropy round of its latest view change.
+    Settle,
 }
 
 /// A script that cannot run, and the line that says why.
@@ -298,9 +302,11 @@ impl Command {
             | Command::Get { node, .. }
             | Command::Del { node, .. }
             | Command::Drop { node, .. } => node.iter().map(String::as_str).collect(),
-            Command::Join(_) | Command::Delay { .. } | Command::After { .. } | Command::Wait(_) => {
-                Vec::new()
-            }
+            Command::Join(_)
+            | Command::Delay { .. }
+            | Command::After { .. }
+            | Command::Wait(_)
+            | Command::Settle => Vec::new(),
         }
     }
 }
@@ -389,6 +395,7 @@ impl fmt::Display for Command {
             },
             Command::Delay { count, ms } => write!(f, "delay {count} by {ms}"),
             Command::Wait(ms) => write!(f, "wait {ms}"),
+            Command::Settle => write!(f, "settle"),
             Command::After { ms, body } => {
                 writeln!(f, "after {ms} {{")?;
                 for step in body {

@@ -223,6 +223,7 @@ fn optional_words_are_told_apart_by_count() {
         ("drop 7 to n1", "drop 7 to n1"),
         ("delay 3 by 250", "delay 3 by 250"),
         ("wait 40", "wait 40"),
+        ("settle", "settle"),
         ("stop n1", "stop n1"),
         ("kill n1", "kill n1"),
         ("restart n1", "restart n1"),
@@ -268,6 +269,10 @@ fn each_error_names_its_line_and_what_is_needed() {
         ("delay 3 to n1 by 2", "line 1: `delay` holds every node-to-node message, so it names no node"),
         ("delay 3 by soon", "line 1: `delay` needs a whole number as its time in milliseconds, not `soon`"),
         ("wait", "line 1: `wait` needs a time in milliseconds"),
+        (
+            "settle 5",
+            "line 1: `settle` needs nothing after it; `5` is one word too many",
+        ),
         ("start", "line 1: `start` needs a node name"),
         ("start n1 --peers n2", "line 1: `start` takes only `--peer-names A,B,...` after the name, not `--peers`"),
         ("start n1 --peer-names", "line 1: `--peer-names` needs a comma-separated list of nodes"),
@@ -358,6 +363,7 @@ fn arb_command() -> impl Strategy<Value = Command> {
         }),
         (any::<u64>(), any::<u64>()).prop_map(|(count, ms)| Command::Delay { count, ms }),
         any::<u64>().prop_map(Command::Wait),
+        Just(Command::Settle),
     ];
     leaf.prop_recursive(4, 24, 4, |inner| {
         (any::<u64>(), prop::collection::vec(inner, 0..4))
