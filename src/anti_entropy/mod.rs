@@ -283,12 +283,8 @@ async fn merge(shared: &Shared, items: Vec<(bytes::Bytes, crate::store::Entry)>)
             tracing::warn!(error = %e, "refused an entry from anti-entropy");
             continue;
         }
-        if shared
-            .store
-            .apply_at(&Token::of(&key), &key, &entry)
-            .needs_log()
-        {
-            logging.push(shared.begin_log(&key, &entry)?);
+        if let (_, Some(appending)) = shared.apply_staging(&Token::of(&key), &key, &entry)? {
+            logging.push(appending);
         }
     }
     for r in join_all(logging).await {

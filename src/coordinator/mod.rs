@@ -43,8 +43,8 @@ use crate::message::{ApplyResult, PeerMsg, PutResult};
 use crate::metrics::Op;
 use crate::node::pending::{Inbox, PendingGuard};
 use crate::node::shared::{Shared, View};
-use crate::quorum::{replicas, same, Ack, Targets, WriteQuorum, WriteStep};
-use crate::ring::{NodeList, NodeName, Token};
+use crate::quorum::{replicas, same, Ack, Replicas, Targets, WriteQuorum, WriteStep};
+use crate::ring::{NodeList, NodeName, Ring, Token};
 use crate::store::{Entry, Version};
 
 mod counter;
@@ -245,13 +245,7 @@ impl Shared {
                     true => &view.delete_ring,
                     false => &view.write_ring,
                 };
-                let replicas =
-                    replicas::replicas(&view, ring, &pos, self.cfg.replication, q.strict);
-                if replicas.list.is_empty() {
-                    if let Some(e) = fenced_everywhere(&view, ring) {
-                        return Err(e);
-                    }
-                }
+                let replicas = self.write_replicas(&view, ring, &pos, q.strict)?;
                 if rich && write.is_first_view() {
                     self.check_replicas_hold_rich(&view, &replicas.list)?;
                 }
@@ -307,14 +301,39 @@ impl Shared {
                     let Some((from, reply)) = reply else {
                         continue;
                     };
-                    if let Some(ack) = write_ack(&from, reply) {
-                        if matches!(ack, Ack::Done { .. }) {
-                            self.metrics.replica_ack(Op::Write);
-                        }
-                        write.on_ack(from, ack);
-                    }
+                    self.take_write_ack(&mut write, from, reply);
                 }
             }
+        }
+    }
+
+    /// The replicas a write of the key at `pos` goes to on `ring` (see
+    /// `quorum/replicas.rs`), or, when there are none because every node's
+    /// commit log takes no writes, the client's error for that.
+    pub(super) fn write_replicas(
+        &self,
+        view: &View,
+        ring: &Ring,
+        pos: &Token,
+        strict: bool,
+    ) -> Result<Replicas> {
+        let replicas = replicas::replicas(view, ring, pos, self.cfg.replication, strict);
+        if replicas.list.is_empty() {
+            if let Some(e) = fenced_everywhere(view, ring) {
+                return Err(e);
+            }
+        }
+        Ok(replicas)
+    }
+
+    /// Feeds `reply` to `write` if it answers a write, counting an
+    /// acknowledgement in the metrics.
+    pub(super) fn take_write_ack(&self, write: &mut WriteQuorum, from: NodeName, reply: PeerMsg) {
+        if let Some(ack) = write_ack(&from, reply) {
+            if matches!(ack, Ack::Done { .. }) {
+                self.metrics.replica_ack(Op::Write);
+            }
+            write.on_ack(from, ack);
         }
     }
 
@@ -376,7 +395,7 @@ impl Shared {
                     }
                 }))
             }
-            Mode::Plain | Mode::Rmw(_) => match self.apply_logging(pos, key, entry.clone()) {
+            Mode::Plain | Mode::Rmw(_) => match self.apply_logging(pos, key, entry) {
                 Ok((applied, logging)) => {
                     let ack = Ack::Done {
                         was_live: applied.was_live,
@@ -419,7 +438,7 @@ impl Shared {
             self.send_to(view, node, msg);
         }
         if targets.local {
-            match self.apply_durably(pos, key, entry.clone()).await {
+            match self.apply_durably(pos, key, entry).await {
                 Ok(_) => {
                     write.on_ack(write.me().clone(), Ack::done(false));
                 }

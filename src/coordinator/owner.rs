@@ -215,12 +215,7 @@ impl OwnedIncrement {
             let mut state = self.lock();
             if state.answer.is_some() && state.replicated.is_none() {
                 if let Some((from, msg)) = reply {
-                    if let Some(ack) = super::write_ack(&from, msg) {
-                        if matches!(ack, Ack::Done { .. }) {
-                            shared.metrics.replica_ack(Op::Write);
-                        }
-                        state.write.on_ack(from, ack);
-                    }
+                    shared.take_write_ack(&mut state.write, from, msg);
                 }
                 self.drive(shared, &mut state);
             }
@@ -253,19 +248,13 @@ impl OwnedIncrement {
         let view = shared.view.load();
         if state.write.is_new_view(view.epoch) {
             let ring = &view.write_ring;
-            let replicas = replicas::replicas(
-                &view,
-                ring,
-                &state.pos,
-                shared.cfg.replication,
-                state.strict,
-            );
-            if replicas.list.is_empty() {
-                if let Some(e) = super::fenced_everywhere(&view, ring) {
+            let replicas = match shared.write_replicas(&view, ring, &state.pos, state.strict) {
+                Ok(replicas) => replicas,
+                Err(e) => {
                     state.replicated = Some(Err(e));
                     return;
                 }
-            }
+            };
             let State {
                 write, key, delta, ..
             } = state;

@@ -279,18 +279,16 @@ impl Shared {
         for node in &stale {
             self.metrics.read_repairs.fetch_add(1, Ordering::Relaxed);
             if *node == self.me {
-                let applied = self.store.apply_at(&Token::of(key), key, &merged);
-                if applied.needs_log() {
-                    match self.begin_log(key, &merged) {
-                        Ok(logging) => {
-                            tokio::spawn(async move {
-                                if let Err(e) = logging.await {
-                                    tracing::warn!(error = %e, "read repair not logged");
-                                }
-                            });
-                        }
-                        Err(e) => tracing::warn!(error = %e, "read repair not logged"),
+                match self.apply_staging(&Token::of(key), key, &merged) {
+                    Ok((_, None)) => {}
+                    Ok((_, Some(logging))) => {
+                        tokio::spawn(async move {
+                            if let Err(e) = logging.await {
+                                tracing::warn!(error = %e, "read repair not logged");
+                            }
+                        });
                     }
+                    Err(e) => tracing::warn!(error = %e, "read repair not logged"),
                 }
             } else {
                 let msg = PeerMsg::Put {

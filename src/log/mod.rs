@@ -327,27 +327,14 @@ impl CommitLog {
         }))))
     }
 
-    /// Appends `records` as one unit and calls `then` with the outcome once
-    /// they reached the OS (and the disk, under [`FsyncPolicy::Always`]),
-    /// on the writer task: for callers that only need to send an
-    /// acknowledgement, without a task or a channel per write. `then` must
-    /// be quick and must not block. Never waits: when the queue is full,
-    /// the send is finished by a small task (back-pressure is then the
-    /// queue's bound on those tasks' progress).
-    pub fn append_then(&self, records: &[Record], then: Box<dyn FnOnce(Result<()>) + Send>) {
-        let mut buf = bytes::BytesMut::new();
-        for rec in records {
-            if let Err(e) = rec.parts().check() {
-                then(Err(Error::InvalidInput(e)));
-                return;
-            }
-            record::encode_into(rec, &mut buf);
-        }
-        self.append_frames_then(buf.freeze(), records.len() as u64, then);
-    }
-
-    /// [`CommitLog::append_then`] for `records` records already encoded
-    /// into `frames` (with [`Parts::encode_into`]).
+    /// Appends `records` records already encoded into `frames` (with
+    /// [`Parts::encode_into`]) as one unit, and calls `then` with the
+    /// outcome once they reached the OS (and the disk, under
+    /// [`FsyncPolicy::Always`]), on the writer task: for callers that only
+    /// need to send an acknowledgement (a replica's), without a task or a
+    /// channel per write. `then` must be quick and must not block. Never
+    /// waits: when the queue is full, the send is finished by a small task
+    /// (back-pressure is then the queue's bound on those tasks' progress).
     pub fn append_frames_then(
         &self,
         frames: bytes::Bytes,

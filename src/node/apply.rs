@@ -71,8 +71,8 @@ impl Shared {
     pub async fn apply_durably(
         &self,
         pos: &Token,
-        key: &Bytes,
-        entry: Entry,
+        key: &[u8],
+        entry: &Entry,
     ) -> crate::error::Result<Applied> {
         let (applied, logging) = self.apply_logging(pos, key, entry)?;
         if let Some(logging) = logging {
@@ -88,13 +88,25 @@ impl Shared {
     pub fn apply_logging(
         &self,
         pos: &Token,
-        key: &Bytes,
-        entry: Entry,
-    ) -> crate::error::Result<(Applied, Option<crate::log::Appending>)> {
+        key: &[u8],
+        entry: &Entry,
+    ) -> crate::error::Result<(Applied, Option<Appending>)> {
         self.writable()?;
-        let applied = self.store.apply_at(pos, key, &entry);
+        self.apply_staging(pos, key, entry)
+    }
+
+    /// Merges `entry` into the store and stages its log record if the
+    /// merge changed anything, with no fence check: for anti-entropy,
+    /// which checks once per batch, and read repair.
+    pub fn apply_staging(
+        &self,
+        pos: &Token,
+        key: &[u8],
+        entry: &Entry,
+    ) -> crate::error::Result<(Applied, Option<Appending>)> {
+        let applied = self.store.apply_at(pos, key, entry);
         let logging = match applied.needs_log() {
-            true => Some(self.begin_log(key, &entry)?),
+            true => Some(self.begin_log(key, entry)?),
             false => None,
         };
         Ok((applied, logging))

@@ -17,7 +17,11 @@
 //! * a view change pokes every waiting inbox ([`Pending::poke_all`]).
 //!
 //! A poke carries no message: the woken request looks at the clock and
-//! the view and carries on.
+//! the view and carries on. An inbox wakes its request through one
+//! `AtomicWaker` (a `Notify` cost a lock of its waiter list on every wait
+//! and every wake); a poke is a flag beside the queue, and both are looked
+//! at again after the waker is registered, so neither is lost between a
+//! check and the wait.
 //!
 //! A request need not be a task. One run to completion by the events that
 //! reach it (a counter owner's increment: `coordinator/owner.rs`) registers
@@ -25,11 +29,7 @@
 //! calls it, on whichever task brought the event, with no waking between.
 //! `Pending` only finds them; [`Shared`]'s methods call them
 //! ([`Delivery::Driven`], and the lists [`Pending::sweep`] and
-//! [`Pending::poke_all`] return), after the map's lock is let go. An inbox wakes its request through one
-//! `AtomicWaker` (a `Notify` cost a lock of its waiter list on every wait
-//! and every wake); a poke is a flag beside the queue, and both are looked
-//! at again after the waker is registered, so neither is lost between a
-//! check and the wait.
+//! [`Pending::poke_all`] return), after the map's lock is let go.
 
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -179,9 +179,8 @@ impl Inbox {
     /// Asks the sweeper to poke this inbox once `at` has passed (replacing
     /// any earlier request).
     pub fn wake_at(&self, at: Instant) {
-        let micros = at.saturating_duration_since(self.origin).as_micros();
         self.wake_at
-            .store(u64::try_from(micros).unwrap_or(u64::MAX), Ordering::Relaxed);
+            .store(micros_since(self.origin, at), Ordering::Relaxed);
     }
 
     fn push(&self, from: NodeName, msg: PeerMsg) {
@@ -227,6 +226,11 @@ impl Bag {
     fn is_empty(&self) -> bool {
         self.more.is_empty() && self.inline.iter().all(Option::is_none)
     }
+}
+
+/// `at` in microseconds since `origin`: how wake-up instants are kept.
+fn micros_since(origin: Instant, at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(origin).as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Hashes request ids (a counter) with one multiply: no need for SipHash's
@@ -316,7 +320,7 @@ impl Pending {
 
     /// `at` as a wake-up instant ([`Inbox::wake_at`], [`Driven::wake_at`]).
     pub fn micros(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.origin).as_micros()).unwrap_or(u64::MAX)
+        micros_since(self.origin, at)
     }
 
     /// Hands a reply to its request's inbox, if it still waits, or back

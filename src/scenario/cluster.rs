@@ -313,9 +313,7 @@ impl Cluster {
         let splits = lock(&self.splits).clone();
         let mut waiting = Vec::new();
         for peer in peers {
-            let cut = (splits.values())
-                .any(|island| island.contains(&spec.name) != island.contains(peer));
-            if cut || *peer == spec.name || !self.is_running(peer) {
+            if apart(&splits, &spec.name, peer) || *peer == spec.name || !self.is_running(peer) {
                 continue;
             }
             let sees_peer = mine.nodes.iter().any(|n| n.name == *peer && is_up(n));
@@ -341,10 +339,6 @@ impl Cluster {
     pub async fn unsettled(&self) -> Vec<String> {
         let limit = Duration::from_millis(500);
         let splits = lock(&self.splits).clone();
-        let apart = |a: &str, b: &str| {
-            (splits.values())
-                .any(|island| island.iter().any(|n| n == a) != island.iter().any(|n| n == b))
-        };
         let running = self.running();
         let mut waiting = Vec::new();
         for name in &running {
@@ -357,7 +351,7 @@ impl Cluster {
                 }
             };
             let unseen: Vec<&str> = (running.iter())
-                .filter(|peer| !apart(name, peer))
+                .filter(|peer| !apart(&splits, name, peer))
                 .filter(|peer| !st.nodes.iter().any(|n| n.name == **peer && is_up(n)))
                 .map(String::as_str)
                 .collect();
@@ -458,6 +452,12 @@ async fn status(admin: &str, limit: Duration) -> Result<Status, RunError> {
         return Err(RunError::Failed(format!("{admin}/status answered {code}")));
     }
     serde_json::from_str(&body).map_err(|e| RunError::Failed(format!("{admin}/status: {e}")))
+}
+
+/// Whether a standing split separates nodes `a` and `b`.
+fn apart(splits: &BTreeMap<String, Vec<String>>, a: &str, b: &str) -> bool {
+    let on = |island: &Vec<String>, n: &str| island.iter().any(|m| m == n);
+    (splits.values()).any(|island| on(island, a) != on(island, b))
 }
 
 fn is_up(n: &NodeStatus) -> bool {

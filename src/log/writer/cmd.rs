@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 pub(in crate::log) enum Done {
     /// A task awaiting `append`.
     Waiter(oneshot::Sender<Result<()>>),
-    /// A callback run on the writer task (`append_then`): cheaper than a
+    /// A callback run on the writer task (`append_frames_then`): cheaper than a
     /// task per write for replicas that only need to send an ack.
     Then(Box<dyn FnOnce(Result<()>) + Send>),
     /// The appends staged together (`staging.rs`), all answered at once.
