@@ -310,6 +310,7 @@ impl Shared {
     /// The replicas a write of the key at `pos` goes to on `ring` (see
     /// `quorum/replicas.rs`), or, when there are none because every node's
     /// commit log takes no writes, the client's error for that.
+    #[inline]
     pub(super) fn write_replicas(
         &self,
         view: &View,
@@ -328,6 +329,7 @@ impl Shared {
 
     /// Feeds `reply` to `write` if it answers a write, counting an
     /// acknowledgement in the metrics.
+    #[inline]
     pub(super) fn take_write_ack(&self, write: &mut WriteQuorum, from: NodeName, reply: PeerMsg) {
         if let Some(ack) = write_ack(&from, reply) {
             if matches!(ack, Ack::Done { .. }) {
