@@ -113,6 +113,11 @@ pub const LEAF_BITS: u32 = 16;
 /// Number of leaves.
 pub const LEAVES: usize = 1 << LEAF_BITS;
 
+/// A rich entry of more than this many bytes is copied out of its bucket
+/// before a long pass writes it out ([`Store::for_each_copying_large`]):
+/// copying 1 MiB takes well under a millisecond, encoding it several.
+const LARGE_CELL: usize = 1 << 20;
+
 /// The leaf holding ring position `pos`.
 pub fn leaf_of(pos: &Token) -> usize {
     usize::from(u16::from_be_bytes([pos.0[0], pos.0[1]]))
@@ -382,6 +387,33 @@ impl Store {
                     f(c.key(), cell_ref(c));
                 }
             }
+        }
+    }
+
+    /// [`Store::for_each`] for a long pass that writes out what it is lent
+    /// (a snapshot, a backup): a rich entry of more than [`LARGE_CELL`]
+    /// bytes is copied under its bucket's lock and lent to `f` once the
+    /// lock is released, so that encoding and writing a hash of a million
+    /// fields does not hold up every write to its slice of the ring.
+    pub fn for_each_copying_large(&self, mut f: impl FnMut(&[u8], EntryRef<'_>)) {
+        for leaf in 0..LEAVES {
+            self.for_each_in_leaf_copying_large(leaf, &mut f);
+        }
+    }
+
+    /// [`Store::for_each_copying_large`] for leaf `leaf`.
+    pub fn for_each_in_leaf_copying_large(
+        &self,
+        leaf: usize,
+        mut f: impl FnMut(&[u8], EntryRef<'_>),
+    ) {
+        let mut large = Vec::new();
+        self.for_each_in_leaf(leaf, |key, entry| match entry.body {
+            Body::Rich(c) if c.mem_bytes() > LARGE_CELL => large.push(c.clone()),
+            _ => f(key, entry),
+        });
+        for c in &large {
+            f(c.key(), cell_ref(c));
         }
     }
 

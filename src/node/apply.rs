@@ -41,7 +41,7 @@ pub fn record_of(key: &[u8], e: EntryRef<'_>) -> crate::error::Result<Record> {
     let body = match e.body {
         Body::Simple(Simple::Dead) => RecordBody::Tombstone,
         Body::Simple(Simple::Str(v)) => RecordBody::Value(Bytes::copy_from_slice(v)),
-        Body::Rich(c) => RecordBody::Rich(crate::values::codec::encode(&c.to_rich())?.into()),
+        Body::Rich(c) => RecordBody::Rich(c.encode().into()),
     };
     Ok(Record {
         key: Bytes::copy_from_slice(key),

@@ -124,16 +124,17 @@ impl Shared {
         };
         for leaf in 0..crate::store::LEAVES {
             let mut failed = None;
-            self.store.for_each_in_leaf(leaf, |key, entry| {
-                if failed.is_none() {
-                    match record_of(key, entry)
-                        .and_then(|rec| crate::log::encode_frame(&rec, &mut buf))
-                    {
-                        Ok(()) => records += 1,
-                        Err(e) => failed = Some(e),
+            self.store
+                .for_each_in_leaf_copying_large(leaf, |key, entry| {
+                    if failed.is_none() {
+                        match record_of(key, entry)
+                            .and_then(|rec| crate::log::encode_frame(&rec, &mut buf))
+                        {
+                            Ok(()) => records += 1,
+                            Err(e) => failed = Some(e),
+                        }
                     }
-                }
-            });
+                });
             if let Some(e) = failed {
                 return Err(Stop::Failed(e));
             }

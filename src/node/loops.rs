@@ -56,7 +56,7 @@ pub(super) async fn compaction_loop(shared: Arc<Shared>, shutdown: CancellationT
             .log
             .compact(move |w| {
                 let mut result = Ok(());
-                snapshot_of.store.for_each(|key, entry| {
+                snapshot_of.store.for_each_copying_large(|key, entry| {
                     if result.is_ok() {
                         result = record_of(key, entry).and_then(|rec| w.push(&rec));
                     }

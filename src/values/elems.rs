@@ -24,6 +24,9 @@ use hashbrown::HashTable;
 use super::elem;
 use crate::encoding::{read_varint, varint};
 
+/// An element's name and the element ([`Elems::sorted`]).
+pub type Named<'a> = (&'a [u8], &'a [u8]);
+
 /// Hashes element names (one seed per process).
 fn hasher() -> &'static foldhash::fast::RandomState {
     static H: OnceLock<foldhash::fast::RandomState> = OnceLock::new();
@@ -164,6 +167,15 @@ impl Elems {
     /// Every element, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
         self.0.iter().flat_map(|a| a.iter())
+    }
+
+    /// Every element with its name, in the order of the names (a
+    /// [`super::Rich`]'s map order), and their total length.
+    pub fn sorted(&self) -> (Vec<Named<'_>>, usize) {
+        let mut v: Vec<Named<'_>> = self.iter().map(|e| (elem::name(e), e)).collect();
+        v.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let bytes = v.iter().map(|(_, e)| e.len()).sum();
+        (v, bytes)
     }
 
     /// Puts `e` in, in place of the element of the same name if there is

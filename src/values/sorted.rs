@@ -202,6 +202,9 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
     }
 }
 
+// Both inner iterators know their length exactly.
+impl<K, V> ExactSizeIterator for Iter<'_, K, V> {}
+
 /// [`SortedMap`]'s owning iterator.
 pub enum IntoIter<K, V> {
     /// Over a small map.

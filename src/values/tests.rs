@@ -193,6 +193,7 @@ proptest! {
             let want_changed = rich.merge(&d.to_rich());
             prop_assert_eq!(cell.merge(&d.to_rich()), want_changed);
             prop_assert_eq!(cell.to_rich(), rich.clone());
+            prop_assert_eq!(cell.encode(), crate::values::codec::encode(&rich).unwrap());
             let entry = Entry::rich(rich.clone());
             if entry.as_simple().is_none() {
                 // (A simple state is packed again by the store.)

@@ -12,6 +12,8 @@
 //! Reading from a frame ([`Source::Shared`]), byte strings share the
 //! frame's buffer instead of being copied one by one.
 
+use std::borrow::Borrow;
+
 use bytes::Bytes;
 
 use super::{Field, Lww, Rich, Shard, Shards, Version};
@@ -51,22 +53,42 @@ impl Sink for bytes::BytesMut {
 
 /// Appends the encoding of `r` to `out`.
 pub fn encode_into(r: &Rich, out: &mut impl Sink) {
-    version(out, r.cleared);
-    option(out, &r.ttl, |out, t| {
+    encode_parts_into(
+        r,
+        r.fields.iter().map(|(name, f)| (&name[..], f)),
+        r.members.iter().map(|(name, m)| (&name[..], m)),
+        out,
+    );
+}
+
+/// [`encode_into`] of the state whose head is `head` (its maps are not
+/// read) and whose fields and members are `fields` and `members`, each in
+/// the order of their names, no name twice: a cell's state, encoded
+/// without building its maps (`Cell::encode`).
+pub fn encode_parts_into<'a, F: Borrow<Field>, M: Borrow<Lww<bool>>>(
+    head: &Rich,
+    fields: impl ExactSizeIterator<Item = (&'a [u8], F)>,
+    members: impl ExactSizeIterator<Item = (&'a [u8], M)>,
+    out: &mut impl Sink,
+) {
+    version(out, head.cleared);
+    option(out, &head.ttl, |out, t| {
         version(out, t.version);
         option(out, &t.value, |out, ms| out.put_slice(&ms.to_le_bytes()));
     });
-    option(out, &r.string, lww_bytes);
-    shards(out, &r.shards);
-    len(out, r.fields.len());
-    for (name, f) in &r.fields {
+    option(out, &head.string, lww_bytes);
+    shards(out, &head.shards);
+    len(out, fields.len());
+    for (name, f) in fields {
+        let f = f.borrow();
         bytes(out, name);
         version(out, f.cleared);
         option(out, &f.value, lww_bytes);
         shards(out, &f.shards);
     }
-    len(out, r.members.len());
-    for (name, m) in &r.members {
+    len(out, members.len());
+    for (name, m) in members {
+        let m = m.borrow();
         bytes(out, name);
         version(out, m.version);
         out.put_byte(u8::from(m.value));
