@@ -15,10 +15,9 @@
 //! reads back as the two `Rich` merged, with the same digest.
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
 
 use super::elems::Elems;
-use super::{elem, Field, Kind, Lww, Rich, Shards, Version};
+use super::{elem, Field, Kind, Lww, Part, Rich, Shards, Version, Want};
 
 /// The head of a rich state: everything but its fields and members.
 fn head_of(r: &Rich) -> Rich {
@@ -88,39 +87,6 @@ pub fn rich_digest(r: &Rich) -> u64 {
         d ^= elem::with_member(name, m, elem::member_hash);
     }
     d
-}
-
-/// What a read asks a replica for.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Want {
-    /// The head only (type, deadline, string, counts).
-    Head,
-    /// The head and these hash fields.
-    Fields(Vec<Bytes>),
-    /// The head and these set members.
-    Members(Vec<Bytes>),
-}
-
-/// A part of a key's state, with what a reader needs to know of the
-/// whole: enough to answer HGET, HLEN, SISMEMBER, TYPE... without shipping
-/// the whole of a large hash or set. Two parts from replicas whose
-/// `digest` and `version` agree describe equal wholes.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Part {
-    /// The whole state's newest version.
-    pub version: Version,
-    /// The whole state's digest.
-    pub digest: u64,
-    /// The head and the elements asked for (those present).
-    pub rich: Rich,
-    /// The newest version of any hash field, removed ones included.
-    pub hash_newest: Version,
-    /// The newest version of any set member, removed ones included.
-    pub set_newest: Version,
-    /// Live hash fields.
-    pub fields: u64,
-    /// Members present.
-    pub members: u64,
 }
 
 /// A key's rich state, for one element at a time (see the module doc).
@@ -277,16 +243,31 @@ impl Cell {
 
     /// Its encoding, the bytes `wire::encode_into` makes of
     /// [`Cell::to_rich`], written without building the maps: a snapshot
-    /// of a hash of 100,000 fields sorts their names instead.
+    /// of a hash of 100,000 fields sorts their names instead, and a
+    /// counter's shares are not copied.
     pub fn encode(&self) -> Vec<u8> {
         let (fields, f_bytes) = self.fields.sorted();
         let (members, m_bytes) = self.members.sorted();
         // Each element's encoding spells out its lengths and versions,
-        // which the element packs: at most 48 bytes more.
-        let room = 128 + f_bytes + m_bytes + 48 * (fields.len() + members.len());
+        // which the element packs: at most 48 bytes more. A share is 56
+        // bytes and 24 a mark.
+        let string = self.head.string.as_ref().map_or(0, |s| s.value.len());
+        let shards: usize = self
+            .head
+            .shards
+            .values()
+            .map(|s| 56 + 24 * s.marks.len())
+            .sum();
+        let room = 128 + string + shards + f_bytes + m_bytes + 48 * (fields.len() + members.len());
         let mut out = Vec::with_capacity(room);
+        let head = super::wire::Head {
+            cleared: self.head.cleared,
+            ttl: &self.head.ttl,
+            string: &self.head.string,
+            shards: &self.head.shards,
+        };
         super::wire::encode_parts_into(
-            &self.head.to_rich(),
+            head,
             fields.iter().map(|&(name, e)| (name, elem::read_field(e))),
             members
                 .iter()
@@ -542,68 +523,5 @@ impl Gone {
             hash: elem::member_hash(e),
             live: elem::member_present(e),
         }
-    }
-}
-
-impl Part {
-    /// The key's type at `now_ms`, or `None` when it is absent (as
-    /// [`Cell::kind`] says of the whole).
-    pub fn kind(&self, now_ms: u64) -> Option<Kind> {
-        let r = &self.rich;
-        if r.ttl
-            .as_ref()
-            .and_then(|t| t.value)
-            .is_some_and(|d| d <= now_ms)
-        {
-            return None;
-        }
-        let alive = |v: Version| (v > r.cleared).then_some(v);
-        super::view::kind_from(
-            super::view::string_newest(r),
-            alive(self.hash_newest),
-            alive(self.set_newest),
-            (
-                r.string.is_some() || !r.shards.is_empty(),
-                self.fields > 0,
-                self.members > 0,
-            ),
-        )
-    }
-
-    /// The value of hash field `name`, if it holds one (a counter's
-    /// decimal text).
-    pub fn field(&self, name: &[u8]) -> Option<Bytes> {
-        let f = self.rich.fields.get(name).filter(|f| f.is_live())?;
-        Some(super::view::text_of(&f.value, &f.shards))
-    }
-
-    /// Whether set member `name` is present.
-    pub fn has_member(&self, name: &[u8]) -> bool {
-        self.rich.members.get(name).is_some_and(|m| m.value)
-    }
-}
-
-impl super::Entry {
-    /// The live fields of a hash and their values, in field order.
-    pub fn hash_fields(&self) -> Vec<(Bytes, Bytes)> {
-        self.to_rich()
-            .fields
-            .into_iter()
-            .filter(|(_, f)| f.is_live())
-            .map(|(n, f)| {
-                let v = super::view::text_of(&f.value, &f.shards);
-                (n, v)
-            })
-            .collect()
-    }
-
-    /// The members of a set, in order.
-    pub fn set_members_present(&self) -> Vec<Bytes> {
-        self.to_rich()
-            .members
-            .into_iter()
-            .filter(|(_, m)| m.value)
-            .map(|(n, _)| n)
-            .collect()
     }
 }

@@ -56,9 +56,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-pub use cell::{rich_digest, Cell, Part, Want};
+pub use cell::{rich_digest, Cell};
 pub use rich::{Field, Lww, Rich, Shard, Shards, MARKS, MARK_WINDOW_MICROS};
-pub use view::{counted, Counted, Kind, WrongType};
+pub use view::{counted, Counted, Kind, Part, Want, WrongType};
 pub use write::{Check, IncrError};
 
 /// A node's numeric id: the first 8 bytes of SHA-1(name), big-endian.

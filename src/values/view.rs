@@ -11,10 +11,14 @@
 //! (two sides of a partition created the key as a string and as a hash),
 //! the type of the newest piece wins (a removal counts: a hash whose last
 //! field was removed is absent) and the other pieces are not shown.
+//!
+//! A read that needs only some of a large hash or set asks the replicas
+//! for a [`Part`] of it ([`Want`]): the head, the elements named, and
+//! what a reader must know of the whole.
 
 use bytes::Bytes;
 
-use super::{Entry, Field, Rich, Shards, State};
+use super::{Entry, Field, Rich, Shards, State, Version};
 
 /// The type of a key, as TYPE names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -237,4 +241,100 @@ fn kind_of(r: &Rich) -> Option<Kind> {
             r.members.values().any(|m| m.value),
         ),
     )
+}
+
+/// What a read asks a replica for.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Want {
+    /// The head only (type, deadline, string, counts).
+    Head,
+    /// The head and these hash fields.
+    Fields(Vec<Bytes>),
+    /// The head and these set members.
+    Members(Vec<Bytes>),
+}
+
+/// A part of a key's state, with what a reader needs to know of the
+/// whole: enough to answer HGET, HLEN, SISMEMBER, TYPE... without shipping
+/// the whole of a large hash or set. Two parts from replicas whose
+/// `digest` and `version` agree describe equal wholes.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Part {
+    /// The whole state's newest version.
+    pub version: Version,
+    /// The whole state's digest.
+    pub digest: u64,
+    /// The head and the elements asked for (those present).
+    pub rich: Rich,
+    /// The newest version of any hash field, removed ones included.
+    pub hash_newest: Version,
+    /// The newest version of any set member, removed ones included.
+    pub set_newest: Version,
+    /// Live hash fields.
+    pub fields: u64,
+    /// Members present.
+    pub members: u64,
+}
+
+impl Part {
+    /// The key's type at `now_ms`, or `None` when it is absent (as
+    /// [`Cell::kind`] says of the whole).
+    pub fn kind(&self, now_ms: u64) -> Option<Kind> {
+        let r = &self.rich;
+        if r.ttl
+            .as_ref()
+            .and_then(|t| t.value)
+            .is_some_and(|d| d <= now_ms)
+        {
+            return None;
+        }
+        let alive = |v: Version| (v > r.cleared).then_some(v);
+        kind_from(
+            string_newest(r),
+            alive(self.hash_newest),
+            alive(self.set_newest),
+            (
+                r.string.is_some() || !r.shards.is_empty(),
+                self.fields > 0,
+                self.members > 0,
+            ),
+        )
+    }
+
+    /// The value of hash field `name`, if it holds one (a counter's
+    /// decimal text).
+    pub fn field(&self, name: &[u8]) -> Option<Bytes> {
+        let f = self.rich.fields.get(name).filter(|f| f.is_live())?;
+        Some(text_of(&f.value, &f.shards))
+    }
+
+    /// Whether set member `name` is present.
+    pub fn has_member(&self, name: &[u8]) -> bool {
+        self.rich.members.get(name).is_some_and(|m| m.value)
+    }
+}
+
+impl super::Entry {
+    /// The live fields of a hash and their values, in field order.
+    pub fn hash_fields(&self) -> Vec<(Bytes, Bytes)> {
+        self.to_rich()
+            .fields
+            .into_iter()
+            .filter(|(_, f)| f.is_live())
+            .map(|(n, f)| {
+                let v = text_of(&f.value, &f.shards);
+                (n, v)
+            })
+            .collect()
+    }
+
+    /// The members of a set, in order.
+    pub fn set_members_present(&self) -> Vec<Bytes> {
+        self.to_rich()
+            .members
+            .into_iter()
+            .filter(|(_, m)| m.value)
+            .map(|(n, _)| n)
+            .collect()
+    }
 }
