@@ -391,7 +391,7 @@ impl Store {
     }
 
     /// [`Store::for_each`] for a long pass that writes out what it is lent
-    /// (a snapshot, a backup): a rich entry of more than [`LARGE_CELL`]
+    /// (a snapshot, a backup): a rich entry of more than `LARGE_CELL`
     /// bytes is copied under its bucket's lock and lent to `f` once the
     /// lock is released, so that encoding and writing a hash of a million
     /// fields does not hold up every write to its slice of the ring.

@@ -278,7 +278,7 @@ pub struct Part {
 
 impl Part {
     /// The key's type at `now_ms`, or `None` when it is absent (as
-    /// [`Cell::kind`] says of the whole).
+    /// [`super::Cell::kind`] says of the whole).
     pub fn kind(&self, now_ms: u64) -> Option<Kind> {
         let r = &self.rich;
         if r.ttl
