@@ -115,7 +115,8 @@ pub const LEAVES: usize = 1 << LEAF_BITS;
 
 /// A rich entry of more than this many bytes is copied out of its bucket
 /// before a long pass writes it out ([`Store::for_each_copying_large`]):
-/// copying 1 MiB takes well under a millisecond, encoding it several.
+/// copying 1 MiB takes a fraction of a millisecond, encoding it 1 to 2 ms
+/// (BENCHMARKS.md, stop 37).
 const LARGE_CELL: usize = 1 << 20;
 
 /// The leaf holding ring position `pos`.
