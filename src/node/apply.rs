@@ -37,18 +37,18 @@ pub fn log_parts<'a>(key: &'a [u8], entry: &'a Entry) -> crate::error::Result<Pa
 
 /// The commit log record of a stored entry (a snapshot's): a simple body
 /// copied as stored, a rich one encoded whole.
-pub fn record_of(key: &[u8], e: EntryRef<'_>) -> crate::error::Result<Record> {
+pub fn record_of(key: &[u8], e: EntryRef<'_>) -> Record {
     let body = match e.body {
         Body::Simple(Simple::Dead) => RecordBody::Tombstone,
         Body::Simple(Simple::Str(v)) => RecordBody::Value(Bytes::copy_from_slice(v)),
         Body::Rich(c) => RecordBody::Rich(c.encode().into()),
     };
-    Ok(Record {
+    Record {
         key: Bytes::copy_from_slice(key),
         body,
         ts: e.version.ts.0,
         node: e.version.node,
-    })
+    }
 }
 
 /// The entry a commit log record stands for; a rich body that does not

@@ -127,9 +127,7 @@ impl Shared {
             self.store
                 .for_each_in_leaf_copying_large(leaf, |key, entry| {
                     if failed.is_none() {
-                        match record_of(key, entry)
-                            .and_then(|rec| crate::log::encode_frame(&rec, &mut buf))
-                        {
+                        match crate::log::encode_frame(&record_of(key, entry), &mut buf) {
                             Ok(()) => records += 1,
                             Err(e) => failed = Some(e),
                         }

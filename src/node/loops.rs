@@ -58,7 +58,7 @@ pub(super) async fn compaction_loop(shared: Arc<Shared>, shutdown: CancellationT
                 let mut result = Ok(());
                 snapshot_of.store.for_each_copying_large(|key, entry| {
                     if result.is_ok() {
-                        result = record_of(key, entry).and_then(|rec| w.push(&rec));
+                        result = w.push(&record_of(key, entry));
                     }
                 });
                 result

@@ -243,31 +243,20 @@ impl Cell {
 
     /// Its encoding, the bytes `wire::encode_into` makes of
     /// [`Cell::to_rich`], written without building the maps: a snapshot
-    /// of a hash of 100,000 fields sorts their names instead, and a
-    /// counter's shares are not copied.
+    /// of a hash of 100,000 fields sorts their names instead.
     pub fn encode(&self) -> Vec<u8> {
-        let (fields, f_bytes) = self.fields.sorted();
-        let (members, m_bytes) = self.members.sorted();
-        // Each element's encoding spells out its lengths and versions,
-        // which the element packs: at most 48 bytes more. A share is 56
-        // bytes and 24 a mark.
-        let string = self.head.string.as_ref().map_or(0, |s| s.value.len());
-        let shards: usize = self
-            .head
-            .shards
-            .values()
-            .map(|s| 56 + 24 * s.marks.len())
+        let head = self.head.to_rich();
+        let (fields, members) = (self.fields.sorted(), self.members.sorted());
+        // An element's encoding spells out the lengths and versions that
+        // the element packs: at most 48 bytes more.
+        let elements: usize = fields
+            .iter()
+            .chain(&members)
+            .map(|(_, e)| e.len() + 48)
             .sum();
-        let room = 128 + string + shards + f_bytes + m_bytes + 48 * (fields.len() + members.len());
-        let mut out = Vec::with_capacity(room);
-        let head = super::wire::Head {
-            cleared: self.head.cleared,
-            ttl: &self.head.ttl,
-            string: &self.head.string,
-            shards: &self.head.shards,
-        };
+        let mut out = Vec::with_capacity(super::wire::encoded_len(&head) + elements);
         super::wire::encode_parts_into(
-            head,
+            &head,
             fields.iter().map(|&(name, e)| (name, elem::read_field(e))),
             members
                 .iter()

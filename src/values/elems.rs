@@ -170,12 +170,11 @@ impl Elems {
     }
 
     /// Every element with its name, in the order of the names (a
-    /// [`super::Rich`]'s map order), and their total length.
-    pub fn sorted(&self) -> (Vec<Named<'_>>, usize) {
+    /// [`super::Rich`]'s map order).
+    pub fn sorted(&self) -> Vec<Named<'_>> {
         let mut v: Vec<Named<'_>> = self.iter().map(|e| (elem::name(e), e)).collect();
         v.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let bytes = v.iter().map(|(_, e)| e.len()).sum();
-        (v, bytes)
+        v
     }
 
     /// Puts `e` in, in place of the element of the same name if there is

@@ -54,47 +54,30 @@ impl Sink for bytes::BytesMut {
 /// Appends the encoding of `r` to `out`.
 pub fn encode_into(r: &Rich, out: &mut impl Sink) {
     encode_parts_into(
-        Head {
-            cleared: r.cleared,
-            ttl: &r.ttl,
-            string: &r.string,
-            shards: &r.shards,
-        },
+        r,
         r.fields.iter().map(|(name, f)| (&name[..], f)),
         r.members.iter().map(|(name, m)| (&name[..], m)),
         out,
     );
 }
 
-/// A state's pieces other than its fields and members, borrowed.
-pub struct Head<'a> {
-    /// [`Rich::cleared`].
-    pub cleared: Version,
-    /// [`Rich::ttl`].
-    pub ttl: &'a Option<Lww<Option<u64>>>,
-    /// [`Rich::string`].
-    pub string: &'a Option<Lww<Bytes>>,
-    /// [`Rich::shards`].
-    pub shards: &'a Shards,
-}
-
-/// [`encode_into`] of the state whose head is `head` and whose fields and
-/// members are `fields` and `members`, each in the order of their names,
-/// no name twice: a cell's state, encoded without building its maps or
-/// copying its head (`Cell::encode`).
+/// [`encode_into`] of the state whose head is `head` (its maps are not
+/// read) and whose fields and members are `fields` and `members`, each in
+/// the order of their names, no name twice: a cell's state, encoded
+/// without building its maps (`Cell::encode`).
 pub fn encode_parts_into<'a, F: Borrow<Field>, M: Borrow<Lww<bool>>>(
-    head: Head<'_>,
+    head: &Rich,
     fields: impl ExactSizeIterator<Item = (&'a [u8], F)>,
     members: impl ExactSizeIterator<Item = (&'a [u8], M)>,
     out: &mut impl Sink,
 ) {
     version(out, head.cleared);
-    option(out, head.ttl, |out, t| {
+    option(out, &head.ttl, |out, t| {
         version(out, t.version);
         option(out, &t.value, |out, ms| out.put_slice(&ms.to_le_bytes()));
     });
-    option(out, head.string, lww_bytes);
-    shards(out, head.shards);
+    option(out, &head.string, lww_bytes);
+    shards(out, &head.shards);
     len(out, fields.len());
     for (name, f) in fields {
         let f = f.borrow();
