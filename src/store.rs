@@ -418,6 +418,41 @@ impl Store {
         }
     }
 
+    /// Calls `f` with the rich state `key` holds, if it holds one that a
+    /// FLUSHALL did not remove (`pos` is the key's ring position). A state
+    /// of more than `LARGE_CELL` bytes is copied and lent once its bucket
+    /// is unlocked, as in [`Store::for_each_copying_large`].
+    pub fn with_cell_at<R>(
+        &self,
+        pos: &Token,
+        key: &[u8],
+        f: impl FnOnce(&Cell) -> R,
+    ) -> Option<R> {
+        let tables = self.bucket_at(pos, key).read();
+        let cell = tables.rich.find(self.hash(key), |c| c.key() == key)?;
+        if self.is_dead(cell.version()) {
+            return None;
+        }
+        if cell.mem_bytes() > LARGE_CELL {
+            let copy = cell.clone();
+            drop(tables);
+            return Some(f(&copy));
+        }
+        Some(f(cell))
+    }
+
+    /// The piece of `key`'s entry that anti-entropy's sections `wanted`
+    /// name ([`crate::values::sections`]): of a rich state, its head and
+    /// those sections' elements; any other entry whole. What a FLUSHALL
+    /// removed is left out; `None` when nothing is left.
+    pub fn piece_at(&self, pos: &Token, key: &[u8], wanted: &[u16]) -> Option<Entry> {
+        let piece = self.with_cell_at(pos, key, |c| crate::values::sections::piece(c, wanted));
+        match piece {
+            Some(piece) => self.unflushed_entry(Entry::rich(piece?)),
+            None => self.get_at(pos, key),
+        }
+    }
+
     /// The XOR of [`entry_hash`] over every entry of leaf `leaf`.
     pub fn leaf_digest(&self, leaf: usize) -> u64 {
         self.buckets

@@ -229,16 +229,36 @@ impl Cell {
 
     /// The whole state as a [`Rich`].
     pub fn to_rich(&self) -> Rich {
+        self.to_rich_where(|_| true)
+    }
+
+    /// The state with only the fields and members whose name `keep`
+    /// accepts, and the whole head: a piece of it that merges like any
+    /// delta (see `sections.rs`).
+    pub fn to_rich_where(&self, keep: impl Fn(&[u8]) -> bool) -> Rich {
         let mut r = self.head.to_rich();
-        for e in self.fields.iter() {
+        for e in self.fields.iter().filter(|e| keep(elem::name(e))) {
             r.fields
                 .insert(Bytes::copy_from_slice(elem::name(e)), elem::read_field(e));
         }
-        for e in self.members.iter() {
+        for e in self.members.iter().filter(|e| keep(elem::name(e))) {
             r.members
                 .insert(Bytes::copy_from_slice(elem::name(e)), elem::read_member(e));
         }
         r
+    }
+
+    /// Calls `f` with every element's name and digest contribution (the
+    /// pieces of [`Cell::digest`] besides the head's), and returns the
+    /// head's.
+    pub fn element_hashes(&self, mut f: impl FnMut(&[u8], u64)) -> u64 {
+        for e in self.fields.iter() {
+            f(elem::name(e), elem::field_hash(e));
+        }
+        for e in self.members.iter() {
+            f(elem::name(e), elem::member_hash(e));
+        }
+        self.head_hash
     }
 
     /// Its encoding, the bytes `wire::encode_into` makes of

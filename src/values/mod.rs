@@ -45,6 +45,7 @@ pub mod float;
 #[cfg(test)]
 mod model_tests;
 mod rich;
+pub mod sections;
 pub mod sorted;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -206,7 +207,8 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn is_rich(self) -> bool {
+    /// Whether it summarizes a rich state.
+    pub fn is_rich(self) -> bool {
         self.body & 2 != 0
     }
 

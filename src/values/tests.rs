@@ -48,7 +48,7 @@ pub(super) fn incr(
     })
 }
 
-fn small_bytes() -> impl Strategy<Value = Bytes> {
+pub(crate) fn small_bytes() -> impl Strategy<Value = Bytes> {
     prop_oneof![Just("a"), Just("b"), Just("12"), Just("")]
         .prop_map(|s: &'static str| Bytes::from_static(s.as_bytes()))
 }
@@ -142,7 +142,7 @@ pub(crate) fn rich() -> impl Strategy<Value = Rich> {
         })
 }
 
-fn entry() -> impl Strategy<Value = Entry> {
+pub(crate) fn entry() -> impl Strategy<Value = Entry> {
     prop_oneof![
         version().prop_map(Entry::tombstone),
         (version(), small_bytes()).prop_map(|(v, b)| Entry::string(v, b)),
