@@ -8,17 +8,21 @@
 //! encoding and merging), without network latency (add about one loopback
 //! round trip per message: 4 or 5 messages for a small divergence).
 //!
-//!     cargo bench --bench ae_convergence            # KEYS=1000000 by default
+//! Then one hash of a million fields, one field apart on each side: a
+//! round moving it whole (as before protocol 12), and one by sections.
+//!
+//!     cargo bench --bench ae_convergence            # KEYS=1000000, FIELDS=1000000 by default
 
 use std::time::Instant;
 
 use bytes::Bytes;
-use ringkv::anti_entropy::digest::*;
+use ringkv::anti_entropy::digest::Ranges;
 use ringkv::anti_entropy::wire_size;
 use ringkv::clock::Timestamp;
 use ringkv::message::PeerMsg;
 use ringkv::ring::Token;
 use ringkv::store::{Entry, Store, Version};
+use ringkv::values::{Field, Lww, Rich};
 
 fn entry(ts: u64, node: u64, value: &[u8]) -> Entry {
     let version = Version {
@@ -29,52 +33,65 @@ fn entry(ts: u64, node: u64, value: &[u8]) -> Entry {
 }
 
 /// One round, `a` starting; returns (bytes, entries moved).
-fn round(a: &Store, b: &Store, ranges: &Ranges) -> (u64, u64) {
-    let mut bytes = 0;
-    let mut moved = 0;
-    let groups = group_digests(a, ranges);
-    bytes += wire_size(&PeerMsg::AeGroups {
-        id: 1,
-        ranges: ranges.clone(),
-        groups: groups.clone(),
-    });
-    let leaves = leaves_of_differing_groups(b, ranges, &groups);
-    bytes += wire_size(&PeerMsg::AeGroupsReply {
-        id: 1,
-        leaves: leaves.clone(),
-    });
-    let differing = differing_leaves(a, ranges, &leaves);
-    for chunk in differing.chunks(256) {
-        let keys = summaries(a, ranges, chunk);
-        let (push, want) = exchange(b, ranges, chunk, &keys);
-        bytes += wire_size(&PeerMsg::AeKeys {
-            id: 2,
-            ranges: ranges.clone(),
-            leaves: chunk.to_vec(),
-            keys,
+fn round(a: &Store, b: &Store, ranges: &Ranges, by_sections: Option<usize>) -> (u64, u64) {
+    let r = ringkv::anti_entropy::local::round(a, b, ranges, by_sections);
+    (
+        r.bytes_sent + r.bytes_received,
+        r.keys_sent + r.keys_received,
+    )
+}
+
+/// A hash of `n` fields (`field:0`..), 32-byte values, written at `ts`.
+fn hash_of(names: impl Iterator<Item = String>, ts: u64) -> Entry {
+    let version = Version {
+        ts: Timestamp(ts),
+        node: 1,
+    };
+    let mut r = Rich::default();
+    for name in names {
+        let value = Some(Lww {
+            version,
+            value: Bytes::from_static(&[b'v'; 32]),
         });
-        bytes += wire_size(&PeerMsg::AeKeysReply {
-            id: 2,
-            push: push.clone(),
-            want: want.clone(),
-        });
-        moved += push.len() as u64;
-        for (k, e) in push {
-            a.apply(&k, e);
-        }
-        let items = entries(a, &want);
-        moved += items.len() as u64;
-        for batch in items.chunks(512) {
-            bytes += wire_size(&PeerMsg::Transfer {
-                id: 3,
-                items: batch.to_vec(),
-            });
-        }
-        for (k, e) in items {
-            b.apply(&k, e);
-        }
+        let field = Field {
+            value,
+            ..Default::default()
+        };
+        r.fields.insert(Bytes::from(name), field);
     }
-    (bytes, moved)
+    Entry::rich(r)
+}
+
+/// One hash of `FIELDS` fields on two replicas, each side with one field
+/// the other lacks: a round moving the hash whole (protocol 11), then one
+/// by sections (protocol 12).
+fn large_hash(everything: &Ranges) {
+    let n: usize = std::env::var("FIELDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let key = Bytes::from_static(b"big");
+    println!("one hash of {n} fields (32-byte values), one field apart each way");
+    println!("{:>12} {:>12} {:>10}", "round", "bytes", "time ms");
+    for (name, by_sections) in [("whole", None), ("sections", Some(64 * 1024))] {
+        let (a, b) = (Store::new(), Store::new());
+        let all = hash_of((0..n).map(|i| format!("field:{i}")), 1);
+        a.apply(&key, all.clone());
+        b.apply(&key, all);
+        a.apply(&key, hash_of(std::iter::once("only-a".into()), 2));
+        b.apply(&key, hash_of(std::iter::once("only-b".into()), 3));
+        let t = Instant::now();
+        let (bytes, _) = round(&a, &b, everything, by_sections);
+        let elapsed = t.elapsed();
+        assert_eq!(
+            a.get(&key).map(|e| e.summary()),
+            b.get(&key).map(|e| e.summary())
+        );
+        println!(
+            "{name:>12} {bytes:>12} {:>10.1}",
+            elapsed.as_secs_f64() * 1e3
+        );
+    }
 }
 
 fn main() {
@@ -112,7 +129,7 @@ fn main() {
             b.apply(&keys[i * stride], entry(2, 2, &value));
         }
         let t = Instant::now();
-        let (bytes, moved) = round(&a, &b, &everything);
+        let (bytes, moved) = round(&a, &b, &everything, None);
         let elapsed = t.elapsed();
         assert_eq!(moved as usize, diverged);
         println!(
@@ -124,4 +141,5 @@ fn main() {
             elapsed.as_secs_f64() * 1e3
         );
     }
+    large_hash(&everything);
 }

@@ -194,6 +194,10 @@ pub struct Config {
     /// Period of the background anti-entropy round with each peer (jittered
     /// by +-20 %). Default 30000.
     pub anti_entropy_interval_ms: u64,
+    /// A hash or set of this many bytes or more that differs between two
+    /// replicas is compared and sent by sections (the pieces that differ),
+    /// not whole, when both speak protocol 12. Default 65536.
+    pub anti_entropy_sections_min_bytes: usize,
     /// Commit log fsync policy. Default interval.
     pub fsync: FsyncMode,
     /// fsync period under `fsync = "interval"`. Default 1000.
@@ -263,6 +267,7 @@ impl Default for Config {
             incomplete_request_timeout_ms: 30_000,
             transfer_batch: 512,
             anti_entropy_interval_ms: 30_000,
+            anti_entropy_sections_min_bytes: 64 * 1024,
             fsync: FsyncMode::Interval,
             fsync_interval_ms: 1000,
             log_segment_bytes: 64 * 1024 * 1024,

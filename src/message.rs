@@ -67,8 +67,10 @@ pub use kinds::KINDS;
 /// hand-off's offers, version 10 anti-entropy's first step by one root
 /// digest ([`PeerMsg::AeRoot`]), version 11 typed writes, their answers
 /// and the answers to reads of part of a key coalesced
-/// ([`PeerMsg::Applies`], [`PeerMsg::ApplyAcks`], [`PeerMsg::ReadReplies`]).
-pub const PROTOCOL_VERSION: u32 = 11;
+/// ([`PeerMsg::Applies`], [`PeerMsg::ApplyAcks`], [`PeerMsg::ReadReplies`]),
+/// version 12 anti-entropy of a large rich key by sections
+/// ([`PeerMsg::AeSections`]).
+pub const PROTOCOL_VERSION: u32 = 12;
 
 /// The protocol version from which every socket write opens with the
 /// sender's clocks ([`PeerMsg::Clock`]), and heartbeats come with the
@@ -89,6 +91,10 @@ pub const AE_ROOT_SINCE: u32 = 10;
 /// ([`PeerMsg::ReadReplies`]), as it coalesces `Puts`, `PutAcks` and
 /// `GetReplies`.
 pub const APPLIES_SINCE: u32 = 11;
+
+/// The protocol version from which anti-entropy compares and sends a large
+/// rich key by sections ([`PeerMsg::AeSections`]) instead of whole.
+pub const SECTIONS_SINCE: u32 = 12;
 
 /// The oldest version of the peer protocol this build still speaks: a
 /// node of any version from this one to [`PROTOCOL_VERSION`] can join a
@@ -458,6 +464,30 @@ pub enum PeerMsg {
         /// (request id, the part, `None` when the replica holds nothing).
         replies: Vec<(u64, Option<Box<crate::values::Part>>)>,
     },
+    /// Anti-entropy by sections (since protocol 12): the initiator's
+    /// digests of a large rich key's sections and head
+    /// ([`crate::values::sections::digests`]), for a key the answerer
+    /// asked for in its [`PeerMsg::AeKeysReply`].
+    AeSections {
+        /// Request id.
+        id: u64,
+        /// The key.
+        key: Bytes,
+        /// One digest per section, then the head's.
+        digests: Vec<u64>,
+    },
+    /// Answer to [`PeerMsg::AeSections`]: the answerer's piece of the key
+    /// for the sections that differ, and those sections, which the
+    /// initiator sends its own piece of (as a `Transfer`).
+    AeSectionsReply {
+        /// Request id.
+        id: u64,
+        /// The answerer's head and elements of the differing sections (its
+        /// whole entry if it holds no rich state); `None`: nothing to send.
+        push: Option<Entry>,
+        /// The differing sections (and the head's index).
+        want: Vec<u16>,
+    },
 }
 
 /// A typed write (HSET, SADD, HDEL, SREM...): the replica checks the
@@ -521,7 +551,8 @@ impl PeerMsg {
             | PeerMsg::ReadReply { id, .. }
             | PeerMsg::ApplyAck { id, .. }
             | PeerMsg::OfferReply { id, .. }
-            | PeerMsg::AeRootReply { id, .. } => Some(*id),
+            | PeerMsg::AeRootReply { id, .. }
+            | PeerMsg::AeSectionsReply { id, .. } => Some(*id),
             _ => None,
         }
     }
@@ -576,6 +607,16 @@ mod tests {
         let read_replies = PeerMsg::ReadReplies {
             replies: Vec::new(),
         };
+        let sections = PeerMsg::AeSections {
+            id: 1,
+            key: bytes::Bytes::new(),
+            digests: Vec::new(),
+        };
+        let sections_reply = PeerMsg::AeSectionsReply {
+            id: 1,
+            push: None,
+            want: Vec::new(),
+        };
         assert_eq!(
             [
                 &clock,
@@ -584,10 +625,12 @@ mod tests {
                 &reply,
                 &applies,
                 &apply_acks,
-                &read_replies
+                &read_replies,
+                &sections,
+                &sections_reply
             ]
             .map(number),
-            [27, 32, 33, 34, 35, 36, 37]
+            [27, 32, 33, 34, 35, 36, 37, 38, 39]
         );
     }
 }

@@ -199,3 +199,90 @@ fn a_healed_partition_with_conflicting_writes_and_deletes_converges_everywhere()
         "every key read through every node settles on the later write, deletes included"
     );
 }
+
+/// Bytes of anti-entropy messages every node reports having sent.
+fn ae_bytes_sent(c: &Cluster) -> u64 {
+    (0..3)
+        .filter_map(|i| c.status(i))
+        .flat_map(|s| s.anti_entropy.into_values())
+        .map(|p| p.bytes_sent)
+        .sum()
+}
+
+/// Bytes of anti-entropy it takes to repair one field that replica c
+/// missed in a hash of 5,000 fields of 32 bytes (about 300 KB on each
+/// node), with the given sections threshold, and c speaking at most
+/// protocol `c_protocol`.
+fn repair_one_field_of_a_large_hash(sections_min_bytes: &str, c_protocol: u32) -> u64 {
+    let flags = [
+        "--fault-injection",
+        "--set",
+        "failure_timeout_ms=5000",
+        "--set",
+        "anti_entropy_interval_ms=1000",
+        "--set",
+        &format!("anti_entropy_sections_min_bytes={sections_min_bytes}"),
+    ];
+    let mut c = Cluster::start(&["a", "b"], &flags);
+    let cap = format!("peer_protocol_max={c_protocol}");
+    let third = c.add("c", &[&flags[..], &["--set", &cap]].concat());
+    assert_eq!(third, 2);
+    assert!(wait_until(Duration::from_secs(20), || (0..3)
+        .all(|i| c.up_count(i) == Some(3))));
+    let mut client = c.client(0);
+    let value = "v".repeat(32);
+    for chunk in 0..50 {
+        let mut cmd = vec!["HSET".to_string(), "big".to_string()];
+        for i in 0..100 {
+            cmd.extend([format!("field:{}", chunk * 100 + i), value.clone()]);
+        }
+        let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        assert_eq!(client.cmd(&args), Reply::Integer(100));
+    }
+    let agree = |c: &Cluster| {
+        let first = c.client(0).cmd(&["RINGKV", "LOCAL", "big"]);
+        (1..3).all(|i| c.client(i).cmd(&["RINGKV", "LOCAL", "big"]) == first)
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), || agree(&c)),
+        "every node holds the hash"
+    );
+    // c misses one HSET, then anti-entropy repairs it.
+    fault(
+        &c,
+        2,
+        r#"{"op":"drop","count":1000000000,"direction":"incoming","peer":null}"#,
+    );
+    assert_eq!(client.cmd(&["HSET", "big", "late", "x"]), Reply::Integer(1));
+    assert!(!agree(&c), "c missed the write");
+    let before = ae_bytes_sent(&c);
+    fault(&c, 2, r#"{"op":"clear"}"#);
+    assert!(
+        wait_until(Duration::from_secs(5), || agree(&c)),
+        "c holds the write after a round"
+    );
+    assert_eq!(c.client(2).cmd(&["HLEN", "big"]), Reply::Integer(5_001));
+    assert_eq!(c.client(2).cmd(&["HGET", "big", "late"]), bulk("x"));
+    ae_bytes_sent(&c) - before
+}
+
+#[test]
+fn a_large_hash_that_missed_one_field_is_repaired_by_its_section_not_whole() {
+    use ringkv::message::{PROTOCOL_VERSION, SECTIONS_SINCE};
+    // By default (64 KiB) the hash is compared by sections; with a
+    // threshold above its size, or with a replica of protocol 11, whole.
+    let sectioned = repair_one_field_of_a_large_hash("65536", PROTOCOL_VERSION);
+    let whole = repair_one_field_of_a_large_hash("100000000", PROTOCOL_VERSION);
+    let older = repair_one_field_of_a_large_hash("65536", SECTIONS_SINCE - 1);
+    eprintln!(
+        "repairing one field: {sectioned} bytes by sections, {whole} whole, {older} with protocol 11"
+    );
+    // Each counts the rounds' group digests (16 KB a round that differs);
+    // whole, the hash itself (about 300 KB) goes at least once each way.
+    assert!(whole > 500_000, "{whole} bytes whole");
+    assert!(
+        older > 500_000,
+        "{older} bytes with a replica of protocol 11"
+    );
+    assert!(sectioned * 4 < whole, "{sectioned} bytes by sections");
+}

@@ -178,13 +178,13 @@ fn a_node_speaking_the_previous_version_serves_and_is_served_by_new_ones() {
 }
 
 /// Typed writes and reads pipelined through every node of a cluster in
-/// which one node speaks the previous version: between this version's
-/// nodes they travel coalesced (`Applies`, `ApplyAcks` and `ReadReplies`,
-/// protocol 11), to and from the other one by one, and every field and
-/// member reads back through every node.
+/// which one node speaks the version before protocol 11: between this
+/// version's nodes they travel coalesced (`Applies`, `ApplyAcks` and
+/// `ReadReplies`, protocol 11), to and from the other one by one, and
+/// every field and member reads back through every node.
 #[test]
 fn typed_writes_coalesce_between_new_nodes_and_go_one_by_one_to_an_older_one() {
-    let previous = PROTOCOL_VERSION - 1;
+    let previous = ringkv::message::APPLIES_SINCE - 1;
     let cap = format!("peer_protocol_max={previous}");
     let mut c = Cluster::start(&["a", "b"], &[]);
     let old = c.add("prev", &["--set", &cap]);

@@ -19,6 +19,13 @@
 //! 4. the other side answers with its newer entries and the keys it wants
 //!    ([`exchange`]); the initiator merges the former and sends the latter.
 //!
+//! From protocol 12, a large rich key (a hash or set of
+//! `anti_entropy_sections_min_bytes` or more) that differs is not sent
+//! whole in step 4: the answerer asks for it with [`sections_mark`], and
+//! the two compare it by sections ([`answer_sections`],
+//! [`crate::values::sections`]), each sending the other only the pieces
+//! that differ.
+//!
 //! The bytes moved are proportional to the number of differing leaves, not
 //! to the data held. Every function here is a plain computation over a
 //! [`Store`]: the network driver is in `mod.rs`, and the property tests run
@@ -29,7 +36,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::ring::{NodeName, Ring, Token};
 use crate::store::{entry_hash, leaf_of, Entry, Store};
-use crate::values::Summary;
+use crate::values::{sections, Body, Summary, Version};
+
+/// What an answerer (protocol 12 and later) pushes in step 4 for a key it
+/// holds as a large rich state that differs from the initiator's: a
+/// tombstone at version zero, which says "compare this key by sections"
+/// ([`PeerMsg::AeSections`](crate::message::PeerMsg::AeSections)), and
+/// which, were it merged, would change nothing (it loses to every write).
+pub fn sections_mark() -> Entry {
+    Entry::tombstone(Version::ZERO)
+}
+
+/// Whether a pushed entry is [`sections_mark`].
+pub fn is_sections_mark(e: &Entry) -> bool {
+    e.is_tombstone() && e.version() == Version::ZERO
+}
 
 /// Leaves per group (the middle level of the digest tree).
 pub const GROUP_LEAVES: usize = 32;
@@ -231,12 +252,17 @@ pub fn summaries(store: &Store, ranges: &Ranges, leaves: &[u32]) -> Vec<(Bytes, 
 }
 
 /// Step 4: given the other side's summaries of `leaves`, the entries this
-/// side holds newer (or alone) and the keys it should be sent.
+/// side holds newer (or alone) and the keys it should be sent. With
+/// `by_sections` (the other side speaks protocol 12 or later: the
+/// threshold), a rich state of that many bytes or more that differs from
+/// the other side's rich state is not pushed: [`sections_mark`] is, and the
+/// key is wanted, so that the initiator compares it by sections.
 pub fn exchange(
     store: &Store,
     ranges: &Ranges,
     leaves: &[u32],
     theirs: &[(Bytes, Summary)],
+    by_sections: Option<usize>,
 ) -> (Vec<(Bytes, Entry)>, Vec<Bytes>) {
     let their: std::collections::HashMap<&[u8], Summary> =
         theirs.iter().map(|(k, v)| (&k[..], *v)).collect();
@@ -253,7 +279,14 @@ pub fn exchange(
                 None => (true, false),
                 Some(t) => Summary::reconcile(e.summary(), *t),
             };
-            if send {
+            let large = |min: usize| matches!(e.body, Body::Rich(c) if c.mem_bytes() >= min);
+            let sectioned = send
+                && ask
+                && by_sections.is_some_and(large)
+                && their.get(&k[..]).is_some_and(|t| t.is_rich());
+            if sectioned {
+                push.push((k.clone(), sections_mark()));
+            } else if send {
                 push.push((k.clone(), e.to_entry()));
             }
             if ask {
@@ -291,4 +324,66 @@ pub fn entries(store: &Store, keys: &[Bytes]) -> Vec<(Bytes, Entry)> {
     keys.iter()
         .filter_map(|k| store.get(k).map(|e| (k.clone(), e)))
         .collect()
+}
+
+/// What the initiator does with step 4's answer.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Entries to merge.
+    pub merge: Vec<(Bytes, Entry)>,
+    /// Keys to send whole.
+    pub whole: Vec<Bytes>,
+    /// Keys to compare by sections.
+    pub sectioned: Vec<Bytes>,
+}
+
+/// Splits step 4's answer: with a peer of protocol 12 or later
+/// (`by_sections`), the keys the answerer marked ([`sections_mark`]) and
+/// the wanted keys this side holds large (`large`) are compared by
+/// sections; every other wanted key is sent whole.
+pub fn plan(
+    push: Vec<(Bytes, Entry)>,
+    want: Vec<Bytes>,
+    by_sections: bool,
+    large: impl Fn(&Bytes) -> bool,
+) -> Plan {
+    let mut plan = Plan::default();
+    for (k, e) in push {
+        match by_sections && is_sections_mark(&e) {
+            true => plan.sectioned.push(k),
+            false => plan.merge.push((k, e)),
+        }
+    }
+    for k in want {
+        if plan.sectioned.contains(&k) {
+            continue;
+        }
+        match by_sections && large(&k) {
+            true => plan.sectioned.push(k),
+            false => plan.whole.push(k),
+        }
+    }
+    plan
+}
+
+/// The answer to [`PeerMsg::AeSections`](crate::message::PeerMsg::AeSections)
+/// for `key`, given the initiator's section digests: this side's piece of
+/// the differing sections and those sections (nothing, when none differ).
+/// A side that holds no rich state for the key sends what it holds whole
+/// and asks for every section.
+pub fn answer_sections(store: &Store, key: &[u8], theirs: &[u64]) -> (Option<Entry>, Vec<u16>) {
+    let pos = Token::of(key);
+    match store.with_cell_at(&pos, key, sections::digests) {
+        Some(mine) => {
+            let want = sections::differing(&mine, theirs);
+            match want.is_empty() {
+                true => (None, want),
+                false => (store.piece_at(&pos, key, &want), want),
+            }
+        }
+        None => (
+            store.get_at(&pos, key),
+            (0..=sections::HEAD as u16).collect(),
+        ),
+    }
 }

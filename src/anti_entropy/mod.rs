@@ -20,6 +20,7 @@
 //! than fit one frame (a leaf holds ~1/65536 of a node's keys).
 
 pub mod digest;
+pub mod local;
 #[cfg(test)]
 mod tests;
 
@@ -34,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::message::PeerMsg;
 use crate::node::shared::{Shared, View};
 use crate::ring::{NodeName, Token};
+use crate::values::sections;
 
 /// Differing leaves compared per `AeKeys` message.
 const LEAVES_PER_MESSAGE: usize = 256;
@@ -115,7 +117,11 @@ impl Stats {
             _ => false,
         };
         let pushed = match reply {
-            PeerMsg::AeKeysReply { push, .. } => push.len() as u64,
+            PeerMsg::AeKeysReply { push, .. } => push
+                .iter()
+                .filter(|(_, e)| !digest::is_sections_mark(e))
+                .count() as u64,
+            PeerMsg::AeSectionsReply { push, .. } => u64::from(push.is_some()),
             _ => 0,
         };
         let (bytes_in, bytes_out) = (wire_size(request), wire_size(reply));
@@ -177,11 +183,12 @@ pub async fn sync_with(
     if ranges.is_empty() {
         return Ok(report);
     }
-    let roots = view
+    let version = view
         .addrs
         .get(peer)
-        .and_then(|addr| shared.net.peer_version(addr))
-        .is_some_and(|v| v >= crate::message::AE_ROOT_SINCE);
+        .and_then(|addr| shared.net.peer_version(addr));
+    let roots = version.is_some_and(|v| v >= crate::message::AE_ROOT_SINCE);
+    let by_sections = version.is_some_and(|v| v >= crate::message::SECTIONS_SINCE);
     // A peer being filled by hand-off is asked again a moment later (for
     // at most `sync::FILLING_WAIT`), rather than sent what is on its way.
     let patience = crate::clock::instant() + crate::sync::FILLING_WAIT;
@@ -249,29 +256,94 @@ pub async fn sync_with(
                 reply.kind()
             )));
         };
-        report.keys_received += push.len() as u64;
+        let min = shared.cfg.anti_entropy_sections_min_bytes;
+        let plan = digest::plan(push, want, by_sections, |k| {
+            store
+                .with_cell_at(&Token::of(k), k, |c| c.mem_bytes() >= min)
+                .unwrap_or(false)
+        });
+        report.keys_received += plan.merge.len() as u64;
         // Paced like every bulk stream (see `throttle`).
-        shared.stream.take(crate::throttle::bytes_of(&push)).await;
-        merge(shared, push).await?;
-        let items = digest::entries(store, &want);
-        if !items.is_empty() {
-            report.keys_sent += items.len() as u64;
-            for batch in items.chunks(shared.cfg.transfer_batch) {
-                shared.stream.take(crate::throttle::bytes_of(batch)).await;
-                let items = batch.to_vec();
-                let (ack, sent) =
-                    request(shared, view, peer, |id| PeerMsg::Transfer { id, items }).await?;
-                report.bytes_sent += sent;
-                if !matches!(ack, PeerMsg::TransferAck { .. }) {
-                    return Err(Error::Protocol(format!(
-                        "{peer} answered Transfer with {}",
-                        ack.kind()
-                    )));
-                }
-            }
+        shared
+            .stream
+            .take(crate::throttle::bytes_of(&plan.merge))
+            .await;
+        merge(shared, plan.merge).await?;
+        let whole = digest::entries(store, &plan.whole);
+        send(shared, view, peer, whole, &mut report).await?;
+        for key in plan.sectioned {
+            exchange_sections(shared, view, peer, key, &mut report).await?;
         }
     }
     Ok(report)
+}
+
+/// Sends `items` to `peer` in `Transfer`s of `transfer_batch` entries,
+/// paced like every bulk stream.
+async fn send(
+    shared: &Shared,
+    view: &View,
+    peer: &NodeName,
+    items: Vec<(bytes::Bytes, crate::store::Entry)>,
+    report: &mut RoundReport,
+) -> Result<()> {
+    report.keys_sent += items.len() as u64;
+    for batch in items.chunks(shared.cfg.transfer_batch) {
+        shared.stream.take(crate::throttle::bytes_of(batch)).await;
+        let items = batch.to_vec();
+        let (ack, sent) = request(shared, view, peer, |id| PeerMsg::Transfer { id, items }).await?;
+        report.bytes_sent += sent;
+        if !matches!(ack, PeerMsg::TransferAck { .. }) {
+            return Err(Error::Protocol(format!(
+                "{peer} answered Transfer with {}",
+                ack.kind()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reconciles one large rich key with `peer` by sections (protocol 12):
+/// this side's section digests out, the peer's differing pieces back,
+/// merged, and this side's pieces of the same sections sent.
+async fn exchange_sections(
+    shared: &Shared,
+    view: &View,
+    peer: &NodeName,
+    key: bytes::Bytes,
+    report: &mut RoundReport,
+) -> Result<()> {
+    let (store, pos) = (&shared.store, Token::of(&key));
+    let Some(digests) = store.with_cell_at(&pos, &key, sections::digests) else {
+        // No rich state here (any more): what there is goes whole.
+        return send(shared, view, peer, digest::entries(store, &[key]), report).await;
+    };
+    let k = key.clone();
+    let (reply, sent) = request(shared, view, peer, |id| PeerMsg::AeSections {
+        id,
+        key: k,
+        digests,
+    })
+    .await?;
+    report.bytes_sent += sent;
+    report.bytes_received += wire_size(&reply);
+    let PeerMsg::AeSectionsReply { push, want, .. } = reply else {
+        return Err(Error::Protocol(format!(
+            "{peer} answered AeSections with {}",
+            reply.kind()
+        )));
+    };
+    if let Some(entry) = push {
+        report.keys_received += 1;
+        let push = vec![(key.clone(), entry)];
+        shared.stream.take(crate::throttle::bytes_of(&push)).await;
+        merge(shared, push).await?;
+    }
+    if want.is_empty() {
+        return Ok(());
+    }
+    let piece = store.piece_at(&pos, &key, &want).map(|e| (key, e));
+    send(shared, view, peer, piece.into_iter().collect(), report).await
 }
 
 /// Merges entries received from a peer, durably.

@@ -26,67 +26,12 @@ fn everything() -> Ranges {
     Ranges(vec![(Token::MIN, Token::MAX)])
 }
 
-/// One round of the protocol, `a` starting it, exactly as the network
-/// driver runs it, with every message's encoded size counted.
 fn round(a: &Store, b: &Store, ranges: &Ranges) -> RoundReport {
-    let mut r = RoundReport::default();
-    let root = root_digest(a, ranges);
-    r.bytes_sent += wire_size(&PeerMsg::AeRoot {
-        id: 1,
-        ranges: ranges.fingerprint(),
-        root,
-    });
-    let agree = root_digest(b, ranges) == root;
-    r.bytes_received += wire_size(&PeerMsg::AeRootReply {
-        id: 1,
-        agree,
-        filling: false,
-    });
-    if agree {
-        return r;
-    }
-    let groups = group_digests(a, ranges);
-    r.bytes_sent += wire_size(&PeerMsg::AeGroups {
-        id: 1,
-        ranges: ranges.clone(),
-        groups: groups.clone(),
-    });
-    let leaves = leaves_of_differing_groups(b, ranges, &groups);
-    r.bytes_received += wire_size(&PeerMsg::AeGroupsReply {
-        id: 1,
-        leaves: leaves.clone(),
-    });
-    let differing = differing_leaves(a, ranges, &leaves);
-    r.differing_leaves = differing.len() as u64;
-    for chunk in differing.chunks(256) {
-        let keys = summaries(a, ranges, chunk);
-        r.bytes_sent += wire_size(&PeerMsg::AeKeys {
-            id: 2,
-            ranges: ranges.clone(),
-            leaves: chunk.to_vec(),
-            keys: keys.clone(),
-        });
-        let (push, want) = exchange(b, ranges, chunk, &keys);
-        r.bytes_received += wire_size(&PeerMsg::AeKeysReply {
-            id: 2,
-            push: push.clone(),
-            want: want.clone(),
-        });
-        r.keys_received += push.len() as u64;
-        for (k, e) in push {
-            a.apply(&k, e);
-        }
-        let items = entries(a, &want);
-        r.keys_sent += items.len() as u64;
-        r.bytes_sent += wire_size(&PeerMsg::Transfer {
-            id: 3,
-            items: items.clone(),
-        });
-        for (k, e) in items {
-            b.apply(&k, e);
-        }
-    }
-    r
+    super::local::round(a, b, ranges, None)
+}
+
+fn round_with(a: &Store, b: &Store, ranges: &Ranges, by_sections: Option<usize>) -> RoundReport {
+    super::local::round(a, b, ranges, by_sections)
 }
 
 fn same(a: &Store, b: &Store) -> bool {
@@ -252,6 +197,97 @@ proptest! {
             prop_assert_eq!(s.len(), winner.len());
             for (k, e) in &winner {
                 prop_assert_eq!(s.get(k), Some(e.clone()));
+            }
+        }
+    }
+}
+
+/// A hash whose fields `names` were each written at `ts` by node 1.
+fn hash_with(names: impl Iterator<Item = String>, ts: u64) -> Entry {
+    let mut r = crate::values::Rich::default();
+    for name in names {
+        let value = Some(crate::values::Lww {
+            version: Version {
+                ts: Timestamp(ts),
+                node: 1,
+            },
+            value: Bytes::from_static(&[7; 32]),
+        });
+        r.fields.insert(
+            Bytes::from(name),
+            crate::values::Field {
+                value,
+                ..Default::default()
+            },
+        );
+    }
+    Entry::rich(r)
+}
+
+fn hash_of(n: u32, ts: u64) -> Entry {
+    hash_with((0..n).map(|i| format!("field:{i}")), ts)
+}
+
+#[test]
+fn a_large_hash_that_differs_by_a_field_each_way_moves_two_sections_not_the_hash() {
+    let key = Bytes::from_static(b"big");
+    let mut totals = Vec::new();
+    for by_sections in [None, Some(64 * 1024)] {
+        let (a, b) = (Store::new(), Store::new());
+        a.apply(&key, hash_of(20_000, 1));
+        b.apply(&key, hash_of(20_000, 1));
+        // Each side missed a write the other took: a new field, an update.
+        a.apply(&key, hash_with(std::iter::once("only-a".to_string()), 5));
+        b.apply(&key, hash_of(1, 6));
+        let r = round_with(&a, &b, &everything(), by_sections);
+        assert!(same(&a, &b), "replicas end identical");
+        assert_eq!(
+            a.get(&key).unwrap().summary(),
+            b.get(&key).unwrap().summary()
+        );
+        let again = round_with(&a, &b, &everything(), by_sections);
+        assert_eq!(again.differing_leaves, 0);
+        totals.push(r.bytes_sent + r.bytes_received);
+    }
+    eprintln!(
+        "20,000-field hash, two fields apart: whole {} bytes, by sections {} bytes",
+        totals[0], totals[1]
+    );
+    assert!(totals[0] > 1_000_000, "the whole hash went both ways");
+    assert!(
+        totals[1] * 50 < totals[0],
+        "sections move under 2 % of that"
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Random rich and simple writes land on random subsets of three
+    /// replicas; rounds by sections (every rich state counts as large)
+    /// leave all three equal to the merge of every write.
+    #[test]
+    fn rounds_by_sections_converge_to_the_merge(writes in proptest::collection::vec(
+        (0u8..6, crate::values::tests::entry(), 1u8..8), 1..30)) {
+        let stores = [Store::new(), Store::new(), Store::new()];
+        let mut merged: std::collections::HashMap<Bytes, Entry> = Default::default();
+        for (k, e, mask) in &writes {
+            let key = Bytes::from(format!("k{k}"));
+            for (r, s) in stores.iter().enumerate() {
+                if mask & (1 << r) != 0 {
+                    s.apply(&key, e.clone());
+                }
+            }
+            let m = merged.remove(&key).map_or(e.clone(), |old| old.merge(e));
+            merged.insert(key, m);
+        }
+        for (x, y) in [(0, 1), (1, 2), (0, 2)] {
+            round_with(&stores[x], &stores[y], &everything(), Some(0));
+        }
+        prop_assert_eq!(round_with(&stores[0], &stores[1], &everything(), Some(0)).differing_leaves, 0);
+        for s in &stores {
+            for (k, e) in &merged {
+                prop_assert_eq!(s.get(k).map(|g| g.summary()), Some(e.summary()));
             }
         }
     }

@@ -2,11 +2,11 @@
 //! introduced it: the tables every new variant extends, kept apart from
 //! the message definitions so both stay readable.
 
-use super::{PeerMsg, AE_ROOT_SINCE, APPLIES_SINCE, CLOCK_SINCE, PLACEMENT_SINCE};
+use super::{PeerMsg, AE_ROOT_SINCE, APPLIES_SINCE, CLOCK_SINCE, PLACEMENT_SINCE, SECTIONS_SINCE};
 
 /// The name of every [`PeerMsg`] type, in [`PeerMsg::kind_index`] order
 /// (logs, and the per-kind traffic metrics).
-pub const KINDS: [&str; 38] = [
+pub const KINDS: [&str; 40] = [
     "heartbeat",
     "put",
     "put_ack",
@@ -45,6 +45,8 @@ pub const KINDS: [&str; 38] = [
     "applies",
     "apply_acks",
     "read_replies",
+    "ae_sections",
+    "ae_sections_reply",
 ];
 
 impl PeerMsg {
@@ -90,6 +92,7 @@ impl PeerMsg {
             PeerMsg::Applies { .. } | PeerMsg::ApplyAcks { .. } | PeerMsg::ReadReplies { .. } => {
                 APPLIES_SINCE
             }
+            PeerMsg::AeSections { .. } | PeerMsg::AeSectionsReply { .. } => SECTIONS_SINCE,
         }
     }
 
@@ -134,6 +137,8 @@ impl PeerMsg {
             PeerMsg::Applies { .. } => 35,
             PeerMsg::ApplyAcks { .. } => 36,
             PeerMsg::ReadReplies { .. } => 37,
+            PeerMsg::AeSections { .. } => 38,
+            PeerMsg::AeSectionsReply { .. } => 39,
         }
     }
 }

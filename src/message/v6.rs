@@ -266,7 +266,9 @@ pub fn to_v6(msg: PeerMsg) -> Option<PeerMsg6> {
         | PeerMsg::Offer { .. }
         | PeerMsg::OfferReply { .. }
         | PeerMsg::AeRoot { .. }
-        | PeerMsg::AeRootReply { .. } => return None,
+        | PeerMsg::AeRootReply { .. }
+        | PeerMsg::AeSections { .. }
+        | PeerMsg::AeSectionsReply { .. } => return None,
     })
 }
 

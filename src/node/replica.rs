@@ -243,8 +243,9 @@ impl PeerHandler for Shared {
             },
             request @ (PeerMsg::AeRoot { .. }
             | PeerMsg::AeGroups { .. }
-            | PeerMsg::AeKeys { .. }) => {
-                let Some(reply) = self.answer_anti_entropy(&from.name, &request) else {
+            | PeerMsg::AeKeys { .. }
+            | PeerMsg::AeSections { .. }) => {
+                let Some(reply) = self.answer_anti_entropy(from, &request) else {
                     return;
                 };
                 self.ae_stats
@@ -262,6 +263,7 @@ impl PeerHandler for Shared {
             | PeerMsg::AeGroupsReply { .. }
             | PeerMsg::AeKeysReply { .. }
             | PeerMsg::AeRootReply { .. }
+            | PeerMsg::AeSectionsReply { .. }
             | PeerMsg::IncrReply { .. }
             | PeerMsg::ReadReply { .. }
             | PeerMsg::ApplyAck { .. }
@@ -278,14 +280,18 @@ impl PeerHandler for Shared {
 impl Shared {
     /// The answer to an anti-entropy request from `peer` (steps 0, 2 and
     /// 4 of a round); `None` for any other message.
-    fn answer_anti_entropy(&self, peer: &str, request: &PeerMsg) -> Option<PeerMsg> {
+    fn answer_anti_entropy(&self, peer: &Peer, request: &PeerMsg) -> Option<PeerMsg> {
         match request {
             PeerMsg::AeRoot { id, ranges, root } => {
                 // The ranges as this node's view has them: a view that
                 // differs says "no", and the round goes on step by step.
                 let view = self.view.load();
-                let mine =
-                    digest::shared_ranges(&view.replica_ring, &self.me, peer, self.cfg.replication);
+                let mine = digest::shared_ranges(
+                    &view.replica_ring,
+                    &self.me,
+                    &peer.name,
+                    self.cfg.replication,
+                );
                 let agree = mine.fingerprint() == *ranges
                     && digest::root_digest(&self.store, &mine) == *root;
                 Some(PeerMsg::AeRootReply {
@@ -304,8 +310,20 @@ impl Shared {
                 leaves,
                 keys,
             } => {
-                let (push, want) = digest::exchange(&self.store, ranges, leaves, keys);
+                // A peer that compares by sections is sent no large rich
+                // state whole: it is asked for the key, and compares.
+                let by_sections = (peer.version >= crate::message::SECTIONS_SINCE)
+                    .then_some(self.cfg.anti_entropy_sections_min_bytes);
+                let (push, want) = digest::exchange(&self.store, ranges, leaves, keys, by_sections);
                 Some(PeerMsg::AeKeysReply {
+                    id: *id,
+                    push,
+                    want,
+                })
+            }
+            PeerMsg::AeSections { id, key, digests } => {
+                let (push, want) = digest::answer_sections(&self.store, key, digests);
+                Some(PeerMsg::AeSectionsReply {
                     id: *id,
                     push,
                     want,

@@ -182,6 +182,16 @@ fn one_of_each() -> Vec<PeerMsg> {
         PeerMsg::ReadReplies {
             replies: vec![(27, None), (28, None)],
         },
+        PeerMsg::AeSections {
+            id: 29,
+            key: Bytes::from_static(b"k"),
+            digests: vec![0; 257],
+        },
+        PeerMsg::AeSectionsReply {
+            id: 29,
+            push: None,
+            want: vec![3, 256],
+        },
     ]
 }
 
