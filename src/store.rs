@@ -441,6 +441,14 @@ impl Store {
         Some(f(cell))
     }
 
+    /// The bytes of the rich state `key` holds ([`Cell::mem_bytes`]), if
+    /// it holds one that a FLUSHALL did not remove; nothing is copied.
+    pub fn rich_bytes_at(&self, pos: &Token, key: &[u8]) -> Option<usize> {
+        let tables = self.bucket_at(pos, key).read();
+        let cell = tables.rich.find(self.hash(key), |c| c.key() == key)?;
+        (!self.is_dead(cell.version())).then(|| cell.mem_bytes())
+    }
+
     /// The piece of `key`'s entry that anti-entropy's sections `wanted`
     /// name ([`crate::values::sections`]): of a rich state, its head and
     /// those sections' elements; any other entry whole. What a FLUSHALL

@@ -373,14 +373,20 @@ pub fn plan(
 /// and asks for every section.
 pub fn answer_sections(store: &Store, key: &[u8], theirs: &[u64]) -> (Option<Entry>, Vec<u16>) {
     let pos = Token::of(key);
-    match store.with_cell_at(&pos, key, sections::digests) {
-        Some(mine) => {
-            let want = sections::differing(&mine, theirs);
-            match want.is_empty() {
-                true => (None, want),
-                false => (store.piece_at(&pos, key, &want), want),
-            }
-        }
+    // Digests and piece from one look at the state (one copy, if large).
+    let answer = store.with_cell_at(&pos, key, |c| {
+        let want = sections::differing(&sections::digests(c), theirs);
+        let piece = match want.is_empty() {
+            true => None,
+            false => sections::piece(c, &want),
+        };
+        (piece, want)
+    });
+    match answer {
+        Some((piece, want)) => (
+            piece.and_then(|p| store.unflushed_entry(Entry::rich(p))),
+            want,
+        ),
         None => (
             store.get_at(&pos, key),
             (0..=sections::HEAD as u16).collect(),

@@ -60,10 +60,8 @@ pub fn round(a: &Store, b: &Store, ranges: &Ranges, by_sections: Option<usize>) 
             want: want.clone(),
         });
         let plan = plan(push, want, by_sections.is_some(), |k| {
-            by_sections.is_some_and(|min| {
-                a.with_cell_at(&Token::of(k), k, |c| c.mem_bytes() >= min)
-                    .unwrap_or(false)
-            })
+            by_sections
+                .is_some_and(|min| a.rich_bytes_at(&Token::of(k), k).is_some_and(|b| b >= min))
         });
         r.keys_received += plan.merge.len() as u64;
         for (k, e) in plan.merge {

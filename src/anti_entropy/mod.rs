@@ -259,8 +259,8 @@ pub async fn sync_with(
         let min = shared.cfg.anti_entropy_sections_min_bytes;
         let plan = digest::plan(push, want, by_sections, |k| {
             store
-                .with_cell_at(&Token::of(k), k, |c| c.mem_bytes() >= min)
-                .unwrap_or(false)
+                .rich_bytes_at(&Token::of(k), k)
+                .is_some_and(|b| b >= min)
         });
         report.keys_received += plan.merge.len() as u64;
         // Paced like every bulk stream (see `throttle`).
