@@ -5,6 +5,8 @@
 //! merge (`rich.rs`) does the rest. Each delta holds only what the write
 //! touched, so it ships and logs small.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 
 use super::{Entry, Lww, Rich, Version};
@@ -98,26 +100,29 @@ impl Entry {
                     return Err(IncrError::WrongType);
                 }
                 match (field, c.body) {
+                    // The key's own counter is read where it lies.
                     (None, super::Body::Rich(cell)) => {
-                        let rich = cell.to_rich();
-                        (rich.string, rich.shards)
+                        let (string, shards) = cell.counter();
+                        (Cow::Borrowed(string), Cow::Borrowed(shards))
                     }
                     (None, super::Body::Simple(_)) => {
                         let rich = c.to_entry().to_rich();
-                        (rich.string, rich.shards)
+                        (Cow::Owned(rich.string), Cow::Owned(rich.shards))
                     }
                     (Some(name), super::Body::Rich(cell)) => match cell.field(name) {
-                        Some(f) => (f.value, f.shards),
-                        None => (None, super::Shards::new()),
+                        Some(f) => (Cow::Owned(f.value), Cow::Owned(f.shards)),
+                        None => (Cow::Owned(None), Cow::Owned(super::Shards::new())),
                     },
-                    (Some(_), super::Body::Simple(_)) => (None, super::Shards::new()),
+                    (Some(_), super::Body::Simple(_)) => {
+                        (Cow::Owned(None), Cow::Owned(super::Shards::new()))
+                    }
                 }
             }
             Some(c) => {
                 delta.cleared = c.version.min(version.just_before());
-                (None, super::Shards::new())
+                (Cow::Owned(None), Cow::Owned(super::Shards::new()))
             }
-            None => (None, super::Shards::new()),
+            None => (Cow::Owned(None), Cow::Owned(super::Shards::new())),
         };
         let value = match super::counted(&string, &shards) {
             super::Counted::Int(n) => n,
