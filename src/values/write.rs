@@ -94,6 +94,8 @@ impl Entry {
         } else {
             super::Kind::String
         };
+        // No counter yet: no string and no shares.
+        let none = || (Cow::Owned(None), Cow::Owned(super::Shards::new()));
         let (string, shards) = match current {
             Some(c) if c.exists(now_ms) => {
                 if c.kind(now_ms) != Some(want) {
@@ -111,18 +113,16 @@ impl Entry {
                     }
                     (Some(name), super::Body::Rich(cell)) => match cell.field(name) {
                         Some(f) => (Cow::Owned(f.value), Cow::Owned(f.shards)),
-                        None => (Cow::Owned(None), Cow::Owned(super::Shards::new())),
+                        None => none(),
                     },
-                    (Some(_), super::Body::Simple(_)) => {
-                        (Cow::Owned(None), Cow::Owned(super::Shards::new()))
-                    }
+                    (Some(_), super::Body::Simple(_)) => none(),
                 }
             }
             Some(c) => {
                 delta.cleared = c.version.min(version.just_before());
-                (Cow::Owned(None), Cow::Owned(super::Shards::new()))
+                none()
             }
-            None => (Cow::Owned(None), Cow::Owned(super::Shards::new())),
+            None => none(),
         };
         let value = match super::counted(&string, &shards) {
             super::Counted::Int(n) => n,
