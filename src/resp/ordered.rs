@@ -1,12 +1,18 @@
 //! The replies of one connection's started commands, in command order.
 //!
 //! Replies must be written in the order their commands arrived, so only the
-//! oldest command's reply can ever be written next. [`Ordered`] therefore
-//! polls each command's future once when it starts (which sends its peer
-//! messages and registers it for replies) and afterwards only the oldest
-//! one; when that finishes, the next becomes the oldest and is polled. A
-//! younger command whose replies arrive early simply finds them waiting in
-//! its inbox when its turn comes.
+//! oldest command's reply can ever be written next. [`Ordered`] polls each
+//! command's future once when it starts (which sends its peer messages and
+//! registers it for replies), and afterwards only when one of them has been
+//! woken: then every started one is polled once (a sweep), so that a
+//! younger command whose answers came takes its next step at once. A read
+//! that must confirm a miss, or a read-modify-write that writes after its
+//! read, sends its second round then, not only once every older command is
+//! done: a pipeline of them costs one round trip more, not one each.
+//!
+//! The futures are polled with a waker of the queue's own, which notes
+//! that one of them was woken and then wakes the task; the queue sweeps
+//! only after such a wake, not when the task was woken by its socket.
 //!
 //! A command may also be *deferred* ([`Ordered::push_deferred`]): it is
 //! not polled at all until it becomes the oldest, so it starts only after
@@ -15,15 +21,17 @@
 //!
 //! This replaced `FuturesOrdered`, whose per-future task node, wake-up
 //! queue and reordering heap cost about a thousand instructions per
-//! unpipelined request. The price is that a younger command notices its own
-//! deadlines (a read's speculation delay) only when it becomes the oldest;
-//! since it started later than every older one, the older ones' deadlines
-//! come first anyway, and the younger one acts at once when polled.
+//! unpipelined request. The price of one waker for all is that a wake
+//! polls every started command still running, not only the one woken.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use futures::task::AtomicWaker;
 
 /// Futures of `T` with data `S` each, finished strictly in push order.
 pub struct Ordered<S, T> {
@@ -32,6 +40,28 @@ pub struct Ordered<S, T> {
     /// [`Ordered::poll_next`], done ones included: the futures among them
     /// have not been polled once.
     unpolled: usize,
+    /// Notes that a future was woken, and wakes the task that polls.
+    woken: Arc<Woken>,
+    /// `woken` as the waker every future is polled with.
+    waker: Waker,
+}
+
+/// The queue's waker: a future woke since the last sweep.
+#[derive(Default)]
+struct Woken {
+    flag: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for Woken {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.flag.store(true, Ordering::Release);
+        self.task.wake();
+    }
 }
 
 struct Slot<S, T> {
@@ -52,9 +82,12 @@ enum State<T> {
 impl<S, T> Ordered<S, T> {
     /// An empty queue with room for `capacity` commands.
     pub fn with_capacity(capacity: usize) -> Self {
+        let woken = Arc::new(Woken::default());
         Ordered {
             queue: VecDeque::with_capacity(capacity),
             unpolled: 0,
+            waker: Waker::from(woken.clone()),
+            woken,
         }
     }
 
@@ -110,24 +143,31 @@ impl<S, T> Ordered<S, T> {
         self.unpolled += 1;
     }
 
-    /// Polls the commands pushed since the last call once each, then the
-    /// oldest; ready with the oldest's data and answer once it is done.
+    /// Polls the commands pushed since the last call once each, or, when a
+    /// future was woken since the last sweep, every started one (see the
+    /// module doc); a deferred oldest starts. Ready with the oldest's data
+    /// and answer once it is done.
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<(S, T)>> {
+        // Registered before the flag is taken: a wake after the swap finds
+        // this task and polls it again.
+        self.woken.task.register(cx.waker());
+        let sweep = self.woken.flag.swap(false, Ordering::Acquire);
+        let mut own = Context::from_waker(&self.waker);
         let len = self.queue.len();
         let fresh = self.unpolled.min(len);
         self.unpolled = 0;
-        for slot in self.queue.range_mut(len - fresh..) {
+        let from = if sweep { 0 } else { len - fresh };
+        // In push order: a write is stamped when it is first polled.
+        for slot in self.queue.range_mut(from..) {
             if !slot.deferred() {
-                slot.poll(cx);
+                slot.poll(&mut own);
             }
         }
         let Some(head) = self.queue.front_mut() else {
             return Poll::Ready(None);
         };
-        // A head that was just polled above needs no second poll; a
-        // deferred one starts now.
-        if fresh < len || head.deferred() {
-            head.poll(cx);
+        if head.deferred() {
+            head.poll(&mut own);
         }
         if !matches!(head.state, State::Done(_)) {
             return Poll::Pending;
@@ -229,6 +269,76 @@ mod tests {
         q.push(7, starting(7));
         assert_eq!(next(&mut q), None);
         assert_eq!(*order.lock().unwrap(), vec![1, 2, 4, 7]);
+    }
+
+    /// A younger command woken while an older one still waits takes its
+    /// next step at once (a read confirming a miss sends its second round),
+    /// not only when it becomes the oldest.
+    #[tokio::test]
+    async fn a_younger_command_woken_takes_its_next_step_before_the_oldest_is_done() {
+        let second_round = Arc::new(AtomicUsize::new(0));
+        let mut q: Ordered<u32, &str> = Ordered::with_capacity(4);
+        let (tx1, rx1) = oneshot::channel::<&str>();
+        let (tx2, rx2) = oneshot::channel::<&str>();
+        let (tx3, rx3) = oneshot::channel::<&str>();
+        q.push(1, Box::pin(async move { rx1.await.unwrap_or("dropped") }));
+        let steps = second_round.clone();
+        q.push(
+            2,
+            Box::pin(async move {
+                let first = rx2.await.unwrap_or("dropped");
+                steps.fetch_add(1, Ordering::Relaxed);
+                let second = rx3.await.unwrap_or("dropped");
+                if first == "miss" {
+                    second
+                } else {
+                    first
+                }
+            }),
+        );
+        assert_eq!(next(&mut q), None);
+        tx2.send("miss").unwrap();
+        assert_eq!(next(&mut q), None, "the oldest is not done");
+        assert_eq!(
+            second_round.load(Ordering::Relaxed),
+            1,
+            "the younger one went on to its second round"
+        );
+        // Not woken again: polling again runs nothing twice.
+        assert_eq!(next(&mut q), None);
+        assert_eq!(second_round.load(Ordering::Relaxed), 1);
+        tx3.send("two").unwrap();
+        tx1.send("one").unwrap();
+        assert_eq!(next(&mut q), Some(Some((1, "one"))));
+        assert_eq!(next(&mut q), Some(Some((2, "two"))));
+    }
+
+    /// A deferred command is not swept: it starts only as the oldest.
+    #[tokio::test]
+    async fn a_wake_does_not_start_a_deferred_command() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let mut q: Ordered<u32, u32> = Ordered::with_capacity(4);
+        let (tx1, rx1) = oneshot::channel::<u32>();
+        let (tx2, rx2) = oneshot::channel::<u32>();
+        q.push(1, Box::pin(async move { rx1.await.unwrap_or(0) }));
+        q.push(2, Box::pin(async move { rx2.await.unwrap_or(0) }));
+        let counted = started.clone();
+        q.push_deferred(
+            3,
+            Box::pin(async move {
+                counted.fetch_add(1, Ordering::Relaxed);
+                3
+            }),
+        );
+        assert_eq!(next(&mut q), None);
+        tx2.send(2).unwrap();
+        assert_eq!(next(&mut q), None);
+        assert_eq!(started.load(Ordering::Relaxed), 0, "deferred: not started");
+        tx1.send(1).unwrap();
+        assert_eq!(next(&mut q), Some(Some((1, 1))));
+        assert_eq!(next(&mut q), Some(Some((2, 2))));
+        assert_eq!(next(&mut q), Some(Some((3, 3))));
+        assert_eq!(started.load(Ordering::Relaxed), 1);
     }
 
     #[tokio::test]
