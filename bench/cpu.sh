@@ -5,6 +5,7 @@
 #   REPS=1 N1=50000 N16=200000 bench/cpu.sh
 #   SYSTEMS="redis_repl ringkv" bench/cpu.sh   # only the primary-plus-replicas row and ringkv
 #   TESTS="set incr hset" SYSTEMS=ringkv bench/cpu.sh   # other redis-benchmark tests (-t names)
+#   TESTS="getmiss setget incrbyfloat" bench/cpu.sh     # commands of two rounds (see `load` below)
 #
 # On a 2-core machine the benchmark client and the servers share the cores, so throughput is set by the
 # CPU time one request costs in total (client + servers) as much as by round trips. For each system and
@@ -38,11 +39,23 @@ RESULTS="$WORK/results.txt"
 : >"$RESULTS"
 
 machine_long
-echo "load: redis-benchmark ${COMMON[*]} -t {${TESTS// /|}} -P {1,16} -n {$N1|$N16}; $REPS repetitions, medians"
+echo "load: redis-benchmark ${COMMON[*]} -P {1,16} -n {$N1|$N16} {${TESTS// /|}}; $REPS repetitions, medians"
 
 # ticks PID...: "user system" clock ticks of each pid, one line each.
 ticks() { local p; for p in "$@"; do sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12, $13}'; done; }
 idle_ticks() { awk '/^cpu / {print $5}' /proc/stat; }
+
+# load TEST: redis-benchmark's arguments for TEST: a -t name, or one of these commands, whose coordinator
+# takes two rounds on ringkv: getmiss (GETs of keys never written: a miss is confirmed by one more
+# replica), setget (SET ... GET: a read, then the write) and incrbyfloat (a read, then the write).
+load() {
+  case $1 in
+    getmiss) echo "GET miss:__rand_int__" ;;
+    setget) echo "SET setget:__rand_int__ xxx GET" ;;
+    incrbyfloat) echo "INCRBYFLOAT float:__rand_int__ 1.5" ;;
+    *) echo "-t $1" ;;
+  esac
+}
 
 # measure SYSTEM PORT TEST P N PID...: one run; appends "SYSTEM TEST P RPS NAME USER_US SYS_US" rows
 # (names: the servers s1.., bench, idle) to RESULTS.
@@ -50,7 +63,8 @@ measure() {
   local sys=$1 port=$2 t=$3 p=$4 n=$5; shift 5
   local before after idle0 idle1 out rps
   before=$(ticks "$@"); idle0=$(idle_ticks)
-  out=$({ TIMEFORMAT='%U %S'; time redis-benchmark -p "$port" "${COMMON[@]}" -t "$t" -P "$p" -n "$n" --csv \
+  # shellcheck disable=SC2046
+  out=$({ TIMEFORMAT='%U %S'; time redis-benchmark -p "$port" "${COMMON[@]}" -P "$p" -n "$n" --csv $(load "$t") \
     >"$WORK/rb.csv" 2>/dev/null; } 2>&1)
   after=$(ticks "$@"); idle1=$(idle_ticks)
   rps=$(tr -d '"' <"$WORK/rb.csv" | awk -F, 'NR == 2 {print $2}')
