@@ -17,6 +17,7 @@
 use bytes::Bytes;
 
 use super::elems::Elems;
+use super::wire::HeadRef;
 use super::{elem, Field, Kind, Lww, Part, Rich, Shards, Version, Want};
 
 /// The head of a rich state: everything but its fields and members.
@@ -67,19 +68,32 @@ impl Head {
     fn to_rich(&self) -> Rich {
         self.clone().into_rich()
     }
+
+    /// It lent for encoding, not copied.
+    fn parts(&self) -> HeadRef<'_> {
+        HeadRef {
+            cleared: self.cleared,
+            ttl: &self.ttl,
+            string: &self.string,
+            shards: &self.shards,
+        }
+    }
 }
 
-/// The digest contribution of a head (a hash of its encoding).
-fn head_hash(head: &Rich) -> u64 {
+/// The digest contribution of a head (a hash of its encoding as a state
+/// with no fields and no members).
+fn head_hash(head: HeadRef<'_>) -> u64 {
     let mut bytes = Vec::with_capacity(128);
-    super::wire::encode_into(head, &mut bytes);
+    let none = std::iter::empty::<(&[u8], &Field)>();
+    let no_members = std::iter::empty::<(&[u8], &Lww<bool>)>();
+    super::wire::encode_parts_into(head, none, no_members, &mut bytes);
     crate::encoding::stable_hash(0x6865_6164, &bytes)
 }
 
 /// The digest of a rich state: its head's hash and every element's,
 /// XORed, so a cell keeps it up to date with a few XORs per change.
 pub fn rich_digest(r: &Rich) -> u64 {
-    let mut d = head_hash(&head_of(r));
+    let mut d = head_hash(HeadRef::of(r));
     for (name, f) in &r.fields {
         d ^= elem::with_field(name, f, elem::field_hash);
     }
@@ -111,7 +125,7 @@ impl Cell {
         let head = head_of(rich);
         let mut cell = Cell {
             key: key.into(),
-            head_hash: head_hash(&head),
+            head_hash: head_hash(HeadRef::of(&head)),
             head: Head::from_rich(head),
             fields: Elems::default(),
             members: Elems::default(),
@@ -271,7 +285,7 @@ impl Cell {
     /// [`Cell::to_rich`], written without building the maps: a snapshot
     /// of a hash of 100,000 fields sorts their names instead.
     pub fn encode(&self) -> Vec<u8> {
-        let head = self.head.to_rich();
+        let head = self.head.parts();
         let (fields, members) = (self.fields.sorted(), self.members.sorted());
         // An element's encoding spells out the lengths and versions that
         // the element packs: at most 48 bytes more.
@@ -280,9 +294,9 @@ impl Cell {
             .chain(&members)
             .map(|(_, e)| e.len() + 48)
             .sum();
-        let mut out = Vec::with_capacity(super::wire::encoded_len(&head) + elements);
+        let mut out = Vec::with_capacity(super::wire::head_len(head) + 16 + elements);
         super::wire::encode_parts_into(
-            &head,
+            head,
             fields.iter().map(|&(name, e)| (name, elem::read_field(e))),
             members
                 .iter()
@@ -372,7 +386,7 @@ impl Cell {
                 false => head.merge(&head_of(delta)),
             };
             if changed {
-                self.head_hash = head_hash(&head);
+                self.head_hash = head_hash(HeadRef::of(&head));
             }
             self.head = Head::from_rich(head);
             if self.head.cleared > before {

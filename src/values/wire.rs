@@ -51,33 +51,60 @@ impl Sink for bytes::BytesMut {
     }
 }
 
+/// A state's head (all but its fields and members), borrowed: what
+/// [`encode_parts_into`] writes first. A cell lends its own without
+/// building a [`Rich`].
+#[derive(Clone, Copy)]
+pub struct HeadRef<'a> {
+    /// Everything at or below it was removed.
+    pub cleared: Version,
+    /// The expiry register.
+    pub ttl: &'a Option<Lww<Option<u64>>>,
+    /// The string register.
+    pub string: &'a Option<Lww<Bytes>>,
+    /// The counter's shares.
+    pub shards: &'a Shards,
+}
+
+impl<'a> HeadRef<'a> {
+    /// The head of `r`.
+    pub fn of(r: &'a Rich) -> HeadRef<'a> {
+        HeadRef {
+            cleared: r.cleared,
+            ttl: &r.ttl,
+            string: &r.string,
+            shards: &r.shards,
+        }
+    }
+}
+
 /// Appends the encoding of `r` to `out`.
 pub fn encode_into(r: &Rich, out: &mut impl Sink) {
     encode_parts_into(
-        r,
+        HeadRef::of(r),
         r.fields.iter().map(|(name, f)| (&name[..], f)),
         r.members.iter().map(|(name, m)| (&name[..], m)),
         out,
     );
 }
 
-/// [`encode_into`] of the state whose head is `head` (its maps are not
-/// read) and whose fields and members are `fields` and `members`, each in
-/// the order of their names, no name twice: a cell's state, encoded
-/// without building its maps (`Cell::encode`).
+/// [`encode_into`] of the state whose head is `head` and whose fields and
+/// members are `fields` and `members`, each in the order of their names,
+/// no name twice: a cell's state, encoded without building a [`Rich`]
+/// (`Cell::encode`).
 pub fn encode_parts_into<'a, F: Borrow<Field>, M: Borrow<Lww<bool>>>(
-    head: &Rich,
+    head: HeadRef<'_>,
     fields: impl ExactSizeIterator<Item = (&'a [u8], F)>,
     members: impl ExactSizeIterator<Item = (&'a [u8], M)>,
     out: &mut impl Sink,
 ) {
     version(out, head.cleared);
-    option(out, &head.ttl, |out, t| {
+    option(out, head.ttl, |out, t| {
         version(out, t.version);
         option(out, &t.value, |out, ms| out.put_slice(&ms.to_le_bytes()));
     });
-    option(out, &head.string, lww_bytes);
-    shards(out, &head.shards);
+    option(out, head.string, lww_bytes);
+    shards(out, head.shards);
     len(out, fields.len());
     for (name, f) in fields {
         let f = f.borrow();
@@ -98,25 +125,7 @@ pub fn encode_parts_into<'a, F: Borrow<Field>, M: Borrow<Lww<bool>>>(
 /// The exact length of [`encode_into`]'s output for `r`, so a buffer can
 /// be sized once (kept beside the encoder, which it must follow).
 pub fn encoded_len(r: &Rich) -> usize {
-    const VERSION: usize = 16;
-    const LEN: usize = 8;
-    let lww_bytes = |l: &Lww<Bytes>| VERSION + LEN + l.value.len();
-    let shards = |s: &Shards| {
-        LEN + s
-            .iter()
-            .map(|(_, shard)| 16 + 2 * VERSION + LEN + shard.marks.len() * (VERSION + 8))
-            .sum::<usize>()
-    };
-    let ttl = r
-        .ttl
-        .as_ref()
-        .map_or(0, |t| VERSION + 1 + t.value.map_or(0, |_| 8));
-    VERSION
-        + 1
-        + ttl
-        + 1
-        + r.string.as_ref().map_or(0, lww_bytes)
-        + shards(&r.shards)
+    head_len(HeadRef::of(r))
         + LEN
         + r.fields
             .iter()
@@ -124,8 +133,8 @@ pub fn encoded_len(r: &Rich) -> usize {
                 LEN + name.len()
                     + VERSION
                     + 1
-                    + f.value.as_ref().map_or(0, lww_bytes)
-                    + shards(&f.shards)
+                    + f.value.as_ref().map_or(0, lww_bytes_len)
+                    + shards_len(&f.shards)
             })
             .sum::<usize>()
         + LEN
@@ -133,6 +142,30 @@ pub fn encoded_len(r: &Rich) -> usize {
             .keys()
             .map(|name| LEN + name.len() + VERSION + 1)
             .sum::<usize>()
+}
+
+/// Bytes of an encoded version, of an encoded length.
+const VERSION: usize = 16;
+const LEN: usize = 8;
+
+fn lww_bytes_len(l: &Lww<Bytes>) -> usize {
+    VERSION + LEN + l.value.len()
+}
+
+fn shards_len(s: &Shards) -> usize {
+    LEN + s
+        .iter()
+        .map(|(_, shard)| 16 + 2 * VERSION + LEN + shard.marks.len() * (VERSION + 8))
+        .sum::<usize>()
+}
+
+/// The exact length of the head's part of [`encode_parts_into`]'s output.
+pub fn head_len(head: HeadRef<'_>) -> usize {
+    let ttl = head
+        .ttl
+        .as_ref()
+        .map_or(0, |t| VERSION + 1 + t.value.map_or(0, |_| 8));
+    VERSION + 1 + ttl + 1 + head.string.as_ref().map_or(0, lww_bytes_len) + shards_len(head.shards)
 }
 
 fn version(out: &mut impl Sink, v: Version) {
