@@ -84,9 +84,7 @@ impl Head {
 /// with no fields and no members).
 fn head_hash(head: HeadRef<'_>) -> u64 {
     let mut bytes = Vec::with_capacity(128);
-    let none = std::iter::empty::<(&[u8], &Field)>();
-    let no_members = std::iter::empty::<(&[u8], &Lww<bool>)>();
-    super::wire::encode_parts_into(head, none, no_members, &mut bytes);
+    super::wire::encode_head_into(head, &mut bytes);
     crate::encoding::stable_hash(0x6865_6164, &bytes)
 }
 
@@ -294,7 +292,7 @@ impl Cell {
             .chain(&members)
             .map(|(_, e)| e.len() + 48)
             .sum();
-        let mut out = Vec::with_capacity(super::wire::head_len(head) + 16 + elements);
+        let mut out = Vec::with_capacity(super::wire::fixed_len(head) + elements);
         super::wire::encode_parts_into(
             head,
             fields.iter().map(|&(name, e)| (name, elem::read_field(e))),

@@ -88,6 +88,13 @@ pub fn encode_into(r: &Rich, out: &mut impl Sink) {
     );
 }
 
+/// [`encode_into`] of a state of `head` alone, with no fields and no
+/// members (what a head's digest hashes).
+pub fn encode_head_into(head: HeadRef<'_>, out: &mut impl Sink) {
+    let none = std::iter::empty::<(&[u8], &Field)>();
+    encode_parts_into(head, none, std::iter::empty::<(&[u8], &Lww<bool>)>(), out);
+}
+
 /// [`encode_into`] of the state whose head is `head` and whose fields and
 /// members are `fields` and `members`, each in the order of their names,
 /// no name twice: a cell's state, encoded without building a [`Rich`]
@@ -125,8 +132,7 @@ pub fn encode_parts_into<'a, F: Borrow<Field>, M: Borrow<Lww<bool>>>(
 /// The exact length of [`encode_into`]'s output for `r`, so a buffer can
 /// be sized once (kept beside the encoder, which it must follow).
 pub fn encoded_len(r: &Rich) -> usize {
-    head_len(HeadRef::of(r))
-        + LEN
+    fixed_len(HeadRef::of(r))
         + r.fields
             .iter()
             .map(|(name, f)| {
@@ -137,15 +143,15 @@ pub fn encoded_len(r: &Rich) -> usize {
                     + shards_len(&f.shards)
             })
             .sum::<usize>()
-        + LEN
         + r.members
             .keys()
             .map(|name| LEN + name.len() + VERSION + 1)
             .sum::<usize>()
 }
 
-/// Bytes of an encoded version, of an encoded length.
+/// Bytes of an encoded version.
 const VERSION: usize = 16;
+/// Bytes of an encoded length.
 const LEN: usize = 8;
 
 fn lww_bytes_len(l: &Lww<Bytes>) -> usize {
@@ -159,13 +165,20 @@ fn shards_len(s: &Shards) -> usize {
         .sum::<usize>()
 }
 
-/// The exact length of the head's part of [`encode_parts_into`]'s output.
-pub fn head_len(head: HeadRef<'_>) -> usize {
+/// The exact length of [`encode_parts_into`]'s output but for the fields
+/// and members themselves: the head and the two counts.
+pub fn fixed_len(head: HeadRef<'_>) -> usize {
     let ttl = head
         .ttl
         .as_ref()
         .map_or(0, |t| VERSION + 1 + t.value.map_or(0, |_| 8));
-    VERSION + 1 + ttl + 1 + head.string.as_ref().map_or(0, lww_bytes_len) + shards_len(head.shards)
+    VERSION
+        + 1
+        + ttl
+        + 1
+        + head.string.as_ref().map_or(0, lww_bytes_len)
+        + shards_len(head.shards)
+        + 2 * LEN
 }
 
 fn version(out: &mut impl Sink, v: Version) {
