@@ -82,10 +82,23 @@ impl Head {
 
 /// The digest contribution of a head (a hash of its encoding as a state
 /// with no fields and no members).
-fn head_hash(head: HeadRef<'_>) -> u64 {
-    let mut bytes = Vec::with_capacity(128);
+///
+/// The encoding's length is known first ([`super::wire::fixed_len`]: no
+/// fields, no members), so a usual head (a counter's few shares) is encoded
+/// on the stack, with no allocation.
+pub(super) fn head_hash(head: HeadRef<'_>) -> u64 {
+    const SEED: u64 = 0x6865_6164;
+    let len = super::wire::fixed_len(head);
+    let mut stack = [0u8; 512];
+    if len <= stack.len() {
+        let mut out = super::wire::Filling::new(&mut stack[..len]);
+        super::wire::encode_head_into(head, &mut out);
+        debug_assert!(out.is_full(), "fixed_len is the head's exact length");
+        return crate::encoding::stable_hash(SEED, &stack[..len]);
+    }
+    let mut bytes = Vec::with_capacity(len);
     super::wire::encode_head_into(head, &mut bytes);
-    crate::encoding::stable_hash(0x6865_6164, &bytes)
+    crate::encoding::stable_hash(SEED, &bytes)
 }
 
 /// The digest of a rich state: its head's hash and every element's,

@@ -54,6 +54,12 @@ impl<K: Ord, V> SortedMap<K, V> {
         Self::default()
     }
 
+    /// An empty map with room for `n` entries (up to [`SMALL`]): a decoder
+    /// that knows the count allocates once rather than growing.
+    pub fn with_capacity(n: usize) -> Self {
+        SortedMap(Repr::Small(Vec::with_capacity(n.min(SMALL))))
+    }
+
     /// How many entries it holds.
     pub fn len(&self) -> usize {
         match &self.0 {

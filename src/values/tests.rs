@@ -211,6 +211,26 @@ proptest! {
     }
 
     #[test]
+    fn a_head_hashes_as_its_encoding_does(a in entry(), long in 0usize..1200) {
+        // The head's hash is taken from an encoding on the stack (or, past
+        // its size, on the heap): it must be the hash of the bytes, as
+        // nodes of every release compute it.
+        let mut rich = a.to_rich();
+        if long > 600 {
+            // A head too big for the stack buffer.
+            rich.string = Some(Lww { version: rich.newest(), value: Bytes::from(vec![7u8; long]) });
+        }
+        let head = wire::HeadRef::of(&rich);
+        let mut bytes = Vec::new();
+        wire::encode_head_into(head, &mut bytes);
+        prop_assert_eq!(bytes.len(), wire::fixed_len(head));
+        prop_assert_eq!(
+            cell::head_hash(head),
+            crate::encoding::stable_hash(0x6865_6164, &bytes)
+        );
+    }
+
+    #[test]
     fn a_part_is_the_whole_s_head_and_the_elements_asked(a in entry(), names in proptest::collection::vec(small_bytes(), 0..3)) {
         let rich = a.to_rich();
         let cell = Cell::new(b"k", &rich);

@@ -16,6 +16,7 @@ use std::borrow::Borrow;
 
 use bytes::Bytes;
 
+use super::sorted::SortedMap;
 use super::{Field, Lww, Rich, Shard, Shards, Version};
 use crate::clock::Timestamp;
 use crate::error::{Error, Result};
@@ -37,6 +38,38 @@ impl Sink for Vec<u8> {
     #[inline(always)]
     fn put_byte(&mut self, b: u8) {
         self.push(b);
+    }
+}
+
+/// A buffer of a length known first, filled from its start: bytes encoded
+/// only to be hashed (a cell's head, on every merge) need no allocation.
+pub struct Filling<'a> {
+    buf: &'a mut [u8],
+    at: usize,
+}
+
+impl<'a> Filling<'a> {
+    /// Fills `buf`, which must be exactly as long as what is written.
+    pub fn new(buf: &'a mut [u8]) -> Filling<'a> {
+        Filling { buf, at: 0 }
+    }
+
+    /// Whether exactly the whole buffer was written.
+    pub fn is_full(&self) -> bool {
+        self.at == self.buf.len()
+    }
+}
+
+impl Sink for Filling<'_> {
+    #[inline(always)]
+    fn put_slice(&mut self, b: &[u8]) {
+        self.buf[self.at..self.at + b.len()].copy_from_slice(b);
+        self.at += b.len();
+    }
+    #[inline(always)]
+    fn put_byte(&mut self, b: u8) {
+        self.buf[self.at] = b;
+        self.at += 1;
     }
 }
 
@@ -398,7 +431,7 @@ impl<'a> Reader<'a> {
 
     fn shards(&mut self) -> Result<Shards> {
         let n = self.count(56)?;
-        let mut shards = Shards::new();
+        let mut shards = Shards::with_capacity(n);
         for _ in 0..n {
             let id = self.u64()?;
             let total = self.i64()?;
@@ -445,7 +478,9 @@ impl<'a> Reader<'a> {
             shards,
             ..Rich::default()
         };
-        for _ in 0..self.count(33)? {
+        let n = self.count(33)?;
+        rich.fields = SortedMap::with_capacity(n);
+        for _ in 0..n {
             let name = self.bytes()?;
             let field = Field {
                 cleared: self.version()?,
@@ -454,7 +489,9 @@ impl<'a> Reader<'a> {
             };
             rich.fields.insert(name, field);
         }
-        for _ in 0..self.count(25)? {
+        let n = self.count(25)?;
+        rich.members = SortedMap::with_capacity(n);
+        for _ in 0..n {
             let name = self.bytes()?;
             let m = Lww {
                 version: self.version()?,
