@@ -230,6 +230,7 @@ impl Shared {
         }
         let mut registered: Option<(PendingGuard<'_>, Arc<Inbox>)> = None;
         let mut write = WriteQuorum::new(self.me.clone(), q, entry.version(), deadline);
+        let mut own_log = OwnLog(None);
         loop {
             // Read before the view, while not registered (see `Pending::pokes`).
             let pokes = registered.is_none().then(|| self.pending.pokes());
@@ -261,15 +262,20 @@ impl Shared {
                 // The local copy is written while the remote ones are in flight.
                 if asking.local {
                     let ack = match self.apply_locally(&pos, &key, &entry, &mode) {
-                        Local::Done(ack) => ack,
-                        Local::Logging(logging, ack) => match logging.await {
-                            Ok(()) => ack,
-                            Err(e) => local_refusal(e),
-                        },
-                        Local::Checked(checked) => checked.await,
+                        Local::Done(ack) => Some(ack),
+                        Local::Logging(logging, ack) => {
+                            own_log.0 = Some((logging, ack));
+                            None
+                        }
+                        Local::Checked(checked) => Some(checked.await),
                     };
-                    write.on_ack(write.me().clone(), ack);
+                    if let Some(ack) = ack {
+                        write.on_ack(write.me().clone(), ack);
+                    }
                 }
+            }
+            if let Some(ack) = own_log.settle(write.short_by() <= 1).await {
+                write.on_ack(write.me().clone(), ack);
             }
             match write.next(now) {
                 WriteStep::Done(result) => return result,
@@ -487,6 +493,49 @@ enum Local<'a> {
     Logging(crate::log::Appending, Ack),
     /// A typed write's, boxed (see `apply_locally`).
     Checked(std::pin::Pin<Box<dyn std::future::Future<Output = Ack> + Send + 'a>>),
+}
+
+/// This node's copy of a write while its log append is under way, with
+/// the answer it gives once logged. While the write still waits for more
+/// than one acknowledgement, the append is only looked at when something
+/// else wakes the write, so its answer does not wake it on its own (a
+/// pipelined SET would otherwise be polled once for its log and once for
+/// its replica). Once one acknowledgement would do, it is awaited: the
+/// write never answers before its own copy is logged.
+struct OwnLog(Option<(crate::log::Appending, Ack)>);
+
+impl OwnLog {
+    /// This node's answer if its append has come, or once it comes when
+    /// `wait`; `None` while it is under way and not waited for (or when
+    /// there is none, or it was given already).
+    async fn settle(&mut self, wait: bool) -> Option<Ack> {
+        let (logging, _) = self.0.as_mut()?;
+        let result = match logging.peek() {
+            Some(result) => result,
+            None if wait => logging.await,
+            None => return None,
+        };
+        let (_, ack) = self.0.take()?;
+        Some(match result {
+            Ok(()) => ack,
+            Err(e) => local_refusal(e),
+        })
+    }
+}
+
+impl Drop for OwnLog {
+    /// A write that ends before its own copy's append answered (it timed
+    /// out, or the view left no replicas) leaves the append to finish: one
+    /// queued behind a full buffer would otherwise be dropped unwritten.
+    fn drop(&mut self) {
+        if let Some((logging, _)) = self.0.take() {
+            logging.then(Box::new(|result| {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "a write's own log append failed after the write ended");
+                }
+            }));
+        }
+    }
 }
 
 /// A local write refused: the answer it gives the quorum.

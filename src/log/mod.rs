@@ -179,6 +179,23 @@ enum Append {
 }
 
 impl Appending {
+    /// The append's answer if it has come, without waiting: a staged
+    /// append's is looked at, and no waker is left for it; one queued
+    /// behind a full buffer is polled with a waker that does nothing (it is
+    /// polled again, or awaited, later).
+    pub fn peek(&mut self) -> Option<Result<()>> {
+        match &mut self.0 {
+            Append::Staged(answer) => answer.peek(),
+            Append::Queued(fut) => {
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                match fut.as_mut().poll(&mut cx) {
+                    std::task::Poll::Ready(result) => Some(result),
+                    std::task::Poll::Pending => None,
+                }
+            }
+        }
+    }
+
     /// Calls `then` with the append's answer instead of being awaited (for
     /// a caller that is not a task: see `coordinator/owner.rs`). A staged
     /// append leaves it with its batch, so it runs on the writer's task

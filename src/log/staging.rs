@@ -172,6 +172,13 @@ impl Future for Answer {
 }
 
 impl Answer {
+    /// The answer if the batch is written, without waiting for it (and
+    /// without leaving a waker: the answer wakes no one).
+    pub(super) fn peek(&self) -> Option<Result<()>> {
+        let state = self.batch.lock();
+        state.outcome.as_ref().map(|outcome| outcome.result())
+    }
+
     /// Calls `then` with the answer instead of waking a task: on the
     /// writer's task when the batch is written, or here and now if it
     /// already was. Must be quick and must not block.

@@ -246,6 +246,22 @@ async fn concurrent_appends_are_all_recovered_and_batched() {
 }
 
 #[tokio::test]
+async fn a_staged_append_is_looked_at_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _, _) = open(dir.path(), LogOptions::for_test());
+    let mut looked = log.begin_append(&rec(1)).unwrap();
+    // Staged, not yet written: the writer has not run (this test's task has
+    // not yielded since).
+    assert!(looked.peek().is_none());
+    // Another append of the same batch, awaited, writes it.
+    log.append(rec(2)).await.unwrap();
+    assert!(matches!(looked.peek(), Some(Ok(()))));
+    log.shutdown().await.unwrap();
+    let got = reopen_records(dir.path()).1;
+    assert_eq!(got, vec![rec(1), rec(2)]);
+}
+
+#[tokio::test]
 async fn segments_rotate_and_replay_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let opts = LogOptions {

@@ -242,6 +242,14 @@ impl WriteQuorum {
         }
     }
 
+    /// How many more acknowledgements the write needs for its quorum (0:
+    /// it has it). A driver whose own copy is still being logged waits for
+    /// that only when at most one is missing: before that, its answer alone
+    /// cannot finish the write.
+    pub fn short_by(&self) -> usize {
+        needed(self.q.w, self.replicas.list.len(), self.q.strict).saturating_sub(self.acked.len())
+    }
+
     /// What to do now, at `now` (see the module doc for the rules).
     pub fn next(&mut self, now: Instant) -> WriteStep {
         if !self.acked.is_empty() && self.wrong.iter().any(|(_, forced)| !forced) {

@@ -340,3 +340,36 @@ fn a_write_alone_concludes_as_the_machine_with_one_replica() {
         assert_eq!(format!("{alone:?}"), format!("{by_machine:?}"), "{ack:?}");
     }
 }
+
+#[test]
+fn short_by_counts_the_acknowledgements_still_needed() {
+    // The driver awaits its own log append only once one acknowledgement
+    // would do; before that, it only looks at it.
+    let t = Instant::now();
+    let mut w = sent_to_three(t, 2);
+    assert_eq!(
+        w.short_by(),
+        2,
+        "nothing heard: its own answer cannot finish it"
+    );
+    w.on_ack(n("n2"), Ack::done(false));
+    assert_eq!(w.short_by(), 1);
+    w.on_ack(n("n2"), Ack::done(false));
+    assert_eq!(w.short_by(), 1, "a duplicate counts once");
+    w.on_ack(n("n3"), Ack::Refused("no room".into()));
+    assert_eq!(w.short_by(), 1, "a refusal is no acknowledgement");
+    w.on_ack(n(ME), Ack::done(false));
+    assert_eq!(w.short_by(), 0);
+    done(w.next(t));
+
+    // W = 1: its own answer alone may finish it.
+    assert_eq!(sent_to_three(t, 1).short_by(), 1);
+    // Sloppy, a cluster of one: capped by the nodes there are.
+    let mut w = write(t, 2, false);
+    w.on_view(1, sloppy(&["n1"]));
+    assert_eq!(w.short_by(), 1);
+    // Strict: never capped.
+    let mut w = write(t, 2, true);
+    w.on_view(1, strict(&["n1"], 3));
+    assert_eq!(w.short_by(), 2);
+}
