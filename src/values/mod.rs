@@ -46,6 +46,7 @@ pub mod float;
 mod model_tests;
 mod rich;
 pub mod sections;
+mod sink;
 pub mod sorted;
 #[cfg(test)]
 pub(crate) mod tests;
