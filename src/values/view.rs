@@ -90,13 +90,15 @@ impl Entry {
 
     /// [`Entry::string_value`] at the time `now_ms` gives, asked only for
     /// a state that can expire (a plain string or a tombstone needs no
-    /// clock: the hot path of GET).
-    pub fn string_value_with(
-        &self,
+    /// clock: the hot path of GET). Takes the entry, so a plain string's
+    /// bytes are moved out: a clone of bytes just read from the store
+    /// would allocate a shared header for them.
+    pub fn into_string_value_with(
+        self,
         now_ms: impl FnOnce() -> u64,
     ) -> Result<Option<Bytes>, WrongType> {
-        match &self.state {
-            State::Str(v) => Ok(Some(v.clone())),
+        match self.state {
+            State::Str(v) => Ok(Some(v)),
             State::Dead => Ok(None),
             State::Rich(_) => self.string_value(now_ms()),
         }

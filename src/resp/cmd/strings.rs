@@ -70,10 +70,11 @@ fn string_of(
     let Some(entry) = entry else {
         return Ok((None, None));
     };
+    let version = entry.version();
     let value = entry
-        .string_value_with(crate::clock::wall_millis)
+        .into_string_value_with(crate::clock::wall_millis)
         .map_err(|_| super::wrong_type())?;
-    Ok((value, Some(entry.version())))
+    Ok((value, Some(version)))
 }
 
 /// SET key value [NX|XX] [GET] [EX s|PX ms|EXAT ts|PXAT ms-ts|KEEPTTL]
