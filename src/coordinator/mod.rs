@@ -220,10 +220,7 @@ impl Shared {
         if let Some(local) = self.write_alone(&pos, &key, &entry, &mode, q) {
             let ack = match local {
                 Local::Done(ack) => ack,
-                Local::Logging(logging, ack) => match logging.await {
-                    Ok(()) => ack,
-                    Err(e) => local_refusal(e),
-                },
+                Local::Logging(logging, ack) => logged(logging.await, ack),
                 Local::Checked(checked) => checked.await,
             };
             return crate::quorum::alone_outcome(entry.version(), ack);
@@ -516,10 +513,7 @@ impl OwnLog {
             None => return None,
         };
         let (_, ack) = self.0.take()?;
-        Some(match result {
-            Ok(()) => ack,
-            Err(e) => local_refusal(e),
-        })
+        Some(logged(result, ack))
     }
 }
 
@@ -535,6 +529,14 @@ impl Drop for OwnLog {
                 }
             }));
         }
+    }
+}
+
+/// This node's answer `ack` once its log append answered `result`.
+fn logged(result: Result<()>, ack: Ack) -> Ack {
+    match result {
+        Ok(()) => ack,
+        Err(e) => local_refusal(e),
     }
 }
 

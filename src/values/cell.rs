@@ -87,18 +87,20 @@ impl Head {
 /// fields, no members), so a usual head (a counter's few shares) is encoded
 /// on the stack, with no allocation.
 pub(super) fn head_hash(head: HeadRef<'_>) -> u64 {
-    const SEED: u64 = 0x6865_6164;
     let len = super::wire::fixed_len(head);
     let mut stack = [0u8; 512];
-    if len <= stack.len() {
-        let mut out = super::wire::Filling::new(&mut stack[..len]);
-        super::wire::encode_head_into(head, &mut out);
-        debug_assert!(out.is_full(), "fixed_len is the head's exact length");
-        return crate::encoding::stable_hash(SEED, &stack[..len]);
-    }
-    let mut bytes = Vec::with_capacity(len);
-    super::wire::encode_head_into(head, &mut bytes);
-    crate::encoding::stable_hash(SEED, &bytes)
+    let mut heap = Vec::new();
+    let buf = match stack.get_mut(..len) {
+        Some(buf) => buf,
+        None => {
+            heap.resize(len, 0);
+            &mut heap[..]
+        }
+    };
+    let mut out = super::wire::Filling::new(buf);
+    super::wire::encode_head_into(head, &mut out);
+    debug_assert!(out.is_full(), "fixed_len is the head's exact length");
+    crate::encoding::stable_hash(0x6865_6164, out.filled())
 }
 
 /// The digest of a rich state: its head's hash and every element's,

@@ -40,6 +40,11 @@ impl<'a> Filling<'a> {
     pub fn is_full(&self) -> bool {
         self.at == self.buf.len()
     }
+
+    /// The bytes written so far.
+    pub fn filled(&self) -> &[u8] {
+        &self.buf[..self.at]
+    }
 }
 
 impl Sink for Filling<'_> {
