@@ -69,8 +69,9 @@ pub use kinds::KINDS;
 /// and the answers to reads of part of a key coalesced
 /// ([`PeerMsg::Applies`], [`PeerMsg::ApplyAcks`], [`PeerMsg::ReadReplies`]),
 /// version 12 anti-entropy of a large rich key by sections
-/// ([`PeerMsg::AeSections`]).
-pub const PROTOCOL_VERSION: u32 = 12;
+/// ([`PeerMsg::AeSections`]), version 13 increments whose coordinator holds
+/// a copy ([`PeerMsg::IncrCarry`], [`PeerMsg::IncrCarried`]).
+pub const PROTOCOL_VERSION: u32 = 13;
 
 /// The protocol version from which every socket write opens with the
 /// sender's clocks ([`PeerMsg::Clock`]), and heartbeats come with the
@@ -95,6 +96,11 @@ pub const APPLIES_SINCE: u32 = 11;
 /// The protocol version from which anti-entropy compares and sends a large
 /// rich key by sections ([`PeerMsg::AeSections`]) instead of whole.
 pub const SECTIONS_SINCE: u32 = 12;
+
+/// The protocol version from which a coordinator that is one of a key's
+/// replicas has the owner bring an increment's delta back with its answer
+/// ([`PeerMsg::IncrCarry`]).
+pub const CARRY_SINCE: u32 = 13;
 
 /// The oldest version of the peer protocol this build still speaks: a
 /// node of any version from this one to [`PROTOCOL_VERSION`] can join a
@@ -488,6 +494,35 @@ pub enum PeerMsg {
         /// The differing sections (and the head's index).
         want: Vec<u16>,
     },
+    /// [`PeerMsg::Incr`] (or, `strict`, [`PeerMsg::IncrStrict`]) from a
+    /// coordinator that is one of the key's replicas (since protocol 13):
+    /// the owner counts the sender as one of the `w` instead of sending it
+    /// the delta, and answers [`PeerMsg::IncrCarried`], with the delta for
+    /// the sender to log (see `coordinator/counter.rs`).
+    IncrCarry {
+        /// Request id.
+        id: u64,
+        /// The key.
+        key: Bytes,
+        /// The hash field whose counter it is, or `None` for the key's own.
+        field: Option<Bytes>,
+        /// How much to add.
+        by: i64,
+        /// Acknowledgements needed, the owner's and the sender's included.
+        w: u32,
+        /// Count only the key's home replicas, as `IncrStrict`.
+        strict: bool,
+    },
+    /// Answer to [`PeerMsg::IncrCarry`] once the increment is applied,
+    /// logged and replicated; any other outcome is an `IncrReply`.
+    IncrCarried {
+        /// Request id.
+        id: u64,
+        /// The counter's value after it, as the owner's copy has it.
+        value: i64,
+        /// The owner's share of the counter, as it wrote it.
+        delta: Entry,
+    },
 }
 
 /// A typed write (HSET, SADD, HDEL, SREM...): the replica checks the
@@ -552,7 +587,8 @@ impl PeerMsg {
             | PeerMsg::ApplyAck { id, .. }
             | PeerMsg::OfferReply { id, .. }
             | PeerMsg::AeRootReply { id, .. }
-            | PeerMsg::AeSectionsReply { id, .. } => Some(*id),
+            | PeerMsg::AeSectionsReply { id, .. }
+            | PeerMsg::IncrCarried { id, .. } => Some(*id),
             _ => None,
         }
     }

@@ -294,3 +294,71 @@ fn a_protocol_version_this_build_does_not_speak_is_refused_at_start() {
         "{stderr}"
     );
 }
+
+/// Increments through a coordinator that is one of the key's replicas but
+/// not its owner. An owner of this version brings the delta back with its
+/// answer (`IncrCarry`, `IncrCarried`, protocol 13), so the coordinator's
+/// own copy holds the new total when the client is answered; an owner at
+/// the previous version is sent the plain `Incr` it knows and answers as
+/// before. Both ways every increment counts once, through every node.
+#[test]
+fn an_increment_through_a_replica_comes_back_with_its_delta_and_counts_once() {
+    let previous = ringkv::message::CARRY_SINCE - 1;
+    let cap = format!("peer_protocol_max={previous}");
+    let mut c = Cluster::start(&["a", "b"], &[]);
+    let old = c.add("prev", &["--set", &cap]);
+    for (name, version) in [("b", PROTOCOL_VERSION), ("prev", previous)] {
+        assert!(
+            wait_until(Duration::from_secs(20), || protocol(&c, 0, name)
+                == Some(version)),
+            "a reports protocol {:?} for {name}, not {version}",
+            protocol(&c, 0, name)
+        );
+    }
+    assert!(wait_until(Duration::from_secs(20), || (0..3)
+        .all(|i| c.up_count(i) == Some(3))));
+    let sent = |c: &Cluster, kind: &str| {
+        labelled(
+            c,
+            0,
+            "ringkv_peer_messages_sent_by_kind_total",
+            &[("kind", kind)],
+        )
+    };
+    for owner in ["b", "prev"] {
+        // A key whose first replica (its owner) is `owner`; with N = 3 on
+        // three nodes, `a` holds a copy of every key.
+        let key = (0..10_000)
+            .map(|i| format!("hits-{owner}-{i}"))
+            .find(|k| {
+                let pref = common::strings(&c.client(0).cmd(&["RINGKV", "PREFLIST", k]));
+                pref.first().map(String::as_str) == Some(owner)
+            })
+            .expect("some key is owned there");
+        let (carry0, incr0) = (sent(&c, "incr_carry"), sent(&c, "incr"));
+        let mut client = c.client(0);
+        for n in 1..=20 {
+            assert_eq!(client.cmd(&["INCRBY", &key, "3"]), Reply::Integer(3 * n));
+            if owner == "b" {
+                let local = client.cmd(&["RINGKV", "LOCAL", &key]);
+                assert_eq!(
+                    common::strings(&local).first(),
+                    Some(&(3 * n).to_string()),
+                    "a's own copy when it answered increment {n}: {local:?}"
+                );
+            }
+        }
+        let (carried, plain) = (sent(&c, "incr_carry") - carry0, sent(&c, "incr") - incr0);
+        match owner {
+            "b" => assert_eq!((carried, plain), (20.0, 0.0), "to the owner b"),
+            _ => assert_eq!((carried, plain), (0.0, 20.0), "to the owner {owner}"),
+        }
+        for i in [0, 1, old] {
+            assert_eq!(
+                c.client(i).cmd(&["GET", &key]),
+                bulk("60"),
+                "{key} through {i}"
+            );
+        }
+    }
+}

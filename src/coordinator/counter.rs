@@ -13,7 +13,14 @@
 //!
 //! The coordinator sends the increment to the owner ([`PeerMsg::Incr`]),
 //! or applies it itself when it is the owner (`owner.rs`, where it runs
-//! to completion with no task of its own). The owner reads its copy,
+//! to completion with no task of its own). A coordinator that is itself
+//! one of the key's replicas asks the owner to bring the delta back with
+//! its answer instead of sending it as a replica write
+//! ([`PeerMsg::IncrCarry`]): the owner counts it as one acknowledgement,
+//! and it applies and logs the delta before it answers its client. With
+//! W = 2 on three nodes that is one round trip to the owner where there
+//! were two in a row (owner to replica and back, then owner to
+//! coordinator), and two messages fewer. The owner reads its copy,
 //! checks type, integer-ness and overflow as Redis does, merges the delta
 //! (its share's new total) into its store, logs it, and replicates it like
 //! any write, answering once `w` replicas, itself included, have it. The
@@ -101,7 +108,19 @@ impl Shared {
         let deadline = crate::clock::instant() + self.cfg.request_timeout();
         let (guard, replies) = self.pending.register();
         let (id, w) = (guard.id, q.w as u32);
+        // One of the replicas, and able to log: it carries the delta (see
+        // the module doc), unless one acknowledgement is all it takes.
+        let carry = q.w >= 2 && pref.contains(&self.me) && self.log.fenced().is_none();
+        let carried_key = carry.then(|| key.clone());
         let msg = match q.strict {
+            _ if carry => PeerMsg::IncrCarry {
+                id,
+                key,
+                field,
+                by,
+                w,
+                strict: q.strict,
+            },
             false => PeerMsg::Incr {
                 id,
                 key,
@@ -126,6 +145,10 @@ impl Shared {
             replies.wake_at(deadline);
             match replies.next().await {
                 Some((_, PeerMsg::IncrReply { result, .. })) => return result,
+                Some((_, PeerMsg::IncrCarried { value, delta, .. })) => {
+                    let Some(key) = &carried_key else { continue };
+                    return self.carry(&pos, key, &delta, value, &owner).await;
+                }
                 Some(_) => continue,
                 None if crate::clock::instant() >= deadline => {
                     return IncrResult::Failed(format!(
@@ -141,6 +164,32 @@ impl Shared {
                 }
                 None => continue,
             }
+        }
+    }
+}
+
+impl Shared {
+    /// Applies and logs the delta of an increment the owner counted this
+    /// node for ([`PeerMsg::IncrCarried`]), then answers the client with
+    /// `value`. The owner has already answered, so a failure here leaves
+    /// the increment applied there: indeterminate, and said so.
+    async fn carry(
+        &self,
+        pos: &Token,
+        key: &Bytes,
+        delta: &crate::store::Entry,
+        value: i64,
+        owner: &str,
+    ) -> IncrResult {
+        let applied = match self.clock.observe(delta.version().ts) {
+            Ok(()) => self.apply_durably(pos, key, delta).await.map(drop),
+            Err(e) => Err(e),
+        };
+        match applied {
+            Ok(()) => IncrResult::Value(value),
+            Err(e) => IncrResult::Failed(format!(
+                "{e} (the increment was applied by {owner}, and may count)"
+            )),
         }
     }
 }

@@ -42,6 +42,15 @@ use crate::store::{Entry, Version};
 pub(crate) enum AnswerTo {
     /// The coordinator that sent it: an `IncrReply` carrying its id.
     Peer { to: Arc<str>, id: u64 },
+    /// A coordinator that is one of the key's replicas and asked to carry
+    /// the delta ([`PeerMsg::IncrCarry`]): counted as acknowledging it
+    /// when the view lists it, and then answered
+    /// [`PeerMsg::IncrCarried`], with the delta, once the rest is done.
+    Carrier {
+        to: Arc<str>,
+        id: u64,
+        name: NodeName,
+    },
     /// This node's own request, waiting in `Pending` under this id.
     Here(u64),
 }
@@ -61,6 +70,9 @@ struct State {
     strict: bool,
     /// The counter's value, as this node's copy has it after the delta.
     value: i64,
+    /// The coordinator that carries the delta (see [`AnswerTo::Carrier`]),
+    /// and whether a view listed it, so that it was counted.
+    carrier: Option<(NodeName, bool)>,
     write: WriteQuorum,
     /// `None` once answered.
     answer: Option<AnswerTo>,
@@ -136,6 +148,10 @@ impl Shared {
                 delta,
                 strict: q.strict,
                 value,
+                carrier: match &to {
+                    AnswerTo::Carrier { name, .. } => Some((name.clone(), false)),
+                    _ => None,
+                },
                 answer: Some(to),
                 logged: logging.is_none().then_some(Ok(())),
                 replicated: None,
@@ -157,10 +173,11 @@ impl Shared {
         request.step(self, None);
     }
 
-    /// Sends an increment's answer where it goes.
+    /// Sends an increment's answer where it goes (a carrier that was not
+    /// counted is answered as any coordinator, and not sent the delta).
     fn answer_increment(&self, to: AnswerTo, result: IncrResult) {
         match to {
-            AnswerTo::Peer { to, id } => {
+            AnswerTo::Peer { to, id } | AnswerTo::Carrier { to, id, .. } => {
                 self.net.send(&to, PeerMsg::IncrReply { id, result });
             }
             AnswerTo::Here(id) => {
@@ -234,10 +251,24 @@ impl OwnedIncrement {
         self.send(shared, answer);
     }
 
-    fn send(&self, shared: &Shared, answer: Option<(AnswerTo, IncrResult)>) {
-        if let Some((to, result)) = answer {
-            shared.pending.remove(self.id);
-            shared.answer_increment(to, result);
+    fn send(&self, shared: &Shared, answer: Option<Answer>) {
+        match answer {
+            None => {}
+            Some(Answer::Result(to, result)) => {
+                shared.pending.remove(self.id);
+                shared.answer_increment(to, result);
+            }
+            Some(Answer::Carried {
+                to,
+                id,
+                value,
+                delta,
+            }) => {
+                shared.pending.remove(self.id);
+                shared
+                    .net
+                    .send(&to, PeerMsg::IncrCarried { id, value, delta });
+            }
         }
     }
 
@@ -256,15 +287,34 @@ impl OwnedIncrement {
                 }
             };
             let State {
-                write, key, delta, ..
+                write,
+                key,
+                delta,
+                carrier,
+                ..
             } = state;
             let asking = write.on_view(view.epoch, replicas);
             let local = asking.local;
-            self.send_delta(shared, &view, asking.remote, key, delta);
+            // The carrier is not sent the delta: it applies and logs the
+            // one it is answered with before it answers its client, so it
+            // counts as acknowledging it now.
+            let carried = carrier.as_mut().and_then(|(name, counted)| {
+                let listed = asking.remote.iter().any(|n| n == name);
+                *counted |= listed;
+                listed.then(|| name.clone())
+            });
+            let sent = asking
+                .remote
+                .iter()
+                .filter(|n| Some(*n) != carried.as_ref());
+            self.send_delta(shared, &view, sent, key, delta);
             // Applied and logged here already: one acknowledgement.
             if local {
                 let me = write.me().clone();
                 write.on_ack(me, Ack::done(false));
+            }
+            if let Some(name) = carried {
+                write.on_ack(name, Ack::done(false));
             }
         }
         let now = crate::clock::instant();
@@ -300,11 +350,11 @@ impl OwnedIncrement {
 
 impl OwnedIncrement {
     /// Sends the delta to `nodes` as a plain write carrying this request's id.
-    fn send_delta(
+    fn send_delta<'n>(
         &self,
         shared: &Shared,
         view: &View,
-        nodes: &[NodeName],
+        nodes: impl IntoIterator<Item = &'n NodeName>,
         key: &Bytes,
         delta: &Entry,
     ) {
@@ -323,22 +373,45 @@ impl OwnedIncrement {
     }
 }
 
+/// What an increment answers, and where.
+enum Answer {
+    /// An `IncrReply` (or this node's own request's answer).
+    Result(AnswerTo, IncrResult),
+    /// An `IncrCarried`: the counted carrier is sent the delta.
+    Carried {
+        to: Arc<str>,
+        id: u64,
+        value: i64,
+        delta: Entry,
+    },
+}
+
 impl State {
     /// The answer, once both the log and the quorum have answered and it
     /// was not sent yet.
-    fn answer(&mut self, me: &NodeName) -> Option<(AnswerTo, IncrResult)> {
+    fn answer(&mut self, me: &NodeName) -> Option<Answer> {
         if self.logged.is_none() || self.replicated.is_none() {
             return None;
         }
         let to = self.answer.take()?;
         let result = match (self.logged.take()?, self.replicated.take()?) {
             (Err(e), _) => not_logged(e),
-            (Ok(()), Ok(_)) => IncrResult::Value(self.value),
+            (Ok(()), Ok(_)) => match (to, &self.carrier) {
+                (AnswerTo::Carrier { to, id, .. }, Some((_, true))) => {
+                    return Some(Answer::Carried {
+                        to,
+                        id,
+                        value: self.value,
+                        delta: self.delta.clone(),
+                    })
+                }
+                (to, _) => return Some(Answer::Result(to, IncrResult::Value(self.value))),
+            },
             (Ok(()), Err(e)) => IncrResult::Failed(format!(
                 "{e} (the increment was applied by {me}, and may count)"
             )),
         };
-        Some((to, result))
+        Some(Answer::Result(to, result))
     }
 }
 

@@ -22,6 +22,13 @@
 //!   version 5 form: a version 5 node cannot hold the cluster-wide record,
 //!   which is why FLUSHALL refuses to run while one is up.
 //!
+//! Of the version 13 variants, `IncrCarry` is sent to an older owner as the
+//! `Incr` (or `IncrStrict`) it extends: that owner sends the coordinator
+//! the delta as a replica and answers `IncrReply`, which the coordinator
+//! takes as before. `IncrCarried` answers only an `IncrCarry`, so it has no
+//! older form; were it ever dropped, the coordinator's increment would
+//! time out as indeterminate, which it is.
+//!
 //! A future version that reshapes a message (a field added to `Put`, say)
 //! adds its case here: the new variant, or the new shape, is rebuilt as
 //! the old one when the link's version predates it, and the caller above
@@ -49,6 +56,36 @@ pub fn downgrade(msg: PeerMsg, version: u32) -> Option<PeerMsg> {
             let super::RmwPut { id, key, entry, .. } = *put;
             Some(PeerMsg::Put { id, key, entry })
         }
+        // The owner then sends the coordinator the delta as to any other
+        // replica, and counts its acknowledgement: what it did before 13.
+        PeerMsg::IncrCarry {
+            id,
+            key,
+            field,
+            by,
+            w,
+            strict: false,
+        } if version >= 7 => Some(PeerMsg::Incr {
+            id,
+            key,
+            field,
+            by,
+            w,
+        }),
+        PeerMsg::IncrCarry {
+            id,
+            key,
+            field,
+            by,
+            w,
+            strict: true,
+        } if version >= super::PLACEMENT_SINCE => Some(PeerMsg::IncrStrict {
+            id,
+            key,
+            field,
+            by,
+            w,
+        }),
         _ => None,
     }
 }
@@ -83,5 +120,47 @@ mod tests {
         let old = PeerMsg::TransferAck { id: 1 };
         assert_eq!(old.since(), MIN_PROTOCOL_VERSION);
         assert_eq!(downgrade(old, MIN_PROTOCOL_VERSION - 1), None);
+    }
+
+    /// An `IncrCarry` reaches an older owner as the increment that owner
+    /// knows (strict only from protocol 9), and no older peer is ever
+    /// sent an `IncrCarried`.
+    #[test]
+    fn a_carried_increment_reaches_an_older_owner_as_a_plain_one() {
+        let k = bytes::Bytes::from_static(b"k");
+        let carry = |strict| PeerMsg::IncrCarry {
+            id: 3,
+            key: k.clone(),
+            field: None,
+            by: -2,
+            w: 2,
+            strict,
+        };
+        let plain = PeerMsg::Incr {
+            id: 3,
+            key: k.clone(),
+            field: None,
+            by: -2,
+            w: 2,
+        };
+        let strict = PeerMsg::IncrStrict {
+            id: 3,
+            key: k.clone(),
+            field: None,
+            by: -2,
+            w: 2,
+        };
+        assert_eq!(downgrade(carry(false), 12), Some(plain.clone()));
+        assert_eq!(downgrade(carry(false), 7), Some(plain));
+        assert_eq!(downgrade(carry(false), 6), None);
+        assert_eq!(downgrade(carry(true), 12), Some(strict.clone()));
+        assert_eq!(downgrade(carry(true), 9), Some(strict));
+        assert_eq!(downgrade(carry(true), 8), None);
+        let carried = PeerMsg::IncrCarried {
+            id: 3,
+            value: 1,
+            delta: crate::store::Entry::string(crate::store::Version::default(), k),
+        };
+        assert_eq!(downgrade(carried, 12), None);
     }
 }

@@ -2,11 +2,14 @@
 //! introduced it: the tables every new variant extends, kept apart from
 //! the message definitions so both stay readable.
 
-use super::{PeerMsg, AE_ROOT_SINCE, APPLIES_SINCE, CLOCK_SINCE, PLACEMENT_SINCE, SECTIONS_SINCE};
+use super::{
+    PeerMsg, AE_ROOT_SINCE, APPLIES_SINCE, CARRY_SINCE, CLOCK_SINCE, PLACEMENT_SINCE,
+    SECTIONS_SINCE,
+};
 
 /// The name of every [`PeerMsg`] type, in [`PeerMsg::kind_index`] order
 /// (logs, and the per-kind traffic metrics).
-pub const KINDS: [&str; 40] = [
+pub const KINDS: [&str; 42] = [
     "heartbeat",
     "put",
     "put_ack",
@@ -47,6 +50,8 @@ pub const KINDS: [&str; 40] = [
     "read_replies",
     "ae_sections",
     "ae_sections_reply",
+    "incr_carry",
+    "incr_carried",
 ];
 
 impl PeerMsg {
@@ -93,6 +98,7 @@ impl PeerMsg {
                 APPLIES_SINCE
             }
             PeerMsg::AeSections { .. } | PeerMsg::AeSectionsReply { .. } => SECTIONS_SINCE,
+            PeerMsg::IncrCarry { .. } | PeerMsg::IncrCarried { .. } => CARRY_SINCE,
         }
     }
 
@@ -139,6 +145,8 @@ impl PeerMsg {
             PeerMsg::ReadReplies { .. } => 37,
             PeerMsg::AeSections { .. } => 38,
             PeerMsg::AeSectionsReply { .. } => 39,
+            PeerMsg::IncrCarry { .. } => 40,
+            PeerMsg::IncrCarried { .. } => 41,
         }
     }
 }

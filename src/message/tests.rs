@@ -52,6 +52,22 @@ fn wire_numbers_never_change() {
         push: None,
         want: Vec::new(),
     };
+    let carry = PeerMsg::IncrCarry {
+        id: 1,
+        key: bytes::Bytes::new(),
+        field: None,
+        by: 1,
+        w: 2,
+        strict: false,
+    };
+    let carried = PeerMsg::IncrCarried {
+        id: 1,
+        value: 1,
+        delta: crate::store::Entry::string(
+            crate::store::Version::default(),
+            bytes::Bytes::from_static(b"1"),
+        ),
+    };
     assert_eq!(
         [
             &clock,
@@ -62,9 +78,11 @@ fn wire_numbers_never_change() {
             &apply_acks,
             &read_replies,
             &sections,
-            &sections_reply
+            &sections_reply,
+            &carry,
+            &carried
         ]
         .map(number),
-        [27, 32, 33, 34, 35, 36, 37, 38, 39]
+        [27, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41]
     );
 }

@@ -268,7 +268,9 @@ pub fn to_v6(msg: PeerMsg) -> Option<PeerMsg6> {
         | PeerMsg::AeRoot { .. }
         | PeerMsg::AeRootReply { .. }
         | PeerMsg::AeSections { .. }
-        | PeerMsg::AeSectionsReply { .. } => return None,
+        | PeerMsg::AeSectionsReply { .. }
+        | PeerMsg::IncrCarry { .. }
+        | PeerMsg::IncrCarried { .. } => return None,
     })
 }
 

@@ -197,6 +197,27 @@ impl PeerHandler for Shared {
                 self.increment_owned(Token::of(&key), key, field, by, q, to);
                 return;
             }
+            PeerMsg::IncrCarry {
+                id,
+                key,
+                field,
+                by,
+                w,
+                strict,
+            } => {
+                let q = crate::coordinator::Quorum {
+                    r: 1,
+                    w: w as usize,
+                    strict,
+                };
+                let to = crate::coordinator::AnswerTo::Carrier {
+                    to: from.reply_to.clone(),
+                    id,
+                    name: from.name.clone(),
+                };
+                self.increment_owned(Token::of(&key), key, field, by, q, to);
+                return;
+            }
             PeerMsg::Transfer { id, items } => {
                 self.note_handoff_in();
                 // Not acknowledged while the log takes no writes: the
@@ -265,6 +286,7 @@ impl PeerHandler for Shared {
             | PeerMsg::AeRootReply { .. }
             | PeerMsg::AeSectionsReply { .. }
             | PeerMsg::IncrReply { .. }
+            | PeerMsg::IncrCarried { .. }
             | PeerMsg::ReadReply { .. }
             | PeerMsg::ApplyAck { .. }
             | PeerMsg::ApplyAcks { .. }

@@ -192,6 +192,19 @@ fn one_of_each() -> Vec<PeerMsg> {
             push: None,
             want: vec![3, 256],
         },
+        PeerMsg::IncrCarry {
+            id: 30,
+            key: b(b"c"),
+            field: Some(b(b"f")),
+            by: 5,
+            w: 2,
+            strict: true,
+        },
+        PeerMsg::IncrCarried {
+            id: 30,
+            value: 12,
+            delta: Entry::string(version, b(b"12")),
+        },
     ]
 }
 
