@@ -8,6 +8,7 @@
 #   REPS=1 SECS=0.5 bench/types.sh  # a smoke test
 #   SPREAD=0 bench/types.sh         # without the two many-key rows (HSET, SADD over 100,000 keys)
 #   ONLY="SET INCR" bench/types.sh  # only these tests (keep SET: the ratios are to it)
+#   CLIENTS=1 ONLY="SET INCR" SPREAD=0 bench/types.sh   # one client: latency, round trips in a row
 #
 # The tests, as redis-benchmark 7.0 has them (`-t` uses one key for HSET and SADD):
 #   SET  -t set    SET key:__rand_int__ <64 bytes>         100,000 keys
@@ -33,7 +34,8 @@ SECS=${SECS:-3}
 SPREAD=${SPREAD:-1}
 REDIS_PORT=${REDIS_PORT:-16579}
 RINGKV_BASE=${RINGKV_BASE:-18900}
-COMMON=(-c 50 -d 64 -r 100000)
+CLIENTS=${CLIENTS:-50}
+COMMON=(-c "$CLIENTS" -d 64 -r 100000)
 if [ -n "${ONLY:-}" ]; then
   read -r -a TESTS <<<"$ONLY"
 else
