@@ -231,44 +231,46 @@ impl Shared {
         loop {
             // Read before the view, while not registered (see `Pending::pokes`).
             let pokes = registered.is_none().then(|| self.pending.pokes());
-            let view = self.view.load();
             // Replicas are computed and asked only when the view is new
-            // (the first turn, or it changed), not on every reply.
-            if write.is_new_view(view.epoch) {
-                // Nodes whose commit log takes no writes are left out, as
-                // if they were down (see `log/fence.rs`).
-                // A delete (or a delta of removals only) still reaches
-                // nodes past `maxmemory`, as Redis lets DEL through.
-                let ring = match entry.is_tombstone() {
-                    true => &view.delete_ring,
-                    false => &view.write_ring,
-                };
-                let replicas = self.write_replicas(&view, ring, &pos, q.strict)?;
-                if rich && write.is_first_view() {
-                    self.check_replicas_hold_rich(&view, &replicas.list)?;
-                }
-                let asking = write.on_view(view.epoch, replicas);
-                if !asking.remote.is_empty() && registered.is_none() {
-                    registered = Some(self.pending.register());
-                }
-                let id = registered.as_ref().map_or(0, |(guard, _)| guard.id);
-                for node in asking.remote {
-                    let msg = mode.message(id, key.clone(), entry.clone());
-                    self.send_to(&view, node, msg);
-                }
-                // The local copy is written while the remote ones are in flight.
-                if asking.local {
-                    let ack = match self.apply_locally(&pos, &key, &entry, &mode) {
-                        Local::Done(ack) => Some(ack),
-                        Local::Logging(logging, ack) => {
-                            own_log.0 = Some((logging, ack));
-                            None
+            // (the first turn, or it changed), not on every reply. The
+            // view's guard is dropped before any wait: a guard held across
+            // one takes one of the thread's few fast slots, and with more
+            // requests in flight than slots every load took the slow path.
+            let local = {
+                let view = self.view.load();
+                match write.is_new_view(view.epoch) {
+                    true => {
+                        let first = write.is_first_view();
+                        let replicas = self.write_replicas_for(&view, &pos, &entry, q)?;
+                        if rich && first {
+                            self.check_replicas_hold_rich(&view, &replicas.list)?;
                         }
-                        Local::Checked(checked) => Some(checked.await),
-                    };
-                    if let Some(ack) = ack {
-                        write.on_ack(write.me().clone(), ack);
+                        let asking = write.on_view(view.epoch, replicas);
+                        if !asking.remote.is_empty() && registered.is_none() {
+                            registered = Some(self.pending.register());
+                        }
+                        let id = registered.as_ref().map_or(0, |(guard, _)| guard.id);
+                        for node in asking.remote {
+                            let msg = mode.message(id, key.clone(), entry.clone());
+                            self.send_to(&view, node, msg);
+                        }
+                        asking.local
                     }
+                    false => false,
+                }
+            };
+            // The local copy is written while the remote ones are in flight.
+            if local {
+                let ack = match self.apply_locally(&pos, &key, &entry, &mode) {
+                    Local::Done(ack) => Some(ack),
+                    Local::Logging(logging, ack) => {
+                        own_log.0 = Some((logging, ack));
+                        None
+                    }
+                    Local::Checked(checked) => Some(checked.await),
+                };
+                if let Some(ack) = ack {
+                    write.on_ack(write.me().clone(), ack);
                 }
             }
             if let Some(ack) = own_log.settle(write.short_by() <= 1).await {
@@ -286,6 +288,7 @@ impl Shared {
                         .0
                         .id;
                     // Boxed: a cold path, kept out of every write's future.
+                    let view = self.view.load_full();
                     Box::pin(self.force(&view, &pos, &key, &entry, id, targets, &mut write)).await;
                 }
                 WriteStep::Wait(until) => {
@@ -328,6 +331,24 @@ impl Shared {
             }
         }
         Ok(replicas)
+    }
+
+    /// [`Shared::write_replicas`] for a write of `entry`: nodes whose
+    /// commit log takes no writes are left out, as if they were down (see
+    /// `log/fence.rs`); a delete (or a delta of removals only) still
+    /// reaches nodes past `maxmemory`, as Redis lets DEL through.
+    fn write_replicas_for(
+        &self,
+        view: &View,
+        pos: &Token,
+        entry: &Entry,
+        q: Quorum,
+    ) -> Result<Replicas> {
+        let ring = match entry.is_tombstone() {
+            true => &view.delete_ring,
+            false => &view.write_ring,
+        };
+        self.write_replicas(view, ring, pos, q.strict)
     }
 
     /// Feeds `reply` to `write` if it answers a write, counting an

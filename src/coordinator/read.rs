@@ -230,6 +230,8 @@ impl Shared {
                     ReadStep::Wait(until) => break until,
                 }
             };
+            // Not held across the wait (see `replicate` in `mod.rs`).
+            drop(view);
             let (_, replies) = registered.get_or_insert_with(|| self.pending.register());
             // A view published before this read registered poked no one:
             // a read that registered on this pass looks at the view again
