@@ -9,6 +9,7 @@
 #   NODES=1 bench/callgrind.sh         # one node alone (no replicas): the request path without peers
 #   TESTS="hset sadd incr hget" bench/callgrind.sh   # the types (hget reads the hash -t hset loads first)
 #   WARM_T=incr TESTS=incr bench/callgrind.sh   # warm up with INCRs too: increments of counters that exist
+#   TESTS="hsetspread saddspread" bench/callgrind.sh   # HSET h:<r> f:<r> 16B and SADD s:<r> m:<r> (types.sh's HSET*, SADD*)
 #
 # Starts nodes n2 and n3 normally and n1 under `valgrind --tool=callgrind --instr-atstart=no`, all with
 # worker_threads=1 and read_speculation_ms=200 (so valgrind's slowness does not trigger speculative reads);
@@ -72,6 +73,11 @@ for t in $TESTS; do
   fi
   # hget is no -t test of redis-benchmark: HGET of the fields of the one hash `-t hset` writes, loaded first.
   load=(-t "$t")
+  # A command of the spread rows of bench/types.sh (each __rand_int__ drawn on its own).
+  case $t in
+    hsetspread) load=(HSET h:__rand_int__ f:__rand_int__ 0123456789abcdef) ;;
+    saddspread) load=(SADD s:__rand_int__ m:__rand_int__) ;;
+  esac
   if [ "$t" = hget ]; then
     redis-benchmark -p $((BASE + 1)) -t hset -c 50 -P 16 -n "${WARM:-300000}" -d 64 -r 100000 -q >/dev/null
     load=(HGET myhash element:__rand_int__)
