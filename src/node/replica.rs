@@ -184,16 +184,12 @@ impl PeerHandler for Shared {
                 by,
                 w,
             } => {
-                let q = crate::coordinator::Quorum {
-                    r: 1,
-                    w: w as usize,
-                    strict,
-                };
                 // Run to completion, with no task (see `coordinator/owner.rs`).
                 let to = crate::coordinator::AnswerTo::Peer {
                     to: from.reply_to.clone(),
                     id,
                 };
+                let q = owner_quorum(w, strict);
                 self.increment_owned(Token::of(&key), key, field, by, q, to);
                 return;
             }
@@ -205,16 +201,12 @@ impl PeerHandler for Shared {
                 w,
                 strict,
             } => {
-                let q = crate::coordinator::Quorum {
-                    r: 1,
-                    w: w as usize,
-                    strict,
-                };
                 let to = crate::coordinator::AnswerTo::Carrier {
                     to: from.reply_to.clone(),
                     id,
                     name: from.name.clone(),
                 };
+                let q = owner_quorum(w, strict);
                 self.increment_owned(Token::of(&key), key, field, by, q, to);
                 return;
             }
@@ -527,5 +519,15 @@ impl Shared {
                 }
             }),
         );
+    }
+}
+
+/// The quorum an increment's owner writes its delta with: the `w` the
+/// coordinator asked for (itself included), strict or not.
+fn owner_quorum(w: u32, strict: bool) -> crate::coordinator::Quorum {
+    crate::coordinator::Quorum {
+        r: 1,
+        w: w as usize,
+        strict,
     }
 }
