@@ -3,8 +3,9 @@
 //! [`PeerMsg::Applies`]), replica reads ([`PeerMsg::Get`]) and their answers
 //! ([`PeerMsg::PutAck`], [`PeerMsg::PutAcks`], [`PeerMsg::ApplyAck`],
 //! [`PeerMsg::ApplyAcks`], [`PeerMsg::GetReply`], [`PeerMsg::GetReplies`]),
-//! and reads of part of a key ([`PeerMsg::Read`]) and theirs
-//! ([`PeerMsg::ReadReply`], [`PeerMsg::ReadReplies`]).
+//! reads of part of a key ([`PeerMsg::Read`]) and theirs
+//! ([`PeerMsg::ReadReply`], [`PeerMsg::ReadReplies`]), and carried
+//! increments ([`PeerMsg::IncrCarry`], [`PeerMsg::IncrCarried`]).
 //!
 //! Every SET sends a `Put` (coalesced into `Puts`) to each replica, every
 //! HSET or SADD an `Apply` (coalesced into `Applies` from protocol 11 on)
@@ -25,6 +26,7 @@
 //! anything is allocated for it.
 
 mod apply;
+mod incr;
 mod parts;
 mod puts;
 mod reads;
@@ -50,7 +52,9 @@ pub fn by_hand(msg: &PeerMsg) -> bool {
         | PeerMsg::GetReplies { .. }
         | PeerMsg::Read { .. }
         | PeerMsg::ReadReply { .. }
-        | PeerMsg::ReadReplies { .. } => true,
+        | PeerMsg::ReadReplies { .. }
+        | PeerMsg::IncrCarry { .. }
+        | PeerMsg::IncrCarried { .. } => true,
         PeerMsg::ApplyAck { result, .. } => apply::ack_by_hand(result),
         PeerMsg::PutAck { result, .. } => puts::ack_by_hand(result),
         _ => false,
@@ -99,6 +103,25 @@ pub fn encode(msg: &PeerMsg, dst: &mut BytesMut) -> Result<()> {
             parts::encode_replies(replies, dst);
             Ok(())
         }
+        PeerMsg::IncrCarry {
+            id,
+            key,
+            field,
+            by,
+            w,
+            strict,
+        } => {
+            let carry = incr::Carry {
+                key,
+                field,
+                by: *by,
+                w: *w,
+                strict: *strict,
+            };
+            incr::encode_carry(*id, &carry, dst);
+            Ok(())
+        }
+        PeerMsg::IncrCarried { id, value, delta } => incr::encode_carried(*id, *value, delta, dst),
         _ => Err(Error::Protocol(format!(
             "encode: a {} frame is not written by hand",
             msg.kind()
@@ -125,6 +148,8 @@ pub fn decode(frame: &Bytes) -> Result<Option<PeerMsg>> {
         parts::READ => parts::decode_read(&mut r)?,
         parts::READ_REPLY => parts::decode_reply(&mut r)?,
         parts::READ_REPLIES => parts::decode_replies(&mut r)?,
+        incr::INCR_CARRY => incr::decode_carry(&mut r)?,
+        incr::INCR_CARRIED => incr::decode_carried(&mut r)?,
         _ => return Ok(None),
     };
     if msg.is_some() && r.at() != frame.len() {

@@ -133,6 +133,19 @@ fn every_cut_of_a_frame_is_an_error() {
         PeerMsg::GetReplies {
             replies: vec![(1, Some(Entry::string(v(5, 1), "x".into()))), (2, None)],
         },
+        PeerMsg::IncrCarry {
+            id: 8,
+            key: "c".into(),
+            field: Some("f".into()),
+            by: -4,
+            w: 2,
+            strict: false,
+        },
+        PeerMsg::IncrCarried {
+            id: 8,
+            value: 12,
+            delta: Entry::hash_set(v(9, 2), &[("f".into(), "12".into())]),
+        },
     ];
     for msg in msgs {
         let body = hand_body(&msg).unwrap();
@@ -363,6 +376,27 @@ fn message() -> impl Strategy<Value = PeerMsg> {
             .prop_map(|(id, entry)| PeerMsg::GetReply { id, entry }),
         proptest::collection::vec((any::<u64>(), proptest::option::of(entry())), 0..4)
             .prop_map(|replies| PeerMsg::GetReplies { replies }),
+        (
+            any::<u64>(),
+            name(),
+            proptest::option::of(name()),
+            any::<i64>(),
+            any::<u32>(),
+            any::<bool>()
+        )
+            .prop_map(|(id, key, field, by, w, strict)| PeerMsg::IncrCarry {
+                id,
+                key: key.into(),
+                field: field.map(Bytes::from),
+                by,
+                w,
+                strict,
+            }),
+        (any::<u64>(), any::<i64>(), entry()).prop_map(|(id, value, delta)| PeerMsg::IncrCarried {
+            id,
+            value,
+            delta
+        }),
     ]
 }
 
