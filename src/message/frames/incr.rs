@@ -5,7 +5,7 @@
 //! decoded in about 1,700 instructions (callgrind), more than the rest of
 //! the answer's handling.
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 use super::{entry_len, put_bytes, put_entry, put_head, read_entry, Reader};
 use crate::error::Result;
@@ -18,21 +18,24 @@ pub(super) const INCR_CARRY: u32 = 40;
 /// [`PeerMsg::IncrCarried`]'s variant index.
 pub(super) const INCR_CARRIED: u32 = 41;
 
-/// An `IncrCarry`'s fields after its id.
-pub(super) struct Carry<'a> {
-    pub key: &'a Bytes,
-    pub field: &'a Option<Bytes>,
-    pub by: i64,
-    pub w: u32,
-    pub strict: bool,
-}
-
-pub(super) fn encode_carry(id: u64, c: &Carry<'_>, dst: &mut BytesMut) {
-    let field_len = c.field.as_ref().map_or(0, |f| 8 + f.len());
-    dst.reserve(12 + 8 + c.key.len() + 1 + field_len + 13);
-    put_head(INCR_CARRY, id, dst);
-    put_bytes(c.key, dst);
-    match c.field {
+/// Writes `msg`, an `IncrCarry`.
+pub(super) fn encode_carry(msg: &PeerMsg, dst: &mut BytesMut) {
+    let PeerMsg::IncrCarry {
+        id,
+        key,
+        field,
+        by,
+        w,
+        strict,
+    } = msg
+    else {
+        unreachable!("only an IncrCarry is written here")
+    };
+    let field_len = field.as_ref().map_or(0, |f| 8 + f.len());
+    dst.reserve(12 + 8 + key.len() + 1 + field_len + 13);
+    put_head(INCR_CARRY, *id, dst);
+    put_bytes(key, dst);
+    match field {
         None => dst.extend_from_slice(&[0]),
         Some(f) => {
             dst.extend_from_slice(&[1]);
@@ -40,9 +43,9 @@ pub(super) fn encode_carry(id: u64, c: &Carry<'_>, dst: &mut BytesMut) {
         }
     }
     let mut tail = [0u8; 13];
-    tail[..8].copy_from_slice(&c.by.to_le_bytes());
-    tail[8..12].copy_from_slice(&c.w.to_le_bytes());
-    tail[12] = u8::from(c.strict);
+    tail[..8].copy_from_slice(&by.to_le_bytes());
+    tail[8..12].copy_from_slice(&w.to_le_bytes());
+    tail[12] = u8::from(*strict);
     dst.extend_from_slice(&tail);
 }
 

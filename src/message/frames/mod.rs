@@ -103,22 +103,8 @@ pub fn encode(msg: &PeerMsg, dst: &mut BytesMut) -> Result<()> {
             parts::encode_replies(replies, dst);
             Ok(())
         }
-        PeerMsg::IncrCarry {
-            id,
-            key,
-            field,
-            by,
-            w,
-            strict,
-        } => {
-            let carry = incr::Carry {
-                key,
-                field,
-                by: *by,
-                w: *w,
-                strict: *strict,
-            };
-            incr::encode_carry(*id, &carry, dst);
+        PeerMsg::IncrCarry { .. } => {
+            incr::encode_carry(msg, dst);
             Ok(())
         }
         PeerMsg::IncrCarried { id, value, delta } => incr::encode_carried(*id, *value, delta, dst),
