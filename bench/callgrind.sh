@@ -10,6 +10,7 @@
 #   TESTS="hset sadd incr hget" bench/callgrind.sh   # the types (hget reads the hash -t hset loads first)
 #   WARM_T=incr TESTS=incr bench/callgrind.sh   # warm up with INCRs too: increments of counters that exist
 #   TESTS="hsetspread saddspread" bench/callgrind.sh   # HSET h:<r> f:<r> 16B and SADD s:<r> m:<r> (types.sh's HSET*, SADD*)
+#   WARM_T=same TESTS=hsetspread bench/callgrind.sh    # warm up with the measured load itself (keys that exist)
 #
 # Starts nodes n2 and n3 normally and n1 under `valgrind --tool=callgrind --instr-atstart=no`, all with
 # worker_threads=1 and read_speculation_ms=200 (so valgrind's slowness does not trigger speculative reads);
@@ -67,10 +68,6 @@ for t in $TESTS; do
   done
   # Enough SETs that nearly every key of the 100,000 exists (95 %), so GETs measure hits, not misses.
   redis-benchmark -p $((BASE + 1)) -t set -c 50 -P 16 -n "${WARM:-300000}" -d 64 -r 100000 -q >/dev/null
-  # WARM_T: a test whose keys to create too (the steady state of a long run, where most writes find their key).
-  if [ -n "${WARM_T:-}" ]; then
-    redis-benchmark -p $((BASE + 1)) -t "$WARM_T" -c 50 -P 16 -n "${WARM:-300000}" -d 64 -r 100000 -q >/dev/null
-  fi
   # hget is no -t test of redis-benchmark: HGET of the fields of the one hash `-t hset` writes, loaded first.
   load=(-t "$t")
   # A command of the spread rows of bench/types.sh (each __rand_int__ drawn on its own).
@@ -78,6 +75,13 @@ for t in $TESTS; do
     hsetspread) load=(HSET h:__rand_int__ f:__rand_int__ 0123456789abcdef) ;;
     saddspread) load=(SADD s:__rand_int__ m:__rand_int__) ;;
   esac
+  # WARM_T: a test whose keys to create too (the steady state of a long run, where most writes find their key);
+  # WARM_T=same warms up with the measured load itself.
+  if [ "${WARM_T:-}" = same ]; then
+    redis-benchmark -p $((BASE + 1)) -c 50 -P 16 -n "${WARM:-300000}" -d 64 -r 100000 -q "${load[@]}" >/dev/null
+  elif [ -n "${WARM_T:-}" ]; then
+    redis-benchmark -p $((BASE + 1)) -t "$WARM_T" -c 50 -P 16 -n "${WARM:-300000}" -d 64 -r 100000 -q >/dev/null
+  fi
   if [ "$t" = hget ]; then
     redis-benchmark -p $((BASE + 1)) -t hset -c 50 -P 16 -n "${WARM:-300000}" -d 64 -r 100000 -q >/dev/null
     load=(HGET myhash element:__rand_int__)
