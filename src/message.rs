@@ -407,7 +407,7 @@ pub enum PeerMsg {
     ApplyAcks {
         /// (request id, the key was live before, which checked elements
         /// were): each one's [`ApplyResult::Done`].
-        acks: Vec<(u64, bool, Vec<bool>)>,
+        acks: Vec<(u64, bool, crate::values::Present)>,
     },
     /// Several [`PeerMsg::ReadReply`]s to one coordinator, coalesced by
     /// the replica's link (since protocol 11).
@@ -493,7 +493,7 @@ pub enum ApplyResult {
         /// The key was live before.
         was_live: bool,
         /// Which checked elements were live before.
-        present: Vec<bool>,
+        present: crate::values::Present,
     },
     /// Not applied: the key holds another type here.
     WrongType,

@@ -286,7 +286,7 @@ async fn run_seed(seed: u64, skew: bool, mix: Mix) -> Result<(), String> {
                     };
                     let check = Check {
                         kind,
-                        names: vec![name],
+                        names: [name].into(),
                     };
                     let delta = |v| match &op {
                         Op::HSet(_, f, value) => Entry::hash_set(v, &[(f.clone(), value.clone())]),

@@ -431,7 +431,7 @@ impl Shared {
                             Mode::Rmw(read) => applied.conflicts_with(*read),
                             _ => false,
                         },
-                        present: Vec::new(),
+                        present: crate::values::Present::new(),
                     };
                     match logging {
                         Some(logging) => Local::Logging(logging, ack),
@@ -522,7 +522,7 @@ fn write_ack(from: &NodeName, reply: PeerMsg) -> Option<Ack> {
         } => Ack::Done {
             was_live,
             conflict,
-            present: Vec::new(),
+            present: crate::values::Present::new(),
         },
         PeerMsg::ApplyAck { result, .. } => match result {
             ApplyResult::Done { was_live, present } => Ack::Done {

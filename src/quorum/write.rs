@@ -42,7 +42,7 @@ pub struct WriteOutcome {
     pub conflict: bool,
     /// A typed write only: for each checked element, whether some
     /// acknowledging replica held it live before.
-    pub present: Vec<bool>,
+    pub present: crate::values::Present,
 }
 
 impl WriteOutcome {
@@ -52,11 +52,11 @@ impl WriteOutcome {
             was_live: false,
             version,
             conflict: false,
-            present: Vec::new(),
+            present: crate::values::Present::new(),
         }
     }
 
-    fn absorb(&mut self, was_live: bool, conflict: bool, present: Vec<bool>) {
+    fn absorb(&mut self, was_live: bool, conflict: bool, present: crate::values::Present) {
         self.was_live |= was_live;
         self.conflict |= conflict;
         // The first answer's flags are taken as they are, not copied.
@@ -84,7 +84,7 @@ pub enum Ack {
         /// read.
         conflict: bool,
         /// A typed write: which checked elements it held live before.
-        present: Vec<bool>,
+        present: crate::values::Present,
     },
     /// A typed write it refused: the key holds another type there.
     WrongType,
@@ -99,7 +99,7 @@ impl Ack {
         Ack::Done {
             was_live,
             conflict: false,
-            present: Vec::new(),
+            present: crate::values::Present::new(),
         }
     }
 }

@@ -173,7 +173,7 @@ impl Store {
                             ..Rich::default()
                         });
                     }
-                    let changed = entry.with_rich(|r| c.merge(r));
+                    let changed = entry.with_rich(|r| c.merge_newest(r, entry.version()));
                     (Shape::from_cell(c), changed)
                 }
             }

@@ -52,7 +52,7 @@ pub(super) struct Batch {
     /// Typed writes held back to be coalesced (protocol 11 on).
     applies: Vec<crate::message::ApplyReq>,
     /// Successful typed write answers held back (protocol 11 on).
-    apply_acks: Vec<(u64, bool, Vec<bool>)>,
+    apply_acks: Vec<(u64, bool, crate::values::Present)>,
     /// Answers to reads of part of a key held back (protocol 11 on).
     parts: Vec<(u64, Option<Box<crate::values::Part>>)>,
     /// Messages encoded since the count was last reset.

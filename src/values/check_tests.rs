@@ -25,7 +25,7 @@ fn a_removal_on_a_replica_whose_set_reads_empty_clears_nothing_added_elsewhere()
     let member = |m: &str| Bytes::from(m.to_string());
     let check = |m: &str| Check {
         kind: Kind::Set,
-        names: vec![member(m)],
+        names: [member(m)].into(),
     };
     let a = Entry::set_members(at(15, 3), &[member("m0")], true);
     let b = checked(

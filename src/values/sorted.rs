@@ -206,6 +206,16 @@ impl<'a, K, V> Iterator for Iter<'a, K, V> {
             Iter::Large(i) => i.size_hint(),
         }
     }
+
+    /// One match, then the inner iterator's own loop: `fold` (and every
+    /// adapter built on it, `max`, `for_each`, `sum`...) does not pay
+    /// `next`'s match per entry.
+    fn fold<B, F: FnMut(B, Self::Item) -> B>(self, init: B, mut f: F) -> B {
+        match self {
+            Iter::Small(i) => i.fold(init, |acc, (k, v)| f(acc, (k, v))),
+            Iter::Large(i) => i.fold(init, f),
+        }
+    }
 }
 
 // Both inner iterators know their length exactly.

@@ -159,6 +159,12 @@ impl Entry {
     }
 }
 
+/// For each element a typed write checks, whether a replica held it live
+/// before the write (see [`Check`]). Inline up to eight: a write of one
+/// field or member, the usual case, allocates nothing for it on any node.
+/// Encoded as a list, as a `Vec<bool>` is.
+pub type Present = smallvec::SmallVec<[bool; 8]>;
+
 /// What a typed write (HSET, SADD, HDEL, SREM...) asks each replica to
 /// check before applying it, and to report.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -166,8 +172,10 @@ pub struct Check {
     /// The type the key must have (or be absent).
     pub kind: super::Kind,
     /// Elements (hash fields or set members, as `kind` says) whose
-    /// presence before the write is reported.
-    pub names: Vec<Bytes>,
+    /// presence before the write is reported. Shared: the coordinator
+    /// sends one check to every replica, and cloning it for each message
+    /// costs a reference count, not a list (encoded as a list).
+    pub names: std::sync::Arc<[Bytes]>,
 }
 
 impl Check {
@@ -188,9 +196,9 @@ impl Check {
         delta: &Entry,
         current: Option<super::EntryRef<'_>>,
         now_ms: u64,
-    ) -> Result<(Entry, Vec<bool>), super::WrongType> {
+    ) -> Result<(Entry, Present), super::WrongType> {
         let Some(current) = current else {
-            return Ok((delta.clone(), vec![false; self.names.len()]));
+            return Ok((delta.clone(), smallvec::smallvec![false; self.names.len()]));
         };
         match current.kind(now_ms) {
             Some(k) if k != self.kind => Err(super::WrongType),
@@ -200,7 +208,9 @@ impl Check {
             // elements other replicas added meanwhile, which this one has
             // not seen yet: acknowledged SADDs lost (found by the
             // simulated cluster).
-            None if current.is_bare() => Ok((delta.clone(), vec![false; self.names.len()])),
+            None if current.is_bare() => {
+                Ok((delta.clone(), smallvec::smallvec![false; self.names.len()]))
+            }
             Some(_) => {
                 let present = self
                     .names
@@ -217,7 +227,7 @@ impl Check {
                 });
                 Ok((
                     delta.clone().merge(&start_over),
-                    vec![false; self.names.len()],
+                    smallvec::smallvec![false; self.names.len()],
                 ))
             }
         }
@@ -242,7 +252,7 @@ impl Entry {
                 },
             );
         }
-        Entry::rich(r)
+        Entry::rich_stamped(r, version)
     }
 
     /// HDEL's delta: each field removed (everything in it up to `version`).
@@ -257,7 +267,7 @@ impl Entry {
                 },
             );
         }
-        Entry::rich(r)
+        Entry::rich_stamped(r, version)
     }
 
     /// SADD's (`present`) or SREM's delta: each member's register set at
@@ -273,7 +283,7 @@ impl Entry {
                 },
             );
         }
-        Entry::rich(r)
+        Entry::rich_stamped(r, version)
     }
 
     /// A whole new set under the key (SINTERSTORE and the other STORE

@@ -73,13 +73,13 @@ fn put_req(req: &ApplyReq, dst: &mut BytesMut) -> Result<()> {
     check[..4].copy_from_slice(&kind.to_le_bytes());
     check[4..].copy_from_slice(&(req.check.names.len() as u64).to_le_bytes());
     dst.extend_from_slice(&check);
-    for name in &req.check.names {
+    for name in req.check.names.iter() {
         put_bytes(name, dst);
     }
     Ok(())
 }
 
-pub(super) fn encode_acks(acks: &[(u64, bool, Vec<bool>)], dst: &mut BytesMut) {
+pub(super) fn encode_acks(acks: &[(u64, bool, crate::values::Present)], dst: &mut BytesMut) {
     let len: usize = acks.iter().map(|(_, _, p)| MIN_ACK + p.len()).sum();
     dst.reserve(12 + len);
     put_head(APPLY_ACKS, acks.len() as u64, dst);
@@ -130,7 +130,7 @@ fn read_req(id: u64, r: &mut Reader<'_>) -> Result<ApplyReq> {
         k => return Err(r.bad(&format!("no key type {k}"))),
     };
     let count = r.count(8)?;
-    let names = (0..count).map(|_| r.bytes()).collect::<Result<Vec<_>>>()?;
+    let names = (0..count).map(|_| r.bytes()).collect::<Result<_>>()?;
     Ok(ApplyReq {
         id,
         key,
@@ -163,9 +163,9 @@ pub(super) fn decode_acks(r: &mut Reader<'_>) -> Result<Option<PeerMsg>> {
 
 /// What a `Done` answer holds: whether the key was live, and which
 /// checked elements were.
-fn read_done(r: &mut Reader<'_>) -> Result<(bool, Vec<bool>)> {
+fn read_done(r: &mut Reader<'_>) -> Result<(bool, crate::values::Present)> {
     let was_live = r.bool()?;
     let count = r.count(1)?;
-    let present = (0..count).map(|_| r.bool()).collect::<Result<Vec<_>>>()?;
+    let present = (0..count).map(|_| r.bool()).collect::<Result<_>>()?;
     Ok((was_live, present))
 }

@@ -108,12 +108,15 @@ fn every_cut_of_a_frame_is_an_error() {
             id: 3,
             result: ApplyResult::Done {
                 was_live: true,
-                present: vec![true, false],
+                present: smallvec::smallvec![true, false],
             },
         },
         applies(),
         PeerMsg::ApplyAcks {
-            acks: vec![(3, true, vec![true, false]), (4, false, vec![])],
+            acks: vec![
+                (3, true, smallvec::smallvec![true, false]),
+                (4, false, smallvec::smallvec![]),
+            ],
         },
         read_replies(),
         PeerMsg::Read {
@@ -169,7 +172,7 @@ fn each_byte_damaged_reads_as_serde() {
             id: 3,
             result: ApplyResult::Done {
                 was_live: true,
-                present: vec![true, false],
+                present: smallvec::smallvec![true, false],
             },
         },
         PeerMsg::GetReplies {
@@ -179,7 +182,10 @@ fn each_byte_damaged_reads_as_serde() {
             acks: vec![(1, true), (2, false)],
         },
         PeerMsg::ApplyAcks {
-            acks: vec![(3, true, vec![true, false]), (4, false, vec![false])],
+            acks: vec![
+                (3, true, smallvec::smallvec![true, false]),
+                (4, false, smallvec::smallvec![false]),
+            ],
         },
         applies(),
         read_replies(),
@@ -213,7 +219,7 @@ fn a_huge_count_is_refused_before_allocating() {
         items: vec![(1, "a".into(), Entry::tombstone(v(6, 1)))],
     };
     let acks = PeerMsg::ApplyAcks {
-        acks: vec![(1, true, vec![true])],
+        acks: vec![(1, true, smallvec::smallvec![true])],
     };
     for msg in [puts, applies(), acks, read_replies()] {
         let mut body = hand_body(&msg).unwrap();
@@ -284,11 +290,11 @@ fn apply_req() -> impl Strategy<Value = ApplyReq> {
 }
 
 /// A random `Done` answer: (id, was live, present).
-fn done() -> impl Strategy<Value = (u64, bool, Vec<bool>)> {
+fn done() -> impl Strategy<Value = (u64, bool, crate::values::Present)> {
     (
         any::<u64>(),
         any::<bool>(),
-        proptest::collection::vec(any::<bool>(), 0..6),
+        proptest::collection::vec(any::<bool>(), 0..6).prop_map(Into::into),
     )
 }
 

@@ -301,14 +301,14 @@ fn what_replicas_report_is_merged_into_the_outcome() {
     let ack = |was_live, conflict, present: &[bool]| Ack::Done {
         was_live,
         conflict,
-        present: present.to_vec(),
+        present: present.into(),
     };
     w.on_ack(n(ME), ack(false, false, &[true, false]));
     w.on_ack(n("n2"), ack(false, true, &[false, false, true]));
     w.on_ack(n("n3"), ack(true, false, &[]));
     let outcome = done(w.next(t));
     assert!(outcome.was_live && outcome.conflict);
-    assert_eq!(outcome.present, [true, false, true]);
+    assert_eq!(outcome.present[..], [true, false, true]);
 }
 
 /// `alone_outcome` concludes what the machine concludes when the
@@ -321,7 +321,7 @@ fn a_write_alone_concludes_as_the_machine_with_one_replica() {
         Ack::Done {
             was_live: false,
             conflict: true,
-            present: vec![true, false],
+            present: smallvec::smallvec![true, false],
         },
         Ack::Refused(crate::error::MISCONF_PREFIX.to_string() + "disk full"),
         Ack::Refused("too big".into()),

@@ -163,7 +163,7 @@ pub async fn write_checked(
     q: Quorum,
     check: &Check,
     build: impl FnOnce(Version) -> Entry,
-) -> Result<Vec<bool>, Reply> {
+) -> Result<crate::values::Present, Reply> {
     shared
         .write_checked(key, q, check, build)
         .await

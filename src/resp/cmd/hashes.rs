@@ -87,7 +87,7 @@ pub fn hsetnx(call: Call<'_>) -> Run {
         }
         let check = Check {
             kind: Kind::Hash,
-            names: vec![field.clone()],
+            names: [field.clone()].into(),
         };
         let pairs = [(field, value)];
         match write_checked(&shared, key, q, &check, |v| Entry::hash_set(v, &pairs)).await {
@@ -103,13 +103,13 @@ pub fn hdel(call: Call<'_>) -> Run {
     let q = call.conn.quorum;
     call.conn.last_write = Some(call.args[1].clone());
     let key = call.args[1].clone();
-    let names = distinct(call.args[2..].iter().cloned());
     let check = Check {
         kind: Kind::Hash,
-        names: names.clone(),
+        names: distinct(call.args[2..].iter().cloned()).into(),
     };
     Run::later(async move {
-        match write_checked(&shared, key, q, &check, |v| Entry::hash_delete(v, &names)).await {
+        let names = &check.names;
+        match write_checked(&shared, key, q, &check, |v| Entry::hash_delete(v, names)).await {
             Ok(present) => Reply::Integer(present.iter().filter(|p| **p).count() as i64),
             Err(reply) => reply,
         }
@@ -344,7 +344,7 @@ pub fn hincrbyfloat(call: Call<'_>) -> Run {
         };
         let check = Check {
             kind: Kind::Hash,
-            names: vec![field.clone()],
+            names: [field.clone()].into(),
         };
         let pairs = [(field, text.clone())];
         let write = shared

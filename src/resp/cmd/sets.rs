@@ -27,7 +27,7 @@ use crate::values::{Check, Kind, Want};
 fn check(names: Vec<Bytes>) -> Check {
     Check {
         kind: Kind::Set,
-        names,
+        names: names.into(),
     }
 }
 
@@ -64,7 +64,7 @@ pub fn srem(call: Call<'_>) -> Run {
 fn read_members(
     call: Call<'_>,
     members: Vec<Bytes>,
-    f: impl FnOnce(Option<(Vec<bool>, u64)>) -> Reply + Send + 'static,
+    f: impl FnOnce(Option<(crate::values::Present, u64)>) -> Reply + Send + 'static,
 ) -> Run {
     read_elements(call, Kind::Set, members.clone(), move |part| {
         f(part.map(|p| (members.iter().map(|m| p.has_member(m)).collect(), p.members)))
@@ -84,7 +84,7 @@ pub fn smismember(call: Call<'_>) -> Run {
     let members = call.args[2..].to_vec();
     let n = members.len();
     read_members(call, members, move |found| {
-        let held = found.map_or_else(|| vec![false; n], |(h, _)| h);
+        let held = found.map_or_else(|| smallvec::smallvec![false; n], |(h, _)| h);
         Reply::Array(
             held.into_iter()
                 .map(|h| Reply::Integer(i64::from(h)))

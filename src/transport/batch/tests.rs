@@ -126,14 +126,14 @@ fn one_of_each() -> Vec<PeerMsg> {
             entry: Entry::hash_set(version, &[(b(b"f"), b(b"v"))]),
             check: crate::values::Check {
                 kind: crate::values::Kind::Hash,
-                names: vec![b(b"f")],
+                names: [b(b"f")].into(),
             },
         })),
         PeerMsg::ApplyAck {
             id: 18,
             result: crate::message::ApplyResult::Done {
                 was_live: true,
-                present: vec![false],
+                present: smallvec::smallvec![false],
             },
         },
         PeerMsg::Clock {
@@ -177,7 +177,10 @@ fn one_of_each() -> Vec<PeerMsg> {
             items: vec![typed(25, b"h"), typed(26, b"i")],
         },
         PeerMsg::ApplyAcks {
-            acks: vec![(25, true, vec![false]), (26, false, vec![true])],
+            acks: vec![
+                (25, true, smallvec::smallvec![false]),
+                (26, false, smallvec::smallvec![true]),
+            ],
         },
         PeerMsg::ReadReplies {
             replies: vec![(27, None), (28, None)],
@@ -221,7 +224,7 @@ fn typed(id: u64, key: &'static [u8]) -> crate::message::ApplyReq {
         entry: Entry::hash_set(version, &[(f.clone(), Bytes::from_static(b"v"))]),
         check: crate::values::Check {
             kind: crate::values::Kind::Hash,
-            names: vec![f],
+            names: [f].into(),
         },
     }
 }
@@ -301,7 +304,7 @@ fn typed_writes_and_their_answers_are_coalesced_from_protocol_11() {
         id,
         result: crate::message::ApplyResult::Done {
             was_live,
-            present: vec![!was_live],
+            present: smallvec::smallvec![!was_live],
         },
     };
     let apply = |id, key| PeerMsg::Apply(Box::new(typed(id, key)));
@@ -318,7 +321,10 @@ fn typed_writes_and_their_answers_are_coalesced_from_protocol_11() {
         batched(sent.clone(), crate::message::APPLIES_SINCE),
         [
             PeerMsg::ApplyAcks {
-                acks: vec![(7, true, vec![false]), (8, false, vec![true])],
+                acks: vec![
+                    (7, true, smallvec::smallvec![false]),
+                    (8, false, smallvec::smallvec![true])
+                ],
             },
             PeerMsg::ReadReplies {
                 replies: vec![(9, None), (10, None)],
