@@ -11,6 +11,7 @@
 #   WARM_T=incr TESTS=incr bench/callgrind.sh   # warm up with INCRs too: increments of counters that exist
 #   TESTS="hsetspread saddspread" bench/callgrind.sh   # HSET h:<r> f:<r> 16B and SADD s:<r> m:<r> (types.sh's HSET*, SADD*)
 #   WARM_T=same TESTS=hsetspread bench/callgrind.sh    # warm up with the measured load itself (keys that exist)
+#   VG_ARGS=--cache-sim=yes bench/callgrind.sh          # also simulate the caches (callgrind_annotate shows misses)
 #
 # Starts nodes n2 and n3 normally and n1 under `valgrind --tool=callgrind --instr-atstart=no`, all with
 # worker_threads=1 and read_speculation_ms=200 (so valgrind's slowness does not trigger speculative reads);
@@ -55,7 +56,8 @@ for t in $TESTS; do
   for i in $(seq "$NODES"); do
     [ "$i" != "$VG_NODE" ] && node "$i"
   done
-  node "$VG_NODE" valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$WORK/callgrind.out"
+  # shellcheck disable=SC2086
+  node "$VG_NODE" valgrind --tool=callgrind --instr-atstart=no ${VG_ARGS:-} --callgrind-out-file="$WORK/callgrind.out"
   vg=${PIDS[-1]}
   for _ in $(seq 300); do
     redis-cli -p $((BASE + 1)) ping 2>/dev/null | grep -q PONG && break

@@ -132,6 +132,15 @@ impl Store {
             self.count_transition(old_live, new != Simple::Dead);
             return applied;
         }
+        // A rich delta into a live cell (a typed write to a key that has
+        // its type): merged where it lies, with no removal from the table
+        // and insertion again, unless the state became simple.
+        if entry.as_simple().is_none() {
+            match self.merge_in_place(bucket, tables, pos, key, hash, entry, now_ms) {
+                InPlace::Done(a) => return a,
+                InPlace::NoCell => {}
+            }
+        }
         // Anything else: take what is there out of its table, merge, and
         // put the result where its shape belongs.
         let old = self.take(bucket, tables, pos, key, hash);
@@ -193,6 +202,63 @@ impl Store {
         }
         self.count_transition(old_live, new_live);
         applied
+    }
+
+    /// [`Store::apply_locked`]'s merge of the rich `entry` into the live
+    /// cell of `key`, in its table. Does what taking the cell out, merging
+    /// and putting it back does (the digest, the byte count, the expiry
+    /// index, the live count, what it reports), with one lookup.
+    #[allow(clippy::too_many_arguments)]
+    fn merge_in_place(
+        &self,
+        bucket: &Bucket,
+        tables: &mut Tables,
+        pos: &Token,
+        key: &[u8],
+        hash: u64,
+        entry: &Entry,
+        now_ms: Option<u64>,
+    ) -> InPlace {
+        let Some(c) = tables.rich.find_mut(hash, |c| c.key() == key) else {
+            return InPlace::NoCell;
+        };
+        if self.is_dead(c.version()) {
+            return InPlace::NoCell;
+        }
+        let mut applied = Applied {
+            changed: true,
+            duplicate: false,
+            was_live: c
+                .kind(now_ms.unwrap_or_else(crate::clock::wall_millis))
+                .is_some(),
+            prior: Some(c.version()),
+        };
+        let (old_live, old_deadline) = (!c.is_tombstone(), c.deadline());
+        self.unaccount(bucket, pos, key, cell_ref(c));
+        if let Some(marker) = self.flush_marker() {
+            c.merge(&Rich {
+                cleared: marker,
+                ..Rich::default()
+            });
+        }
+        if !entry.with_rich(|r| c.merge_newest(r, entry.version())) {
+            applied.changed = false;
+            applied.duplicate = true;
+        }
+        let (new_live, new_deadline) = (!c.is_tombstone(), c.deadline());
+        self.expiry.note(key, old_deadline, new_deadline);
+        self.count_transition(old_live, new_live);
+        match c.simple() {
+            None => self.account(bucket, pos, key, cell_ref(c)),
+            // A plain string or a tombstone again: packed in its table.
+            Some(simple) => {
+                if let Ok(slot) = tables.rich.find_entry(hash, |c| c.key() == key) {
+                    slot.remove();
+                }
+                self.put(bucket, tables, pos, key, hash, Shape::of(key, &simple));
+            }
+        }
+        InPlace::Done(applied)
     }
 
     /// Drops the old markers of removed elements from the cell of `key`
@@ -264,6 +330,14 @@ impl Store {
             }
         }
     }
+}
+
+/// What [`Store::merge_in_place`] did.
+enum InPlace {
+    /// Merged: what the merge did.
+    Done(Applied),
+    /// There is no live cell under the key: the general path merges.
+    NoCell,
 }
 
 /// A simple body, owned.

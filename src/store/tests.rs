@@ -322,3 +322,52 @@ fn a_long_pass_lends_a_large_cell_with_its_bucket_unlocked_and_a_small_one_locke
         ]
     );
 }
+
+/// A typed write merges into its cell where the cell lies; when the merge
+/// leaves a plain string, the key moves to the packed table, and the
+/// digest, the byte count and the live count follow it.
+#[test]
+fn a_cell_merged_into_a_plain_string_is_packed_again() {
+    let s = Store::new();
+    let k = Bytes::from_static(b"k");
+    let v = |ts| Version {
+        ts: Timestamp(ts),
+        node: 1,
+    };
+    let member = |name: &'static [u8], at, present| {
+        let mut r = crate::values::Rich::default();
+        r.members.insert(
+            Bytes::from_static(name),
+            crate::values::Lww {
+                version: at,
+                value: present,
+            },
+        );
+        r
+    };
+    s.apply(&k, Entry::rich(member(b"a", v(10), true)));
+    // In place: one more member.
+    let added = s.apply(&k, Entry::rich(member(b"c", v(12), true)));
+    assert_eq!((added.changed, added.was_live), (true, true));
+    // A string that clears the set, with a member older than the clearing
+    // (which the merge drops): nothing of the set is left.
+    let mut over = member(b"b", v(5), true);
+    over.cleared = v(20).just_before();
+    over.string = Some(crate::values::Lww {
+        version: v(20),
+        value: Bytes::from_static(b"x"),
+    });
+    let over = Entry::rich(over);
+    assert!(over.as_simple().is_none(), "a rich delta");
+    let applied = s.apply(&k, over);
+    assert_eq!((applied.changed, applied.was_live), (true, true));
+    let plain = Entry::string(v(20), Bytes::from_static(b"x"));
+    assert_eq!(s.get(&k), Some(plain.clone()));
+    assert_eq!((s.len(), s.live_len()), (1, 1));
+    assert_eq!(s.bytes(), weight(&k, simple_ref(&plain)));
+    let pos = Token::of(&k);
+    assert_eq!(
+        s.leaf_digest(leaf_of(&pos)),
+        entry_hash(&pos, simple_ref(&plain))
+    );
+}
