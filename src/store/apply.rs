@@ -111,10 +111,12 @@ impl Store {
         };
         let hash = self.hash(key);
         // The hot path: a string or tombstone over a string or tombstone.
-        if let (Some(new), Some(slot)) = (
-            entry.as_simple(),
-            tables.simple.find_mut(hash, |p| p.key() == key),
-        ) {
+        // (The packed table is probed only for a simple entry.)
+        let simple = entry.as_simple();
+        if let Some((new, slot)) = simple.and_then(|new| {
+            let slot = tables.simple.find_mut(hash, |p| p.key() == key)?;
+            Some((new, slot))
+        }) {
             let (old_version, old) = slot.simple();
             let old_live = old != Simple::Dead;
             if !self.is_dead(old_version) {
@@ -135,7 +137,7 @@ impl Store {
         // A rich delta into a live cell (a typed write to a key that has
         // its type): merged where it lies, with no removal from the table
         // and insertion again, unless the state became simple.
-        if entry.as_simple().is_none() {
+        if simple.is_none() {
             match self.merge_in_place(bucket, tables, pos, key, hash, entry, now_ms) {
                 InPlace::Done(a) => return a,
                 InPlace::NoCell => {}
