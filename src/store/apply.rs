@@ -110,6 +110,12 @@ impl Store {
             _ => entry,
         };
         let hash = self.hash(key);
+        let at = At {
+            bucket,
+            pos,
+            key,
+            hash,
+        };
         // The hot path: a string or tombstone over a string or tombstone.
         // (The packed table is probed only for a simple entry.)
         let simple = entry.as_simple();
@@ -138,14 +144,14 @@ impl Store {
         // its type): merged where it lies, with no removal from the table
         // and insertion again, unless the state became simple.
         if simple.is_none() {
-            match self.merge_in_place(bucket, tables, pos, key, hash, entry, now_ms) {
+            match self.merge_in_place(&at, tables, entry, now_ms) {
                 InPlace::Done(a) => return a,
                 InPlace::NoCell => {}
             }
         }
         // Anything else: take what is there out of its table, merge, and
         // put the result where its shape belongs.
-        let old = self.take(bucket, tables, pos, key, hash);
+        let old = self.take(&at, tables);
         let (old_live, old_deadline) = match &old {
             Old::Absent => (false, None),
             Old::Simple(e) => (!e.is_tombstone(), None),
@@ -178,13 +184,7 @@ impl Store {
                 if self.is_dead(c.version()) {
                     (Shape::of(key, entry), true)
                 } else {
-                    if let Some(marker) = self.flush_marker() {
-                        c.merge(&Rich {
-                            cleared: marker,
-                            ..Rich::default()
-                        });
-                    }
-                    let changed = entry.with_rich(|r| c.merge_newest(r, entry.version()));
+                    let changed = self.merge_cell(&mut c, entry);
                     (Shape::from_cell(c), changed)
                 }
             }
@@ -198,7 +198,7 @@ impl Store {
             Shape::Rich(c) => (!c.is_tombstone(), c.deadline()),
         };
         self.expiry.note(key, old_deadline, new_deadline);
-        self.put(bucket, tables, pos, key, hash, merged);
+        self.put(&at, tables, merged);
         if old_version.is_none() {
             self.entries.fetch_add(1, Ordering::Relaxed);
         }
@@ -210,18 +210,14 @@ impl Store {
     /// cell of `key`, in its table. Does what taking the cell out, merging
     /// and putting it back does (the digest, the byte count, the expiry
     /// index, the live count, what it reports), with one lookup.
-    #[allow(clippy::too_many_arguments)]
     fn merge_in_place(
         &self,
-        bucket: &Bucket,
+        at: &At<'_>,
         tables: &mut Tables,
-        pos: &Token,
-        key: &[u8],
-        hash: u64,
         entry: &Entry,
         now_ms: Option<u64>,
     ) -> InPlace {
-        let Some(c) = tables.rich.find_mut(hash, |c| c.key() == key) else {
+        let Some(c) = tables.rich.find_mut(at.hash, |c| c.key() == at.key) else {
             return InPlace::NoCell;
         };
         if self.is_dead(c.version()) {
@@ -236,31 +232,37 @@ impl Store {
             prior: Some(c.version()),
         };
         let (old_live, old_deadline) = (!c.is_tombstone(), c.deadline());
-        self.unaccount(bucket, pos, key, cell_ref(c));
+        self.unaccount(at.bucket, at.pos, at.key, cell_ref(c));
+        if !self.merge_cell(c, entry) {
+            applied.changed = false;
+            applied.duplicate = true;
+        }
+        let (new_live, new_deadline) = (!c.is_tombstone(), c.deadline());
+        self.expiry.note(at.key, old_deadline, new_deadline);
+        self.count_transition(old_live, new_live);
+        match c.simple() {
+            None => self.account(at.bucket, at.pos, at.key, cell_ref(c)),
+            // A plain string or a tombstone again: packed in its table.
+            Some(simple) => {
+                if let Ok(slot) = tables.rich.find_entry(at.hash, |c| c.key() == at.key) {
+                    slot.remove();
+                }
+                self.put(at, tables, Shape::of(at.key, &simple));
+            }
+        }
+        InPlace::Done(applied)
+    }
+
+    /// Merges `entry` into the live cell `c`, first clearing what an
+    /// unswept flush left in it. Returns whether the entry changed it.
+    fn merge_cell(&self, c: &mut Cell, entry: &Entry) -> bool {
         if let Some(marker) = self.flush_marker() {
             c.merge(&Rich {
                 cleared: marker,
                 ..Rich::default()
             });
         }
-        if !entry.with_rich(|r| c.merge_newest(r, entry.version())) {
-            applied.changed = false;
-            applied.duplicate = true;
-        }
-        let (new_live, new_deadline) = (!c.is_tombstone(), c.deadline());
-        self.expiry.note(key, old_deadline, new_deadline);
-        self.count_transition(old_live, new_live);
-        match c.simple() {
-            None => self.account(bucket, pos, key, cell_ref(c)),
-            // A plain string or a tombstone again: packed in its table.
-            Some(simple) => {
-                if let Ok(slot) = tables.rich.find_entry(hash, |c| c.key() == key) {
-                    slot.remove();
-                }
-                self.put(bucket, tables, pos, key, hash, Shape::of(key, &simple));
-            }
-        }
-        InPlace::Done(applied)
+        entry.with_rich(|r| c.merge_newest(r, entry.version()))
     }
 
     /// Drops the old markers of removed elements from the cell of `key`
@@ -274,64 +276,68 @@ impl Store {
         before: crate::clock::Timestamp,
     ) {
         let pos = Token::of(key);
-        let hash = self.hash(key);
-        match self.take(bucket, tables, &pos, key, hash) {
+        let at = At {
+            bucket,
+            pos: &pos,
+            key,
+            hash: self.hash(key),
+        };
+        match self.take(&at, tables) {
             Old::Rich(mut c) => {
                 c.purge_removed(before);
-                self.put(bucket, tables, &pos, key, hash, Shape::from_cell(c));
+                self.put(&at, tables, Shape::from_cell(c));
             }
-            Old::Simple(e) => self.put(bucket, tables, &pos, key, hash, Shape::of(key, &e)),
+            Old::Simple(e) => self.put(&at, tables, Shape::of(key, &e)),
             Old::Absent => {}
         }
     }
 
-    /// Removes what `key` holds from its table (out of the digest and the
+    /// Removes what the key at `at` holds from its table (out of the digest and the
     /// byte count; still counted as an entry and as live).
-    fn take(
-        &self,
-        bucket: &Bucket,
-        tables: &mut Tables,
-        pos: &Token,
-        key: &[u8],
-        hash: u64,
-    ) -> Old {
-        if let Ok(slot) = tables.simple.find_entry(hash, |p| p.key() == key) {
+    fn take(&self, at: &At<'_>, tables: &mut Tables) -> Old {
+        if let Ok(slot) = tables.simple.find_entry(at.hash, |p| p.key() == at.key) {
             let (p, _) = slot.remove();
-            self.unaccount(bucket, pos, key, p.view());
+            self.unaccount(at.bucket, at.pos, at.key, p.view());
             let (version, simple) = p.simple();
             return Old::Simple(Entry::simple(version, simple));
         }
-        if let Ok(slot) = tables.rich.find_entry(hash, |c| c.key() == key) {
+        if let Ok(slot) = tables.rich.find_entry(at.hash, |c| c.key() == at.key) {
             let (c, _) = slot.remove();
-            self.unaccount(bucket, pos, key, cell_ref(&c));
+            self.unaccount(at.bucket, at.pos, at.key, cell_ref(&c));
             return Old::Rich(c);
         }
         Old::Absent
     }
 
-    /// Stores `shape` under `key` in the table it belongs in, into the
+    /// Stores `shape` under the key at `at`, in the table it belongs in, into the
     /// digest and the byte count.
-    fn put(
-        &self,
-        bucket: &Bucket,
-        tables: &mut Tables,
-        pos: &Token,
-        key: &[u8],
-        hash: u64,
-        shape: Shape,
-    ) {
+    fn put(&self, at: &At<'_>, tables: &mut Tables, shape: Shape) {
         match shape {
             Shape::Simple(version, s) => {
-                let p = super::Packed::new(key, version, s.as_simple());
-                self.account(bucket, pos, key, p.view());
-                tables.simple.insert_unique(hash, p, |p| self.hash(p.key()));
+                let p = super::Packed::new(at.key, version, s.as_simple());
+                self.account(at.bucket, at.pos, at.key, p.view());
+                tables
+                    .simple
+                    .insert_unique(at.hash, p, |p| self.hash(p.key()));
             }
             Shape::Rich(c) => {
-                self.account(bucket, pos, key, cell_ref(&c));
-                tables.rich.insert_unique(hash, c, |c| self.hash(c.key()));
+                self.account(at.bucket, at.pos, at.key, cell_ref(&c));
+                tables
+                    .rich
+                    .insert_unique(at.hash, c, |c| self.hash(c.key()));
             }
         }
     }
+}
+
+/// Where a key's entry lies: its bucket, its ring position (for the
+/// bucket's digest), the key and its hash in the bucket's tables.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    bucket: &'a Bucket,
+    pos: &'a Token,
+    key: &'a [u8],
+    hash: u64,
 }
 
 /// What [`Store::merge_in_place`] did.
