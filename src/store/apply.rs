@@ -118,8 +118,7 @@ impl Store {
         };
         // The hot path: a string or tombstone over a string or tombstone.
         // (The packed table is probed only for a simple entry.)
-        let simple = entry.as_simple();
-        if let Some((new, slot)) = simple.and_then(|new| {
+        if let Some((new, slot)) = entry.as_simple().and_then(|new| {
             let slot = tables.simple.find_mut(hash, |p| p.key() == key)?;
             Some((new, slot))
         }) {
@@ -140,17 +139,14 @@ impl Store {
             self.count_transition(old_live, new != Simple::Dead);
             return applied;
         }
-        // A rich delta into a live cell (a typed write to a key that has
-        // its type): merged where it lies, with no removal from the table
-        // and insertion again, unless the state became simple.
-        if simple.is_none() {
-            match self.merge_in_place(&at, tables, entry, now_ms) {
-                InPlace::Done(a) => return a,
-                InPlace::NoCell => {}
-            }
+        // Anything into a live cell (a typed write to a key of its type,
+        // a SET or a DEL over a hash): merged where the cell lies.
+        if let Some(applied) = self.merge_in_place(&at, tables, entry, now_ms) {
+            return applied;
         }
-        // Anything else: take what is there out of its table, merge, and
-        // put the result where its shape belongs.
+        // Anything else (nothing there, a packed entry under a rich delta,
+        // a cell older than a flush): take what is there out of its table,
+        // merge, and put the result where its shape belongs.
         let old = self.take(&at, tables);
         let (old_live, old_deadline) = match &old {
             Old::Absent => (false, None),
@@ -163,14 +159,8 @@ impl Store {
             Old::Rich(c) => Some(c.version()),
         };
         if let Some(v) = old_version.filter(|v| !self.is_dead(*v)) {
-            // Live to a client: an expired key, or one whose newest piece
-            // is a removal, is not (DEL of it counts nothing, as in Redis).
-            applied.was_live = match &old {
-                Old::Rich(c) => c
-                    .kind(now_ms.unwrap_or_else(crate::clock::wall_millis))
-                    .is_some(),
-                _ => old_live,
-            };
+            // (A live cell was merged in place: what is here is packed.)
+            applied.was_live = old_live;
             applied.prior = Some(v);
         }
         let (merged, changed) = match old {
@@ -180,13 +170,11 @@ impl Store {
                 let changed = e.merge_in(entry);
                 (Shape::of(key, &e), changed)
             }
-            Old::Rich(mut c) => {
-                if self.is_dead(c.version()) {
-                    (Shape::of(key, entry), true)
-                } else {
-                    let changed = self.merge_cell(&mut c, entry);
-                    (Shape::from_cell(c), changed)
-                }
+            Old::Rich(c) => {
+                // Older than a flush (a live cell was merged in place, and
+                // the flush marker only moves forward): superseded.
+                debug_assert!(self.is_dead(c.version()), "a live cell merges in place");
+                (Shape::of(key, entry), true)
             }
         };
         if !changed {
@@ -206,23 +194,24 @@ impl Store {
         applied
     }
 
-    /// [`Store::apply_locked`]'s merge of the rich `entry` into the live
-    /// cell of `key`, in its table. Does what taking the cell out, merging
-    /// and putting it back does (the digest, the byte count, the expiry
-    /// index, the live count, what it reports), with one lookup.
+    /// [`Store::apply_locked`]'s merge of `entry` into the live cell of
+    /// the key at `at`, where it lies in its table, keeping the digest, the
+    /// byte count, the expiry index and the live count. A cell whose state
+    /// becomes a plain string or a tombstone moves to the packed table.
+    /// `None` when the key has no live cell.
     fn merge_in_place(
         &self,
         at: &At<'_>,
         tables: &mut Tables,
         entry: &Entry,
         now_ms: Option<u64>,
-    ) -> InPlace {
-        let Some(c) = tables.rich.find_mut(at.hash, |c| c.key() == at.key) else {
-            return InPlace::NoCell;
-        };
-        if self.is_dead(c.version()) {
-            return InPlace::NoCell;
-        }
+    ) -> Option<Applied> {
+        let c = tables
+            .rich
+            .find_mut(at.hash, |c| c.key() == at.key)
+            .filter(|c| !self.is_dead(c.version()))?;
+        // Live to a client: an expired key, or one whose newest piece is a
+        // removal, is not (DEL of it counts nothing, as in Redis).
         let mut applied = Applied {
             changed: true,
             duplicate: false,
@@ -233,7 +222,14 @@ impl Store {
         };
         let (old_live, old_deadline) = (!c.is_tombstone(), c.deadline());
         self.unaccount(at.bucket, at.pos, at.key, cell_ref(c));
-        if !self.merge_cell(c, entry) {
+        if let Some(marker) = self.flush_marker() {
+            // What an unswept flush left in the cell dies first.
+            c.merge(&Rich {
+                cleared: marker,
+                ..Rich::default()
+            });
+        }
+        if !entry.merge_into(c) {
             applied.changed = false;
             applied.duplicate = true;
         }
@@ -250,19 +246,7 @@ impl Store {
                 self.put(at, tables, Shape::of(at.key, &simple));
             }
         }
-        InPlace::Done(applied)
-    }
-
-    /// Merges `entry` into the live cell `c`, first clearing what an
-    /// unswept flush left in it. Returns whether the entry changed it.
-    fn merge_cell(&self, c: &mut Cell, entry: &Entry) -> bool {
-        if let Some(marker) = self.flush_marker() {
-            c.merge(&Rich {
-                cleared: marker,
-                ..Rich::default()
-            });
-        }
-        entry.with_rich(|r| c.merge_newest(r, entry.version()))
+        Some(applied)
     }
 
     /// Drops the old markers of removed elements from the cell of `key`
@@ -338,14 +322,6 @@ struct At<'a> {
     pos: &'a Token,
     key: &'a [u8],
     hash: u64,
-}
-
-/// What [`Store::merge_in_place`] did.
-enum InPlace {
-    /// Merged: what the merge did.
-    Done(Applied),
-    /// There is no live cell under the key: the general path merges.
-    NoCell,
 }
 
 /// A simple body, owned.

@@ -386,9 +386,9 @@ impl Cell {
     }
 
     /// [`Cell::merge`] for a caller that knows `delta`'s newest version
-    /// (an entry's version is its state's newest piece), which spares a
+    /// (a rich entry's: see [`super::Entry::merge_into`]), which spares a
     /// walk over the delta on every node that applies a typed write.
-    pub fn merge_newest(&mut self, delta: &Rich, newest: Version) -> bool {
+    pub(super) fn merge_newest(&mut self, delta: &Rich, newest: Version) -> bool {
         debug_assert_eq!(newest, delta.newest(), "the delta's newest version");
         let mut changed = false;
         // Most deltas (HSET, SADD, HDEL, SREM) carry no head at all.

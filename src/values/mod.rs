@@ -339,6 +339,18 @@ impl Entry {
         }
     }
 
+    /// Merges this entry into the cell `c`, as [`Cell::merge`] of its rich
+    /// form. Returns whether `c` changed. A rich entry's version is its
+    /// state's newest piece, which spares the merge a walk to find it; a
+    /// simple one's rich form can differ (a string at version zero is
+    /// cleared just before it, at a greater version), so it is walked.
+    pub fn merge_into(&self, c: &mut Cell) -> bool {
+        match &self.state {
+            State::Rich(r) => c.merge_newest(r, self.version),
+            _ => c.merge(&self.to_rich()),
+        }
+    }
+
     /// Calls `f` with the rich form of this entry, borrowed when it is
     /// rich (built for a simple one).
     pub fn with_rich<R>(&self, f: impl FnOnce(&Rich) -> R) -> R {
