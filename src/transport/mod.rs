@@ -32,6 +32,7 @@ pub mod mem;
 mod negotiate;
 #[cfg(test)]
 mod negotiation_tests;
+mod queue;
 mod stream;
 pub mod tcp;
 

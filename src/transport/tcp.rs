@@ -1,10 +1,10 @@
 //! The TCP peer transport: one persistent outbound connection per peer.
 //!
-//! Each destination address gets a *link*: a bounded queue and a task that
-//! connects, handshakes, and then drains the queue, encoding every message
-//! that is waiting into one buffer and writing it with one system call. A
-//! burst of replica writes to a peer therefore costs one write, not one per
-//! message. If connecting fails, the task backs off (doubling up to a cap)
+//! Each destination address gets a *link*: a bounded queue (the `queue`
+//! module) and a task that connects, handshakes, and then drains the queue,
+//! encoding every message that is waiting into one buffer and writing it
+//! with one system call. A burst of replica writes to a peer therefore costs
+//! one write, not one per message. If connecting fails, the task backs off (doubling up to a cap)
 //! and discards what queued meanwhile: a message that could not be sent
 //! promptly is better lost than delivered late, since every request has its
 //! own deadline and retargets on its own.
@@ -29,7 +29,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -37,6 +37,7 @@ use super::batch::Batch;
 pub use super::counters::NetStats;
 use super::fault::{Faults, Verdict};
 use super::handshake::{Connected, HANDSHAKE_TIMEOUT};
+use super::queue::Queue;
 use super::stream::PeerStream;
 use super::{PeerHandler, Transport, Versions};
 use crate::auth::{ClusterKey, KeyedRateLimit};
@@ -53,6 +54,8 @@ const MIN_BACKOFF: Duration = Duration::from_millis(20);
 /// heartbeat interval (an attempt costs one refused or timed-out SYN).
 const MAX_BACKOFF: Duration = Duration::from_millis(200);
 const BATCH_BYTES: usize = 256 * 1024;
+/// Room for this many taken messages is kept between a link's batches.
+const TAKEN_KEPT: usize = 4096;
 
 /// Settings of the TCP transport.
 #[derive(Clone, Debug)]
@@ -88,7 +91,7 @@ struct Outgoing {
 }
 
 struct Link {
-    tx: mpsc::Sender<Outgoing>,
+    queue: Arc<Queue<Outgoing>>,
     /// See [`Transport::reachable`]; written by the link task.
     up: Arc<AtomicBool>,
     /// The protocol version of the link's connection; 0 while it has none
@@ -108,7 +111,7 @@ impl Link {
             msg,
             faulted: false,
         };
-        let ok = self.tx.try_send(outgoing).is_ok();
+        let ok = self.queue.push(outgoing).is_ok();
         if !ok {
             stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -210,11 +213,10 @@ impl TcpTransport {
             .links
             .entry(addr.to_string())
             .or_insert_with(|| {
-                let (tx, rx) = mpsc::channel(self.inner.cfg.queue_len);
+                let queue = Arc::new(Queue::new(self.inner.cfg.queue_len));
                 let (reset, reset_rx) = watch::channel(0);
                 let (wake, wake_rx) = watch::channel(0);
                 let inner = self.inner.clone();
-                let link_tx = tx.clone();
                 let addr = addr.to_string();
                 let up = Arc::new(AtomicBool::new(true));
                 let version = Arc::new(AtomicU32::new(0));
@@ -224,9 +226,10 @@ impl TcpTransport {
                     up: up.clone(),
                     version: version.clone(),
                 };
-                tokio::spawn(async move { inner.run_link(addr, rx, link_tx, signals).await });
+                let link_queue = queue.clone();
+                tokio::spawn(async move { inner.run_link(addr, link_queue, signals).await });
                 Link {
-                    tx,
+                    queue,
                     up,
                     version,
                     reset,
@@ -323,9 +326,19 @@ impl Inner {
     async fn run_link(
         self: Arc<Self>,
         addr: String,
-        mut rx: mpsc::Receiver<Outgoing>,
-        tx: mpsc::Sender<Outgoing>,
+        queue: Arc<Queue<Outgoing>>,
         mut signals: Signals,
+    ) {
+        self.link_until_shutdown(&addr, &queue, &mut signals).await;
+        // Later sends fail at once, as they did to a closed channel.
+        queue.close();
+    }
+
+    async fn link_until_shutdown(
+        &self,
+        addr: &str,
+        queue: &Arc<Queue<Outgoing>>,
+        signals: &mut Signals,
     ) {
         let mut backoff = MIN_BACKOFF;
         let mut failures = 0u32;
@@ -337,7 +350,7 @@ impl Inner {
             // A connect that a partition left waiting for a SYN-ACK is given
             // up as soon as the peer is heard from: a fresh one gets through.
             let connected = tokio::select! {
-                c = self.connect(&addr) => c,
+                c = self.connect(addr) => c,
                 _ = signals.wake.changed() => Err(Error::Timeout(format!("connect to {addr} superseded"))),
             };
             match connected {
@@ -356,7 +369,7 @@ impl Inner {
                     self.set_version(&signals.version, version);
                     signals.up.store(true, Ordering::Relaxed);
                     if let Err(e) = self
-                        .pump(stream, &peer, version, &mut rx, &tx, &mut signals.reset)
+                        .pump(stream, &peer, version, queue, &mut signals.reset)
                         .await
                     {
                         debug!(%addr, error = %e, "peer link lost");
@@ -371,9 +384,8 @@ impl Inner {
                         debug!(%addr, error = %e, failures, "cannot reach peer");
                     }
                     // What queued while the peer was unreachable is stale.
-                    while rx.try_recv().is_ok() {
-                        self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-                    }
+                    let stale = queue.clear() as u64;
+                    self.stats.dropped.fetch_add(stale, Ordering::Relaxed);
                     tokio::select! {
                         _ = self.shutdown.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
@@ -416,13 +428,13 @@ impl Inner {
         mut stream: PeerStream,
         peer: &str,
         version: u32,
-        rx: &mut mpsc::Receiver<Outgoing>,
-        tx: &mpsc::Sender<Outgoing>,
+        queue: &Arc<Queue<Outgoing>>,
         reset: &mut watch::Receiver<u64>,
     ) -> Result<()> {
-        // One batch for the link's life: its buffer and the vectors of
-        // held-back messages keep their capacity from one write to the next.
+        // One batch and one vector of taken messages for the link's life:
+        // the buffers keep their capacity from one write to the next.
         let mut batch = Batch::new(self.cfg.max_frame, version);
+        let mut taken = Vec::new();
         loop {
             // Shutdown and reset are checked with two loads while messages
             // are waiting; the futures that wait for them are built only
@@ -435,38 +447,59 @@ impl Inner {
             if reset.has_changed().unwrap_or(true) {
                 return Err(reset_err());
             }
-            let first = match rx.try_recv() {
-                Ok(m) => Some(m),
-                Err(_) => tokio::select! {
+            if queue.take_into(&mut taken) == 0 {
+                tokio::select! {
                     biased;
                     _ = self.shutdown.cancelled() => return Ok(()),
                     _ = reset.changed() => return Err(reset_err()),
-                    m = rx.recv() => m,
-                },
-            };
-            let Some(first) = first else { return Ok(()) };
-            batch.count = 0;
-            self.announce_clock(peer, &mut batch);
-            self.frame(first, peer, &mut batch, tx);
-            while batch.buf.len() < BATCH_BYTES {
-                match rx.try_recv() {
-                    Ok(m) => self.frame(m, peer, &mut batch, tx),
-                    Err(_) => break,
+                    _ = queue.ready() => continue,
                 }
             }
-            batch.flush_held(&self.stats, peer);
-            if batch.buf.is_empty() {
-                continue;
+            let mut messages = taken.drain(..);
+            let mut opened = false;
+            while let Some(out) = messages.next() {
+                if !opened {
+                    batch.count = 0;
+                    self.announce_clock(peer, &mut batch);
+                    opened = true;
+                }
+                self.frame(out, peer, &mut batch, queue);
+                if batch.buf.len() >= BATCH_BYTES {
+                    opened = false;
+                    if let Err(e) = self.write(&mut stream, &mut batch, peer).await {
+                        // What was taken and not written is lost with the
+                        // connection, as a message queued behind it would be.
+                        let lost = messages.len() as u64;
+                        self.stats.dropped.fetch_add(lost, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
             }
-            tokio::time::timeout(self.cfg.write_timeout, stream.write_all(&batch.buf))
-                .await
-                .map_err(|_| Error::Timeout(format!("write to {peer}")))??;
-            self.stats.sent.fetch_add(batch.count, Ordering::Relaxed);
-            self.stats
-                .bytes_sent
-                .fetch_add(batch.buf.len() as u64, Ordering::Relaxed);
-            batch.buf.clear();
+            drop(messages);
+            // A burst's worth of room is not kept for good.
+            taken.shrink_to(TAKEN_KEPT);
+            if opened {
+                self.write(&mut stream, &mut batch, peer).await?;
+            }
         }
+    }
+
+    /// Encodes what the batch holds back, and writes the batch with one
+    /// system call (nothing when it is empty).
+    async fn write(&self, stream: &mut PeerStream, batch: &mut Batch, peer: &str) -> Result<()> {
+        batch.flush_held(&self.stats, peer);
+        if batch.buf.is_empty() {
+            return Ok(());
+        }
+        tokio::time::timeout(self.cfg.write_timeout, stream.write_all(&batch.buf))
+            .await
+            .map_err(|_| Error::Timeout(format!("write to {peer}")))??;
+        self.stats.sent.fetch_add(batch.count, Ordering::Relaxed);
+        self.stats
+            .bytes_sent
+            .fetch_add(batch.buf.len() as u64, Ordering::Relaxed);
+        batch.buf.clear();
+        Ok(())
     }
 
     /// Opens a socket write with this node's clocks, on a link that speaks
@@ -487,7 +520,7 @@ impl Inner {
 
     /// Appends one message to the batch (see [`Batch::add`]) unless fault
     /// injection says otherwise.
-    fn frame(&self, out: Outgoing, peer: &str, batch: &mut Batch, tx: &mpsc::Sender<Outgoing>) {
+    fn frame(&self, out: Outgoing, peer: &str, batch: &mut Batch, queue: &Arc<Queue<Outgoing>>) {
         if let (Some(f), false) = (&self.faults, out.faulted) {
             match f.outgoing(peer) {
                 Verdict::Pass => {}
@@ -497,16 +530,15 @@ impl Inner {
                 }
                 Verdict::Delay(d) => {
                     self.stats.faulted.fetch_add(1, Ordering::Relaxed);
-                    let tx = tx.clone();
+                    let queue = queue.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(d).await;
-                        // The link may be gone by then; the message is lost like any other.
-                        let _lost = tx
-                            .send(Outgoing {
-                                msg: out.msg,
-                                faulted: true,
-                            })
-                            .await;
+                        // The link may be gone or its queue full by then;
+                        // the message is lost like any other.
+                        let _lost = queue.push(Outgoing {
+                            msg: out.msg,
+                            faulted: true,
+                        });
                     });
                     return;
                 }
