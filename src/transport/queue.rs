@@ -11,6 +11,8 @@
 //!
 //! The queue is bounded, as the channel was: a message that finds `cap`
 //! messages waiting is dropped at once (see [`super::Transport::send`]).
+//! With what the link task took and is still writing, a link holds at most
+//! twice `cap` messages.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
