@@ -490,10 +490,10 @@ impl Shared {
             records,
             acks,
         } = log;
+        // The acknowledgements go to one peer: queued together (a drop is
+        // counted by the transport, and the coordinator retargets).
         if records == 0 {
-            for ack in acks {
-                self.net.send(&to.reply_to, ack);
-            }
+            self.net.send_all(&to.reply_to, acks);
             return;
         }
         let net: Arc<dyn Transport> = self.net.clone();
@@ -503,9 +503,7 @@ impl Shared {
             records,
             Box::new(move |result| match result {
                 Ok(()) => {
-                    for ack in acks {
-                        net.send(&reply_to, ack);
-                    }
+                    net.send_all(&reply_to, acks);
                 }
                 // The coordinator is told at once, so it need not wait out
                 // its timeout; the write stays unacknowledged here.

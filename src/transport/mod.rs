@@ -75,6 +75,21 @@ pub trait Transport: Send + Sync + 'static {
     /// dropped at once (queue full or shutting down).
     fn send(&self, addr: &str, msg: PeerMsg) -> bool;
 
+    /// [`Transport::send`] of each of `msgs`, in order, to the peer at
+    /// `addr`: for a batch of answers to one peer (a replica's
+    /// acknowledgements of a coalesced write), which the TCP transport
+    /// queues with one lookup of the link and one lock. Returns how many
+    /// were dropped at once.
+    fn send_all(&self, addr: &str, msgs: Vec<PeerMsg>) -> usize {
+        let mut dropped = 0;
+        for msg in msgs {
+            if !self.send(addr, msg) {
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+
     /// Drops the connection to `addr` (if any) and reconnects on the next
     /// message: used when the peer is marked down, so a connection that a
     /// partition left half-open is not reused after the heal.

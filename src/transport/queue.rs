@@ -67,6 +67,29 @@ impl<T> Queue<T> {
         Ok(())
     }
 
+    /// [`Self::push`] of each of `items` in turn, under one lock; how many
+    /// found the queue full or closed (those are dropped).
+    pub(super) fn push_all(&self, items: impl IntoIterator<Item = T>) -> usize {
+        let mut refused = Vec::new();
+        let first = {
+            let mut state = self.lock();
+            let was_empty = state.items.is_empty();
+            for item in items {
+                if state.closed || state.items.len() >= self.cap {
+                    refused.push(item);
+                } else {
+                    state.items.push(item);
+                }
+            }
+            was_empty && !state.items.is_empty()
+        };
+        if first {
+            self.ready.notify_one();
+        }
+        // Dropped after the lock is released.
+        refused.len()
+    }
+
     /// Moves everything waiting into `into`, which must be empty (its
     /// capacity goes to the queue); how many items that was.
     pub(super) fn take_into(&self, into: &mut Vec<T>) -> usize {
@@ -129,6 +152,27 @@ mod tests {
         // Room again once taken.
         assert!(q.push(4).is_ok());
         assert_eq!(got, vec![1, 2]);
+    }
+
+    #[test]
+    fn push_all_queues_in_order_what_fits_and_counts_the_rest() {
+        let q = Queue::new(4);
+        q.push(0).unwrap();
+        assert_eq!(q.push_all(1..=5), 2, "room for three of five");
+        let mut got = Vec::new();
+        q.take_into(&mut got);
+        assert_eq!(got, vec![0, 1, 2, 3]);
+        q.close();
+        assert_eq!(q.push_all(6..=7), 2, "a closed queue takes none");
+    }
+
+    #[tokio::test]
+    async fn push_all_into_an_empty_queue_wakes_the_consumer() {
+        let q = Queue::new(8);
+        assert_eq!(q.push_all([1, 2]), 0);
+        tokio::time::timeout(Duration::from_secs(5), q.ready())
+            .await
+            .expect("a batch pushed into an empty queue rings");
     }
 
     #[test]

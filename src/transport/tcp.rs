@@ -248,6 +248,22 @@ impl Transport for TcpTransport {
         self.link(addr).enqueue(msg, &self.inner.stats)
     }
 
+    fn send_all(&self, addr: &str, msgs: Vec<PeerMsg>) -> usize {
+        if self.inner.shutdown.is_cancelled() {
+            return msgs.len();
+        }
+        let outgoing = msgs.into_iter().map(|msg| Outgoing {
+            msg,
+            faulted: false,
+        });
+        let dropped = self.link(addr).queue.push_all(outgoing);
+        if dropped > 0 {
+            let stats = &self.inner.stats;
+            stats.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        dropped
+    }
+
     fn send_if_reachable(&self, addr: &str, msg: PeerMsg) -> Option<bool> {
         if self.inner.shutdown.is_cancelled() {
             return Some(false);
