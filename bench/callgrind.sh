@@ -98,6 +98,8 @@ for t in $TESTS; do
         awk '/^ringkv_peer_messages_received_by_kind/ {s += $NF} END {printf "%d\n", s}'
     }
     last=$(received)
+    # No counter read (a renamed metric, an admin port elsewhere) would make the wait a no-op: say so.
+    [ "$last" -gt 0 ] || echo "warning: no peer_messages_received_by_kind on n$VG_NODE's /metrics; not waiting" >&2
     for _ in $(seq 300); do
       sleep 1
       now=$(received)

@@ -102,9 +102,19 @@ pub struct Parts<'a> {
 }
 
 impl Parts<'_> {
+    /// Bytes of its payload (the frame less its header).
+    fn payload_len(&self) -> usize {
+        PAYLOAD_FIXED_LEN + self.key.len() + self.body.len()
+    }
+
+    /// Bytes its frame takes in a log file, header included.
+    pub fn encoded_len(&self) -> usize {
+        FRAME_HEADER_LEN + self.payload_len()
+    }
+
     /// Why this record cannot be logged, if it cannot (too big).
     pub fn check(&self) -> Result<(), String> {
-        let payload = PAYLOAD_FIXED_LEN + self.key.len() + self.body.len();
+        let payload = self.payload_len();
         if payload > MAX_PAYLOAD {
             return Err(format!(
                 "record of {payload} bytes exceeds the log limit of {MAX_PAYLOAD}"
@@ -117,7 +127,7 @@ impl Parts<'_> {
     /// [`Parts::check`]; lengths are bounded by [`MAX_PAYLOAD`].
     pub fn encode_into(&self, buf: &mut BytesMut) {
         let (key, body) = (self.key, self.body);
-        let payload_len = PAYLOAD_FIXED_LEN + key.len() + body.len();
+        let payload_len = self.payload_len();
         buf.reserve(FRAME_HEADER_LEN + payload_len);
         let start = buf.len();
         // The fixed part is assembled on the stack and appended at once: a
@@ -153,7 +163,7 @@ impl Record {
     /// Bytes this record takes in a log file, frame header included. Useful
     /// to estimate the live data size for the compaction threshold.
     pub fn encoded_len(&self) -> usize {
-        FRAME_HEADER_LEN + PAYLOAD_FIXED_LEN + self.key.len() + self.body.parts().1.len()
+        self.parts().encoded_len()
     }
 }
 

@@ -52,10 +52,11 @@ impl Logged {
     }
 }
 
-/// About the bytes of a write's log frame (header, fixed fields, key,
-/// body), for [`Logged::with_room`].
-fn frame_hint(key: &[u8], entry: &Entry) -> usize {
-    key.len() + entry.payload_len() + 16
+/// The bytes of a write's log frame, for [`Logged::with_room`] (0 for an
+/// entry that cannot be logged, which is refused later). A rich entry's
+/// encoding is kept, so the write's own `log_parts` does not redo it.
+fn frame_len(key: &[u8], entry: &Entry) -> usize {
+    log_parts(key, entry).map_or(0, |parts| parts.encoded_len())
 }
 
 impl PeerHandler for Shared {
@@ -108,7 +109,7 @@ impl PeerHandler for Shared {
                 return;
             }
             PeerMsg::Puts { items } => {
-                let bytes = items.iter().map(|(_, k, e)| frame_hint(k, e)).sum();
+                let bytes = items.iter().map(|(_, k, e)| frame_len(k, e)).sum();
                 let mut log = Logged::with_room(items.len(), bytes);
                 for (id, key, entry) in &items {
                     self.replica_write(from, *id, key, entry, &mut log);
@@ -174,7 +175,7 @@ impl PeerHandler for Shared {
                 return;
             }
             PeerMsg::Applies { items } => {
-                let bytes = items.iter().map(|r| frame_hint(&r.key, &r.entry)).sum();
+                let bytes = items.iter().map(|r| frame_len(&r.key, &r.entry)).sum();
                 let mut log = Logged::with_room(items.len(), bytes);
                 for req in &items {
                     self.typed_write(from, req, &mut log);
@@ -490,8 +491,9 @@ impl Shared {
             records,
             acks,
         } = log;
-        // The acknowledgements go to one peer: queued together (a drop is
-        // counted by the transport, and the coordinator retargets).
+        // The acknowledgements go to one peer, queued together. A drop is
+        // counted by the transport, as `send`'s are, and the coordinator
+        // retargets.
         if records == 0 {
             self.net.send_all(&to.reply_to, acks);
             return;

@@ -78,16 +78,12 @@ pub trait Transport: Send + Sync + 'static {
     /// [`Transport::send`] of each of `msgs`, in order, to the peer at
     /// `addr`: for a batch of answers to one peer (a replica's
     /// acknowledgements of a coalesced write), which the TCP transport
-    /// queues with one lookup of the link and one lock. Returns how many
-    /// were dropped at once.
-    fn send_all(&self, addr: &str, msgs: Vec<PeerMsg>) -> usize {
-        let mut dropped = 0;
+    /// queues with one lookup of the link and one lock. What is dropped is
+    /// dropped (and counted) as by `send`.
+    fn send_all(&self, addr: &str, msgs: Vec<PeerMsg>) {
         for msg in msgs {
-            if !self.send(addr, msg) {
-                dropped += 1;
-            }
+            self.send(addr, msg);
         }
-        dropped
     }
 
     /// Drops the connection to `addr` (if any) and reconnects on the next

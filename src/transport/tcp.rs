@@ -4,10 +4,10 @@
 //! module) and a task that connects, handshakes, and then drains the queue,
 //! encoding every message that is waiting into one buffer and writing it
 //! with one system call. A burst of replica writes to a peer therefore costs
-//! one write, not one per message. If connecting fails, the task backs off (doubling up to a cap)
-//! and discards what queued meanwhile: a message that could not be sent
-//! promptly is better lost than delivered late, since every request has its
-//! own deadline and retargets on its own.
+//! one write, not one per message. If connecting fails, the task backs off
+//! (doubling up to a cap) and discards what queued meanwhile: a message that
+//! could not be sent promptly is better lost than delivered late, since every
+//! request has its own deadline and retargets on its own.
 //!
 //! Each node *accepts* connections and only reads from them; replies travel
 //! back over the replier's own outbound link to the `reply_to` address the
@@ -116,6 +116,16 @@ impl Link {
             stats.dropped.fetch_add(1, Ordering::Relaxed);
         }
         ok
+    }
+
+    /// [`Link::enqueue`] of each of `msgs`, under one lock of the queue.
+    fn enqueue_all(&self, msgs: Vec<PeerMsg>, stats: &NetStats) {
+        let outgoing = msgs.into_iter().map(|msg| Outgoing {
+            msg,
+            faulted: false,
+        });
+        let dropped = self.queue.push_all(outgoing);
+        stats.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
     }
 }
 
@@ -248,20 +258,11 @@ impl Transport for TcpTransport {
         self.link(addr).enqueue(msg, &self.inner.stats)
     }
 
-    fn send_all(&self, addr: &str, msgs: Vec<PeerMsg>) -> usize {
+    fn send_all(&self, addr: &str, msgs: Vec<PeerMsg>) {
         if self.inner.shutdown.is_cancelled() {
-            return msgs.len();
+            return;
         }
-        let outgoing = msgs.into_iter().map(|msg| Outgoing {
-            msg,
-            faulted: false,
-        });
-        let dropped = self.link(addr).queue.push_all(outgoing);
-        if dropped > 0 {
-            let stats = &self.inner.stats;
-            stats.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
-        }
-        dropped
+        self.link(addr).enqueue_all(msgs, &self.inner.stats);
     }
 
     fn send_if_reachable(&self, addr: &str, msg: PeerMsg) -> Option<bool> {

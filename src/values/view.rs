@@ -204,10 +204,10 @@ pub(super) fn string_newest_of(
     if shards.is_empty() {
         return register;
     }
-    shards
-        .values()
-        .map(|s| s.version)
-        .fold(register, |newest, v| Some(newest.map_or(v, |n| n.max(v))))
+    register
+        .into_iter()
+        .chain(shards.values().map(|s| s.version))
+        .max()
 }
 
 /// The type of a key from the newest version of each type's pieces
@@ -226,13 +226,14 @@ pub(super) fn kind_from(
     // for every typed write on every node, and the iterator cost about 120
     // instructions a call. Of equal versions the later type wins, as
     // `max_by_key` chose (the test `kind_from_matches_max_by_key` checks).
-    let newer = |best: Option<(super::Version, Kind)>, v: Option<super::Version>, k: Kind| match (
-        best, v,
-    ) {
-        (_, None) => best,
-        (Some((b, _)), Some(v)) if v < b => best,
-        (_, Some(v)) => Some((v, k)),
-    };
+    type Newest = Option<(super::Version, Kind)>;
+    fn newer(best: Newest, v: Option<super::Version>, k: Kind) -> Newest {
+        match (best, v) {
+            (Some((b, _)), Some(v)) if v < b => best,
+            (_, Some(v)) => Some((v, k)),
+            (_, None) => best,
+        }
+    }
     let newest = newer(
         newer(newer(None, string, Kind::String), hash, Kind::Hash),
         set,
